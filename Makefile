@@ -1,0 +1,68 @@
+# The two commands: `make demo` and `make test`. Everything else here serves them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# Debian packages the tests need; installed only when absent.
+APT_PACKAGES := chromium redis-server postgresql
+
+.PHONY: demo test venv deps dev-deps apt-deps migrate seed demo-plugin serve lint bench clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.deps: requirements.txt pyproject.toml | $(VENV)/bin/python
+	$(PIP) install --quiet -r requirements.txt
+	$(PIP) install --quiet --no-deps -e .
+	touch $@
+
+$(VENV)/.dev-deps: requirements-dev.txt $(VENV)/.deps
+	$(PIP) install --quiet -r requirements-dev.txt
+	touch $@
+
+deps: $(VENV)/.deps
+dev-deps: $(VENV)/.dev-deps
+
+apt-deps:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+migrate: deps
+	$(PY) manage.py migrate --noinput -v0
+
+seed: migrate
+	$(PY) manage.py seed_demo
+
+demo-plugin: migrate
+	$(PY) manage.py demo_plugin
+
+serve:
+	$(PY) manage.py collectstatic --noinput -v0
+	@echo "Serving on http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/)"
+	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) project.asgi:application
+
+demo: seed demo-plugin serve
+
+lint: dev-deps
+	$(VENV)/bin/ruff check .
+
+test: apt-deps dev-deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest -q
+
+bench: dev-deps
+	$(PY) -m benchmarks all
+
+clean:
+	rm -rf $(VENV) db.sqlite3 var build test-artifacts

@@ -1,0 +1,160 @@
+"""System checks: each misconfiguration gets a stable id and a hint that says the fix.
+
+Ids are stable: ``gonext_plugins.E001`` will always mean the same thing, so sites can silence a
+warning knowingly with ``SILENCED_SYSTEM_CHECKS``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
+
+from .conf import DEFAULTS, settings
+
+# Bounds the host will accept for its own caps. Beyond them the sandbox stops meaning much.
+RANGES: dict[str, tuple[float, float]] = {
+    "MAX_BUNDLE_BYTES": (1024, 512 * 1024 * 1024),
+    "MAX_UNPACKED_BYTES": (1024, 2 * 1024 * 1024 * 1024),
+    "MAX_COMPRESSION_RATIO": (1, 10_000),
+    "MAX_REQUEST_BYTES": (1024, 4 * 1024 * 1024 * 1024),
+    "MEMORY_PAGES": (1, 65_536),
+    "FUEL": (1_000, 10**13),
+    "SOFT_TIMEOUT_MS": (1, 600_000),
+    "HARD_TIMEOUT_MS": (1, 600_000),
+    "MIN_INSTANCES": (0, 1_024),
+    "MAX_INSTANCES": (1, 1_024),
+    "MAX_HOST_CALLS": (1, 10**7),
+    "MAX_INPUT_BYTES": (1, 1024 * 1024 * 1024),
+    "MAX_OUTPUT_BYTES": (1, 1024 * 1024 * 1024),
+    "SYNC_INTERVAL": (0.05, 3_600),
+    "QUARANTINE_FAULTS": (1, 10**6),
+    "QUARANTINE_WINDOW": (1, 86_400 * 7),
+    "LOG_RATE": (1, 10**6),
+    "LOG_BURST": (1, 10**7),
+    "LOG_BACKLOG": (10, 10**7),
+    "LOG_MAX_MESSAGE_BYTES": (64, 1024 * 1024),
+}
+
+
+@register(Tags.security, deploy=False)
+def check_dev_mode(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMessage]:
+    """Dev mode installs unsigned code and opens an install endpoint: never on a live site."""
+    try:
+        dev_mode = settings.DEV_MODE
+    except ImproperlyConfigured:
+        return []
+    if dev_mode and not django_settings.DEBUG:
+        return [
+            Error(
+                "GONEXT_PLUGINS['DEV_MODE'] is on while DEBUG is off.",
+                hint="Dev mode installs unsigned plugins and exposes /_/plugins/dev/install. "
+                "Turn it off in production, or turn DEBUG on for local development.",
+                id="gonext_plugins.E001",
+            )
+        ]
+    return []
+
+
+@register()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMessage]:
+    """Unknown keys and values out of range."""
+    try:
+        user = settings.user_settings
+    except ImproperlyConfigured as exc:
+        return [
+            Error(str(exc), hint="Fix the key's spelling or remove it.", id="gonext_plugins.E002")
+        ]
+    problems: list[CheckMessage] = []
+    for key, (low, high) in RANGES.items():
+        value = user.get(key, DEFAULTS[key])
+        if key == "FUEL" and value is None:
+            continue  # fuel metering off: allowed, deadlines still bound each call
+        if not isinstance(value, int | float) or isinstance(value, bool) or not low <= value <= high:
+            problems.append(
+                Error(
+                    f"GONEXT_PLUGINS[{key!r}] = {value!r} is out of range.",
+                    hint=f"Use a number from {low:g} to {high:g} (default {DEFAULTS[key]!r}).",
+                    id="gonext_plugins.E003",
+                )
+            )
+    soft, hard = user.get("SOFT_TIMEOUT_MS", DEFAULTS["SOFT_TIMEOUT_MS"]), user.get(
+        "HARD_TIMEOUT_MS", DEFAULTS["HARD_TIMEOUT_MS"]
+    )
+    if isinstance(soft, int | float) and isinstance(hard, int | float) and hard < soft:
+        problems.append(
+            Error(
+                f"HARD_TIMEOUT_MS ({hard}) is below SOFT_TIMEOUT_MS ({soft}).",
+                hint="The hard deadline stops the call; the soft one only warns. Make hard >= soft.",
+                id="gonext_plugins.E004",
+            )
+        )
+    low_inst = user.get("MIN_INSTANCES", DEFAULTS["MIN_INSTANCES"])
+    high_inst = user.get("MAX_INSTANCES", DEFAULTS["MAX_INSTANCES"])
+    if isinstance(low_inst, int) and isinstance(high_inst, int) and low_inst > high_inst:
+        problems.append(
+            Error(
+                f"MIN_INSTANCES ({low_inst}) is above MAX_INSTANCES ({high_inst}).",
+                hint="Lower MIN_INSTANCES or raise MAX_INSTANCES.",
+                id="gonext_plugins.E005",
+            )
+        )
+    return problems
+
+
+@register()
+def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMessage]:
+    """The in-memory channel layer cannot carry log lines or control messages between processes."""
+    layers = getattr(django_settings, "CHANNEL_LAYERS", {}) or {}
+    backend = layers.get("default", {}).get("BACKEND", "")
+    if not backend:
+        return [
+            Warning(
+                "No default channel layer is configured.",
+                hint="Live logs need a channel layer: set CHANNEL_LAYERS['default'] "
+                "(channels.layers.InMemoryChannelLayer for one process, channels_redis for several).",
+                id="gonext_plugins.W002",
+            )
+        ]
+    engine = django_settings.DATABASES.get("default", {}).get("ENGINE", "")
+    several = int(os.environ.get("WEB_CONCURRENCY", "1") or 1) > 1 or "sqlite" not in engine
+    if backend.endswith("InMemoryChannelLayer") and several:
+        return [
+            Warning(
+                "The in-memory channel layer is used while several processes serve this site.",
+                hint="Log lines reach only pages served by the process that logged them. "
+                "Use channels_redis.core.RedisChannelLayer (set REDIS_URL in the demo).",
+                id="gonext_plugins.W003",
+            )
+        ]
+    return []
+
+
+@register(Tags.database)
+def check_trusted_keys(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMessage]:
+    """Without a trusted key, nothing signed can be installed (run with ``check --database``)."""
+    databases = kwargs.get("databases") or []
+    if "default" not in databases:
+        return []
+    from django.db import DatabaseError
+
+    from .models import PublisherKey
+
+    try:
+        has_key = PublisherKey.objects.filter(trusted=True, revoked_at__isnull=True).exists()
+    except DatabaseError:
+        return []  # not migrated yet; migrate's own messages say so
+    if has_key or settings.DEV_MODE:
+        return []
+    return [
+        Warning(
+            "No trusted publisher key: no signed plugin can be installed.",
+            hint="Add one with `manage.py plugin trust-key NAME PUBLIC_KEY` or in the admin "
+            "under Plugins → Publisher keys.",
+            id="gonext_plugins.W001",
+        )
+    ]

@@ -1,0 +1,129 @@
+"""One settings object for the app, read from the ``GONEXT_PLUGINS`` dict in Django settings.
+
+Modelled on DRF's ``api_settings``: every key has a default in :data:`DEFAULTS`, dotted import
+paths are resolved lazily, and an unknown key is an error (a typo should fail loudly, not be
+silently ignored). Values are re-read when Django's ``setting_changed`` signal fires, so
+``override_settings(GONEXT_PLUGINS=...)`` works in tests.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+
+MiB = 1024 * 1024
+
+DEFAULTS: dict[str, Any] = {
+    # Signatures and dev mode.
+    "DEV_MODE": False,  # allow unsigned bundles and the dev install endpoint; refused with DEBUG off
+    # Bundle caps: checked before anything is unpacked.
+    "MAX_BUNDLE_BYTES": 10 * MiB,
+    "MAX_UNPACKED_BYTES": 32 * MiB,
+    "MAX_COMPRESSION_RATIO": 100,
+    # Whole request bodies (uploads included) over this are refused with 413 before being read.
+    "MAX_REQUEST_BYTES": 12 * MiB,
+    # Host-wide runtime caps; a plugin's manifest may only ask for less.
+    "MEMORY_PAGES": 256,
+    "FUEL": 50_000_000,
+    "SOFT_TIMEOUT_MS": 100,
+    "HARD_TIMEOUT_MS": 1_000,
+    "MIN_INSTANCES": 1,
+    "MAX_INSTANCES": 4,
+    "MAX_HOST_CALLS": 1_000,
+    "MAX_INPUT_BYTES": 1 * MiB,
+    "MAX_OUTPUT_BYTES": 4 * MiB,
+    "CACHE_DIR": None,  # compiled-artifact cache; None = <MEDIA_ROOT>/gonext_plugins/cache
+    # Cross-process sync and fault handling.
+    "SYNC_INTERVAL": 1.0,
+    "QUARANTINE_FAULTS": 5,
+    "QUARANTINE_WINDOW": 60.0,
+    "RAISE_FAULTS": False,  # strict mode: a plugin fault raises instead of passing the value through
+    # Storage for plugin blobs: a dotted path to a Storage class, or None for default_storage.
+    "STORAGE": None,
+    # Built-in host functions.
+    "KV_MAX_KEYS": 1_000,
+    "KV_MAX_VALUE_BYTES": 64 * 1024,
+    "KV_MAX_TOTAL_BYTES": 4 * MiB,
+    "HTTP_TIMEOUT": 5.0,
+    "HTTP_MAX_RESPONSE_BYTES": 1 * MiB,
+    # Logs.
+    "LOG_RATE": 200.0,
+    "LOG_BURST": 1_000,
+    "LOG_BACKLOG": 2_000,
+    "LOG_MAX_MESSAGE_BYTES": 4096,
+    # Metrics endpoint: who may read /metrics beside staff.
+    "METRICS_ALLOW_LOOPBACK": True,
+}
+
+# Keys whose values are dotted import paths, resolved on first access.
+IMPORT_STRINGS = {"STORAGE"}
+
+
+def _import(path: str, key: str) -> Any:
+    module_path, _, attr = path.rpartition(".")
+    try:
+        return getattr(import_module(module_path), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ImproperlyConfigured(f"GONEXT_PLUGINS[{key!r}] = {path!r} cannot be imported: {exc}")
+
+
+class PluginSettings:
+    """Attribute access to the merged settings, validated against :data:`DEFAULTS`."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
+        self._user: dict[str, Any] | None = None
+
+    @property
+    def user_settings(self) -> dict[str, Any]:
+        if self._user is None:
+            from django.conf import settings as django_settings
+
+            user = getattr(django_settings, "GONEXT_PLUGINS", {}) or {}
+            unknown = sorted(set(user) - set(DEFAULTS))
+            if unknown:
+                raise ImproperlyConfigured(
+                    f"Unknown GONEXT_PLUGINS setting(s): {', '.join(unknown)}. "
+                    f"Known settings: {', '.join(sorted(DEFAULTS))}."
+                )
+            self._user = dict(user)
+        return self._user
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("_") or key not in DEFAULTS:
+            raise AttributeError(f"Invalid GONEXT_PLUGINS setting: {key!r}")
+        if key in self._cache:
+            return self._cache[key]
+        value = self.user_settings.get(key, DEFAULTS[key])
+        if key in IMPORT_STRINGS and isinstance(value, str):
+            value = _import(value, key)
+        self._cache[key] = value
+        return value
+
+    def reload(self) -> None:
+        """Forget cached values (after ``override_settings``)."""
+        self._cache.clear()
+        self._user = None
+
+    @property
+    def cache_dir(self) -> str:
+        """Where compiled wasm artifacts are cached (a directory path)."""
+        if self.CACHE_DIR:
+            return str(self.CACHE_DIR)
+        from django.conf import settings as django_settings
+
+        return str(django_settings.MEDIA_ROOT) + "/gonext_plugins/cache"
+
+
+settings = PluginSettings()
+
+
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting == "GONEXT_PLUGINS":
+        settings.reload()
+
+
+setting_changed.connect(_reload)

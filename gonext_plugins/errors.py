@@ -1,0 +1,192 @@
+"""Typed errors for every layer of gonext_plugins.
+
+Every error derives from :class:`PluginError`, carries the plugin slug when one is known, and has a
+stable machine-readable ``code`` that the API uses as its ``error`` field. Messages are written for
+people: they say what went wrong and, where possible, what to do. They never include a Python
+traceback, so they are safe to show to an API client or to hand back to a guest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+
+class PluginError(Exception):
+    """Base class: something about a plugin went wrong."""
+
+    code = "plugin_error"
+
+    def __init__(self, message: str, *, plugin: str | None = None) -> None:
+        self.message = message
+        self.plugin = plugin
+        super().__init__(f"[{plugin}] {message}" if plugin else message)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The API's error shape: ``{"error", "detail", "problems"}``."""
+        return {"error": self.code, "detail": self.message, "problems": []}
+
+
+# --- runtime (layer 1) -----------------------------------------------------------------------
+
+
+class InvalidLimits(PluginError, ValueError):
+    """A ``Limits`` value is out of range (zero, negative, hard below soft, too much memory)."""
+
+    code = "invalid_limits"
+
+
+class PluginLoadError(PluginError):
+    """The module cannot be loaded: bad bytes, a missing export, a forbidden import, or memory
+    over the cap."""
+
+    code = "load_error"
+
+
+class PluginTrap(PluginError):
+    """The guest trapped: an explicit ``gn_panic``, a wasm trap, running out of fuel, a deadline."""
+
+    code = "trap"
+
+    def __init__(self, message: str, *, plugin: str | None = None, guest_message: str | None = None,
+                 frames: Sequence[str] = ()) -> None:
+        super().__init__(message, plugin=plugin)
+        self.guest_message = guest_message
+        self.frames = list(frames)
+
+
+class PluginTimeout(PluginTrap):
+    """The call overran its hard wall-clock deadline."""
+
+    code = "timeout"
+
+
+class HookError(PluginError):
+    """The guest returned one of ABI.md's negative statuses, or a result the host cannot accept.
+
+    ``status`` is one of ``error``, ``out_of_memory``, ``bad_payload``, ``unknown_hook``,
+    ``bad_result``.
+    """
+
+    code = "hook_error"
+
+    def __init__(self, message: str, *, status: str, plugin: str | None = None) -> None:
+        super().__init__(message, plugin=plugin)
+        self.status = status
+
+    def as_dict(self) -> dict[str, Any]:
+        data = super().as_dict()
+        data["status"] = self.status
+        return data
+
+
+class PayloadTooLarge(PluginError):
+    """A payload is over the input cap; refused before any guest call."""
+
+    code = "payload_too_large"
+
+
+class CapabilityDenied(PluginError):
+    """The plugin called a host function whose capability it has not been granted."""
+
+    code = "capability_denied"
+
+    def __init__(self, message: str, *, capability: str, plugin: str | None = None) -> None:
+        super().__init__(message, plugin=plugin)
+        self.capability = capability
+
+
+class PoolTimeout(PluginError):
+    """No instance became free within the checkout timeout."""
+
+    code = "pool_timeout"
+
+
+class PluginClosed(PluginError):
+    """The plugin (or its runtime) was closed; it takes no new calls."""
+
+    code = "plugin_closed"
+
+
+# --- data (layer 2) ---------------------------------------------------------------------------
+
+
+class BundleError(PluginError):
+    """The ``.gnplugin`` file is not an acceptable bundle (not a zip, too big, bad entries, ...)."""
+
+    code = "bad_bundle"
+
+
+class ManifestError(PluginError):
+    """The manifest fails the schema. ``problems`` lists *every* problem with its JSON path."""
+
+    code = "bad_manifest"
+
+    def __init__(self, problems: Iterable[tuple[str, str]] | str, *, plugin: str | None = None) -> None:
+        if isinstance(problems, str):
+            problems = [("$", problems)]
+        self.problems: list[tuple[str, str]] = list(problems)
+        lines = "; ".join(f"{path}: {text}" for path, text in self.problems)
+        count = len(self.problems)
+        super().__init__(f"manifest has {count} problem{'s' if count != 1 else ''}: {lines}",
+                         plugin=plugin)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = super().as_dict()
+        data["problems"] = [{"path": path, "message": text} for path, text in self.problems]
+        return data
+
+
+class SignatureError(PluginError):
+    """The bundle's signature is missing, invalid, or made by a key this site does not trust."""
+
+    code = "bad_signature"
+
+    def __init__(self, message: str, *, plugin: str | None = None, fingerprint: str | None = None) -> None:
+        super().__init__(message, plugin=plugin)
+        self.fingerprint = fingerprint
+
+
+class UnknownCapability(PluginError):
+    """A grant or a registration names a capability the registry does not know."""
+
+    code = "unknown_capability"
+
+
+# --- lifecycle (layer 3) ----------------------------------------------------------------------
+
+
+class LifecycleError(PluginError):
+    """A lifecycle operation cannot be done in the plugin's current state."""
+
+    code = "lifecycle_error"
+
+
+class PluginNotFound(LifecycleError):
+    code = "not_found"
+
+
+class PluginExists(LifecycleError):
+    code = "plugin_exists"
+
+
+class VersionConflict(LifecycleError):
+    """Same slug and version with different bytes: versions are immutable."""
+
+    code = "version_conflict"
+
+
+class ConsentRequired(LifecycleError):
+    """Required capabilities have not been granted. ``missing`` lists them."""
+
+    code = "consent_required"
+
+    def __init__(self, message: str, *, missing: Iterable[str], plugin: str | None = None) -> None:
+        super().__init__(message, plugin=plugin)
+        self.missing = sorted(missing)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = super().as_dict()
+        data["problems"] = [{"capability": name} for name in self.missing]
+        data["missing"] = self.missing
+        return data

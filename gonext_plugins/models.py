@@ -1,0 +1,164 @@
+"""Database state of plugins. Thin on purpose: ``gonext_plugins.lifecycle`` is the only writer of
+plugin state, so the rules live in one place and every change is audited."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class PluginState(models.TextChoices):
+    INACTIVE = "inactive", "Inactive"
+    ACTIVE = "active", "Active"
+    QUARANTINED = "quarantined", "Quarantined"
+    PENDING_CONSENT = "pending_consent", "Pending consent"
+
+
+class Plugin(models.Model):
+    """One installed plugin, whatever its versions."""
+
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    author = models.CharField(max_length=200, blank=True)
+    homepage = models.URLField(blank=True)
+    state = models.CharField(max_length=20, choices=PluginState.choices, default=PluginState.INACTIVE)
+    active_version = models.ForeignKey(
+        "PluginVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["slug"]
+        permissions = [
+            ("install_plugin", "Can install, upgrade, roll back and uninstall plugins"),
+            ("activate_plugin", "Can activate and deactivate plugins"),
+            ("grant_capability", "Can grant and revoke plugin capabilities"),
+            ("view_plugin_logs", "Can watch plugin logs"),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class PublisherKey(models.Model):
+    """An ed25519 public key that may sign bundles. Only trusted, unrevoked keys install."""
+
+    name = models.CharField(max_length=200)
+    public_key = models.CharField(max_length=64, unique=True, help_text="base64 of the 32-byte key")
+    fingerprint = models.CharField(max_length=64, unique=True, help_text="sha256 hex of the raw key")
+    trusted = models.BooleanField(default=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.fingerprint[:16]})"
+
+    @property
+    def usable(self) -> bool:
+        return self.trusted and self.revoked_at is None
+
+
+class PluginVersion(models.Model):
+    """One immutable version of a plugin: its manifest and the wasm blob stored under its sha256."""
+
+    plugin = models.ForeignKey(Plugin, on_delete=models.CASCADE, related_name="versions")
+    version = models.CharField(max_length=64)
+    abi = models.PositiveSmallIntegerField(default=1)
+    manifest = models.JSONField()
+    wasm_sha256 = models.CharField(max_length=64, db_index=True)
+    wasm_size = models.PositiveIntegerField(default=0)
+    blob_name = models.CharField(max_length=255, help_text="storage name of the wasm blob")
+    bundle_sha256 = models.CharField(max_length=64, blank=True)
+    signature = models.TextField(blank=True, help_text="base64 ed25519 signature; empty if unsigned")
+    signed = models.BooleanField(default=False)
+    publisher_key = models.ForeignKey(
+        PublisherKey, null=True, blank=True, on_delete=models.PROTECT, related_name="versions"
+    )
+    installed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["plugin", "-installed_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["plugin", "version"], name="gonext_unique_plugin_version"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.plugin.slug}@{self.version}"
+
+
+class CapabilityGrant(models.Model):
+    """A capability the admin granted to a plugin."""
+
+    plugin = models.ForeignKey(Plugin, on_delete=models.CASCADE, related_name="grants")
+    capability = models.CharField(max_length=100)
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    granted_at = models.DateTimeField(auto_now_add=True)
+    requested_by_version = models.ForeignKey(
+        PluginVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["plugin", "capability"]
+        constraints = [
+            models.UniqueConstraint(fields=["plugin", "capability"], name="gonext_unique_grant"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.plugin.slug}: {self.capability}"
+
+
+class AuditEventQuerySet(models.QuerySet):
+    def update(self, **kwargs):  # type: ignore[no-untyped-def]
+        raise TypeError("AuditEvent is append-only")
+
+    def delete(self):  # type: ignore[no-untyped-def]
+        raise TypeError("AuditEvent is append-only")
+
+
+class AuditEvent(models.Model):
+    """Append-only record of every change to plugin state: who, what, before and after."""
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(max_length=200, blank=True, help_text="who, when not a user")
+    action = models.CharField(max_length=50, db_index=True)
+    plugin = models.ForeignKey(Plugin, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit")
+    plugin_slug = models.CharField(max_length=64, db_index=True, blank=True)
+    version = models.CharField(max_length=64, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action} {self.plugin_slug}"
+
+    def save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self.pk is not None:
+            raise TypeError("AuditEvent is append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise TypeError("AuditEvent is append-only")
+
+
+class Generation(models.Model):
+    """A single row whose number every process polls to learn that plugin state changed."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    number = models.BigIntegerField(default=0)
+    changed_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"generation {self.number}"

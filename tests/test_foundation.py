@@ -1,0 +1,133 @@
+"""The app's ground: settings object, system checks, models, the demo blog and metrics."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.checks import run_checks
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.test import override_settings
+
+from gonext_plugins.conf import DEFAULTS, settings
+from gonext_plugins.models import AuditEvent, Plugin, PublisherKey
+from project.blog.models import Post
+
+
+def _ids(**kwargs: object) -> set[str]:
+    return {message.id for message in run_checks(**kwargs) if message.id}
+
+
+def test_settings_have_defaults_and_reject_unknown_keys() -> None:
+    assert settings.MAX_BUNDLE_BYTES == 10 * 1024 * 1024
+    assert settings.SYNC_INTERVAL == DEFAULTS["SYNC_INTERVAL"]
+    with override_settings(GONEXT_PLUGINS={"MAX_BUNDEL_BYTES": 1}):
+        with pytest.raises(ImproperlyConfigured, match="MAX_BUNDEL_BYTES"):
+            _ = settings.MAX_BUNDLE_BYTES
+        assert "gonext_plugins.E002" in _ids()
+    with override_settings(GONEXT_PLUGINS={"MAX_BUNDLE_BYTES": 2048}):
+        assert settings.MAX_BUNDLE_BYTES == 2048
+    assert settings.MAX_BUNDLE_BYTES == 10 * 1024 * 1024
+    with pytest.raises(AttributeError):
+        _ = settings.NOT_A_SETTING
+
+
+@override_settings(DEBUG=False, GONEXT_PLUGINS={"DEV_MODE": True})
+def test_dev_mode_without_debug_is_an_error() -> None:
+    assert "gonext_plugins.E001" in _ids()
+
+
+@override_settings(DEBUG=True, GONEXT_PLUGINS={"DEV_MODE": True})
+def test_dev_mode_with_debug_is_fine() -> None:
+    assert "gonext_plugins.E001" not in _ids()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "check_id"),
+    [
+        ({"MEMORY_PAGES": 70_000}, "gonext_plugins.E003"),
+        ({"FUEL": -5}, "gonext_plugins.E003"),
+        ({"SYNC_INTERVAL": 0}, "gonext_plugins.E003"),
+        ({"SOFT_TIMEOUT_MS": 500, "HARD_TIMEOUT_MS": 100}, "gonext_plugins.E004"),
+        ({"MIN_INSTANCES": 8, "MAX_INSTANCES": 2}, "gonext_plugins.E005"),
+    ],
+)
+def test_limits_out_of_range_are_errors(overrides: dict[str, object], check_id: str) -> None:
+    with override_settings(GONEXT_PLUGINS=overrides):
+        assert check_id in _ids()
+
+
+def test_default_configuration_is_clean() -> None:
+    assert not {i for i in _ids() if i.startswith("gonext_plugins.")}
+
+
+@override_settings(DATABASES={"default": {"ENGINE": "django.db.backends.postgresql", "NAME": "x"}})
+def test_in_memory_layer_with_several_processes_warns() -> None:
+    assert "gonext_plugins.W003" in _ids()
+
+
+@pytest.mark.django_db
+def test_no_trusted_key_warns_on_database_checks() -> None:
+    assert "gonext_plugins.W001" in _ids(databases=["default"])
+    PublisherKey.objects.create(name="k", public_key="A" * 44, fingerprint="f" * 64)
+    assert "gonext_plugins.W001" not in _ids(databases=["default"])
+
+
+@pytest.mark.django_db
+def test_audit_events_are_append_only() -> None:
+    plugin = Plugin.objects.create(slug="demo", name="Demo")
+    event = AuditEvent.objects.create(action="install", plugin=plugin, plugin_slug="demo")
+    event.details = {"changed": True}
+    with pytest.raises(TypeError):
+        event.save()
+    with pytest.raises(TypeError):
+        event.delete()
+    with pytest.raises(TypeError):
+        AuditEvent.objects.filter(pk=event.pk).update(action="x")
+    with pytest.raises(TypeError):
+        AuditEvent.objects.all().delete()
+    assert AuditEvent.objects.get(pk=event.pk).action == "install"
+
+
+@pytest.mark.django_db
+def test_seed_demo_creates_admin_and_posts(client, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DEMO_ADMIN_USER", "boss")
+    monkeypatch.setenv("DEMO_ADMIN_PASSWORD", "s3cret-pass")
+    call_command("seed_demo")
+    call_command("seed_demo")  # idempotent
+    assert Post.objects.count() == 3
+    assert client.login(username="boss", password="s3cret-pass")
+    assert client.get("/admin/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_blog_list_and_detail_pages(client) -> None:  # type: ignore[no-untyped-def]
+    Post.objects.create(title="Visible", slug="visible", body="Hello <b>world</b>")
+    Post.objects.create(title="Draft", slug="draft", body="secret", published=False)
+    page = client.get("/")
+    assert page.status_code == 200
+    assert b"Visible" in page.content and b"Draft" not in page.content
+    detail = client.get("/posts/visible/")
+    assert detail.status_code == 200
+    assert b"Hello &lt;b&gt;world&lt;/b&gt;" in detail.content
+    assert client.get("/posts/draft/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_metrics_endpoint_is_for_staff_or_loopback(client, admin_user) -> None:  # type: ignore[no-untyped-def]
+    assert client.get("/metrics").status_code == 200  # the test client is on loopback
+    remote = client.get("/metrics", REMOTE_ADDR="203.0.113.9")
+    assert remote.status_code == 403
+    client.force_login(admin_user)
+    staff = client.get("/metrics", REMOTE_ADDR="203.0.113.9")
+    assert staff.status_code == 200
+    assert b"django_http_requests_total" in staff.content
+
+
+@pytest.mark.django_db
+def test_huge_upload_is_refused_early(client, admin_user) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(admin_user)
+    too_big = b"x" * (settings.MAX_REQUEST_BYTES + 1)
+    response = client.post("/admin/", data=too_big, content_type="application/octet-stream")
+    assert response.status_code == 413
+    assert response.json()["error"] == "request_too_large"
+    assert client.post("/admin/logout/").status_code in (200, 302)
