@@ -190,3 +190,36 @@ class ConsentRequired(LifecycleError):
         data["problems"] = [{"capability": name} for name in self.missing]
         data["missing"] = self.missing
         return data
+
+
+# --- signing keys (layer 2, added with the bundle format) ---------------------------------------
+
+
+class KeyFileError(PluginError):
+    """A publisher key file cannot be read, is inconsistent, or would overwrite an existing file."""
+
+    code = "bad_key_file"
+
+
+class BundleTooLarge(BundleError):
+    """The bundle is over a size cap (packed, unpacked, or compression ratio)."""
+
+    code = "bundle_too_large"
+
+
+class SignatureMissing(SignatureError):
+    """The bundle is unsigned and this site requires signatures (dev mode is off)."""
+
+    code = "unsigned"
+
+
+class UntrustedKey(SignatureError):
+    """The signature is valid but made by a key this site does not know or does not trust."""
+
+    code = "untrusted_key"
+
+
+class RevokedKey(SignatureError):
+    """The signature was made by a key this site has revoked."""
+
+    code = "revoked_key"
