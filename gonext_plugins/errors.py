@@ -86,6 +86,12 @@ class PayloadTooLarge(PluginError):
     code = "payload_too_large"
 
 
+class InvalidPayload(PluginError, TypeError):
+    """A value handed to a plugin cannot be encoded as JSON; refused before any guest call."""
+
+    code = "invalid_payload"
+
+
 class CapabilityDenied(PluginError):
     """The plugin called a host function whose capability it has not been granted."""
 

@@ -1,0 +1,217 @@
+"""Turning untrusted bytes into a checked ``wasmtime.Module``, and the compiled-artifact cache.
+
+Everything wrong with a module is found here, at load, and reported as ``PluginLoadError`` naming the
+offending import, export or limit, so nothing about the module's shape can fail later in a call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import struct
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from wasmtime import Engine, FuncType, MemoryType, Module, ValType, WasmtimeError, wat2wasm
+
+from gonext_plugins.errors import PluginLoadError
+from gonext_plugins.runtime.host import ENV_SIGNATURES
+
+logger = logging.getLogger("gonext_plugins.runtime")
+
+_WASM_MAGIC = b"\0asm"
+_I32, _I64 = ValType.i32(), ValType.i64()
+_HOOK_SIG = FuncType([_I32, _I32, _I32, _I32], [_I64])
+REQUIRED_EXPORTS: dict[str, FuncType] = {
+    "gn_alloc": FuncType([_I32], [_I32]),
+    "gn_free": FuncType([_I32, _I32], []),
+    "gn_handle_hook": _HOOK_SIG,
+}
+OPTIONAL_EXPORTS: dict[str, FuncType] = {"gn_handle_job": _HOOK_SIG}
+
+try:
+    WASMTIME_VERSION = version("wasmtime")
+except PackageNotFoundError:  # pragma: no cover - vendored wasmtime
+    WASMTIME_VERSION = "unknown"
+
+
+def to_wasm(source: bytes | bytearray | memoryview | str, name: str) -> bytes:
+    """Binary module bytes from binary bytes or WAT text (str or bytes)."""
+    if isinstance(source, str):
+        return _wat(source, name)
+    if not isinstance(source, (bytes, bytearray, memoryview)):
+        raise PluginLoadError(f"expected wasm bytes or WAT text, got {type(source).__name__}", plugin=name)
+    data = bytes(source)
+    if data.startswith(_WASM_MAGIC) or not data:
+        return data
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data  # not text: let validation describe what is wrong with it
+    return _wat(text, name)
+
+
+def _wat(text: str, name: str) -> bytes:
+    try:
+        return bytes(wat2wasm(text))
+    except (WasmtimeError, ValueError) as exc:
+        raise PluginLoadError(f"invalid WAT: {_first_line(exc)}", plugin=name) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _sig(ty: FuncType) -> str:
+    params = ", ".join(str(t) for t in ty.params)
+    results = ", ".join(str(t) for t in ty.results)
+    return f"({params}) -> ({results})"
+
+
+def _same_sig(a: FuncType, b: FuncType) -> bool:
+    return list(a.params) == list(b.params) and list(a.results) == list(b.results)
+
+
+def validate(engine: Engine, wasm: bytes, name: str) -> None:
+    """wasmtime's own validation; a malformed or invalid module is a ``PluginLoadError``."""
+    if not wasm.startswith(_WASM_MAGIC):
+        raise PluginLoadError("not a WebAssembly module (bad magic number)", plugin=name)
+    try:
+        Module.validate(engine, wasm)
+    except WasmtimeError as exc:
+        raise PluginLoadError(f"invalid WebAssembly module: {_first_line(exc)}", plugin=name) from None
+
+
+def compile_module(engine: Engine, wasm: bytes, name: str) -> Module:
+    try:
+        return Module(engine, wasm)
+    except WasmtimeError as exc:
+        raise PluginLoadError(f"module does not compile: {_first_line(exc)}", plugin=name) from None
+
+
+def check_shape(module: Module, name: str, max_pages: int) -> tuple[list[str], bool]:
+    """Check imports and exports against ABI.md; returns (env imports in order, has gn_handle_job)."""
+    imports: list[str] = []
+    for imp in module.imports:
+        what = f"{imp.module}.{imp.name}"
+        expected = ENV_SIGNATURES.get(imp.name or "") if imp.module == "env" else None
+        if expected is None:
+            raise PluginLoadError(f"forbidden import {what}: only ABI.md's env functions "
+                                  f"({', '.join(sorted(ENV_SIGNATURES))}) may be imported", plugin=name)
+        ty = imp.type
+        if not isinstance(ty, FuncType) or not _same_sig(ty, expected):
+            got = _sig(ty) if isinstance(ty, FuncType) else type(ty).__name__
+            raise PluginLoadError(f"import {what} has the wrong type {got}; ABI.md says {_sig(expected)}",
+                                  plugin=name)
+        imports.append(imp.name or "")
+    exports = {exp.name: exp.type for exp in module.exports}
+    for export, expected in REQUIRED_EXPORTS.items():
+        ty = exports.get(export)
+        if ty is None:
+            raise PluginLoadError(f"missing required export {export}", plugin=name)
+        if not isinstance(ty, FuncType) or not _same_sig(ty, expected):
+            raise PluginLoadError(f"export {export} must be a function {_sig(expected)}", plugin=name)
+    for export, expected in OPTIONAL_EXPORTS.items():
+        ty = exports.get(export)
+        if ty is not None and (not isinstance(ty, FuncType) or not _same_sig(ty, expected)):
+            raise PluginLoadError(f"export {export} must be a function {_sig(expected)}", plugin=name)
+    mem = exports.get("memory")
+    if mem is None:
+        raise PluginLoadError("missing required export memory", plugin=name)
+    if not isinstance(mem, MemoryType):
+        raise PluginLoadError("export memory must be a linear memory", plugin=name)
+    if mem.is_64:
+        raise PluginLoadError("export memory is a 64-bit memory; ABI.md requires 32-bit", plugin=name)
+    if mem.is_shared:
+        raise PluginLoadError("export memory is shared; ABI.md requires an unshared memory", plugin=name)
+    if mem.page_size != 65536:
+        raise PluginLoadError("export memory uses custom page sizes", plugin=name)
+    minimum = mem.limits.min
+    if minimum > max_pages:
+        raise PluginLoadError(f"memory declares a minimum of {minimum} pages, over the cap of {max_pages} "
+                              f"pages", plugin=name)
+    return imports, "gn_handle_job" in exports
+
+
+# --- compiled-artifact cache -----------------------------------------------------------------
+
+_CACHE_MAGIC = b"GNPLUGC1"
+_HEADER = struct.Struct("<8s32s32sQ")  # magic, key, sha256(payload), payload length
+
+
+class ModuleCache:
+    """``Module.serialize`` output under ``cache_dir``, keyed by wasm sha256 + wasmtime + settings.
+
+    ``Module.deserialize`` trusts its input completely, so a file is only handed to it when our
+    header matches: magic, the full key, the payload length and the payload's sha256. Anything else
+    (corrupt, truncated, foreign, an older wasmtime) is ignored and replaced. Files are written to a
+    temporary name and moved into place with ``os.replace``, so readers never see half a file.
+    The cache directory must only be writable by the site itself.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], engine: Engine, settings: str) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._engine = engine
+        self._settings = f"wasmtime={WASMTIME_VERSION};{settings}"
+
+    def key(self, wasm: bytes) -> bytes:
+        return hashlib.sha256(hashlib.sha256(wasm).digest() + self._settings.encode()).digest()
+
+    def path(self, key: bytes) -> Path:
+        return self.directory / f"{key.hex()}.gnmod"
+
+    def load(self, wasm: bytes, name: str) -> Module:
+        """The compiled module, from the cache when a trustworthy entry exists."""
+        key = self.key(wasm)
+        path = self.path(key)
+        module = self._read(path, key)
+        if module is not None:
+            return module
+        validate(self._engine, wasm, name)
+        module = compile_module(self._engine, wasm, name)
+        self._write(path, key, module)
+        return module
+
+    def _read(self, path: Path, key: bytes) -> Module | None:
+        try:
+            blob = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            logger.warning("cannot read compiled cache %s: %s", path, exc)
+            return None
+        if len(blob) < _HEADER.size:
+            return self._reject(path, "truncated header")
+        magic, file_key, digest, length = _HEADER.unpack_from(blob)
+        payload = blob[_HEADER.size:]
+        if magic != _CACHE_MAGIC or file_key != key:
+            return self._reject(path, "foreign file")
+        if length != len(payload) or hashlib.sha256(payload).digest() != digest:
+            return self._reject(path, "corrupt payload")
+        try:
+            return Module.deserialize(self._engine, payload)
+        except WasmtimeError as exc:
+            return self._reject(path, f"wasmtime refused it: {_first_line(exc)}")
+
+    def _reject(self, path: Path, why: str) -> None:
+        logger.warning("ignoring compiled cache file %s (%s); recompiling", path, why)
+        return None
+
+    def _write(self, path: Path, key: bytes, module: Module) -> None:
+        try:
+            payload = bytes(module.serialize())
+            header = _HEADER.pack(_CACHE_MAGIC, key, hashlib.sha256(payload).digest(), len(payload))
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".gnmod")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(header)
+                    fh.write(payload)
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except (OSError, WasmtimeError) as exc:
+            logger.warning("cannot write compiled cache %s: %s", path, exc)

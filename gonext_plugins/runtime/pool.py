@@ -1,0 +1,179 @@
+"""A bounded pool of instances of one plugin.
+
+Checkout hands an idle instance to exactly one thread (stores are not thread-safe), creating one
+when fewer than ``max_instances`` exist, and otherwise waits up to ``checkout_timeout_ms``. Checkin
+returns it, or throws it away when it trapped or reached ``max_uses``; idle instances beyond
+``min_instances`` are evicted after ``idle_seconds``. ``close`` refuses new checkouts, waits for
+the ones out to come back, then drops everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+
+from gonext_plugins.errors import PluginClosed, PoolTimeout
+from gonext_plugins.runtime.instance import PluginInstance
+from gonext_plugins.runtime.limits import Limits
+from gonext_plugins.runtime.metrics import PluginMetrics
+
+
+class InstancePool:
+    def __init__(self, name: str, factory: Callable[[], PluginInstance], limits: Limits,
+                 metrics: PluginMetrics) -> None:
+        self.name = name
+        self._factory = factory
+        self._limits = limits
+        self._metrics = metrics
+        self._cond = threading.Condition(threading.Lock())
+        self._idle: list[PluginInstance] = []  # a stack: the warmest instance is reused first
+        self._total = 0  # idle + in use + being created
+        self._in_use = 0
+        self._closed = False
+        metrics.bind_pool(self, lambda: float(self._total), lambda: float(self._in_use))
+
+    @property
+    def size(self) -> int:
+        return self._total
+
+    @property
+    def in_use(self) -> int:
+        return self._in_use
+
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def fill(self) -> None:
+        """Create instances up to ``min_instances`` (at load; errors propagate)."""
+        while True:
+            with self._cond:
+                if self._closed or self._total >= self._limits.min_instances:
+                    return
+                self._total += 1
+            self._create_idle()
+
+    def checkout(self) -> PluginInstance:
+        metrics = self._metrics
+        with self._cond:
+            if self._idle and not self._closed:  # the fast path: no waiting, no clock
+                inst = self._idle.pop()
+                self._in_use += 1
+                metrics.checkout.inc()
+                metrics.checkout_wait.observe(0.0)
+                return inst
+        start = time.monotonic()
+        deadline = start + self._limits.checkout_timeout_ms / 1000
+        with self._cond:
+            while True:
+                if self._closed:
+                    metrics.checkout_errors.inc()
+                    raise PluginClosed("plugin is closed", plugin=self.name)
+                if self._idle:
+                    inst = self._idle.pop()
+                    self._in_use += 1
+                    break
+                if self._total < self._limits.max_instances:
+                    self._total += 1
+                    self._in_use += 1
+                    inst = None
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    metrics.checkout_errors.inc()
+                    raise PoolTimeout(f"no instance free within {self._limits.checkout_timeout_ms} ms "
+                                      f"(max_instances={self._limits.max_instances})", plugin=self.name)
+                self._cond.wait(remaining)
+        if inst is None:
+            try:
+                inst = self._factory()
+            except BaseException:
+                with self._cond:
+                    self._total -= 1
+                    self._in_use -= 1
+                    self._cond.notify()
+                metrics.checkout_errors.inc()
+                raise
+        metrics.checkout.inc()
+        metrics.checkout_wait.observe(time.monotonic() - start)
+        return inst
+
+    def checkin(self, inst: PluginInstance, discard: str | None = None) -> None:
+        """Give ``inst`` back; ``discard`` names why it must not be reused (e.g. ``"trap"``)."""
+        inst.uses += 1
+        if discard is None and inst.uses >= self._limits.max_uses:
+            discard = "max_uses"
+        with self._cond:
+            self._in_use -= 1
+            if discard is None and not self._closed:
+                inst.last_used = time.monotonic()
+                self._idle.append(inst)
+                self._cond.notify()
+                return
+            self._total -= 1
+            self._cond.notify_all()
+            refill = not self._closed and self._total < self._limits.min_instances
+        self._metrics.recycle(discard or "closed")
+        if refill:
+            with contextlib.suppress(Exception):  # the next checkout retries and reports it
+                self.fill()
+
+    def evict_idle(self, now: float | None = None) -> int:
+        """Drop instances idle for ``idle_seconds``, down to ``min_instances``; returns how many."""
+        now = time.monotonic() if now is None else now
+        cutoff = now - self._limits.idle_seconds
+        evicted: list[PluginInstance] = []
+        with self._cond:
+            keep: list[PluginInstance] = []
+            # Oldest first: the stack's bottom has waited longest.
+            for inst in self._idle:
+                if inst.last_used < cutoff and self._total > self._limits.min_instances:
+                    self._total -= 1
+                    evicted.append(inst)
+                else:
+                    keep.append(inst)
+            self._idle = keep
+        for _ in evicted:
+            self._metrics.recycle("idle")
+        return len(evicted)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Refuse new checkouts, wait for in-flight ones, drop all. False if the wait timed out."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            while self._in_use:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            drained = self._in_use == 0
+            idle, self._idle = self._idle, []
+            self._total -= len(idle)
+        for _ in idle:
+            self._metrics.recycle("closed")
+        self._metrics.unbind_pool(self)
+        return drained
+
+    def _create_idle(self) -> None:
+        try:
+            inst = self._factory()
+        except BaseException:
+            with self._cond:
+                self._total -= 1
+                self._cond.notify()
+            raise
+        inst.last_used = time.monotonic()
+        with self._cond:
+            if self._closed:
+                self._total -= 1
+                return
+            self._idle.append(inst)
+            self._cond.notify()

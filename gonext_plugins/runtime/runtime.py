@@ -1,0 +1,358 @@
+"""``Runtime`` (engine, ticker, loading) and ``Plugin`` (one loaded module and its pool).
+
+One wasmtime ``Engine`` per runtime, with fuel and epoch interruption on. One ticker thread per
+runtime advances the epoch (hard deadlines), watches in-flight calls for the soft deadline, and
+evicts idle instances; wasmtime-py has no epoch callback, so the soft deadline is ours to watch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import math
+import os
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable
+from typing import Any, Literal
+
+import orjson
+from wasmtime import Config, Engine, Module
+
+from gonext_plugins.errors import (
+    HookError,
+    InvalidPayload,
+    PayloadTooLarge,
+    PluginClosed,
+    PluginError,
+    PluginTimeout,
+    PluginTrap,
+)
+from gonext_plugins.runtime.dispatch import HOOK_EXPORT, JOB_EXPORT, Dispatcher
+from gonext_plugins.runtime.dispatch_slow import SlowDispatcher
+from gonext_plugins.runtime.host import WARNING, HostContext, HostFunctions, LogSink, default_log_sink
+from gonext_plugins.runtime.instance import PluginInstance, instantiate
+from gonext_plugins.runtime.limits import Limits
+from gonext_plugins.runtime.loader import ModuleCache, check_shape, compile_module, to_wasm, validate
+from gonext_plugins.runtime.metrics import PluginMetrics
+from gonext_plugins.runtime.pool import InstancePool
+
+logger = logging.getLogger("gonext_plugins.runtime")
+
+DEFAULT_TICK_MS = 5
+IDLE_SCAN_SECONDS = 1.0
+
+_ENGINE_SETTINGS = {
+    "consume_fuel": True,
+    "epoch_interruption": True,
+    "wasm_memory64": False,
+    "wasm_threads": False,
+    "wasm_multi_memory": False,
+    "cranelift_opt_level": "speed",
+}
+
+
+def _engine() -> tuple[Engine, str]:
+    config = Config()
+    for key, value in _ENGINE_SETTINGS.items():
+        setattr(config, key, value)
+    settings = ";".join(f"{k}={v}" for k, v in sorted(_ENGINE_SETTINGS.items()))
+    return Engine(config), settings
+
+
+def resolve_dispatcher(kind: str | type[Dispatcher]) -> type[Dispatcher]:
+    """``"slow"``, ``"fast"`` (falls back to slow until ``dispatch_fast`` exists) or a class."""
+    if not isinstance(kind, str):
+        return kind
+    if kind == "slow":
+        return SlowDispatcher
+    if kind == "fast":
+        try:
+            module = importlib.import_module("gonext_plugins.runtime.dispatch_fast")
+        except ImportError:
+            logger.debug("dispatch_fast not importable; using SlowDispatcher")
+            return SlowDispatcher
+        return module.FastDispatcher  # type: ignore[no-any-return]
+    raise ValueError(f"dispatcher must be 'fast' or 'slow', got {kind!r}")
+
+
+class _Call:
+    """An in-flight call the ticker watches for its soft deadline."""
+
+    __slots__ = ("ctx", "hook", "soft_at", "started")
+
+    def __init__(self, ctx: HostContext, hook: str, started: float, soft_at: float) -> None:
+        self.ctx = ctx
+        self.hook = hook
+        self.started = started
+        self.soft_at = soft_at
+
+
+class _Ticker(threading.Thread):
+    """Advances the engine's epoch every tick; scans calls and pools. Holds no ref to the Runtime."""
+
+    def __init__(self, engine: Engine, tick_s: float, inflight: dict[int, _Call],
+                 plugins: weakref.WeakSet[Plugin]) -> None:
+        super().__init__(name="gonext-plugins-epoch", daemon=True)
+        self._engine = engine
+        self._tick_s = tick_s
+        self._inflight = inflight
+        self._plugins = plugins
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout=5)
+
+    def run(self) -> None:
+        next_idle_scan = time.monotonic() + IDLE_SCAN_SECONDS
+        while not self._stop_event.wait(self._tick_s):
+            self._engine.increment_epoch()
+            now = time.monotonic()
+            if self._inflight:
+                self._scan_calls(now)
+            if now >= next_idle_scan:
+                next_idle_scan = now + IDLE_SCAN_SECONDS
+                for plugin in list(self._plugins):
+                    with contextlib.suppress(Exception):
+                        plugin._pool.evict_idle(now)
+
+    def _scan_calls(self, now: float) -> None:
+        for call in list(self._inflight.values()):
+            if now < call.soft_at:
+                continue
+            call.soft_at = math.inf  # warn once per call
+            ctx = call.ctx
+            limit = ctx.limits.soft_timeout_ms
+            ctx.log(WARNING, f"call to {call.hook} still running after {(now - call.started) * 1000:.0f} ms "
+                             f"(soft_timeout_ms={limit})")
+            with contextlib.suppress(Exception):
+                PluginMetrics(ctx.name).soft_timeouts.inc()
+
+
+class Runtime:
+    """Loads plugins and owns what they share: the engine, the epoch ticker, the cache, the sink."""
+
+    def __init__(self, limits: Limits | None = None, log_sink: LogSink | None = None,
+                 cache_dir: str | os.PathLike[str] | None = None,
+                 host_functions: HostFunctions | None = None,
+                 dispatcher: Literal["fast", "slow"] | type[Dispatcher] = "fast",
+                 epoch_tick_ms: int = DEFAULT_TICK_MS) -> None:
+        if epoch_tick_ms <= 0:
+            raise ValueError("epoch_tick_ms must be positive")
+        self.limits = limits or Limits()
+        self.log_sink: LogSink = log_sink or default_log_sink
+        self.host_functions = host_functions if host_functions is not None else HostFunctions()
+        self.dispatcher_class = resolve_dispatcher(dispatcher)
+        self.epoch_tick_ms = epoch_tick_ms
+        self.engine, settings = _engine()
+        self.cache = ModuleCache(cache_dir, self.engine, settings) if cache_dir is not None else None
+        self._plugins: weakref.WeakSet[Plugin] = weakref.WeakSet()
+        self._inflight: dict[int, _Call] = {}
+        self._closed = False
+        self._ticker = _Ticker(self.engine, epoch_tick_ms / 1000, self._inflight, self._plugins)
+        self._ticker.start()
+        self._finalizer = weakref.finalize(self, self._ticker.stop)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def compile(self, source: bytes | str, name: str = "plugin") -> Module:
+        """Bytes or WAT → validated, compiled module (through the cache when there is one)."""
+        wasm = to_wasm(source, name)
+        if self.cache is not None:
+            return self.cache.load(wasm, name)
+        validate(self.engine, wasm, name)
+        return compile_module(self.engine, wasm, name)
+
+    def load(self, source: bytes | str, name: str = "plugin", limits: Limits | None = None,
+             capabilities: frozenset[str] | set[str] = frozenset(), context: Any = None) -> Plugin:
+        """Check, compile and instantiate a plugin; every problem is a ``PluginLoadError``.
+
+        ``limits`` can only lower the runtime's (see :meth:`Limits.capped_by`).
+        """
+        if self._closed:
+            raise PluginClosed("runtime is closed", plugin=name)
+        effective = limits.capped_by(self.limits) if limits is not None else self.limits
+        module = self.compile(source, name)
+        imports, has_job = check_shape(module, name, effective.memory_pages)
+        plugin = Plugin(self, name, module, imports, has_job, effective, frozenset(capabilities), context)
+        plugin._pool.fill()
+        self._plugins.add(plugin)
+        return plugin
+
+    def deadline_ticks(self, limits: Limits) -> int:
+        """Epoch ticks for ``hard_timeout_ms``: traps between hard and hard + one tick."""
+        return math.ceil(limits.hard_timeout_ms / self.epoch_tick_ms) + 1
+
+    def close(self, timeout: float | None = None) -> None:
+        """Close every plugin (letting in-flight calls finish), then stop the ticker."""
+        self._closed = True
+        for plugin in list(self._plugins):
+            plugin.close(timeout)
+        self._ticker.stop()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Plugin:
+    """One loaded plugin: the hook/job API over a pool of instances.
+
+    ``capabilities`` may be reassigned at any time; host calls check it on every call.
+    """
+
+    def __init__(self, runtime: Runtime, name: str, module: Module, imports: list[str], has_job: bool,
+                 limits: Limits, capabilities: frozenset[str], context: Any) -> None:
+        self.name = name
+        self.limits = limits
+        self.context = context
+        self.has_job = has_job
+        self._capabilities = frozenset(capabilities)
+        self._runtime = runtime
+        self._module = module
+        self._imports = imports
+        self._metrics = PluginMetrics(name)
+        self._latency: dict[str, Any] = {}
+        self._soft_s = None if limits.soft_timeout_ms is None else limits.soft_timeout_ms / 1000
+        self._inflight = runtime._inflight
+        self._deadline_ticks = runtime.deadline_ticks(limits)
+        self._pool = InstancePool(name, self._new_instance, limits, self._metrics)
+
+    # --- public API ---------------------------------------------------------------------------
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return self._capabilities
+
+    @capabilities.setter
+    def capabilities(self, value: frozenset[str] | set[str]) -> None:
+        self._capabilities = frozenset(value)
+
+    @property
+    def pool(self) -> InstancePool:
+        return self._pool
+
+    @property
+    def closed(self) -> bool:
+        return self._pool.closed
+
+    def invoke_filter(self, hook: str, value: Any, *args: Any) -> Any:
+        """Run a filter; returns the new value (unchanged when the guest returns no body)."""
+        payload = self._encode({"kind": "filter", "hook": hook, "value": value, "args": args})
+        body = self._run("filter", HOOK_EXPORT, hook, payload)
+        if body is None:
+            return value
+        decoded = self._decode(body)
+        if not isinstance(decoded, dict) or "value" not in decoded:
+            raise HookError('a filter body must be {"value": ...}', status="bad_result", plugin=self.name)
+        return decoded["value"]
+
+    def invoke_action(self, hook: str, *args: Any) -> Any:
+        """Run an action; returns the decoded JSON body, or None."""
+        payload = self._encode({"kind": "action", "hook": hook, "args": args})
+        body = self._run("action", HOOK_EXPORT, hook, payload)
+        return None if body is None else self._decode(body)
+
+    def invoke_job(self, job: str, payload: Any = None, task_id: str | None = None) -> Any:
+        """Run a background job; ``task_id`` is the idempotency key (a fresh UUID when omitted)."""
+        if not self.has_job:
+            raise HookError(f"the module does not export {JOB_EXPORT}, so it runs no jobs",
+                            status="unknown_hook", plugin=self.name)
+        task_id = task_id or uuid.uuid4().hex
+        data = self._encode({"kind": "job", "job": job, "id": task_id, "payload": payload})
+        body = self._run("job", JOB_EXPORT, job, data)
+        return None if body is None else self._decode(body)
+
+    def call(self, export: str, *args: int) -> Any:
+        """Call any exported function with integer arguments, under the plugin's limits."""
+        inst = self._checkout()
+        return self._guarded(inst, "raw", export, lambda: inst.dispatcher.call_raw(export, *args))
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Refuse new calls, let in-flight ones finish; False if ``timeout`` ran out first."""
+        return self._pool.close(timeout)
+
+    def __repr__(self) -> str:
+        return f"<Plugin {self.name!r} size={self._pool.size} in_use={self._pool.in_use}>"
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _new_instance(self) -> PluginInstance:
+        runtime = self._runtime
+        ctx = HostContext(self.name, self, self.limits, runtime.log_sink, runtime.host_functions)
+        ctx.deadline_ticks = self._deadline_ticks
+        return instantiate(runtime.engine, self._module, self._imports, self.limits, ctx,
+                           runtime.dispatcher_class)
+
+    def _encode(self, envelope: dict[str, Any]) -> bytes:
+        try:
+            payload = orjson.dumps(envelope, option=orjson.OPT_PASSTHROUGH_DATACLASS)
+        except TypeError as exc:
+            raise InvalidPayload(f"payload is not JSON-serializable: {exc}", plugin=self.name) from None
+        if len(payload) > self.limits.max_input_bytes:
+            raise PayloadTooLarge(f"payload of {len(payload)} bytes is over max_input_bytes="
+                                  f"{self.limits.max_input_bytes}", plugin=self.name)
+        return payload
+
+    def _decode(self, body: bytes) -> Any:
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise HookError("the guest returned a body that is not JSON", status="bad_result",
+                            plugin=self.name) from None
+
+    def _checkout(self) -> PluginInstance:
+        if self._runtime._closed:
+            raise PluginClosed("runtime is closed", plugin=self.name)
+        return self._pool.checkout()
+
+    def _run(self, kind: str, export: str, hook: str, payload: bytes) -> bytes | None:
+        inst = self._checkout()
+        name = hook.encode()
+        return self._guarded(inst, kind, hook, lambda: inst.dispatcher.call(export, name, payload))
+
+    def _guarded(self, inst: PluginInstance, kind: str, hook: str, fn: Callable[[], Any]) -> Any:
+        """Run one guest call on a checked-out instance: soft-deadline watch, metrics, checkin."""
+        discard: str | None = None
+        started = time.perf_counter()
+        key = 0
+        if self._soft_s is not None:
+            now = time.monotonic()
+            call = _Call(inst.ctx, hook, now, now + self._soft_s)
+            key = id(call)
+            self._inflight[key] = call
+        try:
+            return fn()
+        except PluginTimeout:
+            discard = "timeout"
+            self._metrics.trap("timeout")
+            raise
+        except PluginTrap:
+            discard = "trap"
+            self._metrics.trap("trap")
+            raise
+        except PluginError:
+            raise
+        except BaseException:
+            discard = "error"  # a host-side failure mid-call: the instance state is unknown
+            raise
+        finally:
+            if key:
+                self._inflight.pop(key, None)
+            latency = self._latency.get(kind)
+            if latency is None:
+                latency = self._latency[kind] = self._metrics.latency(kind)
+            latency.observe(time.perf_counter() - started)
+            fuel = inst.dispatcher.fuel_used
+            if fuel:
+                self._metrics.fuel.inc(fuel)
+            self._pool.checkin(inst, discard)
