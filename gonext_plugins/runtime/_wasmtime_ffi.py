@@ -1,0 +1,133 @@
+"""A thin cffi (ABI mode) view of the libwasmtime that the ``wasmtime`` wheel ships.
+
+Why: wasmtime-py's ``Func.__call__`` re-reads the function type and boxes every value on each
+call (tens of µs); the same C call through cffi with cached argument arrays costs well under 1 µs.
+We dlopen the *same* shared library wasmtime-py already loaded (``dlopen`` hands back the loaded
+copy), so stores, functions and memories created through wasmtime-py are valid here.
+
+The struct layouts mirror wasmtime-py's generated ``_bindings.py`` for wasmtime 50; ``_check_layout``
+compares them against wasmtime-py's ctypes definitions at import, so a wheel upgrade that changes
+them fails loudly instead of corrupting memory.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+from typing import Any
+
+import cffi
+import wasmtime
+from wasmtime import _ffi as _wffi
+
+ffi = cffi.FFI()
+ffi.cdef("""
+typedef struct wasmtime_context wasmtime_context_t;
+typedef struct wasmtime_error wasmtime_error_t;
+typedef struct wasm_trap_t wasm_trap_t;
+typedef struct { size_t size; char *data; } wasm_byte_vec_t;
+typedef struct { uint64_t store_id; void *__private; } wasmtime_func_t;
+typedef struct {
+    struct { uint64_t store_id; uint32_t __private1; } _anon_1;
+    uint32_t __private2;
+} wasmtime_memory_t;
+typedef union {
+    int32_t i32; int64_t i64; float f32; double f64; uint8_t v128[16];
+    uint32_t anyref; uint32_t externref; uint32_t exnref; void *funcref;
+} wasmtime_val_raw_t;
+
+wasmtime_error_t *wasmtime_func_call_unchecked(wasmtime_context_t *store, const wasmtime_func_t *func,
+    wasmtime_val_raw_t *args_and_results, size_t args_and_results_len, wasm_trap_t **trap);
+char *wasmtime_memory_data(const wasmtime_context_t *store, const wasmtime_memory_t *memory);
+size_t wasmtime_memory_data_size(const wasmtime_context_t *store, const wasmtime_memory_t *memory);
+wasmtime_error_t *wasmtime_context_set_fuel(wasmtime_context_t *store, uint64_t fuel);
+wasmtime_error_t *wasmtime_context_get_fuel(const wasmtime_context_t *context, uint64_t *fuel);
+void wasmtime_context_set_epoch_deadline(wasmtime_context_t *context, uint64_t ticks_beyond_current);
+
+void wasmtime_error_delete(wasmtime_error_t *error);
+void wasmtime_error_message(const wasmtime_error_t *error, wasm_byte_vec_t *message);
+void wasm_trap_delete(wasm_trap_t *trap);
+void wasm_byte_vec_delete(wasm_byte_vec_t *vec);
+""")
+
+LIBRARY_PATH = Path(_wffi.filename)
+lib: Any = ffi.dlopen(str(LIBRARY_PATH))
+
+
+def _check_layout() -> None:
+    """Refuse to run if our struct copies disagree with wasmtime-py's own definitions."""
+    pairs = [("wasmtime_func_t", _wffi.wasmtime_func_t), ("wasmtime_memory_t", _wffi.wasmtime_memory_t),
+             ("wasmtime_val_raw_t", _wffi.wasmtime_val_raw_t)]
+    for name, ctype in pairs:
+        if ffi.sizeof(name) != ctypes.sizeof(ctype):
+            raise ImportError(f"libwasmtime's {name} layout changed; update _wasmtime_ffi")
+
+
+_check_layout()
+
+
+def context_of(store: wasmtime.Store) -> Any:
+    """The store's ``wasmtime_context_t*`` as cffi data (valid as long as ``store`` lives)."""
+    address = ctypes.cast(store._context(), ctypes.c_void_p).value
+    return ffi.cast("wasmtime_context_t *", address)
+
+
+def _copy_struct(ctype_value: ctypes.Structure, cname: str) -> Any:
+    """Copy a small by-value handle struct (func, memory) from ctypes into cffi-owned memory."""
+    size = ctypes.sizeof(ctype_value)
+    out = ffi.new(cname + " *")
+    ffi.memmove(out, ctypes.string_at(ctypes.addressof(ctype_value), size), size)
+    return out
+
+
+def func_of(func: wasmtime.Func) -> Any:
+    """A ``wasmtime_func_t*`` for an exported function (a handle: store id + index, no ownership)."""
+    return _copy_struct(func._func, "wasmtime_func_t")
+
+
+def memory_of(memory: wasmtime.Memory) -> Any:
+    """A ``wasmtime_memory_t*`` for an exported memory."""
+    return _copy_struct(memory._memory, "wasmtime_memory_t")
+
+
+def consume_error(error: Any) -> str:
+    """Read and free a ``wasmtime_error_t*`` (for the rare errors of fuel calls)."""
+    vec = ffi.new("wasm_byte_vec_t *")
+    lib.wasmtime_error_message(error, vec)
+    lib.wasmtime_error_delete(error)
+    text = ffi.unpack(vec.data, vec.size).decode("utf-8", "replace") if vec.size else ""
+    lib.wasm_byte_vec_delete(vec)
+    return text
+
+
+def fault_from(error: Any, trap_slot: Any) -> BaseException:
+    """The wasmtime-py exception that ``Func.__call__`` would have raised for this failed call.
+
+    Ownership of the C error or trap moves into the returned ``WasmtimeError`` or ``Trap`` (wasmtime-py
+    frees it when the object is collected), so nothing leaks and the shared ``trap_error`` sees
+    exactly what it sees on the slow path, frames included. ``trap_slot`` is cleared for reuse.
+    """
+    trap = trap_slot[0]
+    trap_slot[0] = ffi.NULL
+    if error != ffi.NULL:
+        if trap != ffi.NULL:  # not expected from wasmtime, but never leak it
+            lib.wasm_trap_delete(trap)
+        address = int(ffi.cast("uintptr_t", error))
+        return wasmtime.WasmtimeError._from_ptr(ctypes.cast(address, ctypes.POINTER(_wffi.wasmtime_error_t)))
+    address = int(ffi.cast("uintptr_t", trap))
+    return wasmtime.Trap._from_ptr(ctypes.cast(address, ctypes.POINTER(_wffi.wasm_trap_t)))
+
+
+def set_fuel(context: Any, fuel: int) -> None:
+    """Set the store's fuel (raises ValueError when the engine does not meter fuel)."""
+    error = lib.wasmtime_context_set_fuel(context, fuel)
+    if error != ffi.NULL:
+        raise ValueError(consume_error(error))
+
+
+def get_fuel(context: Any, out: Any) -> int:
+    """Remaining fuel; ``out`` is a reusable ``uint64_t*`` (saves an allocation per call)."""
+    error = lib.wasmtime_context_get_fuel(context, out)
+    if error != ffi.NULL:
+        raise ValueError(consume_error(error))
+    return int(out[0])
