@@ -1,0 +1,1 @@
+"""Benchmarks for gonext_plugins, run as ``python -m benchmarks <name>``."""

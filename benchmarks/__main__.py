@@ -1,0 +1,27 @@
+"""``python -m benchmarks <name> [args...]``: run one benchmark module's ``main(argv)``.
+
+Each benchmark is a module ``benchmarks.<name>`` with ``main(argv: list[str]) -> int``; add a line
+to ``BENCHMARKS`` to register one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = {
+    "runtime": "benchmarks.runtime",
+}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in BENCHMARKS:
+        names = ", ".join(sorted(BENCHMARKS))
+        print(f"usage: python -m benchmarks <name> [args...]   (names: {names})", file=sys.stderr)
+        return 2
+    module = importlib.import_module(BENCHMARKS[argv[0]])
+    return int(module.main(argv[1:]) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,264 @@
+"""``python -m benchmarks runtime``: the hook hot path, side by side with Extism's Python SDK.
+
+Every row does the same guest work: a filter on a ~140-byte string that upper-cases it, with the JSON
+envelope in and ``{"value": ...}`` out (guests in ``benchmarks/guests/``, sharing one transform).
+Rows: gonext (fast and slow dispatchers, through the public API), Extism's Python SDK, a naive
+wasmtime-py host (``Func.__call__``, ``Memory.read/write``, fresh ``gn_alloc`` per call) and a plain
+Python function. Then load time (cold vs compiled cache), pool checkout overhead, and calls per second
+with 1, 2 and 8 threads. Prints a JSON document, then a table. Takes well under a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import wasmtime
+
+GUESTS = Path(__file__).parent / "guests"
+HOOK = "the_content"
+VALUE = ("The quick brown fox jumps over the lazy dog; a filter upper-cases this paragraph of post "
+         "content so that every host does the same work!")[:140].ljust(140, ".")
+EXPECTED = VALUE.upper()
+
+
+def _wat(name: str) -> str:
+    return (GUESTS / name).read_text()
+
+
+def measure(fn: Callable[[], Any], calls: int, warmup: int) -> dict[str, float]:
+    """Per-call latency in µs (median, p99, mean) over ``calls`` timed one by one."""
+    for _ in range(warmup):
+        fn()
+    clock = time.perf_counter_ns
+    samples = [0] * calls
+    for i in range(calls):
+        start = clock()
+        fn()
+        samples[i] = clock() - start
+    samples.sort()
+    return {
+        "median_us": round(samples[calls // 2] / 1000, 2),
+        "p99_us": round(samples[min(calls - 1, (calls * 99) // 100)] / 1000, 2),
+        "mean_us": round(statistics.fmean(samples) / 1000, 2),
+        "calls": calls,
+    }
+
+
+# --- the rows ------------------------------------------------------------------------------------
+
+
+def plain_python() -> Callable[[], Any]:
+    """The floor: a Python function doing the same upper-casing, no JSON, no sandbox."""
+
+    def the_content(value: str) -> str:
+        return value.upper()
+
+    return lambda: the_content(VALUE)
+
+
+def extism_sdk() -> tuple[Callable[[], Any], Any]:
+    """Extism's Python SDK on the equivalent guest (its own ABI: input_load/output_set)."""
+    import extism
+
+    wasm = bytes(wasmtime.wat2wasm(_wat("upper_extism.wat")))
+    plugin = extism.Plugin(wasm, functions=[])
+    envelope = {"kind": "filter", "hook": HOOK, "value": VALUE, "args": []}
+
+    def call() -> Any:
+        return orjson.loads(plugin.call("filter", orjson.dumps(envelope)))["value"]
+
+    return call, plugin
+
+
+def naive_wasmtime() -> tuple[Callable[[], Any], Any]:
+    """What a first wasmtime-py host does: high-level API for every step, fresh buffers per call."""
+    config = wasmtime.Config()
+    config.consume_fuel = True
+    config.epoch_interruption = True
+    engine = wasmtime.Engine(config)
+    store = wasmtime.Store(engine)
+    store.set_epoch_deadline(1 << 40)
+    module = wasmtime.Module(engine, _wat("upper_gonext.wat"))
+    exports = wasmtime.Instance(store, module, []).exports(store)
+    memory = exports["memory"]
+    alloc, free, handle = exports["gn_alloc"], exports["gn_free"], exports["gn_handle_hook"]
+    name = HOOK.encode()
+
+    def call() -> Any:
+        store.set_fuel(10_000_000)
+        payload = orjson.dumps({"kind": "filter", "hook": HOOK, "value": VALUE, "args": []})
+        name_ptr = alloc(store, len(name))
+        memory.write(store, name, name_ptr)
+        payload_ptr = alloc(store, len(payload))
+        memory.write(store, payload, payload_ptr)
+        packed = handle(store, name_ptr, len(name), payload_ptr, len(payload))
+        ptr, length = (packed >> 32) & 0xFFFFFFFF, packed & 0xFFFFFFFF
+        body = memory.read(store, ptr, ptr + length)
+        free(store, ptr, length)
+        free(store, payload_ptr, len(payload))
+        free(store, name_ptr, len(name))
+        return orjson.loads(body)["value"]
+
+    return call, store
+
+
+def gonext(dispatcher: str) -> tuple[Callable[[], Any], Any, Any]:
+    """gonext through its public API: Runtime(dispatcher=...).load(...).invoke_filter(...)."""
+    from gonext_plugins.runtime import Runtime
+
+    runtime = Runtime(dispatcher=dispatcher)
+    plugin = runtime.load(_wat("upper_gonext.wat"), name=f"bench-{dispatcher}")
+
+    def call() -> Any:
+        return plugin.invoke_filter(HOOK, VALUE)
+
+    return call, plugin, runtime
+
+
+# --- load time, pool, threads --------------------------------------------------------------------
+
+
+def load_times(repeat: int) -> dict[str, float]:
+    """Median ms to load the guest with an empty cache vs from the compiled-artifact cache."""
+    from gonext_plugins.runtime import Runtime
+
+    wasm = bytes(wasmtime.wat2wasm(_wat("upper_gonext.wat")))
+    cold: list[float] = []
+    warm: list[float] = []
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory() as cache:
+            for bucket in (cold, warm):
+                runtime = Runtime(cache_dir=cache)
+                start = time.perf_counter()
+                plugin = runtime.load(wasm, name="bench-load")
+                bucket.append((time.perf_counter() - start) * 1000)
+                plugin.close()
+                runtime.close()
+    return {"cold_ms": round(statistics.median(cold), 3), "cached_ms": round(statistics.median(warm), 3)}
+
+
+def pool_checkout(plugin: Any, calls: int) -> dict[str, float]:
+    """µs for one checkout + checkin of an idle instance (the pool's share of every call)."""
+    pool = plugin.pool
+
+    def once() -> None:
+        pool.checkin(pool.checkout())
+
+    return measure(once, calls, warmup=200)
+
+
+def throughput(call: Callable[[], Any], threads: int, seconds: float) -> float:
+    """Total calls per second with ``threads`` threads calling one plugin as fast as they can."""
+    stop = threading.Event()
+    counts = [0] * threads
+    barrier = threading.Barrier(threads + 1)
+
+    def worker(slot: int) -> None:
+        barrier.wait()
+        n = 0
+        while not stop.is_set():
+            call()
+            n += 1
+        counts[slot] = n
+
+    pool = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
+    for t in pool:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    time.sleep(seconds)
+    stop.set()
+    for t in pool:
+        t.join()
+    return round(sum(counts) / (time.perf_counter() - start))
+
+
+# --- driver --------------------------------------------------------------------------------------
+
+
+def run(calls: int, seconds: float) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                    "platform": platform.platform()},
+        "value_bytes": len(VALUE),
+        "filter_round_trip": {},
+    }
+    rows = results["filter_round_trip"]
+    keep: list[Any] = []
+
+    fast_call, fast_plugin, fast_rt = gonext("fast")
+    slow_call, slow_plugin, slow_rt = gonext("slow")
+    extism_call, extism_plugin = extism_sdk()
+    naive_call, naive_store = naive_wasmtime()
+    keep += [fast_rt, slow_rt, extism_plugin, naive_store]
+    candidates = {
+        "gonext (fast)": (fast_call, calls),
+        "gonext (slow dispatcher)": (slow_call, max(500, calls // 10)),
+        "extism python sdk": (extism_call, calls),
+        "naive wasmtime-py": (naive_call, max(500, calls // 10)),
+        "plain python": (plain_python(), calls),
+    }
+    for label, (fn, _n) in candidates.items():
+        if fn() != EXPECTED:
+            raise SystemExit(f"{label}: wrong result {fn()!r}")
+    # Interleave fast and Extism twice so neither gets a warmer machine.
+    for label in ["gonext (fast)", "extism python sdk", *candidates]:
+        fn, n = candidates[label]
+        rows[label] = measure(fn, n, warmup=min(n, 1000))
+
+    fast, ext = rows["gonext (fast)"]["median_us"], rows["extism python sdk"]["median_us"]
+    results["fast_vs_extism"] = {"speedup_median": round(ext / fast, 2), "target": 2.0,
+                                 "met": ext / fast >= 2.0}
+    results["load"] = load_times(repeat=3)
+    results["pool_checkout"] = pool_checkout(fast_plugin, calls)
+    results["calls_per_second"] = {
+        f"{label} x{n}": throughput(fn, n, seconds)
+        for label, fn in (("gonext (fast)", fast_call), ("extism python sdk", extism_call))
+        for n in (1, 2, 8) if label.startswith("gonext") or n == 1
+    }
+    for closable in (fast_plugin, slow_plugin, fast_rt, slow_rt):
+        closable.close()
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [f"filter round trip, {results['value_bytes']}-byte string, µs",
+             f"  {'host':<28}{'median':>10}{'p99':>10}{'mean':>10}"]
+    for label, row in results["filter_round_trip"].items():
+        lines.append(f"  {label:<28}{row['median_us']:>10.2f}{row['p99_us']:>10.2f}{row['mean_us']:>10.2f}")
+    cmp = results["fast_vs_extism"]
+    lines.append(f"  gonext fast vs Extism: {cmp['speedup_median']}x faster (target {cmp['target']}x, "
+                 f"{'met' if cmp['met'] else 'NOT met'})")
+    load = results["load"]
+    lines.append(f"load: cold {load['cold_ms']} ms, from compiled cache {load['cached_ms']} ms")
+    pool = results["pool_checkout"]
+    lines.append(f"pool checkout+return: median {pool['median_us']} µs, p99 {pool['p99_us']} µs")
+    lines.append("calls per second:")
+    for label, rate in results["calls_per_second"].items():
+        lines.append(f"  {label:<28}{rate:>10}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks runtime", description=__doc__)
+    parser.add_argument("--calls", type=int, default=20_000, help="timed calls per fast row")
+    parser.add_argument("--seconds", type=float, default=1.0, help="duration of each throughput run")
+    parser.add_argument("--json-only", action="store_true")
+    args = parser.parse_args(argv)
+    results = run(args.calls, args.seconds)
+    print(json.dumps(results, indent=2))
+    if not args.json_only:
+        print(table(results), file=sys.stdout)
+    return 0
