@@ -26,7 +26,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "FUEL": (1_000, 10**13),
     "SOFT_TIMEOUT_MS": (1, 600_000),
     "HARD_TIMEOUT_MS": (1, 600_000),
-    "MIN_INSTANCES": (0, 1_024),
+    "MIN_INSTANCES": (1, 1_024),
     "MAX_INSTANCES": (1, 1_024),
     "MAX_HOST_CALLS": (1, 10**7),
     "MAX_INPUT_BYTES": (1, 1024 * 1024 * 1024),

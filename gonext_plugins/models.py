@@ -23,6 +23,7 @@ class Plugin(models.Model):
     author = models.CharField(max_length=200, blank=True)
     homepage = models.URLField(blank=True)
     state = models.CharField(max_length=20, choices=PluginState.choices, default=PluginState.INACTIVE)
+    state_reason = models.CharField(max_length=500, blank=True, help_text="why it is quarantined, etc.")
     active_version = models.ForeignKey(
         "PluginVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -103,6 +104,9 @@ class CapabilityGrant(models.Model):
     requested_by_version = models.ForeignKey(
         PluginVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    hosts = models.JSONField(
+        default=list, blank=True, help_text="for http.fetch: the manifest hosts the admin allowed"
+    )
 
     class Meta:
         ordering = ["plugin", "capability"]
@@ -162,3 +166,37 @@ class Generation(models.Model):
 
     def __str__(self) -> str:
         return f"generation {self.number}"
+
+
+class PluginKV(models.Model):
+    """One key of a plugin's private key-value store (the ``kv`` capability)."""
+
+    plugin_slug = models.SlugField(max_length=64, help_text="by slug, so kept data survives an uninstall")
+    key = models.CharField(max_length=255)
+    value = models.JSONField()
+    size = models.PositiveIntegerField(help_text="bytes of the JSON-encoded value")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["plugin_slug", "key"], name="gonext_unique_kv_key")]
+
+    def __str__(self) -> str:
+        return f"{self.plugin_slug}:{self.key}"
+
+
+class PluginFault(models.Model):
+    """A trap, timeout or bad result: shown to the admin and counted for quarantine."""
+
+    plugin = models.ForeignKey(Plugin, on_delete=models.CASCADE, related_name="faults")
+    version = models.CharField(max_length=64, blank=True)
+    kind = models.CharField(max_length=30)  # trap, timeout, bad_result, load_error, ...
+    hook = models.CharField(max_length=200, blank=True)
+    message = models.TextField(blank=True)
+    guest_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.plugin.slug} {self.kind} {self.created_at:%H:%M:%S}"
