@@ -313,6 +313,7 @@ def _semantic_problems(data: Mapping[str, Any], host_version: str | None) -> lis
     host_range = requires.get("host") if isinstance(requires, dict) else None
     if isinstance(host_range, str) and host_range.strip():
         try:
+            parse_range(host_range)
             satisfied = host_version is None or range_satisfied(host_range, host_version)
         except ValueError as exc:
             problems.append((("requires", "host"),
