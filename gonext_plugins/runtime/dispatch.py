@@ -22,8 +22,8 @@ Construction::
 
 ``call(export, name, payload) -> bytes | None`` runs ``gn_handle_hook`` or ``gn_handle_job``:
 
-1. :func:`arm` the store: ``ctx.begin_call()``, fuel to ``limits.fuel`` (when not None), epoch
-   deadline to ``ctx.deadline_ticks``. Once per ``call``: gn_alloc/gn_free share the budget.
+1. :func:`arm` the store: ``ctx.begin_call()``, fuel to ``limits.fuel`` (``UNLIMITED_FUEL`` when
+   None: the engine always meters fuel), epoch deadline to ``ctx.deadline_ticks``. Once per ``call``: gn_alloc/gn_free share the budget.
 2. Put ``name`` (UTF-8) and ``payload`` (JSON, already checked against ``max_input_bytes`` by the
    caller) into guest memory obtained from ``gn_alloc``. Reusing a block across calls is allowed
    (ABI.md); grow it with ``gn_free`` + ``gn_alloc``. ``gn_alloc`` returning 0 (or a block that does
@@ -81,11 +81,14 @@ class Dispatcher(Protocol):
     def call_raw(self, export: str, *args: int) -> Any: ...
 
 
+UNLIMITED_FUEL = (1 << 63) - 1
+"""What ``fuel=None`` sets: the engine always consumes fuel, so "off" means a budget never reached."""
+
+
 def arm(store: Store, limits: Limits, ctx: HostContext) -> None:
     """Reset per-call host state, refill fuel, set the hard deadline. Before every guest call."""
     ctx.begin_call()
-    if limits.fuel is not None:
-        store.set_fuel(limits.fuel)
+    store.set_fuel(UNLIMITED_FUEL if limits.fuel is None else limits.fuel)
     store.set_epoch_deadline(ctx.deadline_ticks)
 
 
@@ -141,11 +144,15 @@ def trap_error(exc: BaseException, ctx: HostContext, limits: Limits) -> PluginTr
 
 
 def _first_line(exc: BaseException) -> str:
+    """The reason of a trap: wasmtime puts it after "Caused by:", below the backtrace."""
     try:
         text = exc.message if isinstance(exc, Trap) else str(exc)
     except Exception:
         text = type(exc).__name__
-    return (text.strip().splitlines() or [""])[0]
+    if "Caused by:" in text:
+        text = text.rsplit("Caused by:", 1)[1]
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 def _frames(exc: BaseException) -> list[str]:

@@ -47,7 +47,19 @@ ENV_SIGNATURES: dict[str, FuncType] = {
     "gn_time_ms": FuncType([], [_I64]),
     "gn_host_call": FuncType([_I32, _I32, _I32, _I32], [_I64]),
 }
-"""The only imports a guest may have, all from module ``env``; ABI.md's table."""
+"""The only imports a guest may have, all from module ``env``; ABI.md's table.
+
+For comparing signatures only: a ``FuncType`` gets tied to the first engine that uses it, so
+:func:`make_env` builds fresh ones for each store.
+"""
+
+_ENV_SHAPES: dict[str, tuple[int, bool]] = {"gn_log": (3, False), "gn_panic": (2, False),
+                                            "gn_time_ms": (0, True), "gn_host_call": (4, True)}
+
+
+def _fresh_type(name: str) -> FuncType:
+    params, returns_i64 = _ENV_SHAPES[name]
+    return FuncType([ValType.i32() for _ in range(params)], [ValType.i64()] if returns_i64 else [])
 
 
 def default_log_sink(plugin: str, level: int, message: str, source: str) -> None:
@@ -347,8 +359,9 @@ def make_env(store: Store, ctx: HostContext, names: list[str]) -> dict[str, Func
     funcs: dict[str, Func] = {}
     for name in names:
         raw = ffi.wasmtime_func_t()
-        ffi.wasmtime_func_new_unchecked(store._context(), ENV_SIGNATURES[name].ptr(), _CALLBACKS[name],
-                                        key, _finalize, ctypes.byref(raw))
+        ty = _fresh_type(name)
+        ffi.wasmtime_func_new_unchecked(store._context(), ty.ptr(), _CALLBACKS[name], key, _finalize,
+                                        ctypes.byref(raw))
         funcs[name] = Func._from_raw(raw)
     if not names:
         # No function holds the key, so nothing will finalize it: tie it to the store instead.

@@ -156,6 +156,9 @@ class ModuleCache:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._engine = engine
         self._settings = f"wasmtime={WASMTIME_VERSION};{settings}"
+        self.hits = 0  # counters for tests and the benchmark
+        self.misses = 0
+        self.rejected = 0
 
     def key(self, wasm: bytes) -> bytes:
         return hashlib.sha256(hashlib.sha256(wasm).digest() + self._settings.encode()).digest()
@@ -169,7 +172,9 @@ class ModuleCache:
         path = self.path(key)
         module = self._read(path, key)
         if module is not None:
+            self.hits += 1
             return module
+        self.misses += 1
         validate(self._engine, wasm, name)
         module = compile_module(self._engine, wasm, name)
         self._write(path, key, module)
@@ -197,6 +202,7 @@ class ModuleCache:
             return self._reject(path, f"wasmtime refused it: {_first_line(exc)}")
 
     def _reject(self, path: Path, why: str) -> None:
+        self.rejected += 1
         logger.warning("ignoring compiled cache file %s (%s); recompiling", path, why)
         return None
 

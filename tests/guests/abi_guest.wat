@@ -198,6 +198,14 @@
   (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0)))
   (func (export "pages") (result i32) (memory.size))
   (func (export "spin") (loop $x (br $x)))
+  ;; counts down from n and returns n: a call that is slow but succeeds
+  (func (export "busy") (param $n i32) (result i32) (local $i i32)
+    (local.set $i (local.get $n))
+    (block $done (loop $l
+      (br_if $done (i32.eqz (local.get $i)))
+      (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+      (br $l)))
+    (local.get $n))
   (func (export "hooks") (result i32) (global.get $hooks))
   (func (export "allocs") (result i32) (global.get $allocs))
   (func (export "now") (result i64) (call $gn_time_ms))
