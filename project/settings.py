@@ -127,6 +127,9 @@ GONEXT_PLUGINS = {
     # Dev mode (unsigned bundles, the dev install endpoint) only where DEBUG is on and asked for.
     "DEV_MODE": DEBUG and os.environ.get("GONEXT_DEV_MODE", "0") == "1",
 }
+if os.environ.get("GONEXT_SYNC_INTERVAL"):
+    # How often each process polls the generation number (seconds); the cross-process tests lower it.
+    GONEXT_PLUGINS["SYNC_INTERVAL"] = float(os.environ["GONEXT_SYNC_INTERVAL"])
 
 LOGGING = {
     "version": 1,
