@@ -639,3 +639,32 @@ def record_fault(slug: str, kind: str, message: str, *, version: str = "", hook:
                   f"{message[:200]}")
         return quarantine(plugin, reason).changed
     return False
+
+
+def collect_blobs(grace_seconds: float = 3600) -> list[str]:
+    """Delete stored blobs no version references (left behind when a caller's own transaction
+    rolled back after an install wrote its blob). Blobs younger than ``grace_seconds`` are kept:
+    another process may be installing them right now. Returns the names deleted."""
+    from .storage import PREFIX, get_storage
+
+    storage = get_storage()
+    try:
+        folders, _ = storage.listdir(PREFIX)
+    except (FileNotFoundError, NotImplementedError):
+        return []
+    referenced = set(PluginVersion.objects.values_list("blob_name", flat=True))
+    cutoff = timezone.now() - timedelta(seconds=grace_seconds)
+    deleted = []
+    for folder in folders:
+        for name in storage.listdir(f"{PREFIX}/{folder}")[1]:
+            path = f"{PREFIX}/{folder}/{name}"
+            if path in referenced:
+                continue
+            try:
+                if grace_seconds and storage.get_modified_time(path) > cutoff:
+                    continue
+            except NotImplementedError:
+                pass
+            storage.delete(path)
+            deleted.append(path)
+    return sorted(deleted)
