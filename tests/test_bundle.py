@@ -598,3 +598,53 @@ def test_every_single_byte_flip_of_one_signed_bundle_is_refused() -> None:
                 except (BundleError, ManifestError, SignatureError):
                     continue
                 pytest.fail(f"flip {mask:#x} at {position} was accepted (required={required})")
+
+
+# --- the default key lookup: PublisherKey rows ---------------------------------------------------
+
+
+def publisher_key(**fields: Any) -> Any:
+    from gonext_plugins.models import PublisherKey
+
+    return PublisherKey.objects.create(**{"name": "Ada", "public_key": PUBLIC, "fingerprint": FINGERPRINT,
+                                          **fields})
+
+
+def test_db_trusted_key(db: None) -> None:
+    key = publisher_key()
+    result = bundle.read(signed(), require_signature=True)
+    assert result.signature.valid and result.signature.key_id == key.pk and result.signature.key_name == "Ada"
+
+
+def test_db_unknown_untrusted_and_revoked_keys(db: None) -> None:
+    from django.utils import timezone
+
+    with pytest.raises(UntrustedKey, match="unknown key"):
+        bundle.read(signed(), require_signature=True)
+    key = publisher_key(trusted=False)
+    with pytest.raises(UntrustedKey, match="untrusted key"):
+        bundle.read(signed(), require_signature=True)
+    key.trusted, key.revoked_at = True, timezone.now()
+    key.save()
+    with pytest.raises(RevokedKey):
+        bundle.read(signed(), require_signature=False)
+
+
+def test_read_writes_nothing(db: None, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only SELECTs reach the database, accepted or refused, and no file appears anywhere we look."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    publisher_key()
+    monkeypatch.chdir(tmp_path)
+    good, bad = signed(), bytearray(signed())
+    bad[-30] ^= 0xFF
+    with CaptureQueriesContext(connection) as queries:
+        bundle.read(good, require_signature=True)
+        with pytest.raises(PluginError):
+            bundle.read(bytes(bad), require_signature=True)
+        with pytest.raises(PluginError):
+            bundle.read(with_signature(good_document(), wasm=WASM + b"!"), require_signature=True)
+    assert queries.captured_queries
+    assert all(q["sql"].lstrip().upper().startswith("SELECT") for q in queries.captured_queries)
+    assert list(tmp_path.iterdir()) == []
