@@ -23,7 +23,8 @@ Construction::
 ``call(export, name, payload) -> bytes | None`` runs ``gn_handle_hook`` or ``gn_handle_job``:
 
 1. :func:`arm` the store: ``ctx.begin_call()``, fuel to ``limits.fuel`` (``UNLIMITED_FUEL`` when
-   None: the engine always meters fuel), epoch deadline to ``ctx.deadline_ticks``. Once per ``call``: gn_alloc/gn_free share the budget.
+   None: the engine always meters fuel), epoch deadline to ``ctx.deadline_ticks``. Once per
+   ``call``: gn_alloc/gn_free share the budget.
 2. Put ``name`` (UTF-8) and ``payload`` (JSON, already checked against ``max_input_bytes`` by the
    caller) into guest memory obtained from ``gn_alloc``. Reusing a block across calls is allowed
    (ABI.md); grow it with ``gn_free`` + ``gn_alloc``. ``gn_alloc`` returning 0 (or a block that does

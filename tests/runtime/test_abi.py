@@ -51,7 +51,8 @@ def test_job_without_gn_handle_job_is_unknown(rt: Runtime) -> None:
 
 
 @pytest.mark.parametrize(("hook", "status"), [
-    ("err", "error"), ("oom", "out_of_memory"), ("badpayload", "bad_payload"), ("no-such-hook", "unknown_hook"),
+    ("err", "error"), ("oom", "out_of_memory"), ("badpayload", "bad_payload"),
+    ("no-such-hook", "unknown_hook"),
     ("neg7", "bad_result"), ("oob", "bad_result"), ("zerolen", "bad_result"), ("notjson", "bad_result"),
 ])
 def test_every_status_maps_to_its_error(guest: Plugin, hook: str, status: str) -> None:
