@@ -78,6 +78,7 @@ class Limits:
 
         ``None`` counts as unlimited, so a plugin may turn fuel on under a fuel-off runtime but not
         off under a fuel-on one. The result is validated; the minimum of two valid limits is valid.
+        A plugin's ``Limits`` is a full value: fields left at their defaults take part too.
         """
         merged: dict[str, object] = {}
         for f in fields(self):
