@@ -1,0 +1,344 @@
+"""The action/filter bus that site code and plugins share: WordPress's semantics, Django's idioms.
+
+::
+
+    from gonext_plugins import hooks
+
+    @hooks.add_filter("the_content", priority=20)       # decorator or plain call
+    def shout(html, post):
+        return html.upper()
+
+    html = hooks.apply_filters("the_content", post.body, post)
+    bodies = hooks.do_action("wp_head", post)          # what plugin actions returned
+
+    with hooks.register_temporarily("the_content", shout, priority=5):   # tests
+        ...
+
+Semantics follow WordPress's ``WP_Hook`` exactly: lower priorities run first, equal priorities in
+insertion order; a callback is registered once per priority; while a hook runs, a callback added at
+a later priority runs in that run and one added at the running or an earlier priority waits for the
+next run; removing a callback of a later priority stops it in this run, while the callbacks of the
+running priority were fixed when that priority began; hooks may be re-entered from their own
+callbacks, each nested run iterating independently; ``did_action`` counts runs even when nothing is
+registered.
+
+Every hook is also a ``django.dispatch.Signal`` (:func:`signal`): ``@receiver(hooks.signal("save_post"))``
+connects a Django-style receiver ``(sender, signal, args, **kwargs)`` as an action at priority 10.
+Receivers are held strongly (a hook bus is module-level code), unlike Django's default.
+
+Plugin receivers (the plugin bridge) are ordinary callbacks that also carry ``collect = True``:
+``do_action`` returns the non-None bodies they produced.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.dispatch import Signal
+
+DEFAULT_PRIORITY = 10
+
+Callback = Callable[..., Any]
+
+
+class _Entry:
+    """One registration: the callback and how to call it."""
+
+    __slots__ = ("callback", "django_style", "signal")
+
+    def __init__(self, callback: Callback, django_style: bool = False, signal: Signal | None = None) -> None:
+        self.callback = callback
+        self.django_style = django_style
+        self.signal = signal
+
+
+def _key(callback: Callback) -> Any:
+    """Identity of a callback for dedup and removal: bound methods compare by (self, function), like
+    WordPress's ``_wp_filter_build_unique_id``."""
+    self_obj = getattr(callback, "__self__", None)
+    func = getattr(callback, "__func__", None)
+    if self_obj is not None and func is not None:
+        return (id(self_obj), func)
+    return callback
+
+
+class Hook:
+    """The callbacks of one hook name, by priority."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.callbacks: dict[int, dict[Any, _Entry]] = {}
+        self.signal = HookSignal(self)
+
+    def add(self, callback: Callback, priority: int, entry: _Entry | None = None) -> None:
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise TypeError(f"priority must be an int, not {priority!r}")
+        with _hooks_lock:
+            bucket = self.callbacks.setdefault(priority, {})
+            key = _key(callback)
+            if key not in bucket:  # same callback, same priority: registered once, position kept
+                bucket[key] = entry or _Entry(callback)
+
+    def remove(self, callback: Callback, priority: int) -> bool:
+        with _hooks_lock:
+            bucket = self.callbacks.get(priority)
+            if not bucket or _key(callback) not in bucket:
+                return False
+            del bucket[_key(callback)]
+            if not bucket:
+                del self.callbacks[priority]
+            return True
+
+    def remove_all(self, priority: int | None = None) -> None:
+        with _hooks_lock:
+            if priority is None:
+                self.callbacks.clear()
+            else:
+                self.callbacks.pop(priority, None)
+
+    def has(self, callback: Callback | None = None) -> bool | int:
+        if callback is None:
+            return any(self.callbacks.values())
+        key = _key(callback)
+        for priority in sorted(self.callbacks):
+            if key in self.callbacks[priority]:
+                return priority
+        return False
+
+    def run(self, call: Callable[[_Entry], None]) -> None:
+        """Iterate priorities the WordPress way, calling ``call(entry)`` for each callback.
+
+        The next priority is always the smallest registered one above the current, read afresh after
+        each priority: later additions join, earlier ones wait, later removals drop out. Within a
+        priority the callbacks were fixed when it began. Nested runs keep their own ``current``.
+        """
+        current: int | None = None
+        while True:
+            later = [p for p in list(self.callbacks) if current is None or p > current]
+            if not later:
+                return
+            current = min(later)
+            for entry in list(self.callbacks.get(current, {}).values()):
+                call(entry)
+
+
+_hooks: dict[str, Hook] = {}
+_hooks_lock = threading.RLock()
+_action_counts: defaultdict[str, int] = defaultdict(int)
+_filter_counts: defaultdict[str, int] = defaultdict(int)
+_current: ContextVar[tuple[str, ...]] = ContextVar("gonext_current_hooks", default=())
+
+
+def _hook(name: str) -> Hook:
+    hook = _hooks.get(name)
+    if hook is None:
+        with _hooks_lock:
+            hook = _hooks.setdefault(name, Hook(name))
+    return hook
+
+
+class HookSignal(Signal):
+    """A hook seen as a Django signal. ``connect`` adds a Django-style receiver as an action at
+    priority 10 (or ``priority=``); ``send`` runs the hook as an action and returns
+    ``[(receiver, response), ...]`` like ``Signal.send``."""
+
+    def __init__(self, hook: Hook) -> None:
+        super().__init__()
+        self.hook = hook
+
+    def connect(self, receiver: Callback, sender: Any = None, weak: bool = True,  # type: ignore[override]
+                dispatch_uid: Any = None, priority: int = DEFAULT_PRIORITY) -> None:
+        self.hook.add(receiver, priority, _Entry(receiver, django_style=True, signal=self))
+
+    def disconnect(self, receiver: Callback | None = None, sender: Any = None,  # type: ignore[override]
+                   dispatch_uid: Any = None, priority: int = DEFAULT_PRIORITY) -> bool:
+        return self.hook.remove(receiver, priority) if receiver is not None else False
+
+    def has_listeners(self, sender: Any = None) -> bool:
+        return bool(self.hook.has())
+
+    def send(self, sender: Any, **named: Any) -> list[tuple[Callback, Any]]:  # type: ignore[override]
+        responses: list[tuple[Callback, Any]] = []
+        args = tuple(named.pop("args", ()))
+        _run_action(self.hook.name, args, responses)
+        return responses
+
+    def send_robust(self, sender: Any, **named: Any) -> list[tuple[Callback, Any]]:  # type: ignore[override]
+        return self.send(sender, **named)
+
+
+def signal(name: str) -> HookSignal:
+    """The ``django.dispatch.Signal`` of hook ``name``."""
+    return _hook(name).signal
+
+
+# --- registration ----------------------------------------------------------------------------
+
+
+def add_filter(name: str, callback: Callback | None = None, priority: int = DEFAULT_PRIORITY) -> Any:
+    """Register ``callback(value, *args) -> new value``. Usable as ``@add_filter("name")``."""
+    if callback is None:
+        def decorator(func: Callback) -> Callback:
+            _hook(name).add(func, priority)
+            return func
+        return decorator
+    _hook(name).add(callback, priority)
+    return callback
+
+
+def add_action(name: str, callback: Callback | None = None, priority: int = DEFAULT_PRIORITY) -> Any:
+    """Register ``callback(*args)``. Actions and filters share one registry, as in WordPress."""
+    return add_filter(name, callback, priority)
+
+
+def remove_filter(name: str, callback: Callback, priority: int = DEFAULT_PRIORITY) -> bool:
+    hook = _hooks.get(name)
+    return hook.remove(callback, priority) if hook else False
+
+
+remove_action = remove_filter
+
+
+def remove_all_filters(name: str, priority: int | None = None) -> bool:
+    hook = _hooks.get(name)
+    if hook:
+        hook.remove_all(priority)
+    return True
+
+
+remove_all_actions = remove_all_filters
+
+
+def has_filter(name: str, callback: Callback | None = None) -> bool | int:
+    """Without ``callback``: whether anything is registered. With it: its priority, or False."""
+    hook = _hooks.get(name)
+    if hook is None:
+        return False
+    return hook.has(callback)
+
+
+has_action = has_filter
+
+
+@contextmanager
+def register_temporarily(name: str, callback: Callback,
+                         priority: int = DEFAULT_PRIORITY) -> Iterator[Callback]:
+    """Register for the length of a ``with`` block (tests), removed on exit even on error."""
+    add_filter(name, callback, priority)
+    try:
+        yield callback
+    finally:
+        remove_filter(name, callback, priority)
+
+
+# --- running ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def _running(name: str) -> Iterator[None]:
+    token = _current.set((*_current.get(), name))
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def _sync_plugins() -> None:
+    """Let this process catch up with plugin changes made elsewhere (cheap between intervals)."""
+    from .registry import registry
+
+    registry.maybe_sync()
+
+
+def apply_filters(name: str, value: Any, *args: Any) -> Any:
+    """Pass ``value`` through every filter of ``name``; each gets ``(value, *args)``."""
+    _filter_counts[name] += 1
+    _sync_plugins()
+    hook = _hooks.get(name)
+    if hook is None or not hook.callbacks:
+        return value
+    state = [value]
+
+    def call(entry: _Entry) -> None:
+        if entry.django_style:
+            entry.callback(sender=name, signal=entry.signal, args=args, value=state[0])
+        else:
+            state[0] = entry.callback(state[0], *args)
+
+    with _running(name):
+        hook.run(call)
+    return state[0]
+
+
+def _run_action(name: str, args: tuple[Any, ...],
+                responses: list[tuple[Callback, Any]] | None = None) -> list[Any]:
+    _action_counts[name] += 1
+    _sync_plugins()
+    hook = _hooks.get(name)
+    bodies: list[Any] = []
+    if hook is None or not hook.callbacks:
+        return bodies
+
+    def call(entry: _Entry) -> None:
+        if entry.django_style:
+            result = entry.callback(sender=name, signal=entry.signal, args=args)
+        else:
+            result = entry.callback(*args)
+        if responses is not None:
+            responses.append((entry.callback, result))
+        if result is not None and getattr(entry.callback, "collect", False):
+            bodies.append(result)
+
+    with _running(name):
+        hook.run(call)
+    return bodies
+
+
+def do_action(name: str, *args: Any) -> list[Any]:
+    """Run every action of ``name`` with ``args``; returns the bodies plugin actions returned."""
+    return _run_action(name, args)
+
+
+async def aapply_filters(name: str, value: Any, *args: Any) -> Any:
+    """``apply_filters`` for async code: runs in a worker thread, so a guest call (or the ORM)
+    never blocks the event loop."""
+    return await sync_to_async(apply_filters, thread_sensitive=False)(name, value, *args)
+
+
+async def ado_action(name: str, *args: Any) -> list[Any]:
+    """``do_action`` for async code, off the event loop."""
+    return await sync_to_async(do_action, thread_sensitive=False)(name, *args)
+
+
+def did_action(name: str) -> int:
+    """How many times ``do_action(name)`` ran in this process."""
+    return _action_counts[name]
+
+
+def current_filter() -> str | None:
+    """The innermost hook running in this context, or None."""
+    stack = _current.get()
+    return stack[-1] if stack else None
+
+
+current_action = current_filter
+
+
+def doing_filter(name: str | None = None) -> bool:
+    """Whether ``name`` (or, without a name, any hook) is running in this context."""
+    stack = _current.get()
+    return bool(stack) if name is None else name in stack
+
+
+doing_action = doing_filter
+
+
+def did_filter(name: str) -> int:
+    """How many times ``apply_filters(name)`` ran in this process (WordPress 6.1's ``did_filter``)."""
+    return _filter_counts[name]
