@@ -1,6 +1,9 @@
 """``manage.py plugin <subcommand>``: bundles and keys from the shell, with exit codes scripts can use.
 
-Exit codes: 0 done, 1 refused (printed as ``error: <code>: <message>`` on stderr), 2 usage.
+Exit codes: 0 done, 1 refused (printed as ``error: <code>: <message>`` on stderr), 2 usage,
+3 nothing to do (the state asked for is already there: already active, the same version again...).
+The lifecycle subcommands (install, list, show, activate, ... ``docs/commands.md``) only parse and
+render; every change goes through ``gonext_plugins.lifecycle``.
 
 Adding a subcommand: put its name and one-line help in :attr:`Command.SUBCOMMANDS`, then write
 ``args_<name>(parser)`` (its arguments; optional) and ``handle_<name>(**options)``. Dashes in a
@@ -21,6 +24,7 @@ from django.core.management.base import BaseCommand, CommandError, SystemCheckEr
 from gonext_plugins import bundle as bundles
 from gonext_plugins import signing
 from gonext_plugins.errors import ManifestError, PluginError
+from gonext_plugins.management.commands._plugin_lifecycle import LifecycleCommands
 
 
 def _method_name(prefix: str, subcommand: str) -> str:
@@ -52,8 +56,27 @@ def write_output(path: str, data: bytes) -> None:
         raise refused("io_error", f"cannot write {path}: {exc.strerror}")
 
 
-class Command(BaseCommand):
-    help = "Manage gonext plugins: keys and bundles (keygen, pack, sign, verify)."
+LIFECYCLE_SUBCOMMANDS: dict[str, str] = {
+    "install": "install a signed .gnplugin, granting its capabilities (--grant), optionally activating",
+    "list": "list installed plugins with state, version and grants",
+    "show": "one plugin: versions, capabilities and grants, state, recent audit events",
+    "activate": "run the plugin's current version in every process",
+    "deactivate": "stop the plugin in every process (versions, grants and data stay)",
+    "upgrade": "install a newer version of an installed plugin and switch to it",
+    "rollback": "switch back to an older installed version",
+    "uninstall": "remove a plugin, its versions and grants (and its data unless --keep-data)",
+    "grant": "grant capabilities the plugin asks for",
+    "revoke": "revoke one capability (a required one deactivates the plugin)",
+    "trust-key": "trust a publisher's public key (base64, or a key file)",
+    "revoke-key": "revoke a publisher key; plugins it signed are deactivated",
+}
+
+
+class Command(LifecycleCommands, BaseCommand):
+    help = ("Manage gonext plugins: keys and bundles (keygen, pack, sign, verify) and installed plugins "
+            "(install, list, show, activate, deactivate, upgrade, rollback, uninstall, grant, revoke, "
+            "trust-key, revoke-key). Exit codes: 0 done, 1 refused (stderr: 'error: <code>: "
+            "<message>'), 2 usage error, 3 nothing to do (already in that state).")
     requires_system_checks: list[str] = []  # keygen/pack/sign need no database
 
     SUBCOMMANDS: dict[str, str] = {
@@ -61,6 +84,7 @@ class Command(BaseCommand):
         "pack": "pack manifest.json and plugin.wasm into an unsigned .gnplugin",
         "sign": "sign a .gnplugin with a publisher key file",
         "verify": "check a .gnplugin completely: layout, manifest and signature",
+        **LIFECYCLE_SUBCOMMANDS,
     }
 
     # --- plumbing ------------------------------------------------------------------------------
