@@ -1,4 +1,4 @@
-"""App config: registers the system checks."""
+"""App config: registers the system checks, the built-in host functions and the plugin bridge."""
 
 from django.apps import AppConfig
 
@@ -9,4 +9,8 @@ class GonextPluginsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the checks)
+        from . import bridge, builtin_host, checks  # noqa: F401  (checks register on import)
+        from .registry import registry
+
+        builtin_host.register_all()
+        registry.add_listener(bridge.connect, bridge.disconnect)

@@ -151,6 +151,12 @@ class Registry:
         with self._lock:
             self._listeners = [pair for pair in self._listeners if pair != (on_load, on_unload)]
 
+    def _notify_all(self, loaded: LoadedPlugin, *, load: bool) -> None:
+        for on_load, on_unload in list(self._listeners):
+            listener = on_load if load else on_unload
+            if listener:
+                self._notify(listener, loaded)
+
     def _notify(self, listener: Listener, loaded: LoadedPlugin) -> None:
         try:
             listener(loaded)
@@ -217,7 +223,7 @@ class Registry:
             version = plugin.active_version
             manifest = manifest_of(version)
             granted = grants.get(plugin.pk, {})
-            caps = frozenset(set(granted) & set(manifest.all_capabilities))
+            caps = frozenset(set(granted) & set(manifest.all_capabilities) | {"log"})  # log: always granted
             hosts = tuple(sorted(set(granted.get("http.fetch", [])) & set(manifest.allowed_hosts)))
             desired[plugin.slug] = (version, caps, hosts)
         return desired
@@ -232,9 +238,12 @@ class Registry:
             current = self._loaded.get(slug)
             if current is not None:
                 if current.capabilities != caps or current.hosts != hosts:
+                    # Grants changed: listeners re-wire (a revoked hooks.subscribe drops the hooks).
+                    self._notify_all(current, load=False)
                     current.capabilities = caps
                     current.hosts = hosts
                     current.runtime_plugin.capabilities = caps
+                    self._notify_all(current, load=True)
                     changed = True
                 continue
             try:
@@ -263,16 +272,12 @@ class Registry:
         )
         self._loaded[slug] = loaded
         logger.info("plugin %s %s loaded", slug, version.version)
-        for on_load, _ in self._listeners:
-            if on_load:
-                self._notify(on_load, loaded)
+        self._notify_all(loaded, load=True)
         return loaded
 
     def _unload(self, slug: str) -> None:
         loaded = self._loaded.pop(slug)
-        for _, on_unload in self._listeners:
-            if on_unload:
-                self._notify(on_unload, loaded)
+        self._notify_all(loaded, load=False)
         # In-flight calls finish on the old instances; the pool refuses new ones.
         threading.Thread(target=loaded.runtime_plugin.close, daemon=True,
                          name=f"gonext-close-{slug}").start()

@@ -7,3 +7,6 @@ class BlogConfig(AppConfig):
     name = "project.blog"
     label = "blog"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import plugins  # noqa: F401  (capabilities, host functions, hook receivers)

@@ -20,3 +20,27 @@ class Post(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("blog:detail", args=[self.slug])
+
+    def to_plugin_json(self) -> dict[str, object]:
+        """How a post crosses into plugins (hook arguments and host-function results)."""
+        return {"id": self.pk, "title": self.title, "slug": self.slug, "body": self.body,
+                "url": self.get_absolute_url(), "published": self.published}
+
+    def meta_value(self, key: str, default: object = None) -> object:
+        meta = self.meta.filter(key=key).first()
+        return meta.value if meta else default
+
+
+class PostMeta(models.Model):
+    """Extra data plugins store on a post (for example the SEO plugin's ``seo_score``)."""
+
+    post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="meta")
+    key = models.CharField(max_length=100)
+    value = models.JSONField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["post", "key"], name="blog_unique_post_meta")]
+
+    def __str__(self) -> str:
+        return f"{self.post_id}:{self.key}"

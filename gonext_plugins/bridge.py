@@ -1,0 +1,126 @@
+"""The plugin bridge: each active plugin's manifest hooks become receivers on the hook bus.
+
+When the registry loads a plugin that holds ``hooks.subscribe``, every hook in its manifest gets a
+:class:`PluginHookProxy` at the manifest's priority; when it unloads (deactivation, upgrade, a
+revoked grant) every proxy goes. A proxy calls the plugin through its instance pool.
+
+Objects cross as JSON, never pickles: primitives, lists and dicts pass as they are; anything else
+needs a ``to_plugin_json()`` method or a serializer registered with :func:`register_serializer`.
+
+A plugin fault never breaks the page: a filter's value passes through unchanged and an action is
+skipped; the fault is logged with the plugin's name, counted, and (for traps, timeouts and bad
+results) recorded for quarantine by :meth:`LoadedPlugin.invoke`. ``RAISE_FAULTS`` makes faults
+raise instead, for tests and strict sites.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import Counter
+
+from . import hooks
+from .conf import settings
+from .errors import PluginClosed, PluginError
+from .registry import LoadedPlugin
+
+logger = logging.getLogger("gonext_plugins.bridge")
+
+HOOK_FAULTS = Counter(
+    "gonext_plugin_hook_faults_total",
+    "Plugin hook calls that failed and were skipped (value passed through, action skipped).",
+    ["plugin", "hook", "kind"],
+)
+
+_serializers: dict[type, Callable[[Any], Any]] = {}
+
+
+def register_serializer(cls: type, func: Callable[[Any], Any]) -> None:
+    """Give instances of ``cls`` a JSON form for plugins (``func(obj) -> JSON-able``)."""
+    _serializers[cls] = func
+
+
+def to_json(obj: Any) -> Any:
+    """The JSON form of a hook argument; ``TypeError`` for objects without one."""
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return str(obj) if isinstance(obj, str) and type(obj) is not str else obj
+    if isinstance(obj, dict):
+        return {str(key): to_json(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_json(value) for value in obj]
+    if isinstance(obj, datetime.datetime | datetime.date | datetime.time):
+        return obj.isoformat()
+    if isinstance(obj, decimal.Decimal | uuid.UUID):
+        return str(obj)
+    method = getattr(obj, "to_plugin_json", None)
+    if callable(method):
+        return to_json(method())
+    for cls in type(obj).__mro__:
+        if cls in _serializers:
+            return to_json(_serializers[cls](obj))
+    raise TypeError(
+        f"{type(obj).__name__} has no JSON form for plugins: give it a to_plugin_json() method or "
+        "register one with gonext_plugins.bridge.register_serializer()"
+    )
+
+
+class PluginHookProxy:
+    """One manifest hook of one loaded plugin, as a hook-bus callback."""
+
+    collect = True  # do_action returns the bodies plugin actions produce
+
+    def __init__(self, loaded: LoadedPlugin, hook: str, kind: str, priority: int) -> None:
+        self.loaded = loaded
+        self.hook = hook
+        self.kind = kind
+        self.priority = priority
+
+    def __repr__(self) -> str:
+        return f"<PluginHookProxy {self.loaded.slug}:{self.kind}:{self.hook}@{self.priority}>"
+
+    def __call__(self, *args: Any) -> Any:
+        if self.kind == "filter":
+            value, rest = args[0], args[1:]
+            try:
+                return self.loaded.invoke("filter", self.hook, to_json(value), *map(to_json, rest))
+            except PluginError as exc:
+                self._fault(exc)
+                return value
+        try:
+            return self.loaded.invoke("action", self.hook, *map(to_json, args))
+        except PluginError as exc:
+            self._fault(exc)
+            return None
+
+    def _fault(self, exc: PluginError) -> None:
+        if isinstance(exc, PluginClosed):
+            return  # unloaded while this run was under way; the new version takes the next call
+        kind = getattr(exc, "status", None) or exc.code
+        HOOK_FAULTS.labels(self.loaded.slug, self.hook, kind).inc()
+        logger.warning("plugin %s failed on %s %r (%s): %s", self.loaded.slug, self.kind, self.hook,
+                       kind, exc.message)
+        if settings.RAISE_FAULTS:
+            raise exc
+
+
+def connect(loaded: LoadedPlugin) -> None:
+    """Registry listener: wire a freshly loaded plugin's hooks into the bus."""
+    if "hooks.subscribe" not in loaded.capabilities or not loaded.manifest.hooks:
+        return
+    proxies = []
+    for hook in loaded.manifest.hooks:
+        proxy = PluginHookProxy(loaded, hook.name, hook.kind, hook.priority)
+        hooks.add_filter(hook.name, proxy, hook.priority)
+        proxies.append(proxy)
+    loaded.extras["hook_proxies"] = proxies
+
+
+def disconnect(loaded: LoadedPlugin) -> None:
+    """Registry listener: remove every proxy of a plugin that is going away."""
+    for proxy in loaded.extras.pop("hook_proxies", []):
+        hooks.remove_filter(proxy.hook, proxy, proxy.priority)

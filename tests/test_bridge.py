@@ -1,0 +1,120 @@
+"""The plugin bridge: active plugins' manifest hooks on the bus, through real wasmtime guests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from gonext_plugins import bridge, hooks, lifecycle
+from gonext_plugins.errors import PluginTrap
+from gonext_plugins.models import PluginFault
+from gonext_plugins.registry import registry
+from project.blog.models import Post
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HOOKS = [
+    {"name": "upper", "kind": "filter", "priority": 20},
+    {"name": "panic", "kind": "filter"},
+    {"name": "body", "kind": "action", "priority": 5},
+    {"name": "echo", "kind": "action"},
+    {"name": "oob", "kind": "action"},
+]
+CAPS = ["hooks.subscribe", "kv"]
+
+
+@pytest.fixture
+def active(make_bundle):  # type: ignore[no-untyped-def]
+    lifecycle.install(make_bundle(capabilities=CAPS, hooks=HOOKS), CAPS, "tests", activate=True)
+    registry.sync(force=True)
+    return registry.get("demo")
+
+
+def test_manifest_hooks_become_receivers_at_their_priority(active) -> None:  # type: ignore[no-untyped-def]
+    proxies = {p.hook: p for p in active.extras["hook_proxies"]}
+    assert hooks.has_filter("upper", proxies["upper"]) == 20
+    assert hooks.has_action("body", proxies["body"]) == 5
+    order: list[str] = []
+    with hooks.register_temporarily("upper", lambda v: order.append("py10") or v + "!", 10), \
+            hooks.register_temporarily("upper", lambda v: order.append("py30") or v + "?", 30):
+        assert hooks.apply_filters("upper", "hello") == "HELLO!?"
+    assert order == ["py10", "py30"]
+
+
+def test_actions_return_plugin_bodies(active) -> None:  # type: ignore[no-untyped-def]
+    assert hooks.do_action("body") == [{"html": "<meta>"}]
+
+
+def test_objects_cross_as_json(active) -> None:  # type: ignore[no-untyped-def]
+    post = Post.objects.create(title="T", slug="t", body="B")
+    [envelope] = hooks.do_action("echo", post, {"n": 1})
+    assert envelope == {
+        "kind": "action", "hook": "echo",
+        "args": [{"id": post.pk, "title": "T", "slug": "t", "body": "B", "url": "/posts/t/",
+                  "published": True}, {"n": 1}],
+    }
+    with pytest.raises(TypeError, match="no JSON form"):
+        hooks.do_action("echo", object())
+
+
+def test_deactivation_removes_every_proxy(active) -> None:  # type: ignore[no-untyped-def]
+    lifecycle.deactivate("demo", "tests")
+    registry.maybe_sync()
+    assert not hooks.has_filter("upper") and not hooks.has_action("body")
+    assert hooks.apply_filters("upper", "hello") == "hello"
+
+
+def test_without_hooks_subscribe_nothing_is_wired(make_bundle) -> None:  # type: ignore[no-untyped-def]
+    bundle = make_bundle(capabilities=["kv"], optionalCapabilities=["hooks.subscribe"], hooks=HOOKS)
+    lifecycle.install(bundle, ["kv", "hooks.subscribe"], "tests", activate=True)
+    registry.sync(force=True)
+    assert hooks.apply_filters("upper", "hello") == "HELLO"
+    lifecycle.revoke("demo", "hooks.subscribe", "tests")  # optional: the plugin stays active
+    registry.maybe_sync()
+    assert registry.get("demo") is not None
+    assert hooks.apply_filters("upper", "hello") == "hello"
+    assert not hooks.has_filter("upper")
+
+
+def test_a_fault_never_breaks_the_page(active, caplog) -> None:  # type: ignore[no-untyped-def]
+    before = bridge.HOOK_FAULTS.labels("demo", "panic", "trap")._value.get()
+    with caplog.at_level(logging.WARNING, logger="gonext_plugins.bridge"):
+        assert hooks.apply_filters("panic", "unchanged") == "unchanged"
+        assert hooks.do_action("oob") == []  # bad result: action skipped
+    assert "plugin demo failed on filter 'panic' (trap)" in caplog.text
+    assert "plugin demo failed on action 'oob' (bad_result)" in caplog.text
+    assert bridge.HOOK_FAULTS.labels("demo", "panic", "trap")._value.get() == before + 1
+    assert sorted(PluginFault.objects.values_list("kind", flat=True)) == ["bad_result", "trap"]
+
+
+def test_strict_mode_raises_faults(active, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.GONEXT_PLUGINS = {"RAISE_FAULTS": True}
+    with pytest.raises(PluginTrap, match="something broke"):
+        hooks.apply_filters("panic", "x")
+
+
+def test_repeated_faults_quarantine_and_unwire(active) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(5):
+        assert hooks.apply_filters("panic", "v") == "v"
+    registry.maybe_sync()
+    assert registry.get("demo") is None
+    assert not hooks.has_filter("upper")
+
+
+def test_upgrade_rewires_to_the_new_version(active, make_bundle) -> None:  # type: ignore[no-untyped-def]
+    new_hooks = [{"name": "upper", "kind": "filter", "priority": 1}]
+    lifecycle.upgrade("demo", make_bundle(version="2.0.0", capabilities=CAPS, hooks=new_hooks), [], "tests")
+    registry.maybe_sync()
+    [proxy] = registry.get("demo").extras["hook_proxies"]
+    assert hooks.has_filter("upper", proxy) == 1
+    assert not hooks.has_action("body")
+    assert hooks.apply_filters("upper", "abc") == "ABC"
+
+
+def test_async_twins_call_plugins(active) -> None:  # type: ignore[no-untyped-def]
+    async def main() -> tuple[object, object]:
+        return await hooks.aapply_filters("upper", "async"), await hooks.ado_action("body")
+
+    assert asyncio.run(main()) == ("ASYNC", [{"html": "<meta>"}])
