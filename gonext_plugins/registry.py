@@ -27,6 +27,7 @@ from .errors import HookError, PluginError, PluginTrap
 from .manifest import Manifest
 from .runtime import Limits, Runtime
 from .runtime import Plugin as RuntimePlugin
+from .stats import stats
 
 logger = logging.getLogger("gonext_plugins.registry")
 
@@ -54,6 +55,7 @@ class LoadedPlugin:
         timeout, bad result) for quarantine before re-raising it. Guest ``error`` statuses and the
         like are the plugin's answers, not faults."""
         method = getattr(self.runtime_plugin, f"invoke_{kind}")
+        started = time.perf_counter()
         try:
             return method(name, *args, **kwargs)
         except PluginTrap as exc:
@@ -63,6 +65,8 @@ class LoadedPlugin:
             if exc.status == "bad_result":
                 self._fault("bad_result", name, exc)
             raise
+        finally:  # per-process calls and latency for the admin changelist
+            stats.record(self.slug, time.perf_counter() - started)
 
     def _fault(self, kind: str, hook: str, exc: PluginError) -> None:
         from .lifecycle import record_fault
