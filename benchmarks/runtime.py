@@ -127,6 +127,21 @@ def gonext(dispatcher: str) -> tuple[Callable[[], Any], Any, Any]:
     return call, plugin, runtime
 
 
+def gonext_dispatcher_only(plugin: Any) -> tuple[Callable[[], Any], Any]:
+    """The fast dispatcher alone on a checked-out instance: the public API minus pool and metrics.
+
+    Returns the call and the instance, which the caller must check back in.
+    """
+    inst = plugin.pool.checkout()
+    dispatcher, name = inst.dispatcher, HOOK.encode()
+
+    def call() -> Any:
+        payload = orjson.dumps({"kind": "filter", "hook": HOOK, "value": VALUE, "args": ()})
+        return orjson.loads(dispatcher.call("gn_handle_hook", name, payload))["value"]
+
+    return call, inst
+
+
 # --- load time, pool, threads --------------------------------------------------------------------
 
 
@@ -200,11 +215,13 @@ def run(calls: int, seconds: float) -> dict[str, Any]:
 
     fast_call, fast_plugin, fast_rt = gonext("fast")
     slow_call, slow_plugin, slow_rt = gonext("slow")
+    direct_call, direct_inst = gonext_dispatcher_only(fast_plugin)
     extism_call, extism_plugin = extism_sdk()
     naive_call, naive_store = naive_wasmtime()
     keep += [fast_rt, slow_rt, extism_plugin, naive_store]
     candidates = {
         "gonext (fast)": (fast_call, calls),
+        "gonext fast, dispatcher only": (direct_call, calls),
         "gonext (slow dispatcher)": (slow_call, max(500, calls // 10)),
         "extism python sdk": (extism_call, calls),
         "naive wasmtime-py": (naive_call, max(500, calls // 10)),
@@ -228,6 +245,7 @@ def run(calls: int, seconds: float) -> dict[str, Any]:
         for label, fn in (("gonext (fast)", fast_call), ("extism python sdk", extism_call))
         for n in (1, 2, 8) if label.startswith("gonext") or n == 1
     }
+    fast_plugin.pool.checkin(direct_inst)
     for closable in (fast_plugin, slow_plugin, fast_rt, slow_rt):
         closable.close()
     return results
