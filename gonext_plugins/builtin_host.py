@@ -1,0 +1,540 @@
+"""The host functions that ship with the app: ``kv.*``, ``http.fetch`` and ``log``.
+
+Each is a plain ``(plugin, payload) -> JSON`` function registered in the process-wide
+``capabilities.host_functions`` by :func:`register_all` (called from ``AppConfig.ready``). The
+runtime already checks the capability on every call (-5), decodes the payload (-3) and turns any
+exception into -1 with a log line naming the plugin; so here bad input and refusals simply raise
+one of the typed errors below, whose message is what the plugin's log shows.
+
+Payloads and results (JSON):
+
+- ``kv.get`` ``{"key"}`` -> ``{"found": bool, "value": any}`` (``value`` is null when not found)
+- ``kv.set`` ``{"key", "value"}`` -> ``{"ok": true}``
+- ``kv.delete`` ``{"key"}`` -> ``{"deleted": bool}``
+- ``kv.list`` ``{"prefix"?}`` -> ``{"keys": [str, ...]}`` (sorted)
+- ``http.fetch`` ``{"url", "method"?, "headers"?, "body"?}`` ->
+  ``{"status", "headers", "body", "url"}`` plus ``"bodyBase64"`` when the body is not UTF-8
+  (``body`` is then the bytes decoded with replacement characters; ``bodyBase64`` is exact)
+- ``log`` ``{"level"?, "message"}`` -> ``{"ok": true}``; level is debug/info/warning/error or 0-3
+
+Keys are strings of 1 to 255 characters. Unknown payload fields are refused, so a typo fails loudly.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import ipaddress
+import logging
+import re
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import orjson
+from django.db import IntegrityError, transaction
+from django.db.models import Count, JSONField, Sum, Value
+from django.utils import timezone
+
+from . import capabilities
+from .conf import settings
+from .errors import PluginError
+
+logger = logging.getLogger("gonext_plugins.host")
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+class HostFunctionError(PluginError):
+    """A built-in host function refused a call; the guest sees -1 and the plugin's log says why."""
+
+    code = "host_function_error"
+
+
+class BadHostCallPayload(HostFunctionError):
+    """The payload is JSON but not the shape the function takes."""
+
+    code = "bad_host_call_payload"
+
+
+class KVQuotaExceeded(HostFunctionError):
+    """A ``kv.set`` would go over KV_MAX_KEYS, KV_MAX_VALUE_BYTES or KV_MAX_TOTAL_BYTES."""
+
+    code = "kv_quota_exceeded"
+
+
+class FetchError(HostFunctionError):
+    """``http.fetch`` failed: network error, TLS error, bad response."""
+
+    code = "http_fetch_error"
+
+
+class FetchDenied(FetchError):
+    """``http.fetch`` refused the request before sending it (scheme, host, port, address, redirect)."""
+
+    code = "http_fetch_denied"
+
+
+class FetchTimeout(FetchError):
+    code = "http_fetch_timeout"
+
+
+class ResponseTooLarge(FetchError):
+    code = "http_response_too_large"
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _slug(plugin: Any) -> str:
+    """The calling plugin's slug (the registry's LoadedPlugin when there is one)."""
+    return str(getattr(getattr(plugin, "context", None), "slug", None) or plugin.name)
+
+
+def _fields(payload: Any, fn: str, plugin: str, required: Iterable[str] = (),
+            optional: Iterable[str] = ()) -> dict[str, Any]:
+    """Check a payload is an object with exactly these fields."""
+    required, optional = tuple(required), tuple(optional)
+    if not isinstance(payload, dict):
+        raise BadHostCallPayload(f"{fn}: the payload must be a JSON object, not {type(payload).__name__}",
+                                 plugin=plugin)
+    missing = [f for f in required if f not in payload]
+    if missing:
+        raise BadHostCallPayload(f"{fn}: missing field(s) {', '.join(missing)}", plugin=plugin)
+    extra = sorted(set(payload) - set(required) - set(optional))
+    if extra:
+        raise BadHostCallPayload(f"{fn}: unknown field(s) {', '.join(extra)}; it takes "
+                                 f"{', '.join((*required, *optional))}", plugin=plugin)
+    return payload
+
+
+# --- kv --------------------------------------------------------------------------------------
+
+MAX_KEY_LENGTH = 255  # PluginKV.key
+
+
+def _key(payload: dict[str, Any], fn: str, plugin: str) -> str:
+    key = payload["key"]
+    if not isinstance(key, str) or not 1 <= len(key) <= MAX_KEY_LENGTH:
+        raise BadHostCallPayload(f"{fn}: key must be a string of 1 to {MAX_KEY_LENGTH} characters",
+                                 plugin=plugin)
+    return key
+
+
+def kv_get(plugin: Any, payload: Any) -> dict[str, Any]:
+    """Read one key of the plugin's own store."""
+    from .models import PluginKV
+
+    slug = _slug(plugin)
+    key = _key(_fields(payload, "kv.get", slug, ["key"]), "kv.get", slug)
+    row = PluginKV.objects.filter(plugin_slug=slug, key=key).only("value").first()
+    return {"found": row is not None, "value": None if row is None else row.value}
+
+
+def kv_set(plugin: Any, payload: Any) -> dict[str, Any]:
+    """Write one key, within the quotas. The quota check and the write happen in one transaction
+    that first locks the plugin's row, so concurrent writers (other threads or processes) are
+    serialized and cannot together go over a quota (SQLite serializes writers anyway)."""
+    from .models import Plugin, PluginKV
+
+    slug = _slug(plugin)
+    data = _fields(payload, "kv.set", slug, ["key", "value"])
+    key = _key(data, "kv.set", slug)
+    value = data["value"]
+    size = len(orjson.dumps(value))
+    if size > settings.KV_MAX_VALUE_BYTES:
+        raise KVQuotaExceeded(f"kv.set {key!r}: value of {size} bytes is over KV_MAX_VALUE_BYTES="
+                              f"{settings.KV_MAX_VALUE_BYTES}", plugin=slug)
+    try:
+        with transaction.atomic():
+            list(Plugin.objects.select_for_update().filter(slug=slug).values_list("pk", flat=True))
+            old = PluginKV.objects.select_for_update().filter(plugin_slug=slug, key=key) \
+                .values_list("size", flat=True).first()
+            usage = PluginKV.objects.filter(plugin_slug=slug).aggregate(keys=Count("pk"), total=Sum("size"))
+            keys, total = usage["keys"], usage["total"] or 0
+            if old is None and keys + 1 > settings.KV_MAX_KEYS:
+                raise KVQuotaExceeded(f"kv.set {key!r}: a new key would make {keys + 1} keys, over "
+                                      f"KV_MAX_KEYS={settings.KV_MAX_KEYS}", plugin=slug)
+            new_total = total - (old or 0) + size
+            # Growing past the total is refused; shrinking is allowed even when already over it
+            # (the quota may have been lowered since the data was written).
+            if new_total > settings.KV_MAX_TOTAL_BYTES and size > (old or 0):
+                raise KVQuotaExceeded(f"kv.set {key!r}: the store would hold {new_total} bytes, over "
+                                      f"KV_MAX_TOTAL_BYTES={settings.KV_MAX_TOTAL_BYTES}", plugin=slug)
+            # A bare None would be SQL NULL (refused by the column); store JSON null instead.
+            stored = Value(None, JSONField()) if value is None else value
+            if old is None:
+                PluginKV.objects.create(plugin_slug=slug, key=key, value=stored, size=size)
+            else:
+                PluginKV.objects.filter(plugin_slug=slug, key=key).update(
+                    value=stored, size=size, updated_at=timezone.now())
+    except IntegrityError:  # the same new key created by a writer that did not take the lock
+        raise HostFunctionError(f"kv.set {key!r}: a concurrent write got there first; try again",
+                                plugin=slug)
+    return {"ok": True}
+
+
+def kv_delete(plugin: Any, payload: Any) -> dict[str, Any]:
+    from .models import PluginKV
+
+    slug = _slug(plugin)
+    key = _key(_fields(payload, "kv.delete", slug, ["key"]), "kv.delete", slug)
+    deleted, _ = PluginKV.objects.filter(plugin_slug=slug, key=key).delete()
+    return {"deleted": bool(deleted)}
+
+
+def kv_list(plugin: Any, payload: Any) -> dict[str, Any]:
+    """The plugin's keys starting with ``prefix`` (all when omitted), sorted."""
+    from .models import PluginKV
+
+    slug = _slug(plugin)
+    data = _fields(payload if payload is not None else {}, "kv.list", slug, optional=["prefix"])
+    prefix = data.get("prefix", "")
+    if not isinstance(prefix, str) or len(prefix) > MAX_KEY_LENGTH:
+        raise BadHostCallPayload(f"kv.list: prefix must be a string of at most {MAX_KEY_LENGTH} "
+                                 "characters", plugin=slug)
+    rows = PluginKV.objects.filter(plugin_slug=slug, key__startswith=prefix).order_by("key")
+    return {"keys": list(rows.values_list("key", flat=True)[: settings.KV_MAX_KEYS])}
+
+
+# --- log -------------------------------------------------------------------------------------
+
+_LOG_LEVELS = {"debug": 0, "info": 1, "warning": 2, "warn": 2, "error": 3}
+
+
+def log(plugin: Any, payload: Any) -> dict[str, Any]:
+    """One line in the plugin's log, like ``gn_log`` but from JSON (for SDKs that only have
+    ``gn_host_call``). Capability ``log`` is always granted."""
+    from .logs import runtime_log_sink
+
+    slug = _slug(plugin)
+    data = _fields(payload, "log", slug, ["message"], ["level"])
+    level = data.get("level", "info")
+    if isinstance(level, str) and level.lower() in _LOG_LEVELS:
+        number = _LOG_LEVELS[level.lower()]
+    elif isinstance(level, int) and not isinstance(level, bool) and 0 <= level <= 3:
+        number = level
+    else:
+        raise BadHostCallPayload("log: level must be debug, info, warning or error (or 0-3)", plugin=slug)
+    message = data["message"]
+    if not isinstance(message, str):
+        raise BadHostCallPayload("log: message must be a string", plugin=slug)
+    cap = settings.LOG_MAX_MESSAGE_BYTES
+    raw = message.encode("utf-8")
+    if len(raw) > cap:
+        message = raw[:cap].decode("utf-8", "ignore") + " [truncated]"
+    runtime_log_sink(slug, number, message, "guest")
+    return {"ok": True}
+
+
+# --- http.fetch ------------------------------------------------------------------------------
+
+MAX_REDIRECTS = 5
+METHODS = ("GET", "HEAD", "POST")
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+MAX_REQUEST_HEADERS = 50
+DEFAULT_PORTS = {"http": 80, "https": 443}
+# Headers the host owns: Host would reach other virtual hosts than the one granted; the framing
+# headers are computed by http.client.
+FORBIDDEN_HEADERS = frozenset({
+    "host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te",
+    "trailer", "proxy-authorization", "proxy-connection", "expect",
+})
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# Never reachable, even when listed: link-local (cloud metadata at 169.254.169.254 and fe80::/10),
+# the unspecified address (0.0.0.0 connects to this host), AWS's IPv6 metadata address.
+_BLOCKED_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
+    "169.254.0.0/16", "0.0.0.0/8", "fe80::/10", "::/128", "fd00:ec2::254/128",
+))
+
+
+@dataclass(frozen=True)
+class _Target:
+    url: str
+    scheme: str
+    host: str
+    port: int
+    path: str  # path and query, as sent in the request line
+
+
+def _allowed(plugin: Any) -> set[tuple[str, int | None]]:
+    """(host, port or None) pairs the plugin may reach: the manifest's list that the admin granted,
+    as the registry computed it (``LoadedPlugin.hosts``); re-read on every call."""
+    pairs: set[tuple[str, int | None]] = set()
+    for entry in getattr(getattr(plugin, "context", None), "hosts", ()) or ():
+        name, _, port = str(entry).lower().partition(":")  # manifest hosts are "name" or "name:port"
+        pairs.add((name.rstrip("."), int(port) if port.isdigit() else None))
+    return pairs
+
+
+def _target(url: str, allowed: set[tuple[str, int | None]], slug: str) -> _Target:
+    """Parse and authorize one URL. A listed ``host:port`` allows that port; a bare ``host``
+    allows the scheme's default port only (as CSP host sources do)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise FetchDenied(f"http.fetch: not a valid URL {url!r}: {exc}", plugin=slug)
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS:
+        raise FetchDenied(f"http.fetch: only http and https URLs are allowed, not {scheme or 'no'} scheme "
+                          f"({url!r})", plugin=slug)
+    if parts.username is not None or parts.password is not None:
+        raise FetchDenied("http.fetch: credentials in the URL are not allowed; send an Authorization "
+                          "header instead", plugin=slug)
+    host = (parts.hostname or "").rstrip(".")
+    if not host:
+        raise FetchDenied(f"http.fetch: the URL {url!r} has no host", plugin=slug)
+    try:
+        host = host.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise FetchDenied(f"http.fetch: invalid host name {host!r}", plugin=slug)
+    port = port or DEFAULT_PORTS[scheme]
+    if (host, port) not in allowed and not (port == DEFAULT_PORTS[scheme] and (host, None) in allowed):
+        shown = host if port == DEFAULT_PORTS[scheme] else f"{host}:{port}"
+        raise FetchDenied(f"http.fetch: {shown} is not an allowed host for this plugin (it must be "
+                          "listed in the manifest's http.allowedHosts and granted by an admin)",
+                          plugin=slug)
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return _Target(url, scheme, host, port, path)
+
+
+def _headers(raw: Any, slug: str) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or len(raw) > MAX_REQUEST_HEADERS:
+        raise BadHostCallPayload(f"http.fetch: headers must be an object of at most {MAX_REQUEST_HEADERS} "
+                                 "string values", plugin=slug)
+    headers: dict[str, str] = {}
+    for name, value in raw.items():
+        if not _TOKEN.match(name) or not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+            raise BadHostCallPayload(f"http.fetch: invalid header {name!r}", plugin=slug)
+        lower = name.lower()
+        if lower in FORBIDDEN_HEADERS or lower.startswith("proxy-"):
+            raise BadHostCallPayload(f"http.fetch: the {name} header is set by the host, not the plugin",
+                                     plugin=slug)
+        headers[name] = value
+    return headers
+
+
+def _addresses(host: str, port: int, slug: str) -> list[tuple[int, Any]]:
+    """Resolve once and connect only to what was checked here, so a DNS answer that changes
+    between check and connect (rebinding) cannot reach a blocked address."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise FetchError(f"http.fetch: cannot resolve {host}: {exc}", plugin=slug)
+    result = []
+    for family, _, _, _, sockaddr in infos:
+        address = ipaddress.ip_address(sockaddr[0].split("%")[0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        if any(address in network for network in _BLOCKED_NETWORKS):
+            raise FetchDenied(f"http.fetch: {host} resolves to {address}, a link-local or unspecified "
+                              "address that plugins may never reach", plugin=slug)
+        result.append((family, sockaddr))
+    if not result:
+        raise FetchError(f"http.fetch: {host} has no address", plugin=slug)
+    return result
+
+
+def _connect(addresses: list[tuple[int, Any]], timeout: float) -> socket.socket:
+    error: OSError | None = None
+    for family, sockaddr in addresses:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.connect(sockaddr)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    assert error is not None
+    raise error
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """An HTTP connection to addresses resolved and checked beforehand; never via a proxy.
+
+    ``abort()`` (from the watchdog thread) shuts the socket down so a blocked read returns at
+    once: that is how the total timeout holds even against a server trickling bytes.
+    """
+
+    def __init__(self, host: str, port: int, addresses: list[tuple[int, Any]], timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._addresses = addresses
+        self.aborted = False
+
+    def connect(self) -> None:
+        self.sock = _connect(self._addresses, self.timeout)
+
+    def abort(self) -> None:
+        self.aborted = True
+        sock = self.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the raw fd, also under TLS
+
+
+class _PinnedHTTPSConnection(_PinnedHTTPConnection):
+    default_port = 443
+
+    def __init__(self, host: str, port: int, addresses: list[tuple[int, Any]], timeout: float) -> None:
+        super().__init__(host, port, addresses, timeout)
+        self._context = ssl.create_default_context()
+
+    def connect(self) -> None:
+        sock = _connect(self._addresses, self.timeout)
+        self.sock = sock  # so abort() can interrupt the handshake
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+def _budget(plugin: Any) -> float:
+    """Seconds for the whole fetch, redirects included: HTTP_TIMEOUT, but never past the plugin's
+    hard deadline (the guest would trap on return anyway, so waiting longer only blocks a worker)."""
+    budget = float(settings.HTTP_TIMEOUT)
+    limits = getattr(plugin, "limits", None)
+    hard_ms = getattr(limits, "hard_timeout_ms", None)
+    if hard_ms:
+        budget = min(budget, hard_ms / 1000)
+    return budget
+
+
+def _send(target: _Target, method: str, headers: dict[str, str], body: bytes | None, deadline: float,
+          budget: float, slug: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    """One request/response, the body read in chunks and refused past HTTP_MAX_RESPONSE_BYTES."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise FetchTimeout(f"http.fetch: timed out after {budget:g} s", plugin=slug)
+    addresses = _addresses(target.host, target.port, slug)
+    cls = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
+    conn = cls(target.host, target.port, addresses, max(0.001, deadline - time.monotonic()))
+    watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), conn.abort)
+    watchdog.daemon = True
+    watchdog.start()
+    cap = settings.HTTP_MAX_RESPONSE_BYTES
+    try:
+        conn.request(method, target.path, body=body, headers=headers)
+        response = conn.getresponse()
+        length = response.getheader("content-length")
+        if method != "HEAD" and length and length.strip().isdigit() and int(length) > cap:
+            raise ResponseTooLarge(f"http.fetch: {target.url} answered {length} bytes, over "
+                                   f"HTTP_MAX_RESPONSE_BYTES={cap}", plugin=slug)
+        chunks: list[bytes] = []
+        size = 0
+        if method != "HEAD" and response.status not in REDIRECT_STATUSES:
+            while True:
+                chunk = response.read(min(64 * 1024, cap + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > cap:
+                    raise ResponseTooLarge(f"http.fetch: the response from {target.url} is over "
+                                           f"HTTP_MAX_RESPONSE_BYTES={cap}", plugin=slug)
+        if conn.aborted:
+            raise FetchTimeout(f"http.fetch: {target.url} timed out after {budget:g} s", plugin=slug)
+        return response.status, response.getheaders(), b"".join(chunks)
+    except HostFunctionError:
+        raise
+    except (TimeoutError, OSError, http.client.HTTPException, ValueError) as exc:
+        if conn.aborted or isinstance(exc, TimeoutError):
+            raise FetchTimeout(f"http.fetch: {target.url} timed out after {budget:g} s", plugin=slug)
+        if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+            raise FetchError(f"http.fetch: TLS error with {target.host}: {exc}", plugin=slug)
+        raise FetchError(f"http.fetch: {method} {target.url} failed: {type(exc).__name__}: {exc}",
+                         plugin=slug)
+    finally:
+        watchdog.cancel()
+        conn.close()
+
+
+def http_fetch(plugin: Any, payload: Any) -> dict[str, Any]:
+    """An HTTP request to a host the manifest lists and the admin granted (see the module doc)."""
+    slug = _slug(plugin)
+    data = _fields(payload, "http.fetch", slug, ["url"], ["method", "headers", "body"])
+    url, method = data["url"], data.get("method", "GET")
+    if not isinstance(url, str) or len(url) > 8192:
+        raise BadHostCallPayload("http.fetch: url must be a string of at most 8192 characters", plugin=slug)
+    if not isinstance(method, str) or method.upper() not in METHODS:
+        raise BadHostCallPayload(f"http.fetch: method must be one of {', '.join(METHODS)}", plugin=slug)
+    method = method.upper()
+    headers = _headers(data.get("headers"), slug)
+    body_text = data.get("body")
+    if body_text is not None and (not isinstance(body_text, str) or method != "POST"):
+        raise BadHostCallPayload("http.fetch: body must be a string, and only a POST has one", plugin=slug)
+    body = body_text.encode("utf-8") if body_text is not None else (b"" if method == "POST" else None)
+    if not any(name.lower() == "user-agent" for name in headers):
+        headers["User-Agent"] = f"gonext-plugins (plugin {slug})"
+
+    allowed = _allowed(plugin)
+    target = _target(url, allowed, slug)
+    origin = target
+    budget = _budget(plugin)
+    deadline = time.monotonic() + budget
+    for hop in range(MAX_REDIRECTS + 1):
+        status, raw_headers, content = _send(target, method, headers, body, deadline, budget, slug)
+        location = next((v for k, v in raw_headers if k.lower() == "location"), None)
+        if status not in REDIRECT_STATUSES or location is None:
+            break
+        if hop == MAX_REDIRECTS:
+            raise FetchError(f"http.fetch: more than {MAX_REDIRECTS} redirects from {url}", plugin=slug)
+        new_url = urljoin(target.url, location)
+        new_host = (urlsplit(new_url).hostname or "").rstrip(".").lower()
+        if new_host != origin.host:
+            raise FetchDenied(f"http.fetch: {target.url} redirects to another host ({new_url}); only "
+                              "redirects to the same host are followed", plugin=slug)
+        new = _target(new_url, allowed, slug)
+        if target.scheme == "https" and new.scheme == "http":
+            raise FetchDenied(f"http.fetch: {target.url} redirects from https to http ({new_url})",
+                              plugin=slug)
+        if status == 303 or (status in (301, 302) and method == "POST"):
+            method = "HEAD" if method == "HEAD" else "GET"
+            body = None
+            headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+        target = new
+
+    result: dict[str, Any] = {"status": status, "url": target.url, "headers": {}}
+    for name, value in raw_headers:
+        lower = name.lower()
+        result["headers"][lower] = f"{result['headers'][lower]}, {value}" if lower in result["headers"] \
+            else value
+    try:
+        result["body"] = content.decode("utf-8")
+    except UnicodeDecodeError:
+        result["body"] = content.decode("utf-8", "replace")
+        result["bodyBase64"] = base64.b64encode(content).decode("ascii")
+    return result
+
+
+# --- registration ----------------------------------------------------------------------------
+
+_registered = threading.Lock()
+
+
+def register_all() -> None:
+    """Register the ``log`` capability and every built-in host function. Idempotent: registering
+    again replaces each function with itself (and restores any a test removed)."""
+    with _registered:
+        capabilities.register("log", "Write lines to its own plugin log. Always granted to every plugin.",
+                              "low", builtin=True)
+        for name, capability, func in (
+            ("kv.get", "kv", kv_get),
+            ("kv.set", "kv", kv_set),
+            ("kv.delete", "kv", kv_delete),
+            ("kv.list", "kv", kv_list),
+            ("http.fetch", "http.fetch", http_fetch),
+            ("log", "log", log),
+        ):
+            existing = capabilities.host_functions.get(name)
+            if existing is None or existing.func is not func or existing.capability != capability:
+                capabilities.host_function(name, capability=capability)(func)
