@@ -241,22 +241,28 @@ def postgres_url() -> Iterator[str]:
             pytest.fail("running as root and there is no `postgres` user to run the server as")
         for path in (base, sockets):
             os.chown(path, pg.pw_uid, pg.pw_gid)
-    port = _free_port()
 
-    def run(args: list[str], what: str) -> None:
+    def run(args: list[str], what: str, *, retry_busy_port: bool = False) -> bool:
         done = subprocess.run(_as_postgres(args), capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            server_log = log.read_text(errors="replace") if log.exists() else "(no server log)"
-            pytest.fail(f"PostgreSQL {what} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}\n"
-                        f"server log:\n{server_log}")
+        if done.returncode == 0:
+            return True
+        server_log = log.read_text(errors="replace") if log.exists() else "(no server log)"
+        if retry_busy_port and "Address already in use" in server_log:
+            return False  # another process took the free port in between: pick another
+        pytest.fail(f"PostgreSQL {what} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}\n"
+                    f"server log:\n{server_log}")
 
     pg_ctl = _pg_bin("pg_ctl")
     try:
         run([_pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
              "--locale=C", "--no-sync"], "initdb")
-        run([pg_ctl, "start", "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o",
-             f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
-             "-c synchronous_commit=off -c full_page_writes=off"], "start")
+        for attempt in range(3):
+            port = _free_port()
+            if run([pg_ctl, "start", "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o",
+                    f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
+                    "-c synchronous_commit=off -c full_page_writes=off"], "start",
+                   retry_busy_port=attempt < 2):
+                break
         run([_pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "gonext"],
             "createdb")
         yield f"postgres://postgres@127.0.0.1:{port}/gonext"
