@@ -5,7 +5,7 @@ envelope in and ``{"value": ...}`` out (guests in ``benchmarks/guests/``, sharin
 Rows: gonext (fast and slow dispatchers, through the public API), Extism's Python SDK, a naive
 wasmtime-py host (``Func.__call__``, ``Memory.read/write``, fresh ``gn_alloc`` per call) and a plain
 Python function. Then load time (cold vs compiled cache), pool checkout overhead, and calls per second
-with 1, 2 and 8 threads. Prints a JSON document, then a table. Takes well under a minute.
+with 1, 2 and 8 threads. Prints a JSON document, then a table. Takes about ten seconds.
 """
 
 from __future__ import annotations
