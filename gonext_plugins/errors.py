@@ -182,6 +182,18 @@ class VersionConflict(LifecycleError):
     code = "version_conflict"
 
 
+class NoOlderVersion(LifecycleError):
+    """Rollback without a version asked for, but nothing older is installed."""
+
+    code = "no_older_version"
+
+
+class KeyNotFound(LifecycleError):
+    """No publisher key (or more than one) matches a fingerprint prefix."""
+
+    code = "key_not_found"
+
+
 class ConsentRequired(LifecycleError):
     """Required capabilities have not been granted. ``missing`` lists them."""
 
@@ -229,3 +241,19 @@ class RevokedKey(SignatureError):
     """The signature was made by a key this site has revoked."""
 
     code = "revoked_key"
+
+
+# --- developer tools ----------------------------------------------------------------------------
+
+
+class BuildError(PluginError):
+    """Compiling a plugin from source failed, or the compiler is missing. ``stderr`` holds the
+    compiler's output and ``command`` the command line that was run (empty when none ran)."""
+
+    code = "build_error"
+
+    def __init__(self, message: str, *, stderr: str = "", command: Sequence[str] = (),
+                 plugin: str | None = None) -> None:
+        super().__init__(message, plugin=plugin)
+        self.stderr = stderr
+        self.command = list(command)

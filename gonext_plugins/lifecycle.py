@@ -28,7 +28,9 @@ from .bundle import Bundle
 from .conf import settings
 from .errors import (
     ConsentRequired,
+    KeyNotFound,
     LifecycleError,
+    NoOlderVersion,
     PluginExists,
     PluginNotFound,
     SignatureError,
@@ -495,7 +497,7 @@ def rollback(plugin: Plugin | str, actor: Actor, to_version: str | None = None) 
             older = [v for v in versions if current is None
                      or _semver_key(v.version) < _semver_key(current.version)]
             if not older:
-                raise LifecycleError("there is no older version to roll back to", plugin=locked.slug)
+                raise NoOlderVersion("there is no older version to roll back to", plugin=locked.slug)
             target = max(older, key=lambda v: _semver_key(v.version))
         if current is not None and target.pk == current.pk:
             return Result(locked, target, changed=False)
@@ -597,8 +599,25 @@ def trust_key(name: str, public_key_b64: str, actor: Actor) -> PublisherKey:
                 f"key {print_} was revoked; a revoked key cannot be trusted again"
                 if key.revoked_at else f"key {print_} exists but is not trusted"
             )
-        _audit("trust_key", None, actor, key=name, fingerprint=print_, created=created)
+        if created:  # trusting a trusted key again changes nothing and is not audited
+            _audit("trust_key", None, actor, key=name, fingerprint=print_)
         return key
+
+
+def find_key(prefix: str, *, lock: bool = False) -> PublisherKey:
+    """The one key whose fingerprint starts with ``prefix`` (at least 8 hex characters)."""
+    prefix = prefix.strip().lower()
+    if len(prefix) < 8:
+        raise KeyNotFound("give at least 8 characters of the key's fingerprint")
+    rows = PublisherKey.objects.filter(fingerprint__startswith=prefix)
+    if lock:
+        rows = rows.select_for_update()
+    found = list(rows[:2])
+    if not found:
+        raise KeyNotFound(f"no publisher key has a fingerprint starting with {prefix}")
+    if len(found) > 1:
+        raise KeyNotFound(f"several keys have fingerprints starting with {prefix}; give more characters")
+    return found[0]
 
 
 def revoke_key(key: PublisherKey | str, actor: Actor) -> list[str]:
@@ -606,11 +625,14 @@ def revoke_key(key: PublisherKey | str, actor: Actor) -> list[str]:
     Returns the slugs deactivated."""
     with transaction.atomic():
         if isinstance(key, str):
-            key = PublisherKey.objects.select_for_update().filter(fingerprint__startswith=key).get()
-        if key.revoked_at is None:
-            key.revoked_at = timezone.now()
-            key.trusted = False
-            key.save(update_fields=["revoked_at", "trusted"])
+            key = find_key(key, lock=True)
+        else:
+            key = PublisherKey.objects.select_for_update().get(pk=key.pk)
+        if key.revoked_at is not None:
+            return []  # already revoked: nothing to do, nothing to audit
+        key.revoked_at = timezone.now()
+        key.trusted = False
+        key.save(update_fields=["revoked_at", "trusted"])
         affected = []
         for plugin in Plugin.objects.select_for_update().filter(
             active_version__publisher_key=key, state=PluginState.ACTIVE

@@ -220,7 +220,7 @@ def test_upgrade_consent_no_op_conflict_and_rollback(tmp_path: Path, publisher: 
     code, out, _ = plugin("rollback", SLUG)
     assert code == 0 and "rolled back demo 1.1.0 -> 1.0.0" in out
     code, _, err = plugin("rollback", SLUG)
-    assert code == 1 and err == "error: lifecycle_error: there is no older version to roll back to"
+    assert code == 1 and err == "error: no_older_version: there is no older version to roll back to"
     code, out, _ = plugin("rollback", SLUG, "--to", "1.1.0")
     assert code == 0 and "-> 1.1.0" in out
     code, out, _ = plugin("rollback", SLUG, "--to", "1.1.0")
