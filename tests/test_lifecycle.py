@@ -414,3 +414,23 @@ def test_signals_do_not_fire_for_rolled_back_transactions(make_bundle, signal_lo
     assert blobs() == {blob_name(bundle.wasm_sha256)}
     assert lifecycle.collect_blobs(grace_seconds=0) == [blob_name(bundle.wasm_sha256)]
     assert not blobs()
+
+
+def test_key_lookup_by_prefix_is_typed_and_never_matches_everything(publisher) -> None:  # type: ignore[no-untyped-def]
+    from gonext_plugins.errors import KeyNotFound
+
+    for bad in ("", "   ", "abc"):
+        with pytest.raises(KeyNotFound, match="at least 8"):
+            lifecycle.revoke_key(bad, "tests")
+    with pytest.raises(KeyNotFound, match="no publisher key"):
+        lifecycle.revoke_key("00000000deadbeef", "tests")
+    assert PublisherKey.objects.get(pk=publisher.pk).revoked_at is None
+    assert lifecycle.revoke_key(publisher.fingerprint[:12].upper(), "tests") == []
+    events = AuditEvent.objects.filter(action="revoke_key").count()
+    assert lifecycle.revoke_key(publisher, "tests") == []  # already revoked: no-op, no audit
+    assert AuditEvent.objects.filter(action="revoke_key").count() == events == 1
+
+
+def test_trusting_a_trusted_key_again_is_a_quiet_no_op(publisher) -> None:  # type: ignore[no-untyped-def]
+    assert lifecycle.trust_key("same", publisher.public_key, "tests").pk == publisher.pk
+    assert AuditEvent.objects.filter(action="trust_key").count() == 1
