@@ -26,6 +26,7 @@ from gonext_plugins.errors import PluginTrap
 from gonext_plugins.models import PluginKV
 from gonext_plugins.registry import LoadedPlugin, registry
 from tests.conftest import guest_wasm
+from tests.test_cross_process import postgres_url  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -568,3 +569,60 @@ def test_fetch_calls_count_against_max_host_calls(fetcher: LoadedPlugin, server:
     """Ten fetches in one guest call are fine under the default limit; the count is per host call."""
     assert call(fetcher, "loop:http.fetch", {"url": server.url("/ok")})["body"] == "hello"
     assert server.hits == ["/ok"] * 10
+
+
+# --- kv quota against real concurrent processes on PostgreSQL --------------------------------
+
+_RACER = r"""
+import json, os, sys, time, types
+sys.path.insert(0, os.getcwd())
+import django
+django.setup()
+from django.conf import settings
+settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "KV_MAX_KEYS": 10}
+from gonext_plugins.conf import settings as conf
+conf.reload()
+from gonext_plugins.builtin_host import kv_set
+handle = types.SimpleNamespace(name="race", context=None)
+start = float(sys.argv[2])
+while time.time() < start:
+    time.sleep(0.001)
+results = {}
+for n in range(10):
+    key = f"p{sys.argv[1]}-{n}"
+    try:
+        results[key] = kv_set(handle, {"key": key, "value": n})["ok"]
+    except Exception as exc:
+        results[key] = type(exc).__name__
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.slow
+def test_kv_quota_holds_across_processes_on_postgresql(  # type: ignore[no-untyped-def]
+        postgres_url: str, tmp_path) -> None:  # noqa: F811  (the fixture imported above)
+    """Four OS processes race to add 40 keys against KV_MAX_KEYS=10 on PostgreSQL (READ
+    COMMITTED, where a count-then-insert without the plugin row lock lets them all through)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    from tests.test_cross_process import base_env, manage
+
+    env = base_env(postgres_url, tmp_path / "media")
+    manage(env, "migrate", "--no-input")
+    manage(env, "shell", "-c", "from gonext_plugins.models import Plugin; "
+                               "Plugin.objects.create(slug='race', name='race')")
+    start = time.time() + 3
+    procs = [subprocess.Popen([sys.executable, "-c", _RACER, str(n), str(start)], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in range(4)]
+    results: dict[str, Any] = {}
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        results.update(json.loads(out.strip().splitlines()[-1]))
+    done = manage(env, "shell", "-c", "from gonext_plugins.models import PluginKV; "
+                                      "print(PluginKV.objects.filter(plugin_slug='race').count())")
+    assert int(done.stdout.strip().splitlines()[-1]) == 10
+    assert set(results.values()) == {True, "KVQuotaExceeded"}
+    assert sum(v is True for v in results.values()) == 10
