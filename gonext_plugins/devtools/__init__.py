@@ -1,0 +1,1 @@
+"""Developer tools: building plugins from source. Nothing here imports Django."""

@@ -1,0 +1,219 @@
+"""Build a Zig plugin (written against ``sdk/zig/gonext.zig``) into an ABI.md WebAssembly module.
+
+``build_zig(project_dir)`` compiles ``project_dir/main.zig`` with the ``ziglang`` package's compiler
+(``python -m ziglang build-exe -target wasm32-freestanding ...``) into
+``project_dir/build/plugin.wasm``. The build is cached on content: the key is a sha256 over every
+``.zig`` source of the plugin and the SDK, the compiler version and the flags, stored next to the
+output as ``plugin.wasm.buildkey``; an unchanged plugin is not rebuilt. No Django here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+
+from gonext_plugins.errors import BuildError
+
+REPO = Path(__file__).resolve().parents[2]
+SDK_DIR = REPO / "sdk" / "zig"
+SDK_MODULE = "gonext"  # plugins write @import("gonext")
+WASM_PAGE = 65536
+# ABI.md's exports; the SDK's `gn.plugin(@This())` defines all four.
+EXPORTS = ("gn_alloc", "gn_free", "gn_handle_hook", "gn_handle_job")
+ALLOWED_IMPORTS = frozenset({"gn_log", "gn_panic", "gn_time_ms", "gn_host_call"})
+OPTIMIZE_MODES = ("Debug", "ReleaseSafe", "ReleaseFast", "ReleaseSmall")
+_SKIP_DIRS = frozenset({"build", ".zig-cache", "zig-cache", "zig-out"})
+
+
+def zig_command() -> list[str]:
+    """The compiler as a command prefix: the ``ziglang`` package run by this interpreter."""
+    if importlib.util.find_spec("ziglang") is None:
+        raise BuildError("zig not installed: pip install ziglang")
+    return [sys.executable, "-m", "ziglang"]
+
+
+@lru_cache(maxsize=1)
+def zig_version() -> str:
+    """The compiler's version string, e.g. ``0.17.1`` (part of the cache key)."""
+    cmd = [*zig_command(), "version"]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BuildError(f"zig not usable: {exc}", command=cmd) from None
+    if done.returncode != 0:
+        raise BuildError("zig not usable: `zig version` failed", stderr=done.stderr, command=cmd)
+    return done.stdout.strip()
+
+
+def _sources(root: Path) -> Iterable[Path]:
+    """Every ``.zig`` file under ``root``, skipping build output and compiler caches."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
+        for filename in sorted(filenames):
+            if filename.endswith(".zig"):
+                yield Path(dirpath) / filename
+
+
+def cache_key(project_dir: Path, sdk_dir: Path, flags: list[str]) -> str:
+    """sha256 over the plugin's and the SDK's sources, the compiler version and the flags."""
+    digest = hashlib.sha256()
+    digest.update(f"zig {zig_version()}\0".encode())
+    digest.update("\0".join(flags).encode() + b"\0")
+    for label, root in (("plugin", project_dir), ("sdk", sdk_dir)):
+        for path in _sources(root):
+            rel = path.relative_to(root).as_posix()
+            digest.update(f"{label}:{rel}\0".encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def build_flags(*, optimize: str = "ReleaseSmall", max_memory_pages: int = 256,
+                stack_size: int = 64 * 1024) -> list[str]:
+    """The flags that do not depend on paths (they go into the cache key as they are).
+
+    No ``--initial-memory``: the linker then declares just what data + stack need (a few pages),
+    far under the host's cap. ``--max-memory`` bounds growth in the module itself as well.
+    """
+    if optimize not in OPTIMIZE_MODES:
+        raise BuildError(f"optimize must be one of {', '.join(OPTIMIZE_MODES)}, got {optimize!r}")
+    if stack_size <= 0 or stack_size % 16:
+        raise BuildError(f"stack_size must be a positive multiple of 16, got {stack_size}")
+    if not 1 <= max_memory_pages <= 65536:
+        raise BuildError(f"max_memory_pages must be within 1..65536, got {max_memory_pages}")
+    return [
+        "-target", "wasm32-freestanding",
+        "-fno-entry",  # a library-like module: the host calls the exports, there is no _start
+        "-O", optimize,
+        "-fstrip",
+        "--stack", str(stack_size),
+        f"--max-memory={max_memory_pages * WASM_PAGE}",
+        *(f"--export={name}" for name in EXPORTS),
+    ]
+
+
+def build_zig(project_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *,
+              sdk_dir: str | os.PathLike[str] = SDK_DIR, optimize: str = "ReleaseSmall",
+              main: str = "main.zig", max_memory_pages: int = 256, stack_size: int = 64 * 1024,
+              force: bool = False, timeout: float = 600) -> Path:
+    """Compile ``project_dir/main`` into ``out`` (default ``project_dir/build/plugin.wasm``).
+
+    Returns the output path. Skips the compiler when the cache key stored next to ``out`` matches;
+    ``force`` rebuilds anyway. Raises ``BuildError`` with the compiler's stderr on failure.
+    """
+    project = Path(project_dir).resolve()
+    sdk = Path(sdk_dir).resolve()
+    output = Path(out).resolve() if out is not None else project / "build" / "plugin.wasm"
+    source = project / main
+    if not source.is_file():
+        raise BuildError(f"no {main} in {project}")
+    if not (sdk / f"{SDK_MODULE}.zig").is_file():
+        raise BuildError(f"no {SDK_MODULE}.zig in SDK directory {sdk}")
+    flags = build_flags(optimize=optimize, max_memory_pages=max_memory_pages, stack_size=stack_size)
+    # `main` is part of the key: the same tree built from another root file is another module.
+    key = cache_key(project, sdk, [*flags, f"main={main}"])
+    key_file = output.with_name(output.name + ".buildkey")
+    if not force and output.is_file() and key_file.is_file() and key_file.read_text().strip() == key:
+        return output
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.stem}-", suffix=".wasm", dir=output.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    cmd = [
+        *zig_command(), "build-exe", *flags,
+        "--name", output.stem,
+        "--cache-dir", str(output.parent / ".zig-cache"),
+        f"-femit-bin={tmp}",
+        # Module graph: the root module (the plugin) may @import("gonext").
+        "--dep", SDK_MODULE, f"-Mroot={source}", f"-M{SDK_MODULE}={sdk / (SDK_MODULE + '.zig')}",
+    ]
+    try:
+        try:
+            done = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=timeout,
+                                  check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise BuildError(f"zig build timed out after {timeout:g} s", command=cmd,
+                             stderr=_text(exc.stderr)) from None
+        except OSError as exc:
+            raise BuildError(f"could not run zig: {exc}", command=cmd) from None
+        if done.returncode != 0:
+            stderr = done.stderr.strip()
+            raise BuildError(f"zig build of {source} failed:\n{stderr}", stderr=stderr, command=cmd)
+        _check_module(tmp.read_bytes(), source, cmd)
+        os.replace(tmp, output)  # atomic: a concurrent reader never sees half a module
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    key_file.write_text(key + "\n")
+    return output
+
+
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    return data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+
+
+def _check_module(wasm: bytes, source: Path, cmd: list[str]) -> None:
+    """Fail the build, not the later load, when the module imports something ABI.md forbids."""
+    for module, name in _imports(wasm):
+        if module != "env" or name not in ALLOWED_IMPORTS:
+            raise BuildError(
+                f"{source} compiled to a module importing {module}.{name}; a plugin may import only "
+                f"env.{{{', '.join(sorted(ALLOWED_IMPORTS))}}} (no WASI, no undefined externs)",
+                command=cmd)
+
+
+def _leb(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return result, pos
+
+
+def _imports(wasm: bytes) -> list[tuple[str, str]]:
+    """(module, name) of every import, read straight from the import section (id 2)."""
+    pos, found = 8, []
+    while pos < len(wasm):
+        section, pos = wasm[pos], pos + 1
+        size, pos = _leb(wasm, pos)
+        if section == 2:
+            count, p = _leb(wasm, pos)
+            for _ in range(count):
+                names = []
+                for _ in range(2):
+                    length, p = _leb(wasm, p)
+                    names.append(wasm[p:p + length].decode("utf-8", "replace"))
+                    p += length
+                kind, p = wasm[p], p + 1
+                if kind == 0:  # function: type index
+                    _, p = _leb(wasm, p)
+                elif kind == 1:  # table: reftype + limits
+                    p += 1
+                    flags, p = _leb(wasm, p)
+                    _, p = _leb(wasm, p)
+                    if flags & 1:
+                        _, p = _leb(wasm, p)
+                elif kind == 2:  # memory: limits
+                    flags, p = _leb(wasm, p)
+                    _, p = _leb(wasm, p)
+                    if flags & 1:
+                        _, p = _leb(wasm, p)
+                else:  # global: valtype + mutability
+                    p += 2
+                found.append((names[0], names[1]))
+            return found
+        pos += size
+    return found

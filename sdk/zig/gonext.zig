@@ -1,0 +1,666 @@
+//! gonext plugin SDK for Zig (ABI version 1, see ABI.md). Written for Zig 0.17 (the `ziglang`
+//! PyPI package); build with `gonext_plugins.devtools.zigbuild.build_zig`.
+//!
+//! A plugin is one Zig file that imports this module, lists its handlers and calls `plugin`:
+//!
+//!     const std = @import("std");
+//!     const gn = @import("gonext");
+//!
+//!     pub const filters = .{ .{ "the_content", theContent } };
+//!     pub const actions = .{ .{ "save_post", savePost } };
+//!     pub const jobs = .{ .{ "seo.recompute-scores", recompute } };
+//!     comptime { gn.plugin(@This()); }            // exports gn_alloc, gn_free, gn_handle_hook/job
+//!     pub const panic = gn.PanicHandler;          // optional: Zig panics become gn_panic traps
+//!
+//!     fn theContent(ctx: *gn.Ctx, html: []const u8, post: gn.Post) ![]const u8 { ... }
+//!     fn savePost(ctx: *gn.Ctx, post: gn.Post) !void { ... }
+//!     fn recompute(ctx: *gn.Ctx, payload: std.json.Value) !struct { updated: u32 } { ... }
+//!
+//! Handlers. A handler is any function; its parameters are filled in order:
+//!   - a `*gn.Ctx` parameter (anywhere, optional) gets the call context: `ctx.arena` is an arena
+//!     freed after the call (allocate everything there), `ctx.name`, `ctx.kind`, `ctx.id` (a job's
+//!     task id, the idempotency key), `ctx.envelope` (the whole payload as `std.json.Value`);
+//!   - every other parameter is decoded from JSON with `std.json.parseFromValueLeaky` (unknown object
+//!     fields ignored): for a filter the first is the filtered value and the rest are `args[0..]`;
+//!     for an action they are `args[0..]`; for a job the first is the job's `payload`. A missing
+//!     argument is `null` for an optional parameter; otherwise, and for a value of the wrong shape,
+//!     the call fails with status -3 (bad_payload). Extra arguments are ignored. Use
+//!     `std.json.Value` to take anything.
+//! Results. The return type may be an error union. `void` (or `null` from an optional) means no
+//! body: for a filter the value stays unchanged. Anything else is serialized with `std.json`:
+//! filters answer `{"value": <result>}`, actions and jobs answer `<result>`. `gn.RawJson` embeds
+//! JSON that is already encoded.
+//! Statuses. Unknown hook/job name (or a hook registered as a filter called as an action) → -4;
+//! a payload that does not parse → -3; `error.OutOfMemory` → -2; any other handler error → -1 and
+//! an error log line naming the hook and the error.
+//!
+//! Host functions (module `env`):
+//!   - logging: `gn.debug/info/warn/err(fmt, args)` (formatted into a 1 KiB stack buffer,
+//!     truncated), `gn.log(level, msg)`; `gn.logFn` plugs `std.log` into the host
+//!     (`pub const std_options: std.Options = .{ .logFn = gn.logFn };`).
+//!   - `gn.panic(msg)` / `gn.panicf(fmt, args)`: abort the call (the host raises `PluginTrap`).
+//!   - `gn.timeMs()`: wall-clock milliseconds since the Unix epoch.
+//!   - `gn.hostCall(arena, name, payload)` → `std.json.Value`; `gn.hostCallAs(T, arena, name,
+//!     payload)` → `T`; `gn.hostCallRaw(name, json_bytes)`. Errors (`gn.HostCallError`):
+//!     `HostError` (-1), `HostOutOfMemory` (-2), `HostBadPayload` (-3), `CapabilityDenied` (-5),
+//!     `UnknownFunction` (-6), `HostBadResult` (any other status or a result that does not parse),
+//!     `OutOfMemory` (the guest's own). They are distinct from the hook statuses on purpose: a
+//!     handler that lets one propagate fails with -1 (or -2 for OutOfMemory), not -3.
+//!     `ctx.hostCall(name, payload)` / `ctx.hostCallAs(T, name, payload)` use the call's arena.
+//!
+//! Escaping (use them for everything a plugin puts into HTML):
+//!   - `gn.writeHtml(w, s)`, `gn.escapeHtml(a, s)`, `gn.fmtHtml(s)` ("{f}"): `&<>"'` become entities;
+//!     safe in text and in quoted attribute values.
+//!   - `gn.jsonForScript(a, value)`, `gn.fmtJsonForScript(value)`, `gn.writeScriptSafe(w, json)`:
+//!     JSON that is inert inside `<script>`: `<`, `>`, `&`, U+2028 and U+2029 become `\u003c`,
+//!     `\u003e`, `\u0026`, `\u2028`, `\u2029` (only possible inside JSON strings, so the JSON stays
+//!     equal in value).
+//!   - `gn.utf8Prefix(s, max_bytes)`: the longest prefix of at most `max_bytes` that ends on a
+//!     code point boundary.
+//!
+//! Memory: `gn_alloc`/`gn_free` and `gn.allocator` are `std.heap.wasm_allocator`. `gn_alloc`
+//! returns 0 on out of memory (never traps); `gn_alloc(0)` returns a valid 1-byte block.
+
+const std = @import("std");
+const json = std.json;
+const Allocator = std.mem.Allocator;
+const Writer = std.Io.Writer;
+
+/// The guest ABI this SDK implements (manifest `abi`).
+pub const abi_version = 1;
+
+/// The allocator behind `gn_alloc`: blocks the host frees with `gn_free` come from here.
+pub const allocator: Allocator = std.heap.wasm_allocator;
+
+// --- host imports ---------------------------------------------------------------------------
+
+const env = struct {
+    extern "env" fn gn_log(level: i32, ptr: [*]const u8, len: usize) void;
+    extern "env" fn gn_panic(ptr: [*]const u8, len: usize) void;
+    extern "env" fn gn_time_ms() i64;
+    extern "env" fn gn_host_call(name_ptr: [*]const u8, name_len: usize, payload_ptr: [*]const u8, payload_len: usize) i64;
+};
+
+// --- packed results -------------------------------------------------------------------------
+
+/// ABI.md's negative lens for `gn_handle_hook` / `gn_handle_job`.
+pub const Status = enum(i32) {
+    err = -1,
+    out_of_memory = -2,
+    bad_payload = -3,
+    unknown_hook = -4,
+};
+
+/// `(ptr << 32) | (len & 0xffffffff)`.
+pub fn pack(ptr: usize, len: i32) i64 {
+    const hi: u64 = @as(u64, @as(u32, @intCast(ptr))) << 32;
+    return @bitCast(hi | @as(u64, @as(u32, @bitCast(len))));
+}
+
+fn status(s: Status) i64 {
+    return pack(0, @intFromEnum(s));
+}
+
+// --- memory exports -------------------------------------------------------------------------
+
+fn gnAlloc(size: usize) callconv(.c) usize {
+    // A zero-size request still gets a real block so the host never sees a dangling pointer.
+    const block = allocator.alloc(u8, @max(size, 1)) catch return 0;
+    return @intFromPtr(block.ptr);
+}
+
+fn gnFree(ptr: usize, size: usize) callconv(.c) void {
+    if (ptr == 0) return;
+    const p: [*]u8 = @ptrFromInt(ptr);
+    allocator.free(p[0..@max(size, 1)]);
+}
+
+// --- logging, panic, time -------------------------------------------------------------------
+
+/// ABI.md's log levels.
+pub const Level = enum(i32) { debug = 0, info = 1, warn = 2, err = 3 };
+
+/// Send one line to the host's log.
+pub fn log(level: Level, msg: []const u8) void {
+    env.gn_log(@intFromEnum(level), msg.ptr, msg.len);
+}
+
+/// Formatted log line; longer than 1 KiB is truncated (no allocation, so it works when OOM).
+pub fn logf(level: Level, comptime fmt: []const u8, args: anytype) void {
+    var buf: [1024]u8 = undefined;
+    var w: Writer = .fixed(&buf);
+    w.print(fmt, args) catch {};
+    log(level, w.buffered());
+}
+
+pub fn debug(comptime fmt: []const u8, args: anytype) void {
+    logf(.debug, fmt, args);
+}
+pub fn info(comptime fmt: []const u8, args: anytype) void {
+    logf(.info, fmt, args);
+}
+pub fn warn(comptime fmt: []const u8, args: anytype) void {
+    logf(.warn, fmt, args);
+}
+pub fn err(comptime fmt: []const u8, args: anytype) void {
+    logf(.err, fmt, args);
+}
+
+/// `std.log` backend: `pub const std_options: std.Options = .{ .logFn = gn.logFn };`.
+pub fn logFn(
+    comptime level: std.log.Level,
+    comptime scope: @EnumLiteral(),
+    comptime format: []const u8,
+    args: anytype,
+) void {
+    const lvl: Level = switch (level) {
+        .debug => .debug,
+        .info => .info,
+        .warn => .warn,
+        .err => .err,
+    };
+    const prefix = if (scope == .default) "" else "(" ++ @tagName(scope) ++ ") ";
+    logf(lvl, prefix ++ format, args);
+}
+
+/// Abort the call: the host raises `PluginTrap` carrying `msg`.
+pub fn panic(msg: []const u8) noreturn {
+    env.gn_panic(msg.ptr, msg.len);
+    @trap(); // gn_panic never returns; this keeps the type system honest
+}
+
+pub fn panicf(comptime fmt: []const u8, args: anytype) noreturn {
+    var buf: [1024]u8 = undefined;
+    var w: Writer = .fixed(&buf);
+    w.print(fmt, args) catch {};
+    panic(w.buffered());
+}
+
+fn panicHandlerFn(msg: []const u8, _: ?usize) noreturn {
+    panic(msg);
+}
+
+/// Zig's panic handler routed to `gn_panic`: `pub const panic = gn.PanicHandler;` in the plugin.
+pub const PanicHandler = std.debug.FullPanic(panicHandlerFn);
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn timeMs() i64 {
+    return env.gn_time_ms();
+}
+
+// --- host calls -----------------------------------------------------------------------------
+
+pub const HostCallError = error{
+    /// -1: the host function failed.
+    HostError,
+    /// -2: the guest could not give the host a block for the result.
+    HostOutOfMemory,
+    /// -3: the host could not decode the payload.
+    HostBadPayload,
+    /// -5: the function's capability is not granted to this plugin.
+    CapabilityDenied,
+    /// -6: no host function by that name.
+    UnknownFunction,
+    /// Any other status, or a result that is not the JSON expected.
+    HostBadResult,
+    OutOfMemory,
+};
+
+/// Call host function `name` with already-encoded JSON. Returns the result block (owned by the
+/// caller, free it with `gn.allocator.free`), or null when the host returned no body.
+pub fn hostCallRaw(name: []const u8, payload_json: []const u8) HostCallError!?[]u8 {
+    const packed_result: u64 = @bitCast(env.gn_host_call(name.ptr, name.len, payload_json.ptr, payload_json.len));
+    const ptr: u32 = @truncate(packed_result >> 32);
+    const len: i32 = @bitCast(@as(u32, @truncate(packed_result)));
+    if (ptr == 0) return switch (len) {
+        0 => null,
+        -1 => error.HostError,
+        -2 => error.HostOutOfMemory,
+        -3 => error.HostBadPayload,
+        -5 => error.CapabilityDenied,
+        -6 => error.UnknownFunction,
+        else => error.HostBadResult,
+    };
+    if (len <= 0) return error.HostBadResult;
+    const p: [*]u8 = @ptrFromInt(ptr);
+    return p[0..@intCast(len)];
+}
+
+/// Call host function `name` with any JSON-able `payload`; the parsed result lives in `arena`.
+/// A host function that returns no body gives `.null`.
+pub fn hostCall(arena: Allocator, name: []const u8, payload: anytype) HostCallError!json.Value {
+    const body = try json.Stringify.valueAlloc(arena, payload, .{});
+    const result = try hostCallRaw(name, body) orelse return .null;
+    defer allocator.free(result);
+    return json.parseFromSliceLeaky(json.Value, arena, result, .{ .allocate = .alloc_always }) catch |e| switch (e) {
+        error.OutOfMemory => error.OutOfMemory,
+        else => error.HostBadResult,
+    };
+}
+
+/// Like `hostCall`, decoding the result into `T` (unknown object fields ignored).
+pub fn hostCallAs(comptime T: type, arena: Allocator, name: []const u8, payload: anytype) HostCallError!T {
+    const value = try hostCall(arena, name, payload);
+    return json.parseFromValueLeaky(T, arena, value, .{ .ignore_unknown_fields = true }) catch |e| switch (e) {
+        error.OutOfMemory => error.OutOfMemory,
+        else => error.HostBadResult,
+    };
+}
+
+// --- objects the bus sends ------------------------------------------------------------------
+
+/// A post as the hook bus sends it: `{id, title, slug, body, url, published}`. `body` is plain
+/// text, `url` a path such as `/posts/slug/`; `published` is whatever the site sends (kept as JSON).
+pub const Post = struct {
+    id: i64,
+    title: []const u8 = "",
+    slug: []const u8 = "",
+    body: []const u8 = "",
+    url: []const u8 = "",
+    published: json.Value = .null,
+};
+
+/// JSON that is already encoded, embedded as is when a result is serialized.
+pub const RawJson = struct {
+    bytes: []const u8,
+
+    pub fn jsonStringify(self: RawJson, jws: *json.Stringify) json.Stringify.Error!void {
+        try jws.beginWriteRaw();
+        try jws.writer.writeAll(self.bytes);
+        jws.endWriteRaw();
+    }
+};
+
+// --- escaping -------------------------------------------------------------------------------
+
+/// HTML-escape `s` (`&<>"'`) for text and quoted attribute values.
+pub fn writeHtml(w: *Writer, s: []const u8) Writer.Error!void {
+    var start: usize = 0;
+    for (s, 0..) |c, i| {
+        const rep: []const u8 = switch (c) {
+            '&' => "&amp;",
+            '<' => "&lt;",
+            '>' => "&gt;",
+            '"' => "&quot;",
+            '\'' => "&#x27;",
+            else => continue,
+        };
+        try w.writeAll(s[start..i]);
+        try w.writeAll(rep);
+        start = i + 1;
+    }
+    try w.writeAll(s[start..]);
+}
+
+pub fn escapeHtml(a: Allocator, s: []const u8) error{OutOfMemory}![]u8 {
+    var out: Writer.Allocating = .init(a);
+    defer out.deinit();
+    writeHtml(&out.writer, s) catch return error.OutOfMemory;
+    return out.toOwnedSlice();
+}
+
+pub const HtmlFormatter = struct {
+    s: []const u8,
+    pub fn format(self: HtmlFormatter, w: *Writer) Writer.Error!void {
+        try writeHtml(w, self.s);
+    }
+};
+
+/// `w.print("<title>{f}</title>", .{gn.fmtHtml(title)})`.
+pub fn fmtHtml(s: []const u8) HtmlFormatter {
+    return .{ .s = s };
+}
+
+/// Write encoded JSON so it is inert inside `<script>`: `<`, `>`, `&`, U+2028, U+2029 escaped.
+/// Those characters can only occur inside JSON strings, where `\uXXXX` means the same thing.
+pub fn writeScriptSafe(w: *Writer, json_bytes: []const u8) Writer.Error!void {
+    var start: usize = 0;
+    var i: usize = 0;
+    while (i < json_bytes.len) : (i += 1) {
+        const c = json_bytes[i];
+        const rep: []const u8, const skip: usize = switch (c) {
+            '<' => .{ "\\u003c", 1 },
+            '>' => .{ "\\u003e", 1 },
+            '&' => .{ "\\u0026", 1 },
+            0xE2 => blk: {
+                // U+2028 is E2 80 A8, U+2029 is E2 80 A9: valid JSON, but line breaks in JS.
+                if (i + 2 < json_bytes.len and json_bytes[i + 1] == 0x80) {
+                    if (json_bytes[i + 2] == 0xA8) break :blk .{ "\\u2028", 3 };
+                    if (json_bytes[i + 2] == 0xA9) break :blk .{ "\\u2029", 3 };
+                }
+                continue;
+            },
+            else => continue,
+        };
+        try w.writeAll(json_bytes[start..i]);
+        try w.writeAll(rep);
+        i += skip - 1;
+        start = i + 1;
+    }
+    try w.writeAll(json_bytes[start..]);
+}
+
+/// `value` as JSON that is safe to put between `<script type="application/ld+json">` tags.
+pub fn jsonForScript(a: Allocator, value: anytype) error{OutOfMemory}![]u8 {
+    return jsonForScriptWith(a, value, .{});
+}
+
+/// `jsonForScript` with `std.json` options (e.g. `.emit_null_optional_fields = false`).
+pub fn jsonForScriptWith(a: Allocator, value: anytype, options: json.Stringify.Options) error{OutOfMemory}![]u8 {
+    const raw = try json.Stringify.valueAlloc(a, value, options);
+    defer a.free(raw);
+    var out: Writer.Allocating = .init(a);
+    defer out.deinit();
+    writeScriptSafe(&out.writer, raw) catch return error.OutOfMemory;
+    return out.toOwnedSlice();
+}
+
+pub fn ScriptJsonFormatter(comptime T: type) type {
+    return struct {
+        value: T,
+        pub fn format(self: @This(), w: *Writer) Writer.Error!void {
+            // Stream through a small buffer so no allocation is needed.
+            var filter: ScriptSafeWriter = .{ .out = w, .interface = .{ .buffer = &.{}, .vtable = &ScriptSafeWriter.vtable } };
+            try json.Stringify.value(self.value, .{}, &filter.interface);
+            try filter.finish();
+        }
+    };
+}
+
+/// `w.print("{f}", .{gn.fmtJsonForScript(value)})`.
+pub fn fmtJsonForScript(value: anytype) ScriptJsonFormatter(@TypeOf(value)) {
+    return .{ .value = value };
+}
+
+/// A streaming `writeScriptSafe`: holds back an incomplete U+2028/U+2029 prefix across writes.
+const ScriptSafeWriter = struct {
+    out: *Writer,
+    pending: [2]u8 = undefined,
+    pending_len: usize = 0,
+    interface: Writer,
+
+    const vtable: Writer.VTable = .{ .drain = drain };
+
+    fn drain(w: *Writer, data: []const []const u8, splat: usize) Writer.Error!usize {
+        const self: *ScriptSafeWriter = @alignCast(@fieldParentPtr("interface", w));
+        var n: usize = 0;
+        for (data[0 .. data.len - 1]) |chunk| {
+            try self.feed(chunk);
+            n += chunk.len;
+        }
+        const last = data[data.len - 1];
+        for (0..splat) |_| {
+            try self.feed(last);
+            n += last.len;
+        }
+        return n;
+    }
+
+    fn feed(self: *ScriptSafeWriter, chunk: []const u8) Writer.Error!void {
+        for (chunk) |c| try self.byte(c);
+    }
+
+    fn byte(self: *ScriptSafeWriter, c: u8) Writer.Error!void {
+        if (self.pending_len > 0) {
+            self.pending[self.pending_len] = c;
+            const have = self.pending_len + 1;
+            if (have == 2) {
+                if (c == 0x80) {
+                    self.pending_len = 2;
+                    return;
+                }
+            } else if (c == 0xA8 or c == 0xA9) {
+                self.pending_len = 0;
+                return self.out.writeAll(if (c == 0xA8) "\\u2028" else "\\u2029");
+            }
+            // Not a separator: flush what was held back, then handle `c` normally.
+            const held = self.pending[0..self.pending_len];
+            self.pending_len = 0;
+            try self.out.writeAll(held);
+            return self.byte(c);
+        }
+        switch (c) {
+            '<' => try self.out.writeAll("\\u003c"),
+            '>' => try self.out.writeAll("\\u003e"),
+            '&' => try self.out.writeAll("\\u0026"),
+            0xE2 => {
+                self.pending[0] = c;
+                self.pending_len = 1;
+            },
+            else => try self.out.writeByte(c),
+        }
+    }
+
+    fn finish(self: *ScriptSafeWriter) Writer.Error!void {
+        try self.out.writeAll(self.pending[0..self.pending_len]);
+        self.pending_len = 0;
+    }
+};
+
+/// The longest prefix of `s` of at most `max_bytes` bytes that does not split a UTF-8 sequence.
+pub fn utf8Prefix(s: []const u8, max_bytes: usize) []const u8 {
+    if (s.len <= max_bytes) return s;
+    var end = max_bytes;
+    // Step back over continuation bytes (10xxxxxx) to the start of the cut sequence.
+    while (end > 0 and (s[end] & 0xC0) == 0x80) end -= 1;
+    return s[0..end];
+}
+
+// --- dispatch -------------------------------------------------------------------------------
+
+pub const Kind = enum { action, filter, job };
+
+/// What a handler can ask about its call. Everything in `arena` is freed when the call returns.
+pub const Ctx = struct {
+    arena: Allocator,
+    kind: Kind,
+    /// The hook or job name.
+    name: []const u8,
+    /// A job's task id (the idempotency key); empty for hooks.
+    id: []const u8 = "",
+    /// The whole decoded payload.
+    envelope: json.Value,
+
+    pub fn hostCall(self: *Ctx, name: []const u8, payload: anytype) HostCallError!json.Value {
+        return hostCallTop(self.arena, name, payload);
+    }
+
+    pub fn hostCallAs(self: *Ctx, comptime T: type, name: []const u8, payload: anytype) HostCallError!T {
+        return hostCallAsTop(T, self.arena, name, payload);
+    }
+};
+
+// Aliases: inside `Ctx` the method names shadow the free functions.
+const hostCallTop = hostCall;
+const hostCallAsTop = hostCallAs;
+
+/// Export the ABI for plugin namespace `P` (call as `comptime { gn.plugin(@This()); }`).
+/// `P` may declare `filters`, `actions` and `jobs`: tuples of `.{ "name", handler }`.
+pub fn plugin(comptime P: type) void {
+    const D = Dispatcher(P);
+    @export(&gnAlloc, .{ .name = "gn_alloc" });
+    @export(&gnFree, .{ .name = "gn_free" });
+    @export(&D.handleHook, .{ .name = "gn_handle_hook" });
+    @export(&D.handleJob, .{ .name = "gn_handle_job" });
+}
+
+fn Dispatcher(comptime P: type) type {
+    const filters = if (@hasDecl(P, "filters")) P.filters else .{};
+    const actions = if (@hasDecl(P, "actions")) P.actions else .{};
+    const jobs = if (@hasDecl(P, "jobs")) P.jobs else .{};
+    comptime checkList(filters, "filters");
+    comptime checkList(actions, "actions");
+    comptime checkList(jobs, "jobs");
+
+    return struct {
+        fn handleHook(name_ptr: [*]const u8, name_len: usize, payload_ptr: [*]const u8, payload_len: usize) callconv(.c) i64 {
+            const name = name_ptr[0..name_len];
+            const payload = payload_ptr[0..payload_len];
+            if (!known(filters, name) and !known(actions, name)) return status(.unknown_hook);
+            return run(name, payload, .hook);
+        }
+
+        fn handleJob(name_ptr: [*]const u8, name_len: usize, payload_ptr: [*]const u8, payload_len: usize) callconv(.c) i64 {
+            const name = name_ptr[0..name_len];
+            const payload = payload_ptr[0..payload_len];
+            if (!known(jobs, name)) return status(.unknown_hook);
+            return run(name, payload, .job);
+        }
+
+        fn run(name: []const u8, payload: []const u8, comptime export_kind: enum { hook, job }) i64 {
+            var arena_state = std.heap.ArenaAllocator.init(allocator);
+            defer arena_state.deinit();
+            const arena = arena_state.allocator();
+
+            const envelope = json.parseFromSliceLeaky(json.Value, arena, payload, .{}) catch |e| return switch (e) {
+                error.OutOfMemory => status(.out_of_memory),
+                else => status(.bad_payload),
+            };
+            if (envelope != .object) return status(.bad_payload);
+            const obj = envelope.object;
+            const kind_str = stringField(obj, "kind") orelse return status(.bad_payload);
+            var ctx: Ctx = .{ .arena = arena, .kind = .action, .name = name, .envelope = envelope };
+            switch (export_kind) {
+                .job => {
+                    if (!std.mem.eql(u8, kind_str, "job")) return status(.bad_payload);
+                    ctx.kind = .job;
+                    ctx.id = stringField(obj, "id") orelse "";
+                    const job_payload = obj.get("payload") orelse .null;
+                    inline for (jobs) |entry| {
+                        if (std.mem.eql(u8, entry[0], name)) return invoke(entry[1], &ctx, job_payload, &.{});
+                    }
+                },
+                .hook => {
+                    const args: []const json.Value = if (obj.get("args")) |a| switch (a) {
+                        .array => |arr| arr.items,
+                        .null => &.{},
+                        else => return status(.bad_payload),
+                    } else &.{};
+                    if (std.mem.eql(u8, kind_str, "filter")) {
+                        ctx.kind = .filter;
+                        const value = obj.get("value") orelse .null;
+                        inline for (filters) |entry| {
+                            if (std.mem.eql(u8, entry[0], name)) return invoke(entry[1], &ctx, value, args);
+                        }
+                    } else if (std.mem.eql(u8, kind_str, "action")) {
+                        ctx.kind = .action;
+                        inline for (actions) |entry| {
+                            if (std.mem.eql(u8, entry[0], name)) return invokeAction(entry[1], &ctx, args);
+                        }
+                    } else return status(.bad_payload);
+                },
+            }
+            // The name is known, but not for this kind (e.g. a filter called as an action).
+            return status(.unknown_hook);
+        }
+    };
+}
+
+fn checkList(comptime list: anytype, comptime what: []const u8) void {
+    for (list, 0..) |entry, i| {
+        if (entry.len != 2) @compileError(what ++ " entries must be .{ \"name\", handler }");
+        _ = @as([]const u8, entry[0]);
+        if (@typeInfo(@TypeOf(entry[1])) != .@"fn")
+            @compileError(std.fmt.comptimePrint("{s}[{d}] ({s}): the handler must be a function", .{ what, i, entry[0] }));
+    }
+}
+
+fn known(comptime list: anytype, name: []const u8) bool {
+    inline for (list) |entry| {
+        if (std.mem.eql(u8, entry[0], name)) return true;
+    }
+    return false;
+}
+
+fn stringField(obj: json.ObjectMap, key: []const u8) ?[]const u8 {
+    const v = obj.get(key) orelse return null;
+    return if (v == .string) v.string else null;
+}
+
+fn isCtxParam(comptime T: type) bool {
+    return T == *Ctx or T == *const Ctx;
+}
+
+/// An action's data parameters are all `args`: shift by one "value" slot that actions lack.
+fn invokeAction(comptime handler: anytype, ctx: *Ctx, args: []const json.Value) i64 {
+    return invokeWith(handler, ctx, null, args);
+}
+
+/// Filters and jobs: the first data parameter is `first`, the rest come from `args`.
+fn invoke(comptime handler: anytype, ctx: *Ctx, first: json.Value, args: []const json.Value) i64 {
+    return invokeWith(handler, ctx, first, args);
+}
+
+const DecodeError = error{ BadPayload, OutOfMemory };
+
+fn decodeParam(comptime T: type, arena: Allocator, v: ?json.Value) DecodeError!T {
+    const value = v orelse {
+        if (@typeInfo(T) == .optional) return null;
+        return error.BadPayload;
+    };
+    if (T == json.Value) return value;
+    return json.parseFromValueLeaky(T, arena, value, .{ .ignore_unknown_fields = true }) catch |e| switch (e) {
+        error.OutOfMemory => error.OutOfMemory,
+        else => error.BadPayload,
+    };
+}
+
+fn invokeWith(comptime handler: anytype, ctx: *Ctx, first: ?json.Value, args: []const json.Value) i64 {
+    const F = @TypeOf(handler);
+    const param_types = @typeInfo(F).@"fn".param_types;
+    var call_args: std.meta.ArgsTuple(F) = undefined;
+    comptime var data_index: usize = 0;
+    inline for (param_types, 0..) |param_type, i| {
+        const T = param_type orelse @compileError("handler parameters must have concrete types");
+        if (comptime isCtxParam(T)) {
+            call_args[i] = ctx;
+        } else {
+            // Data parameter k: `first` when there is one, then args[0..].
+            const k = data_index;
+            data_index += 1;
+            const source: ?json.Value = if (first) |f| (if (k == 0) f else argAt(args, k - 1)) else argAt(args, k);
+            call_args[i] = decodeParam(T, ctx.arena, source) catch |e| return switch (e) {
+                error.OutOfMemory => status(.out_of_memory),
+                error.BadPayload => blk: {
+                    warn("{s} {s}: argument {d} does not decode as {s}", .{ @tagName(ctx.kind), ctx.name, k, @typeName(T) });
+                    break :blk status(.bad_payload);
+                },
+            };
+        }
+    }
+    const ret = @call(.auto, handler, call_args);
+    const R = @TypeOf(ret);
+    const result = if (@typeInfo(R) == .error_union) ret catch |e| {
+        if (e == error.OutOfMemory) return status(.out_of_memory);
+        err("{s} {s} failed: {s}", .{ @tagName(ctx.kind), ctx.name, @errorName(e) });
+        return status(.err);
+    } else ret;
+    return respond(ctx, result);
+}
+
+/// Only an allocation can fail here: the writer is an `Allocating` one.
+fn writeBody(w: *Writer, kind: Kind, result: anytype) Writer.Error!void {
+    if (kind == .filter) try w.writeAll("{\"value\":");
+    try json.Stringify.value(result, .{}, w);
+    if (kind == .filter) try w.writeAll("}");
+}
+
+fn argAt(args: []const json.Value, i: usize) ?json.Value {
+    return if (i < args.len) args[i] else null;
+}
+
+fn respond(ctx: *Ctx, result: anytype) i64 {
+    const T = @TypeOf(result);
+    if (T == void) return 0;
+    if (@typeInfo(T) == .optional) {
+        if (result) |r| return respond(ctx, r);
+        return 0;
+    }
+    var out: Writer.Allocating = .init(ctx.arena);
+    writeBody(&out.writer, ctx.kind, result) catch return status(.out_of_memory);
+    const body = out.written();
+    // The host frees the body with gn_free(ptr, len), so it must be its own exact-size block.
+    const block = allocator.alloc(u8, body.len) catch return status(.out_of_memory);
+    @memcpy(block, body);
+    return pack(@intFromPtr(block.ptr), @intCast(block.len));
+}
