@@ -143,8 +143,8 @@ class HostContext:
     the typed error a host function recorded (panic message, host-call limit), if any.
     """
 
-    __slots__ = ("alloc", "deadline_ticks", "error", "handle", "host_calls", "host_functions", "limits",
-                 "log_calls", "log_sink", "memory", "name")
+    __slots__ = ("alloc", "call_hook", "call_started", "deadline_ticks", "error", "handle", "host_calls",
+                 "host_functions", "limits", "log_calls", "log_sink", "memory", "name", "soft_at")
 
     def __init__(self, name: str, handle: PluginHandle, limits: Limits, log_sink: LogSink,
                  host_functions: HostFunctions) -> None:
@@ -159,6 +159,10 @@ class HostContext:
         self.log_calls = 0
         self.error: PluginTrap | None = None
         self.deadline_ticks = 1 << 62  # the runtime sets the real one from hard_timeout_ms
+        # The call in flight, for the ticker's soft-deadline watch (perf_counter seconds).
+        self.call_hook = ""
+        self.call_started = 0.0
+        self.soft_at = 0.0
 
     def begin_call(self) -> None:
         self.host_calls = 0

@@ -32,6 +32,8 @@ class InstancePool:
         self._total = 0  # idle + in use + being created
         self._in_use = 0
         self._closed = False
+        self._waiters = 0  # threads blocked in checkout; checkin notifies only when there are some
+        self._stats = metrics.stats
         metrics.bind_pool(self, lambda: float(self._total), lambda: float(self._in_use))
 
     @property
@@ -61,12 +63,13 @@ class InstancePool:
 
     def checkout(self) -> PluginInstance:
         metrics = self._metrics
+        stats = self._stats
         with self._cond:
             if self._idle and not self._closed:  # the fast path: no waiting, no clock
                 inst = self._idle.pop()
                 self._in_use += 1
-                metrics.checkout.inc()
-                metrics.checkout_wait.observe(0.0)
+                stats.checkouts += 1
+                stats.checkout_wait.observe(0.0)
                 return inst
         start = time.monotonic()
         deadline = start + self._limits.checkout_timeout_ms / 1000
@@ -89,7 +92,11 @@ class InstancePool:
                     metrics.checkout_errors.inc()
                     raise PoolTimeout(f"no instance free within {self._limits.checkout_timeout_ms} ms "
                                       f"(max_instances={self._limits.max_instances})", plugin=self.name)
-                self._cond.wait(remaining)
+                self._waiters += 1
+                try:
+                    self._cond.wait(remaining)
+                finally:
+                    self._waiters -= 1
         if inst is None:
             try:
                 inst = self._factory()
@@ -100,21 +107,30 @@ class InstancePool:
                     self._cond.notify()
                 metrics.checkout_errors.inc()
                 raise
-        metrics.checkout.inc()
-        metrics.checkout_wait.observe(time.monotonic() - start)
+        waited = time.monotonic() - start
+        with self._cond:
+            stats.checkouts += 1
+            stats.checkout_wait.observe(waited)
         return inst
 
-    def checkin(self, inst: PluginInstance, discard: str | None = None) -> None:
-        """Give ``inst`` back; ``discard`` names why it must not be reused (e.g. ``"trap"``)."""
+    def checkin(self, inst: PluginInstance, discard: str | None = None, kind: str | None = None,
+                seconds: float = 0.0, fuel: int = 0) -> None:
+        """Give ``inst`` back; ``discard`` names why it must not be reused (e.g. ``"trap"``).
+
+        ``kind``/``seconds``/``fuel`` record the call just made, under the lock this takes anyway.
+        """
         inst.uses += 1
         if discard is None and inst.uses >= self._limits.max_uses:
             discard = "max_uses"
         with self._cond:
+            if kind is not None:
+                self._stats.record_call(kind, seconds, fuel)
             self._in_use -= 1
             if discard is None and not self._closed:
                 inst.last_used = time.monotonic()
                 self._idle.append(inst)
-                self._cond.notify()
+                if self._waiters:
+                    self._cond.notify()
                 return
             self._total -= 1
             self._cond.notify_all()

@@ -37,7 +37,7 @@ from gonext_plugins.runtime.host import WARNING, HostContext, HostFunctions, Log
 from gonext_plugins.runtime.instance import PluginInstance, instantiate
 from gonext_plugins.runtime.limits import Limits
 from gonext_plugins.runtime.loader import ModuleCache, check_shape, compile_module, to_wasm, validate
-from gonext_plugins.runtime.metrics import PluginMetrics
+from gonext_plugins.runtime.metrics import SOFT_TIMEOUTS_TOTAL, PluginMetrics
 from gonext_plugins.runtime.pool import InstancePool
 
 logger = logging.getLogger("gonext_plugins.runtime")
@@ -79,22 +79,10 @@ def resolve_dispatcher(kind: str | type[Dispatcher]) -> type[Dispatcher]:
     raise ValueError(f"dispatcher must be 'fast' or 'slow', got {kind!r}")
 
 
-class _Call:
-    """An in-flight call the ticker watches for its soft deadline."""
-
-    __slots__ = ("ctx", "hook", "soft_at", "started")
-
-    def __init__(self, ctx: HostContext, hook: str, started: float, soft_at: float) -> None:
-        self.ctx = ctx
-        self.hook = hook
-        self.started = started
-        self.soft_at = soft_at
-
-
 class _Ticker(threading.Thread):
     """Advances the engine's epoch every tick; scans calls and pools. Holds no ref to the Runtime."""
 
-    def __init__(self, engine: Engine, tick_s: float, inflight: dict[int, _Call],
+    def __init__(self, engine: Engine, tick_s: float, inflight: dict[int, HostContext],
                  plugins: weakref.WeakSet[Plugin]) -> None:
         super().__init__(name="gonext-plugins-epoch", daemon=True)
         self._engine = engine
@@ -114,7 +102,7 @@ class _Ticker(threading.Thread):
             self._engine.increment_epoch()
             now = time.monotonic()
             if self._inflight:
-                self._scan_calls(now)
+                self._scan_calls(time.perf_counter())  # the clock _guarded stamps calls with
             if now >= next_idle_scan:
                 next_idle_scan = now + IDLE_SCAN_SECONDS
                 for plugin in list(self._plugins):
@@ -122,16 +110,15 @@ class _Ticker(threading.Thread):
                         plugin._pool.evict_idle(now)
 
     def _scan_calls(self, now: float) -> None:
-        for call in list(self._inflight.values()):
-            if now < call.soft_at:
+        for ctx in list(self._inflight.values()):
+            if now < ctx.soft_at:
                 continue
-            call.soft_at = math.inf  # warn once per call
-            ctx = call.ctx
+            ctx.soft_at = math.inf  # warn once per call
             limit = ctx.limits.soft_timeout_ms
-            ctx.log(WARNING, f"call to {call.hook} still running after {(now - call.started) * 1000:.0f} ms "
-                             f"(soft_timeout_ms={limit})")
+            ctx.log(WARNING, f"call to {ctx.call_hook} still running after "
+                             f"{(now - ctx.call_started) * 1000:.0f} ms (soft_timeout_ms={limit})")
             with contextlib.suppress(Exception):
-                PluginMetrics(ctx.name).soft_timeouts.inc()
+                SOFT_TIMEOUTS_TOTAL.labels(ctx.name).inc()
 
 
 class Runtime:
@@ -152,7 +139,7 @@ class Runtime:
         self.engine, settings = _engine()
         self.cache = ModuleCache(cache_dir, self.engine, settings) if cache_dir is not None else None
         self._plugins: weakref.WeakSet[Plugin] = weakref.WeakSet()
-        self._inflight: dict[int, _Call] = {}
+        self._inflight: dict[int, HostContext] = {}
         self._closed = False
         self._ticker = _Ticker(self.engine, epoch_tick_ms / 1000, self._inflight, self._plugins)
         self._ticker.start()
@@ -221,7 +208,6 @@ class Plugin:
         self._module = module
         self._imports = imports
         self._metrics = PluginMetrics(name)
-        self._latency: dict[str, Any] = {}
         self._soft_s = None if limits.soft_timeout_ms is None else limits.soft_timeout_ms / 1000
         self._inflight = runtime._inflight
         self._deadline_ticks = runtime.deadline_ticks(limits)
@@ -324,12 +310,12 @@ class Plugin:
         """Run one guest call on a checked-out instance: soft-deadline watch, metrics, checkin."""
         discard: str | None = None
         started = time.perf_counter()
-        key = 0
-        if self._soft_s is not None:
-            now = time.monotonic()
-            call = _Call(inst.ctx, hook, now, now + self._soft_s)
-            key = id(call)
-            self._inflight[key] = call
+        ctx = inst.ctx
+        if self._soft_s is not None:  # the ticker watches ctx.soft_at while the call runs
+            ctx.call_hook = hook
+            ctx.call_started = started
+            ctx.soft_at = started + self._soft_s
+            self._inflight[id(ctx)] = ctx
         try:
             return fn()
         except PluginTimeout:
@@ -346,13 +332,7 @@ class Plugin:
             discard = "error"  # a host-side failure mid-call: the instance state is unknown
             raise
         finally:
-            if key:
-                self._inflight.pop(key, None)
-            latency = self._latency.get(kind)
-            if latency is None:
-                latency = self._latency[kind] = self._metrics.latency(kind)
-            latency.observe(time.perf_counter() - started)
-            fuel = inst.dispatcher.fuel_used
-            if fuel:
-                self._metrics.fuel.inc(fuel)
-            self._pool.checkin(inst, discard)
+            if self._soft_s is not None:
+                self._inflight.pop(id(ctx), None)
+            self._pool.checkin(inst, discard, kind, time.perf_counter() - started,
+                               inst.dispatcher.fuel_used)
