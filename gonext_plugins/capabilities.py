@@ -44,6 +44,9 @@ class Capability:
 _lock = threading.Lock()
 _registry: dict[str, Capability] = {}
 
+ALWAYS_GRANTED: frozenset[str] = frozenset({"log"})
+"""Capabilities every plugin holds without asking (writing to its own log)."""
+
 host_functions = HostFunctions()
 """The process-wide registry every runtime routes ``gn_host_call`` through."""
 

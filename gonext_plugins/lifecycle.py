@@ -133,7 +133,8 @@ def granted_capabilities(plugin: Plugin) -> set[str]:
 def effective_capabilities(plugin: Plugin, manifest: Manifest) -> frozenset[str]:
     """What the running version may use: granted *and* asked for by that version (least privilege:
     a grant kept for an older version does not widen a newer one)."""
-    return frozenset(granted_capabilities(plugin) & set(manifest.all_capabilities))
+    asked_and_granted = granted_capabilities(plugin) & set(manifest.all_capabilities)
+    return frozenset(asked_and_granted) | capabilities.ALWAYS_GRANTED
 
 
 def _check_signature(bundle: Bundle, actor: Actor) -> tuple[PublisherKey | None, bool]:
@@ -174,7 +175,7 @@ def _check_grants(manifest: Manifest, granted: Iterable[str], already: Iterable[
             f"the plugin does not ask for {', '.join(unrequested)}; grant only what it requests",
             plugin=manifest.slug,
         )
-    missing = set(manifest.capabilities) - granted - set(already)
+    missing = set(manifest.capabilities) - granted - set(already) - capabilities.ALWAYS_GRANTED
     if missing:
         raise ConsentRequired(
             f"these required capabilities must be granted first: {', '.join(sorted(missing))}",
@@ -273,7 +274,7 @@ def _validate_activation(plugin: Plugin, version: PluginVersion) -> Manifest:
     """Everything that must hold before a version may run: consent, hooks and jobs capabilities,
     and wasm that this host can load."""
     manifest = manifest_of(version)
-    missing = set(manifest.capabilities) - granted_capabilities(plugin)
+    missing = set(manifest.capabilities) - granted_capabilities(plugin) - capabilities.ALWAYS_GRANTED
     if missing:
         raise ConsentRequired(
             f"version {version.version} needs capabilities that are not granted: "

@@ -213,6 +213,7 @@ class Registry:
 
     def _desired(self) -> dict[str, tuple[Any, frozenset[str], tuple[str, ...]]]:
         """slug → (active PluginVersion, effective capabilities, allowed hosts) from the database."""
+        from . import capabilities
         from .lifecycle import manifest_of
         from .models import CapabilityGrant, Plugin, PluginState
 
@@ -227,7 +228,7 @@ class Registry:
             version = plugin.active_version
             manifest = manifest_of(version)
             granted = grants.get(plugin.pk, {})
-            caps = frozenset(set(granted) & set(manifest.all_capabilities) | {"log"})  # log: always granted
+            caps = frozenset(set(granted) & set(manifest.all_capabilities)) | capabilities.ALWAYS_GRANTED
             hosts = tuple(sorted(set(granted.get("http.fetch", [])) & set(manifest.allowed_hosts)))
             desired[plugin.slug] = (version, caps, hosts)
         return desired

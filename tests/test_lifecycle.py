@@ -434,3 +434,10 @@ def test_key_lookup_by_prefix_is_typed_and_never_matches_everything(publisher) -
 def test_trusting_a_trusted_key_again_is_a_quiet_no_op(publisher) -> None:  # type: ignore[no-untyped-def]
     assert lifecycle.trust_key("same", publisher.public_key, "tests").pk == publisher.pk
     assert AuditEvent.objects.filter(action="trust_key").count() == 1
+
+
+def test_log_is_always_granted_without_asking(make_bundle) -> None:  # type: ignore[no-untyped-def]
+    lifecycle.install(make_bundle(capabilities=["kv", "log"]), ["kv"], "tests", activate=True)
+    assert "log" in registry.get("demo").capabilities
+    assert "log" in lifecycle.effective_capabilities(Plugin.objects.get(slug="demo"),
+                                                     registry.get("demo").manifest)

@@ -23,7 +23,7 @@ import orjson
 from wasmtime import Func, FuncType, Memory, Store, ValType
 from wasmtime import _ffi as ffi
 
-from gonext_plugins.errors import PluginTrap
+from gonext_plugins.errors import PluginError, PluginTrap
 
 if TYPE_CHECKING:
     from gonext_plugins.runtime.limits import Limits
@@ -302,6 +302,10 @@ def _host_call(ctx: HostContext, caller: Any, name_ptr: int, name_len: int, payl
         return pack(0, HC_BAD_PAYLOAD)
     try:
         result = orjson.dumps(entry.func(ctx.handle, payload))
+    except PluginError as exc:  # an expected refusal (quota, host not allowed): no traceback
+        ctx.log(ERROR, f"host function {name} refused: {exc.message}")
+        logger.info("host function %s refused for plugin %s: %s", name, ctx.name, exc.message)
+        return pack(0, HC_ERROR)
     except Exception as exc:
         ctx.log(ERROR, f"host function {name} failed: {type(exc).__name__}: {exc}")
         logger.warning("host function %s failed for plugin %s", name, ctx.name, exc_info=True)
