@@ -217,3 +217,29 @@ def _imports(wasm: bytes) -> list[tuple[str, str]]:
             return found
         pos += size
     return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m gonext_plugins.devtools.zigbuild PROJECT_DIR [-o OUT] [-O MODE] [--force]``."""
+    import argparse
+    import time
+
+    parser = argparse.ArgumentParser(prog="python -m gonext_plugins.devtools.zigbuild",
+                                     description="Build a Zig gonext plugin into plugin.wasm (cached).")
+    parser.add_argument("project_dir", help="directory holding main.zig")
+    parser.add_argument("-o", "--out", help="output path (default: PROJECT_DIR/build/plugin.wasm)")
+    parser.add_argument("-O", "--optimize", default="ReleaseSmall", choices=OPTIMIZE_MODES)
+    parser.add_argument("--force", action="store_true", help="rebuild even when the cache key matches")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    try:
+        out = build_zig(args.project_dir, args.out, optimize=args.optimize, force=args.force)
+    except BuildError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"{out} ({out.stat().st_size} bytes, {time.perf_counter() - started:.2f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

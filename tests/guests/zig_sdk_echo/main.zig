@@ -17,6 +17,7 @@ pub const filters = .{
 pub const actions = .{
     .{ "host_call", hostCall },
     .{ "host_call_as", hostCallAs },
+    .{ "host_call_big", hostCallBig },
     .{ "fail", fail },
     .{ "oom", oom },
     .{ "panic", panicNow },
@@ -91,6 +92,14 @@ const Point = struct { x: i64, y: i64 };
 fn hostCallAs(ctx: *gn.Ctx, name: []const u8, payload: std.json.Value) !CallResult {
     const p = ctx.hostCallAs(Point, name, payload) catch |e| return .{ .@"error" = @errorName(e) };
     return .{ .ok = .{ .integer = p.x + p.y } };
+}
+
+/// Sends a string of `n` 'x's; answers with the length of the echoed JSON string.
+fn hostCallBig(ctx: *gn.Ctx, name: []const u8, n: usize) !CallResult {
+    const big = try ctx.arena.alloc(u8, n);
+    @memset(big, 'x');
+    const result = ctx.hostCall(name, big) catch |e| return .{ .@"error" = @errorName(e) };
+    return .{ .ok = .{ .integer = @intCast(result.string.len + 2) } };
 }
 
 fn fail(ctx: *gn.Ctx) !void {

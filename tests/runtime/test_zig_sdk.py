@@ -1,0 +1,370 @@
+"""The Zig SDK (sdk/zig/gonext.zig) through a test guest with one handler per feature, and the
+``zigbuild`` helper (cache, errors). No Django."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gonext_plugins.errors import BuildError, HookError, PluginTrap
+from gonext_plugins.runtime import HostFunctions, Limits, Plugin, Runtime
+
+REPO = Path(__file__).resolve().parents[2]
+ECHO_DIR = REPO / "tests" / "guests" / "zig_sdk_echo"
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("ziglang") is None,
+                                reason="ziglang is not installed (pip install ziglang)")
+
+
+@pytest.fixture(scope="module")
+def echo_wasm() -> bytes:
+    from gonext_plugins.devtools.zigbuild import build_zig
+
+    return build_zig(ECHO_DIR).read_bytes()
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.lines: list[tuple[int, str, str]] = []
+
+    def __call__(self, plugin: str, level: int, message: str, source: str) -> None:
+        self.lines.append((level, message, source))
+
+    def guest(self) -> list[tuple[int, str]]:
+        return [(level, message) for level, message, source in self.lines if source == "guest"]
+
+
+@pytest.fixture
+def logs() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def functions() -> HostFunctions:
+    hf = HostFunctions()
+    hf.register("t.echo", "t.cap", lambda plugin, payload: payload)
+    hf.register("t.none", "t.cap", lambda plugin, payload: None)
+    hf.register("t.point", "t.cap", lambda plugin, payload: {"x": 2, "y": 40, "z": "ignored"})
+    hf.register("t.denied", "t.other", lambda plugin, payload: 1)
+
+    def boom(plugin: Any, payload: Any) -> Any:
+        raise RuntimeError("boom")
+
+    hf.register("t.boom", "t.cap", boom)
+    hf.register("t.unencodable", "t.cap", lambda plugin, payload: {1, 2})
+    return hf
+
+
+@pytest.fixture(params=["fast", "slow"])
+def echo(request: pytest.FixtureRequest, echo_wasm: bytes, logs: Recorder,
+         functions: HostFunctions) -> Iterator[Plugin]:
+    if request.param == "fast" and importlib.util.find_spec("gonext_plugins.runtime.dispatch_fast") is None:
+        pytest.skip("dispatch_fast not available")
+    rt = Runtime(host_functions=functions, log_sink=logs, dispatcher=request.param,
+                 limits=Limits(memory_pages=64, hard_timeout_ms=10_000, soft_timeout_ms=None))
+    yield rt.load(echo_wasm, name="echo", capabilities=frozenset({"t.cap"}))
+    rt.close()
+
+
+# --- escaping ------------------------------------------------------------------------------------
+
+NASTY = "</script><script>alert('x')</script> \"q\" & <b> é \u2028 \u2029 日本 🎉"
+
+
+def test_escape_html(echo: Plugin) -> None:
+    assert echo.invoke_filter("escape_html", NASTY) == (
+        "&lt;/script&gt;&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &quot;q&quot; &amp; &lt;b&gt; "
+        "é \u2028 \u2029 日本 🎉")
+    assert echo.invoke_filter("escape_html", "") == ""
+    assert echo.invoke_filter("escape_html", "plain") == "plain"
+
+
+def test_fmt_html_in_text_and_attribute(echo: Plugin) -> None:
+    import html
+
+    out = echo.invoke_filter("fmt_html", NASTY)
+    escaped = html.escape(NASTY, quote=True)
+    assert out == f'<p title="{escaped}">{escaped}</p>'
+
+
+@pytest.mark.parametrize("filter_name", ["script_json", "script_json_fmt"])
+@pytest.mark.parametrize("value", [
+    NASTY, {"a": NASTY, "list": [NASTY, 1, 2.5, None, True]}, "\u2028\u2029", "é\u2028é", "&&<<>>", [], 12,
+    "\u00e2\u0080", "\u20ac\u2028",  # bytes E2 80 that are not a separator, then the euro sign (E2 82 AC)
+])
+def test_json_for_script_is_inert_and_equal(echo: Plugin, filter_name: str, value: Any) -> None:
+    out = echo.invoke_filter(filter_name, value)
+    for char in "<>&\u2028\u2029":
+        assert char not in out
+    assert json.loads(out) == value
+
+
+def test_write_script_safe_on_encoded_json(echo: Plugin) -> None:
+    encoded = json.dumps({"t": NASTY}, ensure_ascii=False)
+    out = echo.invoke_filter("script_safe", encoded)
+    assert "<" not in out and "\u2028" not in out
+    assert "\\u003c/script\\u003e" in out and "\\u2028" in out and "\\u0026" in out
+    assert json.loads(out) == {"t": NASTY}
+
+
+@pytest.mark.parametrize(("s", "n", "expected"), [
+    ("hello", 10, "hello"), ("hello", 3, "hel"), ("héllo", 2, "h"), ("héllo", 3, "hé"),
+    ("🎉🎉", 5, "🎉"), ("🎉", 3, ""), ("", 0, ""),
+])
+def test_utf8_prefix(echo: Plugin, s: str, n: int, expected: str) -> None:
+    assert echo.invoke_filter("utf8_prefix", s, n) == expected
+
+
+# --- dispatch and decoding -----------------------------------------------------------------------
+
+
+def test_ctx_parameter_anywhere(echo: Plugin) -> None:
+    assert echo.invoke_filter("ctx_last", 5, 7) == {"v": 5, "extra": 7, "name": "ctx_last", "kind": "filter"}
+    assert echo.invoke_filter("ctx_last", 5) == {"v": 5, "extra": None, "name": "ctx_last", "kind": "filter"}
+
+
+def test_null_from_an_optional_result_leaves_the_value(echo: Plugin) -> None:
+    assert echo.invoke_filter("keep", {"x": [1]}) == {"x": [1]}
+
+
+def test_void_action_has_no_body(echo: Plugin) -> None:
+    assert echo.invoke_action("nothing") is None
+
+
+def test_raw_json_result(echo: Plugin) -> None:
+    assert echo.invoke_action("raw") == {"raw": [1, 2, 3]}
+
+
+def test_post_round_trip_ignores_unknown_fields(echo: Plugin) -> None:
+    post = {"id": 9, "title": NASTY, "slug": "s", "body": "b", "url": "/u/", "published": {"at": 1},
+            "extra": [1, 2]}
+    assert echo.invoke_action("post", post) == {k: v for k, v in post.items() if k != "extra"}
+    assert echo.invoke_action("post", {"id": 1}) == {"id": 1, "title": "", "slug": "", "body": "",
+                                                    "url": "", "published": None}
+
+
+def test_optional_arguments(echo: Plugin) -> None:
+    assert echo.invoke_action("optional_arg") == {"a": None, "b": None}
+    assert echo.invoke_action("optional_arg", 1) == {"a": 1, "b": None}
+    assert echo.invoke_action("optional_arg", 1, "x", "extra ignored") == {"a": 1, "b": "x"}
+
+
+@pytest.mark.parametrize("args", [("not an int",), (1.5,), (1, 2)])
+def test_wrong_argument_types_are_bad_payload(echo: Plugin, logs: Recorder, args: tuple[Any, ...]) -> None:
+    with pytest.raises(HookError) as info:
+        echo.invoke_action("optional_arg", *args)
+    assert info.value.status == "bad_payload"
+    assert any("does not decode" in message for _, message in logs.guest())
+
+
+def test_unknown_names_and_kinds(echo: Plugin) -> None:
+    for call in (lambda: echo.invoke_action("missing"), lambda: echo.invoke_filter("missing", 1),
+                 lambda: echo.invoke_action("both", "x"),  # registered as a filter only
+                 lambda: echo.invoke_job("missing", {}), lambda: echo.invoke_job("keep", {})):
+        with pytest.raises(HookError) as info:
+            call()
+        assert info.value.status == "unknown_hook"
+    assert echo.invoke_filter("both", "x") == "x"
+
+
+def test_job_gets_payload_and_task_id(echo: Plugin) -> None:
+    assert echo.invoke_job("echo", {"n": [1, "two"]}, task_id="task-7") == {
+        "id": "task-7", "payload": {"n": [1, "two"]}}
+    assert echo.invoke_job("echo", None, task_id="t") == {"id": "t", "payload": None}
+
+
+def test_job_envelope_sent_to_the_hook_export_is_bad_payload(echo: Plugin) -> None:
+    inst = echo.pool.checkout()
+    try:
+        with pytest.raises(HookError) as info:
+            inst.dispatcher.call("gn_handle_job", b"echo", b'{"kind": "action", "args": []}')
+    finally:
+        echo.pool.checkin(inst)
+    assert info.value.status == "bad_payload"
+
+
+# --- statuses, logging, panics, time -------------------------------------------------------------
+
+
+def test_handler_error_is_status_error_with_a_log_line(echo: Plugin, logs: Recorder) -> None:
+    with pytest.raises(HookError) as info:
+        echo.invoke_action("fail")
+    assert info.value.status == "error"
+    assert (3, "action fail failed: Boom") in logs.guest()
+
+
+def test_out_of_memory_is_a_status_not_a_trap(echo: Plugin) -> None:
+    with pytest.raises(HookError) as info:
+        echo.invoke_action("oom")
+    assert info.value.status == "out_of_memory"
+    assert echo.invoke_filter("escape_html", "<ok>") == "&lt;ok&gt;"  # the instance still works
+
+
+def test_panic_is_a_trap_with_the_message(echo: Plugin) -> None:
+    with pytest.raises(PluginTrap) as info:
+        echo.invoke_action("panic", "bye")
+    assert info.value.guest_message == "guest says: bye"
+
+
+def test_time(echo: Plugin) -> None:
+    assert abs(echo.invoke_action("time") - time.time() * 1000) < 5_000
+
+
+def test_log_levels_std_log_and_truncation(echo: Plugin, logs: Recorder) -> None:
+    echo.invoke_action("log", "m")
+    lines = logs.guest()
+    assert lines[:5] == [(0, "debug m"), (1, "info m"), (2, "warn m"), (3, "err m"), (1, "(echo) std.log m")]
+    assert lines[5] == (1, "x" * 1024)
+
+
+def test_gn_alloc_zero_and_huge(echo: Plugin) -> None:
+    ptr = echo.call("gn_alloc", 0)
+    assert ptr > 0
+    echo.call("gn_free", ptr, 0)
+    assert echo.call("gn_alloc", 0x7FFFFFFF) == 0
+    assert echo.call("gn_alloc", -1) == 0
+    echo.call("gn_free", 0, 0)  # freeing null is a no-op
+
+
+# --- host calls ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "payload", "expected"), [
+    ("t.echo", {"a": [1, "<x>"]}, {"ok": {"a": [1, "<x>"]}, "error": None}),
+    ("t.echo", "\u2028", {"ok": "\u2028", "error": None}),
+    ("t.none", 1, {"ok": None, "error": None}),
+    ("t.boom", 1, {"ok": None, "error": "HostError"}),
+    ("t.unencodable", 1, {"ok": None, "error": "HostError"}),
+    ("t.denied", 1, {"ok": None, "error": "CapabilityDenied"}),
+    ("t.nope", 1, {"ok": None, "error": "UnknownFunction"}),
+])
+def test_host_call_statuses(echo: Plugin, name: str, payload: Any, expected: dict[str, Any]) -> None:
+    assert echo.invoke_action("host_call", name, payload) == expected
+
+
+def test_host_call_bad_payload_status(echo_wasm: bytes, functions: HostFunctions) -> None:
+    # The SDK always sends valid JSON, so -3 is provoked with a payload over the input cap.
+    with Runtime(host_functions=functions, limits=Limits(max_input_bytes=1000)) as rt:
+        plugin = rt.load(echo_wasm, name="small", capabilities=frozenset({"t.cap"}))
+        assert plugin.invoke_action("host_call_big", "t.echo", 900) == {"ok": 902, "error": None}
+        assert plugin.invoke_action("host_call_big", "t.echo", 1200) == {
+            "ok": None, "error": "HostBadPayload"}
+
+
+def test_host_call_as_typed(echo: Plugin) -> None:
+    assert echo.invoke_action("host_call_as", "t.point", None) == {"ok": 42, "error": None}
+    assert echo.invoke_action("host_call_as", "t.echo", "not a point") == {
+        "ok": None, "error": "HostBadResult"}
+
+
+# --- zigbuild ------------------------------------------------------------------------------------
+
+
+def _project(tmp_path: Path, source: str) -> Path:
+    project = tmp_path / "plugin"
+    project.mkdir()
+    (project / "main.zig").write_text(source)
+    return project
+
+
+MINIMAL = """const gn = @import("gonext");
+pub const actions = .{ .{ "ping", ping } };
+comptime { gn.plugin(@This()); }
+fn ping() []const u8 { return "pong"; }
+"""
+
+
+def test_build_is_cached_on_content(tmp_path: Path) -> None:
+    from gonext_plugins.devtools import zigbuild
+
+    project = _project(tmp_path, MINIMAL)
+    out = zigbuild.build_zig(project)
+    assert out == project / "build" / "plugin.wasm"
+    key_file = out.with_name("plugin.wasm.buildkey")
+    key = key_file.read_text()
+    mtime = out.stat().st_mtime_ns
+    started = time.perf_counter()
+    assert zigbuild.build_zig(project) == out
+    assert time.perf_counter() - started < 1.0
+    assert out.stat().st_mtime_ns == mtime  # not rebuilt
+
+    with Runtime() as rt:
+        assert rt.load(out.read_bytes(), name="p").invoke_action("ping") == "pong"
+
+    (project / "main.zig").write_text(MINIMAL.replace('"pong"', '"PONG"'))
+    zigbuild.build_zig(project)
+    assert key_file.read_text() != key
+    with Runtime() as rt:
+        assert rt.load(out.read_bytes(), name="p").invoke_action("ping") == "PONG"
+
+    # Another optimize mode is another key, and another output path can be chosen.
+    other = zigbuild.build_zig(project, tmp_path / "o" / "debug.wasm", optimize="ReleaseSafe")
+    assert other.is_file() and other.with_name("debug.wasm.buildkey").is_file()
+
+
+def test_compile_error_is_a_build_error_with_stderr(tmp_path: Path) -> None:
+    from gonext_plugins.devtools import zigbuild
+
+    project = _project(tmp_path, MINIMAL.replace('return "pong";', "return undefined_name;"))
+    with pytest.raises(BuildError) as info:
+        zigbuild.build_zig(project)
+    assert "undefined_name" in info.value.stderr
+    assert "undefined_name" in str(info.value)
+    assert info.value.code == "build_error"
+    assert not (project / "build" / "plugin.wasm").exists()
+
+
+def test_forbidden_import_fails_the_build(tmp_path: Path) -> None:
+    from gonext_plugins.devtools import zigbuild
+
+    project = _project(tmp_path, MINIMAL.replace(
+        'fn ping() []const u8 { return "pong"; }',
+        'extern "env" fn sneaky() void;\nfn ping() []const u8 { sneaky(); return "pong"; }'))
+    with pytest.raises(BuildError, match=r"env\.sneaky"):
+        zigbuild.build_zig(project)
+
+
+def test_missing_zig_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from gonext_plugins.devtools import zigbuild
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ziglang" else real(name, *a))
+    zigbuild.zig_version.cache_clear()
+    try:
+        with pytest.raises(BuildError, match=r"zig not installed: pip install ziglang"):
+            zigbuild.build_zig(_project(tmp_path, MINIMAL))
+    finally:
+        zigbuild.zig_version.cache_clear()
+
+
+def test_missing_main_and_bad_options(tmp_path: Path) -> None:
+    from gonext_plugins.devtools import zigbuild
+
+    with pytest.raises(BuildError, match=r"no main\.zig"):
+        zigbuild.build_zig(tmp_path)
+    project = _project(tmp_path, MINIMAL)
+    with pytest.raises(BuildError, match="optimize"):
+        zigbuild.build_zig(project, optimize="Fastest")
+    with pytest.raises(BuildError, match=r"no gonext\.zig"):
+        zigbuild.build_zig(project, sdk_dir=tmp_path)
+
+
+def test_zigbuild_does_not_import_django() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; import gonext_plugins.devtools.zigbuild; "
+            "assert not any(m == 'django' or m.startswith('django.') for m in sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_sdk_readme_exists() -> None:
+    readme = (REPO / "sdk" / "zig" / "README.md").read_text(encoding="utf-8")
+    assert "gn.plugin(@This())" in readme
