@@ -11,6 +11,7 @@ import sys
 
 BENCHMARKS = {
     "runtime": "benchmarks.runtime",
+    "page": "benchmarks.page",
 }
 
 

@@ -4,8 +4,9 @@ When the registry loads a plugin that holds ``hooks.subscribe``, every hook in i
 :class:`PluginHookProxy` at the manifest's priority; when it unloads (deactivation, upgrade, a
 revoked grant) every proxy goes. A proxy calls the plugin through its instance pool.
 
-Objects cross as JSON, never pickles: primitives, lists and dicts pass as they are; anything else
-needs a ``to_plugin_json()`` method or a serializer registered with :func:`register_serializer`.
+Objects cross as JSON, never pickles: primitives, lists, dicts, dates and UUIDs pass as they are;
+anything else needs a ``to_plugin_json()`` method or a serializer registered with
+:func:`register_serializer` (applied by :func:`json_default` inside the runtime's JSON encoder).
 
 A plugin fault never breaks the page: a filter's value passes through unchanged and an action is
 skipped; the fault is logged with the plugin's name, counted, and (for traps, timeouts and bad
@@ -15,10 +16,8 @@ raise instead, for tests and strict sites.
 
 from __future__ import annotations
 
-import datetime
 import decimal
 import logging
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +25,7 @@ from prometheus_client import Counter
 
 from . import hooks
 from .conf import settings
-from .errors import PluginClosed, PluginError
+from .errors import InvalidPayload, PluginClosed, PluginError
 from .registry import LoadedPlugin
 
 logger = logging.getLogger("gonext_plugins.bridge")
@@ -45,24 +44,17 @@ def register_serializer(cls: type, func: Callable[[Any], Any]) -> None:
     _serializers[cls] = func
 
 
-def to_json(obj: Any) -> Any:
-    """The JSON form of a hook argument; ``TypeError`` for objects without one."""
-    if obj is None or isinstance(obj, bool | int | float | str):
-        return str(obj) if isinstance(obj, str) and type(obj) is not str else obj
-    if isinstance(obj, dict):
-        return {str(key): to_json(value) for key, value in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [to_json(value) for value in obj]
-    if isinstance(obj, datetime.datetime | datetime.date | datetime.time):
-        return obj.isoformat()
-    if isinstance(obj, decimal.Decimal | uuid.UUID):
-        return str(obj)
+def json_default(obj: Any) -> Any:
+    """orjson's ``default`` for hook arguments: called only for what orjson cannot encode itself
+    (it handles str subclasses, numbers, dicts, lists, dates, UUIDs natively)."""
     method = getattr(obj, "to_plugin_json", None)
     if callable(method):
-        return to_json(method())
+        return method()
     for cls in type(obj).__mro__:
         if cls in _serializers:
-            return to_json(_serializers[cls](obj))
+            return _serializers[cls](obj)
+    if isinstance(obj, decimal.Decimal):
+        return str(obj)
     raise TypeError(
         f"{type(obj).__name__} has no JSON form for plugins: give it a to_plugin_json() method or "
         "register one with gonext_plugins.bridge.register_serializer()"
@@ -84,15 +76,20 @@ class PluginHookProxy:
         return f"<PluginHookProxy {self.loaded.slug}:{self.kind}:{self.hook}@{self.priority}>"
 
     def __call__(self, *args: Any) -> Any:
+        # Arguments go to the runtime as they are: its orjson encoder calls json_default for
+        # objects (models), which is far cheaper than converting them here first.
         if self.kind == "filter":
-            value, rest = args[0], args[1:]
             try:
-                return self.loaded.invoke("filter", self.hook, to_json(value), *map(to_json, rest))
+                return self.loaded.invoke("filter", self.hook, *args)
+            except InvalidPayload:
+                raise  # an argument with no JSON form is the site's bug, not the plugin's
             except PluginError as exc:
                 self._fault(exc)
-                return value
+                return args[0]
         try:
-            return self.loaded.invoke("action", self.hook, *map(to_json, args))
+            return self.loaded.invoke("action", self.hook, *args)
+        except InvalidPayload:
+            raise
         except PluginError as exc:
             self._fault(exc)
             return None

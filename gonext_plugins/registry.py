@@ -130,13 +130,14 @@ class Registry:
     def runtime(self) -> Runtime:
         with self._lock:
             if self._runtime is None or self._runtime.closed:
-                from . import capabilities, logs
+                from . import bridge, capabilities, logs
 
                 self._runtime = Runtime(
                     limits=host_limits(),
                     log_sink=logs.runtime_log_sink,
                     cache_dir=settings.cache_dir,
                     host_functions=capabilities.host_functions,
+                    json_default=bridge.json_default,
                 )
             return self._runtime
 

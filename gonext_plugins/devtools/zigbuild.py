@@ -30,6 +30,9 @@ WASM_PAGE = 65536
 EXPORTS = ("gn_alloc", "gn_free", "gn_handle_hook", "gn_handle_job")
 ALLOWED_IMPORTS = frozenset({"gn_log", "gn_panic", "gn_time_ms", "gn_host_call"})
 OPTIMIZE_MODES = ("Debug", "ReleaseSafe", "ReleaseFast", "ReleaseSmall")
+# Hooks run on every page view: speed beats size (the SEO plugin: ~30% fewer instructions per call
+# than ReleaseSmall, 130 KB instead of 95 KB, far under the 10 MiB bundle cap).
+DEFAULT_OPTIMIZE = "ReleaseFast"
 _SKIP_DIRS = frozenset({"build", ".zig-cache", "zig-cache", "zig-out"})
 
 
@@ -75,7 +78,7 @@ def cache_key(project_dir: Path, sdk_dir: Path, flags: list[str]) -> str:
     return digest.hexdigest()
 
 
-def build_flags(*, optimize: str = "ReleaseSmall", max_memory_pages: int = 256,
+def build_flags(*, optimize: str = DEFAULT_OPTIMIZE, max_memory_pages: int = 256,
                 stack_size: int = 64 * 1024) -> list[str]:
     """The flags that do not depend on paths (they go into the cache key as they are).
 
@@ -100,7 +103,7 @@ def build_flags(*, optimize: str = "ReleaseSmall", max_memory_pages: int = 256,
 
 
 def build_zig(project_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *,
-              sdk_dir: str | os.PathLike[str] = SDK_DIR, optimize: str = "ReleaseSmall",
+              sdk_dir: str | os.PathLike[str] = SDK_DIR, optimize: str = DEFAULT_OPTIMIZE,
               main: str = "main.zig", max_memory_pages: int = 256, stack_size: int = 64 * 1024,
               force: bool = False, timeout: float = 600) -> Path:
     """Compile ``project_dir/main`` into ``out`` (default ``project_dir/build/plugin.wasm``).
@@ -228,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Build a Zig gonext plugin into plugin.wasm (cached).")
     parser.add_argument("project_dir", help="directory holding main.zig")
     parser.add_argument("-o", "--out", help="output path (default: PROJECT_DIR/build/plugin.wasm)")
-    parser.add_argument("-O", "--optimize", default="ReleaseSmall", choices=OPTIMIZE_MODES)
+    parser.add_argument("-O", "--optimize", default=DEFAULT_OPTIMIZE, choices=OPTIMIZE_MODES)
     parser.add_argument("--force", action="store_true", help="rebuild even when the cache key matches")
     args = parser.parse_args(argv)
     started = time.perf_counter()

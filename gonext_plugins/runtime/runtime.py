@@ -128,9 +128,14 @@ class Runtime:
                  cache_dir: str | os.PathLike[str] | None = None,
                  host_functions: HostFunctions | None = None,
                  dispatcher: Literal["fast", "slow"] | type[Dispatcher] = "fast",
-                 epoch_tick_ms: int = DEFAULT_TICK_MS) -> None:
+                 epoch_tick_ms: int = DEFAULT_TICK_MS,
+                 json_default: Callable[[Any], Any] | None = None) -> None:
+        """``json_default(obj)`` gives objects orjson cannot encode a JSON form (as orjson's
+        ``default``): the Django layer turns models into dicts there, inside orjson's C encoder,
+        instead of walking every argument in Python before each call."""
         if epoch_tick_ms <= 0:
             raise ValueError("epoch_tick_ms must be positive")
+        self.json_default = json_default
         self.limits = limits or Limits()
         self.log_sink: LogSink = log_sink or default_log_sink
         self.host_functions = host_functions if host_functions is not None else HostFunctions()
@@ -281,9 +286,11 @@ class Plugin:
 
     def _encode(self, envelope: dict[str, Any]) -> bytes:
         try:
-            payload = orjson.dumps(envelope, option=orjson.OPT_PASSTHROUGH_DATACLASS)
+            payload = orjson.dumps(envelope, default=self._runtime.json_default,
+                                   option=orjson.OPT_PASSTHROUGH_DATACLASS)
         except TypeError as exc:
-            raise InvalidPayload(f"payload is not JSON-serializable: {exc}", plugin=self.name) from None
+            reason = exc.__cause__ or exc  # a json_default's own message says what to do
+            raise InvalidPayload(f"payload is not JSON-serializable: {reason}", plugin=self.name) from None
         if len(payload) > self.limits.max_input_bytes:
             raise PayloadTooLarge(f"payload of {len(payload)} bytes is over max_input_bytes="
                                   f"{self.limits.max_input_bytes}", plugin=self.name)
