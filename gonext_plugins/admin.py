@@ -1,14 +1,55 @@
-"""Admin registration. Read-only: every change goes through ``lifecycle`` (audited), never
-through a model form."""
+"""The plugin admin: the whole lifecycle inside Django's admin.
+
+No model form ever writes plugin state: every button posts to a view in ``admin_views`` that
+checks one of the app's model permissions (``install_plugin``, ``activate_plugin``,
+``grant_capability``, ``view_plugin_logs``; ``add_``/``change_publisherkey`` for trusted keys) and
+calls ``lifecycle``, which audits the change. Users without a permission see no button for it and
+get 403 from its URL.
+"""
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from typing import Any
 
-from django.contrib import admin
-from django.http import HttpRequest
+from django.contrib import admin, messages
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.http import HttpRequest, HttpResponse
+from django.urls import NoReverseMatch, URLPattern, path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.timesince import timesince
 
-from .models import AuditEvent, CapabilityGrant, Plugin, PluginVersion, PublisherKey
+from . import capabilities, lifecycle
+from .admin_views import PERM, PluginAdminViews, PublisherKeyAdminViews, recent_audit
+from .errors import PluginError
+from .manifest import version_key
+from .models import AuditEvent, CapabilityGrant, Plugin, PluginFault, PluginState, PluginVersion, PublisherKey
+from .stats import stats
+
+LOG_PAGE = "/_/plugins/logs/{slug}/"  # where the live log page lives when its URL is not included
+
+
+def log_page_url(slug: str) -> str:
+    """The live log page of a plugin (the ``gonext_plugins:log_page`` route, if the site includes it)."""
+    try:
+        return reverse("gonext_plugins:log_page", args=[slug])
+    except NoReverseMatch:
+        return LOG_PAGE.format(slug=slug)
+
+
+def _started() -> datetime:
+    return datetime.fromtimestamp(stats.started_at, tz=UTC)
+
+
+def _has(request: HttpRequest, codename: str) -> bool:
+    return request.user.has_perm(PERM.format(codename))
+
+
+def state_badge(state: str, reason: str = "") -> str:
+    """The coloured state pill used on the changelist and the plugin page."""
+    label = PluginState(state).label if state in PluginState.values else state
+    return format_html('<span class="gn-badge gn-state-{}" title="{}">{}</span>', state, reason, label)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -25,10 +66,184 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Plugin)
-class PluginAdmin(ReadOnlyAdmin):
-    list_display = ["name", "slug", "state", "active_version", "updated_at"]
-    list_filter = ["state"]
-    search_fields = ["slug", "name", "author"]
+class PluginAdmin(PluginAdminViews, ReadOnlyAdmin):
+    change_list_template = "admin/gonext_plugins/plugin/change_list.html"
+    change_form_template = "admin/gonext_plugins/plugin/change_form.html"
+    list_display = ["name_column", "state_column", "publisher_column", "capabilities_column",
+                    "hooks_column", "fault_column", "calls_column"]
+    list_display_links = ["name_column"]
+    search_fields = ["slug", "name", "author"]  # no state filter: badges show it, columns need room
+    actions = ["activate_selected", "deactivate_selected"]
+    fieldsets = [("About", {"fields": ["name", "slug", "state_display", "description", "author",
+                                       "homepage", "created_at", "updated_at"]})]
+    readonly_fields = ["state_display"]
+
+    # queryset and columns
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Plugin]:
+        last_fault = PluginFault.objects.filter(plugin=OuterRef("pk")).order_by("-created_at", "-id")
+        return (super().get_queryset(request)
+                .select_related("active_version", "active_version__publisher_key")
+                .annotate(grant_count=Count("grants", distinct=True),
+                          last_fault_kind=Subquery(last_fault.values("kind")[:1]),
+                          last_fault_at=Subquery(last_fault.values("created_at")[:1]),
+                          last_fault_message=Subquery(last_fault.values("message")[:1])))
+
+    @admin.display(description="Plugin · version", ordering="name")
+    def name_column(self, obj: Plugin) -> str:
+        version = obj.active_version.version if obj.active_version else "—"
+        return format_html('{} <span class="gn-version">{}</span><br><span class="gn-quiet">{}</span>',
+                           obj.name, version, obj.slug)
+
+    @admin.display(description="State", ordering="state")
+    def state_column(self, obj: Plugin) -> str:
+        return state_badge(obj.state, obj.state_reason)
+
+    @admin.display(description="Publisher")
+    def publisher_column(self, obj: Plugin) -> str:
+        version = obj.active_version
+        if version is None:
+            return "—"
+        if not version.signed:
+            return format_html('<span class="gn-badge gn-risk-high">unsigned</span>')
+        key = version.publisher_key
+        if key is None or not key.usable:
+            return format_html('{}<br><span class="gn-badge gn-risk-high">key revoked</span>',
+                               key.name if key else "unknown key")
+        return format_html('{}<br><span class="gn-badge gn-sig-valid">✓ signed</span>', key.name)
+
+    @admin.display(description="Capabilities")
+    def capabilities_column(self, obj: Plugin) -> str:
+        if obj.active_version is None:
+            return "—"
+        manifest = obj.active_version.manifest
+        asked = len(set(manifest.get("capabilities", [])) | set(manifest.get("optionalCapabilities", [])))
+        return format_html('<span title="granted of asked for">{} of {}</span>',
+                           obj.grant_count, asked)  # type: ignore[attr-defined]
+
+    @admin.display(description="Hooks")
+    def hooks_column(self, obj: Plugin) -> str:
+        hooks = (obj.active_version.manifest.get("hooks", []) if obj.active_version else [])
+        if not hooks:
+            return "—"
+        return format_html_join(" ", "<code>{}</code>", ((hook.get("name", "?"),) for hook in hooks))
+
+    @admin.display(description="Last fault")
+    def fault_column(self, obj: Plugin) -> str:
+        kind = getattr(obj, "last_fault_kind", None)
+        if not kind:
+            return "—"
+        return format_html('<span class="gn-badge gn-risk-high" title="{}">{}</span><br>'
+                           '<span class="gn-quiet">{} ago</span>', obj.last_fault_message, kind,
+                           timesince(obj.last_fault_at))  # type: ignore[attr-defined]
+
+    @admin.display(description="Calls · median")
+    def calls_column(self, obj: Plugin) -> str:
+        snap = stats.snapshot(obj.slug)
+        if not snap.calls:
+            return format_html('<span class="gn-quiet">{}</span>', "no calls")
+        return format_html('{}<br><span class="gn-quiet">{} ms</span>', f"{snap.calls:,}",
+                           f"{snap.median_ms:.2f}")
+
+    @admin.display(description="State")
+    def state_display(self, obj: Plugin) -> str:
+        badge = state_badge(obj.state, obj.state_reason)
+        if obj.state_reason:
+            return format_html('{} <span class="gn-quiet">{}</span>', badge, obj.state_reason)
+        return badge
+
+    # bulk actions
+
+    def has_activate_permission(self, request: HttpRequest) -> bool:
+        return _has(request, "activate_plugin")
+
+    @admin.action(description="Activate selected plugins", permissions=["activate"])
+    def activate_selected(self, request: HttpRequest, queryset: QuerySet[Plugin]) -> None:
+        self._bulk(request, queryset, lifecycle.activate, "activated")
+
+    @admin.action(description="Deactivate selected plugins", permissions=["activate"])
+    def deactivate_selected(self, request: HttpRequest, queryset: QuerySet[Plugin]) -> None:
+        self._bulk(request, queryset, lifecycle.deactivate, "deactivated")
+
+    def _bulk(self, request: HttpRequest, queryset: QuerySet[Plugin], operation: Any, verb: str) -> None:
+        changed, unchanged = [], []
+        for plugin in queryset:
+            try:
+                result = operation(plugin, request.user)
+            except PluginError as exc:
+                self.message_user(request, f"{plugin.name} was not {verb}: {exc.message}", messages.ERROR)
+            else:
+                (changed if result.changed else unchanged).append(plugin.name)
+        if changed:
+            self.message_user(request, f"{verb.capitalize()}: {', '.join(changed)}.", messages.SUCCESS)
+        if unchanged:
+            self.message_user(request, f"Already {verb}: {', '.join(unchanged)}.", messages.INFO)
+
+    # URLs and pages
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        name = "gonext_plugins_plugin_{}".format
+        custom = [
+            path("install/", wrap(self.install_upload_view), name=name("install")),
+            path("install/<str:token>/", wrap(self.install_confirm_view), name=name("install_confirm")),
+            path("<int:object_id>/upgrade/", wrap(self.upgrade_upload_view), name=name("upgrade")),
+            path("<int:object_id>/upgrade/<str:token>/", wrap(self.upgrade_confirm_view),
+                 name=name("upgrade_confirm")),
+            path("<int:object_id>/activate/", wrap(self.activate_view), name=name("activate")),
+            path("<int:object_id>/deactivate/", wrap(self.deactivate_view), name=name("deactivate")),
+            path("<int:object_id>/rollback/", wrap(self.rollback_view), name=name("rollback")),
+            path("<int:object_id>/grants/<str:capability>/revoke/", wrap(self.revoke_grant_view),
+                 name=name("revoke_grant")),
+            path("<int:object_id>/uninstall/", wrap(self.uninstall_view), name=name("uninstall")),
+        ]
+        return custom + super().get_urls()
+
+    def changelist_view(self, request: HttpRequest,
+                        extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        extra = {"can_install": _has(request, "install_plugin"),
+                 "stats_since": _started(), **(extra_context or {})}
+        return super().changelist_view(request, extra)
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        plugin = self.get_object(request, object_id)
+        extra = dict(extra_context or {})
+        if plugin is not None:
+            extra.update(self._page_context(request, plugin))
+        return super().change_view(request, object_id, form_url, extra)
+
+    def _page_context(self, request: HttpRequest, plugin: Plugin) -> dict[str, Any]:
+        """The plugin page's sections: versions, grants, audit, faults, and which buttons show."""
+        current = plugin.active_version
+        manifest = lifecycle.manifest_of(current) if current else None
+        versions = sorted(plugin.versions.select_related("publisher_key"),
+                          key=lambda v: version_key(v.version), reverse=True)
+        grants = {g.capability: g for g in plugin.grants.select_related("granted_by")}
+        asked = list(manifest.all_capabilities) if manifest else []
+        rows = []
+        for cap in capabilities.describe(set(asked) | set(grants)):
+            rows.append({"cap": cap, "grant": grants.get(cap.name),
+                         "required": bool(manifest and cap.name in manifest.capabilities),
+                         "asked": cap.name in asked})
+        rows.sort(key=lambda row: (not row["required"], row["cap"].name))
+        snap = stats.snapshot(plugin.slug)
+        return {
+            "plugin": plugin, "manifest": manifest, "versions": versions, "current_version": current,
+            "capability_rows": rows,
+            "audit_events": [(event, json.dumps(event.details, ensure_ascii=False, sort_keys=True))
+                             for event in recent_audit(plugin)],
+            "faults": list(plugin.faults.all()[:10]), "snapshot": snap, "stats_since": _started(),
+            "state_badge": state_badge(plugin.state, plugin.state_reason),
+            "can_install": _has(request, "install_plugin"),
+            "can_activate": _has(request, "activate_plugin"),
+            "can_grant": _has(request, "grant_capability"),
+            "can_view_logs": _has(request, "view_plugin_logs"),
+            "log_url": log_page_url(plugin.slug),
+            "version_key_current": version_key(current.version) if current else None,
+            "older_versions": {v.pk for v in versions
+                               if current and version_key(v.version) < version_key(current.version)},
+        }
 
 
 @admin.register(PluginVersion)
@@ -43,12 +258,67 @@ class CapabilityGrantAdmin(ReadOnlyAdmin):
 
 
 @admin.register(PublisherKey)
-class PublisherKeyAdmin(ReadOnlyAdmin):
-    list_display = ["name", "fingerprint", "trusted", "revoked_at", "created_at"]
+class PublisherKeyAdmin(PublisherKeyAdminViews, ReadOnlyAdmin):
+    """Trusted keys: add through ``lifecycle.trust_key``, revoke with the consequences shown."""
+
+    change_list_template = "admin/gonext_plugins/publisherkey/change_list.html"
+    change_form_template = "admin/gonext_plugins/publisherkey/change_form.html"
+    list_display = ["name", "fingerprint_column", "status_column", "signed_column", "created_at",
+                    "revoke_column"]
+    fields = ["name", "fingerprint", "public_key", "trusted", "revoked_at", "created_at"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return _has(request, "add_publisherkey")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PublisherKey]:
+        return super().get_queryset(request).annotate(version_count=Count("versions"))
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        return [
+            path("add/", wrap(self.trust_key_view), name="gonext_plugins_publisherkey_add"),
+            path("<int:object_id>/revoke/", wrap(self.revoke_key_view),
+                 name="gonext_plugins_publisherkey_revoke"),
+            *super().get_urls(),
+        ]
+
+    def get_list_display(self, request: HttpRequest) -> list[str]:
+        """The revoke column only for those who may revoke."""
+        columns = list(super().get_list_display(request))
+        return columns if _has(request, "change_publisherkey") else columns[:-1]
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        extra = {"can_revoke": _has(request, "change_publisherkey"), **(extra_context or {})}
+        return super().change_view(request, object_id, form_url, extra)
+
+    @admin.display(description="Fingerprint", ordering="fingerprint")
+    def fingerprint_column(self, obj: PublisherKey) -> str:
+        return format_html('<code title="{}">{}…</code>', obj.fingerprint, obj.fingerprint[:16])
+
+    @admin.display(description="Status")
+    def status_column(self, obj: PublisherKey) -> str:
+        if obj.revoked_at:
+            return format_html('<span class="gn-badge gn-risk-high">revoked {}</span>',
+                               obj.revoked_at.strftime("%Y-%m-%d"))
+        if not obj.trusted:
+            return format_html('<span class="gn-badge gn-risk-medium">{}</span>', "not trusted")
+        return format_html('<span class="gn-badge gn-sig-valid">{}</span>', "trusted")
+
+    @admin.display(description="Versions signed")
+    def signed_column(self, obj: PublisherKey) -> int:
+        return obj.version_count  # type: ignore[attr-defined]
+
+    @admin.display(description="")
+    def revoke_column(self, obj: PublisherKey) -> str:
+        if obj.revoked_at:
+            return ""
+        url = reverse(f"{self.admin_site.name}:gonext_plugins_publisherkey_revoke", args=[obj.pk])
+        return format_html('<a class="gn-danger-link" href="{}">Revoke…</a>', url)
 
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "action", "plugin_slug", "version", "actor"]
+    list_display = ["created_at", "action", "plugin_slug", "version", "actor_label"]
     list_filter = ["action"]
     search_fields = ["plugin_slug", "action"]

@@ -1,0 +1,68 @@
+"""Admin forms. They only parse what the admin typed or ticked; every rule about plugins (consent,
+signatures, versions) is checked by ``bundle.read`` and ``lifecycle``, so the admin cannot drift
+from the API and the commands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from .conf import settings
+
+
+class UploadBundleForm(forms.Form):
+    """Step one of install and upgrade: the ``.gnplugin`` file."""
+
+    bundle = forms.FileField(
+        label="Plugin bundle",
+        help_text="A .gnplugin file from the plugin's publisher. Nothing is installed until you "
+                  "have reviewed what it asks for and confirmed.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".gnplugin,application/zip"}),
+    )
+
+    def read_bytes(self) -> bytes:
+        """The upload's bytes, read at most one byte past the bundle cap (``bundle.read`` refuses
+        an oversized file with its own message)."""
+        upload = self.cleaned_data["bundle"]
+        upload.seek(0)
+        return upload.read(settings.MAX_BUNDLE_BYTES + 1)
+
+
+class ConfirmForm(forms.Form):
+    """Step two: which capabilities (and http.fetch hosts) the admin grants, and how to proceed.
+
+    The choices are whatever the re-verified bundle asks for; what is *required* is decided by
+    ``lifecycle`` (which refuses with ``ConsentRequired``), not by this form.
+    """
+
+    capabilities = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple)
+    hosts = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple)
+
+    def __init__(self, *args: Any, capability_names: list[str], host_names: list[str],
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["capabilities"].choices = [(name, name) for name in capability_names]
+        self.fields["hosts"].choices = [(name, name) for name in host_names]
+
+
+class TrustKeyForm(forms.Form):
+    """A publisher key to trust; the key itself is validated by ``lifecycle.trust_key``."""
+
+    name = forms.CharField(max_length=200, help_text="Who publishes with this key, e.g. \"Acme Plugins\".")
+    public_key = forms.CharField(
+        label="Public key", max_length=200,
+        help_text="The publisher's ed25519 public key in base64 (44 characters), as "
+                  "`manage.py plugin keygen` prints it. Check it with the publisher over a channel "
+                  "you trust: every bundle signed with it will install here.",
+        widget=forms.TextInput(attrs={"size": 60, "autocomplete": "off", "spellcheck": "false"}),
+    )
+
+
+class UninstallForm(forms.Form):
+    """Whether to keep the plugin's key-value data for a later reinstall."""
+
+    keep_data = forms.BooleanField(
+        required=False, label="Keep its stored data",
+        help_text="Keep the plugin's key-value rows so a reinstall of the same plugin finds them.",
+    )
