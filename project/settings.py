@@ -26,6 +26,8 @@ INSTALLED_APPS = [
     "channels",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc served locally: no CDN needed
     "gonext_plugins",
     "project.blog",
 ]
@@ -121,6 +123,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
     ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # The plugin API's one error shape, for DRF's own errors too.
+    "EXCEPTION_HANDLER": "gonext_plugins.api.exceptions.exception_handler",
+    # Per user (or client address) budgets of the plugin API (gonext_plugins.api.throttles).
+    "DEFAULT_THROTTLE_RATES": {"gonext_plugins.read": "600/min", "gonext_plugins.write": "120/min"},
 }
 
 GONEXT_PLUGINS = {

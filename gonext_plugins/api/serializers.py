@@ -1,0 +1,303 @@
+"""What the API reads and writes. Output serializers are read-only views of the models; input
+serializers only parse and validate requests: the rules themselves live in ``lifecycle``."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from .. import capabilities
+from ..models import AuditEvent, CapabilityGrant, Plugin, PluginState, PluginVersion, PublisherKey
+
+# --- errors ---------------------------------------------------------------------------------------
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The one error shape of every non-2xx answer."""
+
+    error = serializers.CharField(help_text="stable machine-readable code, e.g. consent_required")
+    detail = serializers.CharField(help_text="one sentence for a person")
+    problems = serializers.ListField(
+        child=serializers.DictField(), help_text="itemised reasons: manifest paths, request fields, "
+        "capabilities still to grant (each with description and risk)"
+    )
+    missing = serializers.ListField(child=serializers.CharField(), required=False,
+                                    help_text="consent_required only: the capabilities to grant")
+    plugin = serializers.CharField(required=False, help_text="the plugin concerned, when known")
+    retry_after = serializers.IntegerField(required=False, help_text="throttled only: seconds to wait")
+
+
+# --- output ---------------------------------------------------------------------------------------
+
+
+class PublisherSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    fingerprint = serializers.CharField()
+
+
+class CapabilitySerializer(serializers.Serializer):
+    name = serializers.CharField()
+    description = serializers.CharField()
+    risk = serializers.ChoiceField(choices=capabilities.RISKS)
+    builtin = serializers.BooleanField()
+    functions = serializers.ListField(child=serializers.CharField(), help_text="host functions it unlocks")
+
+
+class RequestedCapabilitiesSerializer(serializers.Serializer):
+    required = serializers.ListField(child=serializers.CharField())
+    optional = serializers.ListField(child=serializers.CharField())
+
+
+class HookSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.ChoiceField(choices=["action", "filter"])
+    priority = serializers.IntegerField()
+
+
+def _publisher(version: PluginVersion | None) -> dict[str, str] | None:
+    key = version.publisher_key if version is not None else None
+    return {"name": key.name, "fingerprint": key.fingerprint} if key else None
+
+
+def _requested(version: PluginVersion | None) -> dict[str, list[str]]:
+    raw = version.manifest if version is not None else {}
+    return {"required": list(raw.get("capabilities", [])),
+            "optional": list(raw.get("optionalCapabilities", []))}
+
+
+class GrantSerializer(serializers.ModelSerializer):
+    description = serializers.SerializerMethodField()
+    risk = serializers.SerializerMethodField()
+    granted_by = serializers.SerializerMethodField()
+    requested_by_version = serializers.SerializerMethodField()
+    hosts = serializers.ListField(child=serializers.CharField(), help_text="http.fetch only")
+
+    class Meta:
+        model = CapabilityGrant
+        fields = ["capability", "description", "risk", "hosts", "granted_at", "granted_by",
+                  "requested_by_version"]
+
+    def get_description(self, grant: CapabilityGrant) -> str:
+        return capabilities.describe([grant.capability])[0].description
+
+    @extend_schema_field(serializers.ChoiceField(choices=capabilities.RISKS))
+    def get_risk(self, grant: CapabilityGrant) -> str:
+        return capabilities.describe([grant.capability])[0].risk
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_granted_by(self, grant: CapabilityGrant) -> str | None:
+        return grant.granted_by.get_username() if grant.granted_by else None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_requested_by_version(self, grant: CapabilityGrant) -> str | None:
+        return grant.requested_by_version.version if grant.requested_by_version else None
+
+
+class VersionSerializer(serializers.ModelSerializer):
+    active = serializers.SerializerMethodField()
+    publisher = serializers.SerializerMethodField()
+    capabilities = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PluginVersion
+        fields = ["version", "active", "abi", "wasm_sha256", "wasm_size", "bundle_sha256", "signed",
+                  "publisher", "capabilities", "installed_at"]
+
+    def get_active(self, version: PluginVersion) -> bool:
+        plugin = self.context.get("plugin") or version.plugin
+        return plugin.active_version_id == version.pk
+
+    @extend_schema_field(PublisherSerializer(allow_null=True))
+    def get_publisher(self, version: PluginVersion) -> dict[str, str] | None:
+        return _publisher(version)
+
+    @extend_schema_field(RequestedCapabilitiesSerializer)
+    def get_capabilities(self, version: PluginVersion) -> dict[str, list[str]]:
+        return _requested(version)
+
+
+class PluginSerializer(serializers.ModelSerializer):
+    version = serializers.SerializerMethodField(help_text="the current version (running when active)")
+    versions = serializers.SerializerMethodField(help_text="every installed version, oldest first")
+    signed = serializers.SerializerMethodField()
+    publisher = serializers.SerializerMethodField()
+    capabilities = serializers.SerializerMethodField(help_text="what the current version asks for")
+    grants = GrantSerializer(many=True, read_only=True)
+    hooks = serializers.SerializerMethodField()
+    state = serializers.ChoiceField(choices=PluginState.choices)
+
+    class Meta:
+        model = Plugin
+        fields = ["slug", "name", "description", "author", "homepage", "state", "state_reason", "version",
+                  "versions", "signed", "publisher", "capabilities", "grants", "hooks", "created_at",
+                  "updated_at"]
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_version(self, plugin: Plugin) -> str | None:
+        return plugin.active_version.version if plugin.active_version else None
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_versions(self, plugin: Plugin) -> list[str]:
+        from ..lifecycle import _semver_key
+
+        return sorted((v.version for v in plugin.versions.all()), key=_semver_key)
+
+    def get_signed(self, plugin: Plugin) -> bool:
+        return bool(plugin.active_version and plugin.active_version.signed)
+
+    @extend_schema_field(PublisherSerializer(allow_null=True))
+    def get_publisher(self, plugin: Plugin) -> dict[str, str] | None:
+        return _publisher(plugin.active_version)
+
+    @extend_schema_field(RequestedCapabilitiesSerializer)
+    def get_capabilities(self, plugin: Plugin) -> dict[str, list[str]]:
+        return _requested(plugin.active_version)
+
+    @extend_schema_field(HookSerializer(many=True))
+    def get_hooks(self, plugin: Plugin) -> list[dict[str, Any]]:
+        raw = plugin.active_version.manifest if plugin.active_version else {}
+        return [{"name": h.get("name", ""), "kind": h.get("kind", ""), "priority": h.get("priority", 10)}
+                for h in raw.get("hooks", [])]
+
+
+class PluginResultSerializer(PluginSerializer):
+    """The plugin after an operation, and whether the operation changed anything (no-ops are
+    ``"changed": false``, never errors, so scripts can be re-run safely)."""
+
+    changed = serializers.SerializerMethodField()
+
+    class Meta(PluginSerializer.Meta):
+        fields = [*PluginSerializer.Meta.fields, "changed"]
+
+    def get_changed(self, plugin: Plugin) -> bool:
+        return bool(self.context.get("changed", True))
+
+
+class UninstallResultSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    changed = serializers.BooleanField()
+    keep_data = serializers.BooleanField(help_text="whether the plugin's kv data was kept for a reinstall")
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor_label")
+    plugin = serializers.CharField(source="plugin_slug")
+    details = serializers.DictField(help_text="what changed: before/after, grants, versions, ...")
+
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "created_at", "action", "actor", "plugin", "version", "details"]
+
+
+class KeySerializer(serializers.ModelSerializer):
+    revoked = serializers.SerializerMethodField()
+    usable = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = PublisherKey
+        fields = ["name", "fingerprint", "public_key", "trusted", "revoked", "revoked_at", "usable",
+                  "created_at"]
+
+    def get_revoked(self, key: PublisherKey) -> bool:
+        return key.revoked_at is not None
+
+
+class KeyResultSerializer(KeySerializer):
+    changed = serializers.SerializerMethodField()
+
+    class Meta(KeySerializer.Meta):
+        fields = [*KeySerializer.Meta.fields, "changed"]
+
+    def get_changed(self, key: PublisherKey) -> bool:
+        return bool(self.context.get("changed", True))
+
+
+class KeyRevokedSerializer(serializers.Serializer):
+    fingerprint = serializers.CharField()
+    changed = serializers.BooleanField()
+    deactivated = serializers.ListField(child=serializers.CharField(),
+                                        help_text="plugins deactivated because this key signed them")
+
+
+# --- input ----------------------------------------------------------------------------------------
+
+
+class CapabilityListField(serializers.ListField):
+    """Repeated form fields (``grant=kv&grant=posts.read``), a JSON list, or comma-separated text."""
+
+    child = serializers.CharField(max_length=100)
+
+    def to_internal_value(self, data: Any) -> list[str]:
+        values = super().to_internal_value(data)
+        return sorted({part.strip() for value in values for part in value.split(",") if part.strip()})
+
+
+class HostListField(serializers.ListField):
+    child = serializers.CharField(max_length=253)
+
+    def to_internal_value(self, data: Any) -> list[str]:
+        values = super().to_internal_value(data)
+        return sorted({part.strip() for value in values for part in value.split(",") if part.strip()})
+
+
+class UpgradeSerializer(serializers.Serializer):
+    bundle = serializers.FileField(help_text="the .gnplugin file", allow_empty_file=True)
+    grant = CapabilityListField(
+        required=False, default=list,
+        help_text="capabilities to grant; every required one must be granted (or already be)",
+    )
+    hosts = HostListField(
+        required=False,
+        help_text="for http.fetch: the manifest's hosts to allow (default: all it lists)",
+    )
+
+
+class InstallSerializer(UpgradeSerializer):
+    activate = serializers.BooleanField(required=False, default=False,
+                                        help_text="activate in the same transaction")
+
+
+class RollbackSerializer(serializers.Serializer):
+    version = serializers.CharField(required=False, max_length=64,
+                                    help_text="an installed version; default: the newest older one")
+
+
+class GrantRequestSerializer(serializers.Serializer):
+    grant = CapabilityListField(min_length=1, help_text="capabilities the current version asks for")
+    hosts = HostListField(required=False, help_text="for http.fetch: the manifest's hosts to allow")
+
+
+class RevokeQuerySerializer(serializers.Serializer):
+    capability = serializers.CharField(max_length=100, help_text="the capability to revoke")
+
+
+class UninstallQuerySerializer(serializers.Serializer):
+    keep_data = serializers.BooleanField(required=False, default=False,
+                                         help_text="keep the plugin's kv data for a later reinstall")
+
+
+class PluginFilterSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=PluginState.choices, required=False)
+
+
+class TrustKeySerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    public_key = serializers.CharField(max_length=64, help_text="base64 of the 32-byte ed25519 key")
+
+
+_HEX = re.compile(r"^[0-9a-fA-F]{8,64}$")
+
+
+class RevokeKeyQuerySerializer(serializers.Serializer):
+    fingerprint = serializers.CharField(
+        min_length=8, max_length=64, help_text="the key's fingerprint, or its first 8+ hex characters"
+    )
+
+    def validate_fingerprint(self, value: str) -> str:
+        if not _HEX.match(value):
+            raise serializers.ValidationError("must be hexadecimal (8 to 64 characters)")
+        return value.lower()
+

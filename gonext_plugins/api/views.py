@@ -1,0 +1,435 @@
+"""The API's views. Each parses the request, checks the model permission the admin uses, calls
+one ``lifecycle`` function and renders the result; none writes plugin state itself."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Prefetch, QuerySet
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers as drf_serializers
+from rest_framework import status
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.decorators import action
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework.viewsets import GenericViewSet
+
+from .. import bundle as bundle_module
+from .. import capabilities, lifecycle
+from ..errors import PluginNotFound
+from ..models import AuditEvent, CapabilityGrant, Plugin, PluginState, PluginVersion, PublisherKey
+from . import permissions as perms
+from . import serializers as s
+from .throttles import PluginAPIThrottle
+
+ERROR = s.ErrorSerializer
+
+
+def errors(*codes: int, **described: str) -> dict[int, OpenApiResponse]:
+    """Error responses for ``extend_schema``, each in the one error shape."""
+    out = {code: OpenApiResponse(ERROR, description="refused; see `error` for why") for code in codes}
+    for code, text in described.items():
+        out[int(code.lstrip("e"))] = OpenApiResponse(ERROR, description=text)
+    return out
+
+
+class PluginPagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class APIBase:
+    """What every view of the API shares: token first (so anonymous requests get 401 with
+    ``WWW-Authenticate: Token``), then the admin's session; JSON out; scoped throttling."""
+
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    renderer_classes = [JSONRenderer]
+    throttle_classes = [PluginAPIThrottle]
+    schema = AutoSchema()  # whatever the site's DEFAULT_SCHEMA_CLASS is
+
+
+def _actor(request: Request) -> Any:
+    return request.user
+
+
+def _plugin_queryset() -> QuerySet[Plugin]:
+    return Plugin.objects.select_related("active_version__publisher_key").prefetch_related(
+        Prefetch("grants", queryset=CapabilityGrant.objects.select_related("granted_by",
+                                                                           "requested_by_version")),
+        Prefetch("versions", queryset=PluginVersion.objects.only("id", "plugin_id", "version")),
+    )
+
+
+def _read_bundle(upload: Any) -> bundle_module.Bundle:
+    """Check the uploaded file completely (size, zip, manifest, signature); writes nothing."""
+    return bundle_module.read(upload)
+
+
+LOG_LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
+
+
+class LogQuerySerializer(drf_serializers.Serializer):
+    since = drf_serializers.CharField(
+        required=False, max_length=64,
+        help_text="a line id (lines after it: pass the previous answer's `next_since` to tail) or an "
+                  "ISO 8601 time (lines at or after it)",
+    )
+    level = drf_serializers.ChoiceField(
+        required=False, choices=[*LOG_LEVELS, "0", "1", "2", "3"],
+        help_text="minimum level: debug, info, warning, error (or 0-3)",
+    )
+    limit = drf_serializers.IntegerField(required=False, min_value=1, max_value=1000, default=200)
+
+    def validate_since(self, value: str) -> int | datetime:
+        if value.isdigit():
+            return int(value)
+        when = None
+        with contextlib.suppress(ValueError):
+            when = parse_datetime(value)
+        if when is None:
+            raise drf_serializers.ValidationError("must be a line id or an ISO 8601 time")
+        return when
+
+    def validate_level(self, value: str) -> int:
+        return LOG_LEVELS[value] if value in LOG_LEVELS else int(value)
+
+
+class LogLineSerializer(drf_serializers.Serializer):
+    id = drf_serializers.IntegerField()
+    time = drf_serializers.DateTimeField()
+    plugin = drf_serializers.CharField()
+    version = drf_serializers.CharField()
+    level = drf_serializers.IntegerField(help_text="0 debug, 1 info, 2 warning, 3 error")
+    message = drf_serializers.CharField()
+    source = drf_serializers.CharField(help_text="guest or host")
+    dropped = drf_serializers.IntegerField(help_text="lines this report line says were dropped")
+
+
+class LogPageSerializer(drf_serializers.Serializer):
+    lines = LogLineSerializer(many=True)
+    next_since = drf_serializers.IntegerField(help_text="pass as `since` to get only newer lines")
+
+
+SLUG_PARAM = OpenApiParameter("slug", OpenApiTypes.STR, OpenApiParameter.PATH,
+                              description="the plugin's slug", pattern=r"^[a-z][a-z0-9-]*$")
+COMMON_ERRORS = (400, 401, 403, 404, 406, 429)
+WRITE_ERRORS = (*COMMON_ERRORS, 413, 415)
+
+
+class PluginViewSet(APIBase, GenericViewSet):  # type: ignore[misc]
+    """Installed plugins and every lifecycle operation on them."""
+
+    lookup_field = "slug"
+    lookup_value_regex = r"[^/]+"
+    pagination_class = PluginPagination
+    permission_classes = [perms.ModelActionPermission]
+    serializer_class = s.PluginSerializer
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    # action -> permission (GET/POST/DELETE of grants differ by method)
+    PERMISSIONS = {
+        "list": perms.VIEW, "retrieve": perms.VIEW, "versions": perms.VIEW, "audit": perms.VIEW,
+        "create": perms.INSTALL, "upgrade": perms.INSTALL, "rollback": perms.INSTALL,
+        "destroy": perms.INSTALL, "activate": perms.ACTIVATE, "deactivate": perms.ACTIVATE,
+        "logs": perms.LOGS,
+    }
+
+    def required_permission(self, request: Request) -> str:
+        if self.action == "grants":
+            return perms.VIEW if request.method in ("GET", "HEAD", "OPTIONS") else perms.GRANT
+        return self.PERMISSIONS.get(self.action or "", perms.VIEW)
+
+    def get_queryset(self) -> QuerySet[Plugin]:
+        return _plugin_queryset()
+
+    def get_parsers(self) -> list[Any]:
+        """Install and upgrade take a file: multipart only (a JSON body cannot carry one)."""
+        method = ((getattr(self, "request", None) and self.request.method) or "").lower()
+        if (getattr(self, "action_map", None) or {}).get(method) in ("create", "upgrade"):
+            return [MultiPartParser()]
+        return super().get_parsers()
+
+    def get_object(self) -> Plugin:
+        slug = self.kwargs["slug"]
+        plugin = self.get_queryset().filter(slug=slug).first()
+        if plugin is None:
+            raise PluginNotFound(f"no plugin {slug!r} is installed", plugin=slug)
+        return plugin
+
+    def _result(self, result: lifecycle.Result, code: int = status.HTTP_200_OK) -> Response:
+        plugin = _plugin_queryset().get(pk=result.plugin.pk)
+        data = s.PluginResultSerializer(plugin, context={"changed": result.changed}).data
+        return Response(data, status=code)
+
+    # --- collection -----------------------------------------------------------------------------
+
+    @extend_schema(
+        summary="List installed plugins",
+        parameters=[OpenApiParameter("state", OpenApiTypes.STR, enum=[c for c, _ in PluginState.choices],
+                                     description="only plugins in this state")],
+        responses={200: s.PluginSerializer(many=True), **errors(*COMMON_ERRORS)},
+    )
+    def list(self, request: Request) -> Response:
+        query = s.PluginFilterSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        plugins = self.get_queryset()
+        if query.validated_data.get("state"):
+            plugins = plugins.filter(state=query.validated_data["state"])
+        page = self.paginate_queryset(plugins)
+        return self.get_paginated_response(s.PluginSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Install a plugin from a signed bundle",
+        description="Every required capability must be in `grant`; otherwise 409 `consent_required` "
+                    "lists what is still to grant (with each one's description and risk).",
+        request={"multipart/form-data": s.InstallSerializer},
+        responses={201: s.PluginResultSerializer,
+                   **errors(*WRITE_ERRORS, e400="the bundle or its manifest is refused (`problems` "
+                            "lists manifest problems with their JSON paths), or the request is invalid",
+                            e409="consent_required, plugin_exists, or another lifecycle refusal")},
+    )
+    def create(self, request: Request) -> Response:
+        form = s.InstallSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        result = lifecycle.install(_read_bundle(data["bundle"]), data["grant"], _actor(request),
+                                   activate=data["activate"], hosts=data.get("hosts"))
+        return self._result(result, status.HTTP_201_CREATED)
+
+    # --- one plugin -----------------------------------------------------------------------------
+
+    @extend_schema(summary="Show a plugin", parameters=[SLUG_PARAM],
+                   responses={200: s.PluginSerializer, **errors(*COMMON_ERRORS)})
+    def retrieve(self, request: Request, slug: str) -> Response:
+        return Response(s.PluginSerializer(self.get_object()).data)
+
+    @extend_schema(
+        summary="Uninstall a plugin",
+        description="Removes its versions and grants, and its kv data unless `keep_data`.",
+        parameters=[SLUG_PARAM, OpenApiParameter("keep_data", OpenApiTypes.BOOL,
+                                                 description="keep the plugin's kv data for a reinstall")],
+        responses={200: s.UninstallResultSerializer, **errors(*COMMON_ERRORS)},
+    )
+    def destroy(self, request: Request, slug: str) -> Response:
+        query = s.UninstallQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        keep = query.validated_data["keep_data"]
+        plugin = self.get_object()
+        lifecycle.uninstall(plugin, _actor(request), keep_data=keep)
+        return Response({"slug": plugin.slug, "changed": True, "keep_data": keep})
+
+    @extend_schema(summary="Activate a plugin", request=None, parameters=[SLUG_PARAM],
+                   responses={200: s.PluginResultSerializer,
+                              **errors(*COMMON_ERRORS, e409="consent_required, or the plugin cannot "
+                                       "load on this host (load_error)")})
+    @action(detail=True, methods=["post"])
+    def activate(self, request: Request, slug: str) -> Response:
+        return self._result(lifecycle.activate(self.get_object(), _actor(request)))
+
+    @extend_schema(summary="Deactivate a plugin", request=None, parameters=[SLUG_PARAM],
+                   responses={200: s.PluginResultSerializer, **errors(*COMMON_ERRORS)})
+    @action(detail=True, methods=["post"])
+    def deactivate(self, request: Request, slug: str) -> Response:
+        return self._result(lifecycle.deactivate(self.get_object(), _actor(request)))
+
+    @extend_schema(
+        summary="Upgrade a plugin to a newer version",
+        description="New required capabilities must be in `grant` (or already granted); otherwise 409 "
+                    "`consent_required` and the current version keeps running. The same version with "
+                    "the same bytes is a no-op (`changed: false`); with other bytes, 409 "
+                    "`version_conflict`.",
+        parameters=[SLUG_PARAM],
+        request={"multipart/form-data": s.UpgradeSerializer},
+        responses={200: s.PluginResultSerializer,
+                   **errors(*WRITE_ERRORS, e400="the bundle or its manifest is refused, or the request is "
+                            "invalid", e409="consent_required, version_conflict, an older version, or "
+                            "another lifecycle refusal")},
+    )
+    @action(detail=True, methods=["post"])
+    def upgrade(self, request: Request, slug: str) -> Response:
+        plugin = self.get_object()
+        form = s.UpgradeSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        result = lifecycle.upgrade(plugin, _read_bundle(data["bundle"]), data["grant"], _actor(request),
+                                   hosts=data.get("hosts"))
+        return self._result(result)
+
+    @extend_schema(
+        summary="Roll back to an installed version",
+        parameters=[SLUG_PARAM],
+        request=s.RollbackSerializer,
+        responses={200: s.PluginResultSerializer,
+                   **errors(*WRITE_ERRORS, e409="no_older_version, the version is not installed, or it "
+                            "cannot run (consent_required)")},
+    )
+    @action(detail=True, methods=["post"])
+    def rollback(self, request: Request, slug: str) -> Response:
+        plugin = self.get_object()
+        form = s.RollbackSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        result = lifecycle.rollback(plugin, _actor(request), to_version=form.validated_data.get("version"))
+        return self._result(result)
+
+    @extend_schema(summary="List a plugin's installed versions", parameters=[SLUG_PARAM],
+                   responses={200: s.VersionSerializer(many=True), **errors(*COMMON_ERRORS)})
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def versions(self, request: Request, slug: str) -> Response:
+        plugin = self.get_object()
+        from ..lifecycle import _semver_key
+
+        rows = sorted(PluginVersion.objects.filter(plugin=plugin).select_related("publisher_key"),
+                      key=lambda v: _semver_key(v.version))
+        return Response(s.VersionSerializer(rows, many=True, context={"plugin": plugin}).data)
+
+    @extend_schema(methods=["GET"], summary="List a plugin's grants", parameters=[SLUG_PARAM],
+                   responses={200: s.GrantSerializer(many=True), **errors(*COMMON_ERRORS)})
+    @extend_schema(
+        methods=["POST"], summary="Grant capabilities",
+        description="Grant capabilities the current version asks for (optional ones, or re-grants). "
+                    "Granting what is already granted is a no-op (`changed: false`).",
+        parameters=[SLUG_PARAM], request=s.GrantRequestSerializer,
+        responses={200: s.PluginResultSerializer,
+                   **errors(*WRITE_ERRORS, e400="an unknown capability, or the request is invalid",
+                            e409="the plugin does not ask for that capability or host")},
+    )
+    @extend_schema(
+        methods=["DELETE"], summary="Revoke a capability",
+        description="Revoking one the running version requires deactivates the plugin. Revoking one "
+                    "that is not granted is a no-op (`changed: false`).",
+        parameters=[SLUG_PARAM, OpenApiParameter("capability", OpenApiTypes.STR, required=True,
+                                                 description="the capability to revoke")],
+        request=None,
+        responses={200: s.PluginResultSerializer, **errors(*COMMON_ERRORS)},
+    )
+    @action(detail=True, methods=["get", "post", "delete"], pagination_class=None)
+    def grants(self, request: Request, slug: str) -> Response:
+        plugin = self.get_object()
+        if request.method == "GET":
+            return Response(s.GrantSerializer(plugin.grants.all(), many=True).data)
+        if request.method == "POST":
+            form = s.GrantRequestSerializer(data=request.data)
+            form.is_valid(raise_exception=True)
+            data = form.validated_data
+            return self._result(lifecycle.grant(plugin, data["grant"], _actor(request),
+                                                hosts=data.get("hosts")))
+        query = s.RevokeQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return self._result(lifecycle.revoke(plugin, query.validated_data["capability"], _actor(request)))
+
+    @extend_schema(summary="A plugin's audit events, newest first",
+                   description="Every change to the plugin's state, including earlier installs of the "
+                               "same slug.",
+                   parameters=[SLUG_PARAM], responses={200: s.AuditEventSerializer(many=True),
+                                                       **errors(*COMMON_ERRORS)})
+    @action(detail=True, methods=["get"])
+    def audit(self, request: Request, slug: str) -> Response:
+        plugin = self.get_object()
+        events = AuditEvent.objects.filter(plugin_slug=plugin.slug).order_by("-created_at", "-id")
+        page = self.paginate_queryset(events)
+        return self.get_paginated_response(s.AuditEventSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="A plugin's log backlog",
+        description="Lines oldest first: the newest `limit` lines, or the lines after `since`. Tail a "
+                    "log by passing each answer's `next_since` as the next `since`.",
+        parameters=[SLUG_PARAM, LogQuerySerializer],
+        responses={200: LogPageSerializer, **errors(*COMMON_ERRORS)},
+    )
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def logs(self, request: Request, slug: str) -> Response:
+        from ..models import PluginLogEntry
+
+        plugin = self.get_object()
+        query = LogQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        since, level = query.validated_data.get("since"), query.validated_data.get("level")
+        limit = query.validated_data["limit"]
+        rows = PluginLogEntry.objects.filter(plugin=plugin.slug)
+        if level:
+            rows = rows.filter(level__gte=level)
+        if isinstance(since, int):
+            lines = list(rows.filter(id__gt=since).order_by("id")[:limit])
+        else:
+            if since is not None:
+                rows = rows.filter(time__gte=since)
+            lines = list(reversed(rows.order_by("-id")[:limit]))
+        next_since = lines[-1].pk if lines else (since if isinstance(since, int) else 0)
+        return Response({"lines": [{**line.as_record(), "dropped": line.dropped} for line in lines],
+                         "next_since": next_since})
+
+
+class CapabilityListView(APIBase, APIView):  # type: ignore[misc]
+    """Every capability this site can grant, with what it allows and its risk."""
+
+    permission_classes = [perms.ModelActionPermission]
+
+    def required_permission(self, request: Request) -> str:
+        return perms.VIEW
+
+    @extend_schema(summary="List the capabilities this site can grant",
+                   responses={200: s.CapabilitySerializer(many=True), **errors(*COMMON_ERRORS)})
+    def get(self, request: Request) -> Response:
+        return Response([cap.as_dict() for cap in capabilities.all_capabilities()])
+
+
+class KeyView(APIBase, APIView):  # type: ignore[misc]
+    """Trusted publisher keys: which signatures may install code at all. Superusers only."""
+
+    permission_classes = [perms.IsSuperuser]
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    @extend_schema(summary="List publisher keys", responses={200: s.KeySerializer(many=True),
+                                                             **errors(*COMMON_ERRORS)})
+    def get(self, request: Request) -> Response:
+        return Response(s.KeySerializer(PublisherKey.objects.all(), many=True).data)
+
+    @extend_schema(
+        summary="Trust a publisher key",
+        description="201 when the key is new; trusting a key that is already trusted is a no-op "
+                    "(200, `changed: false`); a revoked key cannot be trusted again (409).",
+        request=s.TrustKeySerializer,
+        responses={201: s.KeyResultSerializer, 200: s.KeyResultSerializer,
+                   **errors(*WRITE_ERRORS, e400="not an ed25519 public key (`bad_signature`), or the "
+                            "request is invalid", e409="the key was revoked")},
+    )
+    def post(self, request: Request) -> Response:
+        form = s.TrustKeySerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        public = form.validated_data["public_key"].strip()
+        existed = PublisherKey.objects.filter(public_key=public).exists()
+        key = lifecycle.trust_key(form.validated_data["name"], public, _actor(request))
+        return Response(s.KeyResultSerializer(key, context={"changed": not existed}).data,
+                        status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Revoke a publisher key",
+        description="Deactivates every active plugin whose running version the key signed. Revoking a "
+                    "revoked key is a no-op (`changed: false`).",
+        parameters=[OpenApiParameter("fingerprint", OpenApiTypes.STR, required=True,
+                                     description="the fingerprint or its first 8+ hex characters",
+                                     pattern=r"^[0-9a-fA-F]{8,64}$")],
+        request=None,
+        responses={200: s.KeyRevokedSerializer, **errors(*COMMON_ERRORS, e404="no key (or several) "
+                                                           "match the fingerprint")},
+    )
+    def delete(self, request: Request) -> Response:
+        query = s.RevokeKeyQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        key = lifecycle.find_key(query.validated_data["fingerprint"])
+        was_revoked = key.revoked_at is not None
+        deactivated = lifecycle.revoke_key(key, _actor(request))
+        return Response({"fingerprint": key.fingerprint, "changed": not was_revoked,
+                         "deactivated": deactivated})
+
