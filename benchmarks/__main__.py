@@ -11,6 +11,7 @@ import sys
 
 BENCHMARKS = {
     "runtime": "benchmarks.runtime",
+    "logs": "benchmarks.logs",
     "page": "benchmarks.page",
 }
 

@@ -9,7 +9,7 @@ class GonextPluginsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import bridge, builtin_host, checks  # noqa: F401  (checks register on import)
+        from . import bridge, builtin_host, checks, logs  # noqa: F401  (checks, log signals: on import)
         from .registry import registry
 
         builtin_host.register_all()

@@ -23,7 +23,7 @@ from django.db.models import F
 from django.dispatch import Signal
 from django.utils import timezone
 
-from . import capabilities, signals
+from . import capabilities, logs, signals
 from .bundle import Bundle
 from .conf import settings
 from .errors import (
@@ -650,6 +650,7 @@ def record_fault(slug: str, kind: str, message: str, *, version: str = "", hook:
                  guest_message: str = "") -> bool:
     """Store a fault and quarantine the plugin once it has faulted ``QUARANTINE_FAULTS`` times
     within ``QUARANTINE_WINDOW`` seconds. Returns True when this fault quarantined it."""
+    logs.record_fault(slug, kind, message, version=version, hook=hook, guest_message=guest_message)
     plugin = Plugin.objects.filter(slug=slug).first()
     if plugin is None:
         return False

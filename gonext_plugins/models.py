@@ -200,3 +200,34 @@ class PluginFault(models.Model):
 
     def __str__(self) -> str:
         return f"{self.plugin.slug} {self.kind} {self.created_at:%H:%M:%S}"
+
+
+class PluginLogEntry(models.Model):
+    """One line of a plugin's log (``gn_log`` or a host event). A bounded backlog: the log writer
+    keeps the last ``LOG_BACKLOG`` lines per plugin; the live page streams the rest."""
+
+    time = models.DateTimeField()
+    plugin = models.SlugField(max_length=64, db_index=False, help_text="by slug: logs outlive an uninstall")
+    version = models.CharField(max_length=64, blank=True)
+    level = models.PositiveSmallIntegerField(default=1, help_text="0 debug, 1 info, 2 warning, 3 error")
+    message = models.TextField(blank=True)
+    source = models.CharField(max_length=10, default="guest", help_text="guest or host")
+    dropped = models.PositiveIntegerField(default=0, help_text="lines this report line says were dropped")
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["plugin", "id"], name="gonext_log_plugin_id")]
+        verbose_name_plural = "plugin log entries"
+
+    def __str__(self) -> str:
+        return f"{self.plugin} {self.time:%H:%M:%S} {self.message[:50]}"
+
+    def as_record(self) -> dict[str, object]:
+        """The wire shape the consumer and the page use."""
+        record: dict[str, object] = {
+            "id": self.pk, "time": self.time.isoformat(), "plugin": self.plugin, "version": self.version,
+            "level": self.level, "message": self.message, "source": self.source,
+        }
+        if self.dropped:
+            record["dropped"] = self.dropped
+        return record

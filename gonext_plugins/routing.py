@@ -1,5 +1,9 @@
 """WebSocket routes of the plugin app; include them in the site's ASGI router."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-websocket_urlpatterns: list = []
+from .consumers import PluginLogConsumer
+
+websocket_urlpatterns: list = [
+    path("_/plugins/dev/logs/<slug:slug>/", PluginLogConsumer.as_asgi(), name="gonext_plugin_logs_ws"),
+]

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 
+from django.contrib import admin
+from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.shortcuts import get_object_or_404, render
 from django_prometheus.exports import ExportToDjangoView
 
 from .conf import settings
+from .models import Plugin
 
 
 def _is_loopback(request: HttpRequest) -> bool:
@@ -24,3 +29,21 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     if (user is not None and user.is_staff) or (settings.METRICS_ALLOW_LOOPBACK and _is_loopback(request)):
         return ExportToDjangoView(request)
     return HttpResponseForbidden("metrics are for staff or loopback scrapers only\n")
+
+
+@staff_member_required
+def log_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """The live log page of one plugin. The page is only a shell: lines come over the WebSocket,
+    which checks the same permission again (a page left open must not outlive a revoked grant)."""
+    if not request.user.has_perm("gonext_plugins.view_plugin_logs"):
+        raise PermissionDenied("You may not watch plugin logs.")
+    plugin = get_object_or_404(Plugin.objects.select_related("active_version"), slug=slug)
+    context = {
+        **admin.site.each_context(request),
+        "title": f"Log: {plugin.name}",
+        "is_nav_sidebar_enabled": False,  # the log needs the width; the sidebar adds nothing here
+        "plugin": plugin,
+        "opts": Plugin._meta,
+        "ws_path": f"/_/plugins/dev/logs/{plugin.slug}/",
+    }
+    return render(request, "gonext_plugins/log_page.html", context)

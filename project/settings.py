@@ -137,6 +137,10 @@ GONEXT_PLUGINS = {
 if os.environ.get("GONEXT_SYNC_INTERVAL"):
     # How often each process polls the generation number (seconds); the cross-process tests lower it.
     GONEXT_PLUGINS["SYNC_INTERVAL"] = float(os.environ["GONEXT_SYNC_INTERVAL"])
+for _key, _var in (("LOG_RATE", "GONEXT_LOG_RATE"), ("LOG_BURST", "GONEXT_LOG_BURST")):
+    if os.environ.get(_var):
+        # Plugin log rate limit (lines/s, burst); the live-log browser test lowers it to show drops.
+        GONEXT_PLUGINS[_key] = float(os.environ[_var])
 
 LOGGING = {
     "version": 1,

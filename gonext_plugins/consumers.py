@@ -1,0 +1,130 @@
+"""WebSocket consumers of the plugin app: the live log stream behind the log page."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from . import logs
+
+BACKLOG_LINES = 200
+"""Lines replayed on connect and after a filter change (the page asks for more than that rarely;
+the database keeps ``LOG_BACKLOG``)."""
+
+MAX_FILTER_CHARS = 200
+
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+
+
+def _allowed(user: Any) -> bool:
+    return bool(user is not None and user.is_authenticated and user.is_active and user.is_staff
+                and user.has_perm("gonext_plugins.view_plugin_logs"))
+
+
+class PluginLogConsumer(AsyncJsonWebsocketConsumer):
+    """``/_/plugins/dev/logs/<slug>/``: the recent backlog, then live lines of one plugin.
+
+    Staff with ``gonext_plugins.view_plugin_logs`` only. Refusals accept and then close with an
+    application code (4403, 4404), so a browser sees why and stops reconnecting; closing before
+    accept would only show it a failed handshake. The client may send
+    ``{"min_level": 0-3, "filter": "text"}``; the backlog is replayed under the new filter.
+
+    Messages sent: ``{"type": "backlog", "plugin", "lines": [...]}`` (oldest first) then
+    ``{"type": "lines", "lines": [...]}`` for each live batch. Lines carry ``id`` so a line both in
+    the backlog and in a live batch that raced the backlog query is sent once.
+    """
+
+    slug: str = ""
+    min_level: int = 0
+    text: str = ""
+    last_id: int = 0
+
+    async def connect(self) -> None:
+        self.slug = self.scope["url_route"]["kwargs"]["slug"]
+        await self.accept()
+        if not await database_sync_to_async(_allowed)(self.scope.get("user")):
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        if not await database_sync_to_async(_plugin_exists)(self.slug):
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        # The in-memory layer's queues live on this loop: the log writer sends through it.
+        logs.writer.consumer_loop = asyncio.get_running_loop()
+        self._set_filters(_query_params(self.scope))
+        # Join before reading the backlog: a batch written in between arrives live too (and is
+        # deduplicated by id), so nothing falls in the gap.
+        await self.channel_layer.group_add(logs.group_name(self.slug), self.channel_name)
+        self.joined = True
+        await self._send_backlog()
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "joined", False):
+            await self.channel_layer.group_discard(logs.group_name(self.slug), self.channel_name)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if not getattr(self, "joined", False) or not isinstance(content, dict):
+            return
+        if "min_level" in content or "filter" in content:
+            self._set_filters(content)
+            await self._send_backlog()
+
+    def _set_filters(self, content: dict[str, Any]) -> None:
+        level = content.get("min_level", self.min_level)
+        with contextlib.suppress(TypeError, ValueError):  # junk keeps the current level
+            self.min_level = min(max(int(level), 0), 3)
+        text = content.get("filter", self.text)
+        if isinstance(text, str):
+            self.text = text[:MAX_FILTER_CHARS].casefold()
+
+    def _matches(self, line: dict[str, Any]) -> bool:
+        return line["level"] >= self.min_level and (not self.text or self.text in line["message"].casefold())
+
+    async def _send_backlog(self) -> None:
+        lines, last_id = await database_sync_to_async(_backlog)(self.slug, self.min_level, self.text)
+        self.last_id = max(self.last_id, last_id)
+        await self.send_json({"type": "backlog", "plugin": self.slug, "min_level": self.min_level,
+                              "filter": self.text, "lines": lines})
+
+    async def log_lines(self, event: dict[str, Any]) -> None:
+        """A batch from the log writer (group message ``log.lines``)."""
+        fresh = [line for line in event["lines"] if line["id"] > self.last_id]
+        if not fresh:
+            return
+        self.last_id = fresh[-1]["id"]
+        shown = [line for line in fresh if self._matches(line)]
+        if shown:
+            await self.send_json({"type": "lines", "lines": shown})
+
+
+def _plugin_exists(slug: str) -> bool:
+    from .models import Plugin
+
+    return Plugin.objects.filter(slug=slug).exists()
+
+
+def _backlog(slug: str, min_level: int, text: str) -> tuple[list[dict[str, Any]], int]:
+    """(the newest matching lines oldest first, the newest id of any line) of one plugin."""
+    from .models import PluginLogEntry
+
+    rows = PluginLogEntry.objects.filter(plugin=slug)
+    last_id = rows.order_by("-id").values_list("id", flat=True).first() or 0
+    if min_level:
+        rows = rows.filter(level__gte=min_level)
+    if text:  # narrowed by the database, then the same casefold rule as for live lines
+        rows = rows.filter(message__icontains=text)
+    matched = list(rows.order_by("-id")[:BACKLOG_LINES])
+    if text:
+        matched = [row for row in matched if text in row.message.casefold()]
+    return [row.as_record() for row in reversed(matched)], last_id
+
+
+def _query_params(scope: dict[str, Any]) -> dict[str, Any]:
+    from urllib.parse import parse_qsl
+
+    raw = scope.get("query_string", b"").decode("latin-1")
+    return dict(parse_qsl(raw))

@@ -1,0 +1,234 @@
+"""Plugin logs: the sink, the rate limit, the writer, host events and the log page, through real
+wasmtime guests and the real database. The writer runs synchronously here (``logs.flush``), as it
+does under any Django test environment; one test starts the real background thread."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.test import Client
+
+from gonext_plugins import lifecycle, logs
+from gonext_plugins.models import PluginLogEntry
+from gonext_plugins.registry import LoadedPlugin, registry
+
+from .conftest import guest_wasm
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HOOKS = [
+    {"name": "flood", "kind": "action"},
+    {"name": "levels", "kind": "action"},
+    {"name": "crash", "kind": "action"},
+    {"name": "the_content", "kind": "filter"},
+]
+CAPS = ["hooks.subscribe", "kv"]
+
+
+@pytest.fixture(autouse=True)
+def clean_writer() -> Iterator[logs.LogWriter]:
+    """Nothing queued from earlier tests, settings re-read, no thread left behind."""
+    logs.writer.stop()
+    logs.writer.reset()
+    yield logs.writer
+    logs.writer.stop()
+    logs.writer.reset()
+
+
+def install_flood(make_bundle: Any, slug: str = "demo") -> LoadedPlugin:
+    """The log_flood guest, installed, activated and loaded here."""
+    bundle = make_bundle(wasm=guest_wasm("log_flood"), slug=slug, capabilities=CAPS, hooks=HOOKS)
+    lifecycle.install(bundle, CAPS, "tests", activate=True)
+    registry.sync(force=True)
+    loaded = registry.get(slug)
+    assert loaded is not None
+    return loaded
+
+
+def messages(slug: str = "demo", source: str | None = None) -> list[str]:
+    rows = PluginLogEntry.objects.filter(plugin=slug).order_by("id")
+    if source:
+        rows = rows.filter(source=source)
+    return list(rows.values_list("message", flat=True))
+
+
+@pytest.fixture
+def flood(make_bundle: Any) -> LoadedPlugin:
+    return install_flood(make_bundle)
+
+
+def test_guest_lines_become_records(flood: LoadedPlugin) -> None:
+    flood.invoke("action", "levels")
+    assert logs.flush()
+    rows = list(PluginLogEntry.objects.filter(plugin="demo", source="guest").order_by("id"))
+    assert [(r.level, r.message) for r in rows] == [
+        (0, "debug line"), (1, "info line"), (2, "warning line"), (3, "error line")]
+    record = rows[1].as_record()
+    assert set(record) == {"id", "time", "plugin", "version", "level", "message", "source"}
+    assert record["plugin"] == "demo" and record["version"] == "1.0.0" and record["source"] == "guest"
+
+
+def test_activation_and_deactivation_are_logged(flood: LoadedPlugin) -> None:
+    lifecycle.deactivate("demo", "tests")
+    logs.flush()
+    assert messages(source="host") == ["activated version 1.0.0 by tests", "deactivated by tests"]
+
+
+def test_a_trap_is_logged_with_the_guest_message(flood: LoadedPlugin, settings: Any) -> None:
+    from gonext_plugins import hooks
+
+    hooks.do_action("crash")  # the bridge passes the fault through; the registry records it
+    logs.flush()
+    [line] = PluginLogEntry.objects.filter(plugin="demo", level=logs.ERROR)
+    assert line.source == "host" and line.version == "1.0.0"
+    assert line.message.startswith("trap in crash: ") and "flood guest gave up" in line.message
+
+
+def test_quarantine_is_logged(flood: LoadedPlugin, settings: Any) -> None:
+    from gonext_plugins import hooks
+
+    settings.GONEXT_PLUGINS = {"QUARANTINE_FAULTS": 2}
+    hooks.do_action("crash")
+    hooks.do_action("crash")
+    logs.flush()
+    host = messages(source="host")
+    assert sum(m.startswith("trap in crash") for m in host) == 2
+    assert host[-1].startswith("quarantined: 2 faults in the last 60 s; last: trap")
+
+
+def test_rate_limit_drops_and_reports_once(flood: LoadedPlugin, settings: Any) -> None:
+    settings.GONEXT_PLUGINS = {"LOG_RATE": 0.001, "LOG_BURST": 10}
+    flood.invoke("action", "flood", 50)
+    flood.invoke("action", "flood", 25)
+    logs.flush()
+    guest = messages(source="guest")
+    assert guest == ["flood line"] * 10
+    [report] = PluginLogEntry.objects.filter(plugin="demo", dropped__gt=0)
+    assert report.dropped == 65 and report.level == logs.WARNING and report.source == "host"
+    assert report.message == "65 lines dropped: over the log rate limit"
+    assert report.as_record()["dropped"] == 65
+    logs.flush()  # nothing new dropped: no second report
+    assert PluginLogEntry.objects.filter(plugin="demo", dropped__gt=0).count() == 1
+
+
+def test_rate_limit_is_per_plugin(make_bundle: Any, settings: Any) -> None:
+    settings.GONEXT_PLUGINS = {"LOG_RATE": 0.001, "LOG_BURST": 5}
+    a = install_flood(make_bundle, "alpha")
+    b = install_flood(make_bundle, "beta")
+    a.invoke("action", "flood", 100)
+    b.invoke("action", "flood", 3)
+    logs.flush()
+    assert messages("alpha", "guest") == ["flood line"] * 5
+    assert messages("beta", "guest") == ["flood line"] * 3
+    assert not PluginLogEntry.objects.filter(plugin="beta", dropped__gt=0).exists()
+
+
+def test_tokens_refill_at_the_rate(settings: Any) -> None:
+    settings.GONEXT_PLUGINS = {"LOG_RATE": 200.0, "LOG_BURST": 1}
+    assert logs.writer.submit("demo", 1, "one", "guest", version="1")
+    assert not logs.writer.submit("demo", 1, "two", "guest", version="1")
+    time.sleep(0.02)  # 200/s: one token back after 5 ms
+    assert logs.writer.submit("demo", 1, "three", "guest", version="1")
+
+
+def test_the_sink_never_touches_the_database(flood: LoadedPlugin, django_assert_num_queries: Any) -> None:
+    before = len(logs.writer.queue)
+    with django_assert_num_queries(0):
+        flood.invoke("action", "flood", 500)
+    assert len(logs.writer.queue) == before + 500
+
+
+def test_messages_cut_at_4_kib_and_invalid_utf8_replaced() -> None:
+    cap = 4096
+    assert logs.clean_message(b"ok \xff\xfe bytes", cap) == "ok \ufffd\ufffd bytes"
+    assert logs.clean_message("lone \udcff surrogate", cap) == "lone ? surrogate"
+    cut = logs.clean_message("é" * 3000, cap)  # 6000 bytes: cut on a character boundary
+    assert cut == "é" * 2048 and len(cut.encode()) == cap
+    logs.runtime_log_sink("demo", 1, "x" * 1_000_000, "guest")
+    logs.runtime_log_sink("demo", 1, "ü" * 3000, "guest")
+    logs.flush()
+    long, umlauts = messages()
+    assert long == "x" * cap
+    assert len(umlauts.encode()) <= cap and set(umlauts) == {"ü"}
+
+
+def test_guest_log_of_a_huge_range_is_cut(make_bundle: Any) -> None:
+    hooks = [{"name": "hugelog", "kind": "action"}, {"name": "badlog", "kind": "action"}]
+    lifecycle.install(make_bundle(capabilities=CAPS, hooks=hooks), CAPS, "tests", activate=True)
+    registry.sync(force=True)
+    loaded = registry.get("demo")
+    assert loaded is not None
+    loaded.invoke("action", "hugelog")  # 100,000 bytes of guest memory from address 0
+    loaded.invoke("action", "badlog")  # bad ranges: the host's own warnings, no guest line
+    logs.flush()
+    rows = list(PluginLogEntry.objects.filter(plugin="demo").exclude(message__startswith="activated"))
+    assert len(rows[0].message.encode()) <= 4096 and rows[0].source == "guest"
+    assert [r.source for r in rows[1:]] == ["host", "host"]
+    assert "outside guest memory" in rows[1].message and "negative length" in rows[2].message
+
+
+def test_backlog_is_trimmed_to_the_newest(settings: Any) -> None:
+    settings.GONEXT_PLUGINS = {"LOG_BACKLOG": 100, "LOG_RATE": 1e9, "LOG_BURST": 1e9}
+    for i in range(1000):
+        logs.runtime_log_sink("demo", 1, f"line {i}", "guest")
+    logs.runtime_log_sink("other", 1, "keep me", "guest")
+    logs.flush()
+    assert messages() == [f"line {i}" for i in range(900, 1000)]
+    assert messages("other") == ["keep me"]
+
+
+def test_the_queue_stays_bounded_under_a_flood(settings: Any) -> None:
+    """Nothing drains (no writer thread): the queue stops at QUEUE_MAX and counts the rest."""
+    settings.GONEXT_PLUGINS = {"LOG_RATE": 1e9, "LOG_BURST": 1e9}
+    total = logs.QUEUE_MAX + 5_000
+    for i in range(total):
+        logs.runtime_log_sink(f"p{i % 50}", 1, "flood line", "guest")
+    assert len(logs.writer.queue) == logs.QUEUE_MAX
+    assert sum(b.dropped for b in logs.writer.buckets.values()) == 5_000
+    logs.writer.queue.clear()  # do not write 20,000 rows in this test
+
+
+def test_the_background_writer_stores_and_stops(flood: LoadedPlugin) -> None:
+    logs.writer.start()
+    flood.invoke("action", "levels")
+    deadline = time.monotonic() + 5
+    while len(messages(source="guest")) < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert messages(source="guest") == ["debug line", "info line", "warning line", "error line"]
+    flood.invoke("action", "flood", 3)
+    logs.writer.stop()  # writes what is queued before the thread ends
+    assert messages(source="guest")[-3:] == ["flood line"] * 3
+
+
+# --- the page -------------------------------------------------------------------------------------
+
+
+def staff(username: str = "watcher", *, perm: bool = True) -> User:
+    user = User.objects.create_user(username, password="pw", is_staff=True)
+    if perm:
+        user.user_permissions.add(Permission.objects.get(codename="view_plugin_logs"))
+    return user
+
+
+def test_log_page_for_staff_with_the_permission(flood: LoadedPlugin) -> None:
+    client = Client()
+    client.force_login(staff())
+    response = client.get("/_/plugins/logs/demo/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'data-ws-path="/_/plugins/dev/logs/demo/"' in html
+    assert "gonext_plugins/logs.js" in html and "Live log" in html
+    assert "Django administration" in html  # the admin's frame
+
+
+def test_log_page_refusals(flood: LoadedPlugin) -> None:
+    client = Client()
+    assert client.get("/_/plugins/logs/demo/").status_code == 302  # to the admin login
+    client.force_login(staff("noperm", perm=False))
+    assert client.get("/_/plugins/logs/demo/").status_code == 403
+    client.force_login(staff())
+    assert client.get("/_/plugins/logs/nope/").status_code == 404

@@ -1,0 +1,184 @@
+"""Live logs across processes: two daphne servers on one SQLite file and one ``redis-server``
+(channels-redis), both started here. A WebSocket client on server B sees a line that a blog page
+request served by server A made the plugin log. Nothing is mocked: real servers, real Redis, real
+wasmtime, a real page request. Also the helpers the browser test uses to run a site."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import REPO
+
+BIN = Path(sys.executable).parent
+POST_SLUG = "hello-logs"
+
+SETUP_SCRIPT = r"""
+import json
+from django.contrib.auth.models import Permission, User
+from django.test import Client
+from gonext_plugins import bundle, lifecycle, signing
+from project.blog.models import Post
+from tests.conftest import guest_wasm, make_manifest
+
+private, public = signing.generate_key()
+lifecycle.trust_key("Log test publisher", public, "setup")
+hooks = [{"name": "the_content", "kind": "filter"}, {"name": "flood", "kind": "action"},
+         {"name": "levels", "kind": "action"}]
+manifest = make_manifest(slug="demo", name="Log demo", capabilities=["hooks.subscribe", "kv"], hooks=hooks)
+raw = bundle.sign(bundle.pack(manifest, guest_wasm("log_flood")), private)
+lifecycle.install(bundle.read(raw), ["hooks.subscribe", "kv"], "setup", activate=True)
+user = User.objects.create_user("watcher", password="watcher-pw", is_staff=True)
+user.user_permissions.add(Permission.objects.get(codename="view_plugin_logs"))
+Post.objects.create(title="Hello logs", slug="POST_SLUG", body="A post whose content filter logs.")
+client = Client()
+client.force_login(user)
+print(json.dumps({"sessionid": client.cookies["sessionid"].value}))
+""".replace("POST_SLUG", POST_SLUG)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[Any], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"{what} exited with {proc.returncode} before listening on {port}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{what} did not listen on port {port} within {timeout} s")
+
+
+class Site:
+    """A demo site in a temp dir: its SQLite file, media root, the setup above, daphne servers."""
+
+    def __init__(self, tmp: Path, **env: str) -> None:
+        self.tmp = tmp
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "project.settings",
+            "DATABASE_URL": f"sqlite:///{tmp / 'site.sqlite3'}",
+            "MEDIA_ROOT": str(tmp / "media"),
+            "DEBUG": "1",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "GONEXT_SYNC_INTERVAL": "0.2",
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        self.env.pop("TEST_DATABASE_NAME", None)
+        self.servers: list[tuple[subprocess.Popen[Any], Any]] = []
+        self.sessionid = ""
+
+    def manage(self, *args: str) -> str:
+        done = subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=self.env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    def setup(self) -> None:
+        self.manage("migrate", "--noinput", "-v0")
+        out = self.manage("shell", "-c", SETUP_SCRIPT)
+        self.sessionid = json.loads(out.strip().splitlines()[-1])["sessionid"]
+
+    def serve(self, port: int | None = None, **env: str) -> int:
+        port = port or free_port()
+        log = open(self.tmp / f"daphne-{port}-{len(self.servers)}.log", "w")  # noqa: SIM115
+        proc = subprocess.Popen([str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port),
+                                 "project.asgi:application"], cwd=REPO, env={**self.env, **env},
+                                stdout=log, stderr=subprocess.STDOUT)
+        self.servers.append((proc, log))
+        wait_for_port(port, proc, f"daphne on {port}")
+        return port
+
+    def stop_server(self, port: int) -> None:
+        for proc, log in self.servers:
+            if proc.poll() is None and f"-p {port} " in " ".join(map(str, proc.args)) + " ":
+                proc.terminate()
+                proc.wait(10)
+                log.close()
+
+    def close(self) -> None:
+        for proc, log in self.servers:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            log.close()
+
+    def server_logs(self) -> str:
+        logs = sorted(self.tmp.glob("daphne-*.log"))
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in logs)
+
+    def get(self, port: int, path: str) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            return response.read().decode()
+
+
+@contextlib.contextmanager
+def redis_server(tmp: Path) -> Iterator[str]:
+    """A throwaway redis-server (no persistence) on a free port; fails when it cannot start."""
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    assert Path(binary).exists(), "redis-server is not installed (make test installs it)"
+    port = free_port()
+    (tmp / "redis").mkdir()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(tmp / "redis")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, proc, "redis-server", timeout=15)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.slow
+def test_a_line_logged_on_one_server_reaches_a_client_of_another(tmp_path: Path) -> None:
+    from websockets.sync.client import connect
+
+    with redis_server(tmp_path) as redis_url:
+        site = Site(tmp_path, REDIS_URL=redis_url)
+        try:
+            site.setup()
+            port_a, port_b = site.serve(), site.serve()
+            headers = {"Cookie": f"sessionid={site.sessionid}", "Origin": f"http://127.0.0.1:{port_b}"}
+            with connect(f"ws://127.0.0.1:{port_b}/_/plugins/dev/logs/demo/", additional_headers=headers,
+                         open_timeout=10) as ws:
+                backlog = json.loads(ws.recv(timeout=10))
+                assert backlog["type"] == "backlog"
+                assert [line["message"] for line in backlog["lines"]] == ["activated version 1.0.0 by setup"]
+                started = time.monotonic()
+                assert "Hello logs" in site.get(port_a, f"/posts/{POST_SLUG}/")
+                seen: list[dict[str, Any]] = []
+                while not any(line["message"] == "called the_content" for line in seen):
+                    remaining = 5 - (time.monotonic() - started)
+                    assert remaining > 0, f"no line within 5 s; got {seen}\n{site.server_logs()}"
+                    message = json.loads(ws.recv(timeout=remaining))
+                    assert message["type"] == "lines"
+                    seen += message["lines"]
+                crossed = time.monotonic() - started
+            [line] = [line for line in seen if line["message"] == "called the_content"]
+            assert line["plugin"] == "demo" and line["version"] == "1.0.0" and line["source"] == "guest"
+            assert crossed < 2.0, f"the line took {crossed:.2f} s to cross"
+            print(f"line crossed from server A to a client of server B in {crossed * 1000:.0f} ms")
+        finally:
+            site.close()
