@@ -41,8 +41,10 @@ def _generous_throttles(settings: Any) -> None:
 # --- users and clients ------------------------------------------------------------------------------
 
 
-def make_user(name: str, *perms: str, staff: bool = True, superuser: bool = False) -> User:
-    user = User.objects.create_user(name, password="pw", is_staff=staff or superuser,
+def make_user(name: str, *perms: str, staff: bool = True, superuser: bool = False,
+              password: str | None = None) -> User:
+    """A user with exactly ``perms`` (no password unless asked: hashing one costs ~0.2 s)."""
+    user = User.objects.create_user(name, password=password, is_staff=staff or superuser,
                                     is_superuser=superuser)
     for perm in perms:
         user.user_permissions.add(
@@ -526,7 +528,7 @@ def test_token_authentication(installed: Plugin) -> None:
 
 
 def test_session_authentication_enforces_csrf(installed: Plugin) -> None:
-    make_user("sess", "activate_plugin", "view_plugin")
+    make_user("sess", "activate_plugin", "view_plugin", password="pw")
     client = APIClient(enforce_csrf_checks=True)
     assert client.login(username="sess", password="pw")
     assert client.get("/api/plugins/demo/").status_code == 200
@@ -624,3 +626,15 @@ def test_blog_page_follows_api_operations(admin: APIClient, publisher: Any, clie
     assert admin.post("/api/plugins/marker/deactivate/").status_code == 200
     page = client.get("/posts/hello/").content.decode()
     assert MARKER not in page and MARKER_V2 not in page
+
+
+def test_unknown_query_parameters_are_refused(admin: APIClient, installed: Plugin) -> None:
+    """A typo must not silently change what a call does (here: delete the plugin's data)."""
+    data = assert_error(admin.delete("/api/plugins/demo/?keepdata=true"), 400, "invalid_request")
+    assert data["problems"][0]["path"] == "keepdata" and "keep_data" in data["problems"][0]["message"]
+    assert Plugin.objects.filter(slug="demo").exists()
+    assert_error(admin.post("/api/plugins/demo/activate/?force=1"), 400, "invalid_request")
+    assert_error(admin.get("/api/plugins/?page=0"), 400, "invalid_request")
+    assert_error(admin.get("/api/plugins/?page_size=500"), 400, "invalid_request")
+    assert_error(admin.get("/api/plugins/?state="), 400, "invalid_request")
+    assert admin.get("/api/plugins/?state=inactive&page=1&page_size=10").status_code == 200

@@ -270,16 +270,27 @@ class GrantRequestSerializer(serializers.Serializer):
     hosts = HostListField(required=False, help_text="for http.fetch: the manifest's hosts to allow")
 
 
-class RevokeQuerySerializer(serializers.Serializer):
+class QuerySerializer(serializers.Serializer):
+    """Query parameters, strictly: ``?state=`` is a mistake to report, not "no filter" (DRF skips
+    blank optional form values silently)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        blank = {name: ["may not be blank"] for name in self.fields if name in data and data.get(name) == ""}
+        if blank:
+            raise serializers.ValidationError(blank)
+        return super().to_internal_value(data)
+
+
+class RevokeQuerySerializer(QuerySerializer):
     capability = serializers.CharField(max_length=100, help_text="the capability to revoke")
 
 
-class UninstallQuerySerializer(serializers.Serializer):
+class UninstallQuerySerializer(QuerySerializer):
     keep_data = serializers.BooleanField(required=False, default=False,
                                          help_text="keep the plugin's kv data for a later reinstall")
 
 
-class PluginFilterSerializer(serializers.Serializer):
+class PluginFilterSerializer(QuerySerializer):
     state = serializers.ChoiceField(choices=PluginState.choices, required=False)
 
 
@@ -291,7 +302,7 @@ class TrustKeySerializer(serializers.Serializer):
 _HEX = re.compile(r"^[0-9a-fA-F]{8,64}$")
 
 
-class RevokeKeyQuerySerializer(serializers.Serializer):
+class RevokeKeyQuerySerializer(QuerySerializer):
     fingerprint = serializers.CharField(
         min_length=8, max_length=64, help_text="the key's fingerprint, or its first 8+ hex characters"
     )

@@ -16,6 +16,7 @@ from rest_framework import serializers as drf_serializers
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
@@ -44,9 +45,35 @@ def errors(*codes: int, **described: str) -> dict[int, OpenApiResponse]:
 
 
 class PluginPagination(PageNumberPagination):
+    """DRF's page numbers, but strict: a malformed ``page`` or ``page_size`` is a 400 that says so
+    (DRF would quietly fall back to a default, and a script would never learn of its typo)."""
+
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
+    last_page_strings = ()
+
+    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> list[Any] | None:
+        problems = {}
+        for name, upper in ((self.page_query_param, None), (self.page_size_query_param, self.max_page_size)):
+            values = request.query_params.getlist(name)
+            if not values:
+                continue
+            value = values[-1]
+            if len(values) > 1 or not value.isdigit() or int(value) < 1 or (upper and int(value) > upper):
+                limit = f"from 1 to {upper}" if upper else "of at least 1"
+                problems[name] = [f"must be one whole number {limit}"]
+        if problems:
+            raise ValidationError(problems)
+        return super().paginate_queryset(queryset, request, view)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            parameter["schema"]["minimum"] = 1
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"]["maximum"] = self.max_page_size
+        return parameters
 
 
 class APIBase:
@@ -57,6 +84,20 @@ class APIBase:
     renderer_classes = [JSONRenderer]
     throttle_classes = [PluginAPIThrottle]
     schema = AutoSchema()  # whatever the site's DEFAULT_SCHEMA_CLASS is
+    query_params: dict[str, tuple[str, ...]] = {}  # "<action or method>" -> the names it takes
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        """After authentication, permissions and throttling: refuse unknown query parameters, so a
+        typo (``?keepdata=true``) is reported instead of silently changing what a call does."""
+        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        key = getattr(self, "action", None) or request.method.lower()
+        if key == "grants":
+            key = f"grants.{request.method.lower()}"
+        allowed = self.query_params.get(key, ())
+        unknown = sorted(set(request.query_params) - set(allowed))
+        if unknown:
+            takes = f"this endpoint takes {', '.join(allowed)}" if allowed else "this endpoint takes none"
+            raise ValidationError({name: [f"unknown query parameter ({takes})"] for name in unknown})
 
 
 def _actor(request: Request) -> Any:
@@ -79,7 +120,7 @@ def _read_bundle(upload: Any) -> bundle_module.Bundle:
 LOG_LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
 
 
-class LogQuerySerializer(drf_serializers.Serializer):
+class LogQuerySerializer(s.QuerySerializer):
     since = drf_serializers.CharField(
         required=False, max_length=64,
         help_text="a line id (lines after it: pass the previous answer's `next_since` to tail) or an "
@@ -136,6 +177,9 @@ class PluginViewSet(APIBase, GenericViewSet):  # type: ignore[misc]
     permission_classes = [perms.ModelActionPermission]
     serializer_class = s.PluginSerializer
     parser_classes = [JSONParser, FormParser, MultiPartParser]
+    query_params = {"list": ("state", "page", "page_size"), "audit": ("page", "page_size"),
+                    "destroy": ("keep_data",), "grants.delete": ("capability",),
+                    "logs": ("since", "level", "limit")}
 
     # action -> permission (GET/POST/DELETE of grants differ by method)
     PERMISSIONS = {
@@ -389,6 +433,7 @@ class KeyView(APIBase, APIView):  # type: ignore[misc]
 
     permission_classes = [perms.IsSuperuser]
     parser_classes = [JSONParser, FormParser, MultiPartParser]
+    query_params = {"delete": ("fingerprint",)}
 
     @extend_schema(summary="List publisher keys", responses={200: s.KeySerializer(many=True),
                                                              **errors(*COMMON_ERRORS)})
