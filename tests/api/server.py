@@ -1,0 +1,106 @@
+"""A real ASGI server for the API tests: daphne in its own process on a free loopback port, on a
+fresh SQLite file and media root, migrated first, with a superuser, an API token and a blog post
+made by ``manage.py shell``. Nothing in the test process is shared with it but the file system."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from ..conftest import REPO
+
+DAPHNE = Path(sys.executable).with_name("daphne")
+SETUP = """
+from django.contrib.auth.models import User
+from rest_framework.authtoken.models import Token
+from project.blog.models import Post
+user = User.objects.create_superuser("admin", "admin@example.com", "pw")
+Post.objects.create(title="Hello", slug="hello", body="Hello from the blog.")
+print(Token.objects.create(user=user).key)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    """``start()`` → ``url`` and ``token``; ``stop()`` ends the process (and only it)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.log_path = root / "daphne.log"
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "project.settings",
+            "DATABASE_URL": f"sqlite:///{root / 'db.sqlite3'}",
+            "MEDIA_ROOT": str(root / "media"),
+            "STATIC_ROOT": str(root / "static"),
+            "DEBUG": "1",
+            "GONEXT_DEV_MODE": "0",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.env.pop("TEST_DATABASE_NAME", None)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self.token = ""
+
+    def manage(self, *args: str) -> str:
+        done = subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=self.env,
+                              capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"manage.py {args[0]} failed:\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+    def start(self) -> LiveServer:
+        self.manage("migrate", "--noinput", "-v0")
+        self.token = self.manage("shell", "-c", SETUP).strip().splitlines()[-1]
+        for _attempt in range(3):  # the free port may be taken between finding and binding it
+            port = free_port()
+            with self.log_path.open("ab") as log:
+                self.proc = subprocess.Popen(
+                    [str(DAPHNE), "-b", "127.0.0.1", "-p", str(port), "project.asgi:application"],
+                    cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                )
+            self.url = f"http://127.0.0.1:{port}"
+            if self._wait_ready(30.0):
+                return self
+            self.stop()
+        raise RuntimeError(f"daphne did not start:\n{self.log()}")
+
+    def _wait_ready(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                return False
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/schema/?format=json", timeout=2) as response:
+                    if response.status == 200:
+                        return True
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.1)
+        return False
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
