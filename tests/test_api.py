@@ -404,6 +404,8 @@ def test_logs_backlog_since_and_level(admin: APIClient, installed: Plugin) -> No
     assert_error(admin.get("/api/plugins/demo/logs/?level=loud"), 400, "invalid_request")
     assert_error(admin.get("/api/plugins/demo/logs/?since=yesterday"), 400, "invalid_request")
     assert_error(admin.get("/api/plugins/demo/logs/?limit=0"), 400, "invalid_request")
+    assert_error(admin.get(f"/api/plugins/demo/logs/?since={2**64}"), 400, "invalid_request")
+    assert_error(admin.get("/api/plugins/?page=99999999999999999999999"), 404, "not_found")
 
 
 # --- keys ----------------------------------------------------------------------------------------------
@@ -638,3 +640,12 @@ def test_unknown_query_parameters_are_refused(admin: APIClient, installed: Plugi
     assert_error(admin.get("/api/plugins/?page_size=500"), 400, "invalid_request")
     assert_error(admin.get("/api/plugins/?state="), 400, "invalid_request")
     assert admin.get("/api/plugins/?state=inactive&page=1&page_size=10").status_code == 200
+
+
+def test_form_data_over_djangos_limit_is_413(admin: APIClient, installed: Plugin, settings: Any) -> None:
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    response = admin.post("/api/plugins/demo/rollback/", {"version": "9" * 500})  # multipart by default
+    assert_error(response, 413, "request_too_large")
+    response = admin.post("/api/plugins/demo/rollback/", "version=" + "9" * 500,
+                          content_type="application/x-www-form-urlencoded")
+    assert_error(response, 413, "request_too_large")

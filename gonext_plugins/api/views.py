@@ -134,6 +134,8 @@ class LogQuerySerializer(s.QuerySerializer):
 
     def validate_since(self, value: str) -> int | datetime:
         if value.isdigit():
+            if int(value) >= 2**63:  # beyond any database's ids (and SQLite's integers)
+                raise drf_serializers.ValidationError("is not a line id: too large")
             return int(value)
         when = None
         with contextlib.suppress(ValueError):
