@@ -24,6 +24,7 @@ from django.core.management.base import BaseCommand, CommandError, SystemCheckEr
 from gonext_plugins import bundle as bundles
 from gonext_plugins import signing
 from gonext_plugins.errors import ManifestError, PluginError
+from gonext_plugins.management.commands._plugin_dev import DEV_SUBCOMMANDS, DevCommands
 from gonext_plugins.management.commands._plugin_lifecycle import LifecycleCommands
 
 
@@ -72,7 +73,7 @@ LIFECYCLE_SUBCOMMANDS: dict[str, str] = {
 }
 
 
-class Command(LifecycleCommands, BaseCommand):
+class Command(DevCommands, LifecycleCommands, BaseCommand):
     help = ("Manage gonext plugins: keys and bundles (keygen, pack, sign, verify) and installed plugins "
             "(install, list, show, activate, deactivate, upgrade, rollback, uninstall, grant, revoke, "
             "trust-key, revoke-key). Exit codes: 0 done, 1 refused (stderr: 'error: <code>: "
@@ -85,6 +86,7 @@ class Command(LifecycleCommands, BaseCommand):
         "sign": "sign a .gnplugin with a publisher key file",
         "verify": "check a .gnplugin completely: layout, manifest and signature",
         **LIFECYCLE_SUBCOMMANDS,
+        **DEV_SUBCOMMANDS,
     }
 
     # --- plumbing ------------------------------------------------------------------------------
