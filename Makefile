@@ -47,9 +47,14 @@ seed: migrate
 demo-plugin: migrate
 	$(PY) manage.py demo_plugin
 
+# The server and, beside it, the worker that runs plugin jobs (queue "plugin"); the worker stops
+# when daphne exits (Ctrl-C stops both).
 serve:
 	$(PY) manage.py collectstatic --noinput -v0
 	@echo "Serving on http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/)"
+	@echo "Plugin job worker: manage.py db_worker --queue-name plugin (stops with the server)"
+	@$(PY) manage.py db_worker --queue-name plugin --no-reload & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT; \
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) project.asgi:application
 
 demo: seed demo-plugin serve

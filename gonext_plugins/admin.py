@@ -24,7 +24,16 @@ from . import capabilities, lifecycle
 from .admin_views import PERM, PluginAdminViews, PublisherKeyAdminViews, recent_audit
 from .errors import PluginError
 from .manifest import version_key
-from .models import AuditEvent, CapabilityGrant, Plugin, PluginFault, PluginState, PluginVersion, PublisherKey
+from .models import (
+    AuditEvent,
+    CapabilityGrant,
+    Plugin,
+    PluginFault,
+    PluginJobRun,
+    PluginState,
+    PluginVersion,
+    PublisherKey,
+)
 from .stats import stats
 
 LOG_PAGE = "/_/plugins/logs/{slug}/"  # where the live log page lives when its URL is not included
@@ -234,6 +243,9 @@ class PluginAdmin(PluginAdminViews, ReadOnlyAdmin):
             "audit_events": [(event, json.dumps(event.details, ensure_ascii=False, sort_keys=True))
                              for event in recent_audit(plugin)],
             "faults": list(plugin.faults.all()[:10]), "snapshot": snap, "stats_since": _started(),
+            "job_runs": list(PluginJobRun.objects.filter(plugin_slug=plugin.slug)[:JOB_ROWS]),
+            "job_counts": dict(PluginJobRun.objects.filter(plugin_slug=plugin.slug).values_list("status")
+                               .annotate(n=Count("pk")).order_by()),
             "state_badge": state_badge(plugin.state, plugin.state_reason),
             "can_install": _has(request, "install_plugin"),
             "can_activate": _has(request, "activate_plugin"),
@@ -244,6 +256,10 @@ class PluginAdmin(PluginAdminViews, ReadOnlyAdmin):
             "older_versions": {v.pk for v in versions
                                if current and version_key(v.version) < version_key(current.version)},
         }
+
+
+JOB_ROWS = 20
+"""Recent job runs on the plugin page (the API pages through all of them)."""
 
 
 @admin.register(PluginVersion)
@@ -322,3 +338,13 @@ class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "action", "plugin_slug", "version", "actor_label"]
     list_filter = ["action"]
     search_fields = ["plugin_slug", "action"]
+
+
+@admin.register(PluginJobRun)
+class PluginJobRunAdmin(ReadOnlyAdmin):
+    """Every plugin's jobs in one list (the plugin page shows its own recent ones)."""
+
+    list_display = ["enqueued_at", "plugin_slug", "job", "status", "attempts", "version", "duration_ms",
+                    "error_code"]
+    list_filter = ["status", "plugin_slug", "job"]
+    search_fields = ["id", "plugin_slug", "job"]

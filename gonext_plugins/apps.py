@@ -1,4 +1,5 @@
-"""App config: registers the system checks, the built-in host functions and the plugin bridge."""
+"""App config: registers the system checks, the built-in host functions, the plugin bridge and the
+jobs bridge (each loaded plugin's declared jobs)."""
 
 from django.apps import AppConfig
 
@@ -9,8 +10,9 @@ class GonextPluginsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import bridge, builtin_host, checks, logs  # noqa: F401  (checks, log signals: on import)
+        from . import bridge, builtin_host, checks, jobs, logs  # noqa: F401  (checks, log signals: on import)
         from .registry import registry
 
         builtin_host.register_all()
         registry.add_listener(bridge.connect, bridge.disconnect)
+        registry.add_listener(jobs.register_jobs, jobs.unregister_jobs)

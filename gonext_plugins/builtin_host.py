@@ -1,4 +1,5 @@
-"""The host functions that ship with the app: ``kv.*``, ``http.fetch`` and ``log``.
+"""The host functions that ship with the app: ``kv.*``, ``http.fetch``, ``log`` (and ``jobs.enqueue``,
+which lives with the rest of the jobs code in ``gonext_plugins.jobs``).
 
 Each is a plain ``(plugin, payload) -> JSON`` function registered in the process-wide
 ``capabilities.host_functions`` by :func:`register_all` (called from ``AppConfig.ready``). The
@@ -16,6 +17,8 @@ Payloads and results (JSON):
   ``{"status", "headers", "body", "url"}`` plus ``"bodyBase64"`` when the body is not UTF-8
   (``body`` is then the bytes decoded with replacement characters; ``bodyBase64`` is exact)
 - ``log`` ``{"level"?, "message"}`` -> ``{"ok": true}``; level is debug/info/warning/error or 0-3
+- ``jobs.enqueue`` ``{"job", "payload"?, "delaySeconds"?}`` -> ``{"id"}`` (the caller's own declared
+  jobs only; ``id`` is the job's idempotency key)
 
 Keys are strings of 1 to 255 characters. Unknown payload fields are refused, so a typo fails loudly.
 """
@@ -524,6 +527,8 @@ _registered = threading.Lock()
 def register_all() -> None:
     """Register the ``log`` capability and every built-in host function. Idempotent: registering
     again replaces each function with itself (and restores any a test removed)."""
+    from .jobs import enqueue_host_function
+
     with _registered:
         capabilities.register("log", "Write lines to its own plugin log. Always granted to every plugin.",
                               "low", builtin=True)
@@ -534,6 +539,7 @@ def register_all() -> None:
             ("kv.list", "kv", kv_list),
             ("http.fetch", "http.fetch", http_fetch),
             ("log", "log", log),
+            ("jobs.enqueue", "jobs.enqueue", enqueue_host_function),
         ):
             existing = capabilities.host_functions.get(name)
             if existing is None or existing.func is not func or existing.capability != capability:

@@ -34,6 +34,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "SYNC_INTERVAL": (0.05, 3_600),
     "QUARANTINE_FAULTS": (1, 10**6),
     "QUARANTINE_WINDOW": (1, 86_400 * 7),
+    "JOB_RETRY_BASE_SECONDS": (0.01, 86_400),
     "LOG_RATE": (1, 10**6),
     "LOG_BURST": (1, 10**7),
     "LOG_BACKLOG": (10, 10**7),
@@ -158,3 +159,34 @@ def check_trusted_keys(app_configs: Any = None, **kwargs: Any) -> Iterable[Check
             id="gonext_plugins.W001",
         )
     ]
+
+
+@register()
+def check_task_backend(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMessage]:
+    """Plugin jobs go to the ``plugin`` queue of the default Tasks backend: it must accept that queue,
+    and without deferred tasks a retry cannot wait out its backoff."""
+    try:
+        from .tasks import run_plugin_job
+
+        backend = run_plugin_job.get_backend()
+    except Exception as exc:  # an unimportable backend: Django's own task checks say more
+        return [Error(f"The Tasks backend for plugin jobs cannot be loaded: {exc}",
+                      hint="Fix TASKS['default'] (for example django_tasks_db.DatabaseBackend).",
+                      id="gonext_plugins.E006")]
+    problems: list[CheckMessage] = []
+    queues = getattr(backend, "queues", None)
+    if queues and "plugin" not in queues:
+        problems.append(Error(
+            f"The default Tasks backend does not accept the 'plugin' queue (QUEUES = {sorted(queues)}).",
+            hint="Add 'plugin' to TASKS['default']['QUEUES'], and run a worker for it: "
+            "manage.py db_worker --queue-name plugin.",
+            id="gonext_plugins.E006",
+        ))
+    if not getattr(backend, "supports_defer", False):
+        problems.append(Warning(
+            f"The default Tasks backend ({type(backend).__name__}) cannot defer tasks: plugin jobs run "
+            "their retries at once, without backoff.",
+            hint="Use django_tasks_db.DatabaseBackend (and run manage.py db_worker --queue-name plugin).",
+            id="gonext_plugins.W004",
+        ))
+    return problems

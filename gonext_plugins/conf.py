@@ -49,6 +49,8 @@ DEFAULTS: dict[str, Any] = {
     "KV_MAX_TOTAL_BYTES": 4 * MiB,
     "HTTP_TIMEOUT": 5.0,
     "HTTP_MAX_RESPONSE_BYTES": 1 * MiB,
+    # Background jobs: a trapped job's first retry waits this long, doubling for each next one.
+    "JOB_RETRY_BASE_SECONDS": 2.0,
     # Logs.
     "LOG_RATE": 200.0,
     "LOG_BURST": 1_000,

@@ -210,6 +210,27 @@ class ConsentRequired(LifecycleError):
         return data
 
 
+# --- background jobs (layer 4) ---------------------------------------------------------------
+
+
+class JobError(PluginError):
+    """A job cannot be queued (site code gets it raised; a plugin's ``jobs.enqueue`` gets -1)."""
+
+    code = "job_error"
+
+
+class UnknownJob(JobError):
+    """The plugin's running version does not declare a job by that name."""
+
+    code = "unknown_job"
+
+
+class PluginInactive(JobError):
+    """The plugin is installed but not active, so its jobs cannot be queued."""
+
+    code = "plugin_inactive"
+
+
 # --- signing keys (layer 2, added with the bundle format) ---------------------------------------
 
 

@@ -231,3 +231,58 @@ class PluginLogEntry(models.Model):
         if self.dropped:
             record["dropped"] = self.dropped
         return record
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    RETRYING = "retrying", "Retrying"  # trapped or timed out; the next attempt is queued
+    WAITING = "waiting", "Waiting"  # the plugin is not active here; the next attempt is queued
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    PLUGIN_INACTIVE = "plugin_inactive", "Failed: plugin inactive"  # stayed inactive through every retry
+    SKIPPED = "skipped", "Skipped"  # the plugin was uninstalled before the job could run
+
+
+class PluginJobRun(models.Model):
+    """One background job of a plugin, from enqueue to its final outcome.
+
+    ``id`` is the idempotency key the guest sees (the first task's id); retries are new tasks that
+    carry this key, so the row counts attempts across them. Keyed by slug, like logs, so the record
+    outlives an uninstall. Written only by ``gonext_plugins.jobs``.
+    """
+
+    FINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.PLUGIN_INACTIVE, JobStatus.SKIPPED)
+
+    id = models.CharField(max_length=64, primary_key=True, help_text="the idempotency key (task id)")
+    plugin_slug = models.SlugField(max_length=64, db_index=False)
+    version = models.CharField(max_length=64, blank=True, help_text="the version that last ran it")
+    job = models.CharField(max_length=200)
+    payload = models.JSONField(null=True, blank=True)
+    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    attempts = models.PositiveIntegerField(default=0)
+    max_retries = models.PositiveSmallIntegerField(default=3)
+    duplicates = models.PositiveIntegerField(default=0, help_text="deliveries skipped as duplicates")
+    enqueued_by = models.CharField(max_length=20, default="site", help_text="site or plugin")
+    task_id = models.CharField(max_length=64, blank=True, help_text="the task carrying the last attempt")
+    error_code = models.CharField(max_length=40, blank=True)
+    error = models.TextField(blank=True)
+    result = models.JSONField(null=True, blank=True)
+    enqueued_at = models.DateTimeField()
+    run_after = models.DateTimeField(null=True, blank=True, help_text="when the next attempt may start")
+    started_at = models.DateTimeField(null=True, blank=True, help_text="start of the first attempt")
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.FloatField(null=True, blank=True, help_text="the last attempt's guest call")
+
+    class Meta:
+        ordering = ["-enqueued_at", "-id"]
+        indexes = [models.Index(fields=["plugin_slug", "-enqueued_at"], name="gonext_job_plugin_time")]
+        verbose_name = "plugin job run"
+
+    def __str__(self) -> str:
+        return f"{self.plugin_slug} {self.job} {self.id} ({self.status})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in self.FINAL

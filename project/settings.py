@@ -28,6 +28,8 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI and Redoc served locally: no CDN needed
+    "django_tasks",
+    "django_tasks_db",  # the database task backend and its `db_worker` command
     "gonext_plugins",
     "project.blog",
 ]
@@ -97,6 +99,15 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# Background jobs: Django's Tasks framework (the django-tasks backport on Django 5.2) with the database
+# backend; `manage.py db_worker --queue-name plugin` runs plugin jobs (`make demo` starts one).
+TASKS = {
+    "default": {
+        "BACKEND": "django_tasks_db.DatabaseBackend",
+        "QUEUES": ["default", "plugin"],
+    }
+}
+
 CACHES = {"default": {"BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache"}}
 
 AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []
@@ -137,6 +148,9 @@ GONEXT_PLUGINS = {
 if os.environ.get("GONEXT_SYNC_INTERVAL"):
     # How often each process polls the generation number (seconds); the cross-process tests lower it.
     GONEXT_PLUGINS["SYNC_INTERVAL"] = float(os.environ["GONEXT_SYNC_INTERVAL"])
+if os.environ.get("GONEXT_JOB_RETRY_BASE_SECONDS"):
+    # First retry delay of a trapped job (doubling after); the jobs tests lower it.
+    GONEXT_PLUGINS["JOB_RETRY_BASE_SECONDS"] = float(os.environ["GONEXT_JOB_RETRY_BASE_SECONDS"])
 for _key, _var in (("LOG_RATE", "GONEXT_LOG_RATE"), ("LOG_BURST", "GONEXT_LOG_BURST")):
     if os.environ.get(_var):
         # Plugin log rate limit (lines/s, burst); the live-log browser test lowers it to show drops.

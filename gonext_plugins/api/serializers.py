@@ -10,7 +10,16 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .. import capabilities
-from ..models import AuditEvent, CapabilityGrant, Plugin, PluginState, PluginVersion, PublisherKey
+from ..models import (
+    AuditEvent,
+    CapabilityGrant,
+    JobStatus,
+    Plugin,
+    PluginJobRun,
+    PluginState,
+    PluginVersion,
+    PublisherKey,
+)
 
 # --- errors ---------------------------------------------------------------------------------------
 
@@ -192,6 +201,24 @@ class AuditEventSerializer(serializers.ModelSerializer):
         fields = ["id", "created_at", "action", "actor", "plugin", "version", "details"]
 
 
+class JobRunSerializer(serializers.ModelSerializer):
+    plugin = serializers.CharField(source="plugin_slug")
+    payload = serializers.JSONField(help_text="what the job was queued with")
+    result = serializers.JSONField(help_text="the guest's answer (JSON), when it succeeded")
+
+    class Meta:
+        model = PluginJobRun
+        fields = ["id", "plugin", "version", "job", "status", "attempts", "max_retries", "duplicates",
+                  "enqueued_by", "enqueued_at", "run_after", "started_at", "last_attempt_at", "finished_at",
+                  "duration_ms", "error_code", "error", "payload", "result"]
+        extra_kwargs = {
+            "id": {"help_text": "the idempotency key the guest sees (the first task's id; kept on retries)"},
+            "status": {"help_text": "queued, running, retrying, waiting (plugin inactive), succeeded, "
+                                    "failed, plugin_inactive (stayed inactive through every retry), "
+                                    "skipped (uninstalled)"},
+        }
+
+
 class KeySerializer(serializers.ModelSerializer):
     revoked = serializers.SerializerMethodField()
     usable = serializers.BooleanField(read_only=True)
@@ -292,6 +319,12 @@ class UninstallQuerySerializer(QuerySerializer):
 
 class PluginFilterSerializer(QuerySerializer):
     state = serializers.ChoiceField(choices=PluginState.choices, required=False)
+
+
+class JobFilterSerializer(QuerySerializer):
+    status = serializers.ChoiceField(choices=JobStatus.choices, required=False,
+                                     help_text="only jobs in this status")
+    job = serializers.CharField(required=False, max_length=200, help_text="only jobs of this name")
 
 
 class TrustKeySerializer(serializers.Serializer):

@@ -28,7 +28,15 @@ from rest_framework.viewsets import GenericViewSet
 from .. import bundle as bundle_module
 from .. import capabilities, lifecycle
 from ..errors import PluginNotFound
-from ..models import AuditEvent, CapabilityGrant, Plugin, PluginState, PluginVersion, PublisherKey
+from ..models import (
+    AuditEvent,
+    CapabilityGrant,
+    Plugin,
+    PluginJobRun,
+    PluginState,
+    PluginVersion,
+    PublisherKey,
+)
 from . import permissions as perms
 from . import serializers as s
 from .throttles import PluginAPIThrottle
@@ -181,11 +189,12 @@ class PluginViewSet(APIBase, GenericViewSet):  # type: ignore[misc]
     parser_classes = [JSONParser, FormParser, MultiPartParser]
     query_params = {"list": ("state", "page", "page_size"), "audit": ("page", "page_size"),
                     "destroy": ("keep_data",), "grants.delete": ("capability",),
-                    "logs": ("since", "level", "limit")}
+                    "logs": ("since", "level", "limit"), "jobs": ("status", "job", "page", "page_size")}
 
     # action -> permission (GET/POST/DELETE of grants differ by method)
     PERMISSIONS = {
         "list": perms.VIEW, "retrieve": perms.VIEW, "versions": perms.VIEW, "audit": perms.VIEW,
+        "jobs": perms.VIEW,
         "create": perms.INSTALL, "upgrade": perms.INSTALL, "rollback": perms.INSTALL,
         "destroy": perms.INSTALL, "activate": perms.ACTIVATE, "deactivate": perms.ACTIVATE,
         "logs": perms.LOGS,
@@ -385,6 +394,26 @@ class PluginViewSet(APIBase, GenericViewSet):  # type: ignore[misc]
         events = AuditEvent.objects.filter(plugin_slug=plugin.slug).order_by("-created_at", "-id")
         page = self.paginate_queryset(events)
         return self.get_paginated_response(s.AuditEventSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="A plugin's background jobs, newest first",
+        description="One record per job: its idempotency key (`id`, the same on every retry), status, "
+                    "attempts, timings, and the guest's result or the error. Filter with `status` and "
+                    "`job`.",
+        parameters=[SLUG_PARAM, s.JobFilterSerializer],
+        responses={200: s.JobRunSerializer(many=True), **errors(*COMMON_ERRORS)},
+    )
+    @action(detail=True, methods=["get"])
+    def jobs(self, request: Request, slug: str) -> Response:
+        plugin = self.get_object()
+        query = s.JobFilterSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        runs = PluginJobRun.objects.filter(plugin_slug=plugin.slug).order_by("-enqueued_at", "-id")
+        for field in ("status", "job"):
+            if query.validated_data.get(field):
+                runs = runs.filter(**{field: query.validated_data[field]})
+        page = self.paginate_queryset(runs)
+        return self.get_paginated_response(s.JobRunSerializer(page, many=True).data)
 
     @extend_schema(
         summary="A plugin's log backlog",

@@ -84,7 +84,7 @@ class Shots:
 def seo_bundles(private_key: str, tmp_path: Path) -> dict[str, Path]:
     """The SEO plugin as shipped (1.0.0), an upgrade asking for http.fetch, and a tampered copy."""
     wasm = build_zig(SEO).read_bytes()
-    manifest = json.loads((SEO / "manifest.json").read_text())
+    manifest = {**json.loads((SEO / "manifest.json").read_text()), "version": "1.0.0"}  # upgraded below
     v1 = bundle.sign(bundle.pack(manifest, wasm), private_key)
     upgraded = {**manifest, "version": "1.1.0", "http": {"allowedHosts": ["schema.org"]},
                 "capabilities": [*manifest["capabilities"], "http.fetch"]}

@@ -58,10 +58,12 @@ class Site:
         self.meta: dict[tuple[int, str], Any] = {}
         self.calls: list[tuple[str, Any]] = []
         self.logs: list[tuple[str, int, str, str]] = []
+        self.jobs: list[Any] = []  # jobs.enqueue payloads, kept apart from the posts.* calls
         self.functions = HostFunctions()
         self.functions.register("posts.get", "posts.read", self.get)
         self.functions.register("posts.list", "posts.read", self.list)
         self.functions.register("posts.meta_set", "posts.write", self.meta_set)
+        self.functions.register("jobs.enqueue", "jobs.enqueue", self.enqueue)
 
     def get(self, plugin: Any, payload: Any) -> Any:
         self.calls.append(("posts.get", payload))
@@ -75,6 +77,11 @@ class Site:
         self.calls.append(("posts.meta_set", payload))
         self.meta[(payload["id"], payload["key"])] = payload["value"]
         return None
+
+    def enqueue(self, plugin: Any, payload: Any) -> Any:
+        """A stand-in for the app's jobs.enqueue (this test has no database or queue)."""
+        self.jobs.append(payload)
+        return {"id": f"job-{len(self.jobs)}"}
 
     def sink(self, plugin: str, level: int, message: str, source: str) -> None:
         self.logs.append((plugin, level, message, source))
@@ -219,7 +226,7 @@ def test_manifest_is_valid_and_matches_the_handlers() -> None:
     from gonext_plugins import manifest
 
     m = manifest.validate((SEO_DIR / "manifest.json").read_bytes())
-    assert m.slug == "seo" and m.name == "SEO" and m.version == "1.0.0" and m.abi == 1
+    assert m.slug == "seo" and m.name == "SEO" and m.version == "1.1.0" and m.abi == 1
     assert set(m.capabilities) == ALL_CAPS
     assert {(h.name, h.kind) for h in m.hooks} == {
         ("the_content", "filter"), ("wp_head", "action"), ("save_post", "action")}
@@ -318,6 +325,17 @@ def test_save_post_stores_the_score(seo: Plugin, site: Site) -> None:
     assert site.meta == {(3, "seo_score"): score}
     assert site.calls == [("posts.meta_set", {"id": 3, "key": "seo_score", "value": score})]
     assert f"scored post 3: {score}" in site.guest_lines()
+    # ... and queues the site-wide refresh in the background
+    assert site.jobs == [{"job": "seo.recompute-scores", "payload": {"offset": 0}}]
+    assert "queued seo.recompute-scores (job job-1)" in site.guest_lines()
+
+
+def test_save_post_without_jobs_enqueue_still_scores(runtime: Runtime, seo_wasm: bytes, site: Site) -> None:
+    plugin = runtime.load(seo_wasm, name="seo", capabilities=ALL_CAPS - {"jobs.enqueue"})
+    post = make_post()
+    assert plugin.invoke_action("save_post", post) == {"score": expected_score(post), "stored": True}
+    assert site.jobs == []
+    assert "seo.recompute-scores not queued: CapabilityDenied" in site.guest_lines()
 
 
 @pytest.mark.parametrize(("fields", "score"), [
@@ -381,6 +399,8 @@ def test_recompute_scores_stops_under_the_host_call_budget_and_resumes(seo: Plug
     site.posts = _posts(1000)
     first = seo.invoke_job("seo.recompute-scores", None, task_id="t1")
     assert first == {"updated": 900, "next_offset": 900}
+    # the rest is queued as a new job from where this run stopped
+    assert site.jobs == [{"job": "seo.recompute-scores", "payload": {"offset": 900}}]
     second = seo.invoke_job("seo.recompute-scores", {"offset": 900}, task_id="t2")
     assert second == {"updated": 100, "next_offset": None}
     assert len(site.meta) == 1000

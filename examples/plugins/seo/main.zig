@@ -4,9 +4,11 @@
 //!       JSON-LD <script> appended;
 //!   action `wp_head` (args: [post] or []) → {"html": "<title>…<meta …>…"}, or no body without a post;
 //!   action `save_post` (args: [post]) → scores the post and stores the score with host function
-//!       `posts.meta_set` (capability posts.write); → {"score": n, "stored": bool};
+//!       `posts.meta_set` (capability posts.write), then queues `seo.recompute-scores` through
+//!       `jobs.enqueue` to refresh every other score in the background; → {"score": n, "stored": bool};
 //!   job `seo.recompute-scores` (payload: {"offset"?: n}) → pages through `posts.list` and stores
-//!       every score; → {"updated": n, "next_offset": null | n}.
+//!       every score; a run that stops early queues the rest as a new job from `next_offset`;
+//!       → {"updated": n, "next_offset": null | n}.
 //! See README.md for the scoring rules and how to build, sign and install the plugin.
 
 const std = @import("std");
@@ -98,11 +100,14 @@ fn wpHead(ctx: *gn.Ctx, post: ?gn.Post) !?Head {
 
 const Saved = struct { score: u8, stored: bool };
 
-/// Score the post and store it as post meta `seo_score`. A site that has not granted posts.write
-/// gets a warning and `"stored": false`, not a fault: that is configuration, not a plugin bug.
+/// Score the post and store it as post meta `seo_score` at once (the page shows it on the next
+/// view), then queue a site-wide refresh in the background so every score follows the current
+/// rules. A site that has not granted posts.write gets a warning and `"stored": false`, not a
+/// fault: that is configuration, not a plugin bug; the same goes for jobs.enqueue.
 fn savePost(ctx: *gn.Ctx, post: gn.Post) !Saved {
     const s = try score(ctx.arena, post);
     gn.info("scored post {d}: {d}", .{ post.id, s });
+    queueRecompute(ctx, .{}); // from the first post
     const stored = storeScore(ctx, post.id, s) catch |e| switch (e) {
         error.CapabilityDenied => {
             gn.warn("seo_score of post {d} not stored: capability posts.write not granted", .{post.id});
@@ -119,6 +124,18 @@ fn storeScore(ctx: *gn.Ctx, id: i64, s: u8) gn.HostCallError!bool {
 }
 
 // --- seo.recompute-scores -----------------------------------------------------------------------
+
+const Queued = struct { id: []const u8 };
+
+/// Queue `seo.recompute-scores` with `payload` (host function `jobs.enqueue`, capability
+/// jobs.enqueue). Best effort: a refusal is logged, the caller's own work stands.
+fn queueRecompute(ctx: *gn.Ctx, payload: RecomputeArgs) void {
+    const queued = ctx.hostCallAs(Queued, "jobs.enqueue", .{ .job = "seo.recompute-scores", .payload = payload }) catch |e| {
+        gn.warn("seo.recompute-scores not queued: {s}", .{@errorName(e)});
+        return;
+    };
+    gn.info("queued seo.recompute-scores (job {s})", .{queued.id});
+}
 
 const RecomputeArgs = struct { offset: u32 = 0 };
 const Recomputed = struct { updated: u32, next_offset: ?u32 };
@@ -145,6 +162,7 @@ fn recomputeScores(ctx: *gn.Ctx, args: ?RecomputeArgs) !Recomputed {
         }
     }
     gn.info("recomputed {d} SEO scores (task {s}); continue at offset {d}", .{ updated, ctx.id, offset });
+    queueRecompute(ctx, .{ .offset = offset });
     return .{ .updated = updated, .next_offset = offset };
 }
 

@@ -1,0 +1,147 @@
+"""The site side of the background-job tests: changes plugin state, queues jobs and reads results.
+
+Reads one JSON command per line on stdin and answers with one JSON line per command
+(``{"event": "done", "op", "ok", ...}``). The workers are separate ``manage.py db_worker``
+processes; this process never runs a job itself.
+
+    {"op": "trust", "public_key": B64}
+    {"op": "install", "bundle": PATH, "grant": [...], "activate": true}
+    {"op": "upgrade", "slug", "bundle": PATH, "grant": [...]}
+    {"op": "activate" | "deactivate", "slug"}
+    {"op": "enqueue", "slug", "job", "payload"?, "delay"?, "count"?}        -> {"ids": [...]}
+    {"op": "redeliver", "id"}   queue the same attempt of a job again       -> {"task": id}
+    {"op": "wait", "ids", "until": [statuses], "timeout"}                   -> {"runs": [...]}
+    {"op": "runs", "ids"}                                                   -> {"runs": [...]}
+    {"op": "logs", "slug"}      every stored line of the plugin             -> {"lines": [...]}
+    {"op": "posts", "count"}    create published posts                      -> {"ids": [...]}
+    {"op": "save_post", "id"}   save a post again (fires save_post)
+    {"op": "scores"}            -> {"posts": [{post, score}, ...]}
+    {"op": "tasks", "ids"}      the task backend's rows carrying these jobs -> {"tasks": [...]}
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from _django import emit, setup
+
+ACTOR = "tests: jobs actor"
+
+
+def _run_row(run: Any) -> dict[str, Any]:
+    return {
+        "id": run.id, "plugin": run.plugin_slug, "version": run.version, "job": run.job, "status": run.status,
+        "attempts": run.attempts, "duplicates": run.duplicates, "enqueued_by": run.enqueued_by,
+        "error_code": run.error_code, "error": run.error, "result": run.result, "payload": run.payload,
+        "started_at": run.started_at.timestamp() if run.started_at else None,
+        "finished_at": run.finished_at.timestamp() if run.finished_at else None,
+    }
+
+
+def run(command: dict[str, Any]) -> dict[str, Any]:
+    from django.db import close_old_connections
+
+    from gonext_plugins import bundle, jobs, lifecycle
+    from gonext_plugins.models import PluginJobRun, PluginLogEntry
+
+    close_old_connections()
+    op = command["op"]
+    if op == "trust":
+        lifecycle.trust_key("Jobs tests publisher", command["public_key"], ACTOR)
+        return {}
+    if op == "install":
+        data = bundle.read(Path(command["bundle"]).read_bytes())
+        result = lifecycle.install(data, command.get("grant", []), ACTOR,
+                                   activate=command.get("activate", False))
+        return {"changed": result.changed}
+    if op == "upgrade":
+        data = bundle.read(Path(command["bundle"]).read_bytes())
+        return {"changed": lifecycle.upgrade(command["slug"], data, command.get("grant", []), ACTOR).changed}
+    if op in ("activate", "deactivate"):
+        return {"changed": getattr(lifecycle, op)(command["slug"], ACTOR).changed}
+    if op == "enqueue":
+        delay = command.get("delay")
+        ids = [jobs.enqueue(command["slug"], command["job"], command.get("payload"),
+                            timedelta(seconds=delay) if delay else None).id
+               for _ in range(command.get("count", 1))]
+        return {"ids": ids}
+    if op == "redeliver":
+        from gonext_plugins.tasks import run_plugin_job
+
+        row = PluginJobRun.objects.get(pk=command["id"])
+        task = run_plugin_job.enqueue(row.plugin_slug, row.job, row.payload, job_id=row.id,
+                                      attempt=command.get("attempt", 1))
+        return {"task": str(task.id)}
+    if op in ("wait", "runs"):
+        ids = command["ids"]
+        deadline = time.monotonic() + command.get("timeout", 30)
+        until = set(command.get("until", ()))
+        while True:
+            rows = {run.id: run for run in PluginJobRun.objects.filter(pk__in=ids)}
+            done = op == "runs" or all(i in rows and rows[i].status in until for i in ids)
+            if done or time.monotonic() > deadline:
+                return {"runs": [_run_row(rows[i]) for i in ids if i in rows], "timed_out": not done}
+            time.sleep(0.05)
+            close_old_connections()
+    if op == "logs":
+        lines = PluginLogEntry.objects.filter(plugin=command["slug"]).order_by("id")
+        return {"lines": [{"message": line.message, "source": line.source, "level": line.level,
+                           "version": line.version} for line in lines]}
+    if op == "posts":
+        from project.blog.models import Post
+
+        start = Post.objects.count()
+        ids = [Post.objects.create(title=f"Post {n} about growing tomatoes", slug=f"post-{n}",
+                                   body="tomatoes growing " * (n % 200)).pk
+               for n in range(start + 1, start + command["count"] + 1)]
+        return {"ids": ids}
+    if op == "save_post":
+        from project.blog.models import Post
+
+        post = Post.objects.get(pk=command["id"])
+        post.title = command.get("title", post.title)
+        post.save()
+        return {}
+    if op == "scores":
+        from project.blog.models import Post
+
+        return {"posts": [{**post.to_plugin_json(), "score": post.meta_value("seo_score")}
+                          for post in Post.objects.order_by("id")]}
+    if op == "tasks":
+        from django_tasks_db.models import DBTaskResult
+
+        tasks = []
+        for task in DBTaskResult.objects.filter(queue_name="plugin"):
+            kwargs = task.args_kwargs.get("kwargs", {})
+            key = kwargs.get("job_id") or str(task.id)
+            if key in command["ids"]:
+                tasks.append({"id": str(task.id), "key": key, "status": task.status,
+                              "worker_ids": task.worker_ids, "attempt": kwargs.get("attempt", 1)})
+        return {"tasks": tasks}
+    raise ValueError(f"unknown op {op!r}")
+
+
+def main() -> None:
+    setup()
+    from gonext_plugins.errors import PluginError
+
+    emit(event="ready")
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        command = json.loads(line)
+        try:
+            fields = run(command)
+        except PluginError as exc:
+            emit(event="done", op=command.get("op"), ok=False, **exc.as_dict())
+            continue
+        emit(event="done", op=command["op"], ok=True, **fields)
+
+
+if __name__ == "__main__":
+    main()
