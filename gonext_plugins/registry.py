@@ -23,7 +23,7 @@ from typing import Any
 from django.db import DatabaseError
 
 from .conf import settings
-from .errors import HookError, PluginError, PluginTrap
+from .errors import HookError, PluginError, PluginLoadError, PluginTrap
 from .manifest import Manifest
 from .runtime import Limits, Runtime
 from .runtime import Plugin as RuntimePlugin
@@ -298,8 +298,13 @@ class Registry:
         wasm = read_blob(version.blob_name, version.wasm_sha256, plugin=plugin.slug)
         runtime = self.runtime
         module = runtime.compile(wasm, plugin.slug)
-        limits = plugin_limits(manifest_of(version), runtime.limits)
-        check_shape(module, plugin.slug, limits.memory_pages)
+        manifest = manifest_of(version)
+        limits = plugin_limits(manifest, runtime.limits)
+        _, has_job = check_shape(module, plugin.slug, limits.memory_pages)
+        if manifest.jobs and not has_job:
+            raise PluginLoadError(
+                f"the manifest declares jobs ({', '.join(job.name for job in manifest.jobs)}) but the "
+                "module does not export gn_handle_job", plugin=plugin.slug)
 
     def reset(self) -> None:
         """Unload everything and forget the generation (tests, and process shutdown)."""

@@ -441,3 +441,14 @@ def test_log_is_always_granted_without_asking(make_bundle) -> None:  # type: ign
     assert "log" in registry.get("demo").capabilities
     assert "log" in lifecycle.effective_capabilities(Plugin.objects.get(slug="demo"),
                                                      registry.get("demo").manifest)
+
+
+def test_jobs_declared_without_gn_handle_job_refuse_activation(make_bundle) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import guest_wasm
+
+    bundle = make_bundle(wasm=guest_wasm("minimal"), capabilities=["kv", "jobs.enqueue"],
+                         jobs=[{"name": "demo.work"}])
+    lifecycle.install(bundle, ["kv", "jobs.enqueue"], "tests")
+    with pytest.raises(PluginLoadError, match="gn_handle_job"):
+        lifecycle.activate("demo", "tests")
+    assert Plugin.objects.get(slug="demo").state == PluginState.INACTIVE
