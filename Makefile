@@ -59,6 +59,12 @@ serve:
 
 demo: seed demo-plugin serve
 
+# The plugin author's site (docs/plugin-authors.md): the demo site in dev mode, where
+# `manage.py plugin dev` uploads unsigned dev builds. Never expose it: dev mode skips signatures.
+.PHONY: dev
+dev: seed
+	DEBUG=1 GONEXT_DEV_MODE=1 $(MAKE) --no-print-directory serve
+
 lint: dev-deps
 	$(VENV)/bin/ruff check .
 

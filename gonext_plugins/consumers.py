@@ -29,7 +29,8 @@ def _allowed(user: Any) -> bool:
 class PluginLogConsumer(AsyncJsonWebsocketConsumer):
     """``/_/plugins/dev/logs/<slug>/``: the recent backlog, then live lines of one plugin.
 
-    Staff with ``gonext_plugins.view_plugin_logs`` only. Refusals accept and then close with an
+    Staff with ``gonext_plugins.view_plugin_logs`` only, signed in by session or by API token
+    (:func:`_token_user`). Refusals accept and then close with an
     application code (4403, 4404), so a browser sees why and stops reconnecting; closing before
     accept would only show it a failed handshake. The client may send
     ``{"min_level": 0-3, "filter": "text"}``; the backlog is replayed under the new filter.
@@ -47,7 +48,10 @@ class PluginLogConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         self.slug = self.scope["url_route"]["kwargs"]["slug"]
         await self.accept()
-        if not await database_sync_to_async(_allowed)(self.scope.get("user")):
+        user = self.scope.get("user")
+        if not await database_sync_to_async(_allowed)(user):
+            user = await database_sync_to_async(_token_user)(self.scope)
+        if not await database_sync_to_async(_allowed)(user):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         if not await database_sync_to_async(_plugin_exists)(self.slug):
@@ -99,6 +103,32 @@ class PluginLogConsumer(AsyncJsonWebsocketConsumer):
         shown = [line for line in fresh if self._matches(line)]
         if shown:
             await self.send_json({"type": "lines", "lines": shown})
+
+
+def _token_user(scope: dict[str, Any]) -> Any:
+    """The user of an API token (``rest_framework.authtoken``) sent as ``Authorization: Token <key>``,
+    or, in dev mode only, as ``?token=<key>``: ``manage.py plugin dev --logs`` tails logs without a
+    browser session. The query form is for dev sites alone because URLs end up in access logs."""
+    from django.apps import apps
+
+    from .conf import settings
+
+    if not apps.is_installed("rest_framework.authtoken"):
+        return None
+    key = ""
+    for name, value in scope.get("headers") or ():
+        if name.lower() == b"authorization":
+            scheme, _, rest = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "token":
+                key = rest.strip()
+    if not key and settings.DEV_MODE:
+        key = _query_params(scope).get("token", "")
+    if not key:
+        return None
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.select_related("user").filter(key=key).first()
+    return token.user if token is not None else None
 
 
 def _plugin_exists(slug: str) -> bool:

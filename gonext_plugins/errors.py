@@ -182,6 +182,12 @@ class VersionConflict(LifecycleError):
     code = "version_conflict"
 
 
+class DevInstallRefused(LifecycleError):
+    """A dev build may not replace this plugin: it has versions installed from bundles (production)."""
+
+    code = "dev_install_refused"
+
+
 class NoOlderVersion(LifecycleError):
     """Rollback without a version asked for, but nothing older is installed."""
 

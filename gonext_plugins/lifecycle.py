@@ -12,6 +12,8 @@ writes plugin state.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from .bundle import Bundle
 from .conf import settings
 from .errors import (
     ConsentRequired,
+    DevInstallRefused,
     KeyNotFound,
     LifecycleError,
     NoOlderVersion,
@@ -647,15 +650,18 @@ def revoke_key(key: PublisherKey | str, actor: Actor) -> list[str]:
 
 
 def record_fault(slug: str, kind: str, message: str, *, version: str = "", hook: str = "",
-                 guest_message: str = "") -> bool:
+                 guest_message: str = "", report: dict[str, Any] | None = None) -> bool:
     """Store a fault and quarantine the plugin once it has faulted ``QUARANTINE_FAULTS`` times
-    within ``QUARANTINE_WINDOW`` seconds. Returns True when this fault quarantined it."""
-    logs.record_fault(slug, kind, message, version=version, hook=hook, guest_message=guest_message)
+    within ``QUARANTINE_WINDOW`` seconds. Returns True when this fault quarantined it. ``report``
+    is a trap report (``devtools.traps.TrapReport.as_dict()`` plus ``text``)."""
+    logs.record_fault(slug, kind, message, version=version, hook=hook, guest_message=guest_message,
+                      report=report)
     plugin = Plugin.objects.filter(slug=slug).first()
     if plugin is None:
         return False
     PluginFault.objects.create(plugin=plugin, version=version, kind=kind, hook=hook[:200],
-                               message=message[:4000], guest_message=(guest_message or "")[:4000])
+                               message=message[:4000], guest_message=(guest_message or "")[:4000],
+                               report=report)
     since = timezone.now() - timedelta(seconds=settings.QUARANTINE_WINDOW)
     count = PluginFault.objects.filter(plugin=plugin, created_at__gte=since).count()
     if count >= settings.QUARANTINE_FAULTS and plugin.state == PluginState.ACTIVE:
@@ -692,3 +698,156 @@ def collect_blobs(grace_seconds: float = 3600) -> list[str]:
             storage.delete(path)
             deleted.append(path)
     return sorted(deleted)
+
+
+# --- dev builds (``POST /_/plugins/dev/install``, ``manage.py plugin dev``) -----------------------
+
+DEV_MARKER = "+dev."
+"""Dev builds are versions ``<manifest version>+dev.<build id>`` (semver build metadata)."""
+
+
+@dataclass(frozen=True)
+class DevInstallResult(Result):
+    """What :func:`dev_install` did. ``status``: ``installed`` (new plugin), ``replaced`` (another
+    build now runs), ``unchanged`` (this exact build was already there)."""
+
+    status: str = "unchanged"
+    granted: tuple[str, ...] = ()  # capabilities granted now (the manifest asks for all of them)
+    added: tuple[str, ...] = ()  # grants added by this build
+    removed: tuple[str, ...] = ()  # grants dropped because this build no longer asks for them
+    removed_versions: tuple[str, ...] = ()  # earlier dev builds deleted
+    reactivated: bool = False  # the plugin was inactive or quarantined and runs again
+
+
+def is_dev_version(version: str) -> bool:
+    return DEV_MARKER in version
+
+
+def dev_version(manifest_version: str, manifest_bytes: bytes, wasm_sha256: str) -> str:
+    """``<version without build metadata>+dev.<12 hex>``: the build id hashes the manifest bytes
+    *and* the wasm, so a manifest-only edit (a new capability) is a new build too."""
+    build = hashlib.sha256(hashlib.sha256(manifest_bytes).digest() + bytes.fromhex(wasm_sha256))
+    return f"{manifest_version.split('+', 1)[0]}{DEV_MARKER}{build.hexdigest()[:12]}"
+
+
+def _dev_bundle(manifest_bytes: bytes, wasm: bytes) -> Bundle:
+    """The upload checked exactly like a bundle (sizes, manifest schema, wasm header), unsigned,
+    with the manifest's version replaced by the dev build's."""
+    from . import bundle as bundles
+    from .manifest import validate
+
+    checked = bundles.read(bundles.pack(manifest_bytes, wasm), require_signature=False,
+                           key_lookup=lambda fingerprint: None)
+    number = dev_version(checked.manifest.version, manifest_bytes, checked.wasm_sha256)
+    if len(number) > 64:
+        raise LifecycleError(f"version {checked.manifest.version!r} is too long to label a dev build "
+                             f"(at most 47 characters before build metadata)", plugin=checked.slug)
+    return dataclasses.replace(checked, manifest=validate({**checked.manifest.raw, "version": number}))
+
+
+def dev_install(manifest_bytes: bytes, wasm: bytes, actor: Actor) -> DevInstallResult:
+    """Install or replace a plugin's dev build and make it run, in one transaction (dev mode only).
+
+    The signature rule is skipped (audited as ``unsigned-dev``) and every capability the manifest
+    asks for is granted, with hosts, and grants it no longer asks for are dropped (audited as
+    ``dev_grant``): on a dev site the author is also the admin. Versions stay immutable: each
+    distinct build is its own version (:func:`dev_version`), so uploading the same build again is a
+    no-op, and the build it replaces is deleted with its blob (when no other version uses it), so
+    builds do not pile up. A plugin that has any version installed from a bundle (signed, or not a
+    dev build) is refused (:class:`DevInstallRefused`): a dev upload must never silently swap out
+    code an admin reviewed; uninstall it (or use another slug) to develop it here.
+    """
+    if not settings.DEV_MODE:
+        raise LifecycleError("dev builds install only in dev mode (GONEXT_PLUGINS['DEV_MODE'])")
+    bundle = _dev_bundle(manifest_bytes, wasm)
+    manifest = bundle.manifest
+    _check_grants(manifest, manifest.all_capabilities)  # an unknown capability is refused here
+    wanted = set(manifest.all_capabilities)
+    hosts = sorted(manifest.allowed_hosts)
+
+    def body(blob: str) -> DevInstallResult:
+        plugin = Plugin.objects.select_for_update().filter(slug=manifest.slug).first()
+        created = plugin is None
+        if plugin is None:
+            plugin = Plugin.objects.create(
+                slug=manifest.slug, name=manifest.name, description=manifest.description,
+                author=manifest.author, homepage=manifest.homepage, state=PluginState.INACTIVE,
+            )
+        versions = list(plugin.versions.all())
+        production = sorted(v.version for v in versions if v.signed or not is_dev_version(v.version))
+        if production:
+            raise DevInstallRefused(
+                f"{plugin.slug} has versions installed from bundles ({', '.join(production)}); a dev "
+                "build would replace code an admin reviewed. Uninstall it first, or develop under "
+                "another slug", plugin=plugin.slug,
+            )
+        old = plugin.active_version
+        existing = next((v for v in versions if v.version == manifest.version), None)
+        if existing is not None and existing.wasm_sha256 != bundle.wasm_sha256:  # a hash collision
+            raise VersionConflict(f"dev build {manifest.version} exists with other bytes",
+                                  plugin=plugin.slug)
+        version = existing or _new_version(plugin, bundle, None, False, blob)
+        status = "installed" if created else ("unchanged" if old is not None and old.pk == version.pk
+                                              else "replaced")
+        added, removed = _sync_dev_grants(plugin, wanted, hosts, actor, version)
+        stale = [v for v in versions if v.pk != version.pk]
+        if status != "unchanged":
+            plugin.active_version = version
+            plugin.name, plugin.description = manifest.name, manifest.description
+            plugin.author, plugin.homepage = manifest.author, manifest.homepage
+            plugin.save()
+            _audit("dev_install", plugin, actor, version=version.version, status=status,
+                   before=old.version if old else None, after=version.version,
+                   signature="unsigned-dev", warning="UNSIGNED dev build installed: dev mode is on",
+                   wasm_sha256=bundle.wasm_sha256, removed_versions=sorted(v.version for v in stale))
+        blobs = {v.blob_name for v in stale}
+        PluginVersion.objects.filter(pk__in=[v.pk for v in stale]).delete()
+        if blobs:
+            def remove_blobs() -> None:
+                for name in blobs:
+                    if not PluginVersion.objects.filter(blob_name=name).exists():
+                        delete_blob(name)
+
+            transaction.on_commit(remove_blobs)
+        reactivated = False
+        if plugin.state == PluginState.ACTIVE:
+            if status != "unchanged":
+                _validate_activation(plugin, version)
+        else:
+            reactivated = not created
+            _activate_locked(plugin, actor)
+        changed = status != "unchanged" or bool(added or removed) or reactivated
+        if changed:
+            bump_generation()
+        if status != "unchanged":
+            signal = signals.plugin_installed if created else signals.plugin_upgraded
+            _send_on_commit(signal, plugin, version, actor, before=old.version if old else None, dev=True)
+            number = version.version
+            transaction.on_commit(lambda: logs.log_event(
+                plugin.slug, logs.INFO, f"dev build {number} installed ({status})", version=number))
+        return DevInstallResult(
+            plugin, version, changed=changed, status=status, granted=tuple(sorted(wanted)),
+            added=tuple(added), removed=tuple(removed),
+            removed_versions=tuple(sorted(v.version for v in stale)), reactivated=reactivated,
+        )
+
+    try:
+        return _run_guarded(bundle, body)
+    except IntegrityError:
+        raise PluginExists(f"{manifest.slug} was installed at the same time; upload again",
+                           plugin=manifest.slug)
+
+
+def _sync_dev_grants(plugin: Plugin, wanted: set[str], hosts: list[str], actor: Actor,
+                     version: PluginVersion) -> tuple[list[str], list[str]]:
+    """Make the grants exactly what the dev build asks for; (added, removed), audited."""
+    current = {g.capability: g for g in plugin.grants.all()}
+    removed = sorted(set(current) - wanted)
+    if removed:
+        CapabilityGrant.objects.filter(plugin=plugin, capability__in=removed).delete()
+    added = _write_grants(plugin, wanted, actor, version, hosts if "http.fetch" in wanted else None)
+    if added or removed:
+        _audit("dev_grant", plugin, actor, version=version.version, granted=added, revoked=removed,
+               hosts=hosts if "http.fetch" in wanted else [],
+               note="dev mode grants whatever the dev build asks for")
+    return added, removed

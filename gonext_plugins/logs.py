@@ -389,12 +389,17 @@ def flush(timeout: float = 5.0) -> bool:
 
 
 def record_fault(slug: str, kind: str, message: str, *, version: str = "", hook: str = "",
-                 guest_message: str = "") -> None:
-    """The log line of a trap, timeout or bad result (called where faults are recorded)."""
+                 guest_message: str = "", report: dict[str, Any] | None = None) -> None:
+    """The log line of a trap, timeout or bad result (called where faults are recorded); with a
+    trap report, one more line per wasm frame: ``#0 function @0x1f2  main.zig:27:23``."""
     where = f" in {hook}" if hook else ""
     text = f"{kind}{where}: {message}"
     if guest_message and guest_message not in message:
         text += f" (guest: {guest_message})"
+    for number, frame in enumerate((report or {}).get("frames") or []):
+        offset = frame.get("module_offset")
+        at = f" @{offset:#x}" if isinstance(offset, int) else ""
+        text += f"\n  #{number} {frame.get('function')}{at}  {frame.get('location')}"
     log_event(slug, ERROR, text, version=version or None)
 
 

@@ -193,6 +193,10 @@ class PluginFault(models.Model):
     hook = models.CharField(max_length=200, blank=True)
     message = models.TextField(blank=True)
     guest_message = models.TextField(blank=True)
+    report = models.JSONField(
+        null=True, blank=True,
+        help_text="the trap report: frames resolved to source lines through the module's source map",
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

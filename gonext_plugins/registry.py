@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from django.db import DatabaseError
@@ -45,6 +46,7 @@ class LoadedPlugin:
     capabilities: frozenset[str]
     hosts: tuple[str, ...] = ()
     extras: dict[str, Any] = field(default_factory=dict)  # for listeners (hook receivers, ...)
+    blob_name: str = ""  # where the wasm is stored (trap reports read its source map)
 
     @property
     def name(self) -> str:
@@ -73,9 +75,37 @@ class LoadedPlugin:
 
         try:
             record_fault(self.slug, kind, exc.message, version=self.version, hook=hook,
-                         guest_message=getattr(exc, "guest_message", None) or "")
+                         guest_message=getattr(exc, "guest_message", None) or "",
+                         report=self.trap_report(exc))
         except Exception:  # recording must never turn a plugin fault into a site error
             logger.exception("could not record a fault of plugin %s", self.slug)
+
+    def trap_report(self, exc: PluginError) -> dict[str, Any] | None:
+        """A trap's frames as source ``file:line`` through the module's embedded source map
+        (``<no source map>`` without one), for the log line, the admin and the API."""
+        if not isinstance(exc, PluginTrap):
+            return None
+        from .devtools import traps
+
+        try:
+            report = traps.inspect(exc, _module_bytes(self.blob_name, self.wasm_sha256, self.slug))
+            return {**report.as_dict(), "text": report.text()}
+        except Exception:  # a report is a courtesy; the fault is recorded without one
+            logger.warning("no trap report for plugin %s", self.slug, exc_info=True)
+            return None
+
+
+@lru_cache(maxsize=8)
+def _module_bytes(blob_name: str, sha256: str, slug: str) -> bytes | None:
+    """The wasm of a loaded version (read again only for trap reports, which are rare)."""
+    from .storage import read_blob
+
+    if not blob_name:
+        return None
+    try:
+        return read_blob(blob_name, sha256, plugin=slug)
+    except PluginError:  # e.g. the blob of a dev build that was replaced meanwhile
+        return None
 
 
 Listener = Callable[[LoadedPlugin], None]
@@ -272,7 +302,7 @@ class Registry:
         loaded = LoadedPlugin(slug=slug, version=version.version, version_pk=version.pk,
                               wasm_sha256=version.wasm_sha256, manifest=manifest,
                               runtime_plugin=None,  # type: ignore[arg-type]
-                              capabilities=caps, hosts=hosts)
+                              capabilities=caps, hosts=hosts, blob_name=version.blob_name)
         loaded.runtime_plugin = runtime.load(
             wasm, name=slug, limits=plugin_limits(manifest, runtime.limits), capabilities=caps, context=loaded
         )

@@ -141,7 +141,7 @@ def test_docs_has_examples_for_every_endpoint() -> None:
     commands = "\n".join(command for command, _ in doc_examples())
     for fragment in ("/api/keys/", "/api/capabilities/", "/api/plugins/\"", "/api/plugins/hello/\"",
                      "/activate/", "/deactivate/", "/upgrade/", "/rollback/", "/versions/", "/grants/",
-                     "-X DELETE \"$HOST/api/plugins/hello/grants/", "/audit/", "/logs/", "/jobs/",
+                     "-X DELETE \"$HOST/api/plugins/hello/grants/", "/audit/", "/logs/", "/jobs/", "/faults/",
                      "-X DELETE \"$HOST/api/plugins/hello/", "-X DELETE \"$HOST/api/keys/"):
         assert fragment in commands, fragment
 

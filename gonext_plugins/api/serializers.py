@@ -15,6 +15,7 @@ from ..models import (
     CapabilityGrant,
     JobStatus,
     Plugin,
+    PluginFault,
     PluginJobRun,
     PluginState,
     PluginVersion,
@@ -199,6 +200,19 @@ class AuditEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = AuditEvent
         fields = ["id", "created_at", "action", "actor", "plugin", "version", "details"]
+
+
+class FaultSerializer(serializers.ModelSerializer):
+    report = serializers.JSONField(
+        help_text="for traps: `text` (readable), `frames` (`function`, `module_offset`, `source`, `line`, "
+                  "`column`, `location`: `file:line:column`, or `<no source map>`), `source_map`; "
+                  "null for other faults")
+
+    class Meta:
+        model = PluginFault
+        fields = ["id", "created_at", "version", "kind", "hook", "message", "guest_message", "report"]
+        extra_kwargs = {"kind": {"help_text": "trap, timeout, bad_result, load_error"},
+                        "guest_message": {"help_text": "what the guest said (its gn_panic message)"}}
 
 
 class JobRunSerializer(serializers.ModelSerializer):

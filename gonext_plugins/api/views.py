@@ -188,12 +188,14 @@ class PluginViewSet(APIBase, GenericViewSet):  # type: ignore[misc]
     serializer_class = s.PluginSerializer
     parser_classes = [JSONParser, FormParser, MultiPartParser]
     query_params = {"list": ("state", "page", "page_size"), "audit": ("page", "page_size"),
+                    "faults": ("page", "page_size"),
                     "destroy": ("keep_data",), "grants.delete": ("capability",),
                     "logs": ("since", "level", "limit"), "jobs": ("status", "job", "page", "page_size")}
 
     # action -> permission (GET/POST/DELETE of grants differ by method)
     PERMISSIONS = {
         "list": perms.VIEW, "retrieve": perms.VIEW, "versions": perms.VIEW, "audit": perms.VIEW,
+        "faults": perms.VIEW,
         "jobs": perms.VIEW,
         "create": perms.INSTALL, "upgrade": perms.INSTALL, "rollback": perms.INSTALL,
         "destroy": perms.INSTALL, "activate": perms.ACTIVATE, "deactivate": perms.ACTIVATE,
@@ -347,6 +349,19 @@ class PluginViewSet(APIBase, GenericViewSet):  # type: ignore[misc]
         rows = sorted(PluginVersion.objects.filter(plugin=plugin).select_related("publisher_key"),
                       key=lambda v: _semver_key(v.version))
         return Response(s.VersionSerializer(rows, many=True, context={"plugin": plugin}).data)
+
+    @extend_schema(
+        summary="A plugin's last faults, newest first",
+        description="Traps, timeouts, bad results and load errors. A trap carries a `report` whose frames "
+                    "name the source `file:line` when the module embeds a source map (dev builds do), "
+                    "and `<no source map>` otherwise.",
+        parameters=[SLUG_PARAM], responses={200: s.FaultSerializer(many=True), **errors(*COMMON_ERRORS)},
+    )
+    @action(detail=True, methods=["get"])
+    def faults(self, request: Request, slug: str) -> Response:
+        plugin = self.get_object()
+        page = self.paginate_queryset(plugin.faults.order_by("-created_at", "-id"))
+        return self.get_paginated_response(s.FaultSerializer(page, many=True).data)
 
     @extend_schema(methods=["GET"], summary="List a plugin's grants", parameters=[SLUG_PARAM],
                    responses={200: s.GrantSerializer(many=True), **errors(*COMMON_ERRORS)})

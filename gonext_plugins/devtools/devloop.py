@@ -222,9 +222,9 @@ def _summary(answer: dict[str, Any]) -> str:
 def logs_url(host: str, slug: str, token: str | None = None) -> str:
     """``ws(s)://host/_/plugins/dev/logs/<slug>/``, with ``?token=`` when given.
 
-    The token goes in the query string *and* an ``Authorization`` header: browsers cannot set
-    headers on a WebSocket, so a site may only read the query parameter (token auth on the socket
-    is the site's to add; a staff session cookie is what the log page uses today).
+    The token goes in the query string *and* an ``Authorization`` header: the site's consumer
+    reads the header, and the query parameter only in dev mode (URLs end up in access logs; a
+    browser, which cannot set headers on a WebSocket, uses its staff session instead).
     """
     parsed = urllib.parse.urlsplit(host if "://" in host else f"http://{host}")
     scheme = "wss" if parsed.scheme in ("https", "wss") else "ws"
@@ -265,6 +265,10 @@ class LogTail(threading.Thread):
                  stop: threading.Event) -> None:
         super().__init__(name=f"gonext-logs-{slug}", daemon=True)
         self.url = logs_url(host, slug, token)
+        # Channels' AllowedHostsOriginValidator refuses a handshake without an Origin; this client is
+        # the site's own tool, so it says it comes from the site (the check is against other sites).
+        parsed = urllib.parse.urlsplit(self.url)
+        self.origin: Any = f"{'https' if parsed.scheme == 'wss' else 'http'}://{parsed.netloc}"
         self.token = token
         self.console = console
         self.stop = stop
@@ -282,7 +286,8 @@ class LogTail(threading.Thread):
         shown = self.url.split("?", 1)[0]
         while not self.stop.is_set():
             try:
-                async with websockets.connect(self.url, additional_headers=headers, open_timeout=5) as ws:
+                async with websockets.connect(self.url, additional_headers=headers, open_timeout=5,
+                                              origin=self.origin) as ws:
                     self.console.line("logs", f"connected to {shown}")
                     self.connected.set()
                     delay, said = 0.5, ""

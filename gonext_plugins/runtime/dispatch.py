@@ -46,6 +46,7 @@ integer arguments and returns its result as wasmtime-py would (None, a value, or
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -156,12 +157,29 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+_BACKTRACE_LINE = re.compile(r"^\s*\d+:\s+(0x[0-9a-fA-F]+) - (?:[^!\n]*!)?(.*?)\s*$")
+_WASM_FUNCTION = re.compile(r"^<wasm function (\d+)>$")
+
+
 def _frames(exc: BaseException) -> list[str]:
-    if not isinstance(exc, Trap):
-        return []
+    """The trap's wasm frames, innermost first, as ``name@0x<module offset>`` (``func[N]@...``
+    without a name section), so a trap inspector can map each one to a source line.
+
+    A ``Trap`` carries ``Frame`` objects; a host function's refusal (``gn_panic``, a limit) arrives
+    as a ``WasmtimeError`` whose message holds wasmtime's printed backtrace instead.
+    """
     try:
-        return [f.func_name or f"func[{f.func_index}]" for f in exc.frames]
-    except Exception:
+        if isinstance(exc, Trap):
+            return [f"{f.func_name or f'func[{f.func_index}]'}@{f.module_offset:#x}" for f in exc.frames]
+        frames = []
+        for line in str(exc).split("Caused by:", 1)[0].splitlines():
+            match = _BACKTRACE_LINE.match(line)
+            if match:
+                offset, name = match.groups()
+                index = _WASM_FUNCTION.match(name)
+                frames.append(f"{f'func[{index.group(1)}]' if index else name}@{offset}")
+        return frames
+    except Exception:  # a frame list is a courtesy; never let it hide the trap itself
         return []
 
 

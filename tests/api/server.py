@@ -35,6 +35,8 @@ def free_port() -> int:
 class LiveServer:
     """``start()`` → ``url`` and ``token``; ``stop()`` ends the process (and only it)."""
 
+    setup_code = SETUP  # run by ``manage.py shell`` after migrating; prints the API token last
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.log_path = root / "daphne.log"
@@ -63,7 +65,7 @@ class LiveServer:
 
     def start(self) -> LiveServer:
         self.manage("migrate", "--noinput", "-v0")
-        self.token = self.manage("shell", "-c", SETUP).strip().splitlines()[-1]
+        self.token = self.manage("shell", "-c", self.setup_code).strip().splitlines()[-1]
         for _attempt in range(3):  # the free port may be taken between finding and binding it
             port = free_port()
             with self.log_path.open("ab") as log:

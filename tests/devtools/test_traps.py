@@ -97,17 +97,29 @@ def test_frames_with_offsets_resolve_to_lines(guest: bytes) -> None:
                                  "location": "plugin.wat:10:5"}
 
 
-def test_plugin_trap_name_frames_resolve_to_function_entries(guest: bytes, tmp_path: Path) -> None:
+def test_plugin_trap_frames_carry_offsets_and_resolve_exactly(guest: bytes, tmp_path: Path) -> None:
     trap = plugin_trap(guest)
-    assert trap.frames == ["inner", "outer"]  # what the runtime keeps today: names, no offsets
-    raw = raw_trap(guest)
-    smap = wat_map(guest, raw.frames[0].module_offset, raw.frames[1].module_offset)
+    parsed = [traps.parse_frame(frame) for frame in trap.frames]  # the runtime keeps names and offsets
+    assert [name for _, name, _ in parsed] == ["inner", "outer"]
+    offsets = [offset for _, _, offset in parsed]
+    assert all(isinstance(offset, int) for offset in offsets)
+    assert guest[offsets[0]] == 0x00  # exactly the `unreachable` instruction
+    smap = wat_map(guest, offsets[0], offsets[1])  # type: ignore[arg-type]
     wasm_path = tmp_path / "plugin.wasm"
     wasm_path.write_bytes(guest)
     (tmp_path / "plugin.wasm.map").write_text(smap.to_json())  # found beside the module
     report = traps.inspect(trap, wasm_path=wasm_path)
     assert report.map_source == "plugin.wasm.map"
     assert report.plugin == "guest" and report.message.startswith("guest trapped:")
+    assert [f.location for f in report.frames] == ["plugin.wat:10:5", "plugin.wat:15:5"]
+    assert not any(f.approximate for f in report.frames)
+
+
+def test_name_only_frames_resolve_to_function_entries(guest: bytes) -> None:
+    """Frames without offsets (older records) fall back to each function's first instruction."""
+    raw = raw_trap(guest)
+    smap = wat_map(guest, raw.frames[0].module_offset, raw.frames[1].module_offset)
+    report = traps.inspect(plugin_trap(guest), guest, source_map=smap, frames=["inner", "outer"])
     assert [f.location for f in report.frames] == ["plugin.wat:5:5 (function entry)",
                                                    "plugin.wat:13:5 (function entry)"]
     assert all(f.approximate for f in report.frames)

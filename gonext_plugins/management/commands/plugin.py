@@ -74,10 +74,12 @@ LIFECYCLE_SUBCOMMANDS: dict[str, str] = {
 
 
 class Command(DevCommands, LifecycleCommands, BaseCommand):
-    help = ("Manage gonext plugins: keys and bundles (keygen, pack, sign, verify) and installed plugins "
-            "(install, list, show, activate, deactivate, upgrade, rollback, uninstall, grant, revoke, "
-            "trust-key, revoke-key). Exit codes: 0 done, 1 refused (stderr: 'error: <code>: "
-            "<message>'), 2 usage error, 3 nothing to do (already in that state).")
+    help = ("Manage gonext plugins: write them (new: scaffold a plugin; dev: build, upload to a dev site, "
+            "watch, diff capabilities, tail logs; see docs/plugin-authors.md), keys and bundles (keygen, "
+            "pack, sign, verify) and installed plugins (install, list, show, activate, deactivate, "
+            "upgrade, rollback, uninstall, grant, revoke, trust-key, revoke-key). Exit codes: 0 done, "
+            "1 refused (stderr: 'error: <code>: <message>'), 2 usage error, 3 nothing to do (already in "
+            "that state).")
     requires_system_checks: list[str] = []  # keygen/pack/sign need no database
 
     SUBCOMMANDS: dict[str, str] = {
