@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gonext_plugins.devtools.wasmbin import read_uleb
 from gonext_plugins.errors import PluginError
 
 _B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -295,16 +296,10 @@ def _decode_mappings(mappings: str, n_sources: int, n_names: int) -> dict[int, l
 
 
 def _leb(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(data):
-            raise SourceMapError("truncated LEB128 in wasm module")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            return result, pos
+    try:
+        return read_uleb(data, pos)
+    except ValueError as exc:
+        raise SourceMapError(str(exc)) from None
 
 
 def _uleb(value: int) -> bytes:

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
+from gonext_plugins.devtools.wasmbin import read_uleb
 from gonext_plugins.errors import BuildError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -175,15 +176,7 @@ def _check_module(wasm: bytes, source: Path, cmd: list[str]) -> None:
                 command=cmd)
 
 
-def _leb(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            return result, pos
+_leb = read_uleb
 
 
 def _imports(wasm: bytes) -> list[tuple[str, str]]:
