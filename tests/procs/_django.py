@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,3 +28,25 @@ def emit(**fields: Any) -> None:
     fields.setdefault("t", time.time())
     sys.stdout.write(json.dumps(fields, sort_keys=True) + "\n")
     sys.stdout.flush()
+
+
+def serve_commands(run: Callable[[dict[str, Any]], dict[str, Any]], *, stamp_commit: bool = False) -> None:
+    """The actors' loop: one JSON command per stdin line, one ``done`` line per command (typed
+    errors as the API's error shape). ``stamp_commit`` adds ``committed_at``, taken right after
+    ``run`` returned (after its transaction committed)."""
+    setup()
+    from gonext_plugins.errors import PluginError
+
+    emit(event="ready")
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        command = json.loads(line)
+        try:
+            fields = run(command)
+        except PluginError as exc:
+            emit(event="done", op=command.get("op"), ok=False, **exc.as_dict())
+            continue
+        if stamp_commit:
+            fields = {"committed_at": time.time(), **fields}
+        emit(event="done", op=command["op"], ok=True, **fields)

@@ -10,13 +10,10 @@ test can measure how long another process takes to notice:
 
 from __future__ import annotations
 
-import json
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from _django import emit, setup
+from _django import serve_commands
 
 ACTOR = "tests: process A"
 
@@ -37,20 +34,7 @@ def run(command: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    setup()
-    from gonext_plugins.errors import PluginError
-
-    emit(event="ready")
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        command = json.loads(line)
-        try:
-            fields = run(command)
-        except PluginError as exc:
-            emit(event="done", op=command.get("op"), ok=False, **exc.as_dict())
-            continue
-        emit(event="done", op=command["op"], ok=True, committed_at=time.time(), **fields)
+    serve_commands(run, stamp_commit=True)
 
 
 if __name__ == "__main__":
