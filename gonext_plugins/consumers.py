@@ -17,6 +17,10 @@ the database keeps ``LOG_BACKLOG``)."""
 
 MAX_FILTER_CHARS = 200
 
+POLL_SECONDS = 1.0
+"""With the in-memory channel layer, how often the consumer also reads lines other processes (the
+job worker, other web processes) wrote to the backlog: that layer cannot carry them itself."""
+
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 
@@ -65,10 +69,23 @@ class PluginLogConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_add(logs.group_name(self.slug), self.channel_name)
         self.joined = True
         await self._send_backlog()
+        if _layer_is_process_local(self.channel_layer):
+            self.poller = asyncio.ensure_future(self._poll_backlog())
 
     async def disconnect(self, code: int) -> None:
+        poller = getattr(self, "poller", None)
+        if poller is not None:
+            poller.cancel()
         if getattr(self, "joined", False):
             await self.channel_layer.group_discard(logs.group_name(self.slug), self.channel_name)
+
+    async def _poll_backlog(self) -> None:
+        """Send lines stored by other processes since the last one sent (in-memory layer only)."""
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            lines = await database_sync_to_async(_lines_after)(self.slug, self.last_id)
+            if lines:
+                await self.log_lines({"lines": lines})
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not getattr(self, "joined", False) or not isinstance(content, dict):
@@ -129,6 +146,19 @@ def _token_user(scope: dict[str, Any]) -> Any:
 
     token = Token.objects.select_related("user").filter(key=key).first()
     return token.user if token is not None else None
+
+
+def _layer_is_process_local(layer: Any) -> bool:
+    from channels.layers import InMemoryChannelLayer
+
+    return isinstance(layer, InMemoryChannelLayer)
+
+
+def _lines_after(slug: str, last_id: int) -> list[dict[str, Any]]:
+    from .models import PluginLogEntry
+
+    rows = PluginLogEntry.objects.filter(plugin=slug, id__gt=last_id).order_by("id")[:BACKLOG_LINES]
+    return [row.as_record() for row in rows]
 
 
 def _plugin_exists(slug: str) -> bool:

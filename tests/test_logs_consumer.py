@@ -203,3 +203,31 @@ def test_rate_limit_report_reaches_the_client(flood: LoadedPlugin, settings: Any
         await comm.disconnect()
 
     run(scenario)
+
+
+def test_lines_stored_by_another_process_arrive_with_the_in_memory_layer(flood: LoadedPlugin) -> None:
+    """The job worker is another process: with the in-memory layer its lines reach the page only
+    through the backlog, which the consumer reads again every POLL_SECONDS."""
+    from django.utils import timezone
+
+    from gonext_plugins.consumers import POLL_SECONDS
+    from gonext_plugins.models import PluginLogEntry
+
+    user = cookie_for(staff())
+
+    def store_as_the_worker_would() -> None:
+        PluginLogEntry.objects.create(time=timezone.now(), plugin="demo", version="1.0.0", level=1,
+                                      message="job demo.work finished", source="host")
+
+    async def scenario() -> None:
+        comm = communicator(user)
+        await comm.connect()
+        await comm.receive_json_from(timeout=5)  # the backlog
+        await database_sync_to_async(store_as_the_worker_would)()
+        message = await comm.receive_json_from(timeout=POLL_SECONDS * 3)
+        assert message["type"] == "lines"
+        assert [line["message"] for line in message["lines"]] == ["job demo.work finished"]
+        assert await comm.receive_nothing(timeout=POLL_SECONDS * 1.5)  # sent once
+        await comm.disconnect()
+
+    run(scenario)
