@@ -243,7 +243,8 @@ class PluginAdmin(PluginAdminViews, ReadOnlyAdmin):
             "audit_events": [(event, json.dumps(event.details, ensure_ascii=False, sort_keys=True))
                              for event in recent_audit(plugin)],
             "faults": list(plugin.faults.all()[:10]), "snapshot": snap, "stats_since": _started(),
-            "job_runs": list(PluginJobRun.objects.filter(plugin_slug=plugin.slug)[:JOB_ROWS]),
+            "job_runs": [(run, json.dumps(run.result, ensure_ascii=False, sort_keys=True))
+                         for run in PluginJobRun.objects.filter(plugin_slug=plugin.slug)[:JOB_ROWS]],
             "job_counts": dict(PluginJobRun.objects.filter(plugin_slug=plugin.slug).values_list("status")
                                .annotate(n=Count("pk")).order_by()),
             "state_badge": state_badge(plugin.state, plugin.state_reason),

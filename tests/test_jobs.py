@@ -8,6 +8,7 @@ mid-queue) is in ``test_jobs_worker.py``.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -358,6 +359,11 @@ def test_admin_plugin_page_shows_recent_jobs(job_plugin: Any) -> None:
     for run in (ok, bad):
         assert f'data-job-id="{run.id}"' in html
     assert "Succeeded" in html and "Failed" in html and "1 of 3" in html
+    from django.utils.html import escape
+
+    ok.refresh_from_db()
+    assert isinstance(ok.result, dict | list), ok.result
+    assert escape(json.dumps(ok.result, ensure_ascii=False, sort_keys=True)) in html  # JSON, not repr
     assert client.get(reverse("admin:gonext_plugins_pluginjobrun_changelist")).status_code == 200
 
 
