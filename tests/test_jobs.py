@@ -20,6 +20,7 @@ import wasmtime
 from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 from rest_framework.test import APIClient
 
@@ -369,3 +370,37 @@ def test_admin_plugin_page_shows_recent_jobs(job_plugin: Any) -> None:
 
 def test_task_backend_check_passes_with_the_demo_settings() -> None:
     assert list(check_task_backend()) == []
+
+
+def _leave_running(run: PluginJobRun, minutes: float) -> None:
+    """What a worker killed mid-job leaves behind: the attempt claimed, no end recorded."""
+    assert jobs._claim(run.pk, run.attempts + 1, "a-worker-that-died")
+    PluginJobRun.objects.filter(pk=run.pk).update(
+        last_attempt_at=timezone.now() - timedelta(minutes=minutes))
+
+
+def test_a_run_whose_worker_died_is_retried_then_succeeds(job_plugin: Any, settings: Any) -> None:
+    settings.GONEXT_PLUGINS = {"JOB_RETRY_BASE_SECONDS": 0.01}
+    job_plugin()
+    run = jobs.enqueue("jobs", "echo", {"n": 1})
+    _leave_running(run, minutes=1)
+    assert jobs.recover_stalled() == []  # a minute is not stalled: calls are bounded far below 5
+    PluginJobRun.objects.filter(pk=run.pk).update(last_attempt_at=timezone.now() - timedelta(minutes=10))
+    assert jobs.recover_stalled() == [run.pk]
+    assert jobs.recover_stalled() == []  # taken back once
+    run.refresh_from_db()
+    assert (run.status, run.error_code) == ("retrying", "worker_lost")
+    time.sleep(0.05)
+    final = work_until_final(run.pk)
+    assert (final.status, final.attempts) == ("succeeded", 2)
+    assert any("stopped answering" in line for line in host_lines("jobs"))
+
+
+def test_a_run_whose_worker_died_with_no_retries_left_fails(job_plugin: Any) -> None:
+    job_plugin(max_retries=0)
+    run = jobs.enqueue("jobs", "echo")
+    _leave_running(run, minutes=10)
+    assert jobs.recover_stalled() == [run.pk]
+    run.refresh_from_db()
+    assert (run.status, run.error_code, run.attempts) == ("failed", "worker_lost", 1)
+    assert run.finished_at is not None
