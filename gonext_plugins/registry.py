@@ -28,7 +28,6 @@ from .errors import HookError, PluginError, PluginLoadError, PluginTrap
 from .manifest import Manifest
 from .runtime import Limits, Runtime
 from .runtime import Plugin as RuntimePlugin
-from .stats import stats
 
 logger = logging.getLogger("gonext_plugins.registry")
 
@@ -57,7 +56,6 @@ class LoadedPlugin:
         timeout, bad result) for quarantine before re-raising it. Guest ``error`` statuses and the
         like are the plugin's answers, not faults."""
         method = getattr(self.runtime_plugin, f"invoke_{kind}")
-        started = time.perf_counter()
         try:
             return method(name, *args, **kwargs)
         except PluginTrap as exc:
@@ -67,8 +65,6 @@ class LoadedPlugin:
             if exc.status == "bad_result":
                 self._fault("bad_result", name, exc)
             raise
-        finally:  # per-process calls and latency for the admin changelist
-            stats.record(self.slug, time.perf_counter() - started)
 
     def _fault(self, kind: str, hook: str, exc: PluginError) -> None:
         from .lifecycle import record_fault

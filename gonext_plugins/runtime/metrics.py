@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Callable, Iterator
 
 from prometheus_client import REGISTRY, Counter
@@ -50,11 +51,15 @@ class LightHistogram:
         return out
 
 
+RECENT_CALLS = 1024
+"""Latencies kept per plugin for an exact median of recent calls (the admin shows it)."""
+
+
 class PluginStats:
     """Per-plugin hot-path figures. One per plugin name for the life of the process, so counters
     stay monotonic across reloads and upgrades."""
 
-    __slots__ = ("calls", "checkout_wait", "checkouts", "fuel", "name")
+    __slots__ = ("calls", "checkout_wait", "checkouts", "fuel", "name", "recent")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -62,12 +67,14 @@ class PluginStats:
         self.checkout_wait = LightHistogram()
         self.calls: dict[str, LightHistogram] = {}
         self.fuel = 0
+        self.recent: deque[float] = deque(maxlen=RECENT_CALLS)
 
     def record_call(self, kind: str, seconds: float, fuel: int) -> None:
         histogram = self.calls.get(kind)
         if histogram is None:
             histogram = self.calls[kind] = LightHistogram()
         histogram.observe(seconds)
+        self.recent.append(seconds)
         self.fuel += fuel
 
     def call_count(self) -> int:
@@ -77,6 +84,15 @@ class PluginStats:
 _stats: dict[str, PluginStats] = {}
 _pools: dict[str, tuple[object, Callable[[], float], Callable[[], float]]] = {}
 _lock = threading.Lock()
+
+
+def existing_stats(name: str) -> PluginStats | None:
+    """The figures of ``name`` if this process ever ran it (without creating an empty entry)."""
+    return _stats.get(name)
+
+
+def all_stats() -> list[PluginStats]:
+    return list(_stats.values())
 
 
 def stats_for(name: str) -> PluginStats:
