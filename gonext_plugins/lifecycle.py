@@ -217,20 +217,6 @@ def _write_grants(plugin: Plugin, names: Iterable[str], actor: Actor, version: P
     return added
 
 
-class _BlobGuard:
-    """Remove a blob this operation created if the operation does not commit."""
-
-    def __init__(self, bundle: Bundle) -> None:
-        self.name, self.created = save_blob(bundle.wasm, bundle.wasm_sha256)
-
-    def rollback_hook(self) -> Callable[[], None]:
-        def undo() -> None:
-            if self.created and not PluginVersion.objects.filter(blob_name=self.name).exists():
-                delete_blob(self.name)
-
-        return undo
-
-
 def _new_version(plugin: Plugin, bundle: Bundle, key: PublisherKey | None, signed: bool,
                  blob: str) -> PluginVersion:
     manifest = bundle.manifest
@@ -258,12 +244,14 @@ def _signature_details(key: PublisherKey | None, signed: bool) -> dict[str, Any]
 
 def _run_guarded(bundle: Bundle, body: Callable[[str], Any]) -> Any:
     """Save the blob, run ``body(blob_name)`` in a transaction, undo the blob on failure."""
-    guard = _BlobGuard(bundle)
+    name, created = save_blob(bundle.wasm, bundle.wasm_sha256)
     try:
         with transaction.atomic():
-            return body(guard.name)
+            return body(name)
     except BaseException:
-        guard.rollback_hook()()
+        # Remove the blob only if this operation created it and no version (of any plugin) uses it.
+        if created and not PluginVersion.objects.filter(blob_name=name).exists():
+            delete_blob(name)
         raise
 
 
