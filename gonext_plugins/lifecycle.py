@@ -265,24 +265,25 @@ def _validate_activation(plugin: Plugin, version: PluginVersion) -> Manifest:
     """Everything that must hold before a version may run: consent, hooks and jobs capabilities,
     and wasm that this host can load."""
     manifest = manifest_of(version)
-    missing = set(manifest.capabilities) - granted_capabilities(plugin) - capabilities.ALWAYS_GRANTED
+    granted = granted_capabilities(plugin)
+    missing = set(manifest.capabilities) - granted - capabilities.ALWAYS_GRANTED
     if missing:
         raise ConsentRequired(
             f"version {version.version} needs capabilities that are not granted: "
             f"{', '.join(sorted(missing))}",
             missing=missing, plugin=plugin.slug,
         )
-    for needed, what in (("hooks.subscribe", manifest.hooks), ("jobs.enqueue", manifest.jobs)):
-        if what and needed not in manifest.all_capabilities:
-            kind = "hooks" if needed == "hooks.subscribe" else "jobs"
+    for needed, kind, declared in (("hooks.subscribe", "hooks", manifest.hooks),
+                                   ("jobs.enqueue", "jobs", manifest.jobs)):
+        if declared and needed not in manifest.all_capabilities:
             raise LifecycleError(
                 f"the manifest declares {kind} but does not ask for the {needed!r} capability",
                 plugin=plugin.slug,
             )
-        if what and needed not in granted_capabilities(plugin):
+        if declared and needed not in granted:
             raise ConsentRequired(
-                f"the plugin declares {'hooks' if needed == 'hooks.subscribe' else 'jobs'} but "
-                f"{needed!r} is not granted", missing=[needed], plugin=plugin.slug,
+                f"the plugin declares {kind} but {needed!r} is not granted", missing=[needed],
+                plugin=plugin.slug,
             )
     from . import registry
 
