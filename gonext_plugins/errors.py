@@ -61,6 +61,14 @@ class PluginTimeout(PluginTrap):
     code = "timeout"
 
 
+class ReentrantHostCall(PluginTrap):
+    """The guest called a host import from inside ``gn_alloc``/``gn_free`` while the host was placing a
+    result or a payload (ABI.md: host calls are not re-entrant); the call ends as a trap so a guest
+    can never make the host recurse."""
+
+    code = "reentrant_host_call"
+
+
 class HookError(PluginError):
     """The guest returned one of ABI.md's negative statuses, or a result the host cannot accept.
 

@@ -123,7 +123,9 @@ class FastDispatcher:
             body: bytes = _unpack(self._base + bptr, blen)
             a32[0] = bptr
             a32[4] = blen
+            ctx.placing = "gn_free"  # imports made there follow ABI.md's no-re-entry rule
             err = _call(cctx, self._free, self._args, 2, self._trap)
+            ctx.placing = ""
             if err != _NULL or self._trap[0] != _NULL:
                 raise trap_error(cffi_wasmtime.fault_from(err, self._trap), ctx, self._limits)
             return body
@@ -160,9 +162,13 @@ class FastDispatcher:
             self._base = _mem_data(self._cctx, self._mem)
         return self._base
 
-    def _guest_i32(self, func: Any, nargs: int) -> int:
-        """Call a guest function whose args are already in ``self._args``; returns result i32."""
-        err = _call(self._cctx, func, self._args, nargs, self._trap)
+    def _place(self, export: str, nargs: int) -> int:
+        """Call ``gn_alloc``/``gn_free`` for the host, args already in ``self._args``; returns the
+        result i32. Imports made there follow ABI.md's no-re-entry rule (``HostContext.placing``)."""
+        self._ctx.placing = export
+        err = _call(self._cctx, self._alloc if export == "gn_alloc" else self._free, self._args, nargs,
+                    self._trap)
+        self._ctx.placing = ""
         if err != _NULL or self._trap[0] != _NULL:
             raise trap_error(cffi_wasmtime.fault_from(err, self._trap), self._ctx, self._limits)
         return int(self._args[0].i32)
@@ -174,15 +180,15 @@ class FastDispatcher:
         if old_cap:
             args[0].i32 = self._buf_ptr
             args[1].i32 = old_cap
-            self._guest_i32(self._free, 2)
+            self._place("gn_free", 2)
             self._buf_ptr = self._buf_cap = 0
         want = max(size, _MIN_BUFFER, 2 * old_cap)
         args[0].i32 = want
-        ptr = self._guest_i32(self._alloc, 1)
+        ptr = self._place("gn_alloc", 1)
         if ptr == 0 and want > size:
             want = size
             args[0].i32 = want
-            ptr = self._guest_i32(self._alloc, 1)
+            ptr = self._place("gn_alloc", 1)
         ptr &= 0xFFFFFFFF
         if ptr == 0 or ptr + want > _mem_size(self._cctx, self._mem):
             raise HookError(f"gn_alloc could not provide {size} bytes for the payload",

@@ -53,7 +53,7 @@ class SlowDispatcher:
                 return None
             bptr, blen = body
             data = bytes(self._memory.read(store, bptr, bptr + blen))
-            self._guest(self._free, bptr, blen)
+            self._place("gn_free", bptr, blen)
             return data
         finally:
             self._account()
@@ -75,19 +75,28 @@ class SlowDispatcher:
             return self._buf_ptr
         old_cap = self._buf_cap
         if old_cap:
-            self._guest(self._free, self._buf_ptr, old_cap)
+            self._place("gn_free", self._buf_ptr, old_cap)
             self._buf_ptr = self._buf_cap = 0
         want = max(size, _MIN_BUFFER, 2 * old_cap)
-        ptr = self._guest(self._alloc, want)
+        ptr = self._place("gn_alloc", want)
         if ptr == 0 and want > size:
             want = size
-            ptr = self._guest(self._alloc, want)
+            ptr = self._place("gn_alloc", want)
         ptr &= 0xFFFFFFFF
         if ptr == 0 or ptr + want > self._memory.data_len(self._store):
             raise HookError(f"gn_alloc could not provide {size} bytes for the payload",
                             status="out_of_memory", plugin=self._ctx.name)
         self._buf_ptr, self._buf_cap = ptr, want
         return ptr
+
+    def _place(self, export: str, *args: int) -> Any:
+        """Call ``gn_alloc``/``gn_free`` for the host: imports made there follow ABI.md's
+        no-re-entry rule (``HostContext.placing``)."""
+        self._ctx.placing = export
+        try:
+            return self._guest(self._alloc if export == "gn_alloc" else self._free, *args)
+        finally:
+            self._ctx.placing = ""
 
     def _guest(self, func: Func, *args: int) -> Any:
         try:

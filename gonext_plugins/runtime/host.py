@@ -6,13 +6,27 @@ in a process-global (``LAST_EXCEPTION``) that another thread's call may pick up,
 form skips the per-call ``Val`` conversions. Our trampolines never raise: they record what went
 wrong in the instance's :class:`HostContext` and return a wasm trap, and the dispatcher asks the
 context (``take_error``) what the trap meant. Both dispatchers share this module.
+
+Two rules of ABI.md are enforced here, in the one trampoline every import goes through:
+
+- Host functions are not re-entrant. While the host is inside ``gn_alloc``/``gn_free`` (placing a
+  result or a payload: ``HostContext.placing`` names which), ``gn_log`` is dropped, ``gn_time_ms``
+  runs, and any other import ends the call as ``ReentrantHostCall``. Without this a guest whose
+  ``gn_alloc`` calls ``gn_host_call`` makes the host call ``gn_alloc`` again, without end.
+- Time in host functions counts against the call: a host function runs with the call's remaining
+  budget (:func:`time_left`), and an import that returns after the hard deadline ends the call as
+  ``PluginTimeout``, whatever it returned (a failing host call never re-enters wasm, so the
+  epoch alone would not stop a guest that loops over slow host calls).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import ctypes
 import itertools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +37,7 @@ import orjson
 from wasmtime import Func, FuncType, Memory, Store, ValType
 from wasmtime import _ffi as ffi
 
-from gonext_plugins.errors import PluginError, PluginTrap
+from gonext_plugins.errors import PluginError, PluginTimeout, PluginTrap, ReentrantHostCall
 
 if TYPE_CHECKING:
     from gonext_plugins.runtime.limits import Limits
@@ -143,8 +157,9 @@ class HostContext:
     the typed error a host function recorded (panic message, host-call limit), if any.
     """
 
-    __slots__ = ("alloc", "call_hook", "call_started", "deadline_ticks", "error", "handle", "host_calls",
-                 "host_functions", "limits", "log_calls", "log_sink", "memory", "name", "soft_at")
+    __slots__ = ("alloc", "call_hook", "call_started", "deadline", "deadline_ticks", "error", "handle",
+                 "host_calls", "host_functions", "limits", "log_calls", "log_sink", "memory", "name",
+                 "placing", "soft_at")
 
     def __init__(self, name: str, handle: PluginHandle, limits: Limits, log_sink: LogSink,
                  host_functions: HostFunctions) -> None:
@@ -159,6 +174,10 @@ class HostContext:
         self.log_calls = 0
         self.error: PluginTrap | None = None
         self.deadline_ticks = 1 << 62  # the runtime sets the real one from hard_timeout_ms
+        # The call's hard deadline on the monotonic clock, for time spent in host functions.
+        self.deadline = math.inf
+        # "gn_alloc" or "gn_free" while the host is inside that export; "" otherwise.
+        self.placing = ""
         # The call in flight, for the ticker's soft-deadline watch (perf_counter seconds).
         self.call_hook = ""
         self.call_started = 0.0
@@ -168,6 +187,8 @@ class HostContext:
         self.host_calls = 0
         self.log_calls = 0
         self.error = None
+        self.placing = ""
+        self.deadline = time.monotonic() + self.limits.hard_timeout_ms / 1000
 
     def take_error(self) -> PluginTrap | None:
         err, self.error = self.error, None
@@ -179,6 +200,21 @@ class HostContext:
             self.log_sink(self.name, level, message, source)
         except Exception:
             logger.exception("log sink failed for plugin %s", self.name)
+
+
+# --- the call's budget, as host functions see it ----------------------------------------------
+
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("gonext_host_call_deadline",
+                                                                         default=None)
+
+
+def time_left() -> float | None:
+    """Seconds left before the hard deadline of the guest call whose host function is running now
+    (0 once passed), or None outside a host function. A host function that waits (network, locks)
+    uses it as its own timeout: the trampoline ends the call as ``PluginTimeout`` when it returns
+    late anyway, so waiting longer only holds the request."""
+    deadline = _DEADLINE.get()
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 # --- the trampolines -------------------------------------------------------------------------
@@ -213,24 +249,63 @@ def _read(base: int, size: int, ptr: int, length: int) -> bytes | None:
     return ctypes.string_at(base + ptr, length) if length else b""
 
 
-def _guarded(fn: Callable[[HostContext, Any, Any], int]) -> Callable[..., int]:
-    """Wrap a host function body: look up its context, never let a Python exception escape."""
+# What an import does when the guest calls it from inside gn_alloc/gn_free (ABI.md).
+RUN, DROP, REFUSE = "run", "drop", "refuse"
+
+
+def _guarded(name: str, fn: Callable[[HostContext, Any, Any], int], while_placing: str) -> Callable[..., int]:
+    """Wrap the body of import ``name``: look up its context, apply the re-entrancy and deadline
+    rules, and never let a Python exception escape (one escaping a ctypes callback leaves wasmtime
+    with an undefined result: a wrong answer at best, a corrupted heap at worst)."""
 
     def trampoline(env: int | None, caller: Any, args: Any, nargs: int) -> int:
-        ctx = _LIVE.get(env or 0)
-        if ctx is None:
-            return _trap("host context missing")
+        ctx: HostContext | None = None
         try:
-            return fn(ctx, caller, args)
+            ctx = _LIVE.get(env or 0)
+            if ctx is None:
+                return _trap("host context missing")
+            if ctx.placing and while_placing != RUN:
+                if while_placing == DROP:
+                    return 0
+                return _refuse_reentry(ctx, name)
+            status = fn(ctx, caller, args)
+            if status == 0 and time.monotonic() > ctx.deadline:
+                return _overran(ctx, name)
+            return status
         except _GuestTrapped:
             return _trap("guest trapped during a host call")
         except BaseException as exc:  # a ctypes callback must not raise
-            if ctx.error is None:
-                ctx.error = PluginTrap(f"host function failed: {type(exc).__name__}", plugin=ctx.name)
-            logger.exception("host function failed for plugin %s", ctx.name)
-            return _trap("host function failed")
+            return _failed(ctx, exc)
 
     return trampoline
+
+
+def _refuse_reentry(ctx: HostContext, name: str) -> int:
+    if ctx.error is None:
+        ctx.error = ReentrantHostCall(
+            f"{name} called from inside {ctx.placing}: host calls are not re-entrant (ABI.md); only "
+            "gn_log (dropped) and gn_time_ms may be called there", plugin=ctx.name)
+    return _trap("reentrant host call")
+
+
+def _overran(ctx: HostContext, name: str) -> int:
+    if ctx.error is None:
+        ctx.error = PluginTimeout(
+            f"call overran hard_timeout_ms={ctx.limits.hard_timeout_ms} inside {name}; time in host "
+            "functions counts against the call", plugin=ctx.name)
+    return _trap("deadline passed in a host function")
+
+
+def _failed(ctx: HostContext | None, exc: BaseException) -> int:
+    """The last line of defence of a trampoline: record, log, trap; never raise from here."""
+    try:
+        if ctx is not None:
+            if ctx.error is None:
+                ctx.error = PluginTrap(f"host function failed: {type(exc).__name__}", plugin=ctx.name)
+            logger.error("host function failed for plugin %s", ctx.name, exc_info=exc)
+    except BaseException:  # even logging may fail (a RecursionError, say); the trap still goes back
+        pass
+    return _trap("host function failed")
 
 
 def _gn_log(ctx: HostContext, caller: Any, args: Any) -> int:
@@ -300,6 +375,9 @@ def _host_call(ctx: HostContext, caller: Any, name_ptr: int, name_len: int, payl
         payload = orjson.loads(raw_payload)
     except orjson.JSONDecodeError:
         return pack(0, HC_BAD_PAYLOAD)
+    if time.monotonic() >= ctx.deadline:  # no budget left: do not start it (the trampoline traps)
+        return pack(0, HC_ERROR)
+    token = _DEADLINE.set(ctx.deadline)
     try:
         result = orjson.dumps(entry.func(ctx.handle, payload))
     except PluginError as exc:  # an expected refusal (quota, host not allowed): no traceback
@@ -310,6 +388,8 @@ def _host_call(ctx: HostContext, caller: Any, name_ptr: int, name_len: int, payl
         ctx.log(ERROR, f"host function {name} failed: {type(exc).__name__}: {exc}")
         logger.warning("host function %s failed for plugin %s", name, ctx.name, exc_info=True)
         return pack(0, HC_ERROR)
+    finally:
+        _DEADLINE.reset(token)
     ptr = _guest_alloc(ctx, cctx, len(result))
     if ptr is None:  # the guest trapped inside gn_alloc; ctx.error says why
         raise _GuestTrapped
@@ -326,14 +406,19 @@ class _GuestTrapped(Exception):
 
 
 def _guest_alloc(ctx: HostContext, cctx: Any, size: int) -> int | None:
-    """Call the guest's gn_alloc re-entrantly from a host function; None if it trapped."""
+    """Call the guest's gn_alloc from inside a host function (imports there follow ``placing``'s
+    rules); None if it trapped."""
     func = ctx.alloc
     if func is None:
         return 0
     vals = (ffi.wasmtime_val_raw_t * 1)()
     vals[0].i32 = size
     trap = ctypes.POINTER(ffi.wasm_trap_t)()
-    err = ffi.wasmtime_func_call_unchecked(cctx, ctypes.byref(func._func), vals, 1, ctypes.byref(trap))
+    ctx.placing = "gn_alloc"
+    try:
+        err = ffi.wasmtime_func_call_unchecked(cctx, ctypes.byref(func._func), vals, 1, ctypes.byref(trap))
+    finally:
+        ctx.placing = ""
     if err or trap:
         if err:
             ffi.wasmtime_error_delete(err)
@@ -346,15 +431,17 @@ def _guest_alloc(ctx: HostContext, cctx: Any, size: int) -> int | None:
 
 
 _CALLBACKS: dict[str, Any] = {
-    name: ffi.wasmtime_func_unchecked_callback_t(_guarded(body))
-    for name, body in (("gn_log", _gn_log), ("gn_panic", _gn_panic), ("gn_time_ms", _gn_time_ms),
-                       ("gn_host_call", _gn_host_call))
+    name: ffi.wasmtime_func_unchecked_callback_t(_guarded(name, body, while_placing))
+    for name, body, while_placing in (("gn_log", _gn_log, DROP), ("gn_panic", _gn_panic, REFUSE),
+                                      ("gn_time_ms", _gn_time_ms, RUN),
+                                      ("gn_host_call", _gn_host_call, REFUSE))
 }
 
 
 @ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 def _finalize(env: int | None) -> None:
-    _LIVE.pop(env or 0, None)
+    with contextlib.suppress(BaseException):  # a ctypes callback must not raise
+        _LIVE.pop(env or 0, None)
 
 
 def make_env(store: Store, ctx: HostContext, names: list[str]) -> dict[str, Func]:

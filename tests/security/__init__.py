@@ -1,0 +1,1 @@
+"""Tests of the security fixes of issue #13, one file per class of issue."""
