@@ -48,6 +48,7 @@ from django.utils import timezone
 from . import capabilities
 from .conf import settings
 from .errors import PluginError
+from .runtime import time_left
 
 logger = logging.getLogger("gonext_plugins.host")
 
@@ -402,10 +403,14 @@ class _PinnedHTTPSConnection(_PinnedHTTPConnection):
 
 
 def _budget(plugin: Any) -> float:
-    """Seconds for the whole fetch, redirects included: HTTP_TIMEOUT, but never past the plugin's
-    hard deadline (the guest would trap on return anyway, so waiting longer only blocks a worker)."""
+    """Seconds for the whole fetch, redirects included: HTTP_TIMEOUT, but never past what is left of
+    the guest call's hard deadline (time in host functions counts against the call, and the call
+    ends as a timeout when the fetch returns late anyway, so waiting longer only holds a worker)."""
     budget = float(settings.HTTP_TIMEOUT)
-    limits = getattr(plugin, "limits", None)
+    left = time_left()
+    if left is not None:
+        return min(budget, left)
+    limits = getattr(plugin, "limits", None)  # called outside a guest call (site code, tests)
     hard_ms = getattr(limits, "hard_timeout_ms", None)
     if hard_ms:
         budget = min(budget, hard_ms / 1000)

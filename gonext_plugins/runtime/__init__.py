@@ -5,8 +5,8 @@
 contract.
 """
 
-from gonext_plugins.runtime.host import HostContext, HostFunction, HostFunctions
+from gonext_plugins.runtime.host import HostContext, HostFunction, HostFunctions, time_left
 from gonext_plugins.runtime.limits import Limits
 from gonext_plugins.runtime.runtime import Plugin, Runtime
 
-__all__ = ["HostContext", "HostFunction", "HostFunctions", "Limits", "Plugin", "Runtime"]
+__all__ = ["HostContext", "HostFunction", "HostFunctions", "Limits", "Plugin", "Runtime", "time_left"]
