@@ -34,6 +34,10 @@ Construction::
 4. With a body: copy it out, call ``gn_free(ptr, len)``, return the bytes. No body: return None.
 5. Set ``self.fuel_used`` (0 when fuel is off) whether the call succeeded or not.
 
+Every ``gn_alloc``/``gn_free`` call a dispatcher makes for the host (steps 2 and 4) runs with
+``ctx.placing`` set to that export's name, and cleared after: the ``env`` trampolines refuse imports
+made from there (ABI.md: host calls are not re-entrant; ``gn_log`` is dropped, ``gn_time_ms`` runs).
+
 Errors: a wasmtime ``Trap``/``WasmtimeError`` from any guest call becomes :func:`trap_error`'s
 result (``PluginTrap``, ``PluginTimeout`` for the deadline, the guest's ``gn_panic`` message in
 ``guest_message``); bad results are ``HookError`` from :func:`decode_result`. After a trap the

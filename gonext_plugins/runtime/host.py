@@ -291,8 +291,8 @@ def _refuse_reentry(ctx: HostContext, name: str) -> int:
 def _overran(ctx: HostContext, name: str) -> int:
     if ctx.error is None:
         ctx.error = PluginTimeout(
-            f"call overran hard_timeout_ms={ctx.limits.hard_timeout_ms} inside {name}; time in host "
-            "functions counts against the call", plugin=ctx.name)
+            f"call overran hard_timeout_ms={ctx.limits.hard_timeout_ms}: the deadline passed before {name} "
+            "returned (time in host functions counts against the call)", plugin=ctx.name)
     return _trap("deadline passed in a host function")
 
 

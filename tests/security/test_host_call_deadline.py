@@ -65,7 +65,7 @@ def test_looping_slow_fetches_cannot_hold_a_page_past_the_hard_deadline(  # type
     assert len(faults) == 1, faults
     kind, message = faults[0]
     assert kind == "timeout", faults
-    assert "inside gn_host_call" in message and "hard_timeout_ms" in message, message
+    assert "before gn_host_call returned" in message and "hard_timeout_ms" in message, message
 
 
 
