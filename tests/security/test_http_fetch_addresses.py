@@ -21,13 +21,27 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.core import checks
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
+from rest_framework.test import APIClient
 
-from gonext_plugins import builtin_host
+from gonext_plugins import builtin_host, bundle
 from gonext_plugins.builtin_host import FetchDenied, http_fetch
 from gonext_plugins.errors import ManifestError
-from tests.test_admin import admin_url, manager, refusal, signed_bundle, upload, users  # noqa: F401  (fixtures)
+from gonext_plugins.models import Plugin
+from tests.api.helpers import assert_error
+from tests.conftest import guest_wasm
+from tests.test_admin import (  # noqa: F401  (manager and users are fixtures)
+    admin_url,
+    manager,
+    marker_manifest,
+    refusal,
+    signed_bundle,
+    upload,
+    users,
+)
 from tests.test_builtin_host import ERROR, _Server, call, logged, plugin  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -249,3 +263,24 @@ def test_install_dialog_flags_ip_and_localhost_hosts(  # type: ignore[no-untyped
     dialog = manager.get(upload(manager, admin_url("plugin_install"), raw)["Location"]).content.decode()
     assert 'data-internal-host="10.0.0.5:8080"' in dialog and 'data-internal-host="localhost"' in dialog
     assert 'data-internal-host="api.example.com"' not in dialog and "api.example.com" in dialog
+
+
+# --- the API --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["0x7f000001:8000", "10.0.0.5"])
+def test_api_install_of_an_ip_host_bundle_is_400_bad_manifest_and_writes_nothing(
+        publisher: Any, host: str) -> None:
+    manifest = marker_manifest(optionalCapabilities=["http.fetch"],
+                               http={"allowedHosts": ["api.example.com", host]})
+    # Written by hand: pack() and sign() already refuse the obfuscated spelling.
+    raw = bundle._write_zip({bundle.MANIFEST: bundle._manifest_bytes(manifest),
+                             bundle.WASM: guest_wasm("marker_guest")})
+    client = APIClient()
+    client.force_authenticate(User.objects.create_superuser("root", "root@example.com", "pw"))
+    upload_file = SimpleUploadedFile("p.gnplugin", raw)
+    response = client.post("/api/plugins/", {"bundle": upload_file, "grant": ["hooks.subscribe"]},
+                           format="multipart")
+    data = assert_error(response, 400, "bad_manifest")
+    assert [p["path"] for p in data["problems"]] == ["$.http.allowedHosts[1]"], data
+    assert not Plugin.objects.exists()
