@@ -31,7 +31,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from . import bundle as bundle_module
-from . import capabilities, lifecycle
+from . import capabilities, lifecycle, netpolicy
 from .errors import (
     ConsentRequired,
     ManifestError,
@@ -208,6 +208,7 @@ def describe_bundle(bundle: Bundle) -> dict[str, Any]:
     manifest = bundle.manifest
     status = bundle.signature
     key = PublisherKey.objects.filter(fingerprint=status.fingerprint).first() if status.fingerprint else None
+    hosts = manifest.allowed_hosts if "http.fetch" in manifest.all_capabilities else ()
     return {
         "manifest": manifest,
         "signature": status,
@@ -218,7 +219,10 @@ def describe_bundle(bundle: Bundle) -> dict[str, Any]:
         "hooks": manifest.hooks,
         "jobs": manifest.jobs,
         "limits": _limit_rows(manifest),
-        "allowed_hosts": manifest.allowed_hosts if "http.fetch" in manifest.all_capabilities else (),
+        "allowed_hosts": hosts,
+        # IP and localhost hosts only install where the site opted in; flagged because they reach
+        # the site's own network, not a public service.
+        "internal_hosts": [host for host in hosts if netpolicy.is_ip_host(host.partition(":")[0])],
     }
 
 

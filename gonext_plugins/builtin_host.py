@@ -28,14 +28,13 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
-import ipaddress
 import logging
 import re
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -45,7 +44,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, JSONField, Sum, Value
 from django.utils import timezone
 
-from . import capabilities
+from . import capabilities, netpolicy
 from .conf import settings
 from .errors import PluginError
 from .runtime import time_left
@@ -251,13 +250,6 @@ FORBIDDEN_HEADERS = frozenset({
     "trailer", "proxy-authorization", "proxy-connection", "expect",
 })
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-# Never reachable, even when listed: link-local (cloud metadata at 169.254.169.254 and fe80::/10),
-# the unspecified address (0.0.0.0 connects to this host), AWS's IPv6 metadata address.
-_BLOCKED_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
-    "169.254.0.0/16", "0.0.0.0/8", "fe80::/10", "::/128", "fd00:ec2::254/128",
-))
-
-
 @dataclass(frozen=True)
 class _Target:
     url: str
@@ -299,6 +291,9 @@ def _target(url: str, allowed: set[tuple[str, int | None]], slug: str) -> _Targe
         host = host.encode("idna").decode("ascii").lower()
     except UnicodeError:
         raise FetchDenied(f"http.fetch: invalid host name {host!r}", plugin=slug)
+    refusal = netpolicy.host_refusal(host, allow_private=settings.HTTP_FETCH_ALLOW_PRIVATE)
+    if refusal:
+        raise FetchDenied(f"http.fetch: {refusal}", plugin=slug)
     port = port or DEFAULT_PORTS[scheme]
     if (host, port) not in allowed and not (port == DEFAULT_PORTS[scheme] and (host, None) in allowed):
         shown = host if port == DEFAULT_PORTS[scheme] else f"{host}:{port}"
@@ -329,21 +324,35 @@ def _headers(raw: Any, slug: str) -> dict[str, str]:
     return headers
 
 
+AddressInfo = tuple[int, int, int, str, Any]  # one getaddrinfo entry
+
+
+def _system_resolve(host: str, port: int) -> list[AddressInfo]:
+    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+
+
+# The one place http.fetch turns a name into addresses. A hook rather than a direct call so a test
+# can answer for names no DNS knows; whatever it answers is checked and then really connected to.
+resolve_host: Callable[[str, int], list[AddressInfo]] = _system_resolve
+
+
 def _addresses(host: str, port: int, slug: str) -> list[tuple[int, Any]]:
-    """Resolve once and connect only to what was checked here, so a DNS answer that changes
-    between check and connect (rebinding) cannot reach a blocked address."""
+    """Resolve once, check every address (netpolicy), and return them for the connect, so a DNS
+    answer that changes between check and connect (rebinding) cannot reach a refused address. One
+    refused address refuses the host: a name that also points inside is not a public service."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError) as exc:
+        infos = resolve_host(host, port)
+    except (OSError, UnicodeError) as exc:
         raise FetchError(f"http.fetch: cannot resolve {host}: {exc}", plugin=slug)
+    allow_private = settings.HTTP_FETCH_ALLOW_PRIVATE
     result = []
     for family, _, _, _, sockaddr in infos:
-        address = ipaddress.ip_address(sockaddr[0].split("%")[0])
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
-        if any(address in network for network in _BLOCKED_NETWORKS):
-            raise FetchDenied(f"http.fetch: {host} resolves to {address}, a link-local or unspecified "
-                              "address that plugins may never reach", plugin=slug)
+        refusal = netpolicy.address_refusal(sockaddr[0], allow_private=allow_private)
+        if refusal:
+            hint = "" if allow_private else " (an intranet site may allow private addresses with " \
+                "GONEXT_PLUGINS['HTTP_FETCH_ALLOW_PRIVATE'])"
+            raise FetchDenied(f"http.fetch: {host} resolves to {refusal}, which plugins may not "
+                              f"reach{hint}", plugin=slug)
         result.append((family, sockaddr))
     if not result:
         raise FetchError(f"http.fetch: {host} has no address", plugin=slug)

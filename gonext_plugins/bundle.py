@@ -463,6 +463,7 @@ def read(data: bytes | bytearray | memoryview | IO[bytes], *, key_lookup: KeyLoo
     raw = _read_input(data, _cap(caps, "max_bundle_bytes"))
     contents = _extract(raw, **_caps(caps))
     manifest = manifest_module.validate(contents[MANIFEST])
+    manifest_module.check_hosts(manifest, allow_private=_setting("HTTP_FETCH_ALLOW_PRIVATE"))
     manifest_sha, wasm_sha = _sha256(contents[MANIFEST]), _sha256(contents[WASM])
     if require_signature is None:
         require_signature = not _setting("DEV_MODE")

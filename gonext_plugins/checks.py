@@ -190,3 +190,29 @@ def check_task_backend(app_configs: Any = None, **kwargs: Any) -> Iterable[Check
             id="gonext_plugins.W004",
         ))
     return problems
+
+
+@register(Tags.security)
+def check_http_fetch_private(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMessage]:
+    """Letting plugins reach the site's own network is an intranet's choice; say so whenever it is on."""
+    try:
+        value = settings.user_settings.get("HTTP_FETCH_ALLOW_PRIVATE", DEFAULTS["HTTP_FETCH_ALLOW_PRIVATE"])
+    except ImproperlyConfigured:
+        return []  # E002 already says why
+    if not isinstance(value, bool):
+        return [Error(
+            f"GONEXT_PLUGINS['HTTP_FETCH_ALLOW_PRIVATE'] = {value!r} is not True or False.",
+            hint="Leave it out (False) unless plugins must fetch from this site's intranet.",
+            id="gonext_plugins.E003",
+        )]
+    if value:
+        return [Warning(
+            "GONEXT_PLUGINS['HTTP_FETCH_ALLOW_PRIVATE'] is on: plugins granted http.fetch may reach "
+            "loopback, private (RFC 1918), shared and unique-local addresses, and manifests may list "
+            "IP and localhost hosts.",
+            hint="Only for sites whose plugins must fetch from an intranet; each such host is still "
+            "listed in the manifest and granted by an admin. Link-local and cloud metadata addresses "
+            "stay unreachable. Turn it off otherwise.",
+            id="gonext_plugins.W005",
+        )]
+    return []

@@ -49,6 +49,10 @@ DEFAULTS: dict[str, Any] = {
     "KV_MAX_TOTAL_BYTES": 4 * MiB,
     "HTTP_TIMEOUT": 5.0,
     "HTTP_MAX_RESPONSE_BYTES": 1 * MiB,
+    # Let http.fetch reach loopback, private (RFC 1918), shared and unique-local addresses, and let
+    # manifests list IP and localhost hosts: for intranet sites only (system check W005 warns).
+    # Link-local, cloud metadata, multicast and reserved addresses stay unreachable regardless.
+    "HTTP_FETCH_ALLOW_PRIVATE": False,
     # Background jobs: a trapped job's first retry waits this long, doubling for each next one.
     "JOB_RETRY_BASE_SECONDS": 2.0,
     # Logs.

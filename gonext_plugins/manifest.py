@@ -21,6 +21,7 @@ from typing import Any
 import jsonschema
 
 import gonext_plugins
+from gonext_plugins import netpolicy
 from gonext_plugins.errors import ManifestError
 
 API_VERSION = "gonext.io/v1"
@@ -308,6 +309,7 @@ def _semantic_problems(data: Mapping[str, Any], host_version: str | None) -> lis
                 problems.append((("http", "allowedHosts", index), "host name is longer than 253 characters"))
             if port.isdigit() and not 1 <= int(port) <= 65535:
                 problems.append((("http", "allowedHosts", index), "port must be between 1 and 65535"))
+            problems.extend(_host_problems(index, name, allow_private=True))
 
     requires = data.get("requires")
     host_range = requires.get("host") if isinstance(requires, dict) else None
@@ -328,6 +330,24 @@ def _semantic_problems(data: Mapping[str, Any], host_version: str | None) -> lis
 
 
 # --- entry point -------------------------------------------------------------------------------
+
+
+def _host_problems(index: int, name: str, *, allow_private: bool) -> list[Problem]:
+    refusal = netpolicy.host_refusal(name, allow_private=allow_private)
+    return [(("http", "allowedHosts", index), refusal)] if refusal else []
+
+
+def check_hosts(manifest: Manifest, *, allow_private: bool) -> None:
+    """Refuse the ``http.allowedHosts`` this site does not accept: IP literals and ``localhost``
+    unless it opted in with ``HTTP_FETCH_ALLOW_PRIVATE`` (obfuscated numeric hosts and never-
+    reachable addresses are refused by :func:`validate` for every site). Separate from ``validate``
+    because it is the installing site's rule: packing, signing and reading stored manifests skip it."""
+    found: list[Problem] = []
+    for index, host in enumerate(manifest.allowed_hosts):
+        found.extend(_host_problems(index, host.partition(":")[0], allow_private=allow_private))
+    if found:
+        raise ManifestError([(format_path(path), message) for path, message in sorted(found, key=_sort_key)],
+                            plugin=manifest.slug)
 
 
 def _load_json(data: bytes | str) -> tuple[Any, list[Problem]]:
