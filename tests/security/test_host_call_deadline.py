@@ -29,7 +29,13 @@ from gonext_plugins.models import PluginFault
 from gonext_plugins.registry import LoadedPlugin, registry
 from gonext_plugins.runtime import time_left
 from tests.conftest import GUESTS
-from tests.test_builtin_host import _Server, call, plugin, server  # noqa: F401  (fixtures: a hostcall_guest plugin, a server)
+from tests.test_builtin_host import (  # noqa: F401  (fixtures: a hostcall_guest plugin, a server, the opt-in)
+    _intranet_site,
+    _Server,
+    call,
+    plugin,
+    server,
+)
 
 SLACK_S = 1.5  # page rendering and the fault's bookkeeping, generously (docs/security.md)
 FETCHES = 20  # what the guest loops over (tests/guests/slow_fetch_guest.wat)
@@ -42,7 +48,8 @@ def _guest(port: int) -> bytes:
 
 
 def test_looping_slow_fetches_cannot_hold_a_page_past_the_hard_deadline(  # type: ignore[no-untyped-def]
-        make_bundle, server: _Server) -> None:  # noqa: F811  (the fixture imported above)
+        make_bundle, server: _Server, _intranet_site: None) -> None:  # noqa: F811  (fixtures imported above)
+    """The slow server listens on 127.0.0.1, so this site opts in to private addresses."""
     host = f"127.0.0.1:{server.port}"
     bundle = make_bundle(wasm=_guest(server.port), slug="slowfetch",
                          capabilities=["hooks.subscribe", "http.fetch"], http={"allowedHosts": [host]},
@@ -66,8 +73,6 @@ def test_looping_slow_fetches_cannot_hold_a_page_past_the_hard_deadline(  # type
     kind, message = faults[0]
     assert kind == "timeout", faults
     assert "before gn_host_call returned" in message and "hard_timeout_ms" in message, message
-
-
 
 
 @pytest.fixture
