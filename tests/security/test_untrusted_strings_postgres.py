@@ -53,8 +53,9 @@ def install(make_bundle: Any, slug: str, wasm: bytes, caps: tuple[str, ...], **f
     return loaded
 
 
-def test_runs_on_the_expected_database() -> None:
-    """The child run proves it really ran on PostgreSQL (and this one on the suite's database)."""
+@pytest.fixture(autouse=True)
+def _on_the_expected_database() -> None:
+    """In the child run, every scenario first proves it really runs on PostgreSQL."""
     assert connection.vendor == os.environ.get(ON_POSTGRESQL, connection.vendor)
 
 
