@@ -389,10 +389,11 @@ def clean_message(message: str | bytes, max_bytes: int) -> str:
     """Valid UTF-8 of at most ``max_bytes`` bytes, cut on a character boundary, and storable on
     every database (``storable``'s rule: NUL shown as ``\\x00``, invalid bytes and lone surrogates
     replaced), so the live page shows exactly what the backlog keeps."""
-    raw = message if isinstance(message, bytes) else message.encode("utf-8", "replace")
+    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+    raw = storable_text(text).encode("utf-8")  # escaped first: escaping lengthens the text
     if len(raw) > max_bytes:
-        return storable_text(raw[:max_bytes].decode("utf-8", "ignore"))
-    return storable_text(raw.decode("utf-8", "replace"))
+        return raw[:max_bytes].decode("utf-8", "ignore")
+    return raw.decode("utf-8")
 
 
 writer = LogWriter()
