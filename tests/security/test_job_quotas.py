@@ -5,14 +5,19 @@ Before, one anonymous page view could queue as many jobs as the guest's host-cal
 unfinished jobs holding at most ``JOB_MAX_QUEUED_BYTES`` of payload; past either, ``jobs.enqueue``
 answers -1 with a log line saying why, and nothing is queued. The guest is the real
 ``hostcall_guest``: its hook ``loop:jobs.enqueue`` calls ``jobs.enqueue`` ten times in one call,
-as a plugin's hook on a page view would.
+as a plugin's hook on a page view would. Every test runs on SQLite here and again on PostgreSQL
+(``test_every_quota_test_on_postgresql``), where concurrent enqueues are not serialized for free.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import OperationalError, connection
 from django_tasks_db.models import DBTaskResult
 
 from gonext_plugins import capabilities, jobs, lifecycle, logs
@@ -21,7 +26,10 @@ from gonext_plugins.errors import JobQuotaExceeded
 from gonext_plugins.models import PluginJobRun, PluginLogEntry
 from gonext_plugins.registry import LoadedPlugin, registry
 from tests.conftest import guest_wasm
+from tests.test_cross_process import postgres_url  # noqa: F401  (a fixture)
 from tests.test_jobs import work
+
+from .postgres_child import on_the_expected_database, run_module_on_postgresql  # noqa: F401  (autouse)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -96,3 +104,43 @@ def test_the_capability_says_what_it_allows_and_the_settings_are_range_checked(s
     problems = {message.msg for message in check_settings() if message.id == "gonext_plugins.E003"}
     assert any("JOB_MAX_QUEUED'" in text for text in problems), problems
     assert any("JOB_MAX_QUEUED_BYTES" in text for text in problems), problems
+
+
+def test_concurrent_enqueues_never_pass_the_cap_together(spammer: LoadedPlugin, settings: Any) -> None:
+    """Twelve threads enqueue at once against JOB_MAX_QUEUED=5: exactly five jobs are queued (a
+    count-then-insert without the plugin row lock lets several through on PostgreSQL). A thread
+    retries only on the test SQLite's "table is locked"."""
+    quotas(settings, JOB_MAX_QUEUED=5)
+    outcomes: list[str] = []
+    start = threading.Barrier(12)
+
+    def enqueuer() -> None:
+        try:
+            start.wait()
+            for _ in range(200):
+                try:
+                    jobs.enqueue("spammer", "own")
+                except JobQuotaExceeded:
+                    outcomes.append("refused")
+                except OperationalError:  # in-memory SQLite under concurrent writers
+                    time.sleep(0.005)
+                    continue
+                else:
+                    outcomes.append("queued")
+                return
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=enqueuer) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(outcomes) == ["queued"] * 5 + ["refused"] * 7
+    assert unfinished() == 5 and DBTaskResult.objects.count() == 5
+
+
+@pytest.mark.slow
+def test_every_quota_test_on_postgresql(postgres_url: str, tmp_path: Path) -> None:  # noqa: F811
+    """Every test above again, on a real PostgreSQL server."""
+    run_module_on_postgresql(__file__, postgres_url, tmp_path)

@@ -12,9 +12,6 @@ PostgreSQL cluster (``postgres_url`` from ``test_cross_process``), where a NUL i
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,7 +19,6 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection
 from rest_framework.test import APIClient
 
 from gonext_plugins import bundle, jobs, lifecycle, logs
@@ -30,13 +26,14 @@ from gonext_plugins.errors import ManifestError, PluginTrap
 from gonext_plugins.models import AuditEvent, Plugin, PluginFault, PluginJobRun, PluginKV, PluginLogEntry
 from gonext_plugins.registry import LoadedPlugin, registry
 from tests.api.helpers import assert_error
-from tests.conftest import REPO, guest_wasm, make_manifest
+from tests.conftest import guest_wasm, make_manifest
 from tests.test_cross_process import postgres_url  # noqa: F401  (a fixture)
 from tests.test_jobs import work_until_final
 
+from .postgres_child import on_the_expected_database, run_module_on_postgresql  # noqa: F401  (autouse)
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ON_POSTGRESQL = "GONEXT_SECURITY_EXPECT_VENDOR"
 ESCAPED_NUL = "\\x00"  # what a NUL becomes in a stored record: four visible characters
 
 
@@ -51,12 +48,6 @@ def install(make_bundle: Any, slug: str, wasm: bytes, caps: tuple[str, ...], **f
     loaded = registry.get(slug)
     assert loaded is not None
     return loaded
-
-
-@pytest.fixture(autouse=True)
-def _on_the_expected_database() -> None:
-    """In the child run, every scenario first proves it really runs on PostgreSQL."""
-    assert connection.vendor == os.environ.get(ON_POSTGRESQL, connection.vendor)
 
 
 def test_a_panic_message_with_nul_is_stored_and_still_quarantines(make_bundle: Any, settings: Any) -> None:
@@ -164,14 +155,5 @@ def test_a_manifest_with_nul_or_a_lone_surrogate_is_bad_manifest(field: str, val
 
 @pytest.mark.slow
 def test_every_scenario_on_postgresql(postgres_url: str, tmp_path: Path) -> None:  # noqa: F811
-    """Run every test above in a child pytest whose database is a real PostgreSQL server."""
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("TEST_DATABASE_NAME", "PYTEST_CURRENT_TEST")}
-    env.update(DATABASE_URL=postgres_url, **{ON_POSTGRESQL: "postgresql"})
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", __file__, "-q", "-x", "-p", "no:randomly",
-         "-k", "not on_postgresql", f"--basetemp={tmp_path / 'child'}"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    tail = done.stdout[-6000:] + done.stderr[-3000:]
-    assert done.returncode == 0, tail
-    assert " passed" in done.stdout and " failed" not in done.stdout and "skipped" not in done.stdout, tail
+    """Every test above again, on a real PostgreSQL server."""
+    run_module_on_postgresql(__file__, postgres_url, tmp_path)
