@@ -47,7 +47,9 @@ from django.utils import timezone
 from . import capabilities, netpolicy
 from .conf import settings
 from .errors import PluginError
+from .manifest import format_path
 from .runtime import time_left
+from .storable import unstorable_paths
 
 logger = logging.getLogger("gonext_plugins.host")
 
@@ -127,7 +129,19 @@ def _key(payload: dict[str, Any], fn: str, plugin: str) -> str:
     if not isinstance(key, str) or not 1 <= len(key) <= MAX_KEY_LENGTH:
         raise BadHostCallPayload(f"{fn}: key must be a string of 1 to {MAX_KEY_LENGTH} characters",
                                  plugin=plugin)
+    _require_storable(key, f"{fn}: key", plugin)
     return key
+
+
+def _require_storable(value: Any, what: str, plugin: str) -> None:
+    """Refuse data the plugin will read back when a string in it (a key, an object key, a value)
+    holds a character no supported database stores; changing it would hand back other data."""
+    path = next(unstorable_paths(value), None)
+    if path is not None:
+        where = "" if not path else f" at {format_path(path)}"
+        raise BadHostCallPayload(f"{what}{where} contains a NUL character or a lone surrogate, which "
+                                 "cannot be stored; encode binary data (for example as base64)",
+                                 plugin=plugin)
 
 
 def kv_get(plugin: Any, payload: Any) -> dict[str, Any]:
@@ -150,6 +164,7 @@ def kv_set(plugin: Any, payload: Any) -> dict[str, Any]:
     data = _fields(payload, "kv.set", slug, ["key", "value"])
     key = _key(data, "kv.set", slug)
     value = data["value"]
+    _require_storable(value, f"kv.set {key!r}: value", slug)
     size = len(orjson.dumps(value))
     if size > settings.KV_MAX_VALUE_BYTES:
         raise KVQuotaExceeded(f"kv.set {key!r}: value of {size} bytes is over KV_MAX_VALUE_BYTES="
@@ -202,6 +217,7 @@ def kv_list(plugin: Any, payload: Any) -> dict[str, Any]:
     if not isinstance(prefix, str) or len(prefix) > MAX_KEY_LENGTH:
         raise BadHostCallPayload(f"kv.list: prefix must be a string of at most {MAX_KEY_LENGTH} "
                                  "characters", plugin=slug)
+    _require_storable(prefix, "kv.list: prefix", slug)
     rows = PluginKV.objects.filter(plugin_slug=slug, key__startswith=prefix).order_by("key")
     return {"keys": list(rows.values_list("key", flat=True)[: settings.KV_MAX_KEYS])}
 

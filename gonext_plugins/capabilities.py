@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .conf import DEFAULTS, MiB
 from .errors import UnknownCapability
 from .runtime.host import HostCallable, HostFunctions
 
@@ -126,6 +127,11 @@ def host_function(name: str, *, capability: str) -> Callable[[HostCallable], Hos
 register("hooks.subscribe", "Run code on the site's actions and filters (for example, change post HTML).",
          "medium", builtin=True)
 register("kv", "Keep a small private key-value store on this site (quota-limited).", "low", builtin=True)
-register("jobs.enqueue", "Queue its own background jobs.", "low", builtin=True)
+register("jobs.enqueue",
+         "Queue its own declared background jobs, which any worker runs later under the plugin's limits, "
+         "also from code that runs on an anonymous page view. Capped per plugin: at most JOB_MAX_QUEUED "
+         f"unfinished jobs (default {DEFAULTS['JOB_MAX_QUEUED']}) holding at most JOB_MAX_QUEUED_BYTES of "
+         f"payload (default {DEFAULTS['JOB_MAX_QUEUED_BYTES'] // MiB} MiB); past either, the call fails "
+         "and nothing is queued.", "medium", builtin=True)
 register("http.fetch", "Make HTTP requests to the hosts listed in its manifest, from this server.",
          "high", builtin=True)

@@ -35,6 +35,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "QUARANTINE_FAULTS": (1, 10**6),
     "QUARANTINE_WINDOW": (1, 86_400 * 7),
     "JOB_RETRY_BASE_SECONDS": (0.01, 86_400),
+    "JOB_MAX_QUEUED": (1, 10**6),
+    "JOB_MAX_QUEUED_BYTES": (1024, 64 * 1024 * 1024 * 1024),
     "LOG_RATE": (1, 10**6),
     "LOG_BURST": (1, 10**7),
     "LOG_BACKLOG": (10, 10**7),

@@ -55,6 +55,10 @@ DEFAULTS: dict[str, Any] = {
     "HTTP_FETCH_ALLOW_PRIVATE": False,
     # Background jobs: a trapped job's first retry waits this long, doubling for each next one.
     "JOB_RETRY_BASE_SECONDS": 2.0,
+    # Per-plugin quotas on jobs not finished yet (queued, running, waiting for a retry), whoever
+    # queued them: past either, jobs.enqueue fails (-1 to a guest, JobQuotaExceeded to site code).
+    "JOB_MAX_QUEUED": 100,
+    "JOB_MAX_QUEUED_BYTES": 4 * MiB,  # their JSON payloads together
     # Logs.
     "LOG_RATE": 200.0,
     "LOG_BURST": 1_000,

@@ -245,6 +245,13 @@ class PluginInactive(JobError):
     code = "plugin_inactive"
 
 
+class JobQuotaExceeded(JobError):
+    """Queuing the job would put the plugin over JOB_MAX_QUEUED unfinished jobs or
+    JOB_MAX_QUEUED_BYTES of their payloads: one page view must not be able to fill the queue."""
+
+    code = "job_quota_exceeded"
+
+
 # --- signing keys (layer 2, added with the bundle format) ---------------------------------------
 
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import orjson
 from django.db import transaction
-from django.db.models import DateTimeField, F, Value
+from django.db.models import Count, DateTimeField, F, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -46,6 +46,7 @@ from .conf import settings
 from .errors import (
     HookError,
     InvalidPayload,
+    JobQuotaExceeded,
     PayloadTooLarge,
     PluginClosed,
     PluginError,
@@ -55,8 +56,10 @@ from .errors import (
     PoolTimeout,
     UnknownJob,
 )
+from .manifest import format_path
 from .models import JobStatus, PluginJobRun
 from .registry import LoadedPlugin
+from .storable import unstorable_paths
 
 logger = logging.getLogger("gonext_plugins.jobs")
 
@@ -124,8 +127,10 @@ def _task() -> Any:
     return run_plugin_job
 
 
-def _normalize(payload: Any, slug: str) -> Any:
-    """The payload as plain JSON (task arguments are stored as JSON), within MAX_INPUT_BYTES."""
+def _normalize(payload: Any, slug: str) -> tuple[Any, int]:
+    """The payload as plain JSON (task arguments are stored as JSON), within MAX_INPUT_BYTES and
+    storable on every database (the guest gets it back exactly, so it is refused, not altered);
+    with its size in bytes."""
     from .bridge import json_default
 
     try:
@@ -135,7 +140,32 @@ def _normalize(payload: Any, slug: str) -> Any:
     if len(raw) > settings.MAX_INPUT_BYTES:
         raise PayloadTooLarge(f"job payload of {len(raw)} bytes is over MAX_INPUT_BYTES="
                               f"{settings.MAX_INPUT_BYTES}", plugin=slug)
-    return orjson.loads(raw)
+    data = orjson.loads(raw)
+    path = next(unstorable_paths(data), None)
+    if path is not None:
+        raise InvalidPayload(f"job payload at {format_path(path)} contains a NUL character, which cannot "
+                             "be stored; encode binary data (for example as base64)", plugin=slug)
+    return data, len(raw)
+
+
+def _check_quota(slug: str, job: str, size: int) -> None:
+    """Refuse a job that would put the plugin over JOB_MAX_QUEUED unfinished jobs or
+    JOB_MAX_QUEUED_BYTES of their payloads. Called inside the enqueue transaction after locking the
+    plugin's row, so concurrent enqueues (threads or processes) cannot together pass the cap."""
+    from .models import Plugin
+
+    list(Plugin.objects.select_for_update().filter(slug=slug).values_list("pk", flat=True))
+    usage = PluginJobRun.objects.filter(plugin_slug=slug).exclude(status__in=PluginJobRun.FINAL) \
+        .aggregate(jobs=Count("pk"), total=Sum("payload_bytes"))
+    jobs, total = usage["jobs"], usage["total"] or 0
+    max_jobs, max_bytes = settings.JOB_MAX_QUEUED, settings.JOB_MAX_QUEUED_BYTES
+    if jobs + 1 > max_jobs:
+        raise JobQuotaExceeded(f"job {job} not queued: the plugin already has {jobs} unfinished jobs, "
+                               f"the most JOB_MAX_QUEUED={max_jobs} allows", plugin=slug)
+    if total + size > max_bytes:
+        raise JobQuotaExceeded(f"job {job} not queued: its payload of {size} bytes would make {total + size} "
+                               f"bytes of unfinished jobs' payloads, over JOB_MAX_QUEUED_BYTES={max_bytes}",
+                               plugin=slug)
 
 
 def _enqueue_task(slug: str, job: str, payload: Any, *, key: str | None, attempt: int,
@@ -156,8 +186,10 @@ def enqueue(slug: str, job: str, payload: Any = None, run_after: datetime | time
     """Queue job ``job`` of plugin ``slug``; returns its record (``.id`` is the idempotency key).
 
     Raises ``PluginNotFound``, ``PluginInactive`` or ``UnknownJob`` (the active version does not
-    declare it), ``InvalidPayload``/``PayloadTooLarge`` for a payload that cannot be sent. Inside a
-    transaction the job is queued when it commits (the task row and the record commit together).
+    declare it), ``InvalidPayload``/``PayloadTooLarge`` for a payload that cannot be sent or stored,
+    ``JobQuotaExceeded`` past the plugin's JOB_MAX_QUEUED / JOB_MAX_QUEUED_BYTES (nothing is queued).
+    Inside a transaction the job is queued when it commits (the task row and the record commit
+    together).
     """
     from .lifecycle import manifest_of
     from .models import Plugin, PluginState
@@ -175,16 +207,18 @@ def enqueue(slug: str, job: str, payload: Any = None, run_after: datetime | time
         names = ", ".join(j.name for j in manifest.jobs) or "none"
         raise UnknownJob(f"plugin {slug!r} {version.version} declares no job {job!r} (it declares: "
                          f"{names})", plugin=slug)
-    data = _normalize(payload, slug)
+    data, size = _normalize(payload, slug)
     now = timezone.now()
     if isinstance(run_after, timedelta):
         run_after = now + run_after
     elif run_after is not None and timezone.is_naive(run_after):
         raise ValueError("run_after must be an aware datetime or a timedelta")
     with transaction.atomic():
+        _check_quota(slug, job, size)
         result = _enqueue_task(slug, job, data, key=None, attempt=1, run_after=run_after)
         run, _ = PluginJobRun.objects.get_or_create(pk=str(result.id), defaults={
             "plugin_slug": slug, "version": version.version, "job": job, "payload": data,
+            "payload_bytes": size,
             "max_retries": declaration.max_retries, "enqueued_by": enqueued_by, "enqueued_at": now,
             "run_after": run_after, "task_id": str(result.id),
         })
@@ -241,7 +275,8 @@ def _ensure_row(key: str, slug: str, job: str, payload: Any, attempt: int, task_
         return
     job_decl = declared(slug, job)
     PluginJobRun.objects.get_or_create(pk=key, defaults={
-        "plugin_slug": slug, "job": job, "payload": payload, "attempts": attempt - 1,
+        "plugin_slug": slug, "job": job, "payload": payload, "payload_bytes": len(orjson.dumps(payload)),
+        "attempts": attempt - 1,
         "max_retries": job_decl.max_retries if job_decl else DEFAULT_MAX_RETRIES,
         "enqueued_at": timezone.now(), "task_id": task_id,
     })

@@ -27,13 +27,18 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.signals import setting_changed
+from django.db import DatabaseError, transaction
 from django.dispatch import receiver
 
 from .conf import settings
 from .signals import plugin_activated, plugin_deactivated, plugin_quarantined
+from .storable import storable_text
+
+if TYPE_CHECKING:
+    from .models import PluginLogEntry
 
 logger = logging.getLogger("gonext_plugins.plugin")
 
@@ -255,17 +260,38 @@ class LogWriter:
                            message=clean_message(message, max_bytes), source=source[:10], dropped=dropped)
             for ts, plugin, version, level, message, source, dropped in batch
         ]
-        try:
-            PluginLogEntry.objects.bulk_create(entries)
-        except Exception:
-            logger.exception("could not store %d plugin log lines", len(entries))
-        else:
-            self.written += len(entries)
-            self._trim({e.plugin for e in entries}, backlog)
+        stored = self._store(entries)
+        if stored:
+            self.written += len(stored)
+            self._trim({e.plugin for e in stored}, backlog)
         by_plugin: dict[str, list[dict[str, Any]]] = {}
         for entry in entries:
             by_plugin.setdefault(entry.plugin, []).append(entry.as_record())
         self._fan_out(by_plugin)
+
+    def _store(self, entries: list[PluginLogEntry]) -> list[PluginLogEntry]:
+        """Insert the batch in one statement; if the database refuses it, insert line by line, so
+        one line it cannot store never costs the other lines of the batch (other plugins' lines and
+        host events included). Returns the entries stored."""
+        from .models import PluginLogEntry
+
+        try:
+            with transaction.atomic():
+                return PluginLogEntry.objects.bulk_create(entries)
+        except DatabaseError:
+            logger.warning("could not store a batch of %d plugin log lines; storing them one by one",
+                           len(entries), exc_info=True)
+        stored = []
+        for entry in entries:
+            entry.pk = None
+            try:
+                with transaction.atomic():
+                    entry.save(force_insert=True)
+            except DatabaseError:
+                logger.exception("could not store a log line of plugin %s; the line is lost", entry.plugin)
+            else:
+                stored.append(entry)
+        return stored
 
     def _trim(self, plugins: Iterable[str], backlog: int) -> None:
         """Keep the newest ``backlog`` lines of each plugin; trims only once 10% over, in one delete."""
@@ -360,13 +386,14 @@ def _version_of(plugin: str) -> str:
 
 
 def clean_message(message: str | bytes, max_bytes: int) -> str:
-    """Valid UTF-8 of at most ``max_bytes`` bytes: invalid bytes (and lone surrogates) replaced,
-    cut on a character boundary."""
-    raw = message if isinstance(message, bytes) else message.encode("utf-8", "replace")
+    """Valid UTF-8 of at most ``max_bytes`` bytes, cut on a character boundary, and storable on
+    every database (``storable``'s rule: NUL shown as ``\\x00``, invalid bytes and lone surrogates
+    replaced), so the live page shows exactly what the backlog keeps."""
+    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+    raw = storable_text(text).encode("utf-8")  # escaped first: escaping lengthens the text
     if len(raw) > max_bytes:
-        raw = raw[:max_bytes]
-        return raw.decode("utf-8", "ignore")
-    return raw.decode("utf-8", "replace")
+        return raw[:max_bytes].decode("utf-8", "ignore")
+    return raw.decode("utf-8")
 
 
 writer = LogWriter()

@@ -23,6 +23,7 @@ import jsonschema
 import gonext_plugins
 from gonext_plugins import netpolicy
 from gonext_plugins.errors import ManifestError
+from gonext_plugins.storable import unstorable_paths
 
 API_VERSION = "gonext.io/v1"
 SCHEMA_RESOURCE = "schemas/manifest-v1.json"
@@ -397,6 +398,10 @@ def problems(data: Any, *, check_host: bool = True, host_version: str | None = N
     if isinstance(data, Mapping):
         version = (host_version or gonext_plugins.__version__) if check_host else None
         found.extend(_semantic_problems(data, version))
+    # Stored as jsonb and in text columns: a NUL or a lone surrogate anywhere (keys included) would
+    # fail the install on PostgreSQL (or on every database), so it is a problem like any other.
+    found.extend((path, "contains a NUL character or a lone surrogate, which cannot be stored; "
+                        "remove it (or escape it in the text)") for path in unstorable_paths(data))
     unique = sorted(set(found), key=_sort_key)
     return [(format_path(path), message) for path, message in unique]
 

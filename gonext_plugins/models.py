@@ -3,8 +3,60 @@ plugin state, so the rules live in one place and every change is audited."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
+
+from .storable import storable_json, storable_text
+
+# --- columns that hold text a plugin or a client wrote ---------------------------------------------
+#
+# Each writes what it is given through ``storable``'s rule, on every write path (``save``,
+# ``create``, ``bulk_create``, ``QuerySet.update``), so no caller can forget it. They deconstruct as
+# the plain Django field: the column is the same, only the value sent to it differs, so they need
+# no migration.
+
+
+class StorableTextField(models.TextField):
+    """A ``TextField`` for untrusted text: NUL stored as ``\\x00``, lone surrogates as U+FFFD."""
+
+    def get_prep_value(self, value: Any) -> Any:
+        value = super().get_prep_value(value)
+        return storable_text(value) if isinstance(value, str) else value
+
+    def deconstruct(self) -> Any:
+        name, _, args, kwargs = super().deconstruct()
+        return name, "django.db.models.TextField", args, kwargs
+
+
+class StorableCharField(models.CharField):
+    """A ``CharField`` for untrusted text: made storable, then cut to ``max_length`` (escaping a
+    NUL lengthens the text, and PostgreSQL refuses an over-long ``varchar``)."""
+
+    def get_prep_value(self, value: Any) -> Any:
+        value = super().get_prep_value(value)
+        if isinstance(value, str):
+            value = storable_text(value)
+            if self.max_length is not None:
+                value = value[: self.max_length]
+        return value
+
+    def deconstruct(self) -> Any:
+        name, _, args, kwargs = super().deconstruct()
+        return name, "django.db.models.CharField", args, kwargs
+
+
+class StorableJSONField(models.JSONField):
+    """A ``JSONField`` for untrusted JSON: every string in it (keys too) made storable, since
+    PostgreSQL's ``jsonb`` refuses ``"\\u0000"`` even where ``text`` would not matter."""
+
+    def get_prep_value(self, value: Any) -> Any:
+        return storable_json(super().get_prep_value(value))
+
+    def deconstruct(self) -> Any:
+        name, _, args, kwargs = super().deconstruct()
+        return name, "django.db.models.JSONField", args, kwargs
 
 
 class PluginState(models.TextChoices):
@@ -18,12 +70,12 @@ class Plugin(models.Model):
     """One installed plugin, whatever its versions."""
 
     slug = models.SlugField(max_length=64, unique=True)
-    name = models.CharField(max_length=200)
-    description = models.TextField(blank=True)
-    author = models.CharField(max_length=200, blank=True)
+    name = StorableCharField(max_length=200)
+    description = StorableTextField(blank=True)
+    author = StorableCharField(max_length=200, blank=True)
     homepage = models.URLField(blank=True)
     state = models.CharField(max_length=20, choices=PluginState.choices, default=PluginState.INACTIVE)
-    state_reason = models.CharField(max_length=500, blank=True, help_text="why it is quarantined, etc.")
+    state_reason = StorableCharField(max_length=500, blank=True, help_text="why it is quarantined, etc.")
     active_version = models.ForeignKey(
         "PluginVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -137,7 +189,7 @@ class AuditEvent(models.Model):
     plugin = models.ForeignKey(Plugin, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit")
     plugin_slug = models.CharField(max_length=64, db_index=True, blank=True)
     version = models.CharField(max_length=64, blank=True)
-    details = models.JSONField(default=dict, blank=True)
+    details = StorableJSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     objects = AuditEventQuerySet.as_manager()
@@ -173,7 +225,7 @@ class PluginKV(models.Model):
 
     plugin_slug = models.SlugField(max_length=64, help_text="by slug, so kept data survives an uninstall")
     key = models.CharField(max_length=255)
-    value = models.JSONField()
+    value = StorableJSONField()
     size = models.PositiveIntegerField(help_text="bytes of the JSON-encoded value")
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -190,10 +242,10 @@ class PluginFault(models.Model):
     plugin = models.ForeignKey(Plugin, on_delete=models.CASCADE, related_name="faults")
     version = models.CharField(max_length=64, blank=True)
     kind = models.CharField(max_length=30)  # trap, timeout, bad_result, load_error, ...
-    hook = models.CharField(max_length=200, blank=True)
-    message = models.TextField(blank=True)
-    guest_message = models.TextField(blank=True)
-    report = models.JSONField(
+    hook = StorableCharField(max_length=200, blank=True)
+    message = StorableTextField(blank=True)
+    guest_message = StorableTextField(blank=True)
+    report = StorableJSONField(
         null=True, blank=True,
         help_text="the trap report: frames resolved to source lines through the module's source map",
     )
@@ -214,7 +266,7 @@ class PluginLogEntry(models.Model):
     plugin = models.SlugField(max_length=64, db_index=False, help_text="by slug: logs outlive an uninstall")
     version = models.CharField(max_length=64, blank=True)
     level = models.PositiveSmallIntegerField(default=1, help_text="0 debug, 1 info, 2 warning, 3 error")
-    message = models.TextField(blank=True)
+    message = StorableTextField(blank=True)
     source = models.CharField(max_length=10, default="guest", help_text="guest or host")
     dropped = models.PositiveIntegerField(default=0, help_text="lines this report line says were dropped")
 
@@ -262,7 +314,9 @@ class PluginJobRun(models.Model):
     plugin_slug = models.SlugField(max_length=64, db_index=False)
     version = models.CharField(max_length=64, blank=True, help_text="the version that last ran it")
     job = models.CharField(max_length=200)
-    payload = models.JSONField(null=True, blank=True)
+    payload = StorableJSONField(null=True, blank=True)
+    payload_bytes = models.PositiveIntegerField(
+        default=0, help_text="size of the JSON payload, counted against JOB_MAX_QUEUED_BYTES")
     status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
     attempts = models.PositiveIntegerField(default=0)
     max_retries = models.PositiveSmallIntegerField(default=3)
@@ -270,8 +324,8 @@ class PluginJobRun(models.Model):
     enqueued_by = models.CharField(max_length=20, default="site", help_text="site or plugin")
     task_id = models.CharField(max_length=64, blank=True, help_text="the task carrying the last attempt")
     error_code = models.CharField(max_length=40, blank=True)
-    error = models.TextField(blank=True)
-    result = models.JSONField(null=True, blank=True)
+    error = StorableTextField(blank=True)
+    result = StorableJSONField(null=True, blank=True)
     enqueued_at = models.DateTimeField()
     run_after = models.DateTimeField(null=True, blank=True, help_text="when the next attempt may start")
     started_at = models.DateTimeField(null=True, blank=True, help_text="start of the first attempt")
