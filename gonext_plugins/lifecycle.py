@@ -120,6 +120,12 @@ def _resolve(plugin: Plugin | str) -> Plugin:
         raise PluginNotFound(f"no plugin {plugin!r} is installed", plugin=str(plugin))
 
 
+def _fresh(plugin: Plugin | str) -> Plugin:
+    """The plugin row as the database has it now: a caller's instance may be stale, and what gets
+    compiled before a transaction must be what the transaction will find."""
+    return _resolve(plugin.slug if isinstance(plugin, Plugin) else plugin)
+
+
 def _lock(plugin: Plugin | str) -> Plugin:
     """Re-read the plugin row under a row lock (PostgreSQL) so concurrent operations serialize."""
     slug = plugin.slug if isinstance(plugin, Plugin) else plugin
@@ -388,7 +394,7 @@ def _activate_locked(plugin: Plugin, actor: Actor, compiled: Compiled) -> Result
 
 def activate(plugin: Plugin | str, actor: Actor) -> Result:
     """Make the plugin's current version run in every process (within ``SYNC_INTERVAL``)."""
-    current = _resolve(plugin)
+    current = _fresh(plugin)
     compiled = (_compile_version(current.slug, current.active_version)
                 if current.state != PluginState.ACTIVE else {})
     with transaction.atomic():
@@ -444,7 +450,7 @@ def upgrade(plugin: Plugin | str, bundle: Bundle, granted: Iterable[str], actor:
     """Install a newer version and switch to it. New required capabilities must be granted in
     ``granted`` (or already); otherwise :class:`ConsentRequired` and the current version keeps
     running. The same version with the same bytes is a no-op; with other bytes it is refused."""
-    current = _resolve(plugin)
+    current = _fresh(plugin)
     manifest = bundle.manifest
     if manifest.slug != current.slug:
         raise LifecycleError(
@@ -521,7 +527,7 @@ def _rollback_target(plugin: Plugin, to_version: str | None) -> PluginVersion:
 
 def rollback(plugin: Plugin | str, actor: Actor, to_version: str | None = None) -> Result:
     """Switch back to an installed version: the one given, or the newest older than the current."""
-    resolved = _resolve(plugin)
+    resolved = _fresh(plugin)
     compiled: Compiled = {}
     if resolved.state == PluginState.ACTIVE:
         target = _rollback_target(resolved, to_version)
