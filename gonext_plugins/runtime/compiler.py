@@ -37,6 +37,8 @@ ENGINE_SETTINGS: dict[str, object] = {
 EXIT_COMPILE_ERROR = 3
 # Child exit status when it ran out of its address-space limit inside Python.
 EXIT_OUT_OF_MEMORY = 4
+# Child exit status when the artifact cannot be written to the cache directory (reason on stderr).
+EXIT_CACHE_UNWRITABLE = 5
 
 
 def new_engine() -> tuple[Engine, str]:
@@ -107,7 +109,11 @@ def main(argv: list[str]) -> int:
         except WasmtimeError as exc:
             sys.stderr.write((str(exc).strip().splitlines() or ["wasmtime refused the module"])[0])
             return EXIT_COMPILE_ERROR
-        write_artifact(Path(out_path), bytes.fromhex(key_hex), payload)
+        try:
+            write_artifact(Path(out_path), bytes.fromhex(key_hex), payload)
+        except OSError as exc:
+            sys.stderr.write(str(exc))
+            return EXIT_CACHE_UNWRITABLE
     except MemoryError:
         return EXIT_OUT_OF_MEMORY
     return 0

@@ -211,6 +211,9 @@ def compile_in_child(wasm: bytes, name: str, key: bytes, path: Path, limits: Com
         return
     if status == compiler.EXIT_COMPILE_ERROR:
         raise PluginLoadError(f"module does not compile: {stderr[:500]}", plugin=name)
+    if status == compiler.EXIT_CACHE_UNWRITABLE:
+        raise PluginLoadError(f"the compiled module cannot be written to the cache: {stderr[:500]}",
+                              plugin=name)
     if status in (-signal.SIGXCPU, -signal.SIGKILL):
         raise CompileLimitExceeded(f"compiling the module used more than its {limits.cpu_seconds} s "
                                    f"of CPU time", plugin=name)
