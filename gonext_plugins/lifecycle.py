@@ -5,6 +5,8 @@ Every operation runs in one transaction, writes an :class:`~gonext_plugins.model
 every process re-syncs, and sends its signal only once the transaction commits. A failure in the
 middle leaves the database and storage as they were: blobs written by a failed operation are
 removed again, and blobs are deleted only after the rows that referenced them are gone for good.
+A version about to run is compiled (or loaded from the artifact cache) *before* its transaction
+opens, so a slow first compile never holds the database's write lock (:func:`_compile`).
 
 Interfaces (admin, API, commands, the dev endpoint) call these functions and nothing else that
 writes plugin state.
