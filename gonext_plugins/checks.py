@@ -31,6 +31,10 @@ RANGES: dict[str, tuple[float, float]] = {
     "MAX_HOST_CALLS": (1, 10**7),
     "MAX_INPUT_BYTES": (1, 1024 * 1024 * 1024),
     "MAX_OUTPUT_BYTES": (1, 1024 * 1024 * 1024),
+    "MAX_MODULE_BYTES": (1024, 1024 * 1024 * 1024),
+    "MAX_FUNCTIONS": (1, 1_000_000),  # wasmtime itself refuses more than a million
+    "COMPILE_CPU_SECONDS": (1, 3_600),
+    "COMPILE_MEMORY_BYTES": (256 * 1024 * 1024, 64 * 1024 * 1024 * 1024),  # the child needs ~100 MiB to start
     "SYNC_INTERVAL": (0.05, 3_600),
     "QUARANTINE_FAULTS": (1, 10**6),
     "QUARANTINE_WINDOW": (1, 86_400 * 7),

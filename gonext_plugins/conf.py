@@ -36,6 +36,12 @@ DEFAULTS: dict[str, Any] = {
     "MAX_INPUT_BYTES": 1 * MiB,
     "MAX_OUTPUT_BYTES": 4 * MiB,
     "CACHE_DIR": None,  # compiled-artifact cache; None = <MEDIA_ROOT>/gonext_plugins/cache
+    # Compiling a module: caps checked on its bytes first, then the limits of the child process
+    # that compiles a module missing from the cache (CPU seconds of all its threads, address space).
+    "MAX_MODULE_BYTES": 16 * MiB,
+    "MAX_FUNCTIONS": 50_000,
+    "COMPILE_CPU_SECONDS": 30,
+    "COMPILE_MEMORY_BYTES": 2048 * MiB,
     # Cross-process sync and fault handling.
     "SYNC_INTERVAL": 1.0,
     "QUARANTINE_FAULTS": 5,

@@ -43,6 +43,13 @@ class PluginLoadError(PluginError):
     code = "load_error"
 
 
+class CompileLimitExceeded(PluginLoadError):
+    """The module is over a compile cap (its size or its number of functions) or compiling it
+    overran the CPU time or memory the compiler process may use."""
+
+    code = "compile_limit"
+
+
 class PluginTrap(PluginError):
     """The guest trapped: an explicit ``gn_panic``, a wasm trap, running out of fuel, a deadline."""
 

@@ -5,6 +5,8 @@ Every operation runs in one transaction, writes an :class:`~gonext_plugins.model
 every process re-syncs, and sends its signal only once the transaction commits. A failure in the
 middle leaves the database and storage as they were: blobs written by a failed operation are
 removed again, and blobs are deleted only after the rows that referenced them are gone for good.
+A version about to run is compiled (or loaded from the artifact cache) *before* its transaction
+opens, so a slow first compile never holds the database's write lock (:func:`_compile`).
 
 Interfaces (admin, API, commands, the dev endpoint) call these functions and nothing else that
 writes plugin state.
@@ -15,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -24,6 +26,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.dispatch import Signal
 from django.utils import timezone
+from wasmtime import Module
 
 from . import capabilities, logs, signals
 from .bundle import Bundle
@@ -52,7 +55,8 @@ from .models import (
     PluginVersion,
     PublisherKey,
 )
-from .storage import delete_blob, save_blob
+from .registry import registry
+from .storage import delete_blob, read_blob, save_blob
 
 logger = logging.getLogger("gonext_plugins.lifecycle")
 
@@ -87,8 +91,6 @@ def _audit(action: str, plugin: Plugin | None, actor: Actor, *, version: str = "
 def bump_generation() -> None:
     """Tell every process that plugin state changed (they re-sync within ``SYNC_INTERVAL``; this
     one at its next call after the commit)."""
-    from .registry import registry
-
     transaction.on_commit(registry.invalidate)
     updated = Generation.objects.filter(pk=1).update(number=F("number") + 1, changed_at=timezone.now())
     if not updated:
@@ -118,6 +120,12 @@ def _resolve(plugin: Plugin | str) -> Plugin:
         return Plugin.objects.get(slug=plugin)
     except Plugin.DoesNotExist:
         raise PluginNotFound(f"no plugin {plugin!r} is installed", plugin=str(plugin))
+
+
+def _fresh(plugin: Plugin | str) -> Plugin:
+    """The plugin row as the database has it now: a caller's instance may be stale, and what gets
+    compiled before a transaction must be what the transaction will find."""
+    return _resolve(plugin.slug if isinstance(plugin, Plugin) else plugin)
 
 
 def _lock(plugin: Plugin | str) -> Plugin:
@@ -255,15 +263,34 @@ def _run_guarded(bundle: Bundle, body: Callable[[str], Any]) -> Any:
         raise
 
 
+Compiled = Mapping[str, Module]
+"""Modules compiled before a transaction opened, by the sha256 of their wasm."""
+
+
+def _compile(slug: str, wasm: bytes, wasm_sha256: str) -> Compiled:
+    """Compile (or load from the artifact cache) before any transaction opens: a first compile runs
+    in a limited child process and may take seconds, and holding the database's write lock
+    meanwhile would stall every other writer (on SQLite, until they fail: "database is locked")."""
+    return {wasm_sha256: registry.compile(wasm, slug)}
+
+
+def _compile_version(slug: str, version: PluginVersion | None) -> Compiled:
+    """:func:`_compile` for an installed version (its stored blob)."""
+    if version is None:
+        return {}
+    return _compile(slug, read_blob(version.blob_name, version.wasm_sha256, plugin=slug),
+                    version.wasm_sha256)
+
+
 def manifest_of(version: PluginVersion) -> Manifest:
     from .manifest import validate
 
     return validate(version.manifest)
 
 
-def _validate_activation(plugin: Plugin, version: PluginVersion) -> Manifest:
+def _validate_activation(plugin: Plugin, version: PluginVersion, compiled: Compiled) -> Manifest:
     """Everything that must hold before a version may run: consent, hooks and jobs capabilities,
-    and wasm that this host can load."""
+    and wasm that this host can load (``compiled`` before the transaction, by :func:`_compile`)."""
     manifest = manifest_of(version)
     granted = granted_capabilities(plugin)
     missing = set(manifest.capabilities) - granted - capabilities.ALWAYS_GRANTED
@@ -285,9 +312,11 @@ def _validate_activation(plugin: Plugin, version: PluginVersion) -> Manifest:
                 f"the plugin declares {kind} but {needed!r} is not granted", missing=[needed],
                 plugin=plugin.slug,
             )
-    from . import registry
-
-    registry.check_loadable(plugin, version)
+    module = compiled.get(version.wasm_sha256)
+    if module is None:  # another operation changed the version after ours compiled one
+        raise LifecycleError(f"the plugin changed while version {version.version} was being compiled; "
+                             "try again", plugin=plugin.slug)
+    registry.check_loadable(plugin.slug, module, manifest)
     return manifest
 
 
@@ -316,6 +345,7 @@ def install(bundle: Bundle, granted: Iterable[str], actor: Actor, activate: bool
     key, signed = _check_signature(bundle, actor)
     names = _check_grants(manifest, granted)
     host_list = _check_hosts(manifest, hosts) if "http.fetch" in names else None
+    compiled = _compile(manifest.slug, bundle.wasm, bundle.wasm_sha256) if activate else {}
 
     def body(blob: str) -> Result:
         plugin = Plugin.objects.create(
@@ -335,7 +365,7 @@ def install(bundle: Bundle, granted: Iterable[str], actor: Actor, activate: bool
         bump_generation()
         _send_on_commit(signals.plugin_installed, plugin, version, actor)
         if activate:
-            _activate_locked(plugin, actor)
+            _activate_locked(plugin, actor, compiled)
         return Result(plugin, version)
 
     try:
@@ -347,13 +377,13 @@ def install(bundle: Bundle, granted: Iterable[str], actor: Actor, activate: bool
         )
 
 
-def _activate_locked(plugin: Plugin, actor: Actor) -> Result:
+def _activate_locked(plugin: Plugin, actor: Actor, compiled: Compiled) -> Result:
     version = plugin.active_version
     if version is None:
         raise LifecycleError("the plugin has no version to activate", plugin=plugin.slug)
     if plugin.state == PluginState.ACTIVE:
         return Result(plugin, version, changed=False)
-    _validate_activation(plugin, version)
+    _validate_activation(plugin, version, compiled)
     before = plugin.state
     plugin.state = PluginState.ACTIVE
     plugin.state_reason = ""
@@ -366,8 +396,11 @@ def _activate_locked(plugin: Plugin, actor: Actor) -> Result:
 
 def activate(plugin: Plugin | str, actor: Actor) -> Result:
     """Make the plugin's current version run in every process (within ``SYNC_INTERVAL``)."""
+    current = _fresh(plugin)
+    compiled = (_compile_version(current.slug, current.active_version)
+                if current.state != PluginState.ACTIVE else {})
     with transaction.atomic():
-        return _activate_locked(_lock(plugin), actor)
+        return _activate_locked(_lock(current.slug), actor, compiled)
 
 
 def _deactivate_locked(plugin: Plugin, actor: Actor, *, state: str = PluginState.INACTIVE,
@@ -419,7 +452,7 @@ def upgrade(plugin: Plugin | str, bundle: Bundle, granted: Iterable[str], actor:
     """Install a newer version and switch to it. New required capabilities must be granted in
     ``granted`` (or already); otherwise :class:`ConsentRequired` and the current version keeps
     running. The same version with the same bytes is a no-op; with other bytes it is refused."""
-    current = _resolve(plugin)
+    current = _fresh(plugin)
     manifest = bundle.manifest
     if manifest.slug != current.slug:
         raise LifecycleError(
@@ -445,6 +478,8 @@ def upgrade(plugin: Plugin | str, bundle: Bundle, granted: Iterable[str], actor:
     names = _check_grants(manifest, granted, already=already)
     newly_fetching = "http.fetch" in names and "http.fetch" not in already
     host_list = _check_hosts(manifest, hosts) if newly_fetching or hosts is not None else None
+    compiled = (_compile(manifest.slug, bundle.wasm, bundle.wasm_sha256)
+                if current.state == PluginState.ACTIVE else {})
 
     def body(blob: str) -> Result:
         locked = _lock(current)
@@ -457,7 +492,7 @@ def upgrade(plugin: Plugin | str, bundle: Bundle, granted: Iterable[str], actor:
         locked.author, locked.homepage = manifest.author, manifest.homepage
         locked.save()
         if locked.state == PluginState.ACTIVE:
-            _validate_activation(locked, version)
+            _validate_activation(locked, version, compiled)
         new_caps = set(manifest.all_capabilities)
         _audit("upgrade", locked, actor, version=version.version,
                before=old.version if old else None, after=version.version,
@@ -472,32 +507,44 @@ def upgrade(plugin: Plugin | str, bundle: Bundle, granted: Iterable[str], actor:
     return _run_guarded(bundle, body)
 
 
+def _rollback_target(plugin: Plugin, to_version: str | None) -> PluginVersion:
+    """The version a rollback switches to: ``to_version``, or the newest older than the current."""
+    current = plugin.active_version
+    versions = list(plugin.versions.all())
+    if to_version is not None:
+        target = next((v for v in versions if v.version == to_version), None)
+        if target is None:
+            raise LifecycleError(
+                f"version {to_version} is not installed; installed: "
+                f"{', '.join(sorted((v.version for v in versions), key=_semver_key))}",
+                plugin=plugin.slug,
+            )
+        return target
+    older = [v for v in versions if current is None
+             or _semver_key(v.version) < _semver_key(current.version)]
+    if not older:
+        raise NoOlderVersion("there is no older version to roll back to", plugin=plugin.slug)
+    return max(older, key=lambda v: _semver_key(v.version))
+
+
 def rollback(plugin: Plugin | str, actor: Actor, to_version: str | None = None) -> Result:
     """Switch back to an installed version: the one given, or the newest older than the current."""
+    resolved = _fresh(plugin)
+    compiled: Compiled = {}
+    if resolved.state == PluginState.ACTIVE:
+        target = _rollback_target(resolved, to_version)
+        if target.pk != resolved.active_version_id:
+            compiled = _compile_version(resolved.slug, target)
     with transaction.atomic():
-        locked = _lock(plugin)
+        locked = _lock(resolved.slug)
         current = locked.active_version
-        versions = list(locked.versions.all())
-        if to_version is not None:
-            target = next((v for v in versions if v.version == to_version), None)
-            if target is None:
-                raise LifecycleError(
-                    f"version {to_version} is not installed; installed: "
-                    f"{', '.join(sorted((v.version for v in versions), key=_semver_key))}",
-                    plugin=locked.slug,
-                )
-        else:
-            older = [v for v in versions if current is None
-                     or _semver_key(v.version) < _semver_key(current.version)]
-            if not older:
-                raise NoOlderVersion("there is no older version to roll back to", plugin=locked.slug)
-            target = max(older, key=lambda v: _semver_key(v.version))
+        target = _rollback_target(locked, to_version)
         if current is not None and target.pk == current.pk:
             return Result(locked, target, changed=False)
         locked.active_version = target
         locked.save(update_fields=["active_version", "updated_at"])
         if locked.state == PluginState.ACTIVE:
-            _validate_activation(locked, target)
+            _validate_activation(locked, target, compiled)
         _audit("rollback", locked, actor, version=target.version,
                before=current.version if current else None, after=target.version)
         bump_generation()
@@ -753,6 +800,7 @@ def dev_install(manifest_bytes: bytes, wasm: bytes, actor: Actor) -> DevInstallR
     _check_grants(manifest, manifest.all_capabilities)  # an unknown capability is refused here
     wanted = set(manifest.all_capabilities)
     hosts = sorted(manifest.allowed_hosts)
+    compiled = _compile(manifest.slug, bundle.wasm, bundle.wasm_sha256)  # a dev build always runs
 
     def body(blob: str) -> DevInstallResult:
         plugin = Plugin.objects.select_for_update().filter(slug=manifest.slug).first()
@@ -801,10 +849,10 @@ def dev_install(manifest_bytes: bytes, wasm: bytes, actor: Actor) -> DevInstallR
         reactivated = False
         if plugin.state == PluginState.ACTIVE:
             if status != "unchanged":
-                _validate_activation(plugin, version)
+                _validate_activation(plugin, version, compiled)
         else:
             reactivated = not created
-            _activate_locked(plugin, actor)
+            _activate_locked(plugin, actor, compiled)
         changed = status != "unchanged" or bool(added or removed) or reactivated
         if changed:
             bump_generation()

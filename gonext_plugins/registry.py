@@ -22,12 +22,15 @@ from functools import lru_cache
 from typing import Any
 
 from django.db import DatabaseError
+from wasmtime import Module
 
 from .conf import settings
 from .errors import HookError, PluginError, PluginLoadError, PluginTrap
 from .manifest import Manifest
 from .runtime import Limits, Runtime
 from .runtime import Plugin as RuntimePlugin
+from .runtime.limits import CompileLimits
+from .runtime.loader import check_shape
 
 logger = logging.getLogger("gonext_plugins.registry")
 
@@ -123,6 +126,16 @@ def host_limits() -> Limits:
     )
 
 
+def compile_limits() -> CompileLimits:
+    """The site's compile caps as runtime ``CompileLimits``."""
+    return CompileLimits(
+        max_module_bytes=settings.MAX_MODULE_BYTES,
+        max_functions=settings.MAX_FUNCTIONS,
+        cpu_seconds=settings.COMPILE_CPU_SECONDS,
+        memory_bytes=settings.COMPILE_MEMORY_BYTES,
+    )
+
+
 def plugin_limits(manifest: Manifest, host: Limits) -> Limits:
     """What a manifest asks for, lowered to the host's caps (a plugin can only ask for less)."""
     asked = manifest.limits
@@ -164,6 +177,7 @@ class Registry:
                     cache_dir=settings.cache_dir,
                     host_functions=capabilities.host_functions,
                     json_default=bridge.json_default,
+                    compile_limits=compile_limits(),
                 )
             return self._runtime
 
@@ -315,22 +329,20 @@ class Registry:
                          name=f"gonext-close-{slug}").start()
         logger.info("plugin %s %s unloaded", slug, loaded.version)
 
-    def check_loadable(self, plugin: Any, version: Any) -> None:
-        """Compile (through the cache) and shape-check a version before it may be activated."""
-        from .lifecycle import manifest_of
-        from .runtime.loader import check_shape
-        from .storage import read_blob
+    def compile(self, wasm: bytes, slug: str) -> Module:
+        """Validate and compile through the artifact cache; a module missing from it is compiled by
+        a child process under the compile limits, which may take seconds. ``lifecycle`` calls this
+        before it opens a transaction, so no database lock is held meanwhile."""
+        return self.runtime.compile(wasm, slug)
 
-        wasm = read_blob(version.blob_name, version.wasm_sha256, plugin=plugin.slug)
-        runtime = self.runtime
-        module = runtime.compile(wasm, plugin.slug)
-        manifest = manifest_of(version)
-        limits = plugin_limits(manifest, runtime.limits)
-        _, has_job = check_shape(module, plugin.slug, limits.memory_pages)
+    def check_loadable(self, slug: str, module: Module, manifest: Manifest) -> None:
+        """Shape-check a compiled version against its manifest before it may be activated."""
+        limits = plugin_limits(manifest, self.runtime.limits)
+        _, has_job = check_shape(module, slug, limits.memory_pages)
         if manifest.jobs and not has_job:
             raise PluginLoadError(
                 f"the manifest declares jobs ({', '.join(job.name for job in manifest.jobs)}) but the "
-                "module does not export gn_handle_job", plugin=plugin.slug)
+                "module does not export gn_handle_job", plugin=slug)
 
     def reset(self) -> None:
         """Unload everything and forget the generation (tests, and process shutdown)."""
@@ -354,7 +366,3 @@ registry = Registry()
 def get(slug: str) -> LoadedPlugin | None:
     return registry.get(slug)
 
-
-def check_loadable(plugin: Any, version: Any) -> None:
-    """Raise ``PluginLoadError`` unless this host can run ``version``."""
-    registry.check_loadable(plugin, version)

@@ -90,3 +90,24 @@ class Limits:
             else:
                 merged[f.name] = min(mine, theirs)
         return Limits(**merged)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class CompileLimits:
+    """Caps on turning a module into machine code, which happens before any ``Limits`` apply.
+
+    ``max_module_bytes`` and ``max_functions`` are checked on the bytes before anything is compiled
+    (compile time and memory grow with both); ``cpu_seconds`` and ``memory_bytes`` bound the child
+    process that compiles a module seen for the first time (all its threads together).
+    """
+
+    max_module_bytes: int = 16 << 20
+    max_functions: int = 50_000
+    cpu_seconds: int = 30
+    memory_bytes: int = 2 << 30
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise InvalidLimits(f"CompileLimits.{f.name} must be a positive integer, got {value!r}")

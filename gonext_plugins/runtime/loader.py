@@ -9,15 +9,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import struct
-import tempfile
+import signal
+import subprocess
+import sys
+import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from wasmtime import Engine, FuncType, MemoryType, Module, ValType, WasmtimeError, wat2wasm
 
-from gonext_plugins.errors import PluginLoadError
+from gonext_plugins.errors import CompileLimitExceeded, PluginLoadError
+from gonext_plugins.runtime import compiler
 from gonext_plugins.runtime.host import ENV_SIGNATURES
+from gonext_plugins.runtime.limits import CompileLimits
 
 logger = logging.getLogger("gonext_plugins.runtime")
 
@@ -84,6 +88,52 @@ def validate(engine: Engine, wasm: bytes, name: str) -> None:
         raise PluginLoadError(f"invalid WebAssembly module: {_first_line(exc)}", plugin=name) from None
 
 
+def _read_uleb(data: bytes, pos: int) -> tuple[int, int]:
+    """An unsigned LEB128 number at ``pos``: (value, position after it); ``ValueError`` when the
+    bytes end inside it (at most 5 bytes: every count and size in a module is a u32)."""
+    result = 0
+    for shift in range(0, 35, 7):
+        if pos >= len(data):
+            raise ValueError("truncated LEB128")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+    raise ValueError("LEB128 longer than a u32")
+
+
+_FUNCTION_SECTION = 3
+
+
+def count_functions(wasm: bytes) -> int:
+    """How many functions the module defines, read from its function section's count without
+    decoding anything else (section headers only): cheap enough to run before every compile.
+    A malformed module counts what could be read; validation then says what is wrong with it."""
+    pos = 8  # magic and version
+    try:
+        while pos < len(wasm):
+            section = wasm[pos]
+            size, pos = _read_uleb(wasm, pos + 1)
+            if section == _FUNCTION_SECTION:
+                return _read_uleb(wasm, pos)[0]
+            pos += size
+    except ValueError:
+        pass
+    return 0
+
+
+def check_compile_caps(wasm: bytes, name: str, limits: CompileLimits) -> None:
+    """Refuse a module over the size or function-count cap before any work scales with it."""
+    if len(wasm) > limits.max_module_bytes:
+        raise CompileLimitExceeded(f"the module is {len(wasm)} bytes, over the cap of "
+                                   f"{limits.max_module_bytes} bytes", plugin=name)
+    functions = count_functions(wasm)
+    if functions > limits.max_functions:
+        raise CompileLimitExceeded(f"the module defines {functions} functions, over the cap of "
+                                   f"{limits.max_functions} functions", plugin=name)
+
+
 def compile_module(engine: Engine, wasm: bytes, name: str) -> Module:
     try:
         return Module(engine, wasm)
@@ -137,25 +187,63 @@ def check_shape(module: Module, name: str, max_pages: int) -> tuple[list[str], b
 
 # --- compiled-artifact cache -----------------------------------------------------------------
 
-_CACHE_MAGIC = b"GNPLUGC1"
-_HEADER = struct.Struct("<8s32s32sQ")  # magic, key, sha256(payload), payload length
+_COMPILER = str(Path(compiler.__file__).resolve())
+
+
+def compile_in_child(wasm: bytes, name: str, key: bytes, path: Path, limits: CompileLimits) -> None:
+    """Compile ``wasm`` in a child process under ``limits`` and have it write the artifact for
+    ``key`` to ``path``. Blocks only this thread (the GIL is free while it waits). Every failure is
+    a ``PluginLoadError``; running out of CPU time or memory is a ``CompileLimitExceeded``."""
+    args = [sys.executable, "-I", _COMPILER, str(path), key.hex(), str(limits.cpu_seconds),
+            str(limits.memory_bytes)]
+    # A backstop for a child that stops using CPU without ending; CPU time is the real bound.
+    wall_seconds = limits.cpu_seconds * 4 + 30
+    started = time.monotonic()
+    try:
+        done = subprocess.run(args, input=wasm, capture_output=True, timeout=wall_seconds, check=False)
+    except subprocess.TimeoutExpired:  # run() has killed the child
+        raise CompileLimitExceeded(f"compiling the module took over {wall_seconds} s", plugin=name)
+    stderr = done.stderr.decode("utf-8", "replace").strip()
+    status = done.returncode
+    logger.info("compiled %s in a child process: exit status %s in %.2f s", name, status,
+                time.monotonic() - started)
+    if status == 0:
+        return
+    if status == compiler.EXIT_COMPILE_ERROR:
+        raise PluginLoadError(f"module does not compile: {stderr[:500]}", plugin=name)
+    if status == compiler.EXIT_CACHE_UNWRITABLE:
+        raise PluginLoadError(f"the compiled module cannot be written to the cache: {stderr[:500]}",
+                              plugin=name)
+    if status in (-signal.SIGXCPU, -signal.SIGKILL):
+        raise CompileLimitExceeded(f"compiling the module used more than its {limits.cpu_seconds} s "
+                                   f"of CPU time", plugin=name)
+    if status == compiler.EXIT_OUT_OF_MEMORY or (status == -signal.SIGABRT and "alloc" in stderr):
+        raise CompileLimitExceeded(f"compiling the module needed more than its "
+                                   f"{limits.memory_bytes >> 20} MiB of memory", plugin=name)
+    logger.warning("the compiler process for %s failed with exit status %s: %s", name, status,
+                   stderr[-2000:])
+    raise PluginLoadError(f"the compiler process failed (exit status {status})", plugin=name)
 
 
 class ModuleCache:
     """``Module.serialize`` output under ``cache_dir``, keyed by wasm sha256 + wasmtime + settings.
 
-    ``Module.deserialize`` trusts its input completely, so a file is only handed to it when our
-    header matches: magic, the full key, the payload length and the payload's sha256. Anything else
-    (corrupt, truncated, foreign, an older wasmtime) is ignored and replaced. Files are written to a
-    temporary name and moved into place with ``os.replace``, so readers never see half a file.
-    The cache directory must only be writable by the site itself.
+    A miss is compiled by a child process under ``compile_limits`` (:func:`compile_in_child`),
+    which writes the file; a hit costs no process. ``Module.deserialize`` trusts its input
+    completely, so a file is only handed to it when our header matches: magic, the full key, the
+    payload length and the payload's sha256 (:func:`compiler.parse_artifact`). Anything else
+    (corrupt, truncated, foreign, an older wasmtime) is ignored and replaced. Files are moved into
+    place with ``os.replace``, so readers never see half a file. The cache directory must only be
+    writable by the site itself.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], engine: Engine, settings: str) -> None:
+    def __init__(self, directory: str | os.PathLike[str], engine: Engine, settings: str,
+                 compile_limits: CompileLimits | None = None) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self._engine = engine
         self._settings = f"wasmtime={WASMTIME_VERSION};{settings}"
+        self.compile_limits = compile_limits or CompileLimits()
         self.hits = 0  # counters for tests and the benchmark
         self.misses = 0
         self.rejected = 0
@@ -167,7 +255,8 @@ class ModuleCache:
         return self.directory / f"{key.hex()}.gnmod"
 
     def load(self, wasm: bytes, name: str) -> Module:
-        """The compiled module, from the cache when a trustworthy entry exists."""
+        """The compiled module, from the cache when a trustworthy entry exists, else compiled by a
+        limited child process into the cache and read back from there."""
         key = self.key(wasm)
         path = self.path(key)
         module = self._read(path, key)
@@ -176,8 +265,11 @@ class ModuleCache:
             return module
         self.misses += 1
         validate(self._engine, wasm, name)
-        module = compile_module(self._engine, wasm, name)
-        self._write(path, key, module)
+        compile_in_child(wasm, name, key, path, self.compile_limits)
+        module = self._read(path, key)
+        if module is None:
+            raise PluginLoadError("the compiled module could not be read back from the cache "
+                                  f"directory {self.directory}", plugin=name)
         return module
 
     def _read(self, path: Path, key: bytes) -> Module | None:
@@ -188,14 +280,9 @@ class ModuleCache:
         except OSError as exc:
             logger.warning("cannot read compiled cache %s: %s", path, exc)
             return None
-        if len(blob) < _HEADER.size:
-            return self._reject(path, "truncated header")
-        magic, file_key, digest, length = _HEADER.unpack_from(blob)
-        payload = blob[_HEADER.size:]
-        if magic != _CACHE_MAGIC or file_key != key:
-            return self._reject(path, "foreign file")
-        if length != len(payload) or hashlib.sha256(payload).digest() != digest:
-            return self._reject(path, "corrupt payload")
+        payload, why = compiler.parse_artifact(blob, key)
+        if payload is None:
+            return self._reject(path, why)
         try:
             return Module.deserialize(self._engine, payload)
         except WasmtimeError as exc:
@@ -205,19 +292,3 @@ class ModuleCache:
         self.rejected += 1
         logger.warning("ignoring compiled cache file %s (%s); recompiling", path, why)
         return None
-
-    def _write(self, path: Path, key: bytes, module: Module) -> None:
-        try:
-            payload = bytes(module.serialize())
-            header = _HEADER.pack(_CACHE_MAGIC, key, hashlib.sha256(payload).digest(), len(payload))
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".gnmod")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(header)
-                    fh.write(payload)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-        except (OSError, WasmtimeError) as exc:
-            logger.warning("cannot write compiled cache %s: %s", path, exc)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import orjson
-from wasmtime import Config, Engine, Module
+from wasmtime import Engine, Module
 
 from gonext_plugins.errors import (
     HookError,
@@ -31,12 +31,20 @@ from gonext_plugins.errors import (
     PluginTimeout,
     PluginTrap,
 )
+from gonext_plugins.runtime.compiler import new_engine
 from gonext_plugins.runtime.dispatch import HOOK_EXPORT, JOB_EXPORT, Dispatcher
 from gonext_plugins.runtime.dispatch_slow import SlowDispatcher
 from gonext_plugins.runtime.host import WARNING, HostContext, HostFunctions, LogSink, default_log_sink
 from gonext_plugins.runtime.instance import PluginInstance, instantiate
-from gonext_plugins.runtime.limits import Limits
-from gonext_plugins.runtime.loader import ModuleCache, check_shape, compile_module, to_wasm, validate
+from gonext_plugins.runtime.limits import CompileLimits, Limits
+from gonext_plugins.runtime.loader import (
+    ModuleCache,
+    check_compile_caps,
+    check_shape,
+    compile_module,
+    to_wasm,
+    validate,
+)
 from gonext_plugins.runtime.metrics import SOFT_TIMEOUTS_TOTAL, PluginMetrics
 from gonext_plugins.runtime.pool import InstancePool
 
@@ -44,24 +52,6 @@ logger = logging.getLogger("gonext_plugins.runtime")
 
 DEFAULT_TICK_MS = 5
 IDLE_SCAN_SECONDS = 1.0
-
-_ENGINE_SETTINGS = {
-    "consume_fuel": True,
-    "epoch_interruption": True,
-    "wasm_memory64": False,
-    "wasm_threads": False,
-    "wasm_multi_memory": False,
-    "cranelift_opt_level": "speed",
-}
-
-
-def _engine() -> tuple[Engine, str]:
-    config = Config()
-    for key, value in _ENGINE_SETTINGS.items():
-        setattr(config, key, value)
-    settings = ";".join(f"{k}={v}" for k, v in sorted(_ENGINE_SETTINGS.items()))
-    return Engine(config), settings
-
 
 def resolve_dispatcher(kind: str | type[Dispatcher]) -> type[Dispatcher]:
     """``"slow"``, ``"fast"`` (falls back to slow until ``dispatch_fast`` exists) or a class."""
@@ -129,10 +119,15 @@ class Runtime:
                  host_functions: HostFunctions | None = None,
                  dispatcher: Literal["fast", "slow"] | type[Dispatcher] = "fast",
                  epoch_tick_ms: int = DEFAULT_TICK_MS,
-                 json_default: Callable[[Any], Any] | None = None) -> None:
+                 json_default: Callable[[Any], Any] | None = None,
+                 compile_limits: CompileLimits | None = None) -> None:
         """``json_default(obj)`` gives objects orjson cannot encode a JSON form (as orjson's
         ``default``): the Django layer turns models into dicts there, inside orjson's C encoder,
-        instead of walking every argument in Python before each call."""
+        instead of walking every argument in Python before each call.
+
+        ``compile_limits`` caps every module's size and function count; with a ``cache_dir``, a
+        module missing from the cache is compiled by a child process under its CPU and memory
+        limits. Without one (tests, one-off tools) compilation runs in this process."""
         if epoch_tick_ms <= 0:
             raise ValueError("epoch_tick_ms must be positive")
         self.json_default = json_default
@@ -141,8 +136,10 @@ class Runtime:
         self.host_functions = host_functions if host_functions is not None else HostFunctions()
         self.dispatcher_class = resolve_dispatcher(dispatcher)
         self.epoch_tick_ms = epoch_tick_ms
-        self.engine, settings = _engine()
-        self.cache = ModuleCache(cache_dir, self.engine, settings) if cache_dir is not None else None
+        self.compile_limits = compile_limits or CompileLimits()
+        self.engine, settings = new_engine()
+        self.cache = (ModuleCache(cache_dir, self.engine, settings, self.compile_limits)
+                      if cache_dir is not None else None)
         self._plugins: weakref.WeakSet[Plugin] = weakref.WeakSet()
         self._inflight: dict[int, HostContext] = {}
         self._closed = False
@@ -155,8 +152,11 @@ class Runtime:
         return self._closed
 
     def compile(self, source: bytes | str, name: str = "plugin") -> Module:
-        """Bytes or WAT → validated, compiled module (through the cache when there is one)."""
+        """Bytes or WAT → validated, compiled module (through the cache when there is one).
+
+        A first compile may take seconds: call this before opening a database transaction."""
         wasm = to_wasm(source, name)
+        check_compile_caps(wasm, name, self.compile_limits)
         if self.cache is not None:
             return self.cache.load(wasm, name)
         validate(self.engine, wasm, name)
