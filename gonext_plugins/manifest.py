@@ -98,11 +98,24 @@ def schema() -> dict[str, Any]:
     return json.loads(text)
 
 
+def _whole_string_pattern(validator: Any, pattern: str, instance: Any,
+                          schema: Mapping[str, Any]) -> Iterable[jsonschema.ValidationError]:
+    """JSON Schema's ``pattern`` is a *search*, and Python's ``$`` also matches before a trailing
+    newline, so ``^[a-z]+$`` would pass ``"x\\n"``. Every manifest pattern describes a whole value,
+    so it must match the whole string."""
+    if validator.is_type(instance, "string") and not re.fullmatch(pattern, instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+# The manifest's own dialect: Draft 2020-12 with whole-string patterns.
+_ManifestValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator, {"pattern": _whole_string_pattern}
+)
+
+
 @cache
 def _validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(
-        schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-    )
+    return _ManifestValidator(schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
 
 
 def supported_abis() -> tuple[int, ...]:
@@ -121,7 +134,7 @@ def format_path(path: Iterable[PathElement]) -> str:
     for element in path:
         if isinstance(element, int):
             out += f"[{element}]"
-        elif _IDENT.match(element):
+        elif _IDENT.fullmatch(element):
             out += f".{element}"
         else:
             out += f"[{json.dumps(element)}]"
@@ -219,7 +232,7 @@ def version_key(text: str) -> tuple[Any, ...]:
 
     Raises ValueError for anything that is not a version.
     """
-    match = _VERSION.match(text.strip())
+    match = _VERSION.fullmatch(text.strip())
     if not match:
         raise ValueError(f"{text!r} is not a version")
     release = [int(part) for part in match["release"].split(".")]
@@ -242,7 +255,7 @@ def parse_range(text: str) -> list[tuple[str, tuple[Any, ...]]]:
         return []
     clauses = []
     for raw in text.split(","):
-        match = _CLAUSE.match(raw.strip())
+        match = _CLAUSE.fullmatch(raw.strip())
         if not match:
             raise ValueError(f"clause {raw.strip()!r} is not an operator and a version")
         clauses.append((match["op"] or "==", version_key(match["version"])))

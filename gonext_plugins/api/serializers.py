@@ -355,7 +355,7 @@ class RevokeKeyQuerySerializer(QuerySerializer):
     )
 
     def validate_fingerprint(self, value: str) -> str:
-        if not _HEX.match(value):
+        if not _HEX.fullmatch(value):
             raise serializers.ValidationError("must be hexadecimal (8 to 64 characters)")
         return value.lower()
 
