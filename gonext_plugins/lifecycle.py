@@ -425,15 +425,9 @@ def upgrade(plugin: Plugin | str, bundle: Bundle, granted: Iterable[str], actor:
         raise LifecycleError(
             f"the bundle is for {manifest.slug!r}, not {current.slug!r}", plugin=current.slug
         )
-    existing = current.versions.filter(version=manifest.version).first()
-    if existing is not None:
-        if existing.wasm_sha256 == bundle.wasm_sha256 and existing.manifest == manifest.raw:
-            return Result(current, existing, changed=False)
-        raise VersionConflict(
-            f"version {manifest.version} is already installed with different contents; "
-            "versions are immutable, so publish it under a new version number",
-            plugin=current.slug,
-        )
+    same = _same_version(current, bundle)
+    if same is not None:
+        return same
     newest = max((v.version for v in current.versions.all()), key=_semver_key, default=None)
     if newest is not None and _semver_key(manifest.version) < _semver_key(newest):
         raise LifecycleError(
@@ -448,6 +442,9 @@ def upgrade(plugin: Plugin | str, bundle: Bundle, granted: Iterable[str], actor:
 
     def body(blob: str) -> Result:
         locked = _lock(current)
+        same = _same_version(locked, bundle)  # again under the lock: another upgrade may have won
+        if same is not None:
+            return same
         old = locked.active_version
         old_caps = set(manifest_of(old).all_capabilities) if old else set()
         version = _new_version(locked, bundle, key, signed, blob)
@@ -469,7 +466,29 @@ def upgrade(plugin: Plugin | str, bundle: Bundle, granted: Iterable[str], actor:
                         before=old.version if old else None)
         return Result(locked, version)
 
-    return _run_guarded(bundle, body)
+    try:
+        return _run_guarded(bundle, body)
+    except IntegrityError:
+        raise VersionConflict(
+            f"another upgrade to version {manifest.version} ran at the same time; look at the plugin "
+            "again before retrying", plugin=current.slug,
+        )
+
+
+def _same_version(plugin: Plugin, bundle: Bundle) -> Result | None:
+    """The no-op result when the bundle's version is installed with these exact contents; None when
+    it is not installed; :class:`VersionConflict` when it is, with other contents."""
+    manifest = bundle.manifest
+    existing = plugin.versions.filter(version=manifest.version).first()
+    if existing is None:
+        return None
+    if existing.wasm_sha256 == bundle.wasm_sha256 and existing.manifest == manifest.raw:
+        return Result(plugin, existing, changed=False)
+    raise VersionConflict(
+        f"version {manifest.version} is already installed with different contents; "
+        "versions are immutable, so publish it under a new version number",
+        plugin=plugin.slug,
+    )
 
 
 def rollback(plugin: Plugin | str, actor: Actor, to_version: str | None = None) -> Result:

@@ -21,6 +21,7 @@ from typing import Any
 import jsonschema
 
 import gonext_plugins
+from gonext_plugins import untrusted_json
 from gonext_plugins.errors import ManifestError
 
 API_VERSION = "gonext.io/v1"
@@ -107,9 +108,16 @@ def _whole_string_pattern(validator: Any, pattern: str, instance: Any,
         yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-# The manifest's own dialect: Draft 2020-12 with whole-string patterns.
+def _is_python_int(checker: Any, instance: Any) -> bool:
+    """JSON Schema counts ``32.0`` as an integer; the runtime's limits (and every count in a
+    manifest) need a real ``int``, so a float there is refused here, not later as a 500."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+# The manifest's own dialect: Draft 2020-12 with whole-string patterns and integers that are ints.
 _ManifestValidator = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator, {"pattern": _whole_string_pattern}
+    jsonschema.Draft202012Validator, {"pattern": _whole_string_pattern},
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_python_int),
 )
 
 
@@ -379,6 +387,9 @@ def _load_json(data: bytes | str) -> tuple[Any, list[Problem]]:
 
 def problems(data: Any, *, check_host: bool = True, host_version: str | None = None) -> list[tuple[str, str]]:
     """Every problem with an already-parsed manifest, as sorted ``(json path, sentence)`` pairs."""
+    unsafe = untrusted_json.problems(data)
+    if unsafe:  # the schema's recursive walk would overflow, or the text cannot be stored
+        return [(format_path(path), message) for path, message in sorted(set(unsafe), key=_sort_key)]
     errors = list(_validator().iter_errors(data))
     # A wrong type makes other complaints about the same value noise ("1" is not an integer *and*
     # not in the enum): keep only the type error there.

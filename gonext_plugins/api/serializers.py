@@ -284,7 +284,20 @@ class HostListField(serializers.ListField):
         return sorted({part.strip() for value in values for part in value.split(",") if part.strip()})
 
 
-class UpgradeSerializer(serializers.Serializer):
+class BodySerializer(serializers.Serializer):
+    """A request body, strictly: a field the endpoint does not take is a 400, as an unknown query
+    parameter is (DRF ignores it, so ``{"grants": [...]}`` would quietly grant nothing)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if hasattr(data, "keys"):
+            unknown = sorted(set(data.keys()) - set(self.fields))
+            if unknown:
+                takes = f"this endpoint takes {', '.join(self.fields)}"
+                raise serializers.ValidationError({name: [f"unknown field ({takes})"] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class UpgradeSerializer(BodySerializer):
     bundle = serializers.FileField(help_text="the .gnplugin file", allow_empty_file=True)
     grant = CapabilityListField(
         required=False, default=list,
@@ -301,12 +314,12 @@ class InstallSerializer(UpgradeSerializer):
                                         help_text="activate in the same transaction")
 
 
-class RollbackSerializer(serializers.Serializer):
+class RollbackSerializer(BodySerializer):
     version = serializers.CharField(required=False, max_length=64,
                                     help_text="an installed version; default: the newest older one")
 
 
-class GrantRequestSerializer(serializers.Serializer):
+class GrantRequestSerializer(BodySerializer):
     grant = CapabilityListField(min_length=1, help_text="capabilities the current version asks for")
     hosts = HostListField(required=False, help_text="for http.fetch: the manifest's hosts to allow")
 
@@ -341,7 +354,7 @@ class JobFilterSerializer(QuerySerializer):
     job = serializers.CharField(required=False, max_length=200, help_text="only jobs of this name")
 
 
-class TrustKeySerializer(serializers.Serializer):
+class TrustKeySerializer(BodySerializer):
     name = serializers.CharField(max_length=200)
     public_key = serializers.CharField(max_length=64, help_text="base64 of the 32-byte ed25519 key")
 

@@ -18,7 +18,7 @@ from rest_framework.authentication import SessionAuthentication, TokenAuthentica
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -39,6 +39,7 @@ from ..models import (
 )
 from . import permissions as perms
 from . import serializers as s
+from .parsers import UntrustedJSONParser
 from .throttles import PluginAPIThrottle
 
 ERROR = s.ErrorSerializer
@@ -93,10 +94,14 @@ class APIBase:
     throttle_classes = [PluginAPIThrottle]
     schema = AutoSchema()  # whatever the site's DEFAULT_SCHEMA_CLASS is
     query_params: dict[str, tuple[str, ...]] = {}  # "<action or method>" -> the names it takes
+    # "<action or method>" that read a body (through a ``serializers.BodySerializer``, which refuses
+    # unknown fields); every other write must come without one.
+    body_actions: frozenset[str] = frozenset()
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        """After authentication, permissions and throttling: refuse unknown query parameters, so a
-        typo (``?keepdata=true``) is reported instead of silently changing what a call does."""
+        """After authentication, permissions and throttling: refuse unknown query parameters and
+        body fields, so a typo (``?keepdata=true``) is reported instead of silently changing what a
+        call does."""
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
         key = getattr(self, "action", None) or request.method.lower()
         if key == "grants":
@@ -106,6 +111,10 @@ class APIBase:
         if unknown:
             takes = f"this endpoint takes {', '.join(allowed)}" if allowed else "this endpoint takes none"
             raise ValidationError({name: [f"unknown query parameter ({takes})"] for name in unknown})
+        if request.method not in ("GET", "HEAD", "OPTIONS") and key not in self.body_actions and request.data:
+            fields = list(request.data.keys()) if hasattr(request.data, "keys") else []
+            raise ValidationError({name: ["unknown field (this endpoint takes no body)"] for name in fields}
+                                  or ["this endpoint takes no body"])
 
 
 def _actor(request: Request) -> Any:
@@ -186,11 +195,12 @@ class PluginViewSet(APIBase, GenericViewSet):  # type: ignore[misc]
     pagination_class = PluginPagination
     permission_classes = [perms.ModelActionPermission]
     serializer_class = s.PluginSerializer
-    parser_classes = [JSONParser, FormParser, MultiPartParser]
+    parser_classes = [UntrustedJSONParser, FormParser, MultiPartParser]
     query_params = {"list": ("state", "page", "page_size"), "audit": ("page", "page_size"),
                     "faults": ("page", "page_size"),
                     "destroy": ("keep_data",), "grants.delete": ("capability",),
                     "logs": ("since", "level", "limit"), "jobs": ("status", "job", "page", "page_size")}
+    body_actions = frozenset({"create", "upgrade", "rollback", "grants.post"})
 
     # action -> permission (GET/POST/DELETE of grants differ by method)
     PERMISSIONS = {
@@ -478,8 +488,9 @@ class KeyView(APIBase, APIView):  # type: ignore[misc]
     """Trusted publisher keys: which signatures may install code at all. Superusers only."""
 
     permission_classes = [perms.IsSuperuser]
-    parser_classes = [JSONParser, FormParser, MultiPartParser]
+    parser_classes = [UntrustedJSONParser, FormParser, MultiPartParser]
     query_params = {"delete": ("fingerprint",)}
+    body_actions = frozenset({"post"})
 
     @extend_schema(summary="List publisher keys", responses={200: s.KeySerializer(many=True),
                                                              **errors(*COMMON_ERRORS)})

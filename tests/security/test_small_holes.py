@@ -8,14 +8,36 @@ reused, an upgrade that changed publisher or re-asked a dropped capability witho
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db.models.signals import pre_save
+from django.test import Client
+from django.urls import reverse
+from rest_framework.test import APIClient
 
-from gonext_plugins import manifest
+from gonext_plugins import lifecycle, manifest
 from gonext_plugins.errors import ManifestError
+from gonext_plugins.models import Plugin, PluginVersion
 
-from ..conftest import make_manifest
+from ..api.helpers import assert_error, signed_bundle
+from ..conftest import guest_wasm, make_manifest
+from ..test_api import client_for, install, make_user, upload
+
+
+@pytest.fixture
+def admin() -> APIClient:
+    """An API client authenticated as a superuser called root."""
+    return client_for(make_user("root", superuser=True))
+
+
+@pytest.fixture
+def installed(publisher: Any, make_bundle: Any) -> Plugin:
+    """Plugin ``demo`` 1.0.0 (asks for kv, optional posts.read), installed with kv, inactive."""
+    return lifecycle.install(make_bundle(optionalCapabilities=["posts.read"]), ["kv"], "tests").plugin
 
 # --- patterns match whole strings ---------------------------------------------------------------
 
@@ -49,3 +71,121 @@ def _strip_newlines(value: Any) -> Any:
         return {key: _strip_newlines(item) for key, item in value.items()}
     return value
 
+
+
+# --- every malformed input is a 4xx in the one error shape ------------------------------------------
+
+DEEP = 900  # past json's own limit for a recursive walk, well under the parser's
+
+
+def _raw_bundle(manifest_text: str) -> bytes:
+    """A bundle whose manifest.json is exactly ``manifest_text`` (``bundle.pack`` would refuse it)."""
+    from gonext_plugins import bundle
+
+    return bundle._write_zip({bundle.MANIFEST: manifest_text.encode(), bundle.WASM: guest_wasm()})
+
+
+def _manifest_text(**raw_fields: str) -> str:
+    """The test manifest as JSON, with some fields' JSON text given verbatim."""
+    text = json.dumps(make_manifest())
+    extra = "".join(f', "{name}": {value}' for name, value in raw_fields.items())
+    return text[:-1] + extra + "}"
+
+
+@pytest.mark.django_db
+def test_deeply_nested_unique_items_in_a_manifest_is_a_400(admin: APIClient) -> None:
+    deep = "[" * DEEP + "]" * DEEP
+    raw = _raw_bundle(_manifest_text(optionalCapabilities=f"[{deep}, {deep}]"))
+    data = assert_error(install(admin, raw), 400, "bad_manifest")
+    assert "nested more than" in data["detail"]
+    assert not Plugin.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_lone_surrogate_in_a_manifest_is_a_400(admin: APIClient) -> None:
+    raw = _raw_bundle(_manifest_text(homepage='"https://example.com/\\ud800"'))
+    data = assert_error(install(admin, raw), 400, "bad_manifest")
+    assert data["problems"][0]["path"] == "$.homepage"
+    assert not Plugin.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("body", [
+    '{"version": "\\ud800"}',
+    '{"\\udfff": "1.0.0"}',
+    '{"version": ' + "[" * 5000 + "]" * 5000 + "}",
+    '{"version": ' + "[" * DEEP + "]" * DEEP + "}",
+])
+def test_malformed_json_bodies_are_a_400(admin: APIClient, installed: Plugin, body: str) -> None:
+    """A lone surrogate would reach the database (or the renderer) and nesting the interpreter's
+    recursion limit: both were 500s."""
+    response = admin.post(f"/api/plugins/{installed.slug}/rollback/", body, content_type="application/json")
+    assert_error(response, 400, "parse_error")
+
+
+@pytest.mark.django_db
+def test_limits_of_the_wrong_type_are_a_manifest_problem(admin: APIClient) -> None:
+    """JSON Schema calls ``32.0`` an integer; the runtime's limits do not, so the admin dialog (and
+    the activation) failed later with a 500."""
+    raw = _raw_bundle(_manifest_text(limits='{"memoryPages": 32.0, "fuel": 1000.0}'))
+    data = assert_error(install(admin, raw), 400, "bad_manifest")
+    assert {p["path"] for p in data["problems"]} == {"$.limits.memoryPages", "$.limits.fuel"}
+    staff = Client()
+    staff.force_login(User.objects.get(username="root"))
+    page = staff.post(reverse("admin:gonext_plugins_plugin_install"),
+                      {"bundle": SimpleUploadedFile("p.gnplugin", raw)})
+    assert page.status_code == 200
+    assert "memoryPages" in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_concurrent_upgrades_to_one_version_are_a_409(admin: APIClient, installed: Plugin,
+                                                      publisher: Any, make_bundle: Any) -> None:
+    """Two upgrades to 2.0.0 both pass the "is it installed?" check; the second insert hit the
+    unique (plugin, version) constraint and was a 500. The race is made deterministic: the moment
+    this request is about to store its version row, a competing upgrade stores the same version."""
+    competitor = make_bundle(version="2.0.0", wasm=guest_wasm("minimal"))
+    raced: list[bool] = []
+
+    def race(sender: Any, instance: PluginVersion, **kwargs: Any) -> None:
+        if instance.version == "2.0.0" and not raced:
+            raced.append(True)
+            lifecycle.upgrade(installed.slug, competitor, [], "competitor")
+
+    pre_save.connect(race, sender=PluginVersion)
+    try:
+        response = admin.post(f"/api/plugins/{installed.slug}/upgrade/",
+                              {"bundle": upload(signed_bundle(publisher.private_key, version="2.0.0"))},
+                              format="multipart")
+    finally:
+        pre_save.disconnect(race, sender=PluginVersion)
+    assert raced
+    assert_error(response, 409, "version_conflict")
+    installed.refresh_from_db()
+    assert installed.active_version.version == "1.0.0"
+
+
+# --- unknown body fields are a 400 ------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("path", "body"), [
+    ("/api/plugins/demo/rollback/", {"version": "1.0.0", "verison": "1.0.0"}),
+    ("/api/plugins/demo/grants/", {"grant": ["kv"], "grants": ["posts.read"]}),
+    ("/api/plugins/demo/activate/", {"force": True}),
+    ("/api/keys/", {"name": "k", "public_key": "x" * 44, "trusted": False}),
+])
+def test_unknown_json_body_fields_are_a_400(admin: APIClient, installed: Plugin, path: str,
+                                            body: dict[str, Any]) -> None:
+    data = assert_error(admin.post(path, body, format="json"), 400, "invalid_request")
+    assert "unknown field" in data["detail"]
+    installed.refresh_from_db()
+    assert installed.state == "inactive"
+
+
+@pytest.mark.django_db
+def test_unknown_multipart_fields_are_a_400(admin: APIClient, publisher: Any) -> None:
+    response = install(admin, signed_bundle(publisher.private_key), "kv", activte="true")
+    data = assert_error(response, 400, "invalid_request")
+    assert data["problems"][0]["path"] == "activte"
+    assert not Plugin.objects.exists()
