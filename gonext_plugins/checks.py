@@ -39,6 +39,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "LOG_BURST": (1, 10**7),
     "LOG_BACKLOG": (10, 10**7),
     "LOG_MAX_MESSAGE_BYTES": (64, 1024 * 1024),
+    "TRAP_SOURCE_MAP_MAX_BYTES": (0, 256 * 1024 * 1024),
 }
 
 

@@ -56,6 +56,9 @@ DEFAULTS: dict[str, Any] = {
     "LOG_BURST": 1_000,
     "LOG_BACKLOG": 2_000,
     "LOG_MAX_MESSAGE_BYTES": 4096,
+    # Trap reports: a module's source map over this size is not parsed (parsing runs at about
+    # 2 MB a second, on the request that trapped; each map is parsed once and cached).
+    "TRAP_SOURCE_MAP_MAX_BYTES": 4 * MiB,
     # Metrics endpoint: who may read /metrics beside staff.
     "METRICS_ALLOW_LOOPBACK": True,
 }

@@ -8,6 +8,7 @@ reused, an upgrade that changed publisher or re-asked a dropped capability witho
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -19,9 +20,12 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from gonext_plugins import lifecycle, manifest
-from gonext_plugins.errors import ManifestError
-from gonext_plugins.models import Plugin, PluginVersion
+from gonext_plugins import conf, lifecycle, manifest
+from gonext_plugins import registry as registry_module
+from gonext_plugins.devtools import sourcemap, traps
+from gonext_plugins.errors import ManifestError, PluginTrap
+from gonext_plugins.models import Plugin, PluginFault, PluginVersion
+from gonext_plugins.registry import registry
 
 from ..api.helpers import assert_error, signed_bundle
 from ..conftest import guest_wasm, make_manifest
@@ -189,3 +193,62 @@ def test_unknown_multipart_fields_are_a_400(admin: APIClient, publisher: Any) ->
     data = assert_error(response, 400, "invalid_request")
     assert data["problems"][0]["path"] == "activte"
     assert not Plugin.objects.exists()
+
+
+# --- trap reports parse a module's source map once, size-capped ---------------------------------------
+
+
+def _with_map(wasm: bytes, padding: int) -> bytes:
+    """``wasm`` embedding a valid source map of about ``padding`` bytes (its sources' content)."""
+    smap = json.dumps({"version": 3, "sources": ["plugin.wat"], "names": [], "mappings": "AAAA",
+                       "sourcesContent": ["x" * padding]})
+    return sourcemap.with_source_mapping_url(wasm, sourcemap.data_url(smap))
+
+
+def _trap_twice(make_bundle: Any, wasm: bytes) -> list[dict[str, Any]]:
+    """Install ``wasm`` (the ABI guest) as an active plugin, trap it twice, return the reports."""
+    bundle = make_bundle(wasm=wasm, capabilities=["hooks.subscribe"],
+                         hooks=[{"name": "panic", "kind": "action"}])
+    lifecycle.install(bundle, ["hooks.subscribe"], "tests", activate=True)
+    registry.sync(force=True)
+    loaded = registry.get("demo")
+    assert loaded is not None
+    for _ in range(2):
+        with pytest.raises(PluginTrap):
+            loaded.invoke("action", "panic")
+    return [fault.report for fault in PluginFault.objects.order_by("id")]
+
+
+@pytest.mark.django_db
+def test_a_source_map_over_the_cap_is_not_parsed(make_bundle: Any, settings: Any) -> None:
+    settings.GONEXT_PLUGINS = {**getattr(settings, "GONEXT_PLUGINS", {}),
+                               "TRAP_SOURCE_MAP_MAX_BYTES": 64 * 1024}
+    reports = _trap_twice(make_bundle, _with_map(guest_wasm(), 256 * 1024))
+    for report in reports:
+        assert "over the 65,536 byte cap" in report["source_map_error"], report
+        assert report["frames"] and report["frames"][0]["location"] == "<no source map>"
+
+
+@pytest.mark.django_db
+def test_trap_reports_parse_the_source_map_once_per_module(make_bundle: Any) -> None:
+    wasm = _with_map(guest_wasm(), 1024)
+    reports = _trap_twice(make_bundle, wasm)
+    assert [r["source_map"] for r in reports] == ["sourceMappingURL (embedded)"] * 2
+    sha = hashlib.sha256(wasm).hexdigest()
+    cache = registry_module._trap_debug_info
+    parsed = cache.get(sha, b"not read: the entry is cached",
+                       max_map_bytes=conf.settings.TRAP_SOURCE_MAP_MAX_BYTES)
+    assert parsed.source_map is not None and parsed.map_source == "sourceMappingURL (embedded)"
+
+
+def test_the_parsed_map_cache_is_bounded_and_keeps_the_recent_ones() -> None:
+    cache = traps.DebugInfoCache(maxsize=2)
+    modules = [_with_map(guest_wasm(), n) for n in (10, 20, 30)]
+    shas = [hashlib.sha256(m).hexdigest() for m in modules]
+    first = cache.get(shas[0], modules[0])
+    assert cache.get(shas[0], modules[0]) is first  # parsed once
+    cache.get(shas[1], modules[1])
+    cache.get(shas[0], modules[0])  # the first is now the most recent
+    cache.get(shas[2], modules[2])  # evicts the second
+    assert len(cache) == 2
+    assert cache.get(shas[0], modules[0]) is first
