@@ -52,7 +52,7 @@ from .models import (
     PluginVersion,
     PublisherKey,
 )
-from .storage import delete_blob, save_blob
+from .storage import PREFIX, delete_blob, get_storage, save_blob
 
 logger = logging.getLogger("gonext_plugins.lifecycle")
 
@@ -679,12 +679,11 @@ def record_fault(slug: str, kind: str, message: str, *, version: str = "", hook:
     return False
 
 
-def collect_blobs(grace_seconds: float = 3600) -> list[str]:
+def collect_blobs(grace_seconds: float = 3600, *, dry_run: bool = False) -> list[str]:
     """Delete stored blobs no version references (left behind when a caller's own transaction
-    rolled back after an install wrote its blob). Blobs younger than ``grace_seconds`` are kept:
-    another process may be installing them right now. Returns the names deleted."""
-    from .storage import PREFIX, get_storage
-
+    rolled back after an install wrote its blob, or a process died between writing a blob and
+    committing its version). Blobs younger than ``grace_seconds`` are kept: another process may be
+    installing them right now. Returns the names deleted (with ``dry_run``: that would be)."""
     storage = get_storage()
     try:
         folders, _ = storage.listdir(PREFIX)
@@ -703,7 +702,8 @@ def collect_blobs(grace_seconds: float = 3600) -> list[str]:
                     continue
             except NotImplementedError:
                 pass
-            storage.delete(path)
+            if not dry_run:
+                storage.delete(path)
             deleted.append(path)
     return sorted(deleted)
 

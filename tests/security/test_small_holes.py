@@ -9,12 +9,15 @@ reused, an upgrade that changed publisher or re-asked a dropped capability witho
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
 from django.db.models.signals import pre_save
 from django.test import Client
 from django.urls import reverse
@@ -26,6 +29,7 @@ from gonext_plugins.devtools import sourcemap, traps
 from gonext_plugins.errors import ManifestError, PluginTrap
 from gonext_plugins.models import Plugin, PluginFault, PluginVersion
 from gonext_plugins.registry import registry
+from gonext_plugins.storage import blob_name, get_storage, read_blob, save_blob
 
 from ..api.helpers import assert_error, signed_bundle
 from ..conftest import guest_wasm, make_manifest
@@ -252,3 +256,47 @@ def test_the_parsed_map_cache_is_bounded_and_keeps_the_recent_ones() -> None:
     cache.get(shas[2], modules[2])  # evicts the second
     assert len(cache) == 2
     assert cache.get(shas[0], modules[0]) is first
+
+
+# --- blobs: a damaged one is rewritten, orphaned ones are collected -------------------------------
+
+
+def _damage(name: str) -> None:
+    """Replace a stored blob's bytes (a torn write, a bad disk) keeping its name."""
+    storage = get_storage()
+    storage.delete(name)
+    assert storage.save(name, ContentFile(b"\0asm torn write")) == name
+
+
+@pytest.mark.django_db
+def test_a_damaged_blob_at_its_content_address_is_rewritten(make_bundle: Any) -> None:
+    bundle = make_bundle()
+    name, _ = save_blob(bundle.wasm, bundle.wasm_sha256)  # left by an earlier, failed install
+    _damage(name)
+    result = lifecycle.install(bundle, ["kv"], "tests", activate=True)  # activation loads the blob
+    assert result.plugin.state == "active"
+    assert read_blob(name, bundle.wasm_sha256) == bundle.wasm
+
+
+@pytest.mark.django_db
+def test_plugin_gc_collects_orphaned_blobs_only(make_bundle: Any) -> None:
+    from gonext_plugins.management.commands.plugin import Command
+
+    kept = make_bundle()
+    lifecycle.install(kept, ["kv"], "tests")
+    orphan = make_bundle(wasm=guest_wasm("minimal"))
+    orphan_name, _ = save_blob(orphan.wasm, orphan.wasm_sha256)  # a crash before its version row
+
+    def gc(*args: str) -> tuple[int, str]:
+        command, out = Command(), io.StringIO()
+        call_command(command, "gc", "--grace", "0", *args, stdout=out, stderr=io.StringIO())
+        return command.exit_code, out.getvalue()
+
+    code, out = gc("--dry-run")
+    assert code == 0 and orphan_name in out and "would delete 1 orphaned blob" in out
+    assert get_storage().exists(orphan_name)
+    code, out = gc()
+    assert code == 0 and "deleted 1 orphaned blob" in out
+    assert not get_storage().exists(orphan_name)
+    assert get_storage().exists(blob_name(kept.wasm_sha256))
+    assert gc()[0] == 3  # nothing left to collect

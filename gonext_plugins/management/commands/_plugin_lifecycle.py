@@ -460,3 +460,26 @@ class LifecycleCommands:
             return
         affected = lifecycle.revoke_key(key, actor_label())
         self.done(f"revoked {key.name}: {key.fingerprint}; deactivated: {', '.join(affected) or '(none)'}")
+
+    # --- gc ------------------------------------------------------------------------------------
+
+    def args_gc(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--dry-run", action="store_true", dest="dry_run",
+                            help="list the blobs that would be deleted, delete nothing")
+        parser.add_argument("--grace", type=float, default=3600, metavar="SECONDS",
+                            help="keep blobs younger than this: an install may be writing them "
+                                 "(default 3600)")
+
+    def handle_gc(self, *, dry_run: bool, grace: float, **_: Any) -> None:
+        from gonext_plugins import lifecycle
+
+        if grace < 0:
+            raise _usage("--grace must be 0 or more seconds")
+        names = lifecycle.collect_blobs(grace_seconds=grace, dry_run=dry_run)
+        if not names:
+            self.nothing_to_do("no orphaned blobs")
+            return
+        for name in names:
+            self.say(name)
+        verb = "would delete" if dry_run else "deleted"
+        self.done(f"{verb} {len(names)} orphaned blob{'s' if len(names) != 1 else ''}")
