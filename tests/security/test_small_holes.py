@@ -23,7 +23,7 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from gonext_plugins import conf, lifecycle, manifest
+from gonext_plugins import checks, conf, lifecycle, manifest
 from gonext_plugins import registry as registry_module
 from gonext_plugins.devtools import sourcemap, traps
 from gonext_plugins.errors import ManifestError, PluginTrap
@@ -300,3 +300,37 @@ def test_plugin_gc_collects_orphaned_blobs_only(make_bundle: Any) -> None:
     assert not get_storage().exists(orphan_name)
     assert get_storage().exists(blob_name(kept.wasm_sha256))
     assert gc()[0] == 3  # nothing left to collect
+
+
+# --- /metrics access is a setting, not "loopback is trusted" ----------------------------------------
+
+SCRAPER_TOKEN = "scraper-token-0123456789abcdef"
+
+
+@pytest.mark.django_db
+def test_metrics_are_not_public_behind_a_reverse_proxy_on_the_same_host() -> None:
+    """A reverse proxy on the same host forwards every public request from 127.0.0.1."""
+    proxied = Client(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.9")
+    assert proxied.get("/metrics").status_code == 403
+    assert Client(REMOTE_ADDR="::1").get("/metrics").status_code == 403
+
+
+@pytest.mark.django_db
+def test_metrics_tokens_and_addresses_are_the_settings_that_open_it(settings: Any) -> None:
+    settings.GONEXT_PLUGINS = {**getattr(settings, "GONEXT_PLUGINS", {}),
+                               "METRICS_TOKENS": [SCRAPER_TOKEN],
+                               "METRICS_ALLOWED_ADDRESSES": ["10.1.2.0/24"]}
+    remote = Client(REMOTE_ADDR="203.0.113.9")
+    assert remote.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {SCRAPER_TOKEN}").status_code == 200
+    assert remote.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {SCRAPER_TOKEN}x").status_code == 403
+    assert remote.get("/metrics").status_code == 403
+    assert Client(REMOTE_ADDR="10.1.2.77").get("/metrics").status_code == 200
+    assert Client(REMOTE_ADDR="127.0.0.1").get("/metrics").status_code == 403
+
+
+def test_metrics_settings_are_checked(settings: Any) -> None:
+    settings.GONEXT_PLUGINS = {**getattr(settings, "GONEXT_PLUGINS", {}),
+                               "METRICS_TOKENS": ["short"],
+                               "METRICS_ALLOWED_ADDRESSES": ["10.0.0.300", "0.0.0.0/0"]}
+    ids = {message.id for message in checks.check_metrics_access()}
+    assert ids == {"gonext_plugins.E013", "gonext_plugins.E014", "gonext_plugins.E015"}
