@@ -297,7 +297,9 @@ class BodySerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-class UpgradeSerializer(BodySerializer):
+class BundleUploadSerializer(BodySerializer):
+    """What install and upgrade both take: the bundle, the grants and the http.fetch hosts."""
+
     bundle = serializers.FileField(help_text="the .gnplugin file", allow_empty_file=True)
     grant = CapabilityListField(
         required=False, default=list,
@@ -309,7 +311,14 @@ class UpgradeSerializer(BodySerializer):
     )
 
 
-class InstallSerializer(UpgradeSerializer):
+class UpgradeSerializer(BundleUploadSerializer):
+    accept_new_publisher = serializers.BooleanField(
+        required=False, default=False,
+        help_text="consent to a version signed by another publisher key than the running one "
+                  "(409 `publisher_changed` without it)")
+
+
+class InstallSerializer(BundleUploadSerializer):
     activate = serializers.BooleanField(required=False, default=False,
                                         help_text="activate in the same transaction")
 

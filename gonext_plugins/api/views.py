@@ -315,13 +315,14 @@ class PluginViewSet(APIBase, GenericViewSet):  # type: ignore[misc]
         description="New required capabilities must be in `grant` (or already granted); otherwise 409 "
                     "`consent_required` and the current version keeps running. The same version with "
                     "the same bytes is a no-op (`changed: false`); with other bytes, 409 "
-                    "`version_conflict`.",
+                    "`version_conflict`. A version signed by another publisher key than the running one "
+                    "is a 409 `publisher_changed` (naming both keys) unless `accept_new_publisher`.",
         parameters=[SLUG_PARAM],
         request={"multipart/form-data": s.UpgradeSerializer},
         responses={200: s.PluginResultSerializer,
                    **errors(*WRITE_ERRORS, e400="the bundle or its manifest is refused, or the request is "
-                            "invalid", e409="consent_required, version_conflict, an older version, or "
-                            "another lifecycle refusal")},
+                            "invalid", e409="consent_required, publisher_changed, version_conflict, an "
+                            "older version, or another lifecycle refusal")},
     )
     @action(detail=True, methods=["post"])
     def upgrade(self, request: Request, slug: str) -> Response:
@@ -330,7 +331,7 @@ class PluginViewSet(APIBase, GenericViewSet):  # type: ignore[misc]
         form.is_valid(raise_exception=True)
         data = form.validated_data
         result = lifecycle.upgrade(plugin, _read_bundle(data["bundle"]), data["grant"], _actor(request),
-                                   hosts=data.get("hosts"))
+                                   hosts=data.get("hosts"), accept_new_publisher=data["accept_new_publisher"])
         return self._result(result)
 
     @extend_schema(

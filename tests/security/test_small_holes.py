@@ -23,11 +23,11 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from gonext_plugins import checks, conf, lifecycle, manifest
+from gonext_plugins import checks, conf, lifecycle, manifest, signing
 from gonext_plugins import registry as registry_module
 from gonext_plugins.devtools import sourcemap, traps
-from gonext_plugins.errors import ManifestError, PluginTrap
-from gonext_plugins.models import Plugin, PluginFault, PluginVersion
+from gonext_plugins.errors import ConsentRequired, ManifestError, PluginTrap
+from gonext_plugins.models import AuditEvent, Plugin, PluginFault, PluginVersion
 from gonext_plugins.registry import registry
 from gonext_plugins.storage import blob_name, get_storage, read_blob, save_blob
 
@@ -334,3 +334,82 @@ def test_metrics_settings_are_checked(settings: Any) -> None:
                                "METRICS_ALLOWED_ADDRESSES": ["10.0.0.300", "0.0.0.0/0"]}
     ids = {message.id for message in checks.check_metrics_access()}
     assert ids == {"gonext_plugins.E013", "gonext_plugins.E014", "gonext_plugins.E015"}
+
+
+# --- upgrades: another publisher key, and a capability asked for again, need consent ------------------
+
+
+@pytest.fixture
+def second_publisher(db: Any) -> Any:
+    """Another trusted publisher key: trusted, but not the one the installed version was signed by."""
+    private, public = signing.generate_key()
+    key = lifecycle.trust_key("Second publisher", public, "tests")
+    key.private_key = private
+    return key
+
+
+@pytest.mark.django_db
+def test_an_upgrade_signed_by_another_publisher_key_needs_explicit_consent(
+        admin: APIClient, installed: Plugin, publisher: Any, second_publisher: Any) -> None:
+    def upgrade(**extra: Any) -> Any:
+        raw = signed_bundle(second_publisher.private_key, version="2.0.0",
+                            optionalCapabilities=["posts.read"])
+        return admin.post("/api/plugins/demo/upgrade/", {"bundle": upload(raw), **extra}, format="multipart")
+
+    data = assert_error(upgrade(), 409, "publisher_changed")
+    assert (f"signed by a different publisher key: Second publisher ({second_publisher.fingerprint}), "
+            f"was Test publisher ({publisher.fingerprint})") in data["detail"]
+    installed.refresh_from_db()
+    assert installed.active_version.version == "1.0.0"
+    done = upgrade(accept_new_publisher="true")
+    assert done.status_code == 200, done.content
+    assert done.json()["publisher"]["fingerprint"] == second_publisher.fingerprint
+    event = AuditEvent.objects.get(action="upgrade")
+    assert event.details["publisher_changed"] is True
+
+
+@pytest.mark.django_db
+def test_the_admin_upgrade_dialog_shows_the_new_publisher_and_asks_for_consent(
+        installed: Plugin, publisher: Any, second_publisher: Any) -> None:
+    staff = Client()
+    staff.force_login(make_user("boss", superuser=True))
+    raw = signed_bundle(second_publisher.private_key, version="2.0.0", optionalCapabilities=["posts.read"])
+    uploaded = staff.post(reverse("admin:gonext_plugins_plugin_upgrade", args=[installed.pk]),
+                          {"bundle": SimpleUploadedFile("v2.gnplugin", raw)})
+    assert uploaded.status_code == 302, uploaded.content[:2000]
+    dialog = staff.get(uploaded["Location"])
+    page = dialog.content.decode()
+    assert "Signed by a different publisher key: Second publisher" in page
+    assert f"was Test publisher ({publisher.fingerprint})" in page
+    refused = staff.post(uploaded["Location"], {"_upgrade": "1", "capabilities": ["kv"]})
+    assert refused.status_code == 200 and "I accept the new publisher" in refused.content.decode()
+    installed.refresh_from_db()
+    assert installed.active_version.version == "1.0.0"
+    accepted = staff.post(uploaded["Location"], {"_upgrade": "1", "capabilities": ["kv"],
+                                                 "accept_new_publisher": "on"})
+    assert accepted.status_code == 302
+    installed.refresh_from_db()
+    assert installed.active_version.version == "2.0.0"
+
+
+@pytest.mark.django_db
+def test_a_capability_dropped_and_asked_again_needs_consent_again(make_bundle: Any) -> None:
+    lifecycle.install(make_bundle(capabilities=["kv", "posts.read"]), ["kv", "posts.read"], "tests")
+    lifecycle.upgrade("demo", make_bundle(version="2.0.0", capabilities=["kv"]), [], "tests")
+    asks_again = make_bundle(version="3.0.0", capabilities=["kv", "posts.read"])
+    with pytest.raises(ConsentRequired) as refused:
+        lifecycle.upgrade("demo", asks_again, [], "tests")
+    assert refused.value.missing == ["posts.read"]
+    assert Plugin.objects.get(slug="demo").active_version.version == "2.0.0"
+    lifecycle.upgrade("demo", asks_again, ["posts.read"], "tests")
+    assert "posts.read" in lifecycle.granted_capabilities(Plugin.objects.get(slug="demo"))
+
+
+@pytest.mark.django_db
+def test_an_optional_capability_dropped_and_asked_again_is_not_silently_granted(make_bundle: Any) -> None:
+    lifecycle.install(make_bundle(optionalCapabilities=["posts.read"]), ["kv", "posts.read"], "tests")
+    lifecycle.upgrade("demo", make_bundle(version="2.0.0"), [], "tests")
+    v3 = make_bundle(version="3.0.0", optionalCapabilities=["posts.read"])
+    lifecycle.upgrade("demo", v3, [], "tests")
+    plugin = Plugin.objects.get(slug="demo")
+    assert "posts.read" not in lifecycle.effective_capabilities(plugin, v3.manifest)
