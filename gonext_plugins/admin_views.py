@@ -36,6 +36,7 @@ from .errors import (
     ConsentRequired,
     ManifestError,
     PluginError,
+    PublisherChanged,
     RevokedKey,
     UntrustedKey,
 )
@@ -234,10 +235,11 @@ def install_capabilities(manifest: Manifest) -> list[CapabilityRow]:
 
 
 def upgrade_capabilities(plugin: Plugin, manifest: Manifest) -> tuple[list[CapabilityRow], list[Any]]:
-    """The new version's capabilities marked against what runs now, and the dropped ones."""
+    """The new version's capabilities marked against what runs now, and the dropped ones. Only a
+    grant the running version uses counts as granted: one kept for an older version is asked again."""
     old = lifecycle.manifest_of(plugin.active_version) if plugin.active_version else None
     old_caps = set(old.all_capabilities) if old else set()
-    granted = lifecycle.granted_capabilities(plugin)
+    granted = lifecycle.granted_capabilities(plugin) & old_caps
     required = set(manifest.capabilities)
     rows = [CapabilityRow(c.name, c.description, c.risk, c.name in required, granted=c.name in granted,
                           new=c.name not in old_caps)
@@ -366,11 +368,12 @@ class PluginAdminViews:
             messages.error(request, bundle_error_lines(exc)[0])
             return HttpResponseRedirect(restart)
         manifest = bundle.manifest
+        info = describe_bundle(bundle)
         if plugin is None:
-            rows, dropped = install_capabilities(manifest), []
+            rows, dropped, publisher_change = install_capabilities(manifest), [], None
         else:
             rows, dropped = upgrade_capabilities(plugin, manifest)
-        info = describe_bundle(bundle)
+            publisher_change = lifecycle.publisher_change(plugin, info["publisher_key"])
         form = ConfirmForm(*_posted(request), capability_names=list(manifest.all_capabilities),
                            host_names=list(info["allowed_hosts"]))
         error, missing = "", []
@@ -388,9 +391,14 @@ class PluginAdminViews:
                     done = f"Installed {manifest.name} {manifest.version}" + (" and activated it"
                                                                                if activate else "")
                 else:
-                    result = lifecycle.upgrade(plugin, bundle, granted, request.user, hosts=hosts)
+                    result = lifecycle.upgrade(
+                        plugin, bundle, granted, request.user, hosts=hosts,
+                        accept_new_publisher=form.cleaned_data["accept_new_publisher"])
                     done = (f"Upgraded {manifest.name} to {manifest.version}" if result.changed
                             else f"{manifest.name} {manifest.version} was already installed; nothing changed")
+            except PublisherChanged as exc:
+                error = (f"{sentence(exc.message)} Tick \"I accept the new publisher\" if you trust "
+                         "whoever holds that key with this plugin.")
             except ConsentRequired as exc:
                 error, missing = ("Tick every capability marked required to go on; the plugin cannot "
                                   f"run without: {', '.join(exc.missing)}."), exc.missing
@@ -416,6 +424,7 @@ class PluginAdminViews:
             upgrade=plugin is not None, current_version=current, rows=rows, dropped=dropped,
             high_risk=[row for row in rows if row.risk == "high" and not row.granted], chosen=chosen,
             chosen_hosts=chosen_hosts, error=error, missing=missing, form=form, restart_url=restart,
+            publisher_change=publisher_change,
             downgrade=bool(current and version_key(manifest.version) <= version_key(current.version)),
             **info,
         )

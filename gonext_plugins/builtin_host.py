@@ -330,7 +330,7 @@ def _headers(raw: Any, slug: str) -> dict[str, str]:
                                  "string values", plugin=slug)
     headers: dict[str, str] = {}
     for name, value in raw.items():
-        if not _TOKEN.match(name) or not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+        if not _TOKEN.fullmatch(name) or not isinstance(value, str) or any(c in value for c in "\r\n\0"):
             raise BadHostCallPayload(f"http.fetch: invalid header {name!r}", plugin=slug)
         lower = name.lower()
         if lower in FORBIDDEN_HEADERS or lower.startswith("proxy-"):

@@ -399,7 +399,7 @@ def _parse_signature(data: bytes) -> dict[str, str]:
         raise SignatureError(f"{SIGNATURE} uses algorithm {document['algorithm']!r}; only ed25519 is "
                              "supported")
     for field in ("fingerprint", "manifestSha256", "wasmSha256"):
-        if not _HEX64.match(document[field]):
+        if not _HEX64.fullmatch(document[field]):
             raise SignatureError(f"{SIGNATURE} is malformed: {field} must be 64 lowercase hex digits")
     if _signature_json(document) != data:
         raise SignatureError(f"{SIGNATURE} is malformed: not in the canonical form `plugin sign` writes")

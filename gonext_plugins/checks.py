@@ -14,7 +14,7 @@ from django.conf import settings as django_settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
-from .conf import DEFAULTS, settings
+from .conf import DEFAULTS, parse_networks, settings
 
 # Bounds the host will accept for its own caps. Beyond them the sandbox stops meaning much.
 RANGES: dict[str, tuple[float, float]] = {
@@ -45,6 +45,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "LOG_BURST": (1, 10**7),
     "LOG_BACKLOG": (10, 10**7),
     "LOG_MAX_MESSAGE_BYTES": (64, 1024 * 1024),
+    "TRAP_SOURCE_MAP_MAX_BYTES": (0, 256 * 1024 * 1024),
 }
 
 
@@ -110,6 +111,43 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMess
                 id="gonext_plugins.E005",
             )
         )
+    return problems
+
+
+MIN_METRICS_TOKEN_LENGTH = 16
+
+
+@register(Tags.security)
+def check_metrics_access(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMessage]:
+    """Who may read /metrics beside staff: bearer tokens long enough not to guess, and addresses
+    that parse (a typo would silently lock the scraper out, or a ``/0`` let everyone in)."""
+    try:
+        tokens, addresses = settings.METRICS_TOKENS, settings.METRICS_ALLOWED_ADDRESSES
+    except ImproperlyConfigured:
+        return []
+    problems: list[CheckMessage] = []
+    if isinstance(tokens, str) or not all(isinstance(t, str) and len(t) >= MIN_METRICS_TOKEN_LENGTH
+                                          for t in tokens):
+        problems.append(Error(
+            "GONEXT_PLUGINS['METRICS_TOKENS'] must be a list of strings of at least "
+            f"{MIN_METRICS_TOKEN_LENGTH} characters.",
+            hint="Generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+            id="gonext_plugins.E013",
+        ))
+    networks, invalid = parse_networks([addresses] if isinstance(addresses, str) else addresses)
+    if isinstance(addresses, str) or invalid:
+        problems.append(Error(
+            f"GONEXT_PLUGINS['METRICS_ALLOWED_ADDRESSES'] has values that are not addresses or "
+            f"networks: {invalid or addresses!r}.",
+            hint="Give a list such as ['10.0.0.5', '192.168.0.0/24'].",
+            id="gonext_plugins.E014",
+        ))
+    if any(network.prefixlen == 0 for network in networks):
+        problems.append(Error(
+            "GONEXT_PLUGINS['METRICS_ALLOWED_ADDRESSES'] includes every address (a /0 network).",
+            hint="List only the scrapers' addresses, or use METRICS_TOKENS.",
+            id="gonext_plugins.E015",
+        ))
     return problems
 
 

@@ -8,6 +8,8 @@ silently ignored). Values are re-read when Django's ``setting_changed`` signal f
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Iterable
 from importlib import import_module
 from typing import Any
 
@@ -70,8 +72,13 @@ DEFAULTS: dict[str, Any] = {
     "LOG_BURST": 1_000,
     "LOG_BACKLOG": 2_000,
     "LOG_MAX_MESSAGE_BYTES": 4096,
-    # Metrics endpoint: who may read /metrics beside staff.
-    "METRICS_ALLOW_LOOPBACK": True,
+    # Trap reports: a module's source map over this size is not parsed (parsing runs at about
+    # 2 MB a second, on the request that trapped; each map is parsed once and cached).
+    "TRAP_SOURCE_MAP_MAX_BYTES": 4 * MiB,
+    # Metrics endpoint: who may read /metrics beside logged-in staff. Nobody else by default: a
+    # reverse proxy on the same host makes every public request come from loopback.
+    "METRICS_TOKENS": (),  # scrapers sending "Authorization: Bearer <token>"
+    "METRICS_ALLOWED_ADDRESSES": (),  # client addresses or networks ("10.0.0.0/8"), REMOTE_ADDR
 }
 
 # Keys whose values are dotted import paths, resolved on first access.
@@ -84,6 +91,22 @@ def _import(path: str, key: str) -> Any:
         return getattr(import_module(module_path), attr)
     except (ImportError, AttributeError, ValueError) as exc:
         raise ImproperlyConfigured(f"GONEXT_PLUGINS[{key!r}] = {path!r} cannot be imported: {exc}")
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(values: Iterable[object]) -> tuple[list[Network], list[object]]:
+    """(networks, values that are not an address or a network); a bare address is a network of
+    one. The system check reports the second list; access checks use only the first."""
+    networks: list[Network] = []
+    invalid: list[object] = []
+    for value in values:
+        try:
+            networks.append(ipaddress.ip_network(str(value), strict=False))
+        except ValueError:
+            invalid.append(value)
+    return networks, invalid
 
 
 class PluginSettings:
@@ -123,6 +146,11 @@ class PluginSettings:
         """Forget cached values (after ``override_settings``)."""
         self._cache.clear()
         self._user = None
+
+    @property
+    def metrics_networks(self) -> list[Network]:
+        """``METRICS_ALLOWED_ADDRESSES`` as networks."""
+        return parse_networks(self.METRICS_ALLOWED_ADDRESSES)[0]
 
     @property
     def cache_dir(self) -> str:

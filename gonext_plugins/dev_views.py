@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 
 from . import lifecycle
 from .api import permissions as perms
+from .api.serializers import BodySerializer
 from .api.views import APIBase
 from .conf import settings
 
@@ -42,7 +43,7 @@ class DevInstallPermission(BasePermission):
         return user.is_staff or not isinstance(request.successful_authenticator, SessionAuthentication)
 
 
-class DevInstallSerializer(serializers.Serializer):
+class DevInstallSerializer(BodySerializer):
     manifest = serializers.FileField(help_text="manifest.json")
     wasm = serializers.FileField(help_text="the compiled plugin.wasm")
 
@@ -73,6 +74,7 @@ class DevInstallView(APIBase, APIView):  # type: ignore[misc]
 
     parser_classes = [MultiPartParser]
     permission_classes = [DevInstallPermission]
+    body_actions = frozenset({"post"})
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         if not settings.DEV_MODE:  # before authentication: a production site shows nothing here

@@ -231,6 +231,23 @@ class ConsentRequired(LifecycleError):
         return data
 
 
+class PublisherChanged(ConsentRequired):
+    """An upgrade is signed by another publisher key than the running version: whoever holds that
+    key now decides what runs, so the admin must accept the new publisher explicitly."""
+
+    code = "publisher_changed"
+
+    def __init__(self, message: str, *, was: str, now: str, plugin: str | None = None) -> None:
+        super().__init__(message, missing=(), plugin=plugin)
+        self.was = was
+        self.now = now
+
+    def as_dict(self) -> dict[str, Any]:
+        data = super().as_dict()
+        data["problems"] = [{"publisher_was": self.was, "publisher_now": self.now}]
+        return data
+
+
 # --- background jobs (layer 4) ---------------------------------------------------------------
 
 

@@ -38,6 +38,7 @@ class ConfirmForm(forms.Form):
 
     capabilities = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple)
     hosts = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple)
+    accept_new_publisher = forms.BooleanField(required=False)  # upgrade signed by another key
 
     def __init__(self, *args: Any, capability_names: list[str], host_names: list[str],
                  **kwargs: Any) -> None:

@@ -39,6 +39,7 @@ from .errors import (
     NoOlderVersion,
     PluginExists,
     PluginNotFound,
+    PublisherChanged,
     SignatureError,
     UnknownCapability,
     VersionConflict,
@@ -56,7 +57,7 @@ from .models import (
     PublisherKey,
 )
 from .registry import registry
-from .storage import delete_blob, read_blob, save_blob
+from .storage import PREFIX, delete_blob, get_storage, read_blob, save_blob
 
 logger = logging.getLogger("gonext_plugins.lifecycle")
 
@@ -447,26 +448,39 @@ def _semver_key(version: str) -> tuple[Any, ...]:
     return (numbers, 0, parts)
 
 
+def publisher_label(key: PublisherKey | None) -> str:
+    """How a publisher is named to a person: its name and fingerprint, or "unsigned"."""
+    return f"{key.name} ({key.fingerprint})" if key is not None else "unsigned"
+
+
+def publisher_change(plugin: Plugin, key: PublisherKey | None) -> tuple[str, str] | None:
+    """``(was, now)`` when a version signed with ``key`` would replace a running version signed
+    by another key (or unsigned); None when the publisher stays the same."""
+    running = plugin.active_version
+    if running is None or running.publisher_key_id == (key.pk if key is not None else None):
+        return None
+    return publisher_label(running.publisher_key), publisher_label(key)
+
+
 def upgrade(plugin: Plugin | str, bundle: Bundle, granted: Iterable[str], actor: Actor, *,
-            hosts: Iterable[str] | None = None) -> Result:
+            hosts: Iterable[str] | None = None, accept_new_publisher: bool = False) -> Result:
     """Install a newer version and switch to it. New required capabilities must be granted in
     ``granted`` (or already); otherwise :class:`ConsentRequired` and the current version keeps
-    running. The same version with the same bytes is a no-op; with other bytes it is refused."""
+    running. The same version with the same bytes is a no-op; with other bytes it is refused.
+
+    A capability counts as granted only when the running version asks for it: a grant kept for an
+    older version (for a rollback) is not consent to a newer version that asks for it again. A
+    version signed by another publisher key needs ``accept_new_publisher``
+    (:class:`PublisherChanged` otherwise)."""
     current = _fresh(plugin)
     manifest = bundle.manifest
     if manifest.slug != current.slug:
         raise LifecycleError(
             f"the bundle is for {manifest.slug!r}, not {current.slug!r}", plugin=current.slug
         )
-    existing = current.versions.filter(version=manifest.version).first()
-    if existing is not None:
-        if existing.wasm_sha256 == bundle.wasm_sha256 and existing.manifest == manifest.raw:
-            return Result(current, existing, changed=False)
-        raise VersionConflict(
-            f"version {manifest.version} is already installed with different contents; "
-            "versions are immutable, so publish it under a new version number",
-            plugin=current.slug,
-        )
+    same = _same_version(current, bundle)
+    if same is not None:
+        return same
     newest = max((v.version for v in current.versions.all()), key=_semver_key, default=None)
     if newest is not None and _semver_key(manifest.version) < _semver_key(newest):
         raise LifecycleError(
@@ -474,7 +488,17 @@ def upgrade(plugin: Plugin | str, bundle: Bundle, granted: Iterable[str], actor:
             plugin=current.slug,
         )
     key, signed = _check_signature(bundle, actor)
-    already = granted_capabilities(current)
+    change = publisher_change(current, key)
+    if change is not None and not accept_new_publisher:
+        was, now = change
+        raise PublisherChanged(
+            f"version {manifest.version} is signed by a different publisher key: {now}, was {was}; "
+            "accept the new publisher explicitly to upgrade", was=was, now=now, plugin=current.slug,
+        )
+    running = set(manifest_of(current.active_version).all_capabilities) if current.active_version else set()
+    on_record = granted_capabilities(current)
+    already = on_record & running  # in effect now
+    dormant = on_record - running  # kept for older versions; reviving one needs consent again
     names = _check_grants(manifest, granted, already=already)
     newly_fetching = "http.fetch" in names and "http.fetch" not in already
     host_list = _check_hosts(manifest, hosts) if newly_fetching or hosts is not None else None
@@ -483,10 +507,19 @@ def upgrade(plugin: Plugin | str, bundle: Bundle, granted: Iterable[str], actor:
 
     def body(blob: str) -> Result:
         locked = _lock(current)
+        same = _same_version(locked, bundle)  # again under the lock: another upgrade may have won
+        if same is not None:
+            return same
         old = locked.active_version
         old_caps = set(manifest_of(old).all_capabilities) if old else set()
         version = _new_version(locked, bundle, key, signed, blob)
         added = _write_grants(locked, names, actor, version, host_list)
+        asked_again = dormant & set(manifest.all_capabilities)
+        revived = sorted(asked_again & names)
+        CapabilityGrant.objects.filter(plugin=locked, capability__in=revived).update(
+            requested_by_version=version, granted_by=_actor_fields(actor)["actor"], granted_at=timezone.now())
+        withdrawn = sorted(asked_again - names)  # asked again without consent: not granted
+        CapabilityGrant.objects.filter(plugin=locked, capability__in=withdrawn).delete()
         locked.active_version = version
         locked.name, locked.description = manifest.name, manifest.description
         locked.author, locked.homepage = manifest.author, manifest.homepage
@@ -497,14 +530,37 @@ def upgrade(plugin: Plugin | str, bundle: Bundle, granted: Iterable[str], actor:
         _audit("upgrade", locked, actor, version=version.version,
                before=old.version if old else None, after=version.version,
                capabilities_added=sorted(new_caps - old_caps),
-               capabilities_dropped=sorted(old_caps - new_caps), granted=added,
+               capabilities_dropped=sorted(old_caps - new_caps), granted=sorted({*added, *revived}),
+               revoked=withdrawn, publisher_changed=change is not None,
                **_signature_details(key, signed))
         bump_generation()
         _send_on_commit(signals.plugin_upgraded, locked, version, actor,
                         before=old.version if old else None)
         return Result(locked, version)
 
-    return _run_guarded(bundle, body)
+    try:
+        return _run_guarded(bundle, body)
+    except IntegrityError:
+        raise VersionConflict(
+            f"another upgrade to version {manifest.version} ran at the same time; look at the plugin "
+            "again before retrying", plugin=current.slug,
+        )
+
+
+def _same_version(plugin: Plugin, bundle: Bundle) -> Result | None:
+    """The no-op result when the bundle's version is installed with these exact contents; None when
+    it is not installed; :class:`VersionConflict` when it is, with other contents."""
+    manifest = bundle.manifest
+    existing = plugin.versions.filter(version=manifest.version).first()
+    if existing is None:
+        return None
+    if existing.wasm_sha256 == bundle.wasm_sha256 and existing.manifest == manifest.raw:
+        return Result(plugin, existing, changed=False)
+    raise VersionConflict(
+        f"version {manifest.version} is already installed with different contents; "
+        "versions are immutable, so publish it under a new version number",
+        plugin=plugin.slug,
+    )
 
 
 def _rollback_target(plugin: Plugin, to_version: str | None) -> PluginVersion:
@@ -707,12 +763,11 @@ def record_fault(slug: str, kind: str, message: str, *, version: str = "", hook:
     return False
 
 
-def collect_blobs(grace_seconds: float = 3600) -> list[str]:
+def collect_blobs(grace_seconds: float = 3600, *, dry_run: bool = False) -> list[str]:
     """Delete stored blobs no version references (left behind when a caller's own transaction
-    rolled back after an install wrote its blob). Blobs younger than ``grace_seconds`` are kept:
-    another process may be installing them right now. Returns the names deleted."""
-    from .storage import PREFIX, get_storage
-
+    rolled back after an install wrote its blob, or a process died between writing a blob and
+    committing its version). Blobs younger than ``grace_seconds`` are kept: another process may be
+    installing them right now. Returns the names deleted (with ``dry_run``: that would be)."""
     storage = get_storage()
     try:
         folders, _ = storage.listdir(PREFIX)
@@ -731,7 +786,8 @@ def collect_blobs(grace_seconds: float = 3600) -> list[str]:
                     continue
             except NotImplementedError:
                 pass
-            storage.delete(path)
+            if not dry_run:
+                storage.delete(path)
             deleted.append(path)
     return sorted(deleted)
 

@@ -21,7 +21,7 @@ from typing import Any
 import jsonschema
 
 import gonext_plugins
-from gonext_plugins import netpolicy
+from gonext_plugins import netpolicy, untrusted_json
 from gonext_plugins.errors import ManifestError
 from gonext_plugins.storable import unstorable_paths
 
@@ -100,11 +100,31 @@ def schema() -> dict[str, Any]:
     return json.loads(text)
 
 
+def _whole_string_pattern(validator: Any, pattern: str, instance: Any,
+                          schema: Mapping[str, Any]) -> Iterable[jsonschema.ValidationError]:
+    """JSON Schema's ``pattern`` is a *search*, and Python's ``$`` also matches before a trailing
+    newline, so ``^[a-z]+$`` would pass ``"x\\n"``. Every manifest pattern describes a whole value,
+    so it must match the whole string."""
+    if validator.is_type(instance, "string") and not re.fullmatch(pattern, instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _is_python_int(checker: Any, instance: Any) -> bool:
+    """JSON Schema counts ``32.0`` as an integer; the runtime's limits (and every count in a
+    manifest) need a real ``int``, so a float there is refused here, not later as a 500."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+# The manifest's own dialect: Draft 2020-12 with whole-string patterns and integers that are ints.
+_ManifestValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator, {"pattern": _whole_string_pattern},
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_python_int),
+)
+
+
 @cache
 def _validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(
-        schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-    )
+    return _ManifestValidator(schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
 
 
 def supported_abis() -> tuple[int, ...]:
@@ -123,7 +143,7 @@ def format_path(path: Iterable[PathElement]) -> str:
     for element in path:
         if isinstance(element, int):
             out += f"[{element}]"
-        elif _IDENT.match(element):
+        elif _IDENT.fullmatch(element):
             out += f".{element}"
         else:
             out += f"[{json.dumps(element)}]"
@@ -221,7 +241,7 @@ def version_key(text: str) -> tuple[Any, ...]:
 
     Raises ValueError for anything that is not a version.
     """
-    match = _VERSION.match(text.strip())
+    match = _VERSION.fullmatch(text.strip())
     if not match:
         raise ValueError(f"{text!r} is not a version")
     release = [int(part) for part in match["release"].split(".")]
@@ -244,7 +264,7 @@ def parse_range(text: str) -> list[tuple[str, tuple[Any, ...]]]:
         return []
     clauses = []
     for raw in text.split(","):
-        match = _CLAUSE.match(raw.strip())
+        match = _CLAUSE.fullmatch(raw.strip())
         if not match:
             raise ValueError(f"clause {raw.strip()!r} is not an operator and a version")
         clauses.append((match["op"] or "==", version_key(match["version"])))
@@ -387,6 +407,9 @@ def _load_json(data: bytes | str) -> tuple[Any, list[Problem]]:
 
 def problems(data: Any, *, check_host: bool = True, host_version: str | None = None) -> list[tuple[str, str]]:
     """Every problem with an already-parsed manifest, as sorted ``(json path, sentence)`` pairs."""
+    unsafe = untrusted_json.problems(data)
+    if unsafe:  # the schema's recursive walk would overflow, or the text cannot be stored
+        return [(format_path(path), message) for path, message in sorted(set(unsafe), key=_sort_key)]
     errors = list(_validator().iter_errors(data))
     # A wrong type makes other complaints about the same value noise ("1" is not an integer *and*
     # not in the enum): keep only the type error there.

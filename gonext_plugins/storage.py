@@ -1,12 +1,15 @@
 """Wasm blobs through Django's storage API, content-addressed by sha256.
 
 A blob's name is derived from its hash, so two versions (or two plugins) with the same bytes share
-one file, a blob is never overwritten with different content, and reading it back verifies it.
+one file, a blob is never overwritten with *different* content, and reading it back verifies it. A
+stored blob that no longer matches its name (a torn write, a damaged disk) is rewritten when the
+same content is saved again, instead of being reused and failing every later load.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, default_storage
@@ -15,6 +18,9 @@ from .conf import settings
 from .errors import PluginLoadError
 
 PREFIX = "gonext_plugins/blobs"
+CHUNK = 1024 * 1024
+
+logger = logging.getLogger("gonext_plugins.storage")
 
 
 def get_storage() -> Storage:
@@ -26,14 +32,30 @@ def blob_name(sha256: str) -> str:
     return f"{PREFIX}/{sha256[:2]}/{sha256}.wasm"
 
 
+def _stored_sha256(storage: Storage, name: str) -> str | None:
+    """The sha256 of a stored file, read in chunks; None when it cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        with storage.open(name, "rb") as handle:
+            while chunk := handle.read(CHUNK):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
 def save_blob(data: bytes, sha256: str) -> tuple[str, bool]:
-    """Store ``data`` under its hash; returns (name, created). Existing blobs are reused."""
+    """Store ``data`` under its hash; returns (name, created). An existing blob is reused only when
+    its content still hashes to its name; a damaged one is replaced (and counts as created)."""
     if hashlib.sha256(data).hexdigest() != sha256:
         raise ValueError("blob does not match its sha256")
     storage = get_storage()
     name = blob_name(sha256)
     if storage.exists(name):
-        return name, False
+        if _stored_sha256(storage, name) == sha256:
+            return name, False
+        logger.warning("blob %s does not match its sha256; rewriting it", name)
+        storage.delete(name)
     saved = storage.save(name, ContentFile(data))
     if saved != name:  # a racing writer stored the same content first; keep one copy
         storage.delete(saved)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 
 from django.contrib import admin
@@ -15,20 +16,38 @@ from .conf import settings
 from .models import Plugin
 
 
-def _is_loopback(request: HttpRequest) -> bool:
+def _has_metrics_token(request: HttpRequest) -> bool:
+    scheme, _, given = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return False
+    offered = given.strip().encode()
+    # compare with every token, so the time taken does not say which one (or how much) matched
+    matches = [hmac.compare_digest(offered, str(token).encode()) for token in settings.METRICS_TOKENS]
+    return any(matches)
+
+
+def _from_allowed_address(request: HttpRequest) -> bool:
     try:
-        return ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")).is_loopback
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
     except ValueError:
         return False
+    return any(address in network for network in settings.metrics_networks)
+
+
+def may_read_metrics(request: HttpRequest) -> bool:
+    """Staff, a scraper with a configured bearer token, or a client at a configured address. Never
+    "anything on loopback": behind a reverse proxy on the same host, that is everyone."""
+    user = getattr(request, "user", None)
+    return bool((user is not None and user.is_staff) or _has_metrics_token(request)
+                or _from_allowed_address(request))
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """Prometheus metrics, for staff or (when allowed) scrapers on loopback only: plugin names,
-    call counts and fault counts are not for the public."""
-    user = getattr(request, "user", None)
-    if (user is not None and user.is_staff) or (settings.METRICS_ALLOW_LOOPBACK and _is_loopback(request)):
+    """Prometheus metrics: plugin names, call counts and fault counts are not for the public."""
+    if may_read_metrics(request):
         return ExportToDjangoView(request)
-    return HttpResponseForbidden("metrics are for staff or loopback scrapers only\n")
+    return HttpResponseForbidden("metrics are for staff, or scrapers configured in "
+                                 "GONEXT_PLUGINS['METRICS_TOKENS'] or ['METRICS_ALLOWED_ADDRESSES']\n")
 
 
 @staff_member_required

@@ -77,7 +77,7 @@ def status_for(exc: PluginError) -> int:
 
 def plugin_error_body(exc: PluginError) -> dict[str, Any]:
     data = exc.as_dict()
-    if isinstance(exc, ConsentRequired):
+    if isinstance(exc, ConsentRequired) and exc.missing:
         # Say what each missing capability allows, so a client can ask a person for consent.
         data["problems"] = [
             {"capability": cap.name, "description": cap.description, "risk": cap.risk}

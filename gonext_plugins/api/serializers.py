@@ -284,7 +284,22 @@ class HostListField(serializers.ListField):
         return sorted({part.strip() for value in values for part in value.split(",") if part.strip()})
 
 
-class UpgradeSerializer(serializers.Serializer):
+class BodySerializer(serializers.Serializer):
+    """A request body, strictly: a field the endpoint does not take is a 400, as an unknown query
+    parameter is (DRF ignores it, so ``{"grants": [...]}`` would quietly grant nothing)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if hasattr(data, "keys"):
+            unknown = sorted(set(data.keys()) - set(self.fields))
+            if unknown:
+                takes = f"this endpoint takes {', '.join(self.fields)}"
+                raise serializers.ValidationError({name: [f"unknown field ({takes})"] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class BundleUploadSerializer(BodySerializer):
+    """What install and upgrade both take: the bundle, the grants and the http.fetch hosts."""
+
     bundle = serializers.FileField(help_text="the .gnplugin file", allow_empty_file=True)
     grant = CapabilityListField(
         required=False, default=list,
@@ -296,17 +311,24 @@ class UpgradeSerializer(serializers.Serializer):
     )
 
 
-class InstallSerializer(UpgradeSerializer):
+class UpgradeSerializer(BundleUploadSerializer):
+    accept_new_publisher = serializers.BooleanField(
+        required=False, default=False,
+        help_text="consent to a version signed by another publisher key than the running one "
+                  "(409 `publisher_changed` without it)")
+
+
+class InstallSerializer(BundleUploadSerializer):
     activate = serializers.BooleanField(required=False, default=False,
                                         help_text="activate in the same transaction")
 
 
-class RollbackSerializer(serializers.Serializer):
+class RollbackSerializer(BodySerializer):
     version = serializers.CharField(required=False, max_length=64,
                                     help_text="an installed version; default: the newest older one")
 
 
-class GrantRequestSerializer(serializers.Serializer):
+class GrantRequestSerializer(BodySerializer):
     grant = CapabilityListField(min_length=1, help_text="capabilities the current version asks for")
     hosts = HostListField(required=False, help_text="for http.fetch: the manifest's hosts to allow")
 
@@ -341,7 +363,7 @@ class JobFilterSerializer(QuerySerializer):
     job = serializers.CharField(required=False, max_length=200, help_text="only jobs of this name")
 
 
-class TrustKeySerializer(serializers.Serializer):
+class TrustKeySerializer(BodySerializer):
     name = serializers.CharField(max_length=200)
     public_key = serializers.CharField(max_length=64, help_text="base64 of the 32-byte ed25519 key")
 
@@ -355,7 +377,7 @@ class RevokeKeyQuerySerializer(QuerySerializer):
     )
 
     def validate_fingerprint(self, value: str) -> str:
-        if not _HEX.match(value):
+        if not _HEX.fullmatch(value):
             raise serializers.ValidationError("must be hexadecimal (8 to 64 characters)")
         return value.lower()
 

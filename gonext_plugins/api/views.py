@@ -18,7 +18,7 @@ from rest_framework.authentication import SessionAuthentication, TokenAuthentica
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -39,6 +39,7 @@ from ..models import (
 )
 from . import permissions as perms
 from . import serializers as s
+from .parsers import UntrustedJSONParser
 from .throttles import PluginAPIThrottle
 
 ERROR = s.ErrorSerializer
@@ -93,10 +94,14 @@ class APIBase:
     throttle_classes = [PluginAPIThrottle]
     schema = AutoSchema()  # whatever the site's DEFAULT_SCHEMA_CLASS is
     query_params: dict[str, tuple[str, ...]] = {}  # "<action or method>" -> the names it takes
+    # "<action or method>" that read a body (through a ``serializers.BodySerializer``, which refuses
+    # unknown fields); every other write must come without one.
+    body_actions: frozenset[str] = frozenset()
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        """After authentication, permissions and throttling: refuse unknown query parameters, so a
-        typo (``?keepdata=true``) is reported instead of silently changing what a call does."""
+        """After authentication, permissions and throttling: refuse unknown query parameters and
+        body fields, so a typo (``?keepdata=true``) is reported instead of silently changing what a
+        call does."""
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
         key = getattr(self, "action", None) or request.method.lower()
         if key == "grants":
@@ -106,6 +111,10 @@ class APIBase:
         if unknown:
             takes = f"this endpoint takes {', '.join(allowed)}" if allowed else "this endpoint takes none"
             raise ValidationError({name: [f"unknown query parameter ({takes})"] for name in unknown})
+        if request.method not in ("GET", "HEAD", "OPTIONS") and key not in self.body_actions and request.data:
+            fields = list(request.data.keys()) if hasattr(request.data, "keys") else []
+            raise ValidationError({name: ["unknown field (this endpoint takes no body)"] for name in fields}
+                                  or ["this endpoint takes no body"])
 
 
 def _actor(request: Request) -> Any:
@@ -186,11 +195,12 @@ class PluginViewSet(APIBase, GenericViewSet):  # type: ignore[misc]
     pagination_class = PluginPagination
     permission_classes = [perms.ModelActionPermission]
     serializer_class = s.PluginSerializer
-    parser_classes = [JSONParser, FormParser, MultiPartParser]
+    parser_classes = [UntrustedJSONParser, FormParser, MultiPartParser]
     query_params = {"list": ("state", "page", "page_size"), "audit": ("page", "page_size"),
                     "faults": ("page", "page_size"),
                     "destroy": ("keep_data",), "grants.delete": ("capability",),
                     "logs": ("since", "level", "limit"), "jobs": ("status", "job", "page", "page_size")}
+    body_actions = frozenset({"create", "upgrade", "rollback", "grants.post"})
 
     # action -> permission (GET/POST/DELETE of grants differ by method)
     PERMISSIONS = {
@@ -305,13 +315,14 @@ class PluginViewSet(APIBase, GenericViewSet):  # type: ignore[misc]
         description="New required capabilities must be in `grant` (or already granted); otherwise 409 "
                     "`consent_required` and the current version keeps running. The same version with "
                     "the same bytes is a no-op (`changed: false`); with other bytes, 409 "
-                    "`version_conflict`.",
+                    "`version_conflict`. A version signed by another publisher key than the running one "
+                    "is a 409 `publisher_changed` (naming both keys) unless `accept_new_publisher`.",
         parameters=[SLUG_PARAM],
         request={"multipart/form-data": s.UpgradeSerializer},
         responses={200: s.PluginResultSerializer,
                    **errors(*WRITE_ERRORS, e400="the bundle or its manifest is refused, or the request is "
-                            "invalid", e409="consent_required, version_conflict, an older version, or "
-                            "another lifecycle refusal")},
+                            "invalid", e409="consent_required, publisher_changed, version_conflict, an "
+                            "older version, or another lifecycle refusal")},
     )
     @action(detail=True, methods=["post"])
     def upgrade(self, request: Request, slug: str) -> Response:
@@ -320,7 +331,7 @@ class PluginViewSet(APIBase, GenericViewSet):  # type: ignore[misc]
         form.is_valid(raise_exception=True)
         data = form.validated_data
         result = lifecycle.upgrade(plugin, _read_bundle(data["bundle"]), data["grant"], _actor(request),
-                                   hosts=data.get("hosts"))
+                                   hosts=data.get("hosts"), accept_new_publisher=data["accept_new_publisher"])
         return self._result(result)
 
     @extend_schema(
@@ -478,8 +489,9 @@ class KeyView(APIBase, APIView):  # type: ignore[misc]
     """Trusted publisher keys: which signatures may install code at all. Superusers only."""
 
     permission_classes = [perms.IsSuperuser]
-    parser_classes = [JSONParser, FormParser, MultiPartParser]
+    parser_classes = [UntrustedJSONParser, FormParser, MultiPartParser]
     query_params = {"delete": ("fingerprint",)}
+    body_actions = frozenset({"post"})
 
     @extend_schema(summary="List publisher keys", responses={200: s.KeySerializer(many=True),
                                                              **errors(*COMMON_ERRORS)})

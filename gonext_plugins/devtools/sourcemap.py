@@ -393,15 +393,26 @@ def data_url(smap: SourceMap | str) -> str:
     return "data:application/json;base64," + base64.b64encode(text.encode()).decode("ascii")
 
 
-def load_for_module(wasm: bytes,
-                    wasm_path: str | os.PathLike[str] | None = None) -> tuple[SourceMap, str] | None:
+def _check_map_size(size: int, max_bytes: int | None) -> None:
+    if max_bytes is not None and size > max_bytes:
+        raise SourceMapError(f"the source map is {size:,} bytes, over the {max_bytes:,} byte cap; "
+                             "it is not parsed")
+
+
+def load_for_module(wasm: bytes, wasm_path: str | os.PathLike[str] | None = None, *,
+                    max_bytes: int | None = None) -> tuple[SourceMap, str] | None:
     """The map that goes with a module, and where it came from: the ``sourceMappingURL`` section
-    (a ``data:`` URL, or a file relative to ``wasm_path``), else ``<wasm_path>.map`` next to it."""
+    (a ``data:`` URL, or a file relative to ``wasm_path``), else ``<wasm_path>.map`` next to it.
+
+    A map over ``max_bytes`` is a :class:`SourceMapError` before it is decoded or parsed: parsing
+    costs about a second per 2 MB, too much for a host that reports traps on its request path."""
     url = source_mapping_url(wasm)
     if url and url.startswith("data:"):
         header, _, payload = url.partition(",")
+        base64_encoded = header.endswith(";base64")
+        _check_map_size(len(payload) * 3 // 4 if base64_encoded else len(payload), max_bytes)
         try:
-            raw = base64.b64decode(payload) if header.endswith(";base64") else payload.encode()
+            raw = base64.b64decode(payload) if base64_encoded else payload.encode()
         except ValueError as exc:
             raise SourceMapError(f"bad data: URL in sourceMappingURL: {exc}") from None
         return SourceMap.parse(raw), "sourceMappingURL (embedded)"
@@ -414,6 +425,7 @@ def load_for_module(wasm: bytes,
         candidates.append((side, os.path.basename(side)))
         for path, label in candidates:
             if os.path.isfile(path):
+                _check_map_size(os.path.getsize(path), max_bytes)
                 with open(path, "rb") as handle:
                     return SourceMap.parse(handle.read()), label
     return None

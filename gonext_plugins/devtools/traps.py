@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -188,8 +190,11 @@ def parse_frame(raw: Any) -> tuple[int | None, str | None, int | None]:
             getattr(raw, "module_offset", None))
 
 
-def resolve_frames(raw_frames: Iterable[Any], wasm: bytes | None, smap: SourceMap | None) -> list[Frame]:
-    funcs = wasm_functions(wasm) if wasm is not None else None
+def resolve_frames(raw_frames: Iterable[Any], module: bytes | WasmFunctions | None,
+                   smap: SourceMap | None) -> list[Frame]:
+    """Each frame with its function name and source position (``module``: the wasm bytes, or
+    their already-read :class:`WasmFunctions`)."""
+    funcs = wasm_functions(module) if isinstance(module, bytes | bytearray) else module
     frames = []
     for raw in raw_frames:
         index, name, offset = parse_frame(raw)
@@ -209,29 +214,84 @@ def resolve_frames(raw_frames: Iterable[Any], wasm: bytes | None, smap: SourceMa
     return frames
 
 
+@dataclass(frozen=True)
+class ModuleDebugInfo:
+    """What a trap report needs from a module, parsed once: its functions and its source map (or
+    why it has none usable)."""
+
+    functions: WasmFunctions | None = None
+    source_map: SourceMap | None = None
+    map_source: str | None = None
+    map_error: str | None = None
+
+
+def read_debug_info(wasm: bytes, wasm_path: str | os.PathLike[str] | None = None, *,
+                    max_map_bytes: int | None = None) -> ModuleDebugInfo:
+    """Parse a module's function table and source map; a broken or oversized one is an error
+    string, never an exception."""
+    smap, map_source, map_error = None, None, None
+    try:
+        found = sourcemap.load_for_module(wasm, wasm_path, max_bytes=max_map_bytes)
+    except SourceMapError as exc:
+        found, map_error = None, exc.message
+    if found is not None:
+        smap, map_source = found
+    try:
+        functions: WasmFunctions | None = wasm_functions(wasm)
+    except (SourceMapError, IndexError, ValueError) as exc:  # a malformed module
+        functions, map_error = None, getattr(exc, "message", str(exc))
+    return ModuleDebugInfo(functions, smap, map_source, map_error)
+
+
+class DebugInfoCache:
+    """A bounded LRU of :class:`ModuleDebugInfo` by module sha256, so a plugin that traps on every
+    request parses its (possibly multi-megabyte) source map once, not once per trap."""
+
+    def __init__(self, maxsize: int = 16) -> None:
+        self.maxsize = maxsize
+        self._entries: OrderedDict[tuple[str, int | None], ModuleDebugInfo] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, sha256: str, wasm: bytes, *, max_map_bytes: int | None = None) -> ModuleDebugInfo:
+        key = (sha256, max_map_bytes)
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+        info = read_debug_info(wasm, max_map_bytes=max_map_bytes)  # outside the lock: it is slow
+        with self._lock:
+            self._entries[key] = info
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.maxsize:
+                self._entries.popitem(last=False)
+        return info
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 def inspect(trap: BaseException, wasm: bytes | None = None, *, source_map: SourceMap | None = None,
             wasm_path: str | os.PathLike[str] | None = None,
-            frames: Sequence[Any] | None = None) -> TrapReport:
+            frames: Sequence[Any] | None = None, debug: ModuleDebugInfo | None = None) -> TrapReport:
     """Build a report for ``trap`` (a ``PluginTrap`` or a raw wasmtime ``Trap``).
 
     ``wasm`` is the module's bytes (read from ``wasm_path`` when not given); ``source_map``
     overrides the module's own; ``frames`` overrides the trap's (e.g. wasmtime ``Frame`` objects
-    captured with their offsets).
+    captured with their offsets); ``debug`` is the module's already-parsed debug info (from a
+    :class:`DebugInfoCache`), so nothing is parsed here.
     """
-    if wasm is None and wasm_path is not None:
+    if debug is None and wasm is None and wasm_path is not None:
         with open(wasm_path, "rb") as handle:
             wasm = handle.read()
-    smap, map_source, map_error = source_map, "given" if source_map is not None else None, None
-    if smap is None and wasm is not None:
-        try:
-            found = sourcemap.load_for_module(wasm, wasm_path)
-        except SourceMapError as exc:
-            found, map_error = None, exc.message
-        if found is not None:
-            smap, map_source = found
+    if debug is None and wasm is not None:
+        debug = read_debug_info(wasm, wasm_path)
+    debug = debug or ModuleDebugInfo()
+    smap, map_source, map_error = debug.source_map, debug.map_source, debug.map_error
+    if source_map is not None:
+        smap, map_source = source_map, "given"
     raw = list(frames) if frames is not None else list(getattr(trap, "frames", None) or [])
     try:
-        resolved = resolve_frames(raw, wasm, smap)
+        resolved = resolve_frames(raw, debug.functions, smap)
     except SourceMapError as exc:  # a malformed module: frames as they are, never a crash
         resolved, map_error = resolve_frames(raw, None, None), exc.message
     message = trap.message if isinstance(trap, PluginError) else _first_line(trap)

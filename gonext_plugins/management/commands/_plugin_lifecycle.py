@@ -21,7 +21,7 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from gonext_plugins.errors import ConsentRequired
+from gonext_plugins.errors import ConsentRequired, PublisherChanged
 
 DONE, REFUSED, USAGE, NOTHING_TO_DO = 0, 1, 2, 3
 AUDIT_LIMIT = 10
@@ -59,6 +59,8 @@ def _consent_hint(how: str) -> Iterator[None]:
     ``plugin grant`` command to run)."""
     try:
         yield
+    except PublisherChanged as exc:
+        raise _refused(exc.code, f"{exc.message}\n  add: --accept-new-publisher")
     except ConsentRequired as exc:
         fix = (f"add: {_grant_flags(exc.missing)}" if how == "flags"
                else f"run: manage.py plugin grant {how} {' '.join(exc.missing)}")
@@ -304,15 +306,18 @@ class LifecycleCommands:
         parser.add_argument("slug")
         parser.add_argument("bundle", help="the signed .gnplugin of the new version")
         self._grant_args(parser)
+        parser.add_argument("--accept-new-publisher", action="store_true", dest="accept_new_publisher",
+                            help="upgrade even though the new version is signed by another publisher key")
 
     def handle_upgrade(self, *, slug: str, bundle: str, grants: list[str], hosts: list[str] | None,
-                       **_: Any) -> None:
+                       accept_new_publisher: bool = False, **_: Any) -> None:
         from gonext_plugins import lifecycle
 
         data = self._read_bundle(bundle)
         before = self._plugin(slug).active_version
         with _consent_hint("flags"):
-            result = lifecycle.upgrade(slug, data, grants, actor_label(), hosts=hosts)
+            result = lifecycle.upgrade(slug, data, grants, actor_label(), hosts=hosts,
+                                       accept_new_publisher=accept_new_publisher)
         if not result.changed:
             self.nothing_to_do(f"{slug} {data.version} is already installed with these exact contents")
         else:
@@ -460,3 +465,26 @@ class LifecycleCommands:
             return
         affected = lifecycle.revoke_key(key, actor_label())
         self.done(f"revoked {key.name}: {key.fingerprint}; deactivated: {', '.join(affected) or '(none)'}")
+
+    # --- gc ------------------------------------------------------------------------------------
+
+    def args_gc(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--dry-run", action="store_true", dest="dry_run",
+                            help="list the blobs that would be deleted, delete nothing")
+        parser.add_argument("--grace", type=float, default=3600, metavar="SECONDS",
+                            help="keep blobs younger than this: an install may be writing them "
+                                 "(default 3600)")
+
+    def handle_gc(self, *, dry_run: bool, grace: float, **_: Any) -> None:
+        from gonext_plugins import lifecycle
+
+        if grace < 0:
+            raise _usage("--grace must be 0 or more seconds")
+        names = lifecycle.collect_blobs(grace_seconds=grace, dry_run=dry_run)
+        if not names:
+            self.nothing_to_do("no orphaned blobs")
+            return
+        for name in names:
+            self.say(name)
+        verb = "would delete" if dry_run else "deleted"
+        self.done(f"{verb} {len(names)} orphaned blob{'s' if len(names) != 1 else ''}")

@@ -70,6 +70,7 @@ LIFECYCLE_SUBCOMMANDS: dict[str, str] = {
     "revoke": "revoke one capability (a required one deactivates the plugin)",
     "trust-key": "trust a publisher's public key (base64, or a key file)",
     "revoke-key": "revoke a publisher key; plugins it signed are deactivated",
+    "gc": "delete stored wasm blobs no installed version refers to (left by a crash; --dry-run lists them)",
 }
 
 
@@ -77,7 +78,7 @@ class Command(DevCommands, LifecycleCommands, BaseCommand):
     help = ("Manage gonext plugins: write them (new: scaffold a plugin; dev: build, upload to a dev site, "
             "watch, diff capabilities, tail logs; see docs/plugin-authors.md), keys and bundles (keygen, "
             "pack, sign, verify) and installed plugins (install, list, show, activate, deactivate, "
-            "upgrade, rollback, uninstall, grant, revoke, trust-key, revoke-key). Exit codes: 0 done, "
+            "upgrade, rollback, uninstall, grant, revoke, trust-key, revoke-key, gc). Exit codes: 0 done, "
             "1 refused (stderr: 'error: <code>: <message>'), 2 usage error, 3 nothing to do (already in "
             "that state).")
     requires_system_checks: list[str] = []  # keygen/pack/sign need no database
