@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.shortcuts import get_object_or_404, render
 from django_prometheus.exports import ExportToDjangoView
 
+from . import permissions as policy
 from .conf import settings
 from .models import Plugin
 
@@ -23,19 +24,19 @@ def _is_loopback(request: HttpRequest) -> bool:
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """Prometheus metrics, for staff or (when allowed) scrapers on loopback only: plugin names,
-    call counts and fault counts are not for the public."""
+    """Prometheus metrics, for those who may view plugins or (when allowed) scrapers on loopback
+    only: plugin names, call counts and fault counts are not for the public."""
     user = getattr(request, "user", None)
-    if (user is not None and user.is_staff) or (settings.METRICS_ALLOW_LOOPBACK and _is_loopback(request)):
+    if policy.can_view_metrics(user) or (settings.METRICS_ALLOW_LOOPBACK and _is_loopback(request)):
         return ExportToDjangoView(request)
-    return HttpResponseForbidden("metrics are for staff or loopback scrapers only\n")
+    return HttpResponseForbidden("metrics are for users who may view plugins, or loopback scrapers\n")
 
 
 @staff_member_required
 def log_page(request: HttpRequest, slug: str) -> HttpResponse:
     """The live log page of one plugin. The page is only a shell: lines come over the WebSocket,
     which checks the same permission again (a page left open must not outlive a revoked grant)."""
-    if not request.user.has_perm("gonext_plugins.view_plugin_logs"):
+    if not policy.can_view_logs(request.user):
         raise PermissionDenied("You may not watch plugin logs.")
     plugin = get_object_or_404(Plugin.objects.select_related("active_version"), slug=slug)
     context = {

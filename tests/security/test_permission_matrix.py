@@ -1,4 +1,4 @@
-"""Every interface × every action × every role, from ONE table of what each action needs.
+"""Every interface, every action, every role, from ONE table of what each action needs.
 
 Issue #13, class 6: a permission must do what its name says, in every interface alike. The table
 ``ACTIONS`` names, for each action of each interface (the admin, the API, the log WebSocket, the
@@ -113,8 +113,9 @@ def _activate(plugin: Plugin) -> None:
     lifecycle.activate(plugin, "tests")
 
 
-def _new_public_key() -> str:
-    return signing.generate_key()[1]
+def new_key() -> dict[str, str]:
+    """A fresh publisher key to trust."""
+    return {"name": "New", "public_key": signing.generate_key()[1]}
 
 
 def _dev_install(ctx: Ctx) -> Any:
@@ -169,10 +170,12 @@ def _ws_logs(ctx: Ctx) -> Any:
 
 ACTIONS: list[Action] = [
     # the admin
-    Action("admin.plugin_list", "admin", (VIEW,), False, lambda c: c.client.get(admin_url("plugin_changelist"))),
+    Action("admin.plugin_list", "admin", (VIEW,), False,
+           lambda c: c.client.get(admin_url("plugin_changelist"))),
     Action("admin.plugin_page", "admin", (VIEW,), False,
            lambda c: c.client.get(admin_url("plugin_change", c.plugin.pk))),
-    Action("admin.install_form", "admin", (INSTALL,), False, lambda c: c.client.get(admin_url("plugin_install"))),
+    Action("admin.install_form", "admin", (INSTALL,), False,
+           lambda c: c.client.get(admin_url("plugin_install"))),
     Action("admin.install", "admin", (INSTALL,), True,
            lambda c: _admin_confirm_install(c, FRESH, {"_install": "1"})),
     Action("admin.install_with_grants", "admin", (INSTALL, GRANT), True,
@@ -192,10 +195,12 @@ ACTIONS: list[Action] = [
            lambda c: c.client.post(admin_url("plugin_deactivate", c.plugin.pk)), _activate),
     Action("admin.revoke_grant", "admin", (GRANT,), True,
            lambda c: c.client.post(admin_url("plugin_revoke_grant", c.plugin.pk, "kv"))),
-    Action("admin.audit_list", "admin", (AUDIT,), False, lambda c: c.client.get(admin_url("auditevent_changelist"))),
-    Action("admin.key_list", "admin", (KEYS,), False, lambda c: c.client.get(admin_url("publisherkey_changelist"))),
+    Action("admin.audit_list", "admin", (AUDIT,), False,
+           lambda c: c.client.get(admin_url("auditevent_changelist"))),
+    Action("admin.key_list", "admin", (KEYS,), False,
+           lambda c: c.client.get(admin_url("publisherkey_changelist"))),
     Action("admin.trust_key", "admin", (TRUST,), True,
-           lambda c: c.client.post(admin_url("publisherkey_add"), {"name": "New", "public_key": _new_public_key()})),
+           lambda c: c.client.post(admin_url("publisherkey_add"), new_key())),
     Action("admin.revoke_key", "admin", (REVOKE_KEY,), True,
            lambda c: c.client.post(admin_url("publisherkey_revoke", c.publisher.pk))),
     # the API (token authentication)
@@ -212,7 +217,8 @@ ACTIONS: list[Action] = [
     Action("api.install_and_activate", "api", (INSTALL, ACTIVATE), True,
            lambda c: _api_install(c, FRESH, activate="true")),
     Action("api.upgrade", "api", (INSTALL,), True, lambda c: _api_upgrade(c)),
-    Action("api.upgrade_with_grants", "api", (INSTALL, GRANT), True, lambda c: _api_upgrade(c, grant=["posts.read"])),
+    Action("api.upgrade_with_grants", "api", (INSTALL, GRANT), True,
+           lambda c: _api_upgrade(c, grant=["posts.read"])),
     Action("api.rollback", "api", (INSTALL,), True,
            lambda c: c.api.post("/api/plugins/demo/rollback/", {"version": "1.0.0"}, format="json")),
     Action("api.uninstall", "api", (INSTALL,), True, lambda c: c.api.delete("/api/plugins/demo/")),
@@ -227,7 +233,7 @@ ACTIONS: list[Action] = [
     Action("api.logs", "api", (LOGS,), False, lambda c: c.api.get("/api/plugins/demo/logs/")),
     Action("api.key_list", "api", (KEYS,), False, lambda c: c.api.get("/api/keys/")),
     Action("api.trust_key", "api", (TRUST,), True,
-           lambda c: c.api.post("/api/keys/", {"name": "New", "public_key": _new_public_key()}, format="json")),
+           lambda c: c.api.post("/api/keys/", new_key(), format="json")),
     Action("api.revoke_key", "api", (REVOKE_KEY,), True,
            lambda c: c.api.delete(f"/api/keys/?fingerprint={c.publisher.fingerprint}")),
     # the plain views and the dev endpoint
