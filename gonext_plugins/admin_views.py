@@ -378,8 +378,8 @@ class PluginAdminViews:
         if request.method == "POST" and form.is_valid():
             granted = form.cleaned_data["capabilities"]
             hosts = form.cleaned_data["hosts"] if info["allowed_hosts"] else None
-            if plugin is None:
-                activate = "_activate" in request.POST
+            activate = plugin is None and "_activate" in request.POST
+            if plugin is None:  # activating and granting need their own permissions, not install's
                 self._require(policy.can_install(request.user, activate=activate, grants=granted))
             else:
                 self._require(policy.can_upgrade(request.user, plugin, granted, hosts))
