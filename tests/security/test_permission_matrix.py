@@ -86,7 +86,8 @@ class Ctx:
     def api(self) -> APIClient:
         client = APIClient()
         if self.user is not None:
-            client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=self.user).key}")
+            token, _ = Token.objects.get_or_create(user=self.user)
+            client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
         return client
 
     def bundle(self, **fields: Any) -> bytes:
@@ -340,3 +341,30 @@ def test_permission_matrix(action: Action, role: str, demo: Plugin, publisher: A
     else:
         assert_refused(action, role, outcome)
         assert written == 0, f"{action.name} was refused for {role} but wrote {written} audit event(s)"
+
+
+# --- the grant rule on upgrade: other hosts for http.fetch are a grant too ----------------------------
+
+
+def test_upgrade_that_changes_fetch_hosts_needs_the_grant_permission(publisher: Any) -> None:
+    """``install_plugin`` may upgrade a plugin holding ``http.fetch`` with the hosts it already
+    has, but widening them is granting, refused (403, nothing written) without ``grant_capability``."""
+    fields = {"slug": "fetcher", "capabilities": ["http.fetch"],
+              "http": {"allowedHosts": ["a.example.com", "b.example.com"]}}
+    wasm = guest_wasm("minimal")
+    first = bundle.read(signed_bundle(publisher.private_key, wasm, version="1.0.0", **fields))
+    lifecycle.install(first, ["http.fetch"], "tests", hosts=["a.example.com"])
+    ctx = Ctx("only:install_plugin", make_role("only:install_plugin"), Plugin.objects.get(slug="fetcher"),
+              publisher, None)
+
+    def upgrade(version: str, hosts: list[str]) -> Any:
+        raw = signed_bundle(publisher.private_key, wasm, version=version, **fields)
+        return ctx.api.post("/api/plugins/fetcher/upgrade/",
+                            {"bundle": upload(raw), "hosts": hosts}, format="multipart")
+
+    before = AuditEvent.objects.count()
+    data = assert_error(upgrade("1.1.0", ["a.example.com", "b.example.com"]), 403, "permission_denied")
+    assert "gonext_plugins.grant_capability" in data["detail"]
+    assert AuditEvent.objects.count() == before
+    assert upgrade("1.1.0", ["a.example.com"]).status_code == 200
+    assert Plugin.objects.get(slug="fetcher").grants.get(capability="http.fetch").hosts == ["a.example.com"]
