@@ -1,10 +1,9 @@
 """The plugin admin: the whole lifecycle inside Django's admin.
 
 No model form ever writes plugin state: every button posts to a view in ``admin_views`` that
-checks one of the app's model permissions (``install_plugin``, ``activate_plugin``,
-``grant_capability``, ``view_plugin_logs``; ``add_``/``change_publisherkey`` for trusted keys) and
-calls ``lifecycle``, which audits the change. Users without a permission see no button for it and
-get 403 from its URL.
+asks the permission policy (``gonext_plugins.permissions``, the same ``can_*`` functions the API,
+the log WebSocket and the views ask) and calls ``lifecycle``, which audits the change. Users
+without a permission see no button for it and get 403 from its URL.
 """
 
 from __future__ import annotations
@@ -21,7 +20,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from . import capabilities, lifecycle
-from .admin_views import PERM, PluginAdminViews, PublisherKeyAdminViews, recent_audit
+from . import permissions as policy
+from .admin_views import PluginAdminViews, PublisherKeyAdminViews, recent_audit
 from .errors import PluginError
 from .manifest import version_key
 from .models import (
@@ -51,10 +51,6 @@ def _started() -> datetime:
     return datetime.fromtimestamp(stats.started_at, tz=UTC)
 
 
-def _has(request: HttpRequest, codename: str) -> bool:
-    return request.user.has_perm(PERM.format(codename))
-
-
 def state_badge(state: str, reason: str = "") -> str:
     """The coloured state pill used on the changelist and the plugin page."""
     label = PluginState(state).label if state in PluginState.values else state
@@ -62,7 +58,15 @@ def state_badge(state: str, reason: str = "") -> str:
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Shows rows; adding, changing and deleting happen through lifecycle operations."""
+    """Shows rows; adding, changing and deleting happen through lifecycle operations.
+
+    Who may see the rows is the policy's ``view_rule`` (plugin data: ``can_view_plugins``, as in
+    the API), not Django's default, which would also let ``change_<model>`` holders see them."""
+
+    view_rule: Any = staticmethod(policy.can_view_plugins)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(self.view_rule(request.user))
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -164,7 +168,7 @@ class PluginAdmin(PluginAdminViews, ReadOnlyAdmin):
     # bulk actions
 
     def has_activate_permission(self, request: HttpRequest) -> bool:
-        return _has(request, "activate_plugin")
+        return policy.can_activate(request.user)
 
     @admin.action(description="Activate selected plugins", permissions=["activate"])
     def activate_selected(self, request: HttpRequest, queryset: QuerySet[Plugin]) -> None:
@@ -210,7 +214,7 @@ class PluginAdmin(PluginAdminViews, ReadOnlyAdmin):
 
     def changelist_view(self, request: HttpRequest,
                         extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        extra = {"can_install": _has(request, "install_plugin"),
+        extra = {"can_install": policy.can_start_install(request.user),
                  "stats_since": _started(), **(extra_context or {})}
         return super().changelist_view(request, extra)
 
@@ -224,6 +228,7 @@ class PluginAdmin(PluginAdminViews, ReadOnlyAdmin):
 
     def _page_context(self, request: HttpRequest, plugin: Plugin) -> dict[str, Any]:
         """The plugin page's sections: versions, grants, audit, faults, and which buttons show."""
+        user = request.user
         current = plugin.active_version
         manifest = lifecycle.manifest_of(current) if current else None
         versions = sorted(plugin.versions.select_related("publisher_key"),
@@ -241,17 +246,18 @@ class PluginAdmin(PluginAdminViews, ReadOnlyAdmin):
             "plugin": plugin, "manifest": manifest, "versions": versions, "current_version": current,
             "capability_rows": rows,
             "audit_events": [(event, json.dumps(event.details, ensure_ascii=False, sort_keys=True))
-                             for event in recent_audit(plugin)],
+                             for event in (recent_audit(plugin) if policy.can_view_audit(user) else [])],
             "faults": list(plugin.faults.all()[:10]), "snapshot": snap, "stats_since": _started(),
             "job_runs": [(run, json.dumps(run.result, ensure_ascii=False, sort_keys=True))
                          for run in PluginJobRun.objects.filter(plugin_slug=plugin.slug)[:JOB_ROWS]],
             "job_counts": dict(PluginJobRun.objects.filter(plugin_slug=plugin.slug).values_list("status")
                                .annotate(n=Count("pk")).order_by()),
             "state_badge": state_badge(plugin.state, plugin.state_reason),
-            "can_install": _has(request, "install_plugin"),
-            "can_activate": _has(request, "activate_plugin"),
-            "can_grant": _has(request, "grant_capability"),
-            "can_view_logs": _has(request, "view_plugin_logs"),
+            "can_install": policy.can_upgrade(user),  # upgrade, roll back, uninstall
+            "can_activate": policy.can_activate(user),
+            "can_grant": policy.can_grant(user),
+            "can_view_logs": policy.can_view_logs(user),
+            "can_view_audit": policy.can_view_audit(user),
             "log_url": log_page_url(plugin.slug),
             "version_key_current": version_key(current.version) if current else None,
             "older_versions": {v.pk for v in versions
@@ -284,8 +290,10 @@ class PublisherKeyAdmin(PublisherKeyAdminViews, ReadOnlyAdmin):
                     "revoke_column"]
     fields = ["name", "fingerprint", "public_key", "trusted", "revoked_at", "created_at"]
 
+    view_rule = staticmethod(policy.can_view_keys)
+
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return _has(request, "add_publisherkey")
+        return policy.can_trust_key(request.user)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[PublisherKey]:
         return super().get_queryset(request).annotate(version_count=Count("versions"))
@@ -302,11 +310,11 @@ class PublisherKeyAdmin(PublisherKeyAdminViews, ReadOnlyAdmin):
     def get_list_display(self, request: HttpRequest) -> list[str]:
         """The revoke column only for those who may revoke."""
         columns = list(super().get_list_display(request))
-        return columns if _has(request, "change_publisherkey") else columns[:-1]
+        return columns if policy.can_revoke_key(request.user) else columns[:-1]
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
                     extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        extra = {"can_revoke": _has(request, "change_publisherkey"), **(extra_context or {})}
+        extra = {"can_revoke": policy.can_revoke_key(request.user), **(extra_context or {})}
         return super().change_view(request, object_id, form_url, extra)
 
     @admin.display(description="Fingerprint", ordering="fingerprint")
@@ -336,6 +344,7 @@ class PublisherKeyAdmin(PublisherKeyAdminViews, ReadOnlyAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
+    view_rule = staticmethod(policy.can_view_audit)
     list_display = ["created_at", "action", "plugin_slug", "version", "actor_label"]
     list_filter = ["action"]
     search_fields = ["plugin_slug", "action"]

@@ -32,6 +32,7 @@ from django.utils.html import format_html
 
 from . import bundle as bundle_module
 from . import capabilities, lifecycle, netpolicy
+from . import permissions as policy
 from .errors import (
     ConsentRequired,
     ManifestError,
@@ -60,7 +61,6 @@ if TYPE_CHECKING:
 PENDING_PREFIX = "gonext_plugins/pending"
 PENDING_MAX_AGE = 3600  # seconds an uploaded bundle waits for the admin's decision
 PENDING_SALT = "gonext_plugins.admin.pending"
-PERM = "gonext_plugins.{}"
 
 
 # --- the pending-upload store ----------------------------------------------------------------
@@ -267,8 +267,9 @@ class PluginAdminViews:
 
     # helpers
 
-    def _require(self, request: HttpRequest, codename: str) -> None:
-        if not request.user.has_perm(PERM.format(codename)):
+    def _require(self, allowed: bool) -> None:
+        """403 unless the permission policy allowed it (the caller asks the ``can_*`` function)."""
+        if not allowed:
             raise PermissionDenied
 
     def _render(self, request: HttpRequest, template: str, title: str, **context: Any) -> TemplateResponse:
@@ -288,11 +289,11 @@ class PluginAdminViews:
 
     def install_upload_view(self, request: HttpRequest) -> HttpResponse:
         """Step one: upload and verify. Nothing is written but the held file."""
-        self._require(request, "install_plugin")
+        self._require(policy.can_start_install(request.user))
         return self._upload(request, purpose="install", plugin=None)
 
     def upgrade_upload_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
-        self._require(request, "install_plugin")
+        self._require(policy.can_upgrade(request.user))
         plugin = get_object_or_404(Plugin, pk=object_id)
         return self._upload(request, purpose=f"upgrade:{plugin.slug}", plugin=plugin)
 
@@ -348,11 +349,11 @@ class PluginAdminViews:
 
     def install_confirm_view(self, request: HttpRequest, token: str) -> HttpResponse:
         """Step two: the dialog (GET) and the decision (POST)."""
-        self._require(request, "install_plugin")
+        self._require(policy.can_start_install(request.user))
         return self._confirm(request, token, purpose="install", plugin=None)
 
     def upgrade_confirm_view(self, request: HttpRequest, object_id: int, token: str) -> HttpResponse:
-        self._require(request, "install_plugin")
+        self._require(policy.can_upgrade(request.user))
         plugin = get_object_or_404(Plugin, pk=object_id)
         return self._confirm(request, token, purpose=f"upgrade:{plugin.slug}", plugin=plugin)
 
@@ -384,9 +385,13 @@ class PluginAdminViews:
         if request.method == "POST" and form.is_valid():
             granted = form.cleaned_data["capabilities"]
             hosts = form.cleaned_data["hosts"] if info["allowed_hosts"] else None
+            activate = plugin is None and "_activate" in request.POST
+            if plugin is None:  # activating and granting need their own permissions, not install's
+                self._require(policy.can_install(request.user, activate=activate, grants=granted))
+            else:
+                self._require(policy.can_upgrade(request.user, plugin, granted, hosts))
             try:
                 if plugin is None:
-                    activate = "_activate" in request.POST
                     result = lifecycle.install(bundle, granted, request.user, activate=activate, hosts=hosts)
                     done = f"Installed {manifest.name} {manifest.version}" + (" and activated it"
                                                                                if activate else "")
@@ -426,6 +431,7 @@ class PluginAdminViews:
             chosen_hosts=chosen_hosts, error=error, missing=missing, form=form, restart_url=restart,
             publisher_change=publisher_change,
             downgrade=bool(current and version_key(manifest.version) <= version_key(current.version)),
+            can_activate=policy.can_activate(request.user), can_grant=policy.can_grant(request.user),
             **info,
         )
 
@@ -438,7 +444,7 @@ class PluginAdminViews:
         return self._state_action(request, object_id, activate=False)
 
     def _state_action(self, request: HttpRequest, object_id: int, *, activate: bool) -> HttpResponse:
-        self._require(request, "activate_plugin")
+        self._require(policy.can_activate(request.user))
         if request.method != "POST":
             return HttpResponseRedirect(self._url("change", object_id))
         plugin = get_object_or_404(Plugin, pk=object_id)
@@ -455,7 +461,7 @@ class PluginAdminViews:
         return HttpResponseRedirect(self._plugin_url(plugin))
 
     def rollback_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
-        self._require(request, "install_plugin")
+        self._require(policy.can_rollback(request.user))
         plugin = get_object_or_404(Plugin, pk=object_id)
         if request.method == "POST":
             version = request.POST.get("version") or None
@@ -472,7 +478,7 @@ class PluginAdminViews:
 
     def revoke_grant_view(self, request: HttpRequest, object_id: int, capability: str) -> HttpResponse:
         """A confirmation that says what revoking does, then the revoke."""
-        self._require(request, "grant_capability")
+        self._require(policy.can_grant(request.user))
         plugin = get_object_or_404(Plugin, pk=object_id)
         grant = get_object_or_404(CapabilityGrant, plugin=plugin, capability=capability)
         required = bool(plugin.active_version
@@ -513,7 +519,7 @@ class PluginAdminViews:
 
     def uninstall_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
         """A confirmation listing what will be deleted, then the uninstall."""
-        self._require(request, "install_plugin")
+        self._require(policy.can_uninstall(request.user))
         plugin = get_object_or_404(Plugin, pk=object_id)
         form = UninstallForm(*_posted(request))
         if request.method == "POST" and form.is_valid():
@@ -569,7 +575,7 @@ class PublisherKeyAdminViews:
         })
 
     def trust_key_view(self, request: HttpRequest) -> HttpResponse:
-        if not request.user.has_perm(PERM.format("add_publisherkey")):
+        if not policy.can_trust_key(request.user):
             raise PermissionDenied
         form = TrustKeyForm(*_posted(request))
         if request.method == "POST" and form.is_valid():
@@ -587,7 +593,7 @@ class PublisherKeyAdminViews:
                             "Trust a publisher key", form=form, add=True)
 
     def revoke_key_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
-        if not request.user.has_perm(PERM.format("change_publisherkey")):
+        if not policy.can_revoke_key(request.user):
             raise PermissionDenied
         key = get_object_or_404(PublisherKey, pk=object_id)
         changelist = reverse(f"{self.admin_site.name}:gonext_plugins_publisherkey_changelist")

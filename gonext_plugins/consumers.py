@@ -10,6 +10,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from . import logs
+from . import permissions as policy
 
 BACKLOG_LINES = 200
 """Lines replayed on connect and after a filter change (the page asks for more than that rarely;
@@ -26,8 +27,8 @@ CLOSE_NOT_FOUND = 4404
 
 
 def _allowed(user: Any) -> bool:
-    return bool(user is not None and user.is_authenticated and user.is_active and user.is_staff
-                and user.has_perm("gonext_plugins.view_plugin_logs"))
+    """The log page's rule: staff (the page lives in the admin's shell) who may view logs."""
+    return policy.can_use_admin_pages(user) and policy.can_view_logs(user)
 
 
 class PluginLogConsumer(AsyncJsonWebsocketConsumer):

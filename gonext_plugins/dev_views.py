@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import lifecycle
-from .api import permissions as perms
+from . import permissions as policy
 from .api.serializers import BodySerializer
 from .api.views import APIBase
 from .conf import settings
@@ -31,16 +31,18 @@ MAX_PART_BYTES = 10 * 1024 * 1024
 
 
 class DevInstallPermission(BasePermission):
-    """``install_plugin``, and a staff account when signed in by session (the admin's rule); a
-    token already names a user an admin chose to give one."""
+    """:func:`~gonext_plugins.permissions.can_dev_install` (a dev install grants everything the
+    manifest asks for and activates: install, grant and activate), and a staff account when signed
+    in by session (the admin's rule); a token already names a user an admin chose to give one."""
 
-    message = "Installing dev builds needs the gonext_plugins.install_plugin permission."
+    message = f"Installing dev builds needs the permissions {', '.join(policy.DEV_INSTALL)}."
 
     def has_permission(self, request: Request, view: Any) -> bool:
         user = request.user
-        if not (user and user.is_authenticated and user.is_active and user.has_perm(perms.INSTALL)):
+        if not policy.can_dev_install(user):
             return False
-        return user.is_staff or not isinstance(request.successful_authenticator, SessionAuthentication)
+        by_session = isinstance(request.successful_authenticator, SessionAuthentication)
+        return policy.can_use_admin_pages(user) or not by_session
 
 
 class DevInstallSerializer(BodySerializer):

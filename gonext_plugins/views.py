@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.shortcuts import get_object_or_404, render
 from django_prometheus.exports import ExportToDjangoView
 
+from . import permissions as policy
 from .conf import settings
 from .models import Plugin
 
@@ -35,10 +36,10 @@ def _from_allowed_address(request: HttpRequest) -> bool:
 
 
 def may_read_metrics(request: HttpRequest) -> bool:
-    """Staff, a scraper with a configured bearer token, or a client at a configured address. Never
-    "anything on loopback": behind a reverse proxy on the same host, that is everyone."""
-    user = getattr(request, "user", None)
-    return bool((user is not None and user.is_staff) or _has_metrics_token(request)
+    """A user who may view plugins, a scraper with a configured bearer token, or a client at a
+    configured address. Never "anything on loopback": behind a reverse proxy on the same host, that
+    is everyone."""
+    return bool(policy.can_view_metrics(getattr(request, "user", None)) or _has_metrics_token(request)
                 or _from_allowed_address(request))
 
 
@@ -46,7 +47,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     """Prometheus metrics: plugin names, call counts and fault counts are not for the public."""
     if may_read_metrics(request):
         return ExportToDjangoView(request)
-    return HttpResponseForbidden("metrics are for staff, or scrapers configured in "
+    return HttpResponseForbidden("metrics are for users who may view plugins, or scrapers configured in "
                                  "GONEXT_PLUGINS['METRICS_TOKENS'] or ['METRICS_ALLOWED_ADDRESSES']\n")
 
 
@@ -54,7 +55,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
 def log_page(request: HttpRequest, slug: str) -> HttpResponse:
     """The live log page of one plugin. The page is only a shell: lines come over the WebSocket,
     which checks the same permission again (a page left open must not outlive a revoked grant)."""
-    if not request.user.has_perm("gonext_plugins.view_plugin_logs"):
+    if not policy.can_view_logs(request.user):
         raise PermissionDenied("You may not watch plugin logs.")
     plugin = get_object_or_404(Plugin.objects.select_related("active_version"), slug=slug)
     context = {

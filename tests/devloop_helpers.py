@@ -20,7 +20,8 @@ from rest_framework.authtoken.models import Token
 from project.blog.models import Post
 user = User.objects.create_user("author", "author@example.com", "pw", is_staff=True)
 user.user_permissions.add(*Permission.objects.filter(
-    codename__in=["install_plugin", "view_plugin", "view_plugin_logs"]))
+    codename__in=["install_plugin", "activate_plugin", "grant_capability", "view_plugin",
+                  "view_plugin_logs"]))
 Post.objects.create(title="Hello", slug="hello", body="Hello from the blog.")
 print(Token.objects.create(user=user).key)
 """

@@ -36,7 +36,7 @@ from tests.conftest import guest_wasm, make_manifest
 MARKER = "Marked by the gonext marker plugin"
 HOOKS = [{"name": "the_content", "kind": "filter"}]
 CUSTOM_PERMS = ["install_plugin", "activate_plugin", "grant_capability", "view_plugin_logs",
-                "add_publisherkey", "change_publisherkey"]
+                "add_publisherkey", "change_publisherkey", "view_auditevent"]
 
 
 # --- bundles --------------------------------------------------------------------------------------
@@ -574,6 +574,9 @@ def test_plugin_page_shows_faults_audit_and_stats(installed: Plugin, manager: Cl
     for text in ("boom: the guest said so", "wasm trap: unreachable", "install", "activate",
                  "gn-state-active", "0 calls"):
         assert text in page, text
+    assert 'id="gn-audit"' in page
+    viewer = client_for(make_user("plain_viewer", ["view_plugin"]))  # the audit trail needs view_auditevent
+    assert 'id="gn-audit"' not in viewer.get(admin_url("plugin_change", installed.pk)).content.decode()
     listing = manager.get(admin_url("plugin_changelist")).content.decode()
     assert ">trap</span>" in listing and "no calls" in listing and "this server process" in listing
 

@@ -443,7 +443,8 @@ def test_key_refusals(admin: APIClient, publisher: Any) -> None:
 
 # --- permissions ----------------------------------------------------------------------------------------
 
-# (method, url, permission codename needed, data) for every endpoint; None = superusers only.
+# (method, url, permission codename needed, data) for every endpoint (tests/security/
+# test_permission_matrix.py holds the whole policy; this checks each endpoint's boundary).
 ENDPOINTS: list[tuple[str, str, str | None, dict[str, Any] | None]] = [
     ("get", "/api/plugins/", "view_plugin", None),
     ("post", "/api/plugins/", "install_plugin", {}),
@@ -457,14 +458,15 @@ ENDPOINTS: list[tuple[str, str, str | None, dict[str, Any] | None]] = [
     ("get", "/api/plugins/demo/grants/", "view_plugin", None),
     ("post", "/api/plugins/demo/grants/", "grant_capability", {"grant": ["posts.read"]}),
     ("delete", "/api/plugins/demo/grants/?capability=posts.read", "grant_capability", None),
-    ("get", "/api/plugins/demo/audit/", "view_plugin", None),
+    ("get", "/api/plugins/demo/audit/", "view_auditevent", None),
     ("get", "/api/plugins/demo/logs/", "view_plugin_logs", None),
     ("get", "/api/capabilities/", "view_plugin", None),
-    ("get", "/api/keys/", None, None),
-    ("post", "/api/keys/", None, {"name": "k", "public_key": "x"}),
-    ("delete", "/api/keys/?fingerprint=00000000", None, None),
+    ("get", "/api/keys/", "view_publisherkey", None),
+    ("post", "/api/keys/", "add_publisherkey", {"name": "k", "public_key": "x"}),
+    ("delete", "/api/keys/?fingerprint=00000000", "change_publisherkey", None),
 ]
-OTHER_PERMS = ["view_plugin", "install_plugin", "activate_plugin", "grant_capability", "view_plugin_logs"]
+OTHER_PERMS = ["view_plugin", "install_plugin", "activate_plugin", "grant_capability", "view_plugin_logs",
+               "view_auditevent", "view_publisherkey", "add_publisherkey", "change_publisherkey"]
 
 
 def call(client: APIClient, method: str, url: str, data: dict[str, Any] | None) -> Any:

@@ -50,8 +50,9 @@ def manifest_bytes(**fields: Any) -> bytes:
 
 def installer(username: str = "dev", *, staff: bool = True, perm: bool = True) -> User:
     user = User.objects.create_user(username, password="pw", is_staff=staff)
-    if perm:
-        user.user_permissions.add(Permission.objects.get(codename="install_plugin"))
+    if perm:  # a dev install installs, grants what the manifest asks for and activates
+        user.user_permissions.add(*Permission.objects.filter(
+            codename__in=["install_plugin", "grant_capability", "activate_plugin"]))
     return user
 
 

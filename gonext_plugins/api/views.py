@@ -1,9 +1,11 @@
-"""The API's views. Each parses the request, checks the model permission the admin uses, calls
-one ``lifecycle`` function and renders the result; none writes plugin state itself."""
+"""The API's views. Each parses the request, asks the permission policy (the same ``can_*``
+functions as the admin), calls one ``lifecycle`` function and renders the result; none writes
+plugin state itself."""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +18,7 @@ from rest_framework import serializers as drf_serializers
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
@@ -27,6 +29,7 @@ from rest_framework.viewsets import GenericViewSet
 
 from .. import bundle as bundle_module
 from .. import capabilities, lifecycle
+from .. import permissions as policy
 from ..errors import PluginNotFound
 from ..models import (
     AuditEvent,
@@ -116,6 +119,12 @@ class APIBase:
             raise ValidationError({name: ["unknown field (this endpoint takes no body)"] for name in fields}
                                   or ["this endpoint takes no body"])
 
+    def require(self, allowed: bool, needed: list[str]) -> None:
+        """Refuse (403) what the policy refuses once the body is known, naming every permission
+        the request needs: installing with activation or grants needs more than installing."""
+        if not allowed:
+            raise PermissionDenied(f"This request needs the permissions {', '.join(needed)}.")
+
 
 def _actor(request: Request) -> Any:
     return request.user
@@ -193,7 +202,7 @@ class PluginViewSet(APIBase, GenericViewSet):  # type: ignore[misc]
     lookup_field = "slug"
     lookup_value_regex = r"[^/]+"
     pagination_class = PluginPagination
-    permission_classes = [perms.ModelActionPermission]
+    permission_classes = [perms.PolicyPermission]
     serializer_class = s.PluginSerializer
     parser_classes = [UntrustedJSONParser, FormParser, MultiPartParser]
     query_params = {"list": ("state", "page", "page_size"), "audit": ("page", "page_size"),
@@ -202,20 +211,23 @@ class PluginViewSet(APIBase, GenericViewSet):  # type: ignore[misc]
                     "logs": ("since", "level", "limit"), "jobs": ("status", "job", "page", "page_size")}
     body_actions = frozenset({"create", "upgrade", "rollback", "grants.post"})
 
-    # action -> permission (GET/POST/DELETE of grants differ by method)
-    PERMISSIONS = {
-        "list": perms.VIEW, "retrieve": perms.VIEW, "versions": perms.VIEW, "audit": perms.VIEW,
-        "faults": perms.VIEW,
-        "jobs": perms.VIEW,
-        "create": perms.INSTALL, "upgrade": perms.INSTALL, "rollback": perms.INSTALL,
-        "destroy": perms.INSTALL, "activate": perms.ACTIVATE, "deactivate": perms.ACTIVATE,
-        "logs": perms.LOGS,
+    # action -> the policy's rule (GET/POST/DELETE of grants differ by method); create and upgrade
+    # are asked again with the parsed body (activation, grants)
+    RULES: dict[str, Callable[[Any], bool]] = {
+        "list": policy.can_view_plugins, "retrieve": policy.can_view_plugins,
+        "versions": policy.can_view_plugins, "faults": policy.can_view_plugins,
+        "jobs": policy.can_view_plugins, "audit": policy.can_view_audit,
+        "create": policy.can_start_install, "upgrade": policy.can_upgrade,
+        "rollback": policy.can_rollback, "destroy": policy.can_uninstall,
+        "activate": policy.can_activate, "deactivate": policy.can_activate,
+        "logs": policy.can_view_logs,
     }
 
-    def required_permission(self, request: Request) -> str:
+    def permission_rule(self, request: Request) -> Callable[[Any], bool]:
         if self.action == "grants":
-            return perms.VIEW if request.method in ("GET", "HEAD", "OPTIONS") else perms.GRANT
-        return self.PERMISSIONS.get(self.action or "", perms.VIEW)
+            reading = request.method in ("GET", "HEAD", "OPTIONS")
+            return policy.can_view_plugins if reading else policy.can_grant
+        return self.RULES.get(self.action or "", policy.can_view_plugins)
 
     def get_queryset(self) -> QuerySet[Plugin]:
         return _plugin_queryset()
@@ -270,6 +282,8 @@ class PluginViewSet(APIBase, GenericViewSet):  # type: ignore[misc]
         form = s.InstallSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
+        self.require(policy.can_install(request.user, activate=data["activate"], grants=data["grant"]),
+                     policy.needed_to_install(activate=data["activate"], grants=data["grant"]))
         result = lifecycle.install(_read_bundle(data["bundle"]), data["grant"], _actor(request),
                                    activate=data["activate"], hosts=data.get("hosts"))
         return self._result(result, status.HTTP_201_CREATED)
@@ -330,6 +344,8 @@ class PluginViewSet(APIBase, GenericViewSet):  # type: ignore[misc]
         form = s.UpgradeSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
+        self.require(policy.can_upgrade(request.user, plugin, data["grant"], data.get("hosts")),
+                     policy.needed_to_upgrade(plugin, data["grant"], data.get("hosts")))
         result = lifecycle.upgrade(plugin, _read_bundle(data["bundle"]), data["grant"], _actor(request),
                                    hosts=data.get("hosts"), accept_new_publisher=data["accept_new_publisher"])
         return self._result(result)
@@ -474,10 +490,10 @@ class PluginViewSet(APIBase, GenericViewSet):  # type: ignore[misc]
 class CapabilityListView(APIBase, APIView):  # type: ignore[misc]
     """Every capability this site can grant, with what it allows and its risk."""
 
-    permission_classes = [perms.ModelActionPermission]
+    permission_classes = [perms.PolicyPermission]
 
-    def required_permission(self, request: Request) -> str:
-        return perms.VIEW
+    def permission_rule(self, request: Request) -> Callable[[Any], bool]:
+        return policy.can_view_plugins
 
     @extend_schema(summary="List the capabilities this site can grant",
                    responses={200: s.CapabilitySerializer(many=True), **errors(*COMMON_ERRORS)})
@@ -486,12 +502,17 @@ class CapabilityListView(APIBase, APIView):  # type: ignore[misc]
 
 
 class KeyView(APIBase, APIView):  # type: ignore[misc]
-    """Trusted publisher keys: which signatures may install code at all. Superusers only."""
+    """Trusted publisher keys: which signatures may install code at all. Listing, trusting and
+    revoking each need the model permission the admin asks for (view/add/change_publisherkey)."""
 
-    permission_classes = [perms.IsSuperuser]
+    permission_classes = [perms.PolicyPermission]
     parser_classes = [UntrustedJSONParser, FormParser, MultiPartParser]
     query_params = {"delete": ("fingerprint",)}
     body_actions = frozenset({"post"})
+    RULES: dict[str, Callable[[Any], bool]] = {"POST": policy.can_trust_key, "DELETE": policy.can_revoke_key}
+
+    def permission_rule(self, request: Request) -> Callable[[Any], bool]:
+        return self.RULES.get(request.method or "", policy.can_view_keys)
 
     @extend_schema(summary="List publisher keys", responses={200: s.KeySerializer(many=True),
                                                              **errors(*COMMON_ERRORS)})
