@@ -174,11 +174,11 @@ def json_for_script(data: Any) -> str:
 def render_fragment(body: Any) -> str:
     """The HTML of one action body, as the host renders it (every value escaped here).
 
-    A string or ``html`` is markup the bridge already cleaned (``SafeData``); a string that did
-    not come through the bridge is escaped, never trusted.
+    A string or ``html`` is markup: from a plugin, the bridge already sanitized it; from the site's
+    own Python receivers (``collect = True``), it is the site's code, trusted like its templates.
     """
     if isinstance(body, str):
-        return str(_html(body))
+        return body
     if not isinstance(body, dict):
         return ""
     parts: list[str] = []
@@ -192,11 +192,7 @@ def render_fragment(body: Any) -> str:
                         if name in item)
         parts.append(f"<link{attrs}>")
     if isinstance(body.get("html"), str):
-        parts.append(str(_html(body["html"])))
+        parts.append(body["html"])
     if "jsonld" in body:
         parts.append(f'<script type="application/ld+json">{json_for_script(body["jsonld"])}</script>')
     return "\n".join(part for part in parts if part)
-
-
-def _html(html: str) -> str:
-    return html if isinstance(html, SafeData) else escape(html)
