@@ -190,3 +190,21 @@ def check_task_backend(app_configs: Any = None, **kwargs: Any) -> Iterable[Check
             id="gonext_plugins.W004",
         ))
     return problems
+
+
+CSP_MIDDLEWARE = "gonext_plugins.middleware.ContentSecurityPolicyMiddleware"
+
+
+@register(Tags.security)
+def check_content_security_policy(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMessage]:
+    """The admin and the API should carry the CSP: the second wall behind the markup sanitizer."""
+    if settings.CONTENT_SECURITY_POLICY and CSP_MIDDLEWARE not in getattr(django_settings, "MIDDLEWARE", []):
+        return [
+            Warning(
+                "The admin and the plugin API are served without a Content-Security-Policy.",
+                hint=f"Add {CSP_MIDDLEWARE!r} to MIDDLEWARE (or set "
+                "GONEXT_PLUGINS['CONTENT_SECURITY_POLICY'] = '' to opt out on purpose).",
+                id="gonext_plugins.W005",
+            )
+        ]
+    return []
