@@ -15,9 +15,11 @@ from html.parser import HTMLParser
 from typing import Any
 
 import pytest
+from django.core import checks
 from django.utils.safestring import SafeData, mark_safe
 
 from gonext_plugins import capabilities, hooks, lifecycle, markup
+from gonext_plugins.checks import CSP_MIDDLEWARE
 from gonext_plugins.registry import registry
 from project.blog.models import Post
 from tests.conftest import guest_wasm
@@ -160,3 +162,14 @@ def test_html_raw_is_a_high_risk_capability_that_says_it_runs_scripts() -> None:
     raw = capabilities.get("html.raw")
     assert raw.risk == "high" and raw.builtin
     assert "scripts" in raw.description and "admins" in raw.description
+
+
+def test_admin_and_api_carry_a_strict_csp_and_the_site_keeps_its_own(client, settings) -> None:  # type: ignore[no-untyped-def]
+    for path in ("/admin/login/", "/api/capabilities/", "/api/docs/"):
+        policy = client.get(path)["Content-Security-Policy"]
+        assert "script-src 'self';" in policy
+        assert "object-src 'none'" in policy and "base-uri 'none'" in policy
+    assert "Content-Security-Policy" not in client.get("/")  # the blog is the site's to police
+    assert "gonext_plugins.W005" not in {m.id for m in checks.run_checks()}
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m != CSP_MIDDLEWARE]
+    assert "gonext_plugins.W005" in {m.id for m in checks.run_checks()}
