@@ -8,6 +8,10 @@ Objects cross as JSON, never pickles: primitives, lists, dicts, dates and UUIDs 
 anything else needs a ``to_plugin_json()`` method or a serializer registered with
 :func:`register_serializer` (applied by :func:`json_default` inside the runtime's JSON encoder).
 
+Markup a plugin hands back is untrusted: this is where it enters the bus, so this is where
+:mod:`markup` sanitizes it (action bodies, and filter values that render as HTML), unless the
+plugin holds ``html.raw``. A body whose structured output is malformed is a fault, like a trap.
+
 A plugin fault never breaks the page: a filter's value passes through unchanged and an action is
 skipped; the fault is logged with the plugin's name, counted, and (for traps, timeouts and bad
 results) recorded for quarantine by :meth:`LoadedPlugin.invoke`. ``RAISE_FAULTS`` makes faults
@@ -23,7 +27,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from . import hooks
+from . import hooks, markup
 from .conf import settings
 from .errors import InvalidPayload, PluginClosed, PluginError
 from .registry import LoadedPlugin
@@ -78,16 +82,19 @@ class PluginHookProxy:
     def __call__(self, *args: Any) -> Any:
         # Arguments go to the runtime as they are: its orjson encoder calls json_default for
         # objects (models), which is far cheaper than converting them here first.
+        raw = markup.RAW_HTML in self.loaded.capabilities
         if self.kind == "filter":
             try:
-                return self.loaded.invoke("filter", self.hook, *args)
+                result = self.loaded.invoke("filter", self.hook, *args)
+                return markup.clean_filter_value(args[0] if args else None, result, raw=raw)
             except InvalidPayload:
                 raise  # an argument with no JSON form is the site's bug, not the plugin's
             except PluginError as exc:
                 self._fault(exc)
                 return args[0]
         try:
-            return self.loaded.invoke("action", self.hook, *args)
+            body = self.loaded.invoke("action", self.hook, *args)
+            return markup.clean_action_body(body, slug=self.loaded.slug, raw=raw)
         except InvalidPayload:
             raise
         except PluginError as exc:

@@ -126,6 +126,11 @@ def host_function(name: str, *, capability: str) -> Callable[[HostCallable], Hos
 # Built-in capabilities. Their host functions are registered by ``builtin_host`` on app ready.
 register("hooks.subscribe", "Run code on the site's actions and filters (for example, change post HTML).",
          "medium", builtin=True)
+register("html.raw",
+         "Put raw HTML, including scripts, into the site's pages unchecked: it can run scripts in every "
+         "page, including those the admins view, and act as any admin who views them. Without it, the "
+         "plugin's HTML is sanitized.",
+         "high", builtin=True)
 register("kv", "Keep a small private key-value store on this site (quota-limited).", "low", builtin=True)
 register("jobs.enqueue",
          "Queue its own declared background jobs, which any worker runs later under the plugin's limits, "

@@ -259,4 +259,25 @@ def check_http_fetch_private(app_configs: Any = None, **kwargs: Any) -> Iterable
             "stay unreachable. Turn it off otherwise.",
             id="gonext_plugins.W005",
         )]
+
+
+CSP_MIDDLEWARE = "gonext_plugins.middleware.ContentSecurityPolicyMiddleware"
+
+
+@register(Tags.security)
+def check_content_security_policy(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMessage]:
+    """The admin and the API should carry the CSP: the second wall behind the markup sanitizer."""
+    try:
+        policy = settings.user_settings.get("CONTENT_SECURITY_POLICY", DEFAULTS["CONTENT_SECURITY_POLICY"])
+    except ImproperlyConfigured:
+        return []  # E002 already says what is wrong with the settings
+    if policy and CSP_MIDDLEWARE not in getattr(django_settings, "MIDDLEWARE", []):
+        return [
+            Warning(
+                "The admin and the plugin API are served without a Content-Security-Policy.",
+                hint=f"Add {CSP_MIDDLEWARE!r} to MIDDLEWARE (or set "
+                "GONEXT_PLUGINS['CONTENT_SECURITY_POLICY'] = '' to opt out on purpose).",
+                id="gonext_plugins.W006",
+            )
+        ]
     return []

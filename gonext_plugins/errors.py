@@ -95,6 +95,13 @@ class HookError(PluginError):
         return data
 
 
+class BadPluginMarkup(PluginError):
+    """A plugin's structured page output (``title``, ``meta``, ``link``, ``jsonld``, ``html``) has a
+    shape or value the host will not render (a ``javascript:`` href, an unknown ``rel``, ...)."""
+
+    code = "bad_markup"
+
+
 class PayloadTooLarge(PluginError):
     """A payload is over the input cap; refused before any guest call."""
 

@@ -10,6 +10,7 @@ from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import (
     SpectacularAPIView,
     SpectacularRedocView,
+    SpectacularSwaggerSplitView,
     SpectacularSwaggerView,
     _get_sidecar_url,
 )
@@ -51,7 +52,10 @@ class SchemaView(SpectacularAPIView):
         return super().get(request, *args, **kwargs)
 
 
-class SwaggerView(SpectacularSwaggerView):
+class SwaggerView(SpectacularSwaggerSplitView):
+    """Swagger UI with its start-up script served as a file (``?script``), not inline, so the page
+    works under the app's Content-Security-Policy (``script-src 'self'``)."""
+
     title = TITLE
 
     @staticmethod

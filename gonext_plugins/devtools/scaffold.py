@@ -66,7 +66,8 @@ def render(lang: str, slug: str, name: str | None = None) -> dict[str, str]:
     title = name or title_for(slug)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}", title):
         raise ScaffoldError(f"plugin name {title!r}: use letters, digits, spaces, '.', '_' and '-'")
-    body = json.dumps({"html": f'<meta name="generator" content="{slug}">'})
+    # structured output the host renders and escapes: page markup from a plugin would be sanitized
+    body = json.dumps({"meta": [{"name": "generator", "content": slug}]})
     values = {"slug": slug, "name": title, "body_wat": _wat_string(body), "body_len": str(len(body.encode()))}
     folder = resources.files("gonext_plugins.devtools").joinpath("templates", lang)
     files = {}

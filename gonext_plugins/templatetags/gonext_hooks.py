@@ -6,8 +6,9 @@
 
 Escaping follows Django's rule: a filter's output is treated as HTML only when its input already
 was (``SafeData``), so a hook can never launder plain text into markup. Fragments from
-``do_action`` are HTML by contract: a plugin granted ``hooks.subscribe`` writes page markup, as a
-WordPress plugin does, and is responsible for escaping what it interpolates.
+``do_action`` are plugin markup, untrusted: the bridge sanitized their HTML (unless the plugin
+holds ``html.raw``) and checked their structured outputs, which :func:`markup.render_fragment`
+renders here with every value escaped.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from django import template
 from django.utils.safestring import SafeData, SafeString, mark_safe
 
 from gonext_plugins import hooks
+from gonext_plugins.markup import render_fragment
 
 register = template.Library()
 
@@ -38,16 +40,7 @@ def apply_filters_tag(name: str, value: Any, *args: Any) -> Any:
     return _keep_safety(value, hooks.apply_filters(name, value, *args))
 
 
-def fragment(body: Any) -> str | None:
-    """The HTML of one action body: a string, or ``{"html": "..."}``."""
-    if isinstance(body, str):
-        return body
-    if isinstance(body, dict) and isinstance(body.get("html"), str):
-        return body["html"]
-    return None
-
-
 @register.simple_tag(name="do_action")
 def do_action_tag(name: str, *args: Any) -> SafeString:
-    parts = [html for html in map(fragment, hooks.do_action(name, *args)) if html]
+    parts = [html for html in map(render_fragment, hooks.do_action(name, *args)) if html]
     return mark_safe("\n".join(parts))

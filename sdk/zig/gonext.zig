@@ -271,6 +271,36 @@ pub const RawJson = struct {
     }
 };
 
+/// One `<meta>` tag of an action's structured output (`{"meta": [...]}`): exactly one of `name` or
+/// `property`, and `content`. The host escapes and renders it, so no markup (and no `html.raw`).
+pub const Meta = struct {
+    name: ?[]const u8 = null,
+    property: ?[]const u8 = null,
+    content: []const u8,
+
+    pub fn jsonStringify(self: Meta, jws: *json.Stringify) json.Stringify.Error!void {
+        try jws.beginObject();
+        if (self.name) |n| {
+            try jws.objectField("name");
+            try jws.write(n);
+        } else {
+            try jws.objectField("property");
+            try jws.write(self.property orelse "");
+        }
+        try jws.objectField("content");
+        try jws.write(self.content);
+        try jws.endObject();
+    }
+};
+
+/// One `<link>` of an action's structured output (`{"link": [...]}`); the host allows metadata
+/// `rel` values only (canonical, alternate, author, license, next, prev, shortlink, me) and an
+/// http(s) or relative `href`.
+pub const Link = struct {
+    rel: []const u8,
+    href: []const u8,
+};
+
 // --- escaping -------------------------------------------------------------------------------
 
 /// HTML-escape `s` (`&<>"'`) for text and quoted attribute values.

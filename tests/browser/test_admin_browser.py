@@ -158,7 +158,7 @@ def test_install_activate_upgrade_deactivate_and_refuse(page: Any, publisher: An
         expect(row.locator("input[type=checkbox]")).to_be_checked()
     expect(page.locator("#gn-signature")).to_contain_text("valid")
     expect(page.locator("#gn-facts")).to_contain_text(publisher.fingerprint)
-    expect(page.locator("#gn-hooks")).to_contain_text("the_content")
+    expect(page.locator("#gn-hooks")).to_contain_text("wp_head")
     assert not Plugin.objects.exists(), "nothing may be written before the admin confirms"
     shot("install-dialog")
     page.emulate_media(color_scheme="dark")  # Django admin's dark theme: our colours are its variables

@@ -81,7 +81,7 @@ def test_live_log_page(site: tuple[Site, int], page: Any, artifacts_dir: Path) -
 
     # Level filter: the server replays the backlog under the new minimum level.
     page.select_option(".gn-log-level", "2")
-    page.wait_for_function("document.querySelectorAll('.gn-log-line').length === 0")
+    page.wait_for_function("() => document.querySelectorAll('.gn-log-line').length === 0")
     assert page.locator(".gn-log-empty").is_visible()
     page.select_option(".gn-log-level", "0")
     page.locator(".gn-log-msg", has_text="called the_content").wait_for(timeout=2_000)
@@ -90,7 +90,7 @@ def test_live_log_page(site: tuple[Site, int], page: Any, artifacts_dir: Path) -
     page.click(".gn-log-pause")
     server.get(port, f"/posts/{POST_SLUG}/")
     server.get(port, f"/posts/{POST_SLUG}/")
-    page.wait_for_function("document.querySelector('.gn-log-pause').textContent === 'Resume (2 held)'",
+    page.wait_for_function("() => document.querySelector('.gn-log-pause').textContent === 'Resume (2 held)'",
                            timeout=2_000)
     assert lines(page).count("called the_content") == 1
     page.click(".gn-log-pause")
@@ -98,10 +98,10 @@ def test_live_log_page(site: tuple[Site, int], page: Any, artifacts_dir: Path) -
 
     # Search: only matching lines, the match highlighted.
     page.fill(".gn-log-search", "THE_CONTENT")
-    page.wait_for_function("document.querySelectorAll('.gn-log-line').length === 3")
+    page.wait_for_function("() => document.querySelectorAll('.gn-log-line').length === 3")
     assert page.locator(".gn-log-msg mark").first.inner_text() == "the_content"
     page.fill(".gn-log-search", "")
-    page.wait_for_function("document.querySelectorAll('.gn-log-line').length === 4")
+    page.wait_for_function("() => document.querySelectorAll('.gn-log-line').length === 4")
 
     # A burst of page views goes over the limit (burst 30): the notice says how many were dropped.
     for _ in range(40):
@@ -118,7 +118,8 @@ def test_live_log_page(site: tuple[Site, int], page: Any, artifacts_dir: Path) -
     page.set_viewport_size({"width": 1280, "height": 560})  # a short frame: the lines overflow it
     frame.evaluate("f => { f.scrollTop = f.scrollHeight; f.dispatchEvent(new Event('scroll')); }")
     frame.evaluate("f => { f.scrollTop = 0; f.dispatchEvent(new Event('scroll')); }")
-    page.wait_for_function("document.querySelector('.gn-log-count').textContent.includes('autoscroll off')")
+    page.wait_for_function(
+        "() => document.querySelector('.gn-log-count').textContent.includes('autoscroll off')")
     time.sleep(1.1)  # past the 2 lines/s refill: the next line is accepted
     server.get(port, f"/posts/{POST_SLUG}/")
     page.locator(".gn-log-jump").wait_for(state="visible", timeout=3_000)

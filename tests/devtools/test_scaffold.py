@@ -32,7 +32,8 @@ def test_wat_scaffold_runs(tmp_path: Path) -> None:
     with Runtime(log_sink=logs) as runtime:
         plugin = runtime.load(checked.wasm, name="my-plugin")
         for _ in range(3):  # a reused instance does not grow
-            assert plugin.invoke_action("wp_head") == {"html": '<meta name="generator" content="my-plugin">'}
+            generator = {"meta": [{"name": "generator", "content": "my-plugin"}]}
+            assert plugin.invoke_action("wp_head") == generator
         assert logs.lines[0] == (0, "wp_head: adding the generator tag")
         from gonext_plugins.errors import HookError
 
@@ -51,7 +52,7 @@ def test_zig_scaffold_runs(zig_projects: dict[str, Path]) -> None:
         plugin = runtime.load(checked.wasm, name="hello-zig")
         html = plugin.invoke_filter("the_content", "<p>Post</p>")
         assert html == '<p>Post</p><p class="hello-zig-hello">Hello from Hello Zig!</p>'
-        assert plugin.invoke_action("wp_head") == {"html": '<meta name="generator" content="hello-zig">'}
+        assert plugin.invoke_action("wp_head") == {"meta": [{"name": "generator", "content": "hello-zig"}]}
 
 
 def test_refuses_a_non_empty_directory(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ import importlib.util
 import json
 import re
 from collections.abc import Iterator
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -149,54 +148,6 @@ def expected_score(post: dict[str, Any]) -> int:
 # --- HTML inspection ---------------------------------------------------------------------------
 
 
-class Collector(HTMLParser):
-    """Elements with their attributes and text, as a browser-ish parser sees them."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.elements: list[tuple[str, dict[str, str | None]]] = []
-        self.text: dict[str, str] = {}
-        self._open: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.elements.append((tag, dict(attrs)))
-        if tag in ("script", "title", "p"):
-            self._open.append(tag)
-            self.text.setdefault(tag, "")
-
-    def handle_endtag(self, tag: str) -> None:
-        if self._open and self._open[-1] == tag:
-            self._open.pop()
-
-    def handle_data(self, data: str) -> None:
-        if self._open:
-            self.text[self._open[-1]] += data
-
-    def tags(self, name: str) -> list[dict[str, str | None]]:
-        return [attrs for tag, attrs in self.elements if tag == name]
-
-
-def parse(html: str) -> Collector:
-    collector = Collector()
-    collector.feed(html)
-    collector.close()
-    return collector
-
-
-def json_ld(html: str) -> dict[str, Any]:
-    doc = parse(html)
-    scripts = doc.tags("script")
-    assert len(scripts) == 1, f"expected exactly one <script>, got {len(scripts)} in {html!r}"
-    assert scripts[0] == {"type": "application/ld+json"}
-    return json.loads(doc.text["script"])  # type: ignore[no-any-return]
-
-
-def meta(doc: Collector, key: str, value: str) -> str | None:
-    found = [attrs.get("content") for attrs in doc.tags("meta") if attrs.get(key) == value]
-    assert len(found) == 1, f"expected one <meta {key}={value!r}>, got {found}"
-    return found[0]
-
-
 # --- module shape --------------------------------------------------------------------------------
 
 
@@ -226,22 +177,45 @@ def test_manifest_is_valid_and_matches_the_handlers() -> None:
     from gonext_plugins import manifest
 
     m = manifest.validate((SEO_DIR / "manifest.json").read_bytes())
-    assert m.slug == "seo" and m.name == "SEO" and m.version == "1.1.0" and m.abi == 1
+    assert m.slug == "seo" and m.name == "SEO" and m.version == "1.2.0" and m.abi == 1
     assert set(m.capabilities) == ALL_CAPS
     assert {(h.name, h.kind) for h in m.hooks} == {
-        ("the_content", "filter"), ("wp_head", "action"), ("save_post", "action")}
+        ("wp_head", "action"), ("save_post", "action")}
     assert [(j.name, j.max_retries) for j in m.jobs] == [("seo.recompute-scores", 3)]
 
 
-# --- the_content ---------------------------------------------------------------------------------
+# --- wp_head -------------------------------------------------------------------------------------
+# The head is structured data (title, meta, link, jsonld) that the host escapes and renders: the
+# plugin needs no html.raw. How it renders, hostile titles included, is in tests/test_seo_blog.py.
 
 
-def test_the_content_appends_article_json_ld(seo: Plugin) -> None:
+def meta_of(body: dict[str, Any], key: str, value: str) -> str | None:
+    found = [item["content"] for item in body["meta"] if item.get(key) == value]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+def test_wp_head_is_structured_output(seo: Plugin) -> None:
     post = make_post()
-    html = "<p>Tomatoes love sun.</p>"
-    out = seo.invoke_filter("the_content", html, post)
-    assert out.startswith(html + "\n<script")
-    data = json_ld(out)
+    body = seo.invoke_action("wp_head", post)
+    assert set(body) == {"title", "meta", "link", "jsonld"}
+    assert body["title"] == post["title"]
+    assert all(set(item) in ({"name", "content"}, {"property", "content"}) for item in body["meta"])
+    description = meta_of(body, "name", "description")
+    assert description and post["body"].startswith(description.rstrip("…"))
+    assert meta_of(body, "property", "og:type") == "article"
+    assert meta_of(body, "property", "og:title") == post["title"]
+    assert meta_of(body, "property", "og:description") == description
+    assert meta_of(body, "property", "og:url") == post["url"]
+    assert meta_of(body, "name", "twitter:card") == "summary"
+    assert meta_of(body, "name", "twitter:title") == post["title"]
+    assert meta_of(body, "name", "twitter:description") == description
+    assert body["link"] == [{"rel": "canonical", "href": post["url"]}]
+
+
+def test_wp_head_article_json_ld(seo: Plugin) -> None:
+    post = make_post()
+    data = seo.invoke_action("wp_head", post)["jsonld"]
     assert data["@context"] == "https://schema.org"
     assert data["@type"] == "Article"
     assert data["headline"] == post["title"]
@@ -252,45 +226,9 @@ def test_the_content_appends_article_json_ld(seo: Plugin) -> None:
     assert post["body"].startswith(data["description"][:-1])
 
 
-def test_the_content_without_a_post_is_unchanged(seo: Plugin) -> None:
-    assert seo.invoke_filter("the_content", "<p>x</p>") == "<p>x</p>"
-
-
-def test_the_content_omits_date_when_not_a_string(seo: Plugin) -> None:
-    data = json_ld(seo.invoke_filter("the_content", "", make_post(published=True)))
+def test_wp_head_omits_date_when_not_a_string(seo: Plugin) -> None:
+    data = seo.invoke_action("wp_head", make_post(published=True))["jsonld"]
     assert "datePublished" not in data
-
-
-@pytest.mark.parametrize("title", HOSTILE_TITLES)
-def test_hostile_title_is_inert_in_json_ld(seo: Plugin, title: str) -> None:
-    post = make_post(title=title, body=title + " body " + title)
-    out = seo.invoke_filter("the_content", "<p>body</p>", post)
-    script_text = out.split('<script type="application/ld+json">', 1)[1].rsplit("</script>", 1)[0]
-    for char in "<>&\u2028\u2029":
-        assert char not in script_text
-    data = json_ld(out)  # one <script> only, and its text is valid JSON
-    assert data["headline"] == title
-    assert title.split()[0] in data["description"]
-
-
-# --- wp_head -------------------------------------------------------------------------------------
-
-
-def test_wp_head_tags(seo: Plugin) -> None:
-    post = make_post()
-    body = seo.invoke_action("wp_head", post)
-    doc = parse(body["html"])
-    assert doc.text["title"] == post["title"]
-    description = meta(doc, "name", "description")
-    assert description and post["body"].startswith(description.rstrip("…"))
-    assert meta(doc, "property", "og:type") == "article"
-    assert meta(doc, "property", "og:title") == post["title"]
-    assert meta(doc, "property", "og:description") == description
-    assert meta(doc, "property", "og:url") == post["url"]
-    assert meta(doc, "name", "twitter:card") == "summary"
-    assert meta(doc, "name", "twitter:title") == post["title"]
-    assert meta(doc, "name", "twitter:description") == description
-    assert doc.tags("link") == [{"rel": "canonical", "href": post["url"]}]
 
 
 def test_wp_head_without_a_post_has_no_body(seo: Plugin) -> None:
@@ -298,21 +236,14 @@ def test_wp_head_without_a_post_has_no_body(seo: Plugin) -> None:
 
 
 @pytest.mark.parametrize("title", HOSTILE_TITLES)
-def test_hostile_title_is_inert_in_head(seo: Plugin, title: str) -> None:
+def test_hostile_title_round_trips_as_data(seo: Plugin, title: str) -> None:
     post = make_post(title=title, body=f"{title} & more <b>text</b>", url='/posts/a"b<c>/')
-    html = seo.invoke_action("wp_head", post)["html"]
-    assert "<script" not in html.lower()
-    doc = parse(html)
-    assert doc.tags("script") == []
-    assert {tag for tag, _ in doc.elements} == {"title", "meta", "link"}
-    assert doc.text["title"] == title
+    body = seo.invoke_action("wp_head", post)
+    assert body["title"] == title and body["jsonld"]["headline"] == title
     for key, name in (("property", "og:title"), ("name", "twitter:title")):
-        assert meta(doc, key, name) == title
-    assert meta(doc, "property", "og:url") == post["url"]
-    assert meta(doc, "name", "description") == post["body"]
-    # Every special character is an entity: nothing raw can end an attribute or open a tag.
-    for fragment in re.findall(r'content="([^"]*)"', html):
-        assert "<" not in fragment and ">" not in fragment and "'" not in fragment
+        assert meta_of(body, key, name) == title
+    assert meta_of(body, "property", "og:url") == post["url"]
+    assert meta_of(body, "name", "description") == post["body"]
 
 
 # --- save_post -----------------------------------------------------------------------------------
@@ -422,7 +353,7 @@ def test_recompute_scores_fails_without_posts_read(runtime: Runtime, seo_wasm: b
 @pytest.mark.parametrize("call", [
     lambda p: p.invoke_action("no_such_hook", make_post()),
     lambda p: p.invoke_filter("no_such_filter", "x"),
-    lambda p: p.invoke_action("the_content", make_post()),  # a filter, not an action
+    lambda p: p.invoke_filter("the_content", "x", make_post()),  # no longer a hook of it
     lambda p: p.invoke_filter("save_post", "x", make_post()),  # an action, not a filter
     lambda p: p.invoke_job("no.such-job", {}),
 ])
@@ -458,7 +389,6 @@ def test_raw_garbage_payload_is_bad_payload(seo: Plugin, payload: bytes) -> None
 def test_many_calls_do_not_leak_memory(seo: Plugin) -> None:
     post = make_post(body="word " * 5000)
     for _ in range(300):
-        seo.invoke_filter("the_content", "<p>x</p>", post)
         seo.invoke_action("wp_head", post)
         seo.invoke_action("save_post", post)
     inst = seo.pool.checkout()

@@ -1,8 +1,8 @@
 //! SEO: schema.org JSON-LD on posts, <head> meta tags, and an SEO score per post.
 //!
-//!   filter `the_content` (value: the post's HTML, args: [post]) → the HTML with an Article
-//!       JSON-LD <script> appended;
-//!   action `wp_head` (args: [post] or []) → {"html": "<title>…<meta …>…"}, or no body without a post;
+//!   action `wp_head` (args: [post] or []) → the host's structured outputs, no markup:
+//!       {"title", "meta": [...], "link": [canonical], "jsonld": Article}, or no body without a
+//!       post. The host escapes and renders them, so the plugin needs no `html.raw`;
 //!   action `save_post` (args: [post]) → scores the post and stores the score with host function
 //!       `posts.meta_set` (capability posts.write), then queues `seo.recompute-scores` through
 //!       `jobs.enqueue` to refresh every other score in the background; → {"score": n, "stored": bool};
@@ -14,9 +14,6 @@
 const std = @import("std");
 const gn = @import("gonext");
 
-pub const filters = .{
-    .{ "the_content", theContent },
-};
 pub const actions = .{
     .{ "wp_head", wpHead },
     .{ "save_post", savePost },
@@ -39,7 +36,7 @@ const page_size = 100;
 /// max_host_calls (1000) per call. A run that stops early returns `next_offset`.
 const pages_per_run = 9;
 
-// --- the_content --------------------------------------------------------------------------------
+// --- wp_head ------------------------------------------------------------------------------------
 
 const Article = struct {
     @"@context": []const u8 = "https://schema.org",
@@ -51,49 +48,39 @@ const Article = struct {
     datePublished: ?[]const u8 = null,
 };
 
-/// Append the Article JSON-LD. Without a post (some other content) the value is left unchanged.
-fn theContent(ctx: *gn.Ctx, html: []const u8, post: ?gn.Post) !?[]const u8 {
-    const p = post orelse return null;
-    const article: Article = .{
-        .headline = p.title,
-        .url = p.url,
-        .description = try describe(ctx.arena, p.body),
-        .wordCount = wordCount(p.body),
-        .datePublished = if (p.published == .string) p.published.string else null,
-    };
-    // jsonForScript escapes < > & U+2028 U+2029, so a title like "</script>" cannot end the tag.
-    const ld = try gn.jsonForScriptWith(ctx.arena, article, .{ .emit_null_optional_fields = false });
-    return try std.mem.concat(ctx.arena, u8, &.{ html, "\n<script type=\"application/ld+json\">", ld, "</script>" });
-}
+const Head = struct {
+    title: []const u8,
+    meta: []const gn.Meta,
+    link: []const gn.Link,
+    jsonld: gn.RawJson,
+};
 
-// --- wp_head ------------------------------------------------------------------------------------
-
-const Head = struct { html: []const u8 };
-
-/// <title>, description, OpenGraph and Twitter card tags for a post page; no body elsewhere.
+/// <title>, description, canonical, OpenGraph and Twitter card tags and the Article JSON-LD for a
+/// post page; no body elsewhere. Values go out as plain data: the host escapes them as it renders
+/// (and keeps `</script>` in a title from ending the JSON-LD), so nothing here is markup.
 fn wpHead(ctx: *gn.Ctx, post: ?gn.Post) !?Head {
     const p = post orelse return null;
     const desc = try describe(ctx.arena, p.body);
-    var out: std.Io.Writer.Allocating = .init(ctx.arena);
-    const w = &out.writer;
-    // Every value goes through fmtHtml (& < > " ' escaped): safe as text and in quoted attributes.
-    const title = gn.fmtHtml(p.title);
-    const description = gn.fmtHtml(desc);
-    const url = gn.fmtHtml(p.url);
-    w.print(
-        "<title>{f}</title>\n" ++
-            "<meta name=\"description\" content=\"{f}\">\n" ++
-            "<link rel=\"canonical\" href=\"{f}\">\n" ++
-            "<meta property=\"og:type\" content=\"article\">\n" ++
-            "<meta property=\"og:title\" content=\"{f}\">\n" ++
-            "<meta property=\"og:description\" content=\"{f}\">\n" ++
-            "<meta property=\"og:url\" content=\"{f}\">\n" ++
-            "<meta name=\"twitter:card\" content=\"summary\">\n" ++
-            "<meta name=\"twitter:title\" content=\"{f}\">\n" ++
-            "<meta name=\"twitter:description\" content=\"{f}\">",
-        .{ title, description, url, title, description, url, title, description },
-    ) catch return error.OutOfMemory; // an Allocating writer fails only when out of memory
-    return .{ .html = out.written() };
+    const article: Article = .{
+        .headline = p.title,
+        .url = p.url,
+        .description = desc,
+        .wordCount = wordCount(p.body),
+        .datePublished = if (p.published == .string) p.published.string else null,
+    };
+    const ld = try std.json.Stringify.valueAlloc(ctx.arena, article, .{ .emit_null_optional_fields = false });
+    const meta = try ctx.arena.dupe(gn.Meta, &.{
+        .{ .name = "description", .content = desc },
+        .{ .property = "og:type", .content = "article" },
+        .{ .property = "og:title", .content = p.title },
+        .{ .property = "og:description", .content = desc },
+        .{ .property = "og:url", .content = p.url },
+        .{ .name = "twitter:card", .content = "summary" },
+        .{ .name = "twitter:title", .content = p.title },
+        .{ .name = "twitter:description", .content = desc },
+    });
+    const link = try ctx.arena.dupe(gn.Link, &.{.{ .rel = "canonical", .href = p.url }});
+    return .{ .title = p.title, .meta = meta, .link = link, .jsonld = .{ .bytes = ld } };
 }
 
 // --- save_post ----------------------------------------------------------------------------------

@@ -1,0 +1,198 @@
+"""Plugin markup is untrusted: the sanitizer and the structured outputs the host renders itself.
+
+A plugin page runs on the same origin as the admin and the API, so one script in a fragment acts
+with the session and CSRF token of every admin who views that page. Hence:
+
+- every HTML string a plugin hands back (an action body, ``{"html": ...}``, a filter value that
+  renders as HTML) goes through :func:`sanitize`, Ammonia (``nh3``) against an allowlist with no
+  script, style, iframe, object, embed, form, base or meta, no ``on*`` or ``style`` attributes and
+  only ``http``/``https``/``mailto``/``tel`` or relative URLs, unless the plugin holds
+  :data:`RAW_HTML` (a high-risk capability that says plainly it can run scripts);
+- what plugins commonly need in ``<head>`` needs no markup at all: an action body's ``title``,
+  ``meta`` (``name``/``property`` + ``content`` only, so no ``http-equiv`` refresh), ``link``
+  (an allowlist of ``rel`` values, ``http(s)`` or relative ``href``) and ``jsonld`` (escaped so
+  no value can end its ``<script type="application/ld+json">``) are checked here and rendered,
+  escaped, by :func:`render_fragment`.
+
+The bridge is the one caller of :func:`clean_action_body` and :func:`clean_filter_value`: that is
+where a plugin's result enters the hook bus, keyed on the plugin's grants. Pure policy: no
+database, no plugin state.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import nh3
+from django.utils.html import escape
+from django.utils.safestring import SafeData, SafeString, mark_safe
+
+from .errors import BadPluginMarkup
+
+RAW_HTML = "html.raw"
+"""The capability that lets a plugin's markup through unsanitized."""
+
+ALLOWED_TAGS: frozenset[str] = frozenset(nh3.ALLOWED_TAGS)
+"""Ammonia's default allowlist: text-level and structural tags only (no script, style, iframe,
+object, embed, form, input, base, meta, link, svg or math)."""
+
+ALLOWED_ATTRIBUTES: dict[str, set[str]] = {
+    **{tag: set(attrs) for tag, attrs in nh3.ALLOWED_ATTRIBUTES.items()},
+    "*": {"class", "lang", "title", "dir"},
+}
+"""Ammonia's per-tag defaults plus a few harmless global ones; never ``on*``, ``style``, ``id``
+(DOM clobbering) or ``srcdoc``."""
+
+URL_SCHEMES: frozenset[str] = frozenset({"http", "https", "mailto", "tel"})
+"""Schemes allowed in ``href``/``src``; ``javascript:``, ``data:`` and ``vbscript:`` never are."""
+
+LINK_RELS: frozenset[str] = frozenset(
+    {"canonical", "alternate", "author", "license", "next", "prev", "shortlink", "me"}
+)
+"""``rel`` values a plugin's ``{"link": [...]}`` may use: metadata only. No ``stylesheet`` (CSS can
+read the page's tokens through attribute selectors), no ``preload``/``prefetch``/``modulepreload``
+(fetches and script loads), no ``manifest`` or ``import``."""
+
+META_KEYS = ("name", "property")
+STRUCTURED_KEYS = ("title", "meta", "link", "jsonld")
+MAX_STRUCTURED_ITEMS = 100
+
+_cleaner = nh3.Cleaner(
+    tags=set(ALLOWED_TAGS),
+    attributes=ALLOWED_ATTRIBUTES,
+    url_schemes=set(URL_SCHEMES),
+    link_rel="noopener noreferrer nofollow",
+    strip_comments=True,
+)
+
+# The characters that could end a <script> element or an HTML comment inside it; U+2028/U+2029
+# are escaped too (json.dumps' ensure_ascii already does) so the text is also valid JavaScript.
+_SCRIPT_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026"}
+
+
+def sanitize(html: str) -> SafeString:
+    """The allowlisted form of untrusted ``html``, safe to render anywhere in a page."""
+    return mark_safe(_cleaner.clean(html))
+
+
+def _trusted_or_sanitized(html: str, raw: bool) -> SafeString:
+    return mark_safe(html) if raw else sanitize(html)
+
+
+def clean_filter_value(original: Any, result: Any, *, raw: bool) -> Any:
+    """A plugin filter's result as the bus passes it on.
+
+    A string counts as HTML only when the value it replaced did (``SafeData``, Django's rule):
+    that one is sanitized (or trusted, with ``html.raw``) and stays marked safe, so the next filter
+    in the chain sees HTML too. Plain text is left as it is: the template escapes it.
+    """
+    if isinstance(original, SafeData) and isinstance(result, str):
+        return _trusted_or_sanitized(result, raw)
+    return result
+
+
+def clean_action_body(body: Any, *, slug: str, raw: bool) -> Any:
+    """A plugin action's body as ``do_action`` returns it: a string is HTML (sanitized); in a dict,
+    ``html`` is HTML (sanitized) and the structured outputs are checked (:class:`BadPluginMarkup`
+    on a bad one, so the bridge skips the whole body). Other keys are data, passed through."""
+    if isinstance(body, str):
+        return _trusted_or_sanitized(body, raw)
+    if not isinstance(body, dict):
+        return body
+    cleaned = dict(body)
+    if "html" in cleaned:
+        if not isinstance(cleaned["html"], str):
+            raise BadPluginMarkup('"html" must be a string', plugin=slug)
+        cleaned["html"] = _trusted_or_sanitized(cleaned["html"], raw)
+    if "title" in cleaned and not isinstance(cleaned["title"], str):
+        raise BadPluginMarkup('"title" must be a string', plugin=slug)
+    if "meta" in cleaned:
+        cleaned["meta"] = [_check_meta(item, slug) for item in _items(cleaned["meta"], "meta", slug)]
+    if "link" in cleaned:
+        cleaned["link"] = [_check_link(item, slug) for item in _items(cleaned["link"], "link", slug)]
+    if "jsonld" in cleaned and not isinstance(cleaned["jsonld"], dict | list):
+        raise BadPluginMarkup('"jsonld" must be an object or a list', plugin=slug)
+    return cleaned
+
+
+def _items(value: Any, key: str, slug: str) -> list[Mapping[str, Any]]:
+    if not isinstance(value, list) or len(value) > MAX_STRUCTURED_ITEMS:
+        raise BadPluginMarkup(f'"{key}" must be a list of at most {MAX_STRUCTURED_ITEMS} objects',
+                              plugin=slug)
+    for item in value:
+        if not isinstance(item, dict) or not all(isinstance(v, str) for v in item.values()):
+            raise BadPluginMarkup(f'each "{key}" entry must be an object of strings', plugin=slug)
+    return value
+
+
+def _check_meta(item: Mapping[str, Any], slug: str) -> dict[str, str]:
+    """``{"name"|"property": ..., "content": ...}`` and nothing else: no ``http-equiv`` (refresh,
+    set-cookie, CSP), no ``charset``."""
+    keys = set(item)
+    if "content" not in keys or len(keys) != 2 or not keys & set(META_KEYS):
+        raise BadPluginMarkup(
+            f'a "meta" entry needs exactly "name" or "property", and "content"; got {sorted(keys)}',
+            plugin=slug)
+    return dict(item)
+
+
+def _check_link(item: Mapping[str, Any], slug: str) -> dict[str, str]:
+    """``{"rel", "href", "hreflang"?, "type"?}`` with an allowlisted ``rel`` and a safe ``href``."""
+    unknown = set(item) - {"rel", "href", "hreflang", "type"}
+    if unknown or "rel" not in item or "href" not in item:
+        raise BadPluginMarkup(f'a "link" entry needs "rel" and "href" (and at most "hreflang", "type"); '
+                              f"got {sorted(item)}", plugin=slug)
+    rels = item["rel"].lower().split()
+    if not rels or any(rel not in LINK_RELS for rel in rels):
+        allowed = ", ".join(sorted(LINK_RELS))
+        raise BadPluginMarkup(f"link rel {item['rel']!r} is not allowed; allowed: {allowed}", plugin=slug)
+    if not is_safe_url(item["href"]):
+        raise BadPluginMarkup(f"link href {item['href']!r} is not an http(s) or relative URL", plugin=slug)
+    return dict(item)
+
+
+def is_safe_url(url: str) -> bool:
+    """``http``/``https`` or relative, with no control characters or spaces a browser would strip
+    (``java\\tscript:``)."""
+    if not url or any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in url):
+        return False
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError:
+        return False
+    return scheme in ("", "http", "https")
+
+
+def json_for_script(data: Any) -> str:
+    """JSON that cannot end or comment out the ``<script>`` element it sits in."""
+    return json.dumps(data, ensure_ascii=True, separators=(",", ":")).translate(_SCRIPT_ESCAPES)
+
+
+def render_fragment(body: Any) -> str:
+    """The HTML of one action body, as the host renders it (every value escaped here).
+
+    A string or ``html`` is markup: from a plugin, the bridge already sanitized it; from the site's
+    own Python receivers (``collect = True``), it is the site's code, trusted like its templates.
+    """
+    if isinstance(body, str):
+        return body
+    if not isinstance(body, dict):
+        return ""
+    parts: list[str] = []
+    if isinstance(body.get("title"), str):
+        parts.append(f"<title>{escape(body['title'])}</title>")
+    for item in body.get("meta") or ():
+        key = "name" if "name" in item else "property"
+        parts.append(f'<meta {key}="{escape(item[key])}" content="{escape(item["content"])}">')
+    for item in body.get("link") or ():
+        attrs = "".join(f' {name}="{escape(item[name])}"' for name in ("rel", "href", "hreflang", "type")
+                        if name in item)
+        parts.append(f"<link{attrs}>")
+    if isinstance(body.get("html"), str):
+        parts.append(body["html"])
+    if "jsonld" in body:
+        parts.append(f'<script type="application/ld+json">{json_for_script(body["jsonld"])}</script>')
+    return "\n".join(part for part in parts if part)
