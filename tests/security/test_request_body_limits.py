@@ -1,0 +1,204 @@
+"""Request bodies are bounded where they arrive, before anything buffers them (issue #13, class 3).
+
+A real server process (``tests/api/server.py``) on a free loopback port gets 200 MiB multipart POSTs,
+once with a declared ``Content-Length`` and once chunked (no length), to an anonymous page and to
+every bundle upload URL. Each must be answered 413 in the API's error shape, and the server's peak
+resident memory while they run must stay within 50 MiB of what it was before. The bodies are
+generated lazily from one 1 MiB block, so the test itself never holds them. A normal upload under
+the cap still installs a plugin, and a chunked body under the cap still reaches the app.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from gonext_plugins import signing
+from gonext_plugins.conf import DEFAULTS, MiB
+
+from ..api.helpers import signed_bundle
+from ..api.server import LiveServer
+
+pytestmark = pytest.mark.slow
+
+HUGE = 200 * MiB
+BLOCK = b"\0" * MiB
+BOUNDARY = "gnboundary7d9f"
+GROWTH_BOUND_KIB = 50 * 1024  # the issue's bound: RSS grows under 50 MiB while the huge bodies arrive
+
+# (path, authenticated): an anonymous page, and each URL that takes a bundle upload.
+TARGETS = [
+    ("/posts/hello/", False),
+    ("/api/plugins/", True),
+    ("/api/plugins/demo/upgrade/", True),
+    ("/admin/gonext_plugins/plugin/install/", False),
+    ("/_/plugins/dev/install", False),
+]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    live = LiveServer(tmp_path_factory.mktemp("body-limits")).start()
+    try:
+        yield live
+    finally:
+        live.stop()
+
+
+def memory_kib(pid: int, field: str) -> int:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of a process, in KiB, from ``/proc/<pid>/status``."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def reset_peak(pid: int) -> bool:
+    """Start ``VmHWM`` over from the current RSS (Linux ``clear_refs`` 5); False if not allowed."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def multipart_parts() -> tuple[bytes, bytes]:
+    head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"bundle\"; filename=\"huge.gnplugin\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode()
+    tail = f"\r\n--{BOUNDARY}--\r\n".encode()
+    return head, tail
+
+
+def body_blocks(size: int) -> Iterator[bytes]:
+    """A multipart body whose file part is ``size`` zero bytes, yielded block by block."""
+    head, tail = multipart_parts()
+    yield head
+    left = size
+    while left > 0:
+        block = BLOCK if left >= len(BLOCK) else BLOCK[:left]
+        left -= len(block)
+        yield block
+    yield tail
+
+
+def post_raw(url: str, path: str, *, size: int, chunked: bool, token: str | None) -> tuple[int, dict[str, Any]]:
+    """POST a ``size``-byte multipart upload over a raw socket: one thread writes the body while this
+    one reads the answer, as a browser does, so an early answer is read even though the body is cut
+    off (``requests`` would stop at the broken pipe and never read it). Returns (status, JSON body)."""
+    host, port = url.removeprefix("http://").split(":")
+    head, tail = multipart_parts()
+    headers = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}",
+               f"Content-Type: multipart/form-data; boundary={BOUNDARY}"]
+    if chunked:
+        headers.append("Transfer-Encoding: chunked")
+    else:
+        headers.append(f"Content-Length: {len(head) + size + len(tail)}")
+    if token:
+        headers.append(f"Authorization: Token {token}")
+    request_head = ("\r\n".join(headers) + "\r\n\r\n").encode()
+
+    sock = socket.create_connection((host, int(port)), timeout=60)
+    stop = threading.Event()
+
+    def write_body() -> None:
+        with contextlib.suppress(OSError):  # the server closing mid-body is the expected outcome
+            sock.sendall(request_head)
+            for block in body_blocks(size):
+                if stop.is_set():
+                    return
+                sock.sendall(b"%x\r\n%s\r\n" % (len(block), block) if chunked else block)
+            if chunked:
+                sock.sendall(b"0\r\n\r\n")
+
+    writer = threading.Thread(target=write_body, daemon=True)
+    writer.start()
+    try:
+        status, payload = read_response(sock)
+    finally:
+        stop.set()
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+        writer.join(60)
+    return status, payload
+
+
+def read_response(sock: socket.socket) -> tuple[int, dict[str, Any]]:
+    """The first HTTP response on ``sock``: its status and its body parsed as JSON (``{}`` when the
+    body is not JSON)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"the server closed the connection without an answer: {data[:300]!r}")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    length = int(fields.get("content-length", "0"))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    try:
+        return status, json.loads(body[:length] or b"{}")
+    except ValueError:
+        return status, {}
+
+
+def test_normal_uploads_under_the_cap_still_work(server: LiveServer) -> None:
+    session = requests.Session()
+    session.headers["Authorization"] = f"Token {server.token}"
+    private, public = signing.generate_key()
+    assert session.post(f"{server.url}/api/keys/", json={"name": "Body", "public_key": public},
+                        timeout=30).status_code == 201
+    done = session.post(f"{server.url}/api/plugins/", files={"bundle": ("demo.gnplugin",
+                        signed_bundle(private, slug="demo"))}, timeout=30)
+    assert done.status_code == 201, done.text[:500]
+    # Just under the request cap but over the bundle cap: it reaches the bundle reader, which refuses
+    # it as a bundle (400), not the body guard (413).
+    near_cap = b"\0" * (DEFAULTS["MAX_REQUEST_BYTES"] - 64 * 1024)
+    refused = session.post(f"{server.url}/api/plugins/", files={"bundle": ("big.gnplugin", near_cap)},
+                           timeout=60)
+    assert refused.status_code == 400 and refused.json()["error"] == "bundle_too_large", refused.text[:500]
+    # A small chunked body is passed on to the app (which answers for itself: not a 413).
+    status, payload = post_raw(server.url, "/api/plugins/", size=1024, chunked=True, token=None)
+    assert status in (400, 401, 403), (status, payload)
+
+
+def test_huge_bodies_are_refused_before_they_are_buffered(server: LiveServer) -> None:
+    assert server.proc is not None
+    pid = server.proc.pid
+    # Warm up every target once with a small body, so lazily imported code is not counted as growth.
+    for path, authenticated in TARGETS:
+        post_raw(server.url, path, size=1024, chunked=False, token=server.token if authenticated else None)
+    baseline = memory_kib(pid, "VmRSS")
+    peak_was_reset = reset_peak(pid)
+
+    answers = []
+    for path, authenticated in TARGETS:
+        for chunked in (False, True):
+            status, payload = post_raw(server.url, path, size=HUGE, chunked=chunked,
+                                       token=server.token if authenticated else None)
+            answers.append((path, "chunked" if chunked else "declared", status, payload.get("error")))
+            assert status == 413, answers
+            assert {"error", "detail", "problems"} <= set(payload), payload
+            assert payload["error"] == "request_too_large", payload
+            assert server.proc.poll() is None, f"the server died:\n{server.log()[-3000:]}"
+
+    peak = memory_kib(pid, "VmHWM") if peak_was_reset else memory_kib(pid, "VmRSS")
+    growth = peak - baseline
+    print(f"server RSS before {baseline} KiB, peak during the huge bodies {peak} KiB, growth {growth} KiB")
+    assert growth < GROWTH_BOUND_KIB, (baseline, peak, answers)
+    # The server still serves.
+    assert requests.get(f"{server.url}/posts/hello/", timeout=30).status_code == 200
