@@ -163,7 +163,7 @@ def test_normal_uploads_under_the_cap_still_work(server: LiveServer) -> None:
     assert session.post(f"{server.url}/api/keys/", json={"name": "Body", "public_key": public},
                         timeout=30).status_code == 201
     done = session.post(f"{server.url}/api/plugins/", files={"bundle": ("demo.gnplugin",
-                        signed_bundle(private, slug="demo"))}, timeout=30)
+                        signed_bundle(private, slug="demo"))}, data={"grant": "kv"}, timeout=30)
     assert done.status_code == 201, done.text[:500]
     # Just under the request cap but over the bundle cap: it reaches the bundle reader, which refuses
     # it as a bundle (400), not the body guard (413).
