@@ -1,8 +1,9 @@
-"""Refuse oversized request bodies before Django reads them.
+"""Refuse oversized request bodies in Django, for servers that hand Django the body as a stream.
 
-Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE`` does not count file parts, so a multi-gigabyte bundle
-upload would be spooled to disk before the bundle reader could refuse it. This checks the declared
-length up front and answers 413 at once.
+Under WSGI (gunicorn, mod_wsgi) Django reads the body lazily, so checking the declared length here
+refuses a huge upload before it is read. Under ASGI the body is already buffered when any Django
+middleware runs: there, :class:`gonext_plugins.asgi.RequestBodyLimit` does the real work, and this
+middleware only repeats the same rule (``check_declared_length``) as a second line.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from .conf import settings
+from .asgi import check_declared_length, parse_content_length
+from .errors import RequestTooLarge
 
 
 class RequestSizeLimitMiddleware:
@@ -20,17 +22,7 @@ class RequestSizeLimitMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        limit = settings.MAX_REQUEST_BYTES
-        if length > limit:
-            return JsonResponse(
-                {
-                    "error": "request_too_large",
-                    "detail": f"The request body is {length} bytes; the limit is {limit} bytes.",
-                    "problems": [],
-                },
-                status=413,
-            )
+            check_declared_length(parse_content_length(request.META.get("CONTENT_LENGTH")))
+        except RequestTooLarge as error:
+            return JsonResponse(error.as_dict(), status=413)
         return self.get_response(request)
