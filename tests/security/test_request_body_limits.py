@@ -20,12 +20,14 @@ from typing import Any
 
 import pytest
 import requests
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from gonext_plugins import signing
 from gonext_plugins.conf import DEFAULTS, MiB
 
 from ..api.helpers import signed_bundle
-from ..api.server import LiveServer
+from ..api.server import WS_MAX_MESSAGE_BYTES, LiveServer
 
 pytestmark = pytest.mark.slow
 
@@ -203,3 +205,19 @@ def test_huge_bodies_are_refused_before_they_are_buffered(server: LiveServer) ->
     print("\n".join(map(str, answers)))
     # The server still serves.
     assert requests.get(f"{server.url}/posts/hello/", timeout=30).status_code == 200
+
+
+def test_websocket_messages_over_the_cap_close_the_connection(server: LiveServer) -> None:
+    """The server caps client WebSocket messages (``WS_MAX_MESSAGE_BYTES``, 64 KiB): the log page's
+    commands fit; a 4 MiB message closes the connection with 1009 (message too big) instead of being
+    assembled in memory and handed to the consumer."""
+    headers = {"Authorization": f"Token {server.token}", "Origin": server.url}
+    url = server.url.replace("http://", "ws://") + "/_/plugins/dev/logs/demo/"
+    with connect(url, additional_headers=headers, open_timeout=10, max_size=None) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "backlog"
+        ws.send(json.dumps({"min_level": 1, "filter": "x" * 1000}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "backlog"  # a normal command still works
+        ws.send(json.dumps({"min_level": 0, "filter": "x" * (WS_MAX_MESSAGE_BYTES * 64)}))
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009, closed.value
