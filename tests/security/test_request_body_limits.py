@@ -10,6 +10,7 @@ the cap still installs a plugin, and a chunked body under the cap still reaches 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import socket
@@ -24,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from gonext_plugins import signing
+from gonext_plugins.asgi import RequestBodyLimit
 from gonext_plugins.conf import DEFAULTS, MiB
 
 from ..api.helpers import signed_bundle
@@ -221,3 +223,60 @@ def test_websocket_messages_over_the_cap_close_the_connection(server: LiveServer
         with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=10)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009, closed.value
+
+
+def run_guarded(app: Any, headers: list[tuple[bytes, bytes]], chunks: list[bytes]) -> list[dict[str, Any]]:
+    """Drive ``RequestBodyLimit(app)`` in this process with ``chunks`` as the request body; the
+    messages that reach the client."""
+    incoming = [{"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1}
+                for i, chunk in enumerate(chunks)]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": headers}
+    asyncio.run(RequestBodyLimit(app)(scope, receive, send))
+    return sent
+
+
+class EchoApp:
+    """Reads the whole body, as Django does, then answers 200 with its length (and notes what it saw)."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        size = 0
+        while True:
+            message = await receive()
+            self.events.append(message["type"])
+            if message["type"] == "http.disconnect":
+                break
+            size += len(message["body"])
+            if not message["more_body"]:
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": str(size).encode()})
+
+
+@pytest.mark.parametrize("content_length", [None, b"junk", b"-5"])
+def test_a_streamed_or_badly_declared_body_is_cut_at_the_cap(content_length: bytes | None) -> None:
+    limit = DEFAULTS["MAX_REQUEST_BYTES"]
+    app = EchoApp()
+    headers = [(b"content-length", content_length)] if content_length is not None else []
+    sent = run_guarded(app, headers, [BLOCK] * (limit // len(BLOCK)) + [b"x", b"never read"])
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[0]["status"] == 413
+    assert json.loads(sent[1]["body"])["error"] == "request_too_large"
+    # The app was told the client left; its own answer afterwards went nowhere.
+    assert app.events[-1] == "http.disconnect"
+
+
+def test_a_body_at_the_cap_reaches_the_app_whole() -> None:
+    limit = DEFAULTS["MAX_REQUEST_BYTES"]
+    sent = run_guarded(EchoApp(), [(b"content-length", str(limit).encode())], [BLOCK] * (limit // len(BLOCK)))
+    assert sent[0]["status"] == 200 and sent[1]["body"] == str(limit).encode()
