@@ -48,14 +48,18 @@ demo-plugin: migrate
 	$(PY) manage.py demo_plugin
 
 # The server and, beside it, the worker that runs plugin jobs (queue "plugin"); the worker stops
-# when daphne exits (Ctrl-C stops both).
+# when the server exits (Ctrl-C stops both). uvicorn, not daphne: it streams request bodies to the
+# app, so gonext_plugins.asgi.RequestBodyLimit refuses an oversized one before it is buffered
+# (README "Serving"). WebSocket messages from clients are capped at 64 KiB (the log page sends
+# small commands; uvicorn's default is 16 MiB, times 32 queued per connection).
 serve:
 	$(PY) manage.py collectstatic --noinput -v0
 	@echo "Serving on http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/)"
 	@echo "Plugin job worker: manage.py db_worker --queue-name plugin (stops with the server)"
 	@$(PY) manage.py db_worker --queue-name plugin --no-reload & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT; \
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) project.asgi:application
+	$(VENV)/bin/uvicorn project.asgi:application --host $(HOST) --port $(PORT) --lifespan off \
+	  --ws-max-size 65536
 
 demo: seed demo-plugin serve
 

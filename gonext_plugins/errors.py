@@ -181,6 +181,22 @@ class UnknownCapability(PluginError):
     code = "unknown_capability"
 
 
+class RequestTooLarge(PluginError):
+    """A request body is over ``MAX_REQUEST_BYTES``. Raised before the body is read when its length is
+    declared, or as soon as a streamed (chunked) body passes the cap, so memory never holds more."""
+
+    code = "request_too_large"
+
+    def __init__(self, *, limit: int, declared: int | None = None) -> None:
+        if declared is None:
+            message = f"The request body is over the limit of {limit} bytes."
+        else:
+            message = f"The request body is {declared} bytes; the limit is {limit} bytes."
+        super().__init__(message)
+        self.limit = limit
+        self.declared = declared
+
+
 # --- lifecycle (layer 3) ----------------------------------------------------------------------
 
 

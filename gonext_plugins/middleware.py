@@ -1,9 +1,10 @@
-"""Request and response guards.
+"""Request and response guards, for the Django side of the stack.
 
-``RequestSizeLimitMiddleware`` refuses oversized request bodies before Django reads them:
-Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE`` does not count file parts, so a multi-gigabyte bundle
-upload would be spooled to disk before the bundle reader could refuse it. This checks the declared
-length up front and answers 413 at once.
+``RequestSizeLimitMiddleware`` refuses oversized request bodies by their declared length. Under
+WSGI (gunicorn, mod_wsgi) Django reads the body lazily, so this refuses a huge upload before it is
+read. Under ASGI the body is already buffered when any Django middleware runs: there,
+:class:`gonext_plugins.asgi.RequestBodyLimit` does the real work, and this middleware only repeats
+the same rule (``check_declared_length``) as a second line.
 
 ``ContentSecurityPolicyMiddleware`` sends a strict Content-Security-Policy on the admin's and this
 app's responses: should markup ever reach those pages unsanitized, the browser still runs no inline
@@ -16,7 +17,9 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from .asgi import check_declared_length, parse_content_length
 from .conf import settings
+from .errors import RequestTooLarge
 
 
 class RequestSizeLimitMiddleware:
@@ -25,19 +28,9 @@ class RequestSizeLimitMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        limit = settings.MAX_REQUEST_BYTES
-        if length > limit:
-            return JsonResponse(
-                {
-                    "error": "request_too_large",
-                    "detail": f"The request body is {length} bytes; the limit is {limit} bytes.",
-                    "problems": [],
-                },
-                status=413,
-            )
+            check_declared_length(parse_content_length(request.META.get("CONTENT_LENGTH")))
+        except RequestTooLarge as error:
+            return JsonResponse(error.as_dict(), status=413)
         return self.get_response(request)
 
 

@@ -15,7 +15,6 @@ DEBUG = os.environ.get("DEBUG", "1") == "1"
 ALLOWED_HOSTS = os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
 
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -124,9 +123,12 @@ STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "var" / "static"))
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "var" / "media"))
 
-# Refuse huge uploads early: a bundle is capped at 10 MiB; leave room for the multipart envelope.
+# Form fields (not files) up to the body cap: a bundle is capped at 10 MiB, the body at 12 MiB
+# (GONEXT_PLUGINS["MAX_REQUEST_BYTES"], enforced by gonext_plugins.asgi.RequestBodyLimit).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 12 * 1024 * 1024
-FILE_UPLOAD_MAX_MEMORY_SIZE = 12 * 1024 * 1024
+# FILE_UPLOAD_MAX_MEMORY_SIZE stays at Django's 2.5 MiB: it is also how much of each request body
+# Django's ASGI handler keeps in memory before spooling to disk, so concurrent uploads near the cap
+# do not each hold 12 MiB of RAM.
 
 LOGIN_URL = "admin:login"
 

@@ -1,5 +1,5 @@
 """Shared by the live dev-loop test and the plugin-authors doc test: a dev-mode site in its own
-daphne process, and a subprocess whose output is read line by line so a test can wait for a line."""
+uvicorn process, and a subprocess whose output is read line by line so a test can wait for a line."""
 
 from __future__ import annotations
 

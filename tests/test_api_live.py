@@ -1,4 +1,4 @@
-"""The API against a real ASGI server (daphne in its own process, its own SQLite file): a whole
+"""The API against a real ASGI server (uvicorn in its own process, its own SQLite file): a whole
 lifecycle driven over HTTP with the blog page checked at each step, and every curl example in
 docs/api.md run as written with its documented status checked."""
 

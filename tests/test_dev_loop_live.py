@@ -1,5 +1,5 @@
 """The plugin author's whole loop against a live dev site: ``manage.py plugin new`` scaffolds a Zig
-plugin, ``manage.py plugin dev --logs`` (a subprocess, watching) builds and uploads it to a daphne
+plugin, ``manage.py plugin dev --logs`` (a subprocess, watching) builds and uploads it to a uvicorn
 server in dev mode, and the blog page shows it; then each edit an author makes is checked where the
 author would see it: a source edit served within 5 seconds, a manifest edit printed as a capability
 diff, a syntax error reported while the loop survives, a guest log line and a trap report (with

@@ -1,4 +1,4 @@
-"""Live logs across processes: two daphne servers on one SQLite file and one ``redis-server``
+"""Live logs across processes: two uvicorn servers on one SQLite file and one ``redis-server``
 (channels-redis), both started here. A WebSocket client on server B sees a line that a blog page
 request served by server A made the plugin log. Nothing is mocked: real servers, real Redis, real
 wasmtime, a real page request. Also the helpers the browser test uses to run a site."""
@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
+from .api.server import serve_command
 from .conftest import REPO
 
-BIN = Path(sys.executable).parent
 POST_SLUG = "hello-logs"
 
 SETUP_SCRIPT = r"""
@@ -67,7 +67,7 @@ def wait_for_port(port: int, proc: subprocess.Popen[Any], what: str, timeout: fl
 
 
 class Site:
-    """A demo site in a temp dir: its SQLite file, media root, the setup above, daphne servers."""
+    """A demo site in a temp dir: its SQLite file, media root, the setup above, uvicorn servers."""
 
     def __init__(self, tmp: Path, **env: str) -> None:
         self.tmp = tmp
@@ -99,17 +99,16 @@ class Site:
 
     def serve(self, port: int | None = None, **env: str) -> int:
         port = port or free_port()
-        log = open(self.tmp / f"daphne-{port}-{len(self.servers)}.log", "w")  # noqa: SIM115
-        proc = subprocess.Popen([str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port),
-                                 "project.asgi:application"], cwd=REPO, env={**self.env, **env},
+        log = open(self.tmp / f"server-{port}-{len(self.servers)}.log", "w")  # noqa: SIM115
+        proc = subprocess.Popen(serve_command(port), cwd=REPO, env={**self.env, **env},
                                 stdout=log, stderr=subprocess.STDOUT)
         self.servers.append((proc, log))
-        wait_for_port(port, proc, f"daphne on {port}")
+        wait_for_port(port, proc, f"the server on {port}")
         return port
 
     def stop_server(self, port: int) -> None:
         for proc, log in self.servers:
-            if proc.poll() is None and f"-p {port} " in " ".join(map(str, proc.args)) + " ":
+            if proc.poll() is None and f"--port {port} " in " ".join(map(str, proc.args)) + " ":
                 proc.terminate()
                 proc.wait(10)
                 log.close()
@@ -125,7 +124,7 @@ class Site:
             log.close()
 
     def server_logs(self) -> str:
-        logs = sorted(self.tmp.glob("daphne-*.log"))
+        logs = sorted(self.tmp.glob("server-*.log"))
         return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in logs)
 
     def get(self, port: int, path: str) -> str:

@@ -1,6 +1,9 @@
-"""A real ASGI server for the API tests: daphne in its own process on a free loopback port, on a
+"""A real ASGI server for the API tests: uvicorn in its own process on a free loopback port, on a
 fresh SQLite file and media root, migrated first, with a superuser, an API token and a blog post
-made by ``manage.py shell``. Nothing in the test process is shared with it but the file system."""
+made by ``manage.py shell``. Nothing in the test process is shared with it but the file system.
+
+:func:`serve_command` is the one command line every live-server test uses: the one ``make serve``
+runs, so the tests exercise the server the site is served with (README "Serving")."""
 
 from __future__ import annotations
 
@@ -15,7 +18,10 @@ from pathlib import Path
 
 from ..conftest import REPO
 
-DAPHNE = Path(sys.executable).with_name("daphne")
+UVICORN = Path(sys.executable).with_name("uvicorn")
+# Largest WebSocket message a client may send (the log page sends small JSON commands); uvicorn's
+# default is 16 MiB, times a queue of 32 messages per connection.
+WS_MAX_MESSAGE_BYTES = 64 * 1024
 SETUP = """
 from django.contrib.auth.models import User
 from rest_framework.authtoken.models import Token
@@ -24,6 +30,12 @@ user = User.objects.create_superuser("admin", "admin@example.com", "pw")
 Post.objects.create(title="Hello", slug="hello", body="Hello from the blog.")
 print(Token.objects.create(user=user).key)
 """
+
+
+def serve_command(port: int) -> list[str]:
+    """The demo site under uvicorn on loopback ``port`` (the same flags as ``make serve``)."""
+    return [str(UVICORN), "project.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+            "--lifespan", "off", "--ws-max-size", str(WS_MAX_MESSAGE_BYTES)]
 
 
 def free_port() -> int:
@@ -39,7 +51,7 @@ class LiveServer:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.log_path = root / "daphne.log"
+        self.log_path = root / "server.log"
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "project.settings",
@@ -70,14 +82,13 @@ class LiveServer:
             port = free_port()
             with self.log_path.open("ab") as log:
                 self.proc = subprocess.Popen(
-                    [str(DAPHNE), "-b", "127.0.0.1", "-p", str(port), "project.asgi:application"],
-                    cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                    serve_command(port), cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                 )
             self.url = f"http://127.0.0.1:{port}"
             if self._wait_ready(30.0):
                 return self
             self.stop()
-        raise RuntimeError(f"daphne did not start:\n{self.log()}")
+        raise RuntimeError(f"the server did not start:\n{self.log()}")
 
     def _wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

@@ -1,4 +1,4 @@
-"""The live log page in Debian's Chromium (Playwright) against a real daphne server: a blog page
+"""The live log page in Debian's Chromium (Playwright) against a real uvicorn server: a blog page
 request whose ``the_content`` filter runs a plugin that logs, and the line on the page within a
 second; then the level filter, search, pause/resume, the dropped-lines notice, autoscroll, and
 reconnecting after the server restarts. Screenshots go to ``test-artifacts/logs/``."""
