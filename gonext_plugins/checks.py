@@ -132,7 +132,7 @@ def check_metrics_access(app_configs: Any = None, **kwargs: Any) -> Iterable[Che
             "GONEXT_PLUGINS['METRICS_TOKENS'] must be a list of strings of at least "
             f"{MIN_METRICS_TOKEN_LENGTH} characters.",
             hint="Generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
-            id="gonext_plugins.E013",
+            id="gonext_plugins.E007",
         ))
     networks, invalid = parse_networks([addresses] if isinstance(addresses, str) else addresses)
     if isinstance(addresses, str) or invalid:
@@ -140,13 +140,13 @@ def check_metrics_access(app_configs: Any = None, **kwargs: Any) -> Iterable[Che
             f"GONEXT_PLUGINS['METRICS_ALLOWED_ADDRESSES'] has values that are not addresses or "
             f"networks: {invalid or addresses!r}.",
             hint="Give a list such as ['10.0.0.5', '192.168.0.0/24'].",
-            id="gonext_plugins.E014",
+            id="gonext_plugins.E008",
         ))
     if any(network.prefixlen == 0 for network in networks):
         problems.append(Error(
             "GONEXT_PLUGINS['METRICS_ALLOWED_ADDRESSES'] includes every address (a /0 network).",
             hint="List only the scrapers' addresses, or use METRICS_TOKENS.",
-            id="gonext_plugins.E015",
+            id="gonext_plugins.E009",
         ))
     return problems
 

@@ -333,7 +333,7 @@ def test_metrics_settings_are_checked(settings: Any) -> None:
                                "METRICS_TOKENS": ["short"],
                                "METRICS_ALLOWED_ADDRESSES": ["10.0.0.300", "0.0.0.0/0"]}
     ids = {message.id for message in checks.check_metrics_access()}
-    assert ids == {"gonext_plugins.E013", "gonext_plugins.E014", "gonext_plugins.E015"}
+    assert ids == {"gonext_plugins.E007", "gonext_plugins.E008", "gonext_plugins.E009"}
 
 
 # --- upgrades: another publisher key, and a capability asked for again, need consent ------------------
