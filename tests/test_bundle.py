@@ -508,7 +508,9 @@ def test_errors_carry_the_slug() -> None:
 
 NAMES = st.from_regex(r"\A[a-z][a-z0-9_]{0,12}\Z")
 CAPABILITIES = st.from_regex(r"\A[a-z][a-z0-9_]{0,8}(\.[a-z][a-z0-9_-]{0,8}){0,2}\Z")
-TEXT = st.text(max_size=40)
+# Any storable text: a NUL or a lone surrogate makes a manifest invalid (tests/security covers that).
+STORABLE = st.characters(exclude_characters="\x00", exclude_categories=("Cs",))
+TEXT = st.text(STORABLE, max_size=40)
 
 
 @st.composite
@@ -516,7 +518,7 @@ def manifests(draw: st.DrawFn) -> dict[str, Any]:
     data: dict[str, Any] = {
         "apiVersion": "gonext.io/v1",
         "slug": draw(st.from_regex(r"\A[a-z][a-z0-9]{1,10}(-[a-z0-9]{1,5}){0,2}\Z")),
-        "name": draw(st.text(min_size=1, max_size=40)),
+        "name": draw(st.text(STORABLE, min_size=1, max_size=40)),
         "version": "{}.{}.{}".format(*draw(st.tuples(*[st.integers(0, 999)] * 3)))
         + draw(st.sampled_from(["", "-alpha.1", "-rc.2+build.9", "+sha.5114f85"])),
         "abi": 1,
