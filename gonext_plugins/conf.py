@@ -17,7 +17,7 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from importlib import import_module
 from types import NoneType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
@@ -74,7 +74,7 @@ class Setting(Generic[T]):
     def __get__(self, instance: PluginSettings | None, owner: type[Any] | None = None) -> Setting[T] | T:
         if instance is None:
             return self
-        return instance._value(self)  # type: ignore[no-any-return]  # the cache holds Any; this key's value is a T
+        return cast("T", instance._value(self))  # the cache holds Any; this key's value is a T
 
     def __repr__(self) -> str:
         return f"Setting({self.name}={self.default!r})"
