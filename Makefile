@@ -69,11 +69,15 @@ demo: seed demo-plugin serve
 dev: seed
 	DEBUG=1 GONEXT_DEV_MODE=1 $(MAKE) --no-print-directory serve
 
+# Style (ruff), DESIGN.md's layers and no import cycles (import-linter, [tool.importlinter] in
+# pyproject.toml), types (mypy with django-stubs, [tool.mypy]). `make test` runs the same first.
+LINT = $(VENV)/bin/ruff check . && $(VENV)/bin/lint-imports --no-cache && $(VENV)/bin/mypy
+
 lint: dev-deps
-	$(VENV)/bin/ruff check .
+	$(LINT)
 
 test: apt-deps dev-deps
-	$(VENV)/bin/ruff check .
+	$(LINT)
 	$(VENV)/bin/python -m pytest -q
 
 bench: dev-deps

@@ -23,7 +23,7 @@ import stat
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, TypedDict
 
 from gonext_plugins import manifest as manifest_module
 from gonext_plugins import signing
@@ -227,7 +227,14 @@ def _cap(caps: Mapping[str, Any], name: str) -> int:
     return int(value) if value is not None else int(_setting(name.upper()))
 
 
-def _caps(caps: Mapping[str, Any]) -> dict[str, int]:
+class _ExtractCaps(TypedDict):
+    """The caps ``_extract`` takes, as keyword arguments."""
+
+    max_unpacked_bytes: int
+    max_compression_ratio: int
+
+
+def _caps(caps: Mapping[str, Any]) -> _ExtractCaps:
     unknown = set(caps) - {"max_bundle_bytes", "max_unpacked_bytes", "max_compression_ratio"}
     if unknown:
         raise TypeError(f"unknown keyword argument(s): {', '.join(sorted(unknown))}")
@@ -390,8 +397,8 @@ def _parse_signature(data: bytes) -> dict[str, str]:
     missing = sorted(SIGNATURE_FIELDS - set(document))
     unknown = sorted(set(document) - SIGNATURE_FIELDS)
     if missing or unknown:
-        detail = "; ".join(filter(None, [missing and f"missing {', '.join(missing)}",
-                                         unknown and f"unknown {', '.join(unknown)}"]))
+        detail = "; ".join(filter(None, [f"missing {', '.join(missing)}" if missing else None,
+                                         f"unknown {', '.join(unknown)}" if unknown else None]))
         raise SignatureError(f"{SIGNATURE} is malformed: {detail}")
     if not all(isinstance(value, str) for value in document.values()):
         raise SignatureError(f"{SIGNATURE} is malformed: every field must be a string")

@@ -1,97 +1,83 @@
 """One settings object for the app, read from the ``GONEXT_PLUGINS`` dict in Django settings.
 
-Modelled on DRF's ``api_settings``: every key has a default in :data:`DEFAULTS`, dotted import
-paths are resolved lazily, and an unknown key is an error (a typo should fail loudly, not be
-silently ignored). Values are re-read when Django's ``setting_changed`` signal fires, so
-``override_settings(GONEXT_PLUGINS=...)`` works in tests.
+Modelled on DRF's ``api_settings``: every key has a default, dotted import paths are resolved
+lazily, and an unknown key is an error (a typo should fail loudly, not be silently ignored). Values
+are re-read when Django's ``setting_changed`` signal fires, so ``override_settings(GONEXT_PLUGINS=...)``
+works in tests.
+
+Each key is declared once, as a :class:`Setting` (default, type, range, doc) in the body of
+:class:`PluginSettings`: that one table generates :data:`DEFAULTS`, the typed attributes
+(``settings.HARD_TIMEOUT_MS`` is an ``int`` to mypy, as in django-cors-headers' ``conf.py``) and the
+range checks (``gonext_plugins.E003`` in :mod:`gonext_plugins.checks`).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from importlib import import_module
-from typing import Any
+from types import NoneType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
+if TYPE_CHECKING:
+    from django.core.files.storage import Storage
+
 MiB = 1024 * 1024
+GiB = 1024 * MiB
 
-DEFAULTS: dict[str, Any] = {
-    # Signatures and dev mode.
-    "DEV_MODE": False,  # allow unsigned bundles and the dev install endpoint; refused with DEBUG off
-    # Bundle caps: checked before anything is unpacked.
-    "MAX_BUNDLE_BYTES": 10 * MiB,
-    "MAX_UNPACKED_BYTES": 32 * MiB,
-    "MAX_COMPRESSION_RATIO": 100,
-    # Whole request bodies (uploads included) over this are refused with 413 before being read.
-    "MAX_REQUEST_BYTES": 12 * MiB,
-    # Host-wide runtime caps; a plugin's manifest may only ask for less.
-    "MEMORY_PAGES": 256,
-    "FUEL": 50_000_000,
-    "SOFT_TIMEOUT_MS": 100,
-    "HARD_TIMEOUT_MS": 1_000,
-    "MIN_INSTANCES": 1,
-    "MAX_INSTANCES": 4,
-    "MAX_HOST_CALLS": 1_000,
-    "MAX_INPUT_BYTES": 1 * MiB,
-    "MAX_OUTPUT_BYTES": 4 * MiB,
-    "CACHE_DIR": None,  # compiled-artifact cache; None = <MEDIA_ROOT>/gonext_plugins/cache
-    # Compiling a module: caps checked on its bytes first, then the limits of the child process
-    # that compiles a module missing from the cache (CPU seconds of all its threads, address space).
-    "MAX_MODULE_BYTES": 16 * MiB,
-    "MAX_FUNCTIONS": 50_000,
-    "COMPILE_CPU_SECONDS": 30,
-    "COMPILE_MEMORY_BYTES": 2048 * MiB,
-    # Cross-process sync and fault handling.
-    "SYNC_INTERVAL": 1.0,
-    "QUARANTINE_FAULTS": 5,
-    "QUARANTINE_WINDOW": 60.0,
-    "RAISE_FAULTS": False,  # strict mode: a plugin fault raises instead of passing the value through
-    # Storage for plugin blobs: a dotted path to a Storage class, or None for default_storage.
-    "STORAGE": None,
-    # Built-in host functions.
-    "KV_MAX_KEYS": 1_000,
-    "KV_MAX_VALUE_BYTES": 64 * 1024,
-    "KV_MAX_TOTAL_BYTES": 4 * MiB,
-    "HTTP_TIMEOUT": 5.0,
-    "HTTP_MAX_RESPONSE_BYTES": 1 * MiB,
-    # Let http.fetch reach loopback, private (RFC 1918), shared and unique-local addresses, and let
-    # manifests list IP and localhost hosts: for intranet sites only (system check W005 warns).
-    # Link-local, cloud metadata, multicast and reserved addresses stay unreachable regardless.
-    "HTTP_FETCH_ALLOW_PRIVATE": False,
-    # Background jobs: a trapped job's first retry waits this long, doubling for each next one.
-    "JOB_RETRY_BASE_SECONDS": 2.0,
-    # Per-plugin quotas on jobs not finished yet (queued, running, waiting for a retry), whoever
-    # queued them: past either, jobs.enqueue fails (-1 to a guest, JobQuotaExceeded to site code).
-    "JOB_MAX_QUEUED": 100,
-    "JOB_MAX_QUEUED_BYTES": 4 * MiB,  # their JSON payloads together
-    # Logs.
-    "LOG_RATE": 200.0,
-    "LOG_BURST": 1_000,
-    "LOG_BACKLOG": 2_000,
-    "LOG_MAX_MESSAGE_BYTES": 4096,
-    # Trap reports: a module's source map over this size is not parsed (parsing runs at about
-    # 2 MB a second, on the request that trapped; each map is parsed once and cached).
-    "TRAP_SOURCE_MAP_MAX_BYTES": 4 * MiB,
-    # Metrics endpoint: who may read /metrics beside logged-in staff. Nobody else by default: a
-    # reverse proxy on the same host makes every public request come from loopback.
-    "METRICS_TOKENS": (),  # scrapers sending "Authorization: Bearer <token>"
-    "METRICS_ALLOWED_ADDRESSES": (),  # client addresses or networks ("10.0.0.0/8"), REMOTE_ADDR
-    # Content-Security-Policy that ContentSecurityPolicyMiddleware sends on the responses of the
-    # URL namespaces below (the admin, this app's pages and API): a second wall behind the markup
-    # sanitizer. Scripts only from this origin's files; "" sends none.
-    "CONTENT_SECURITY_POLICY": (
-        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-        "connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
-        "form-action 'self'; frame-ancestors 'none'"
-    ),
-    "CONTENT_SECURITY_POLICY_NAMESPACES": ("admin", "gonext_plugins"),
-}
+T = TypeVar("T")
+#: The Python type(s) a value may have (documentation, and ``None`` allowed or not).
+Types = tuple[type[Any], ...]
 
-# Keys whose values are dotted import paths, resolved on first access.
-IMPORT_STRINGS = {"STORAGE"}
+
+class Setting(Generic[T]):
+    """One key of ``GONEXT_PLUGINS``: its default, its Python type(s), the inclusive range a number
+    must fall in (checked by ``gonext_plugins.E003``; ``None`` = not range-checked) and what it means.
+
+    A descriptor: read on the settings object it returns the site's value (typed ``T``), read on
+    the class it returns itself, so the class body is the table everything else is generated from.
+    """
+
+    def __init__(
+        self,
+        default: T,
+        type: type[Any] | Types,  # the table's column names, shadowing builtins only in here
+        range: tuple[float, float] | None = None,
+        doc: str = "",
+        *,
+        import_string: bool = False,
+    ) -> None:
+        self.default = default
+        self.types: Types = type if isinstance(type, tuple) else (type,)
+        self.range = range
+        self.doc = doc
+        self.import_string = import_string  # a dotted path, imported on first access
+        self.name = ""
+
+    @property
+    def nullable(self) -> bool:
+        """``None`` is an allowed value (for ``FUEL``: metering off), whatever the range says."""
+        return NoneType in self.types
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any] | None = None) -> Setting[T]: ...
+
+    @overload
+    def __get__(self, instance: PluginSettings, owner: type[Any] | None = None) -> T: ...
+
+    def __get__(self, instance: PluginSettings | None, owner: type[Any] | None = None) -> Setting[T] | T:
+        if instance is None:
+            return self
+        return cast("T", instance._value(self))  # the cache holds Any; this key's value is a T
+
+    def __repr__(self) -> str:
+        return f"Setting({self.name}={self.default!r})"
 
 
 def _import(path: str, key: str) -> Any:
@@ -99,7 +85,7 @@ def _import(path: str, key: str) -> Any:
     try:
         return getattr(import_module(module_path), attr)
     except (ImportError, AttributeError, ValueError) as exc:
-        raise ImproperlyConfigured(f"GONEXT_PLUGINS[{key!r}] = {path!r} cannot be imported: {exc}")
+        raise ImproperlyConfigured(f"GONEXT_PLUGINS[{key!r}] = {path!r} cannot be imported: {exc}") from exc
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -119,7 +105,114 @@ def parse_networks(values: Iterable[object]) -> tuple[list[Network], list[object
 
 
 class PluginSettings:
-    """Attribute access to the merged settings, validated against :data:`DEFAULTS`."""
+    """Attribute access to the merged settings; the class body is the table of every key."""
+
+    # --- Signatures and dev mode.
+    DEV_MODE = Setting(
+        False, bool, doc="allow unsigned bundles and the dev install endpoint; refused with DEBUG off")
+
+    # --- Bundle caps: checked before anything is unpacked.
+    MAX_BUNDLE_BYTES = Setting(
+        10 * MiB, int, (1024, 512 * MiB), doc="largest .gnplugin file accepted, checked before unpacking")
+    MAX_UNPACKED_BYTES = Setting(
+        32 * MiB, int, (1024, 2 * GiB), doc="largest total unpacked size of a bundle")
+    MAX_COMPRESSION_RATIO = Setting(
+        100, int, (1, 10_000), doc="largest unpacked:packed ratio, per entry and overall (zip bombs)")
+    MAX_REQUEST_BYTES = Setting(
+        12 * MiB, int, (1024, 4 * GiB),
+        doc="whole request bodies (uploads included) over this are refused with 413 before being read")
+
+    # --- Host-wide runtime caps; a plugin's manifest may only ask for less.
+    MEMORY_PAGES = Setting(256, int, (1, 65_536), doc="linear-memory cap per instance, in 64 KiB pages")
+    FUEL: Setting[int | None] = Setting(
+        50_000_000, (int, NoneType), (1_000, 10**13),
+        doc="instruction budget per call; None turns fuel metering off (deadlines still bound each call)")
+    SOFT_TIMEOUT_MS = Setting(100, int, (1, 600_000), doc="a call running longer logs a warning")
+    HARD_TIMEOUT_MS = Setting(1_000, int, (1, 600_000), doc="a call running longer is stopped")
+    MIN_INSTANCES = Setting(1, int, (1, 1_024), doc="instance pool size per plugin and process, lower bound")
+    MAX_INSTANCES = Setting(4, int, (1, 1_024), doc="instance pool size per plugin and process, upper bound")
+    MAX_HOST_CALLS = Setting(1_000, int, (1, 10**7), doc="host-function calls allowed in one guest call")
+    MAX_INPUT_BYTES = Setting(1 * MiB, int, (1, GiB), doc="largest payload sent to a guest")
+    MAX_OUTPUT_BYTES = Setting(4 * MiB, int, (1, GiB), doc="largest body a guest may return")
+    CACHE_DIR: Setting[str | None] = Setting(
+        None, (str, NoneType), doc="compiled-artifact cache; None = <MEDIA_ROOT>/gonext_plugins/cache")
+
+    # --- Compiling a module: caps checked on its bytes first, then the limits of the child process
+    # that compiles a module missing from the cache (CPU seconds of all its threads, address space).
+    MAX_MODULE_BYTES = Setting(
+        16 * MiB, int, (1024, GiB), doc="largest wasm module, checked before compiling")
+    MAX_FUNCTIONS = Setting(
+        50_000, int, (1, 1_000_000),  # wasmtime itself refuses more than a million
+        doc="most functions a module may define, checked before compiling")
+    COMPILE_CPU_SECONDS = Setting(30, int, (1, 3_600), doc="CPU time of the child process that compiles")
+    COMPILE_MEMORY_BYTES = Setting(
+        2048 * MiB, int, (256 * MiB, 64 * GiB),  # the child needs ~100 MiB to start
+        doc="address space of the child process that compiles")
+
+    # --- Cross-process sync and fault handling.
+    SYNC_INTERVAL = Setting(
+        1.0, float, (0.05, 3_600), doc="seconds between checks of the database generation for plugin changes")
+    QUARANTINE_FAULTS = Setting(
+        5, int, (1, 10**6), doc="faults within QUARANTINE_WINDOW that quarantine a plugin")
+    QUARANTINE_WINDOW = Setting(60.0, float, (1, 86_400 * 7), doc="seconds over which faults are counted")
+    RAISE_FAULTS = Setting(
+        False, bool, doc="strict mode: a plugin fault raises instead of passing the value through")
+
+    # --- Storage for plugin blobs: a dotted path to a Storage class, or None for default_storage.
+    STORAGE: Setting[type[Storage] | None] = Setting(
+        None, (str, type, NoneType), doc="dotted path of a Storage class for plugin blobs",
+        import_string=True)
+
+    # --- Built-in host functions.
+    KV_MAX_KEYS = Setting(1_000, int, doc="per-plugin key-value quota: keys")
+    KV_MAX_VALUE_BYTES = Setting(64 * 1024, int, doc="per-plugin key-value quota: bytes of one value")
+    KV_MAX_TOTAL_BYTES = Setting(4 * MiB, int, doc="per-plugin key-value quota: bytes of all values")
+    HTTP_TIMEOUT = Setting(5.0, float, doc="seconds an http.fetch may take (the call's hard deadline too)")
+    HTTP_MAX_RESPONSE_BYTES = Setting(1 * MiB, int, doc="largest http.fetch response body")
+    # Let http.fetch reach loopback, private (RFC 1918), shared and unique-local addresses, and let
+    # manifests list IP and localhost hosts: for intranet sites only (system check W005 warns).
+    # Link-local, cloud metadata, multicast and reserved addresses stay unreachable regardless.
+    HTTP_FETCH_ALLOW_PRIVATE = Setting(
+        False, bool, doc="intranet sites only: http.fetch may reach loopback and private addresses")
+
+    # --- Background jobs.
+    JOB_RETRY_BASE_SECONDS = Setting(
+        2.0, float, (0.01, 86_400),
+        doc="a trapped job's first retry waits this long, doubling for each next one")
+    # Per-plugin quotas on jobs not finished yet (queued, running, waiting for a retry), whoever
+    # queued them: past either, jobs.enqueue fails (-1 to a guest, JobQuotaExceeded to site code).
+    JOB_MAX_QUEUED = Setting(100, int, (1, 10**6), doc="per-plugin cap on unfinished jobs")
+    JOB_MAX_QUEUED_BYTES = Setting(
+        4 * MiB, int, (1024, 64 * GiB), doc="per-plugin cap on unfinished jobs' JSON payloads together")
+
+    # --- Logs.
+    LOG_RATE = Setting(200.0, float, (1, 10**6), doc="per-plugin log rate limit, lines a second")
+    LOG_BURST = Setting(1_000, int, (1, 10**7), doc="per-plugin log rate limit, burst")
+    LOG_BACKLOG = Setting(2_000, int, (10, 10**7), doc="log lines kept per plugin in the database")
+    LOG_MAX_MESSAGE_BYTES = Setting(4096, int, (64, MiB), doc="longer log messages are cut")
+
+    # --- Trap reports: a module's source map over this size is not parsed (parsing runs at about
+    # 2 MB a second, on the request that trapped; each map is parsed once and cached).
+    TRAP_SOURCE_MAP_MAX_BYTES = Setting(
+        4 * MiB, int, (0, 256 * MiB), doc="a module's source map over this is not parsed for trap reports")
+
+    # --- Metrics endpoint: who may read /metrics beside logged-in staff. Nobody else by default: a
+    # reverse proxy on the same host makes every public request come from loopback.
+    METRICS_TOKENS: Setting[Sequence[str]] = Setting(
+        (), (tuple, list), doc='scrapers sending "Authorization: Bearer <token>"')
+    METRICS_ALLOWED_ADDRESSES: Setting[Sequence[str]] = Setting(
+        (), (tuple, list), doc='client addresses or networks ("10.0.0.0/8"), REMOTE_ADDR')
+
+    # --- Content-Security-Policy that ContentSecurityPolicyMiddleware sends on the responses of the
+    # URL namespaces below (the admin, this app's pages and API): a second wall behind the markup
+    # sanitizer. Scripts only from this origin's files; "" sends none.
+    CONTENT_SECURITY_POLICY = Setting(
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'",
+        str, doc="the policy sent on the admin's and this app's responses; \"\" sends none")
+    CONTENT_SECURITY_POLICY_NAMESPACES: Setting[Sequence[str]] = Setting(
+        ("admin", "gonext_plugins"), (tuple, list), doc="the URL namespaces whose responses carry it")
 
     def __init__(self) -> None:
         self._cache: dict[str, Any] = {}
@@ -127,29 +220,34 @@ class PluginSettings:
 
     @property
     def user_settings(self) -> dict[str, Any]:
+        """The site's ``GONEXT_PLUGINS`` dict; an unknown key raises (system check E002)."""
         if self._user is None:
-            from django.conf import settings as django_settings
+            from django.conf import settings as django_settings  # read late: conf imports before setup
 
             user = getattr(django_settings, "GONEXT_PLUGINS", {}) or {}
-            unknown = sorted(set(user) - set(DEFAULTS))
+            unknown = sorted(set(user) - set(SETTINGS))
             if unknown:
                 raise ImproperlyConfigured(
                     f"Unknown GONEXT_PLUGINS setting(s): {', '.join(unknown)}. "
-                    f"Known settings: {', '.join(sorted(DEFAULTS))}."
+                    f"Known settings: {', '.join(sorted(SETTINGS))}."
                 )
             self._user = dict(user)
         return self._user
 
-    def __getattr__(self, key: str) -> Any:
-        if key.startswith("_") or key not in DEFAULTS:
-            raise AttributeError(f"Invalid GONEXT_PLUGINS setting: {key!r}")
+    def _value(self, setting: Setting[Any]) -> Any:
+        key = setting.name
         if key in self._cache:
             return self._cache[key]
-        value = self.user_settings.get(key, DEFAULTS[key])
-        if key in IMPORT_STRINGS and isinstance(value, str):
+        value = self.user_settings.get(key, setting.default)
+        if setting.import_string and isinstance(value, str):
             value = _import(value, key)
         self._cache[key] = value
         return value
+
+    if not TYPE_CHECKING:  # at runtime only: to mypy, an unknown attribute stays an error
+
+        def __getattr__(self, key: str) -> Any:
+            raise AttributeError(f"Invalid GONEXT_PLUGINS setting: {key!r}")
 
     def reload(self) -> None:
         """Forget cached values (after ``override_settings``)."""
@@ -166,10 +264,24 @@ class PluginSettings:
         """Where compiled wasm artifacts are cached (a directory path)."""
         if self.CACHE_DIR:
             return str(self.CACHE_DIR)
-        from django.conf import settings as django_settings
+        from django.conf import settings as django_settings  # read late, like user_settings
 
         return str(django_settings.MEDIA_ROOT) + "/gonext_plugins/cache"
 
+
+#: Every key's declaration, in the order of the class body (the README's table follows it).
+SETTINGS: dict[str, Setting[Any]] = {
+    name: value for name, value in vars(PluginSettings).items() if isinstance(value, Setting)
+}
+#: Every key's default (DRF's name for it; ``bundle`` falls back on it without Django settings).
+DEFAULTS: dict[str, Any] = {name: setting.default for name, setting in SETTINGS.items()}
+#: Keys whose values are dotted import paths, resolved on first access.
+IMPORT_STRINGS = {name for name, setting in SETTINGS.items() if setting.import_string}
+#: Inclusive (low, high) bounds of the numeric caps, checked by ``gonext_plugins.E003``: beyond
+#: them the sandbox stops meaning much.
+RANGES: dict[str, tuple[float, float]] = {
+    name: setting.range for name, setting in SETTINGS.items() if setting.range is not None
+}
 
 settings = PluginSettings()
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 
@@ -97,7 +97,8 @@ class Manifest:
 def schema() -> dict[str, Any]:
     """The manifest v1 JSON Schema, read once from the package."""
     text = resources.files("gonext_plugins").joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8")
-    return json.loads(text)
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
 
 
 def _whole_string_pattern(validator: Any, pattern: str, instance: Any,
@@ -116,7 +117,8 @@ def _is_python_int(checker: Any, instance: Any) -> bool:
 
 
 # The manifest's own dialect: Draft 2020-12 with whole-string patterns and integers that are ints.
-_ManifestValidator = jsonschema.validators.extend(
+# (validators.extend is untyped in types-jsonschema: hence the ignore.)
+_ManifestValidator: type[jsonschema.Draft202012Validator] = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
     jsonschema.Draft202012Validator, {"pattern": _whole_string_pattern},
     type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_python_int),
 )
@@ -172,15 +174,18 @@ def _describe(error: jsonschema.ValidationError) -> list[Problem]:
     """Turn one jsonschema error into one or more (path, sentence) problems."""
     path = tuple(error.absolute_path)
     kind = error.validator
-    value = error.validator_value
-    instance = error.instance
-    custom = error.schema.get("x-error") if isinstance(error.schema, dict) else None
+    # The stubs type these as unions with jsonschema's "unset" marker; on a reported error they
+    # are set, and what they hold is whatever JSON the schema and the manifest hold.
+    value: Any = error.validator_value
+    instance: Any = error.instance
+    error_schema: Any = error.schema
+    custom = error_schema.get("x-error") if isinstance(error_schema, dict) else None
 
     if kind == "required":
         return [((*path, name), "is required") for name in value
                 if isinstance(instance, dict) and name not in instance]
     if kind == "additionalProperties":
-        known = sorted(error.schema.get("properties", {}))
+        known = sorted(error_schema.get("properties", {}))
         extra = [k for k in instance if k not in known] if isinstance(instance, dict) else []
         return [((*path, key), f"is not a known field (known fields: {', '.join(known)})")
                 for key in extra]
@@ -445,7 +450,7 @@ def validate(data: Mapping[str, Any] | bytes | str, *, check_host: bool = True,
     slug = data.get("slug") if isinstance(data, Mapping) and isinstance(data.get("slug"), str) else None
     if found:
         raise ManifestError(found, plugin=slug)
-    return _build(dict(data))
+    return _build(dict(cast("Mapping[str, Any]", data)))  # no problem found: it is a JSON object
 
 
 def _build(data: dict[str, Any]) -> Manifest:

@@ -20,7 +20,7 @@ go through the shared ``trap_error``, so errors are exactly the slow dispatcher'
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from wasmtime import Func, Memory, Store
 
@@ -150,7 +150,7 @@ class FastDispatcher:
             if self._fuel is not None:
                 self._account(self._fuel)
 
-    def _no_handler(self, export: str | bytes) -> None:
+    def _no_handler(self, export: str | bytes) -> NoReturn:
         key = export.decode() if isinstance(export, bytes) else export
         raise HookError(f"the module has no export {key}", status="unknown_hook", plugin=self._name)
 

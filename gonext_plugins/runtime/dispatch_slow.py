@@ -78,7 +78,7 @@ class SlowDispatcher:
             self._place("gn_free", self._buf_ptr, old_cap)
             self._buf_ptr = self._buf_cap = 0
         want = max(size, _MIN_BUFFER, 2 * old_cap)
-        ptr = self._place("gn_alloc", want)
+        ptr: int = self._place("gn_alloc", want)
         if ptr == 0 and want > size:
             want = size
             ptr = self._place("gn_alloc", want)

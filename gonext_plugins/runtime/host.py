@@ -438,7 +438,7 @@ _CALLBACKS: dict[str, Any] = {
 }
 
 
-@ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+@ctypes.CFUNCTYPE(None, ctypes.c_void_p)  # type: ignore[untyped-decorator]  # typeshed leaves CFUNCTYPE untyped
 def _finalize(env: int | None) -> None:
     with contextlib.suppress(BaseException):  # a ctypes callback must not raise
         _LIVE.pop(env or 0, None)

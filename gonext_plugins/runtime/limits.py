@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, fields
+from typing import Any
 
 from gonext_plugins.errors import InvalidLimits
 
@@ -69,9 +70,9 @@ class Limits:
     def memory_bytes(self) -> int:
         return self.memory_pages * WASM_PAGE
 
-    def replace(self, **changes: object) -> Limits:
-        """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+    def replace(self, **changes: Any) -> Limits:
+        """A copy with some fields changed (validated again: ``__post_init__`` checks each value)."""
+        return dataclasses.replace(self, **changes)
 
     def capped_by(self, host: Limits) -> Limits:
         """These (plugin) limits, never above ``host``'s: the field-wise minimum.
@@ -80,7 +81,7 @@ class Limits:
         off under a fuel-on one. The result is validated; the minimum of two valid limits is valid.
         A plugin's ``Limits`` is a full value: fields left at their defaults take part too.
         """
-        merged: dict[str, object] = {}
+        merged: dict[str, Any] = {}  # each field's own type; Limits() validates the whole
         for f in fields(self):
             mine, theirs = getattr(self, f.name), getattr(host, f.name)
             if mine is None:
@@ -89,7 +90,7 @@ class Limits:
                 merged[f.name] = mine
             else:
                 merged[f.name] = min(mine, theirs)
-        return Limits(**merged)  # type: ignore[arg-type]
+        return Limits(**merged)
 
 
 @dataclass(frozen=True, slots=True)

@@ -158,14 +158,14 @@ def check_shape(module: Module, name: str, max_pages: int) -> tuple[list[str], b
         imports.append(imp.name or "")
     exports = {exp.name: exp.type for exp in module.exports}
     for export, expected in REQUIRED_EXPORTS.items():
-        ty = exports.get(export)
-        if ty is None:
+        export_type = exports.get(export)
+        if export_type is None:
             raise PluginLoadError(f"missing required export {export}", plugin=name)
-        if not isinstance(ty, FuncType) or not _same_sig(ty, expected):
+        if not isinstance(export_type, FuncType) or not _same_sig(export_type, expected):
             raise PluginLoadError(f"export {export} must be a function {_sig(expected)}", plugin=name)
     for export, expected in OPTIONAL_EXPORTS.items():
-        ty = exports.get(export)
-        if ty is not None and (not isinstance(ty, FuncType) or not _same_sig(ty, expected)):
+        found = exports.get(export)
+        if found is not None and (not isinstance(found, FuncType) or not _same_sig(found, expected)):
             raise PluginLoadError(f"export {export} must be a function {_sig(expected)}", plugin=name)
     mem = exports.get("memory")
     if mem is None:
@@ -282,11 +282,13 @@ class ModuleCache:
             return None
         payload, why = compiler.parse_artifact(blob, key)
         if payload is None:
-            return self._reject(path, why)
+            self._reject(path, why)
+            return None
         try:
             return Module.deserialize(self._engine, payload)
         except WasmtimeError as exc:
-            return self._reject(path, f"wasmtime refused it: {_first_line(exc)}")
+            self._reject(path, f"wasmtime refused it: {_first_line(exc)}")
+            return None
 
     def _reject(self, path: Path, why: str) -> None:
         self.rejected += 1

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 
 from prometheus_client import REGISTRY, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
@@ -106,7 +107,7 @@ def stats_for(name: str) -> PluginStats:
 class _RuntimeCollector(Collector):
     """Exports every plugin's :class:`PluginStats` and pool gauges at scrape time."""
 
-    def collect(self) -> Iterator[object]:
+    def collect(self) -> Iterator[Metric]:
         checkouts = CounterMetricFamily("gonext_plugin_pool_checkout",
                                         "Instance checkouts from a plugin's pool.", labels=["plugin"])
         wait = HistogramMetricFamily("gonext_plugin_pool_checkout_wait_seconds",

@@ -62,6 +62,7 @@ class InstancePool:
             self._create_idle()
 
     def checkout(self) -> PluginInstance:
+        inst: PluginInstance | None  # None: a slot was reserved, the instance is made outside the lock
         metrics = self._metrics
         stats = self._stats
         with self._cond:

@@ -17,7 +17,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import orjson
 from wasmtime import Engine, Module
@@ -49,6 +49,7 @@ from gonext_plugins.runtime.metrics import SOFT_TIMEOUTS_TOTAL, PluginMetrics
 from gonext_plugins.runtime.pool import InstancePool
 
 logger = logging.getLogger("gonext_plugins.runtime")
+_R = TypeVar("_R")  # what a guarded guest call returns
 
 DEFAULT_TICK_MS = 5
 IDLE_SCAN_SECONDS = 1.0
@@ -65,7 +66,8 @@ def resolve_dispatcher(kind: str | type[Dispatcher]) -> type[Dispatcher]:
         except ImportError:
             logger.debug("dispatch_fast not importable; using SlowDispatcher")
             return SlowDispatcher
-        return module.FastDispatcher  # type: ignore[no-any-return]
+        fast: type[Dispatcher] = module.FastDispatcher  # imported by name: cffi is optional
+        return fast
     raise ValueError(f"dispatcher must be 'fast' or 'slow', got {kind!r}")
 
 
@@ -313,7 +315,7 @@ class Plugin:
         name = hook.encode()
         return self._guarded(inst, kind, hook, lambda: inst.dispatcher.call(export, name, payload))
 
-    def _guarded(self, inst: PluginInstance, kind: str, hook: str, fn: Callable[[], Any]) -> Any:
+    def _guarded(self, inst: PluginInstance, kind: str, hook: str, fn: Callable[[], _R]) -> _R:
         """Run one guest call on a checked-out instance: soft-deadline watch, metrics, checkin."""
         discard: str | None = None
         started = time.perf_counter()
