@@ -430,7 +430,8 @@ def backlog(slug: str, *, limit: int, min_level: int = DEBUG, after_id: int | No
 
 def last_line_id(slug: str) -> int:
     """The id of the newest stored line of one plugin (0 when it has none), whatever its level."""
-    return PluginLogEntry.objects.filter(plugin=slug).order_by("-id").values_list("id", flat=True).first() or 0
+    newest = PluginLogEntry.objects.filter(plugin=slug).order_by("-id").values_list("id", flat=True)
+    return newest.first() or 0
 
 
 def record_fault(slug: str, kind: str, message: str, *, version: str = "", hook: str = "",

@@ -1,26 +1,12 @@
-"""The host functions that ship with the app: ``kv.*``, ``http.fetch``, ``log`` (and ``jobs.enqueue``,
-which lives with the rest of the jobs code in ``gonext_plugins.jobs``).
+"""``http.fetch``: an HTTP request to a host the manifest lists and the admin granted.
 
-Each is a plain ``(plugin, payload) -> JSON`` function registered in the process-wide
-``capabilities.host_functions`` by :func:`register_all` (called from ``AppConfig.ready``). The
-runtime already checks the capability on every call (-5), decodes the payload (-3) and turns any
-exception into -1 with a log line naming the plugin; so here bad input and refusals simply raise
-one of the typed errors below, whose message is what the plugin's log shows.
+``{"url", "method"?, "headers"?, "body"?}`` -> ``{"status", "headers", "body", "url"}`` plus
+``"bodyBase64"`` when the body is not UTF-8 (``body`` is then the bytes decoded with replacement
+characters; ``bodyBase64`` is exact).
 
-Payloads and results (JSON):
-
-- ``kv.get`` ``{"key"}`` -> ``{"found": bool, "value": any}`` (``value`` is null when not found)
-- ``kv.set`` ``{"key", "value"}`` -> ``{"ok": true}``
-- ``kv.delete`` ``{"key"}`` -> ``{"deleted": bool}``
-- ``kv.list`` ``{"prefix"?}`` -> ``{"keys": [str, ...]}`` (sorted)
-- ``http.fetch`` ``{"url", "method"?, "headers"?, "body"?}`` ->
-  ``{"status", "headers", "body", "url"}`` plus ``"bodyBase64"`` when the body is not UTF-8
-  (``body`` is then the bytes decoded with replacement characters; ``bodyBase64`` is exact)
-- ``log`` ``{"level"?, "message"}`` -> ``{"ok": true}``; level is debug/info/warning/error or 0-3
-- ``jobs.enqueue`` ``{"job", "payload"?, "delaySeconds"?}`` -> ``{"id"}`` (the caller's own declared
-  jobs only; ``id`` is the job's idempotency key)
-
-Keys are strings of 1 to 255 characters. Unknown payload fields are refused, so a typo fails loudly.
+Every address a name resolves to is checked (``netpolicy``) and then really connected to, so DNS
+rebinding cannot reach a refused address; redirects stay on the same host; the whole fetch,
+redirects included, runs within HTTP_TIMEOUT and what is left of the guest call's deadline.
 """
 
 from __future__ import annotations
@@ -28,231 +14,29 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
-import logging
 import re
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import orjson
-from django.db import IntegrityError, transaction
-from django.db.models import Count, JSONField, Sum, Value
-from django.utils import timezone
-
-from . import capabilities, netpolicy
-from .conf import settings
-from .errors import PluginError
-from .manifest import format_path
-from .runtime import time_left
-from .storable import unstorable_paths
-
-logger = logging.getLogger("gonext_plugins.host")
-
-# --- errors ----------------------------------------------------------------------------------
-
-
-class HostFunctionError(PluginError):
-    """A built-in host function refused a call; the guest sees -1 and the plugin's log says why."""
-
-    code = "host_function_error"
-
-
-class BadHostCallPayload(HostFunctionError):
-    """The payload is JSON but not the shape the function takes."""
-
-    code = "bad_host_call_payload"
-
-
-class KVQuotaExceeded(HostFunctionError):
-    """A ``kv.set`` would go over KV_MAX_KEYS, KV_MAX_VALUE_BYTES or KV_MAX_TOTAL_BYTES."""
-
-    code = "kv_quota_exceeded"
-
-
-class FetchError(HostFunctionError):
-    """``http.fetch`` failed: network error, TLS error, bad response."""
-
-    code = "http_fetch_error"
-
-
-class FetchDenied(FetchError):
-    """``http.fetch`` refused the request before sending it (scheme, host, port, address, redirect)."""
-
-    code = "http_fetch_denied"
-
-
-class FetchTimeout(FetchError):
-    code = "http_fetch_timeout"
-
-
-class ResponseTooLarge(FetchError):
-    code = "http_response_too_large"
-
-
-# --- helpers ---------------------------------------------------------------------------------
-
-
-def _slug(plugin: Any) -> str:
-    """The calling plugin's slug (the registry's LoadedPlugin when there is one)."""
-    return str(getattr(getattr(plugin, "context", None), "slug", None) or plugin.name)
-
-
-def _fields(payload: Any, fn: str, plugin: str, required: Iterable[str] = (),
-            optional: Iterable[str] = ()) -> dict[str, Any]:
-    """Check a payload is an object with exactly these fields."""
-    required, optional = tuple(required), tuple(optional)
-    if not isinstance(payload, dict):
-        raise BadHostCallPayload(f"{fn}: the payload must be a JSON object, not {type(payload).__name__}",
-                                 plugin=plugin)
-    missing = [f for f in required if f not in payload]
-    if missing:
-        raise BadHostCallPayload(f"{fn}: missing field(s) {', '.join(missing)}", plugin=plugin)
-    extra = sorted(set(payload) - set(required) - set(optional))
-    if extra:
-        raise BadHostCallPayload(f"{fn}: unknown field(s) {', '.join(extra)}; it takes "
-                                 f"{', '.join((*required, *optional))}", plugin=plugin)
-    return payload
-
-
-# --- kv --------------------------------------------------------------------------------------
-
-MAX_KEY_LENGTH = 255  # PluginKV.key
-
-
-def _key(payload: dict[str, Any], fn: str, plugin: str) -> str:
-    key = payload["key"]
-    if not isinstance(key, str) or not 1 <= len(key) <= MAX_KEY_LENGTH:
-        raise BadHostCallPayload(f"{fn}: key must be a string of 1 to {MAX_KEY_LENGTH} characters",
-                                 plugin=plugin)
-    _require_storable(key, f"{fn}: key", plugin)
-    return key
-
-
-def _require_storable(value: Any, what: str, plugin: str) -> None:
-    """Refuse data the plugin will read back when a string in it (a key, an object key, a value)
-    holds a character no supported database stores; changing it would hand back other data."""
-    path = next(unstorable_paths(value), None)
-    if path is not None:
-        where = "" if not path else f" at {format_path(path)}"
-        raise BadHostCallPayload(f"{what}{where} contains a NUL character or a lone surrogate, which "
-                                 "cannot be stored; encode binary data (for example as base64)",
-                                 plugin=plugin)
-
-
-def kv_get(plugin: Any, payload: Any) -> dict[str, Any]:
-    """Read one key of the plugin's own store."""
-    from .models import PluginKV
-
-    slug = _slug(plugin)
-    key = _key(_fields(payload, "kv.get", slug, ["key"]), "kv.get", slug)
-    row = PluginKV.objects.filter(plugin_slug=slug, key=key).only("value").first()
-    return {"found": row is not None, "value": None if row is None else row.value}
-
-
-def kv_set(plugin: Any, payload: Any) -> dict[str, Any]:
-    """Write one key, within the quotas. The quota check and the write happen in one transaction
-    that first locks the plugin's row, so concurrent writers (other threads or processes) are
-    serialized and cannot together go over a quota (SQLite serializes writers anyway)."""
-    from .models import Plugin, PluginKV
-
-    slug = _slug(plugin)
-    data = _fields(payload, "kv.set", slug, ["key", "value"])
-    key = _key(data, "kv.set", slug)
-    value = data["value"]
-    _require_storable(value, f"kv.set {key!r}: value", slug)
-    size = len(orjson.dumps(value))
-    if size > settings.KV_MAX_VALUE_BYTES:
-        raise KVQuotaExceeded(f"kv.set {key!r}: value of {size} bytes is over KV_MAX_VALUE_BYTES="
-                              f"{settings.KV_MAX_VALUE_BYTES}", plugin=slug)
-    try:
-        with transaction.atomic():
-            list(Plugin.objects.select_for_update().filter(slug=slug).values_list("pk", flat=True))
-            old = PluginKV.objects.select_for_update().filter(plugin_slug=slug, key=key) \
-                .values_list("size", flat=True).first()
-            usage = PluginKV.objects.filter(plugin_slug=slug).aggregate(keys=Count("pk"), total=Sum("size"))
-            keys, total = usage["keys"], usage["total"] or 0
-            if old is None and keys + 1 > settings.KV_MAX_KEYS:
-                raise KVQuotaExceeded(f"kv.set {key!r}: a new key would make {keys + 1} keys, over "
-                                      f"KV_MAX_KEYS={settings.KV_MAX_KEYS}", plugin=slug)
-            new_total = total - (old or 0) + size
-            # Growing past the total is refused; shrinking is allowed even when already over it
-            # (the quota may have been lowered since the data was written).
-            if new_total > settings.KV_MAX_TOTAL_BYTES and size > (old or 0):
-                raise KVQuotaExceeded(f"kv.set {key!r}: the store would hold {new_total} bytes, over "
-                                      f"KV_MAX_TOTAL_BYTES={settings.KV_MAX_TOTAL_BYTES}", plugin=slug)
-            # A bare None would be SQL NULL (refused by the column); store JSON null instead.
-            stored = Value(None, JSONField()) if value is None else value
-            if old is None:
-                PluginKV.objects.create(plugin_slug=slug, key=key, value=stored, size=size)
-            else:
-                PluginKV.objects.filter(plugin_slug=slug, key=key).update(
-                    value=stored, size=size, updated_at=timezone.now())
-    except IntegrityError:  # the same new key created by a writer that did not take the lock
-        raise HostFunctionError(f"kv.set {key!r}: a concurrent write got there first; try again",
-                                plugin=slug)
-    return {"ok": True}
-
-
-def kv_delete(plugin: Any, payload: Any) -> dict[str, Any]:
-    from .models import PluginKV
-
-    slug = _slug(plugin)
-    key = _key(_fields(payload, "kv.delete", slug, ["key"]), "kv.delete", slug)
-    deleted, _ = PluginKV.objects.filter(plugin_slug=slug, key=key).delete()
-    return {"deleted": bool(deleted)}
-
-
-def kv_list(plugin: Any, payload: Any) -> dict[str, Any]:
-    """The plugin's keys starting with ``prefix`` (all when omitted), sorted."""
-    from .models import PluginKV
-
-    slug = _slug(plugin)
-    data = _fields(payload if payload is not None else {}, "kv.list", slug, optional=["prefix"])
-    prefix = data.get("prefix", "")
-    if not isinstance(prefix, str) or len(prefix) > MAX_KEY_LENGTH:
-        raise BadHostCallPayload(f"kv.list: prefix must be a string of at most {MAX_KEY_LENGTH} "
-                                 "characters", plugin=slug)
-    _require_storable(prefix, "kv.list: prefix", slug)
-    rows = PluginKV.objects.filter(plugin_slug=slug, key__startswith=prefix).order_by("key")
-    return {"keys": list(rows.values_list("key", flat=True)[: settings.KV_MAX_KEYS])}
-
-
-# --- log -------------------------------------------------------------------------------------
-
-_LOG_LEVELS = {"debug": 0, "info": 1, "warning": 2, "warn": 2, "error": 3}
-
-
-def log(plugin: Any, payload: Any) -> dict[str, Any]:
-    """One line in the plugin's log, like ``gn_log`` but from JSON (for SDKs that only have
-    ``gn_host_call``). Capability ``log`` is always granted."""
-    from .logs import runtime_log_sink
-
-    slug = _slug(plugin)
-    data = _fields(payload, "log", slug, ["message"], ["level"])
-    level = data.get("level", "info")
-    if isinstance(level, str) and level.lower() in _LOG_LEVELS:
-        number = _LOG_LEVELS[level.lower()]
-    elif isinstance(level, int) and not isinstance(level, bool) and 0 <= level <= 3:
-        number = level
-    else:
-        raise BadHostCallPayload("log: level must be debug, info, warning or error (or 0-3)", plugin=slug)
-    message = data["message"]
-    if not isinstance(message, str):
-        raise BadHostCallPayload("log: message must be a string", plugin=slug)
-    cap = settings.LOG_MAX_MESSAGE_BYTES
-    raw = message.encode("utf-8")
-    if len(raw) > cap:
-        message = raw[:cap].decode("utf-8", "ignore") + " [truncated]"
-    runtime_log_sink(slug, number, message, "guest")
-    return {"ok": True}
-
-
-# --- http.fetch ------------------------------------------------------------------------------
+from .. import netpolicy
+from ..conf import settings
+from ..errors import (
+    BadHostCallPayload,
+    FetchDenied,
+    FetchError,
+    FetchTimeout,
+    HostFunctionError,
+    ResponseTooLarge,
+)
+from ..runtime import time_left
+from ._payload import fields
+from ._payload import slug as slug_of
 
 MAX_REDIRECTS = 5
 METHODS = ("GET", "HEAD", "POST")
@@ -266,6 +50,8 @@ FORBIDDEN_HEADERS = frozenset({
     "trailer", "proxy-authorization", "proxy-connection", "expect",
 })
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
 @dataclass(frozen=True)
 class _Target:
     url: str
@@ -292,7 +78,7 @@ def _target(url: str, allowed: set[tuple[str, int | None]], slug: str) -> _Targe
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise FetchDenied(f"http.fetch: not a valid URL {url!r}: {exc}", plugin=slug)
+        raise FetchDenied(f"http.fetch: not a valid URL {url!r}: {exc}", plugin=slug) from exc
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
         raise FetchDenied(f"http.fetch: only http and https URLs are allowed, not {scheme or 'no'} scheme "
@@ -305,8 +91,8 @@ def _target(url: str, allowed: set[tuple[str, int | None]], slug: str) -> _Targe
         raise FetchDenied(f"http.fetch: the URL {url!r} has no host", plugin=slug)
     try:
         host = host.encode("idna").decode("ascii").lower()
-    except UnicodeError:
-        raise FetchDenied(f"http.fetch: invalid host name {host!r}", plugin=slug)
+    except UnicodeError as exc:
+        raise FetchDenied(f"http.fetch: invalid host name {host!r}", plugin=slug) from exc
     refusal = netpolicy.host_refusal(host, allow_private=settings.HTTP_FETCH_ALLOW_PRIVATE)
     if refusal:
         raise FetchDenied(f"http.fetch: {refusal}", plugin=slug)
@@ -359,7 +145,7 @@ def _addresses(host: str, port: int, slug: str) -> list[tuple[int, Any]]:
     try:
         infos = resolve_host(host, port)
     except (OSError, UnicodeError) as exc:
-        raise FetchError(f"http.fetch: cannot resolve {host}: {exc}", plugin=slug)
+        raise FetchError(f"http.fetch: cannot resolve {host}: {exc}", plugin=slug) from exc
     allow_private = settings.HTTP_FETCH_ALLOW_PRIVATE
     result = []
     for family, _, _, _, sockaddr in infos:
@@ -481,11 +267,11 @@ def _send(target: _Target, method: str, headers: dict[str, str], body: bytes | N
         raise
     except (TimeoutError, OSError, http.client.HTTPException, ValueError) as exc:
         if conn.aborted or isinstance(exc, TimeoutError):
-            raise FetchTimeout(f"http.fetch: {target.url} timed out after {budget:g} s", plugin=slug)
+            raise FetchTimeout(f"http.fetch: {target.url} timed out after {budget:g} s", plugin=slug) from exc
         if isinstance(exc, ssl.SSLError | ssl.CertificateError):
-            raise FetchError(f"http.fetch: TLS error with {target.host}: {exc}", plugin=slug)
+            raise FetchError(f"http.fetch: TLS error with {target.host}: {exc}", plugin=slug) from exc
         raise FetchError(f"http.fetch: {method} {target.url} failed: {type(exc).__name__}: {exc}",
-                         plugin=slug)
+                         plugin=slug) from exc
     finally:
         watchdog.cancel()
         conn.close()
@@ -493,8 +279,8 @@ def _send(target: _Target, method: str, headers: dict[str, str], body: bytes | N
 
 def http_fetch(plugin: Any, payload: Any) -> dict[str, Any]:
     """An HTTP request to a host the manifest lists and the admin granted (see the module doc)."""
-    slug = _slug(plugin)
-    data = _fields(payload, "http.fetch", slug, ["url"], ["method", "headers", "body"])
+    slug = slug_of(plugin)
+    data = fields(payload, "http.fetch", slug, ["url"], ["method", "headers", "body"])
     url, method = data["url"], data.get("method", "GET")
     if not isinstance(url, str) or len(url) > 8192:
         raise BadHostCallPayload("http.fetch: url must be a string of at most 8192 characters", plugin=slug)
@@ -547,30 +333,3 @@ def http_fetch(plugin: Any, payload: Any) -> dict[str, Any]:
         result["body"] = content.decode("utf-8", "replace")
         result["bodyBase64"] = base64.b64encode(content).decode("ascii")
     return result
-
-
-# --- registration ----------------------------------------------------------------------------
-
-_registered = threading.Lock()
-
-
-def register_all() -> None:
-    """Register the ``log`` capability and every built-in host function. Idempotent: registering
-    again replaces each function with itself (and restores any a test removed)."""
-    from .jobs import enqueue_host_function
-
-    with _registered:
-        capabilities.register("log", "Write lines to its own plugin log. Always granted to every plugin.",
-                              "low", builtin=True)
-        for name, capability, func in (
-            ("kv.get", "kv", kv_get),
-            ("kv.set", "kv", kv_set),
-            ("kv.delete", "kv", kv_delete),
-            ("kv.list", "kv", kv_list),
-            ("http.fetch", "http.fetch", http_fetch),
-            ("log", "log", log),
-            ("jobs.enqueue", "jobs.enqueue", enqueue_host_function),
-        ):
-            existing = capabilities.host_functions.get(name)
-            if existing is None or existing.func is not func or existing.capability != capability:
-                capabilities.host_function(name, capability=capability)(func)
