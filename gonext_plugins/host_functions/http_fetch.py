@@ -130,7 +130,8 @@ AddressInfo = tuple[int, int, int, str, Any]  # one getaddrinfo entry
 
 
 def _system_resolve(host: str, port: int) -> list[AddressInfo]:
-    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    return [(family, kind, proto, name, sockaddr) for family, kind, proto, name, sockaddr in infos]
 
 
 # The one place http.fetch turns a name into addresses. A hook rather than a direct call so a test
@@ -187,10 +188,11 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
     def __init__(self, host: str, port: int, addresses: list[tuple[int, Any]], timeout: float) -> None:
         super().__init__(host, port, timeout=timeout)
         self._addresses = addresses
+        self._budget = timeout  # http.client types its own ``timeout`` as optional
         self.aborted = False
 
     def connect(self) -> None:
-        self.sock = _connect(self._addresses, self.timeout)
+        self.sock = _connect(self._addresses, self._budget)
 
     def abort(self) -> None:
         self.aborted = True
@@ -208,7 +210,7 @@ class _PinnedHTTPSConnection(_PinnedHTTPConnection):
         self._context = ssl.create_default_context()
 
     def connect(self) -> None:
-        sock = _connect(self._addresses, self.timeout)
+        sock = _connect(self._addresses, self._budget)
         self.sock = sock  # so abort() can interrupt the handshake
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 

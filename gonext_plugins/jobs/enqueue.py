@@ -41,7 +41,7 @@ from ..storable import unstorable_paths
 try:  # Django 6+
     from django.tasks import TaskContext, task  # type: ignore[import-not-found,unused-ignore]
 except ImportError:  # Django 5.2: the backport, same API
-    from django_tasks import TaskContext, task
+    from django_tasks import TaskContext, task  # type: ignore[assignment,no-redef,unused-ignore]
 
 QUEUE = "plugin"
 DEFAULT_MAX_RETRIES = 3
@@ -54,7 +54,7 @@ TASK_MODULE = "gonext_plugins.tasks"
 
 def backoff(attempt: int) -> float:
     """Seconds before attempt ``attempt + 1``: base, 2 * base, 4 * base, ..."""
-    return min(float(settings.JOB_RETRY_BASE_SECONDS) * 2 ** (attempt - 1), MAX_DELAY_SECONDS)
+    return float(min(float(settings.JOB_RETRY_BASE_SECONDS) * 2 ** (attempt - 1), MAX_DELAY_SECONDS))
 
 
 # --- which jobs this process knows (registered on load, dropped on unload) --------------------
