@@ -12,7 +12,7 @@ every ``gn_host_call``. Sites add their own::
     def posts_get(plugin, payload):
         return {...}  # any JSON-able value
 
-Pure data: no database access here (the built-in functions live in ``builtin_host``).
+Pure data: no database access here (the built-in functions live in ``host_functions``).
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def host_function(name: str, *, capability: str) -> Callable[[HostCallable], Hos
     return decorator
 
 
-# Built-in capabilities. Their host functions are registered by ``builtin_host`` on app ready.
+# Built-in capabilities. Their host functions are registered by ``host_functions`` on app ready.
 register("hooks.subscribe", "Run code on the site's actions and filters (for example, change post HTML).",
          "medium", builtin=True)
 register("html.raw",

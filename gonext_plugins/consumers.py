@@ -5,12 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from typing import Any
+from urllib.parse import parse_qsl
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import InMemoryChannelLayer
+from django.apps import apps
 
 from . import logs
 from . import permissions as policy
+from .conf import settings
+from .models import Plugin
+from .runtime import levels
 
 BACKLOG_LINES = 200
 """Lines replayed on connect and after a filter change (the page asks for more than that rarely;
@@ -98,7 +104,7 @@ class PluginLogConsumer(AsyncJsonWebsocketConsumer):
     def _set_filters(self, content: dict[str, Any]) -> None:
         level = content.get("min_level", self.min_level)
         with contextlib.suppress(TypeError, ValueError):  # junk keeps the current level
-            self.min_level = min(max(int(level), 0), 3)
+            self.min_level = levels.clamp(level)
         text = content.get("filter", self.text)
         if isinstance(text, str):
             self.text = text[:MAX_FILTER_CHARS].casefold()
@@ -127,10 +133,6 @@ def _token_user(scope: dict[str, Any]) -> Any:
     """The user of an API token (``rest_framework.authtoken``) sent as ``Authorization: Token <key>``,
     or, in dev mode only, as ``?token=<key>``: ``manage.py plugin dev --logs`` tails logs without a
     browser session. The query form is for dev sites alone because URLs end up in access logs."""
-    from django.apps import apps
-
-    from .conf import settings
-
     if not apps.is_installed("rest_framework.authtoken"):
         return None
     key = ""
@@ -143,6 +145,8 @@ def _token_user(scope: dict[str, Any]) -> Any:
         key = _query_params(scope).get("token", "")
     if not key:
         return None
+    # Deferred: rest_framework.authtoken is optional (checked just above); its models only load when
+    # that app is installed.
     from rest_framework.authtoken.models import Token
 
     token = Token.objects.select_related("user").filter(key=key).first()
@@ -150,42 +154,24 @@ def _token_user(scope: dict[str, Any]) -> Any:
 
 
 def _layer_is_process_local(layer: Any) -> bool:
-    from channels.layers import InMemoryChannelLayer
-
     return isinstance(layer, InMemoryChannelLayer)
 
 
 def _lines_after(slug: str, last_id: int) -> list[dict[str, Any]]:
-    from .models import PluginLogEntry
-
-    rows = PluginLogEntry.objects.filter(plugin=slug, id__gt=last_id).order_by("id")[:BACKLOG_LINES]
-    return [row.as_record() for row in rows]
+    return [row.as_record() for row in logs.backlog(slug, after_id=last_id, limit=BACKLOG_LINES)]
 
 
 def _plugin_exists(slug: str) -> bool:
-    from .models import Plugin
-
     return Plugin.objects.filter(slug=slug).exists()
 
 
 def _backlog(slug: str, min_level: int, text: str) -> tuple[list[dict[str, Any]], int]:
     """(the newest matching lines oldest first, the newest id of any line) of one plugin."""
-    from .models import PluginLogEntry
-
-    rows = PluginLogEntry.objects.filter(plugin=slug)
-    last_id = rows.order_by("-id").values_list("id", flat=True).first() or 0
-    if min_level:
-        rows = rows.filter(level__gte=min_level)
-    if text:  # narrowed by the database, then the same casefold rule as for live lines
-        rows = rows.filter(message__icontains=text)
-    matched = list(rows.order_by("-id")[:BACKLOG_LINES])
-    if text:
-        matched = [row for row in matched if text in row.message.casefold()]
-    return [row.as_record() for row in reversed(matched)], last_id
+    last_id = logs.last_line_id(slug)
+    matched = logs.backlog(slug, min_level=min_level, text=text, limit=BACKLOG_LINES)
+    return [row.as_record() for row in matched], last_id
 
 
 def _query_params(scope: dict[str, Any]) -> dict[str, Any]:
-    from urllib.parse import parse_qsl
-
     raw = scope.get("query_string", b"").decode("latin-1")
     return dict(parse_qsl(raw))

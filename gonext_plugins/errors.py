@@ -299,6 +299,51 @@ class JobQuotaExceeded(JobError):
     code = "job_quota_exceeded"
 
 
+# --- built-in host functions (layer 4) ----------------------------------------------------------
+
+
+class HostFunctionError(PluginError):
+    """A built-in host function refused a call; the guest sees -1 and the plugin's log says why."""
+
+    code = "host_function_error"
+
+
+class BadHostCallPayload(HostFunctionError):
+    """The payload is JSON but not the shape the function takes."""
+
+    code = "bad_host_call_payload"
+
+
+class KVQuotaExceeded(HostFunctionError):
+    """A ``kv.set`` would go over KV_MAX_KEYS, KV_MAX_VALUE_BYTES or KV_MAX_TOTAL_BYTES."""
+
+    code = "kv_quota_exceeded"
+
+
+class FetchError(HostFunctionError):
+    """``http.fetch`` failed: network error, TLS error, bad response."""
+
+    code = "http_fetch_error"
+
+
+class FetchDenied(FetchError):
+    """``http.fetch`` refused the request before sending it (scheme, host, port, address, redirect)."""
+
+    code = "http_fetch_denied"
+
+
+class FetchTimeout(FetchError):
+    """``http.fetch`` ran out of its budget (HTTP_TIMEOUT, or what is left of the guest call)."""
+
+    code = "http_fetch_timeout"
+
+
+class ResponseTooLarge(FetchError):
+    """The response body is over HTTP_MAX_RESPONSE_BYTES; nothing of it is handed to the guest."""
+
+    code = "http_response_too_large"
+
+
 # --- signing keys (layer 2, added with the bundle format) ---------------------------------------
 
 

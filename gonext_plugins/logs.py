@@ -11,9 +11,15 @@ plugin), one "N lines dropped" line per plugin and report period, and fan-out to
 Memory stays bounded under a flood: the rate limit drops most lines before they are queued, and
 the queue itself holds at most :data:`QUEUE_MAX` lines (messages at most ``LOG_MAX_MESSAGE_BYTES``).
 
-Under Django's test environment the writer does not start a thread (its own database connection
-would fight the test's transaction); tests drain the queue with :func:`flush`, which does the same
-work synchronously in the calling thread. ``writer.start()`` starts the thread anyway.
+The writer starts its thread on the first line queued unless ``writer.auto_start`` is False. A test
+suite sets it False (its thread's own database connection would fight each test's transaction) and
+drains the queue with :func:`flush`, which does the same work synchronously in the calling thread;
+``writer.start()`` starts the thread anyway.
+
+The backlog is read through :func:`backlog` alone (the WebSocket consumer and the API's log
+endpoint), and the version a line is tagged with comes from :data:`version_source`, which the
+registry's owner fills in ``AppConfig.ready`` (this module sits beside the registry and does not
+import it).
 """
 
 from __future__ import annotations
@@ -25,26 +31,30 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.core.signals import setting_changed
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.dispatch import receiver
 
 from .conf import settings
+from .models import PluginLogEntry
+from .runtime import levels
+from .runtime.levels import DEBUG, ERROR, INFO, WARNING
 from .signals import plugin_activated, plugin_deactivated, plugin_quarantined
 from .storable import storable_text
 
-if TYPE_CHECKING:
-    from .models import PluginLogEntry
-
 logger = logging.getLogger("gonext_plugins.plugin")
 
-DEBUG, INFO, WARNING, ERROR = 0, 1, 2, 3
-LEVEL_NAMES = {DEBUG: "debug", INFO: "info", WARNING: "warning", ERROR: "error"}
-_PY_LEVELS = {DEBUG: logging.DEBUG, INFO: logging.INFO, WARNING: logging.WARNING, ERROR: logging.ERROR}
+__all__ = ["DEBUG", "ERROR", "INFO", "LEVEL_NAMES", "WARNING", "LogWriter", "backlog", "clean_message",
+           "flush", "group_name", "last_line_id", "log_event", "record_fault", "runtime_log_sink",
+           "version_source", "writer"]
+
+LEVEL_NAMES = levels.NAMES
 
 QUEUE_MAX = 20_000
 """Lines waiting for the writer, across plugins. Past it lines are dropped (and counted), so a
@@ -172,7 +182,7 @@ class LogWriter:
     # --- the writer thread -----------------------------------------------------------------
 
     def _maybe_start(self) -> None:
-        if self.auto_start and not _in_test_environment():
+        if self.auto_start:
             self.start()
 
     def start(self) -> None:
@@ -195,8 +205,6 @@ class LogWriter:
         self._thread = None
 
     def _run(self) -> None:
-        from django.db import connection
-
         while True:
             self._wake.wait(WRITER_INTERVAL)
             self._wake.clear()
@@ -251,12 +259,10 @@ class LogWriter:
         return lines
 
     def _write(self, batch: list[Line]) -> None:
-        from .models import PluginLogEntry
-
         _, _, max_bytes, backlog = self.config()
         entries = [
             PluginLogEntry(time=datetime.fromtimestamp(ts, UTC), plugin=plugin[:64], version=version[:64],
-                           level=min(max(int(level), DEBUG), ERROR),
+                           level=levels.clamp(level),
                            message=clean_message(message, max_bytes), source=source[:10], dropped=dropped)
             for ts, plugin, version, level, message, source, dropped in batch
         ]
@@ -273,8 +279,6 @@ class LogWriter:
         """Insert the batch in one statement; if the database refuses it, insert line by line, so
         one line it cannot store never costs the other lines of the batch (other plugins' lines and
         host events included). Returns the entries stored."""
-        from .models import PluginLogEntry
-
         try:
             with transaction.atomic():
                 return PluginLogEntry.objects.bulk_create(entries)
@@ -295,8 +299,6 @@ class LogWriter:
 
     def _trim(self, plugins: Iterable[str], backlog: int) -> None:
         """Keep the newest ``backlog`` lines of each plugin; trims only once 10% over, in one delete."""
-        from .models import PluginLogEntry
-
         slack = max(backlog // 10, 50)
         for plugin in plugins:
             rows = PluginLogEntry.objects.filter(plugin=plugin).order_by("-id")
@@ -306,8 +308,6 @@ class LogWriter:
                 PluginLogEntry.objects.filter(plugin=plugin, id__lt=first_kept).delete()
 
     def _fan_out(self, by_plugin: dict[str, list[dict[str, Any]]]) -> None:
-        from channels.layers import get_channel_layer
-
         layer = get_channel_layer()
         if layer is None or not by_plugin:
             return
@@ -338,8 +338,6 @@ class LogWriter:
                 self._loop = asyncio.new_event_loop()
             self._loop.run_until_complete(make_coro())
             return
-        from asgiref.sync import async_to_sync
-
         async_to_sync(make_coro)()
 
     # --- tests and shutdown ----------------------------------------------------------------
@@ -361,28 +359,18 @@ def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
-def _in_test_environment() -> bool:
-    """True under Django's test runner or pytest-django (``setup_test_environment`` ran)."""
-    try:
-        from django.test.utils import _TestState
-
-        return hasattr(_TestState, "saved_data")
-    except ImportError:  # pragma: no cover
-        return False
+def _not_loaded(plugin: str) -> str:
+    return ""
 
 
-_registry: Any = None
+version_source: Callable[[str], str] = _not_loaded
+"""``version_source(slug)``: the version this process runs of a plugin ("" when not loaded here).
+A hook, not an import of the registry (which logs through this module): ``AppConfig.ready`` sets it
+to the registry's answer."""
 
 
 def _version_of(plugin: str) -> str:
-    """The version this process runs of ``plugin`` ("" when not loaded here)."""
-    global _registry
-    if _registry is None:
-        from .registry import registry
-
-        _registry = registry
-    loaded = _registry.get(plugin, sync=False)
-    return loaded.version if loaded is not None else ""
+    return version_source(plugin)
 
 
 def clean_message(message: str | bytes, max_bytes: int) -> str:
@@ -413,6 +401,37 @@ def log_event(plugin: str, level: int, message: str, *, version: str | None = No
 def flush(timeout: float = 5.0) -> bool:
     """Store and send everything queued (tests; shutdown)."""
     return writer.flush(timeout)
+
+
+# --- reading the backlog --------------------------------------------------------------------------
+
+
+def backlog(slug: str, *, limit: int, min_level: int = DEBUG, after_id: int | None = None,
+            since: datetime | None = None, text: str = "") -> list[PluginLogEntry]:
+    """Stored lines of one plugin, oldest first: the first ``limit`` lines after line ``after_id``
+    (tailing), or else the newest ``limit`` lines (at or after ``since`` when given). ``min_level``
+    and ``text`` (already casefolded; matched like the live page matches, after the database
+    narrowed the lines) filter them. The one backlog query of the WebSocket consumer and the API."""
+    rows = PluginLogEntry.objects.filter(plugin=slug)
+    if min_level:
+        rows = rows.filter(level__gte=min_level)
+    if text:
+        rows = rows.filter(message__icontains=text)
+    if after_id is not None:
+        lines = list(rows.filter(id__gt=after_id).order_by("id")[:limit])
+    else:
+        if since is not None:
+            rows = rows.filter(time__gte=since)
+        lines = list(reversed(rows.order_by("-id")[:limit]))
+    if text:
+        lines = [line for line in lines if text in line.message.casefold()]
+    return lines
+
+
+def last_line_id(slug: str) -> int:
+    """The id of the newest stored line of one plugin (0 when it has none), whatever its level."""
+    newest = PluginLogEntry.objects.filter(plugin=slug).order_by("-id").values_list("id", flat=True)
+    return newest.first() or 0
 
 
 def record_fault(slug: str, kind: str, message: str, *, version: str = "", hook: str = "",

@@ -73,6 +73,18 @@ def make_bundle(publisher):  # type: ignore[no-untyped-def]
     return factory
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _log_writer_without_thread(request):  # type: ignore[no-untyped-def]
+    """The plugin log writer's thread would write through its own database connection, outside each
+    test's transaction; tests store queued lines with ``logs.flush()`` instead (and a test that wants
+    the thread starts it with ``logs.writer.start()``)."""
+    if request.config.pluginmanager.hasplugin("django"):
+        from gonext_plugins import logs
+
+        logs.writer.auto_start = False
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_plugin_state(request, tmp_path):  # type: ignore[no-untyped-def]
     """Each Django test gets its own media root (blobs, artifact cache) and a registry with nothing

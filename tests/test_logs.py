@@ -1,6 +1,6 @@
 """Plugin logs: the sink, the rate limit, the writer, host events and the log page, through real
-wasmtime guests and the real database. The writer runs synchronously here (``logs.flush``), as it
-does under any Django test environment; one test starts the real background thread."""
+wasmtime guests and the real database. The writer runs synchronously here (``logs.flush``): the
+suite turns its thread off (``tests/conftest.py``); one test starts the real background thread."""
 
 from __future__ import annotations
 

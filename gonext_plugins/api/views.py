@@ -28,7 +28,7 @@ from rest_framework.views import APIView
 from rest_framework.viewsets import GenericViewSet
 
 from .. import bundle as bundle_module
-from .. import capabilities, lifecycle
+from .. import capabilities, lifecycle, logs
 from .. import permissions as policy
 from ..errors import PluginNotFound
 from ..models import (
@@ -40,6 +40,7 @@ from ..models import (
     PluginVersion,
     PublisherKey,
 )
+from ..runtime import levels
 from . import permissions as perms
 from . import serializers as s
 from .parsers import UntrustedJSONParser
@@ -143,7 +144,7 @@ def _read_bundle(upload: Any) -> bundle_module.Bundle:
     return bundle_module.read(upload)
 
 
-LOG_LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
+LOG_LEVELS = levels.BY_NAME
 
 
 class LogQuerySerializer(s.QuerySerializer):
@@ -466,22 +467,14 @@ class PluginViewSet(APIBase, GenericViewSet):  # type: ignore[misc]
     )
     @action(detail=True, methods=["get"], pagination_class=None)
     def logs(self, request: Request, slug: str) -> Response:
-        from ..models import PluginLogEntry
-
         plugin = self.get_object()
         query = LogQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         since, level = query.validated_data.get("since"), query.validated_data.get("level")
         limit = query.validated_data["limit"]
-        rows = PluginLogEntry.objects.filter(plugin=plugin.slug)
-        if level:
-            rows = rows.filter(level__gte=level)
-        if isinstance(since, int):
-            lines = list(rows.filter(id__gt=since).order_by("id")[:limit])
-        else:
-            if since is not None:
-                rows = rows.filter(time__gte=since)
-            lines = list(reversed(rows.order_by("-id")[:limit]))
+        lines = logs.backlog(plugin.slug, min_level=level or 0, limit=limit,
+                             after_id=since if isinstance(since, int) else None,
+                             since=since if isinstance(since, datetime) else None)
         next_since = lines[-1].pk if lines else (since if isinstance(since, int) else 0)
         return Response({"lines": [{**line.as_record(), "dropped": line.dropped} for line in lines],
                          "next_since": next_since})

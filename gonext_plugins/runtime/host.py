@@ -38,6 +38,8 @@ from wasmtime import Func, FuncType, Memory, Store, ValType
 from wasmtime import _ffi as ffi
 
 from gonext_plugins.errors import PluginError, PluginTimeout, PluginTrap, ReentrantHostCall
+from gonext_plugins.runtime import levels
+from gonext_plugins.runtime.levels import DEBUG, ERROR, INFO, WARNING  # noqa: F401  (ABI.md levels, re-exported)
 
 if TYPE_CHECKING:
     from gonext_plugins.runtime.limits import Limits
@@ -47,9 +49,6 @@ logger = logging.getLogger("gonext_plugins.runtime")
 LogSink = Callable[[str, int, str, str], None]
 """``log_sink(plugin_name, level, message, source)``; source is ``"guest"`` or ``"host"``."""
 
-# ABI.md levels.
-DEBUG, INFO, WARNING, ERROR = 0, 1, 2, 3
-_PY_LEVELS = {DEBUG: logging.DEBUG, INFO: logging.INFO, WARNING: logging.WARNING, ERROR: logging.ERROR}
 
 # gn_host_call statuses (negative lens of the packed result).
 HC_ERROR, HC_OUT_OF_MEMORY, HC_BAD_PAYLOAD, HC_CAPABILITY_DENIED, HC_UNKNOWN_FUNCTION = -1, -2, -3, -5, -6
@@ -78,7 +77,7 @@ def _fresh_type(name: str) -> FuncType:
 
 def default_log_sink(plugin: str, level: int, message: str, source: str) -> None:
     """Used when the runtime has no sink: Python logging, tagged with plugin and source."""
-    logger.log(_PY_LEVELS.get(level, logging.INFO), "[%s:%s] %s", plugin, source, message)
+    logger.log(levels.PYTHON.get(level, logging.INFO), "[%s:%s] %s", plugin, source, message)
 
 
 def pack(ptr: int, length: int) -> int:

@@ -8,8 +8,8 @@ link-local and cloud metadata addresses stay out of reach.
 
 Real sockets throughout: a local HTTP server on 127.0.0.1 that must never receive a refused request,
 the real ``http_fetch``, real bundles and the real admin dialog. Names that no DNS knows are answered
-by the resolver hook at the one place ``http.fetch`` resolves (``builtin_host.resolve_host``); the
-connect that follows is real.
+by the resolver hook at the one place ``http.fetch`` resolves
+(``host_functions.http_fetch.resolve_host``); the connect that follows is real.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from rest_framework.test import APIClient
 
-from gonext_plugins import builtin_host, bundle
+from gonext_plugins import bundle
 from gonext_plugins.builtin_host import FetchDenied, http_fetch
 from gonext_plugins.errors import ManifestError
+from gonext_plugins.host_functions import http_fetch as fetch_module
 from gonext_plugins.models import Plugin
 from tests.api.helpers import assert_error
 from tests.conftest import guest_wasm
@@ -107,7 +108,7 @@ def answer(monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[str]]:
     each lookup (the last one repeats) and the system resolver for every other name. Returns the
     log of names looked up."""
     lookups: list[str] = []
-    system = builtin_host.resolve_host
+    system = fetch_module.resolve_host
 
     def install(name: str, *answers: list[str]) -> list[str]:
         pending = list(answers)
@@ -120,7 +121,7 @@ def answer(monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[str]]:
             return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP,
                      "", (a, port, 0, 0) if ":" in a else (a, port)) for a in addresses]
 
-        monkeypatch.setattr(builtin_host, "resolve_host", resolve)
+        monkeypatch.setattr(fetch_module, "resolve_host", resolve)
         return lookups
 
     return install

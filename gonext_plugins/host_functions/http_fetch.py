@@ -1,0 +1,337 @@
+"""``http.fetch``: an HTTP request to a host the manifest lists and the admin granted.
+
+``{"url", "method"?, "headers"?, "body"?}`` -> ``{"status", "headers", "body", "url"}`` plus
+``"bodyBase64"`` when the body is not UTF-8 (``body`` is then the bytes decoded with replacement
+characters; ``bodyBase64`` is exact).
+
+Every address a name resolves to is checked (``netpolicy``) and then really connected to, so DNS
+rebinding cannot reach a refused address; redirects stay on the same host; the whole fetch,
+redirects included, runs within HTTP_TIMEOUT and what is left of the guest call's deadline.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import re
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from .. import netpolicy
+from ..conf import settings
+from ..errors import (
+    BadHostCallPayload,
+    FetchDenied,
+    FetchError,
+    FetchTimeout,
+    HostFunctionError,
+    ResponseTooLarge,
+)
+from ..runtime import time_left
+from ._payload import fields
+from ._payload import slug as slug_of
+
+MAX_REDIRECTS = 5
+METHODS = ("GET", "HEAD", "POST")
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+MAX_REQUEST_HEADERS = 50
+DEFAULT_PORTS = {"http": 80, "https": 443}
+# Headers the host owns: Host would reach other virtual hosts than the one granted; the framing
+# headers are computed by http.client.
+FORBIDDEN_HEADERS = frozenset({
+    "host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te",
+    "trailer", "proxy-authorization", "proxy-connection", "expect",
+})
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+@dataclass(frozen=True)
+class _Target:
+    url: str
+    scheme: str
+    host: str
+    port: int
+    path: str  # path and query, as sent in the request line
+
+
+def _allowed(plugin: Any) -> set[tuple[str, int | None]]:
+    """(host, port or None) pairs the plugin may reach: the manifest's list that the admin granted,
+    as the registry computed it (``LoadedPlugin.hosts``); re-read on every call."""
+    pairs: set[tuple[str, int | None]] = set()
+    for entry in getattr(getattr(plugin, "context", None), "hosts", ()) or ():
+        name, _, port = str(entry).lower().partition(":")  # manifest hosts are "name" or "name:port"
+        pairs.add((name.rstrip("."), int(port) if port.isdigit() else None))
+    return pairs
+
+
+def _target(url: str, allowed: set[tuple[str, int | None]], slug: str) -> _Target:
+    """Parse and authorize one URL. A listed ``host:port`` allows that port; a bare ``host``
+    allows the scheme's default port only (as CSP host sources do)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise FetchDenied(f"http.fetch: not a valid URL {url!r}: {exc}", plugin=slug) from exc
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS:
+        raise FetchDenied(f"http.fetch: only http and https URLs are allowed, not {scheme or 'no'} scheme "
+                          f"({url!r})", plugin=slug)
+    if parts.username is not None or parts.password is not None:
+        raise FetchDenied("http.fetch: credentials in the URL are not allowed; send an Authorization "
+                          "header instead", plugin=slug)
+    host = (parts.hostname or "").rstrip(".")
+    if not host:
+        raise FetchDenied(f"http.fetch: the URL {url!r} has no host", plugin=slug)
+    try:
+        host = host.encode("idna").decode("ascii").lower()
+    except UnicodeError as exc:
+        raise FetchDenied(f"http.fetch: invalid host name {host!r}", plugin=slug) from exc
+    refusal = netpolicy.host_refusal(host, allow_private=settings.HTTP_FETCH_ALLOW_PRIVATE)
+    if refusal:
+        raise FetchDenied(f"http.fetch: {refusal}", plugin=slug)
+    port = port or DEFAULT_PORTS[scheme]
+    if (host, port) not in allowed and not (port == DEFAULT_PORTS[scheme] and (host, None) in allowed):
+        shown = host if port == DEFAULT_PORTS[scheme] else f"{host}:{port}"
+        raise FetchDenied(f"http.fetch: {shown} is not an allowed host for this plugin (it must be "
+                          "listed in the manifest's http.allowedHosts and granted by an admin)",
+                          plugin=slug)
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return _Target(url, scheme, host, port, path)
+
+
+def _headers(raw: Any, slug: str) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or len(raw) > MAX_REQUEST_HEADERS:
+        raise BadHostCallPayload(f"http.fetch: headers must be an object of at most {MAX_REQUEST_HEADERS} "
+                                 "string values", plugin=slug)
+    headers: dict[str, str] = {}
+    for name, value in raw.items():
+        if not _TOKEN.fullmatch(name) or not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+            raise BadHostCallPayload(f"http.fetch: invalid header {name!r}", plugin=slug)
+        lower = name.lower()
+        if lower in FORBIDDEN_HEADERS or lower.startswith("proxy-"):
+            raise BadHostCallPayload(f"http.fetch: the {name} header is set by the host, not the plugin",
+                                     plugin=slug)
+        headers[name] = value
+    return headers
+
+
+AddressInfo = tuple[int, int, int, str, Any]  # one getaddrinfo entry
+
+
+def _system_resolve(host: str, port: int) -> list[AddressInfo]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    return [(family, kind, proto, name, sockaddr) for family, kind, proto, name, sockaddr in infos]
+
+
+# The one place http.fetch turns a name into addresses. A hook rather than a direct call so a test
+# can answer for names no DNS knows; whatever it answers is checked and then really connected to.
+resolve_host: Callable[[str, int], list[AddressInfo]] = _system_resolve
+
+
+def _addresses(host: str, port: int, slug: str) -> list[tuple[int, Any]]:
+    """Resolve once, check every address (netpolicy), and return them for the connect, so a DNS
+    answer that changes between check and connect (rebinding) cannot reach a refused address. One
+    refused address refuses the host: a name that also points inside is not a public service."""
+    try:
+        infos = resolve_host(host, port)
+    except (OSError, UnicodeError) as exc:
+        raise FetchError(f"http.fetch: cannot resolve {host}: {exc}", plugin=slug) from exc
+    allow_private = settings.HTTP_FETCH_ALLOW_PRIVATE
+    result = []
+    for family, _, _, _, sockaddr in infos:
+        refusal = netpolicy.address_refusal(sockaddr[0], allow_private=allow_private)
+        if refusal:
+            hint = "" if allow_private else " (an intranet site may allow private addresses with " \
+                "GONEXT_PLUGINS['HTTP_FETCH_ALLOW_PRIVATE'])"
+            raise FetchDenied(f"http.fetch: {host} resolves to {refusal}, which plugins may not "
+                              f"reach{hint}", plugin=slug)
+        result.append((family, sockaddr))
+    if not result:
+        raise FetchError(f"http.fetch: {host} has no address", plugin=slug)
+    return result
+
+
+def _connect(addresses: list[tuple[int, Any]], timeout: float) -> socket.socket:
+    error: OSError | None = None
+    for family, sockaddr in addresses:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.connect(sockaddr)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    assert error is not None
+    raise error
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """An HTTP connection to addresses resolved and checked beforehand; never via a proxy.
+
+    ``abort()`` (from the watchdog thread) shuts the socket down so a blocked read returns at
+    once: that is how the total timeout holds even against a server trickling bytes.
+    """
+
+    def __init__(self, host: str, port: int, addresses: list[tuple[int, Any]], timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._addresses = addresses
+        self._budget = timeout  # http.client types its own ``timeout`` as optional
+        self.aborted = False
+
+    def connect(self) -> None:
+        self.sock = _connect(self._addresses, self._budget)
+
+    def abort(self) -> None:
+        self.aborted = True
+        sock = self.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the raw fd, also under TLS
+
+
+class _PinnedHTTPSConnection(_PinnedHTTPConnection):
+    default_port = 443
+
+    def __init__(self, host: str, port: int, addresses: list[tuple[int, Any]], timeout: float) -> None:
+        super().__init__(host, port, addresses, timeout)
+        self._context = ssl.create_default_context()
+
+    def connect(self) -> None:
+        sock = _connect(self._addresses, self._budget)
+        self.sock = sock  # so abort() can interrupt the handshake
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+def _budget(plugin: Any) -> float:
+    """Seconds for the whole fetch, redirects included: HTTP_TIMEOUT, but never past what is left of
+    the guest call's hard deadline (time in host functions counts against the call, and the call
+    ends as a timeout when the fetch returns late anyway, so waiting longer only holds a worker)."""
+    budget = float(settings.HTTP_TIMEOUT)
+    left = time_left()
+    if left is not None:
+        return min(budget, left)
+    limits = getattr(plugin, "limits", None)  # called outside a guest call (site code, tests)
+    hard_ms = getattr(limits, "hard_timeout_ms", None)
+    if hard_ms:
+        budget = min(budget, hard_ms / 1000)
+    return budget
+
+
+def _send(target: _Target, method: str, headers: dict[str, str], body: bytes | None, deadline: float,
+          budget: float, slug: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    """One request/response, the body read in chunks and refused past HTTP_MAX_RESPONSE_BYTES."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise FetchTimeout(f"http.fetch: timed out after {budget:g} s", plugin=slug)
+    addresses = _addresses(target.host, target.port, slug)
+    cls = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
+    conn = cls(target.host, target.port, addresses, max(0.001, deadline - time.monotonic()))
+    watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), conn.abort)
+    watchdog.daemon = True
+    watchdog.start()
+    cap = settings.HTTP_MAX_RESPONSE_BYTES
+    try:
+        conn.request(method, target.path, body=body, headers=headers)
+        response = conn.getresponse()
+        length = response.getheader("content-length")
+        if method != "HEAD" and length and length.strip().isdigit() and int(length) > cap:
+            raise ResponseTooLarge(f"http.fetch: {target.url} answered {length} bytes, over "
+                                   f"HTTP_MAX_RESPONSE_BYTES={cap}", plugin=slug)
+        chunks: list[bytes] = []
+        size = 0
+        if method != "HEAD" and response.status not in REDIRECT_STATUSES:
+            while True:
+                chunk = response.read(min(64 * 1024, cap + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > cap:
+                    raise ResponseTooLarge(f"http.fetch: the response from {target.url} is over "
+                                           f"HTTP_MAX_RESPONSE_BYTES={cap}", plugin=slug)
+        if conn.aborted:
+            raise FetchTimeout(f"http.fetch: {target.url} timed out after {budget:g} s", plugin=slug)
+        return response.status, response.getheaders(), b"".join(chunks)
+    except HostFunctionError:
+        raise
+    except (TimeoutError, OSError, http.client.HTTPException, ValueError) as exc:
+        if conn.aborted or isinstance(exc, TimeoutError):
+            raise FetchTimeout(f"http.fetch: {target.url} timed out after {budget:g} s", plugin=slug) from exc
+        if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+            raise FetchError(f"http.fetch: TLS error with {target.host}: {exc}", plugin=slug) from exc
+        raise FetchError(f"http.fetch: {method} {target.url} failed: {type(exc).__name__}: {exc}",
+                         plugin=slug) from exc
+    finally:
+        watchdog.cancel()
+        conn.close()
+
+
+def http_fetch(plugin: Any, payload: Any) -> dict[str, Any]:
+    """An HTTP request to a host the manifest lists and the admin granted (see the module doc)."""
+    slug = slug_of(plugin)
+    data = fields(payload, "http.fetch", slug, ["url"], ["method", "headers", "body"])
+    url, method = data["url"], data.get("method", "GET")
+    if not isinstance(url, str) or len(url) > 8192:
+        raise BadHostCallPayload("http.fetch: url must be a string of at most 8192 characters", plugin=slug)
+    if not isinstance(method, str) or method.upper() not in METHODS:
+        raise BadHostCallPayload(f"http.fetch: method must be one of {', '.join(METHODS)}", plugin=slug)
+    method = method.upper()
+    headers = _headers(data.get("headers"), slug)
+    body_text = data.get("body")
+    if body_text is not None and (not isinstance(body_text, str) or method != "POST"):
+        raise BadHostCallPayload("http.fetch: body must be a string, and only a POST has one", plugin=slug)
+    body = body_text.encode("utf-8") if body_text is not None else (b"" if method == "POST" else None)
+    if not any(name.lower() == "user-agent" for name in headers):
+        headers["User-Agent"] = f"gonext-plugins (plugin {slug})"
+
+    allowed = _allowed(plugin)
+    target = _target(url, allowed, slug)
+    origin = target
+    budget = _budget(plugin)
+    deadline = time.monotonic() + budget
+    for hop in range(MAX_REDIRECTS + 1):
+        status, raw_headers, content = _send(target, method, headers, body, deadline, budget, slug)
+        location = next((v for k, v in raw_headers if k.lower() == "location"), None)
+        if status not in REDIRECT_STATUSES or location is None:
+            break
+        if hop == MAX_REDIRECTS:
+            raise FetchError(f"http.fetch: more than {MAX_REDIRECTS} redirects from {url}", plugin=slug)
+        new_url = urljoin(target.url, location)
+        new_host = (urlsplit(new_url).hostname or "").rstrip(".").lower()
+        if new_host != origin.host:
+            raise FetchDenied(f"http.fetch: {target.url} redirects to another host ({new_url}); only "
+                              "redirects to the same host are followed", plugin=slug)
+        new = _target(new_url, allowed, slug)
+        if target.scheme == "https" and new.scheme == "http":
+            raise FetchDenied(f"http.fetch: {target.url} redirects from https to http ({new_url})",
+                              plugin=slug)
+        if status == 303 or (status in (301, 302) and method == "POST"):
+            method = "HEAD" if method == "HEAD" else "GET"
+            body = None
+            headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+        target = new
+
+    result: dict[str, Any] = {"status": status, "url": target.url, "headers": {}}
+    for name, value in raw_headers:
+        lower = name.lower()
+        result["headers"][lower] = f"{result['headers'][lower]}, {value}" if lower in result["headers"] \
+            else value
+    try:
+        result["body"] = content.decode("utf-8")
+    except UnicodeDecodeError:
+        result["body"] = content.decode("utf-8", "replace")
+        result["bodyBase64"] = base64.b64encode(content).decode("ascii")
+    return result

@@ -1,0 +1,238 @@
+"""Queuing plugin jobs: the one task, the jobs this process knows, and :func:`enqueue`.
+
+The task :func:`run_plugin_job` is defined here, below the worker, because queuing a job and queuing
+its retry both need it; what it runs is the worker's :func:`~gonext_plugins.jobs.worker.execute`,
+installed through :func:`set_runner` by the package's ``__init__`` (so whatever imports the task
+imports the worker too). Its stored path stays ``gonext_plugins.tasks.run_plugin_job``, where
+``gonext_plugins/tasks.py`` re-exports it: task rows queued before this package existed, and those
+queued now, resolve to the same object.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import orjson
+from django.db import transaction
+from django.db.models import Count, Sum
+from django.utils import timezone
+
+from .. import logs
+from ..bridge import json_default
+from ..conf import settings
+from ..errors import (
+    InvalidPayload,
+    JobQuotaExceeded,
+    PayloadTooLarge,
+    PluginInactive,
+    PluginNotFound,
+    UnknownJob,
+)
+from ..lifecycle import manifest_of
+from ..manifest import format_path
+from ..models import Plugin, PluginJobRun, PluginState
+from ..registry import LoadedPlugin
+from ..storable import unstorable_paths
+
+try:  # Django 6+
+    from django.tasks import TaskContext, task  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # Django 5.2: the backport, same API
+    from django_tasks import TaskContext, task  # type: ignore[assignment,no-redef,unused-ignore]
+
+QUEUE = "plugin"
+DEFAULT_MAX_RETRIES = 3
+MAX_DELAY_SECONDS = 30 * 86_400
+"""Longest ``delaySeconds`` a plugin may ask for (and longest backoff): 30 days."""
+
+TASK_MODULE = "gonext_plugins.tasks"
+"""Where the task's stored path points (``<module>.run_plugin_job``); never change it."""
+
+
+def backoff(attempt: int) -> float:
+    """Seconds before attempt ``attempt + 1``: base, 2 * base, 4 * base, ..."""
+    return float(min(float(settings.JOB_RETRY_BASE_SECONDS) * 2 ** (attempt - 1), MAX_DELAY_SECONDS))
+
+
+# --- which jobs this process knows (registered on load, dropped on unload) --------------------
+
+
+@dataclass(frozen=True)
+class DeclaredJob:
+    """A job of a loaded plugin: addressed by (slug, name), so two plugins may share a name."""
+
+    slug: str
+    name: str
+    version: str
+    max_retries: int
+
+
+_declared: dict[tuple[str, str], DeclaredJob] = {}
+_declared_lock = threading.Lock()
+
+
+def register_jobs(loaded: LoadedPlugin) -> None:
+    """Registry listener: a loaded plugin holding ``jobs.enqueue`` has its manifest jobs registered
+    (activation already refuses jobs without that grant; a later revoke unregisters them)."""
+    if "jobs.enqueue" not in loaded.capabilities:
+        return
+    with _declared_lock:
+        for job in loaded.manifest.jobs:
+            _declared[(loaded.slug, job.name)] = DeclaredJob(loaded.slug, job.name, loaded.version,
+                                                            job.max_retries)
+
+
+def unregister_jobs(loaded: LoadedPlugin) -> None:
+    """Registry listener: forget every job of a plugin that unloads (or is re-wired)."""
+    with _declared_lock:
+        for key in [key for key in _declared if key[0] == loaded.slug]:
+            del _declared[key]
+
+
+def declared(slug: str, name: str) -> DeclaredJob | None:
+    """The job ``name`` of plugin ``slug`` as loaded in this process, or None."""
+    return _declared.get((slug, name))
+
+
+# --- the task ------------------------------------------------------------------------------------
+
+Runner = Callable[..., dict[str, Any]]
+"""``runner(slug, job, payload, *, key, attempt, task_id) -> summary``: runs one delivery."""
+
+_runner: Runner | None = None
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def set_runner(runner: Runner) -> None:
+    """Install what :func:`run_plugin_job` runs (``worker.execute``): a hook, so this module, which
+    the worker imports, does not import the worker."""
+    global _runner
+    _runner = runner
+
+
+def _stored_at(module: str) -> Callable[[F], F]:
+    """Give the task function the module its stored path names (the tasks framework records
+    ``func.__module__ + "." + func.__qualname__`` and imports that path back in the worker)."""
+
+    def mark(func: F) -> F:
+        func.__module__ = module
+        return func
+
+    return mark
+
+
+@task(queue_name=QUEUE, takes_context=True)
+@_stored_at(TASK_MODULE)
+def run_plugin_job(context: TaskContext, slug: str, job: str, payload: Any = None,
+                   job_id: str | None = None, attempt: int = 1) -> dict[str, Any]:
+    """Run job ``job`` of plugin ``slug`` with ``payload``.
+
+    The first delivery's task id is the job's idempotency key; a retry is a new task carrying that
+    key as ``job_id`` (and its ``attempt`` number), so the guest sees one id across attempts.
+    """
+    if _runner is None:  # only if this module were imported without its package's __init__
+        raise RuntimeError("gonext_plugins.jobs.worker is not loaded: import gonext_plugins.jobs")
+    task_id = str(context.task_result.id)
+    return _runner(slug, job, payload, key=job_id or task_id, attempt=int(attempt), task_id=task_id)
+
+
+def enqueue_task(slug: str, job: str, payload: Any, *, key: str | None, attempt: int,
+                 run_after: datetime | None) -> Any:
+    """One delivery of the job on the ``plugin`` queue. A backend that cannot defer (the immediate
+    backend of a test settings file) runs it now instead of later."""
+    queued = run_plugin_job
+    if run_after is not None and queued.get_backend().supports_defer:
+        queued = queued.using(run_after=run_after)
+    kwargs: dict[str, Any] = {}
+    if key is not None:
+        kwargs = {"job_id": key, "attempt": attempt}
+    return queued.enqueue(slug, job, payload, **kwargs)
+
+
+# --- enqueue -----------------------------------------------------------------------------------
+
+
+def _normalize(payload: Any, slug: str) -> tuple[Any, int]:
+    """The payload as plain JSON (task arguments are stored as JSON), within MAX_INPUT_BYTES and
+    storable on every database (the guest gets it back exactly, so it is refused, not altered);
+    with its size in bytes."""
+    try:
+        raw = orjson.dumps(payload, default=json_default)
+    except TypeError as exc:
+        raise InvalidPayload(f"job payload is not JSON-serializable: {exc.__cause__ or exc}",
+                             plugin=slug) from exc
+    if len(raw) > settings.MAX_INPUT_BYTES:
+        raise PayloadTooLarge(f"job payload of {len(raw)} bytes is over MAX_INPUT_BYTES="
+                              f"{settings.MAX_INPUT_BYTES}", plugin=slug)
+    data = orjson.loads(raw)
+    path = next(unstorable_paths(data), None)
+    if path is not None:
+        raise InvalidPayload(f"job payload at {format_path(path)} contains a NUL character, which cannot "
+                             "be stored; encode binary data (for example as base64)", plugin=slug)
+    return data, len(raw)
+
+
+def _check_quota(slug: str, job: str, size: int) -> None:
+    """Refuse a job that would put the plugin over JOB_MAX_QUEUED unfinished jobs or
+    JOB_MAX_QUEUED_BYTES of their payloads. Called inside the enqueue transaction after locking the
+    plugin's row, so concurrent enqueues (threads or processes) cannot together pass the cap."""
+    list(Plugin.objects.select_for_update().filter(slug=slug).values_list("pk", flat=True))
+    usage = PluginJobRun.objects.filter(plugin_slug=slug).exclude(status__in=PluginJobRun.FINAL) \
+        .aggregate(jobs=Count("pk"), total=Sum("payload_bytes"))
+    jobs, total = usage["jobs"], usage["total"] or 0
+    max_jobs, max_bytes = settings.JOB_MAX_QUEUED, settings.JOB_MAX_QUEUED_BYTES
+    if jobs + 1 > max_jobs:
+        raise JobQuotaExceeded(f"job {job} not queued: the plugin already has {jobs} unfinished jobs, "
+                               f"the most JOB_MAX_QUEUED={max_jobs} allows", plugin=slug)
+    if total + size > max_bytes:
+        raise JobQuotaExceeded(f"job {job} not queued: its payload of {size} bytes would make {total + size} "
+                               f"bytes of unfinished jobs' payloads, over JOB_MAX_QUEUED_BYTES={max_bytes}",
+                               plugin=slug)
+
+
+def enqueue(slug: str, job: str, payload: Any = None, run_after: datetime | timedelta | None = None, *,
+            enqueued_by: str = "site") -> PluginJobRun:
+    """Queue job ``job`` of plugin ``slug``; returns its record (``.id`` is the idempotency key).
+
+    Raises ``PluginNotFound``, ``PluginInactive`` or ``UnknownJob`` (the active version does not
+    declare it), ``InvalidPayload``/``PayloadTooLarge`` for a payload that cannot be sent or stored,
+    ``JobQuotaExceeded`` past the plugin's JOB_MAX_QUEUED / JOB_MAX_QUEUED_BYTES (nothing is queued).
+    Inside a transaction the job is queued when it commits (the task row and the record commit
+    together).
+    """
+    plugin = Plugin.objects.select_related("active_version").filter(slug=slug).first()
+    if plugin is None:
+        raise PluginNotFound(f"no plugin {slug!r} is installed", plugin=slug)
+    version = plugin.active_version
+    if plugin.state != PluginState.ACTIVE or version is None:
+        raise PluginInactive(f"plugin {slug!r} is {plugin.state}; only an active plugin's jobs can be "
+                             "queued", plugin=slug)
+    manifest = manifest_of(version)
+    declaration = manifest.job(job)
+    if declaration is None:
+        names = ", ".join(j.name for j in manifest.jobs) or "none"
+        raise UnknownJob(f"plugin {slug!r} {version.version} declares no job {job!r} (it declares: "
+                         f"{names})", plugin=slug)
+    data, size = _normalize(payload, slug)
+    now = timezone.now()
+    if isinstance(run_after, timedelta):
+        run_after = now + run_after
+    elif run_after is not None and timezone.is_naive(run_after):
+        raise ValueError("run_after must be an aware datetime or a timedelta")
+    with transaction.atomic():
+        _check_quota(slug, job, size)
+        result = enqueue_task(slug, job, data, key=None, attempt=1, run_after=run_after)
+        run, _ = PluginJobRun.objects.get_or_create(pk=str(result.id), defaults={
+            "plugin_slug": slug, "version": version.version, "job": job, "payload": data,
+            "payload_bytes": size,
+            "max_retries": declaration.max_retries, "enqueued_by": enqueued_by, "enqueued_at": now,
+            "run_after": run_after, "task_id": str(result.id),
+        })
+    when = f", runs after {run_after:%H:%M:%S}" if run_after else ""
+    logs.log_event(slug, logs.INFO, f"job {job} queued (id {run.id}, by {enqueued_by}{when})",
+                   version=version.version)
+    return run
