@@ -30,8 +30,9 @@ import wasmtime
 
 from gonext_plugins import manifest as manifests
 from gonext_plugins.devtools import lang as langs
-from gonext_plugins.devtools import sourcemap, zigbuild
-from gonext_plugins.errors import BuildError, ManifestError, PluginError, PluginLoadError
+from gonext_plugins.devtools import zigbuild
+from gonext_plugins.diagnostics import dwarf, sourcemap
+from gonext_plugins.errors import BuildError, ManifestError, PluginError, PluginLoadError, ToolchainMissing
 
 BUILD_DIR = "build"
 WASM_NAME = "plugin.wasm"
@@ -43,14 +44,7 @@ RUST_TARGET = "wasm32-unknown-unknown"
 DEFAULT_TIMEOUT = 600.0
 
 
-class ToolchainMissing(BuildError):
-    """The language's compiler (or its wasm target) is not installed; ``hint`` says how to get it."""
 
-    code = "toolchain_missing"
-
-    def __init__(self, message: str, *, hint: str, command: list[str] | None = None) -> None:
-        super().__init__(f"{message}; {hint}", command=command or [])
-        self.hint = hint
 
 
 @dataclass
@@ -117,7 +111,7 @@ def post_process(wasm_path: Path, project: Path, *, source_map: bool = True,
     map_path = wasm_path.with_name(wasm_path.name + ".map")
     smap: sourcemap.SourceMap | None = None
     if sourcemap.custom_section(wasm, ".debug_line") is not None:
-        smap = sourcemap.from_dwarf(wasm, relative_to=project) if source_map else None
+        smap = dwarf.from_dwarf(wasm, relative_to=project) if source_map else None
         wasm = sourcemap.strip_custom_sections(wasm, lambda name: name.startswith(".debug_"))
     elif source_map and map_path.is_file() and map_path.stat().st_mtime >= wasm_path.stat().st_mtime - 1:
         smap = sourcemap.SourceMap.parse(map_path.read_bytes())

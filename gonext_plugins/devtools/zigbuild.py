@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
-from gonext_plugins.devtools.wasmbin import read_uleb
+from gonext_plugins.diagnostics.wasmbin import wasm_imports
 from gonext_plugins.errors import BuildError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -168,51 +168,13 @@ def _text(data: bytes | str | None) -> str:
 
 def _check_module(wasm: bytes, source: Path, cmd: list[str]) -> None:
     """Fail the build, not the later load, when the module imports something ABI.md forbids."""
-    for module, name in _imports(wasm):
+    for imp in wasm_imports(wasm):
+        module, name = imp.module, imp.name
         if module != "env" or name not in ALLOWED_IMPORTS:
             raise BuildError(
                 f"{source} compiled to a module importing {module}.{name}; a plugin may import only "
                 f"env.{{{', '.join(sorted(ALLOWED_IMPORTS))}}} (no WASI, no undefined externs)",
                 command=cmd)
-
-
-_leb = read_uleb
-
-
-def _imports(wasm: bytes) -> list[tuple[str, str]]:
-    """(module, name) of every import, read straight from the import section (id 2)."""
-    pos, found = 8, []
-    while pos < len(wasm):
-        section, pos = wasm[pos], pos + 1
-        size, pos = _leb(wasm, pos)
-        if section == 2:
-            count, p = _leb(wasm, pos)
-            for _ in range(count):
-                names = []
-                for _ in range(2):
-                    length, p = _leb(wasm, p)
-                    names.append(wasm[p:p + length].decode("utf-8", "replace"))
-                    p += length
-                kind, p = wasm[p], p + 1
-                if kind == 0:  # function: type index
-                    _, p = _leb(wasm, p)
-                elif kind == 1:  # table: reftype + limits
-                    p += 1
-                    flags, p = _leb(wasm, p)
-                    _, p = _leb(wasm, p)
-                    if flags & 1:
-                        _, p = _leb(wasm, p)
-                elif kind == 2:  # memory: limits
-                    flags, p = _leb(wasm, p)
-                    _, p = _leb(wasm, p)
-                    if flags & 1:
-                        _, p = _leb(wasm, p)
-                else:  # global: valtype + mutability
-                    p += 2
-                found.append((names[0], names[1]))
-            return found
-        pos += size
-    return found
 
 
 def main(argv: list[str] | None = None) -> int:

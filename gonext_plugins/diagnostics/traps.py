@@ -2,7 +2,7 @@
 
 Why: "guest trapped: wasm trap: out of bounds memory access" with ``func[41]`` tells an author
 nothing; ``main.zig:57:21 in main.theContent`` does. A frame is resolved through the module's
-source map (:func:`gonext_plugins.devtools.sourcemap.load_for_module`: an embedded ``data:`` URL,
+source map (:func:`gonext_plugins.diagnostics.sourcemap.load_for_module`: an embedded ``data:`` URL,
 a ``sourceMappingURL`` file, or ``plugin.wasm.map`` beside the module).
 
 Frames come in several shapes and all are accepted: wasmtime ``Frame`` objects (``func_index``,
@@ -19,86 +19,20 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from gonext_plugins.devtools import sourcemap
-from gonext_plugins.devtools.sourcemap import Position, SourceMap, SourceMapError
-from gonext_plugins.errors import PluginError
+from gonext_plugins.diagnostics import sourcemap
+from gonext_plugins.diagnostics.sourcemap import Position, SourceMap
+from gonext_plugins.diagnostics.wasmbin import WasmFunctions, wasm_functions
+from gonext_plugins.errors import PluginError, SourceMapError
+
+__all__ = ["NO_SOURCE_MAP", "UNMAPPED", "DebugInfoCache", "Frame", "ModuleDebugInfo", "TrapReport",
+           "WasmFunctions", "inspect", "parse_frame", "read_debug_info", "resolve_frames", "wasm_functions"]
 
 NO_SOURCE_MAP = "<no source map>"
 UNMAPPED = "<no source line>"
 _FRAME_TEXT = re.compile(r"^(?:func\[(?P<index>\d+)\]|(?P<name>.*?))(?:@(?P<offset>0x[0-9a-fA-F]+|\d+))?$")
-
-
-@dataclass(frozen=True)
-class WasmFunctions:
-    """Function indices, names (name section) and code body offsets of a module."""
-
-    imported: int = 0
-    bodies: tuple[int, ...] = ()  # module offset of each defined function's first instruction
-    names: dict[int, str] = field(default_factory=dict)
-
-    def index_of(self, name: str) -> int | None:
-        return next((i for i, n in self.names.items() if n == name), None)
-
-    def entry(self, index: int) -> int | None:
-        local = index - self.imported
-        return self.bodies[local] if 0 <= local < len(self.bodies) else None
-
-
-def wasm_functions(wasm: bytes) -> WasmFunctions:
-    """Read the import, code and name sections (enough to place a function by index or name)."""
-    leb = sourcemap._leb
-    imported = 0
-    bodies: list[int] = []
-    names: dict[int, str] = {}
-    for sec in sourcemap.wasm_sections(wasm):
-        if sec.id == 2:
-            count, p = leb(wasm, sec.payload)
-            for _ in range(count):
-                for _ in range(2):
-                    length, p = leb(wasm, p)
-                    p += length
-                kind, p = wasm[p], p + 1
-                if kind == 0:
-                    imported += 1
-                    _, p = leb(wasm, p)
-                elif kind in (1, 2):
-                    if kind == 1:
-                        p += 1
-                    flags, p = leb(wasm, p)
-                    _, p = leb(wasm, p)
-                    if flags & 1:
-                        _, p = leb(wasm, p)
-                else:
-                    p += 2
-        elif sec.id == 10:
-            count, p = leb(wasm, sec.payload)
-            for _ in range(count):
-                size, body = leb(wasm, p)
-                # skip the locals declaration: the first instruction is what a frame at entry shows
-                groups, q = leb(wasm, body)
-                for _ in range(groups):
-                    _, q = leb(wasm, q)
-                    q += 1
-                bodies.append(q)
-                p = body + size
-        elif sec.id == 0 and sec.name == "name":
-            length, p = leb(wasm, sec.payload)
-            p += length
-            while p < sec.end:
-                sub, p = wasm[p], p + 1
-                size, p = leb(wasm, p)
-                if sub == 1:
-                    count, q = leb(wasm, p)
-                    for _ in range(count):
-                        index, q = leb(wasm, q)
-                        nlen, q = leb(wasm, q)
-                        names[index] = wasm[q:q + nlen].decode("utf-8", "replace")
-                        q += nlen
-                p += size
-    return WasmFunctions(imported, tuple(bodies), names)
 
 
 @dataclass(frozen=True)
