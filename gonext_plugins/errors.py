@@ -412,3 +412,13 @@ class SourceMapError(PluginError):
     the wasm module it belongs to cannot be read."""
 
     code = "bad_source_map"
+
+
+# --- interfaces ---------------------------------------------------------------------------------
+
+
+class PendingError(PluginError):
+    """A held upload (between the admin dialog's two steps) cannot be used: its token expired or is
+    unknown, or the file is gone or changed; ``message`` says what to do."""
+
+    code = "upload_expired"

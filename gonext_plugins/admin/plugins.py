@@ -1,265 +1,53 @@
-"""The admin's plugin views: the two-step install and upgrade dialogs, the plugin page's actions,
-and the pending-upload store between the two steps.
+"""The plugin admin's custom views: the two-step install and upgrade dialogs and the plugin page's
+actions (activate, deactivate, roll back, revoke a grant, uninstall).
 
-Why two steps with a store in between: an admin must see what a bundle asks for before anything
-is written, and the bytes installed must be exactly the bytes reviewed. The uploaded file is kept
-in the plugin storage under a random name; the form carries only a token signed with the site's
-``SECRET_KEY`` naming that file, its sha256, the user and the purpose. On confirm the file is read
-back, its hash compared, and the bundle verified again from scratch (a key may have been revoked
-in the meantime). Tokens and files expire after an hour.
-
-Every change goes through ``lifecycle``; these views parse, check permissions and render.
+Why two steps: an admin must see what a bundle asks for before anything is written, and the bytes
+installed must be exactly the bytes reviewed; :mod:`.staging` holds the upload in between, and the
+bundle is verified again from scratch on confirm. Every change goes through ``lifecycle``; these
+views parse, ask the permission policy and render (:mod:`.presenters` says what to show).
 """
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-from dataclasses import dataclass
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
-from django.core import signing
 from django.core.exceptions import PermissionDenied
-from django.core.files.base import ContentFile
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
-from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import format_html
 
-from . import bundle as bundle_module
-from . import capabilities, lifecycle, netpolicy
-from . import permissions as policy
-from .errors import (
+from .. import bundle as bundle_module
+from .. import capabilities, lifecycle
+from .. import permissions as policy
+from ..errors import (
     ConsentRequired,
-    ManifestError,
+    LifecycleError,
+    PendingError,
     PluginError,
+    PluginExists,
     PublisherChanged,
-    RevokedKey,
-    UntrustedKey,
+    VersionConflict,
 )
-from .forms import ConfirmForm, TrustKeyForm, UninstallForm, UploadBundleForm
-from .manifest import Manifest, version_key
-from .models import (
-    AuditEvent,
-    CapabilityGrant,
-    Plugin,
-    PluginKV,
-    PluginState,
-    PluginVersion,
-    PublisherKey,
+from ..forms import ConfirmForm, UninstallForm, UploadBundleForm
+from ..manifest import version_key
+from ..models import CapabilityGrant, Plugin, PluginKV, PluginState, PluginVersion
+from ._common import AdminViewsMixin, posted
+from .presenters import (
+    bundle_error_lines,
+    describe_bundle,
+    install_capabilities,
+    sentence,
+    upgrade_capabilities,
 )
-from .registry import host_limits, plugin_limits
-from .storage import get_storage
+from .staging import discard_upload, fetch_upload, hold_upload
 
 if TYPE_CHECKING:
-    from .bundle import Bundle
-
-PENDING_PREFIX = "gonext_plugins/pending"
-PENDING_MAX_AGE = 3600  # seconds an uploaded bundle waits for the admin's decision
-PENDING_SALT = "gonext_plugins.admin.pending"
+    from ..bundle import Bundle
 
 
-# --- the pending-upload store ----------------------------------------------------------------
-
-
-def sentence(message: str) -> str:
-    """An error message as a sentence: capitalised, unless it starts with a name (``plugin.wasm``)."""
-    first = message.split(" ", 1)[0]
-    return message if "." in first or "_" in first else message[:1].upper() + message[1:]
-
-
-class PendingError(Exception):
-    """The token or the held file cannot be used; ``message`` says what to do."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-def _sweep_pending() -> None:
-    """Delete held uploads older than the token lifetime (nobody can confirm them any more)."""
-    storage = get_storage()
-    cutoff = timezone.now() - timedelta(seconds=PENDING_MAX_AGE)
-    try:
-        names = storage.listdir(PENDING_PREFIX)[1]
-    except (FileNotFoundError, NotImplementedError, OSError):
-        return
-    for name in names:
-        path = f"{PENDING_PREFIX}/{name}"
-        try:
-            if storage.get_modified_time(path) < cutoff:
-                storage.delete(path)
-        except (NotImplementedError, OSError):
-            continue
-
-
-def hold_upload(raw: bytes, user: Any, purpose: str) -> str:
-    """Keep ``raw`` until the admin confirms; return the signed token that names it."""
-    _sweep_pending()
-    storage = get_storage()
-    name = storage.save(f"{PENDING_PREFIX}/{secrets.token_hex(16)}.gnplugin", ContentFile(raw))
-    return signing.dumps(
-        {"n": name, "h": hashlib.sha256(raw).hexdigest(), "u": user.pk, "p": purpose}, salt=PENDING_SALT
-    )
-
-
-def _token_data(token: str, user: Any, purpose: str) -> dict[str, Any]:
-    try:
-        data = signing.loads(token, salt=PENDING_SALT, max_age=PENDING_MAX_AGE)
-    except signing.SignatureExpired:
-        raise PendingError("This upload has expired: uploads wait an hour for a decision. "
-                           "Upload the file again.")
-    except signing.BadSignature:
-        raise PendingError("This upload is unknown. Upload the file again.")
-    name = str(data.get("n", ""))
-    if (data.get("u") != user.pk or data.get("p") != purpose
-            or not name.startswith(PENDING_PREFIX + "/") or ".." in name):
-        raise PendingError("This upload is unknown. Upload the file again.")
-    return data
-
-
-def fetch_upload(token: str, user: Any, purpose: str) -> bytes:
-    """The held bytes, only if they still hash to what was reviewed."""
-    data = _token_data(token, user, purpose)
-    storage = get_storage()
-    try:
-        with storage.open(data["n"], "rb") as handle:
-            raw = handle.read()
-    except (FileNotFoundError, OSError):
-        raise PendingError("This upload is no longer on the server (it expired or was already used). "
-                           "Upload the file again.")
-    if hashlib.sha256(raw).hexdigest() != data["h"]:
-        discard_upload(token, user, purpose)
-        raise PendingError("The uploaded file changed on the server after you reviewed it, so it was "
-                           "discarded and nothing was installed. Upload the file again.")
-    return raw
-
-
-def discard_upload(token: str, user: Any, purpose: str) -> None:
-    try:
-        name = _token_data(token, user, purpose)["n"]
-    except PendingError:
-        return
-    storage = get_storage()
-    if storage.exists(name):
-        storage.delete(name)
-
-
-# --- describing a bundle ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CapabilityRow:
-    """One capability line of a dialog."""
-
-    name: str
-    description: str
-    risk: str
-    required: bool
-    granted: bool = False  # already granted (upgrade)
-    new: bool = False  # not asked for by the running version (upgrade)
-
-    @property
-    def locked(self) -> bool:
-        """Shown ticked and unchangeable: required at install, or already granted on upgrade."""
-        return self.granted or (self.required and not self.new)
-
-
-def bundle_error_lines(exc: PluginError) -> tuple[str, list[tuple[str, str]]]:
-    """A plain sentence for a refused upload, and the manifest problems (path, text) if any."""
-    if isinstance(exc, ManifestError):
-        count = len(exc.problems)
-        return (f"The plugin's manifest has {count} problem{'s' if count != 1 else ''}; the publisher "
-                f"must fix {'it' if count == 1 else 'them'}:", exc.problems)
-    if isinstance(exc, UntrustedKey):
-        return (f"This bundle is signed by an untrusted key: {exc.fingerprint}. If you trust this "
-                "publisher, add their key under Trusted publisher keys, then upload it again.", [])
-    if isinstance(exc, RevokedKey):
-        return (f"This bundle is signed by a revoked key: {exc.fingerprint}. Do not install it; ask the "
-                "publisher for a bundle signed with their new key.", [])
-    return (sentence(exc.message), [])
-
-
-def _limit_rows(manifest: Manifest) -> list[dict[str, Any]]:
-    host = host_limits()
-    effective = plugin_limits(manifest, host)
-    asked = manifest.limits
-
-    def pages(value: int | None) -> str:
-        return f"{value} pages ({value * 64 // 1024 if value >= 16 else value * 64} " \
-               f"{'MiB' if value >= 16 else 'KiB'})" if value else ""
-
-    return [
-        {"name": "Memory", "asked": pages(asked.memory_pages), "cap": pages(host.memory_pages),
-         "effective": pages(effective.memory_pages)},
-        {"name": "Fuel per call", "asked": f"{asked.fuel:,}" if asked.fuel else "",
-         "cap": f"{host.fuel:,}" if host.fuel else "unlimited",
-         "effective": f"{effective.fuel:,}" if effective.fuel else "unlimited"},
-        {"name": "Time per call", "asked": f"{asked.timeout_ms:,} ms" if asked.timeout_ms else "",
-         "cap": f"{host.hard_timeout_ms:,} ms", "effective": f"{effective.hard_timeout_ms:,} ms"},
-    ]
-
-
-def describe_bundle(bundle: Bundle) -> dict[str, Any]:
-    """Everything the dialog shows about a verified bundle, whatever the operation."""
-    manifest = bundle.manifest
-    status = bundle.signature
-    key = PublisherKey.objects.filter(fingerprint=status.fingerprint).first() if status.fingerprint else None
-    hosts = manifest.allowed_hosts if "http.fetch" in manifest.all_capabilities else ()
-    return {
-        "manifest": manifest,
-        "signature": status,
-        "publisher_key": key,
-        "bundle_sha256": bundle.bundle_sha256,
-        "wasm_sha256": bundle.wasm_sha256,
-        "size": bundle.size,
-        "hooks": manifest.hooks,
-        "jobs": manifest.jobs,
-        "limits": _limit_rows(manifest),
-        "allowed_hosts": hosts,
-        # IP and localhost hosts only install where the site opted in; flagged because they reach
-        # the site's own network, not a public service.
-        "internal_hosts": [host for host in hosts if netpolicy.is_ip_host(host.partition(":")[0])],
-    }
-
-
-def install_capabilities(manifest: Manifest) -> list[CapabilityRow]:
-    required = set(manifest.capabilities)
-    rows = [CapabilityRow(c.name, c.description, c.risk, c.name in required)
-            for c in capabilities.describe(manifest.all_capabilities)]
-    return sorted(rows, key=lambda row: (not row.required, row.name))
-
-
-def upgrade_capabilities(plugin: Plugin, manifest: Manifest) -> tuple[list[CapabilityRow], list[Any]]:
-    """The new version's capabilities marked against what runs now, and the dropped ones. Only a
-    grant the running version uses counts as granted: one kept for an older version is asked again."""
-    old = lifecycle.manifest_of(plugin.active_version) if plugin.active_version else None
-    old_caps = set(old.all_capabilities) if old else set()
-    granted = lifecycle.granted_capabilities(plugin) & old_caps
-    required = set(manifest.capabilities)
-    rows = [CapabilityRow(c.name, c.description, c.risk, c.name in required, granted=c.name in granted,
-                          new=c.name not in old_caps)
-            for c in capabilities.describe(manifest.all_capabilities)]
-    rows.sort(key=lambda row: (row.granted, not row.new, not row.required, row.name))
-    dropped = capabilities.describe(old_caps - set(manifest.all_capabilities))
-    return rows, dropped
-
-
-def _posted(request: HttpRequest, *, files: bool = False) -> tuple[Any, ...]:
-    """A form's data: bound on POST even when nothing was ticked (an empty POST is falsy)."""
-    if request.method != "POST":
-        return ()
-    return (request.POST, request.FILES) if files else (request.POST,)
-
-
-# --- the views, mixed into PluginAdmin --------------------------------------------------------
-
-
-class PluginAdminViews:
+class PluginAdminViews(AdminViewsMixin):
     """Custom views of ``PluginAdmin`` (see ``admin.PluginAdmin.get_urls``)."""
 
     admin_site: Any
@@ -271,13 +59,6 @@ class PluginAdminViews:
         """403 unless the permission policy allowed it (the caller asks the ``can_*`` function)."""
         if not allowed:
             raise PermissionDenied
-
-    def _render(self, request: HttpRequest, template: str, title: str, **context: Any) -> TemplateResponse:
-        opts = self.model._meta
-        return TemplateResponse(request, template, {
-            **self.admin_site.each_context(request), "opts": opts, "app_label": opts.app_label,
-            "title": title, "has_view_permission": True, **context,
-        })
 
     def _url(self, name: str, *args: Any) -> str:
         return reverse(f"{self.admin_site.name}:gonext_plugins_plugin_{name}", args=args)
@@ -298,7 +79,7 @@ class PluginAdminViews:
         return self._upload(request, purpose=f"upgrade:{plugin.slug}", plugin=plugin)
 
     def _upload(self, request: HttpRequest, purpose: str, plugin: Plugin | None) -> HttpResponse:
-        form = UploadBundleForm(*_posted(request, files=True))
+        form = UploadBundleForm(*posted(request, files=True))
         error, problems = "", []
         if request.method == "POST" and form.is_valid():
             raw = form.read_bytes()
@@ -320,8 +101,6 @@ class PluginAdminViews:
     def _check_target(self, bundle: Bundle, plugin: Plugin | None) -> None:
         """Refuse at upload what the confirm would refuse anyway for this target, so the admin is
         not asked to review a bundle that cannot be installed."""
-        from .errors import LifecycleError, PluginExists, VersionConflict
-
         slug = bundle.manifest.slug
         if plugin is None:
             if Plugin.objects.filter(slug=slug).exists():
@@ -375,7 +154,7 @@ class PluginAdminViews:
         else:
             rows, dropped = upgrade_capabilities(plugin, manifest)
             publisher_change = lifecycle.publisher_change(plugin, info["publisher_key"])
-        form = ConfirmForm(*_posted(request), capability_names=list(manifest.all_capabilities),
+        form = ConfirmForm(*posted(request), capability_names=list(manifest.all_capabilities),
                            host_names=list(info["allowed_hosts"]))
         error, missing = "", []
         if request.method == "POST" and "_cancel" in request.POST:
@@ -521,7 +300,7 @@ class PluginAdminViews:
         """A confirmation listing what will be deleted, then the uninstall."""
         self._require(policy.can_uninstall(request.user))
         plugin = get_object_or_404(Plugin, pk=object_id)
-        form = UninstallForm(*_posted(request))
+        form = UninstallForm(*posted(request))
         if request.method == "POST" and form.is_valid():
             keep = form.cleaned_data["keep_data"]
             try:
@@ -556,76 +335,3 @@ class PluginAdminViews:
             footnote="The audit log of this plugin is kept.", form=form, button="Yes, uninstall it",
             danger=True, cancel_url=self._plugin_url(plugin),
         )
-
-
-# --- trusted keys -------------------------------------------------------------------------------
-
-
-class PublisherKeyAdminViews:
-    """Adding a key (validated by ``lifecycle.trust_key``) and revoking one with its consequences."""
-
-    admin_site: Any
-    model: type[PublisherKey]
-
-    def _render(self, request: HttpRequest, template: str, title: str, **context: Any) -> TemplateResponse:
-        opts = self.model._meta
-        return TemplateResponse(request, template, {
-            **self.admin_site.each_context(request), "opts": opts, "app_label": opts.app_label,
-            "title": title, "has_view_permission": True, **context,
-        })
-
-    def trust_key_view(self, request: HttpRequest) -> HttpResponse:
-        if not policy.can_trust_key(request.user):
-            raise PermissionDenied
-        form = TrustKeyForm(*_posted(request))
-        if request.method == "POST" and form.is_valid():
-            try:
-                key = lifecycle.trust_key(form.cleaned_data["name"], form.cleaned_data["public_key"],
-                                          request.user)
-            except PluginError as exc:
-                form.add_error("public_key", sentence(exc.message))
-            else:
-                messages.success(request, f"Bundles signed by {key.name} ({key.fingerprint}) now "
-                                          "install here.")
-                return HttpResponseRedirect(
-                    reverse(f"{self.admin_site.name}:gonext_plugins_publisherkey_changelist"))
-        return self._render(request, "admin/gonext_plugins/publisherkey/add.html",
-                            "Trust a publisher key", form=form, add=True)
-
-    def revoke_key_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
-        if not policy.can_revoke_key(request.user):
-            raise PermissionDenied
-        key = get_object_or_404(PublisherKey, pk=object_id)
-        changelist = reverse(f"{self.admin_site.name}:gonext_plugins_publisherkey_changelist")
-        if key.revoked_at is not None:
-            messages.info(request, f"{key.name} is already revoked.")
-            return HttpResponseRedirect(changelist)
-        if request.method == "POST":
-            slugs = lifecycle.revoke_key(key, request.user)
-            messages.success(request, f"Revoked {key.name}." + (
-                f" Deactivated: {', '.join(slugs)}." if slugs else " No active plugin was signed by it."))
-            return HttpResponseRedirect(changelist)
-        active = Plugin.objects.filter(active_version__publisher_key=key, state=PluginState.ACTIVE)
-        others = Plugin.objects.filter(versions__publisher_key=key).exclude(pk__in=active).distinct()
-        consequences = [format_html("<strong>{}</strong> ({}) will be deactivated at once, in every "
-                                    "process.", p.name, p.slug) for p in active]
-        if not active:
-            consequences.append("No active plugin runs a version signed by this key.")
-        consequences.extend(format_html("{} ({}) has versions signed by this key; it stays as it is, "
-                                        "but cannot be reinstalled from them.", p.name, p.slug)
-                            for p in others)
-        consequences.append("New installs and upgrades signed by this key are refused from now on.")
-        consequences.append("A revoked key cannot be trusted again; the publisher needs a new key.")
-        return self._render(
-            request, "admin/gonext_plugins/confirm.html", f"Revoke {key.name}?", original=key,
-            heading=f"Revoke the publisher key {key.name}?",
-            intro=format_html("Fingerprint <code>{}</code>", key.fingerprint),
-            consequences=consequences, button="Yes, revoke this key", danger=True, cancel_url=changelist,
-        )
-
-
-def recent_audit(plugin: Plugin, limit: int = 50) -> list[AuditEvent]:
-    return list(AuditEvent.objects.filter(plugin_slug=plugin.slug).select_related("actor")[:limit])
-
-
-__all__ = ["PendingError", "PluginAdminViews", "PublisherKeyAdminViews", "fetch_upload", "hold_upload"]
