@@ -75,10 +75,10 @@ def install(host: str, manifest: bytes, wasm: bytes, *, token: str | None = None
         with urllib.request.urlopen(request, timeout=timeout) as response:
             raw = response.read()
     except urllib.error.HTTPError as exc:
-        raise _refusal(url, exc.code, exc.read(), exc.headers.get("Content-Type", "")) from None
+        raise _refusal(url, exc.code, exc.read(), exc.headers.get("Content-Type", "")) from exc
     except (TimeoutError, urllib.error.URLError, ConnectionError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise UploadError(f"cannot reach {url}: {reason}; is the site running (in dev mode)?") from None
+        raise UploadError(f"cannot reach {url}: {reason}; is the site running (in dev mode)?") from exc
     if not raw.strip():
         return {}
     try:

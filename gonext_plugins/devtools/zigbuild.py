@@ -9,6 +9,7 @@ output as ``plugin.wasm.buildkey``; an unchanged plugin is not rebuilt. No Djang
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import importlib.util
@@ -16,6 +17,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
@@ -51,7 +53,7 @@ def zig_version() -> str:
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BuildError(f"zig not usable: {exc}", command=cmd) from None
+        raise BuildError(f"zig not usable: {exc}", command=cmd) from exc
     if done.returncode != 0:
         raise BuildError("zig not usable: `zig version` failed", stderr=done.stderr, command=cmd)
     return done.stdout.strip()
@@ -145,9 +147,9 @@ def build_zig(project_dir: str | os.PathLike[str], out: str | os.PathLike[str] |
                                   check=False)
         except subprocess.TimeoutExpired as exc:
             raise BuildError(f"zig build timed out after {timeout:g} s", command=cmd,
-                             stderr=_text(exc.stderr)) from None
+                             stderr=_text(exc.stderr)) from exc
         except OSError as exc:
-            raise BuildError(f"could not run zig: {exc}", command=cmd) from None
+            raise BuildError(f"could not run zig: {exc}", command=cmd) from exc
         if done.returncode != 0:
             stderr = done.stderr.strip()
             raise BuildError(f"zig build of {source} failed:\n{stderr}", stderr=stderr, command=cmd)
@@ -179,9 +181,6 @@ def _check_module(wasm: bytes, source: Path, cmd: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m gonext_plugins.devtools.zigbuild PROJECT_DIR [-o OUT] [-O MODE] [--force]``."""
-    import argparse
-    import time
-
     parser = argparse.ArgumentParser(prog="python -m gonext_plugins.devtools.zigbuild",
                                      description="Build a Zig gonext plugin into plugin.wasm (cached).")
     parser.add_argument("project_dir", help="directory holding main.zig")
