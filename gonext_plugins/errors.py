@@ -391,3 +391,79 @@ class BuildError(PluginError):
         super().__init__(message, plugin=plugin)
         self.stderr = stderr
         self.command = list(command)
+
+
+class ToolchainMissing(BuildError):
+    """The language's compiler (or its wasm target) is not installed; ``hint`` says how to get it."""
+
+    code = "toolchain_missing"
+
+    def __init__(self, message: str, *, hint: str, command: list[str] | None = None) -> None:
+        super().__init__(f"{message}; {hint}", command=command or [])
+        self.hint = hint
+
+
+class LanguageError(BuildError):
+    """The project's language cannot be told from its files (or ``--lang`` names no language)."""
+
+    code = "language_error"
+
+
+class AmbiguousLanguage(LanguageError):
+    """Markers of more than one language; ``found`` maps each language to the files seen."""
+
+    code = "ambiguous_language"
+
+    def __init__(self, message: str, *, found: dict[str, list[str]]) -> None:
+        super().__init__(message)
+        self.found = found
+
+
+class UnknownLanguage(LanguageError):
+    """No marker at all."""
+
+    code = "unknown_language"
+
+
+class ScaffoldError(PluginError):
+    """The target exists and is not empty, the slug is not valid, or the language has no template."""
+
+    code = "scaffold_error"
+
+
+class UploadError(PluginError):
+    """The upload failed: the site refused it (``status``, ``error``, ``detail``, ``problems`` from the
+    API's error shape) or could not be reached (``status`` None)."""
+
+    code = "upload_error"
+
+    def __init__(self, message: str, *, status: int | None = None, error: str | None = None,
+                 detail: str | None = None, problems: list[Any] | None = None, body: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error or self.code
+        self.detail = detail or message
+        self.problems = problems or []
+        self.body = body
+        if error:
+            self.code = error  # the server's machine-readable code
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"error": self.error, "detail": self.detail, "problems": self.problems}
+
+
+class SourceMapError(PluginError):
+    """The source map is not a valid Source Map v3 (bad JSON, bad VLQ, an index out of range), or
+    the wasm module it belongs to cannot be read."""
+
+    code = "bad_source_map"
+
+
+# --- interfaces ---------------------------------------------------------------------------------
+
+
+class PendingError(PluginError):
+    """A held upload (between the admin dialog's two steps) cannot be used: its token expired or is
+    unknown, or the file is gone or changed; ``message`` says what to do."""
+
+    code = "upload_expired"

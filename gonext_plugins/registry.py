@@ -25,7 +25,7 @@ from django.db import DatabaseError
 from wasmtime import Module
 
 from .conf import settings
-from .devtools import traps
+from .diagnostics import traps
 from .errors import HookError, PluginError, PluginLoadError, PluginTrap
 from .manifest import Manifest
 from .runtime import Limits, Runtime

@@ -4,24 +4,16 @@ plugin state itself."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
-from django.utils.dateparse import parse_datetime
-from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import serializers as drf_serializers
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied, ValidationError
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -31,6 +23,7 @@ from .. import bundle as bundle_module
 from .. import capabilities, lifecycle, logs
 from .. import permissions as policy
 from ..errors import PluginNotFound
+from ..manifest import version_key
 from ..models import (
     AuditEvent,
     CapabilityGrant,
@@ -40,91 +33,18 @@ from ..models import (
     PluginVersion,
     PublisherKey,
 )
-from ..runtime import levels
 from . import permissions as perms
 from . import serializers as s
+from .base import APIBase
+from .log_serializers import LOG_LEVELS, LogLineSerializer, LogPageSerializer, LogQuerySerializer
+from .openapi import COMMON_ERRORS, ERROR, SLUG_PARAM, WRITE_ERRORS, errors
+from .pagination import PluginPagination
 from .parsers import UntrustedJSONParser
-from .throttles import PluginAPIThrottle
 
-ERROR = s.ErrorSerializer
-
-
-def errors(*codes: int, **described: str) -> dict[int, OpenApiResponse]:
-    """Error responses for ``extend_schema``, each in the one error shape."""
-    out = {code: OpenApiResponse(ERROR, description="refused; see `error` for why") for code in codes}
-    for code, text in described.items():
-        out[int(code.lstrip("e"))] = OpenApiResponse(ERROR, description=text)
-    return out
-
-
-class PluginPagination(PageNumberPagination):
-    """DRF's page numbers, but strict: a malformed ``page`` or ``page_size`` is a 400 that says so
-    (DRF would quietly fall back to a default, and a script would never learn of its typo)."""
-
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
-    last_page_strings = ()
-
-    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> list[Any] | None:
-        problems = {}
-        for name, upper in ((self.page_query_param, None), (self.page_size_query_param, self.max_page_size)):
-            values = request.query_params.getlist(name)
-            if not values:
-                continue
-            value = values[-1]
-            if len(values) > 1 or not value.isdigit() or int(value) < 1 or (upper and int(value) > upper):
-                limit = f"from 1 to {upper}" if upper else "of at least 1"
-                problems[name] = [f"must be one whole number {limit}"]
-        if problems:
-            raise ValidationError(problems)
-        return super().paginate_queryset(queryset, request, view)
-
-    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
-        parameters = super().get_schema_operation_parameters(view)
-        for parameter in parameters:
-            parameter["schema"]["minimum"] = 1
-            if parameter["name"] == self.page_size_query_param:
-                parameter["schema"]["maximum"] = self.max_page_size
-        return parameters
-
-
-class APIBase:
-    """What every view of the API shares: token first (so anonymous requests get 401 with
-    ``WWW-Authenticate: Token``), then the admin's session; JSON out; scoped throttling."""
-
-    authentication_classes = [TokenAuthentication, SessionAuthentication]
-    renderer_classes = [JSONRenderer]
-    throttle_classes = [PluginAPIThrottle]
-    schema = AutoSchema()  # whatever the site's DEFAULT_SCHEMA_CLASS is
-    query_params: dict[str, tuple[str, ...]] = {}  # "<action or method>" -> the names it takes
-    # "<action or method>" that read a body (through a ``serializers.BodySerializer``, which refuses
-    # unknown fields); every other write must come without one.
-    body_actions: frozenset[str] = frozenset()
-
-    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        """After authentication, permissions and throttling: refuse unknown query parameters and
-        body fields, so a typo (``?keepdata=true``) is reported instead of silently changing what a
-        call does."""
-        super().initial(request, *args, **kwargs)  # type: ignore[misc]
-        key = getattr(self, "action", None) or request.method.lower()
-        if key == "grants":
-            key = f"grants.{request.method.lower()}"
-        allowed = self.query_params.get(key, ())
-        unknown = sorted(set(request.query_params) - set(allowed))
-        if unknown:
-            takes = f"this endpoint takes {', '.join(allowed)}" if allowed else "this endpoint takes none"
-            raise ValidationError({name: [f"unknown query parameter ({takes})"] for name in unknown})
-        if request.method not in ("GET", "HEAD", "OPTIONS") and key not in self.body_actions and request.data:
-            fields = list(request.data.keys()) if hasattr(request.data, "keys") else []
-            raise ValidationError({name: ["unknown field (this endpoint takes no body)"] for name in fields}
-                                  or ["this endpoint takes no body"])
-
-    def require(self, allowed: bool, needed: list[str]) -> None:
-        """Refuse (403) what the policy refuses once the body is known, naming every permission
-        the request needs: installing with activation or grants needs more than installing."""
-        if not allowed:
-            raise PermissionDenied(f"This request needs the permissions {', '.join(needed)}.")
+# Moved to their own modules; named here too, for imports from before the split.
+__all__ = ["COMMON_ERRORS", "ERROR", "LOG_LEVELS", "SLUG_PARAM", "WRITE_ERRORS", "APIBase",
+           "CapabilityListView", "KeyView", "LogLineSerializer", "LogPageSerializer", "LogQuerySerializer",
+           "PluginPagination", "PluginViewSet", "errors"]
 
 
 def _actor(request: Request) -> Any:
@@ -142,59 +62,6 @@ def _plugin_queryset() -> QuerySet[Plugin]:
 def _read_bundle(upload: Any) -> bundle_module.Bundle:
     """Check the uploaded file completely (size, zip, manifest, signature); writes nothing."""
     return bundle_module.read(upload)
-
-
-LOG_LEVELS = levels.BY_NAME
-
-
-class LogQuerySerializer(s.QuerySerializer):
-    since = drf_serializers.CharField(
-        required=False, max_length=64,
-        help_text="a line id (lines after it: pass the previous answer's `next_since` to tail) or an "
-                  "ISO 8601 time (lines at or after it)",
-    )
-    level = drf_serializers.ChoiceField(
-        required=False, choices=[*LOG_LEVELS, "0", "1", "2", "3"],
-        help_text="minimum level: debug, info, warning, error (or 0-3)",
-    )
-    limit = drf_serializers.IntegerField(required=False, min_value=1, max_value=1000, default=200)
-
-    def validate_since(self, value: str) -> int | datetime:
-        if value.isdigit():
-            if int(value) >= 2**63:  # beyond any database's ids (and SQLite's integers)
-                raise drf_serializers.ValidationError("is not a line id: too large")
-            return int(value)
-        when = None
-        with contextlib.suppress(ValueError):
-            when = parse_datetime(value)
-        if when is None:
-            raise drf_serializers.ValidationError("must be a line id or an ISO 8601 time")
-        return when
-
-    def validate_level(self, value: str) -> int:
-        return LOG_LEVELS[value] if value in LOG_LEVELS else int(value)
-
-
-class LogLineSerializer(drf_serializers.Serializer):
-    id = drf_serializers.IntegerField()
-    time = drf_serializers.DateTimeField()
-    plugin = drf_serializers.CharField()
-    version = drf_serializers.CharField()
-    level = drf_serializers.IntegerField(help_text="0 debug, 1 info, 2 warning, 3 error")
-    message = drf_serializers.CharField()
-    source = drf_serializers.CharField(help_text="guest or host")
-    dropped = drf_serializers.IntegerField(help_text="lines this report line says were dropped")
-
-
-class LogPageSerializer(drf_serializers.Serializer):
-    lines = LogLineSerializer(many=True)
-    next_since = drf_serializers.IntegerField(help_text="pass as `since` to get only newer lines")
-
-
-SLUG_PARAM = OpenApiParameter("slug", OpenApiTypes.STR, OpenApiParameter.PATH,
-                              description="the plugin's slug", pattern=r"^[a-z][a-z0-9-]*$")
-COMMON_ERRORS = (400, 401, 403, 404, 406, 429)
-WRITE_ERRORS = (*COMMON_ERRORS, 413, 415)
 
 
 class PluginViewSet(APIBase, GenericViewSet):  # type: ignore[misc]
@@ -372,10 +239,8 @@ class PluginViewSet(APIBase, GenericViewSet):  # type: ignore[misc]
     @action(detail=True, methods=["get"], pagination_class=None)
     def versions(self, request: Request, slug: str) -> Response:
         plugin = self.get_object()
-        from ..lifecycle import _semver_key
-
         rows = sorted(PluginVersion.objects.filter(plugin=plugin).select_related("publisher_key"),
-                      key=lambda v: _semver_key(v.version))
+                      key=lambda v: version_key(v.version))
         return Response(s.VersionSerializer(rows, many=True, context={"plugin": plugin}).data)
 
     @extend_schema(

@@ -30,8 +30,10 @@ import wasmtime
 
 from gonext_plugins import manifest as manifests
 from gonext_plugins.devtools import lang as langs
-from gonext_plugins.devtools import sourcemap, zigbuild
-from gonext_plugins.errors import BuildError, ManifestError, PluginError, PluginLoadError
+from gonext_plugins.devtools import zigbuild
+from gonext_plugins.diagnostics import dwarf, sourcemap
+from gonext_plugins.errors import BuildError, ManifestError, PluginError, PluginLoadError, ToolchainMissing
+from gonext_plugins.runtime import Limits, Runtime
 
 BUILD_DIR = "build"
 WASM_NAME = "plugin.wasm"
@@ -43,14 +45,7 @@ RUST_TARGET = "wasm32-unknown-unknown"
 DEFAULT_TIMEOUT = 600.0
 
 
-class ToolchainMissing(BuildError):
-    """The language's compiler (or its wasm target) is not installed; ``hint`` says how to get it."""
 
-    code = "toolchain_missing"
-
-    def __init__(self, message: str, *, hint: str, command: list[str] | None = None) -> None:
-        super().__init__(f"{message}; {hint}", command=command or [])
-        self.hint = hint
 
 
 @dataclass
@@ -117,7 +112,7 @@ def post_process(wasm_path: Path, project: Path, *, source_map: bool = True,
     map_path = wasm_path.with_name(wasm_path.name + ".map")
     smap: sourcemap.SourceMap | None = None
     if sourcemap.custom_section(wasm, ".debug_line") is not None:
-        smap = sourcemap.from_dwarf(wasm, relative_to=project) if source_map else None
+        smap = dwarf.from_dwarf(wasm, relative_to=project) if source_map else None
         wasm = sourcemap.strip_custom_sections(wasm, lambda name: name.startswith(".debug_"))
     elif source_map and map_path.is_file() and map_path.stat().st_mtime >= wasm_path.stat().st_mtime - 1:
         smap = sourcemap.SourceMap.parse(map_path.read_bytes())
@@ -150,10 +145,10 @@ def _write(path: Path, data: bytes) -> None:
 def _run(cmd: list[str], cwd: Path, timeout: float, what: str) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise BuildError(f"{what} timed out after {timeout:g} s", command=cmd) from None
+    except subprocess.TimeoutExpired as exc:
+        raise BuildError(f"{what} timed out after {timeout:g} s", command=cmd) from exc
     except OSError as exc:
-        raise BuildError(f"could not run {cmd[0]}: {exc}", command=cmd) from None
+        raise BuildError(f"could not run {cmd[0]}: {exc}", command=cmd) from exc
 
 
 def _fail(done: subprocess.CompletedProcess[str], cmd: list[str], what: str) -> BuildError:
@@ -215,7 +210,7 @@ def _build_wat(project: Path, out: Path) -> bool:
     try:
         wasm = wasmtime.wat2wasm(source.read_text(encoding="utf-8"))
     except (wasmtime.WasmtimeError, UnicodeDecodeError) as exc:
-        raise BuildError(f"{source.name} does not compile:\n{exc}", stderr=str(exc)) from None
+        raise BuildError(f"{source.name} does not compile:\n{exc}", stderr=str(exc)) from exc
     _write(out, bytes(wasm))
     with contextlib.suppress(FileNotFoundError):
         out.with_name(out.name + ".buildkey").unlink()
@@ -230,7 +225,7 @@ def _build_rust(project: Path, out: Path, *, timeout: float) -> bool:
     try:
         package = tomllib.loads((project / "Cargo.toml").read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise BuildError(f"cannot read Cargo.toml: {exc}") from None
+        raise BuildError(f"cannot read Cargo.toml: {exc}") from exc
     lib = package.get("lib", {})
     if "cdylib" not in lib.get("crate-type", []):
         raise BuildError('Cargo.toml needs [lib] crate-type = ["cdylib"] to produce a wasm module')
@@ -275,7 +270,7 @@ def _build_assemblyscript(project: Path, out: Path, *, source_map: bool, timeout
     try:
         config = json.loads((project / "asconfig.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise BuildError(f"cannot read asconfig.json: {exc}") from None
+        raise BuildError(f"cannot read asconfig.json: {exc}") from exc
     entries = [] if isinstance(config, dict) and config.get("entries") else ["assembly/index.ts"]
     cmd = [npx, "--no-install", "asc", *entries, "--config", "asconfig.json", "--outFile", str(out)]
     if source_map:
@@ -300,18 +295,16 @@ def read_manifest(project_dir: str | os.PathLike[str]) -> tuple[bytes, manifests
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise ManifestError(f"cannot read {path}: {exc.strerror}") from None
+        raise ManifestError(f"cannot read {path}: {exc.strerror}") from exc
     try:
         data = json.loads(raw)
     except ValueError as exc:
-        raise ManifestError(f"{path.name} is not JSON: {exc}") from None
+        raise ManifestError(f"{path.name} is not JSON: {exc}") from exc
     return raw, manifests.validate(data)
 
 
 def check_module(wasm: bytes, manifest: manifests.Manifest) -> tuple[list[str], list[str]]:
     """Load the module the way the host will (raises PluginLoadError); returns (exports, imports)."""
-    from gonext_plugins.runtime import Limits, Runtime
-
     limits = Limits(memory_pages=manifest.limits.memory_pages) if manifest.limits.memory_pages else None
     with Runtime() as runtime:
         plugin = runtime.load(wasm, name=manifest.slug, limits=limits)

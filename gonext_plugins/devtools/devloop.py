@@ -279,7 +279,7 @@ class LogTail(threading.Thread):
             asyncio.run(self._main())
 
     async def _main(self) -> None:
-        import websockets
+        import websockets  # deferred: an optional dependency, needed only to tail logs
 
         headers = {"Authorization": f"Token {self.token}"} if self.token else None
         delay, said = 0.5, ""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gonext_plugins.errors import BuildError
+from gonext_plugins.errors import AmbiguousLanguage, LanguageError, UnknownLanguage
 
 LANGUAGES = ("zig", "wat", "rust", "tinygo", "assemblyscript")
 AUTO = "auto"
@@ -23,28 +23,6 @@ MARKERS: dict[str, str] = {
     "tinygo": "go.mod",
     "assemblyscript": "asconfig.json",
 }
-
-
-class LanguageError(BuildError):
-    """The project's language cannot be told from its files (or ``--lang`` names no language)."""
-
-    code = "language_error"
-
-
-class AmbiguousLanguage(LanguageError):
-    """Markers of more than one language; ``found`` maps each language to the files seen."""
-
-    code = "ambiguous_language"
-
-    def __init__(self, message: str, *, found: dict[str, list[str]]) -> None:
-        super().__init__(message)
-        self.found = found
-
-
-class UnknownLanguage(LanguageError):
-    """No marker at all."""
-
-    code = "unknown_language"
 
 
 def markers(project_dir: str | os.PathLike[str]) -> dict[str, list[str]]:

@@ -13,7 +13,7 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from gonext_plugins.errors import PluginError
+from gonext_plugins.errors import ScaffoldError
 
 SCAFFOLD_LANGUAGES = ("zig", "wat")
 _SLUG = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
@@ -24,12 +24,6 @@ FILES = {
     "wat": {"plugin.wat.tmpl": "plugin.wat", **_COMMON},
 }
 GITIGNORE = "build/\n"
-
-
-class ScaffoldError(PluginError):
-    """The target exists and is not empty, the slug is not valid, or the language has no template."""
-
-    code = "scaffold_error"
 
 
 def slug_for(directory: str | os.PathLike[str]) -> str:

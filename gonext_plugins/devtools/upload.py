@@ -18,32 +18,11 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from gonext_plugins.errors import PluginError
+from gonext_plugins.errors import UploadError
 
 INSTALL_PATH = "/_/plugins/dev/install"
 DEFAULT_HOST = "http://127.0.0.1:8000"
 USER_AGENT = "gonext-plugin-dev/1"
-
-
-class UploadError(PluginError):
-    """The upload failed: the site refused it (``status``, ``error``, ``detail``, ``problems`` from the
-    API's error shape) or could not be reached (``status`` None)."""
-
-    code = "upload_error"
-
-    def __init__(self, message: str, *, status: int | None = None, error: str | None = None,
-                 detail: str | None = None, problems: list[Any] | None = None, body: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.error = error or self.code
-        self.detail = detail or message
-        self.problems = problems or []
-        self.body = body
-        if error:
-            self.code = error  # the server's machine-readable code
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"error": self.error, "detail": self.detail, "problems": self.problems}
 
 
 @dataclass(frozen=True)
@@ -96,10 +75,10 @@ def install(host: str, manifest: bytes, wasm: bytes, *, token: str | None = None
         with urllib.request.urlopen(request, timeout=timeout) as response:
             raw = response.read()
     except urllib.error.HTTPError as exc:
-        raise _refusal(url, exc.code, exc.read(), exc.headers.get("Content-Type", "")) from None
+        raise _refusal(url, exc.code, exc.read(), exc.headers.get("Content-Type", "")) from exc
     except (TimeoutError, urllib.error.URLError, ConnectionError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise UploadError(f"cannot reach {url}: {reason}; is the site running (in dev mode)?") from None
+        raise UploadError(f"cannot reach {url}: {reason}; is the site running (in dev mode)?") from exc
     if not raw.strip():
         return {}
     try:

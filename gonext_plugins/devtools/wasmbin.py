@@ -1,18 +1,6 @@
-"""Reading the WebAssembly binary format where the devtools need it (imports, custom sections)."""
+"""Moved to :mod:`gonext_plugins.diagnostics.wasmbin`, the one wasm binary reader (the loader uses it
+too). Re-exported for old imports."""
 
-from __future__ import annotations
+from gonext_plugins.diagnostics.wasmbin import read_uleb
 
-
-def read_uleb(data: bytes, pos: int) -> tuple[int, int]:
-    """An unsigned LEB128 number at ``pos``: (value, position after it). ``ValueError`` when the
-    bytes end inside the number."""
-    result = shift = 0
-    while True:
-        if pos >= len(data):
-            raise ValueError("truncated LEB128 in wasm module")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            return result, pos
+__all__ = ["read_uleb"]

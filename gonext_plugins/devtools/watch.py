@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path, PurePath
 
+import watchfiles
+
 DEBOUNCE_S = 0.2
 # Directories that only ever hold output, dependencies or VCS data.
 IGNORED_DIRS = frozenset({"build", "target", "node_modules", ".git", ".hg", ".svn", ".zig-cache", "zig-cache",
@@ -88,7 +90,6 @@ def watch(root: str | os.PathLike[str], *, delay: float = DEBOUNCE_S,
     ``watchfiles`` yields every ``poll_ms`` (``yield_on_timeout``) so the trailing deadline is
     checked even when nothing else happens. Ctrl-C raises KeyboardInterrupt as usual.
     """
-    import watchfiles
 
     root_path = Path(root).resolve()
     debouncer = Debouncer(delay, root=root_path)

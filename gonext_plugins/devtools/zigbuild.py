@@ -9,6 +9,7 @@ output as ``plugin.wasm.buildkey``; an unchanged plugin is not rebuilt. No Djang
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import importlib.util
@@ -16,11 +17,12 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
-from gonext_plugins.devtools.wasmbin import read_uleb
+from gonext_plugins.diagnostics.wasmbin import wasm_imports
 from gonext_plugins.errors import BuildError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,7 +53,7 @@ def zig_version() -> str:
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BuildError(f"zig not usable: {exc}", command=cmd) from None
+        raise BuildError(f"zig not usable: {exc}", command=cmd) from exc
     if done.returncode != 0:
         raise BuildError("zig not usable: `zig version` failed", stderr=done.stderr, command=cmd)
     return done.stdout.strip()
@@ -145,9 +147,9 @@ def build_zig(project_dir: str | os.PathLike[str], out: str | os.PathLike[str] |
                                   check=False)
         except subprocess.TimeoutExpired as exc:
             raise BuildError(f"zig build timed out after {timeout:g} s", command=cmd,
-                             stderr=_text(exc.stderr)) from None
+                             stderr=_text(exc.stderr)) from exc
         except OSError as exc:
-            raise BuildError(f"could not run zig: {exc}", command=cmd) from None
+            raise BuildError(f"could not run zig: {exc}", command=cmd) from exc
         if done.returncode != 0:
             stderr = done.stderr.strip()
             raise BuildError(f"zig build of {source} failed:\n{stderr}", stderr=stderr, command=cmd)
@@ -168,7 +170,8 @@ def _text(data: bytes | str | None) -> str:
 
 def _check_module(wasm: bytes, source: Path, cmd: list[str]) -> None:
     """Fail the build, not the later load, when the module imports something ABI.md forbids."""
-    for module, name in _imports(wasm):
+    for imp in wasm_imports(wasm):
+        module, name = imp.module, imp.name
         if module != "env" or name not in ALLOWED_IMPORTS:
             raise BuildError(
                 f"{source} compiled to a module importing {module}.{name}; a plugin may import only "
@@ -176,50 +179,8 @@ def _check_module(wasm: bytes, source: Path, cmd: list[str]) -> None:
                 command=cmd)
 
 
-_leb = read_uleb
-
-
-def _imports(wasm: bytes) -> list[tuple[str, str]]:
-    """(module, name) of every import, read straight from the import section (id 2)."""
-    pos, found = 8, []
-    while pos < len(wasm):
-        section, pos = wasm[pos], pos + 1
-        size, pos = _leb(wasm, pos)
-        if section == 2:
-            count, p = _leb(wasm, pos)
-            for _ in range(count):
-                names = []
-                for _ in range(2):
-                    length, p = _leb(wasm, p)
-                    names.append(wasm[p:p + length].decode("utf-8", "replace"))
-                    p += length
-                kind, p = wasm[p], p + 1
-                if kind == 0:  # function: type index
-                    _, p = _leb(wasm, p)
-                elif kind == 1:  # table: reftype + limits
-                    p += 1
-                    flags, p = _leb(wasm, p)
-                    _, p = _leb(wasm, p)
-                    if flags & 1:
-                        _, p = _leb(wasm, p)
-                elif kind == 2:  # memory: limits
-                    flags, p = _leb(wasm, p)
-                    _, p = _leb(wasm, p)
-                    if flags & 1:
-                        _, p = _leb(wasm, p)
-                else:  # global: valtype + mutability
-                    p += 2
-                found.append((names[0], names[1]))
-            return found
-        pos += size
-    return found
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m gonext_plugins.devtools.zigbuild PROJECT_DIR [-o OUT] [-O MODE] [--force]``."""
-    import argparse
-    import time
-
     parser = argparse.ArgumentParser(prog="python -m gonext_plugins.devtools.zigbuild",
                                      description="Build a Zig gonext plugin into plugin.wasm (cached).")
     parser.add_argument("project_dir", help="directory holding main.zig")

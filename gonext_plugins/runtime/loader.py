@@ -18,6 +18,7 @@ from pathlib import Path
 
 from wasmtime import Engine, FuncType, MemoryType, Module, ValType, WasmtimeError, wat2wasm
 
+from gonext_plugins.diagnostics.wasmbin import read_uleb
 from gonext_plugins.errors import CompileLimitExceeded, PluginLoadError
 from gonext_plugins.runtime import compiler
 from gonext_plugins.runtime.host import ENV_SIGNATURES
@@ -88,21 +89,7 @@ def validate(engine: Engine, wasm: bytes, name: str) -> None:
         raise PluginLoadError(f"invalid WebAssembly module: {_first_line(exc)}", plugin=name) from None
 
 
-def _read_uleb(data: bytes, pos: int) -> tuple[int, int]:
-    """An unsigned LEB128 number at ``pos``: (value, position after it); ``ValueError`` when the
-    bytes end inside it (at most 5 bytes: every count and size in a module is a u32)."""
-    result = 0
-    for shift in range(0, 35, 7):
-        if pos >= len(data):
-            raise ValueError("truncated LEB128")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-    raise ValueError("LEB128 longer than a u32")
-
-
+_U32_LEB_BYTES = 5  # every count and size in a module is a u32
 _FUNCTION_SECTION = 3
 
 
@@ -114,9 +101,9 @@ def count_functions(wasm: bytes) -> int:
     try:
         while pos < len(wasm):
             section = wasm[pos]
-            size, pos = _read_uleb(wasm, pos + 1)
+            size, pos = read_uleb(wasm, pos + 1, max_bytes=_U32_LEB_BYTES)
             if section == _FUNCTION_SECTION:
-                return _read_uleb(wasm, pos)[0]
+                return read_uleb(wasm, pos, max_bytes=_U32_LEB_BYTES)[0]
             pos += size
     except ValueError:
         pass

@@ -1,6 +1,6 @@
 """The plugin admin: the whole lifecycle inside Django's admin.
 
-No model form ever writes plugin state: every button posts to a view in ``admin_views`` that
+No model form ever writes plugin state: every button posts to a view in ``plugins`` or ``keys`` that
 asks the permission policy (``gonext_plugins.permissions``, the same ``can_*`` functions the API,
 the log WebSocket and the views ask) and calls ``lifecycle``, which audits the change. Users
 without a permission see no button for it and get 403 from its URL.
@@ -19,12 +19,11 @@ from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
-from . import capabilities, lifecycle
-from . import permissions as policy
-from .admin_views import PluginAdminViews, PublisherKeyAdminViews, recent_audit
-from .errors import PluginError
-from .manifest import version_key
-from .models import (
+from .. import capabilities, lifecycle
+from .. import permissions as policy
+from ..errors import PluginError
+from ..manifest import version_key
+from ..models import (
     AuditEvent,
     CapabilityGrant,
     Plugin,
@@ -34,7 +33,10 @@ from .models import (
     PluginVersion,
     PublisherKey,
 )
-from .stats import stats
+from ..stats import stats
+from .keys import PublisherKeyAdminViews
+from .plugins import PluginAdminViews
+from .presenters import recent_audit
 
 LOG_PAGE = "/_/plugins/logs/{slug}/"  # where the live log page lives when its URL is not included
 

@@ -1,0 +1,51 @@
+"""What every view of the API shares (the plugin API's views and the dev-mode upload view)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.openapi import AutoSchema
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+
+from .throttles import PluginAPIThrottle
+
+
+class APIBase:
+    """What every view of the API shares: token first (so anonymous requests get 401 with
+    ``WWW-Authenticate: Token``), then the admin's session; JSON out; scoped throttling."""
+
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    renderer_classes = [JSONRenderer]
+    throttle_classes = [PluginAPIThrottle]
+    schema = AutoSchema()  # whatever the site's DEFAULT_SCHEMA_CLASS is
+    query_params: dict[str, tuple[str, ...]] = {}  # "<action or method>" -> the names it takes
+    # "<action or method>" that read a body (through a ``serializers.BodySerializer``, which refuses
+    # unknown fields); every other write must come without one.
+    body_actions: frozenset[str] = frozenset()
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        """After authentication, permissions and throttling: refuse unknown query parameters and
+        body fields, so a typo (``?keepdata=true``) is reported instead of silently changing what a
+        call does."""
+        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        key = getattr(self, "action", None) or request.method.lower()
+        if key == "grants":
+            key = f"grants.{request.method.lower()}"
+        allowed = self.query_params.get(key, ())
+        unknown = sorted(set(request.query_params) - set(allowed))
+        if unknown:
+            takes = f"this endpoint takes {', '.join(allowed)}" if allowed else "this endpoint takes none"
+            raise ValidationError({name: [f"unknown query parameter ({takes})"] for name in unknown})
+        if request.method not in ("GET", "HEAD", "OPTIONS") and key not in self.body_actions and request.data:
+            fields = list(request.data.keys()) if hasattr(request.data, "keys") else []
+            raise ValidationError({name: ["unknown field (this endpoint takes no body)"] for name in fields}
+                                  or ["this endpoint takes no body"])
+
+    def require(self, allowed: bool, needed: list[str]) -> None:
+        """Refuse (403) what the policy refuses once the body is known, naming every permission
+        the request needs: installing with activation or grants needs more than installing."""
+        if not allowed:
+            raise PermissionDenied(f"This request needs the permissions {', '.join(needed)}.")
