@@ -80,7 +80,8 @@ class PluginAdminViews(AdminViewsMixin):
 
     def _upload(self, request: HttpRequest, purpose: str, plugin: Plugin | None) -> HttpResponse:
         form = UploadBundleForm(*posted(request, files=True))
-        error, problems = "", []
+        error = ""
+        problems: list[tuple[str, str]] = []
         if request.method == "POST" and form.is_valid():
             raw = form.read_bytes()
             try:
@@ -149,8 +150,10 @@ class PluginAdminViews(AdminViewsMixin):
             return HttpResponseRedirect(restart)
         manifest = bundle.manifest
         info = describe_bundle(bundle)
+        dropped: list[Any] = []
+        publisher_change = None
         if plugin is None:
-            rows, dropped, publisher_change = install_capabilities(manifest), [], None
+            rows = install_capabilities(manifest)
         else:
             rows, dropped = upgrade_capabilities(plugin, manifest)
             publisher_change = lifecycle.publisher_change(plugin, info["publisher_key"])

@@ -49,7 +49,8 @@ class LogLineSerializer(drf_serializers.Serializer):
     version = drf_serializers.CharField()
     level = drf_serializers.IntegerField(help_text="0 debug, 1 info, 2 warning, 3 error")
     message = drf_serializers.CharField()
-    source = drf_serializers.CharField(help_text="guest or host")
+    # A field named like DRF's own ``Field.source`` attribute: the line's JSON shape needs the name.
+    source = drf_serializers.CharField(help_text="guest or host")  # type: ignore[assignment]
     dropped = drf_serializers.IntegerField(help_text="lines this report line says were dropped")
 
 

@@ -183,7 +183,10 @@ class SourceMap:
             if (line, column) <= previous:
                 raise SourceMapError(f"sections[{index}] is not after the previous section")
             previous = (line, column)
-            smap.sections.append((line, column, cls.parse(section.get("map"))))
+            inner = section.get("map")
+            if not isinstance(inner, (str, bytes, dict)):
+                raise SourceMapError(f"sections[{index}] needs a 'map' object")
+            smap.sections.append((line, column, cls.parse(inner)))
         return smap
 
     # -- lookup --

@@ -5,6 +5,7 @@ record the outcome (see the package's doc for the rules).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -65,7 +66,7 @@ def execute(slug: str, job: str, payload: Any, *, key: str, attempt: int, task_i
     _ensure_row(key, slug, job, payload, attempt, task_id)
     if not _claim(key, attempt, task_id):
         PluginJobRun.objects.filter(pk=key).update(duplicates=F("duplicates") + 1)
-        row = PluginJobRun.objects.filter(pk=key).values("status", "attempts").first() or {}
+        row: Mapping[str, Any] = PluginJobRun.objects.filter(pk=key).values("status", "attempts").first() or {}
         logs.log_event(slug, logs.WARNING, f"job {job} {key}: duplicate delivery of attempt {attempt} "
                                            f"skipped (the job is {row.get('status')}, attempt "
                                            f"{row.get('attempts')})")

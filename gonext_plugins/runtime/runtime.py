@@ -34,8 +34,9 @@ from gonext_plugins.errors import (
 from gonext_plugins.runtime.compiler import new_engine
 from gonext_plugins.runtime.dispatch import HOOK_EXPORT, JOB_EXPORT, Dispatcher
 from gonext_plugins.runtime.dispatch_slow import SlowDispatcher
-from gonext_plugins.runtime.host import WARNING, HostContext, HostFunctions, LogSink, default_log_sink
+from gonext_plugins.runtime.host import HostContext, HostFunctions, LogSink, default_log_sink
 from gonext_plugins.runtime.instance import PluginInstance, instantiate
+from gonext_plugins.runtime.levels import WARNING
 from gonext_plugins.runtime.limits import CompileLimits, Limits
 from gonext_plugins.runtime.loader import (
     ModuleCache,
