@@ -63,8 +63,9 @@ class PublisherKeyAdminViews(AdminViewsMixin):
             return HttpResponseRedirect(changelist)
         active = Plugin.objects.filter(active_version__publisher_key=key, state=PluginState.ACTIVE)
         others = Plugin.objects.filter(versions__publisher_key=key).exclude(pk__in=active).distinct()
-        consequences: list[str] = [format_html("<strong>{}</strong> ({}) will be deactivated at once, in every "
-                                    "process.", p.name, p.slug) for p in active]
+        consequences: list[str] = [
+            format_html("<strong>{}</strong> ({}) will be deactivated at once, in every process.",
+                        p.name, p.slug) for p in active]
         if not active:
             consequences.append("No active plugin runs a version signed by this key.")
         consequences.extend(format_html("{} ({}) has versions signed by this key; it stays as it is, "

@@ -31,9 +31,10 @@ class APIBase:
         body fields, so a typo (``?keepdata=true``) is reported instead of silently changing what a
         call does."""
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
-        key = getattr(self, "action", None) or (request.method or "").lower()
+        method = (request.method or "").lower()
+        key = getattr(self, "action", None) or method
         if key == "grants":
-            key = f"grants.{(request.method or "").lower()}"
+            key = f"grants.{method}"
         allowed = self.query_params.get(key, ())
         unknown = sorted(set(request.query_params) - set(allowed))
         if unknown:

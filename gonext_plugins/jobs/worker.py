@@ -66,7 +66,8 @@ def execute(slug: str, job: str, payload: Any, *, key: str, attempt: int, task_i
     _ensure_row(key, slug, job, payload, attempt, task_id)
     if not _claim(key, attempt, task_id):
         PluginJobRun.objects.filter(pk=key).update(duplicates=F("duplicates") + 1)
-        row: Mapping[str, Any] = PluginJobRun.objects.filter(pk=key).values("status", "attempts").first() or {}
+        row: Mapping[str, Any] = (
+            PluginJobRun.objects.filter(pk=key).values("status", "attempts").first() or {})
         logs.log_event(slug, logs.WARNING, f"job {job} {key}: duplicate delivery of attempt {attempt} "
                                            f"skipped (the job is {row.get('status')}, attempt "
                                            f"{row.get('attempts')})")
