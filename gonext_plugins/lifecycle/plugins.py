@@ -28,10 +28,10 @@ from django.dispatch import Signal
 from django.utils import timezone
 from wasmtime import Module
 
-from . import capabilities, logs, signals
-from .bundle import Bundle
-from .conf import settings
-from .errors import (
+from .. import capabilities, logs, signals
+from ..bundle import Bundle
+from ..conf import settings
+from ..errors import (
     ConsentRequired,
     DevInstallRefused,
     KeyNotFound,
@@ -44,8 +44,8 @@ from .errors import (
     UnknownCapability,
     VersionConflict,
 )
-from .manifest import Manifest
-from .models import (
+from ..manifest import Manifest
+from ..models import (
     AuditEvent,
     CapabilityGrant,
     Generation,
@@ -56,8 +56,8 @@ from .models import (
     PluginVersion,
     PublisherKey,
 )
-from .registry import registry
-from .storage import PREFIX, delete_blob, get_storage, read_blob, save_blob
+from ..registry import registry
+from ..storage import PREFIX, delete_blob, get_storage, read_blob, save_blob
 
 logger = logging.getLogger("gonext_plugins.lifecycle")
 
@@ -284,7 +284,7 @@ def _compile_version(slug: str, version: PluginVersion | None) -> Compiled:
 
 
 def manifest_of(version: PluginVersion) -> Manifest:
-    from .manifest import validate
+    from ..manifest import validate
 
     return validate(version.manifest)
 
@@ -679,7 +679,7 @@ def revoke(plugin: Plugin | str, name: str, actor: Actor) -> Result:
 
 def trust_key(name: str, public_key_b64: str, actor: Actor) -> PublisherKey:
     """Add (or re-trust) a publisher key; validated as a 32-byte ed25519 key."""
-    from .signing import KEY_BYTES, b64decode_exact, fingerprint
+    from ..signing import KEY_BYTES, b64decode_exact, fingerprint
 
     try:
         raw = b64decode_exact(public_key_b64.strip(), KEY_BYTES, "public key")
@@ -825,8 +825,8 @@ def dev_version(manifest_version: str, manifest_bytes: bytes, wasm_sha256: str) 
 def _dev_bundle(manifest_bytes: bytes, wasm: bytes) -> Bundle:
     """The upload checked exactly like a bundle (sizes, manifest schema, wasm header), unsigned,
     with the manifest's version replaced by the dev build's."""
-    from . import bundle as bundles
-    from .manifest import validate
+    from .. import bundle as bundles
+    from ..manifest import validate
 
     checked = bundles.read(bundles.pack(manifest_bytes, wasm), require_signature=False,
                            key_lookup=lambda fingerprint: None)
