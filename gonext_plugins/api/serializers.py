@@ -10,6 +10,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .. import capabilities
+from ..manifest import version_key
 from ..models import (
     AuditEvent,
     CapabilityGrant,
@@ -151,9 +152,7 @@ class PluginSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_versions(self, plugin: Plugin) -> list[str]:
-        from ..lifecycle import _semver_key
-
-        return sorted((v.version for v in plugin.versions.all()), key=_semver_key)
+        return sorted((v.version for v in plugin.versions.all()), key=version_key)
 
     def get_signed(self, plugin: Plugin) -> bool:
         return bool(plugin.active_version and plugin.active_version.signed)

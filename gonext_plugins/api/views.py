@@ -31,6 +31,7 @@ from .. import bundle as bundle_module
 from .. import capabilities, lifecycle
 from .. import permissions as policy
 from ..errors import PluginNotFound
+from ..manifest import version_key
 from ..models import (
     AuditEvent,
     CapabilityGrant,
@@ -371,10 +372,8 @@ class PluginViewSet(APIBase, GenericViewSet):  # type: ignore[misc]
     @action(detail=True, methods=["get"], pagination_class=None)
     def versions(self, request: Request, slug: str) -> Response:
         plugin = self.get_object()
-        from ..lifecycle import _semver_key
-
         rows = sorted(PluginVersion.objects.filter(plugin=plugin).select_related("publisher_key"),
-                      key=lambda v: _semver_key(v.version))
+                      key=lambda v: version_key(v.version))
         return Response(s.VersionSerializer(rows, many=True, context={"plugin": plugin}).data)
 
     @extend_schema(
