@@ -1,5 +1,11 @@
-"""App config: registers the system checks, the built-in host functions, the plugin bridge and the
-jobs bridge (each loaded plugin's declared jobs)."""
+"""App config: wires the layers together once Django's app registry is ready.
+
+The lower layers expose hooks and the higher ones fill them here, so no module imports one above
+it: ``lifecycle`` compiles through ``loading``; ``loading``'s runtime logs through ``logs`` and
+encodes hook arguments through ``bridge``; the registry reacts to committed lifecycle changes and
+syncs before each hook dispatch; the plugin bridge and the jobs bridge follow loads and unloads.
+Also registers the system checks and the built-in host functions.
+"""
 
 from django.apps import AppConfig
 
@@ -10,9 +16,14 @@ class GonextPluginsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import bridge, builtin_host, checks, jobs, logs  # noqa: F401  (checks, log signals: on import)
+        # Imported here, not at the top: these import models, which Django allows only once the
+        # app registry is ready (Django's documented place for such imports).
+        from . import bridge, builtin_host, checks, jobs, lifecycle, loading, logs  # noqa: F401  (checks: on import)
         from .registry import registry
 
         builtin_host.register_all()
+        loading.configure(log_sink=logs.runtime_log_sink, json_default=bridge.json_default)
+        lifecycle.set_loader(loading)
+        registry.install()
         registry.add_listener(bridge.connect, bridge.disconnect)
         registry.add_listener(jobs.register_jobs, jobs.unregister_jobs)
