@@ -1,6 +1,12 @@
-"""App config: registers the system checks, the built-in host functions, the plugin bridge and the
-jobs bridge (each loaded plugin's declared jobs), and tells the log writer which version of a plugin
-this process runs."""
+"""App config: wires the layers together once Django's app registry is ready.
+
+The lower layers expose hooks and the higher ones fill them here, so no module imports one above
+it: ``lifecycle`` compiles through ``loading``; ``loading``'s runtime logs through ``logs`` and
+encodes hook arguments through ``bridge``; the registry reacts to committed lifecycle changes and
+syncs before each hook dispatch; the plugin bridge and the jobs bridge follow loads and unloads;
+the log writer learns which version of a plugin this process runs. Also registers the system
+checks and the built-in host functions.
+"""
 
 from functools import partial
 from typing import Any
@@ -14,12 +20,15 @@ class GonextPluginsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Imported here, not at the top: these modules use the models, which cannot be imported
-        # before the app registry is ready.
-        from . import bridge, checks, host_functions, jobs, logs  # noqa: F401  (checks, log signals: on import)
+        # Imported here, not at the top: these import models, which Django allows only once the
+        # app registry is ready (Django's documented place for such imports).
+        from . import bridge, checks, host_functions, jobs, lifecycle, loading, logs  # noqa: F401  (checks: on import)
         from .registry import registry
 
         host_functions.register_all()
+        loading.configure(log_sink=logs.runtime_log_sink, json_default=bridge.json_default)
+        lifecycle.set_loader(loading)
+        registry.install()
         registry.add_listener(bridge.connect, bridge.disconnect)
         registry.add_listener(jobs.register_jobs, jobs.unregister_jobs)
         logs.version_source = partial(_loaded_version, registry)

@@ -30,7 +30,7 @@ from prometheus_client import Counter
 from . import hooks, markup
 from .conf import settings
 from .errors import InvalidPayload, PluginClosed, PluginError
-from .registry import LoadedPlugin
+from .loading import LoadedPlugin
 
 logger = logging.getLogger("gonext_plugins.bridge")
 

@@ -28,10 +28,14 @@ Receivers are held strongly (a hook bus is module-level code), unlike Django's d
 
 Plugin receivers (the plugin bridge) are ordinary callbacks that also carry ``collect = True``:
 ``do_action`` returns the non-None bodies they produced.
+
+This module is a leaf: it knows nothing of plugins. Before each dispatch it runs the step
+installed with :func:`set_before_dispatch` (the registry's sync, installed in ``AppConfig.ready``).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -43,6 +47,8 @@ from asgiref.sync import sync_to_async
 from django.dispatch import Signal
 
 DEFAULT_PRIORITY = 10
+
+logger = logging.getLogger("django.dispatch")  # where Django's own send_robust logs
 
 Callback = Callable[..., Any]
 
@@ -146,7 +152,8 @@ def _hook(name: str) -> Hook:
 class HookSignal(Signal):
     """A hook seen as a Django signal. ``connect`` adds a Django-style receiver as an action at
     priority 10 (or ``priority=``); ``send`` runs the hook as an action and returns
-    ``[(receiver, response), ...]`` like ``Signal.send``."""
+    ``[(receiver, response), ...]`` like ``Signal.send``; ``send_robust`` catches each receiver's
+    exception and returns it as that receiver's response, as Django's contract says."""
 
     def __init__(self, hook: Hook) -> None:
         super().__init__()
@@ -170,7 +177,10 @@ class HookSignal(Signal):
         return responses
 
     def send_robust(self, sender: Any, **named: Any) -> list[tuple[Callback, Any]]:  # type: ignore[override]
-        return self.send(sender, **named)
+        responses: list[tuple[Callback, Any]] = []
+        args = tuple(named.pop("args", ()))
+        _run_action(self.hook.name, args, responses, robust=True)
+        return responses
 
 
 def signal(name: str) -> HookSignal:
@@ -249,11 +259,20 @@ def _running(name: str) -> Iterator[None]:
         _current.reset(token)
 
 
-def _sync_plugins() -> None:
-    """Let this process catch up with plugin changes made elsewhere (cheap between intervals)."""
-    from .registry import registry
+_before_dispatch: Callable[[], None] | None = None
 
-    registry.maybe_sync()
+
+def set_before_dispatch(step: Callable[[], None] | None) -> None:
+    """Run ``step()`` before every dispatch (``None`` removes it). The registry installs its sync
+    here, so this process catches up with plugin changes made elsewhere (cheap between intervals)."""
+    global _before_dispatch
+    _before_dispatch = step
+
+
+def _sync_plugins() -> None:
+    step = _before_dispatch
+    if step is not None:
+        step()
 
 
 def apply_filters(name: str, value: Any, *args: Any) -> Any:
@@ -277,7 +296,9 @@ def apply_filters(name: str, value: Any, *args: Any) -> Any:
 
 
 def _run_action(name: str, args: tuple[Any, ...],
-                responses: list[tuple[Callback, Any]] | None = None) -> list[Any]:
+                responses: list[tuple[Callback, Any]] | None = None, *, robust: bool = False) -> list[Any]:
+    """Run the action; with ``robust`` a callback's exception is logged and becomes its response
+    instead of propagating (``HookSignal.send_robust``)."""
     _action_counts[name] += 1
     _sync_plugins()
     hook = _hooks.get(name)
@@ -286,10 +307,19 @@ def _run_action(name: str, args: tuple[Any, ...],
         return bodies
 
     def call(entry: _Entry) -> None:
-        if entry.django_style:
-            result = entry.callback(sender=name, signal=entry.signal, args=args)
-        else:
-            result = entry.callback(*args)
+        try:
+            if entry.django_style:
+                result = entry.callback(sender=name, signal=entry.signal, args=args)
+            else:
+                result = entry.callback(*args)
+        except Exception as err:
+            if not robust:
+                raise
+            logger.error("Error calling %s in HookSignal.send_robust() (%s)", getattr(
+                entry.callback, "__qualname__", entry.callback), err, exc_info=err)
+            if responses is not None:
+                responses.append((entry.callback, err))
+            return
         if responses is not None:
             responses.append((entry.callback, result))
         if result is not None and getattr(entry.callback, "collect", False):

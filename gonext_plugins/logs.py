@@ -45,7 +45,14 @@ from .conf import settings
 from .models import PluginLogEntry
 from .runtime import levels
 from .runtime.levels import DEBUG, ERROR, INFO, WARNING
-from .signals import plugin_activated, plugin_deactivated, plugin_quarantined
+from .signals import (
+    plugin_activated,
+    plugin_deactivated,
+    plugin_faulted,
+    plugin_installed,
+    plugin_quarantined,
+    plugin_upgraded,
+)
 from .storable import storable_text
 
 logger = logging.getLogger("gonext_plugins.plugin")
@@ -477,6 +484,24 @@ def _on_quarantined(sender: Any, plugin: Any, version: Any = None, details: Any 
     number = getattr(version, "version", "") or ""
     reason = (details or {}).get("reason") or plugin.state_reason
     log_event(plugin.slug, ERROR, f"quarantined: {reason}", version=number)
+
+
+@receiver(plugin_faulted, dispatch_uid="gonext_logs_faulted")
+def _on_faulted(sender: Any, slug: str, kind: str, message: str, version: str = "", hook: str = "",
+                guest_message: str = "", report: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    record_fault(slug, kind, message, version=version, hook=hook, guest_message=guest_message,
+                 report=report)
+
+
+@receiver(plugin_installed, dispatch_uid="gonext_logs_dev_installed")
+@receiver(plugin_upgraded, dispatch_uid="gonext_logs_dev_upgraded")
+def _on_dev_build(sender: Any, plugin: Any, version: Any = None, details: Any = None,
+                  **kwargs: Any) -> None:
+    details = details or {}
+    if not details.get("dev"):
+        return
+    number = getattr(version, "version", "") or ""
+    log_event(plugin.slug, INFO, f"dev build {number} installed ({details.get('status')})", version=number)
 
 
 @receiver(setting_changed, dispatch_uid="gonext_logs_settings")

@@ -68,8 +68,8 @@ def read_blob(name: str, sha256: str, *, plugin: str | None = None) -> bytes:
     try:
         with storage.open(name, "rb") as handle:
             data = handle.read()
-    except (OSError, FileNotFoundError) as exc:
-        raise PluginLoadError(f"wasm blob {name} cannot be read: {exc}", plugin=plugin)
+    except OSError as exc:  # FileNotFoundError is one
+        raise PluginLoadError(f"wasm blob {name} cannot be read: {exc}", plugin=plugin) from exc
     if hashlib.sha256(data).hexdigest() != sha256:
         raise PluginLoadError(f"wasm blob {name} does not match its recorded sha256", plugin=plugin)
     return data

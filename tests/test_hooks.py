@@ -438,6 +438,39 @@ def test_signal_receiver_is_an_action_at_the_default_priority(name: str) -> None
     assert hooks.has_action(name, on_hook) is False
 
 
+def test_send_robust_returns_receiver_exceptions_as_responses(name: str) -> None:
+    """Django's contract: ``send`` lets a receiver's exception propagate, ``send_robust`` catches
+    it, logs it, returns it as that receiver's response, and goes on to the next receiver."""
+    after: list[object] = []
+    boom = ValueError("receiver failed")
+
+    def failing(sender: str, **kwargs: object) -> None:
+        raise boom
+
+    def later(sender: str, **kwargs: object) -> str:
+        after.append(kwargs["args"])
+        return "ran"
+
+    hooks.signal(name).connect(failing, priority=5)
+    hooks.signal(name).connect(later, priority=20)
+    responses = hooks.signal(name).send_robust(sender=None, args=("x",))
+    assert responses == [(failing, boom), (later, "ran")] and after == [("x",)]
+    with pytest.raises(ValueError, match="receiver failed"):
+        hooks.signal(name).send(sender=None)
+
+
+def test_before_dispatch_runs_before_every_hook_call(name: str) -> None:
+    calls: list[str] = []
+    previous = hooks._before_dispatch  # the registry's sync, installed in AppConfig.ready
+    hooks.set_before_dispatch(lambda: calls.append("sync"))
+    try:
+        hooks.apply_filters(name, 1)
+        hooks.do_action(name)
+    finally:
+        hooks.set_before_dispatch(previous)
+    assert calls == ["sync", "sync"]
+
+
 def test_do_action_returns_bodies_of_collecting_callbacks(name: str) -> None:
     def plugin_like(*args: object) -> dict[str, str]:
         return {"html": "<meta>"}

@@ -26,11 +26,10 @@ from ..errors import (
     LifecycleError,
     PendingError,
     PluginError,
-    PluginExists,
     PublisherChanged,
-    VersionConflict,
 )
 from ..forms import ConfirmForm, UninstallForm, UploadBundleForm
+from ..lifecycle import preflight
 from ..manifest import version_key
 from ..models import CapabilityGrant, Plugin, PluginKV, PluginState, PluginVersion
 from ._common import AdminViewsMixin, posted
@@ -100,28 +99,16 @@ class PluginAdminViews(AdminViewsMixin):
                             keys_url=reverse(f"{self.admin_site.name}:gonext_plugins_publisherkey_changelist"))
 
     def _check_target(self, bundle: Bundle, plugin: Plugin | None) -> None:
-        """Refuse at upload what the confirm would refuse anyway for this target, so the admin is
-        not asked to review a bundle that cannot be installed."""
-        slug = bundle.manifest.slug
+        """Refuse at upload what the confirm would refuse anyway for this target (the rules of
+        ``lifecycle.preflight``), so the admin is not asked to review a bundle that cannot be
+        installed."""
         if plugin is None:
-            if Plugin.objects.filter(slug=slug).exists():
-                raise PluginExists(f"a plugin with slug {slug!r} is already installed; open it and use "
-                                   "Upgrade instead", plugin=slug)
+            preflight.check_install(bundle.manifest.slug, hint="open it and use Upgrade instead")
             return
-        if slug != plugin.slug:
-            raise LifecycleError(f"this bundle is the plugin {slug!r}, not {plugin.slug!r}", plugin=slug)
-        existing = plugin.versions.filter(version=bundle.manifest.version).first()
-        if existing is not None:
-            if existing.wasm_sha256 == bundle.wasm_sha256 and existing.manifest == bundle.manifest.raw:
-                raise LifecycleError(f"version {existing.version} is already installed with these exact "
-                                     "contents; nothing to upgrade", plugin=slug)
-            raise VersionConflict(f"version {existing.version} is already installed with different "
-                                  "contents; versions are immutable, so the publisher must release it "
-                                  "under a new version number", plugin=slug)
-        newest = max((v.version for v in plugin.versions.all()), key=version_key, default=None)
-        if newest is not None and version_key(bundle.manifest.version) < version_key(newest):
-            raise LifecycleError(f"version {bundle.manifest.version} is older than the installed {newest}; "
-                                 "use a version's Roll back button to go back", plugin=slug)
+        same = preflight.check_upgrade(plugin, bundle, hint="use a version's Roll back button to go back")
+        if same is not None:
+            raise LifecycleError(f"version {same.version} is already installed with these exact "
+                                 "contents; nothing to upgrade", plugin=plugin.slug)
 
     def _reread(self, request: HttpRequest, token: str, purpose: str) -> Bundle:
         """The held bundle, hash-checked and verified again from scratch."""

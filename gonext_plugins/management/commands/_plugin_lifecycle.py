@@ -22,6 +22,7 @@ from typing import Any
 from django.core.management.base import CommandError
 
 from gonext_plugins.errors import ConsentRequired, PublisherChanged
+from gonext_plugins.manifest import version_key
 
 DONE, REFUSED, USAGE, NOTHING_TO_DO = 0, 1, 2, 3
 AUDIT_LIMIT = 10
@@ -223,7 +224,7 @@ class LifecycleCommands:
             "publisher": v.publisher_key.name if v.publisher_key else None,
             "fingerprint": v.publisher_key.fingerprint if v.publisher_key else None,
         } for v in sorted(plugin.versions.select_related("publisher_key"),
-                          key=lambda v: lifecycle._semver_key(v.version))]
+                          key=lambda v: version_key(v.version))]
         asked = ([(name, True) for name in manifest.capabilities]
                  + [(name, False) for name in manifest.optional_capabilities]) if manifest else []
         known = {c.name: c for c in capabilities.all_capabilities()}

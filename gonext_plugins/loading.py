@@ -1,0 +1,236 @@
+"""Loading a plugin version in this process: blob → compiled module → shape checks → a running
+:class:`LoadedPlugin`.
+
+This module owns the process's one :class:`~gonext_plugins.runtime.Runtime` (engine, epoch ticker,
+compiled-artifact cache) built from the site's settings. ``lifecycle`` compiles and shape-checks
+through it before a transaction opens (``AppConfig.ready`` hands this module to
+``lifecycle.set_loader``); the registry loads active versions through it. The pieces of the runtime
+that live in layers above this one (the log sink, the JSON form of hook arguments) are handed in
+by :func:`configure` from ``AppConfig.ready``, so nothing here imports them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import InitVar, dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from wasmtime import Module
+
+from . import capabilities
+from .conf import settings
+from .diagnostics import traps
+from .errors import HookError, PluginError, PluginLoadError, PluginTrap
+from .lifecycle import manifest_of, record_fault
+from .manifest import Manifest
+from .models import PluginVersion
+from .runtime import Limits, Runtime
+from .runtime import Plugin as RuntimePlugin
+from .runtime.host import LogSink
+from .runtime.limits import CompileLimits
+from .runtime.loader import check_shape
+from .storage import read_blob
+
+logger = logging.getLogger("gonext_plugins.registry")
+
+
+# --- the site's limits -----------------------------------------------------------------------------
+
+
+def host_limits() -> Limits:
+    """The site's caps as runtime ``Limits``."""
+    return Limits(
+        memory_pages=settings.MEMORY_PAGES,
+        fuel=settings.FUEL,
+        soft_timeout_ms=min(settings.SOFT_TIMEOUT_MS, settings.HARD_TIMEOUT_MS),
+        hard_timeout_ms=settings.HARD_TIMEOUT_MS,
+        min_instances=settings.MIN_INSTANCES,
+        max_instances=settings.MAX_INSTANCES,
+        max_host_calls=settings.MAX_HOST_CALLS,
+        max_input_bytes=settings.MAX_INPUT_BYTES,
+        max_output_bytes=settings.MAX_OUTPUT_BYTES,
+        max_log_bytes=settings.LOG_MAX_MESSAGE_BYTES,
+    )
+
+
+def compile_limits() -> CompileLimits:
+    """The site's compile caps as runtime ``CompileLimits``."""
+    return CompileLimits(
+        max_module_bytes=settings.MAX_MODULE_BYTES,
+        max_functions=settings.MAX_FUNCTIONS,
+        cpu_seconds=settings.COMPILE_CPU_SECONDS,
+        memory_bytes=settings.COMPILE_MEMORY_BYTES,
+    )
+
+
+def plugin_limits(manifest: Manifest, host: Limits) -> Limits:
+    """What a manifest asks for, lowered to the host's caps (a plugin can only ask for less)."""
+    asked = manifest.limits
+    changes: dict[str, Any] = {}
+    if asked.memory_pages:
+        changes["memory_pages"] = min(asked.memory_pages, host.memory_pages)
+    if asked.fuel and host.fuel is not None:
+        changes["fuel"] = min(asked.fuel, host.fuel)
+    if asked.timeout_ms:
+        hard = min(asked.timeout_ms, host.hard_timeout_ms)
+        changes["hard_timeout_ms"] = hard
+        if host.soft_timeout_ms is not None:
+            changes["soft_timeout_ms"] = min(host.soft_timeout_ms, hard)
+    return host.replace(**changes) if changes else host
+
+
+# --- the process's runtime -------------------------------------------------------------------------
+
+_lock = threading.RLock()
+_runtime: Runtime | None = None
+_log_sink: LogSink | None = None
+_json_default: Callable[[Any], Any] | None = None
+
+
+def configure(*, log_sink: LogSink | None, json_default: Callable[[Any], Any] | None) -> None:
+    """Hand in the runtime's pieces from the layers above (``AppConfig.ready``): the log sink
+    (``logs``) and the JSON form of hook arguments (``bridge``). Applies to the next runtime built."""
+    global _log_sink, _json_default
+    _log_sink, _json_default = log_sink, json_default
+
+
+def runtime() -> Runtime:
+    """This process's runtime, built from the current settings when there is none (or it closed)."""
+    global _runtime
+    with _lock:
+        if _runtime is None or _runtime.closed:
+            _runtime = Runtime(
+                limits=host_limits(),
+                log_sink=_log_sink,
+                cache_dir=settings.cache_dir,
+                host_functions=capabilities.host_functions,
+                json_default=_json_default,
+                compile_limits=compile_limits(),
+            )
+        return _runtime
+
+
+def close_runtime() -> None:
+    """Close the runtime (the next :func:`runtime` builds one from the settings of that moment)."""
+    global _runtime
+    with _lock:
+        if _runtime is not None:
+            _runtime.close()
+            _runtime = None
+
+
+def compile(wasm: bytes, slug: str) -> Module:
+    """Validate and compile through the artifact cache; a module missing from it is compiled by
+    a child process under the compile limits, which may take seconds. ``lifecycle`` calls this
+    before it opens a transaction, so no database lock is held meanwhile."""
+    return runtime().compile(wasm, slug)
+
+
+def check_loadable(slug: str, module: Module, manifest: Manifest) -> None:
+    """Shape-check a compiled version against its manifest before it may be activated."""
+    limits = plugin_limits(manifest, runtime().limits)
+    _, has_job = check_shape(module, slug, limits.memory_pages)
+    if manifest.jobs and not has_job:
+        raise PluginLoadError(
+            f"the manifest declares jobs ({', '.join(job.name for job in manifest.jobs)}) but the "
+            "module does not export gn_handle_job", plugin=slug)
+
+
+# --- a loaded plugin -------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedPlugin:
+    """One active plugin as this process runs it. Built complete: constructing it loads the wasm
+    (``InitVar`` ``wasm`` and ``runtime``), with the object itself as the runtime plugin's context,
+    which host functions read (``slug``, ``hosts``)."""
+
+    slug: str
+    version: str
+    version_pk: int
+    wasm_sha256: str
+    manifest: Manifest
+    capabilities: frozenset[str]
+    wasm: InitVar[bytes]
+    runtime: InitVar[Runtime]
+    hosts: tuple[str, ...] = ()
+    extras: dict[str, Any] = field(default_factory=dict)  # for listeners (hook receivers, ...)
+    blob_name: str = ""  # where the wasm is stored (trap reports read its source map)
+    runtime_plugin: RuntimePlugin = field(init=False)
+
+    def __post_init__(self, wasm: bytes, runtime: Runtime) -> None:
+        self.runtime_plugin = runtime.load(
+            wasm, name=self.slug, limits=plugin_limits(self.manifest, runtime.limits),
+            capabilities=self.capabilities, context=self,
+        )
+
+    @property
+    def name(self) -> str:
+        return self.slug
+
+    def invoke(self, kind: str, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Run ``invoke_filter`` / ``invoke_action`` / ``invoke_job`` and record a fault (trap,
+        timeout, bad result) for quarantine before re-raising it. Guest ``error`` statuses and the
+        like are the plugin's answers, not faults."""
+        method = getattr(self.runtime_plugin, f"invoke_{kind}")
+        try:
+            return method(name, *args, **kwargs)
+        except PluginTrap as exc:
+            self._fault("timeout" if exc.code == "timeout" else "trap", name, exc)
+            raise
+        except HookError as exc:
+            if exc.status == "bad_result":
+                self._fault("bad_result", name, exc)
+            raise
+
+    def _fault(self, kind: str, hook: str, exc: PluginError) -> None:
+        try:
+            record_fault(self.slug, kind, exc.message, version=self.version, hook=hook,
+                         guest_message=getattr(exc, "guest_message", None) or "",
+                         report=self.trap_report(exc))
+        except Exception:  # recording must never turn a plugin fault into a site error
+            logger.exception("could not record a fault of plugin %s", self.slug)
+
+    def trap_report(self, exc: PluginError) -> dict[str, Any] | None:
+        """A trap's frames as source ``file:line`` through the module's embedded source map
+        (``<no source map>`` without one), for the log line, the admin and the API."""
+        if not isinstance(exc, PluginTrap):
+            return None
+        try:
+            wasm = _module_bytes(self.blob_name, self.wasm_sha256, self.slug)
+            debug = None if wasm is None else _trap_debug_info.get(
+                self.wasm_sha256, wasm, max_map_bytes=settings.TRAP_SOURCE_MAP_MAX_BYTES)
+            report = traps.inspect(exc, debug=debug)
+            return {**report.as_dict(), "text": report.text()}
+        except Exception:  # a report is a courtesy; the fault is recorded without one
+            logger.warning("no trap report for plugin %s", self.slug, exc_info=True)
+            return None
+
+
+# Parsed source maps of the modules that trapped lately: a plugin trapping on every request costs
+# one parse, not one per trap (an 8.7 MB map took 5.3 s to parse).
+_trap_debug_info = traps.DebugInfoCache(maxsize=16)
+
+
+@lru_cache(maxsize=8)
+def _module_bytes(blob_name: str, sha256: str, slug: str) -> bytes | None:
+    """The wasm of a loaded version (read again only for trap reports, which are rare)."""
+    if not blob_name:
+        return None
+    try:
+        return read_blob(blob_name, sha256, plugin=slug)
+    except PluginError:  # e.g. the blob of a dev build that was replaced meanwhile
+        return None
+
+
+def load(slug: str, version: PluginVersion, caps: frozenset[str], hosts: tuple[str, ...]) -> LoadedPlugin:
+    """Read a version's blob (hash-checked), compile it (through the cache), shape-check it and
+    fill its instance pool: a :class:`LoadedPlugin` ready to call."""
+    return LoadedPlugin(slug=slug, version=version.version, version_pk=version.pk,
+                        wasm_sha256=version.wasm_sha256, manifest=manifest_of(version),
+                        capabilities=caps, hosts=hosts, blob_name=version.blob_name,
+                        wasm=read_blob(version.blob_name, version.wasm_sha256, plugin=slug),
+                        runtime=runtime())
