@@ -22,10 +22,11 @@ class GonextPluginsConfig(AppConfig):
     def ready(self) -> None:
         # Imported here, not at the top: these import models, which Django allows only once the
         # app registry is ready (Django's documented place for such imports).
-        from . import bridge, checks, host_functions, jobs, lifecycle, loading, logs  # noqa: F401  (checks: on import)
+        from . import bridge, bundle, checks, host_functions, jobs, lifecycle, loading, logs  # noqa: F401  (checks: on import)
         from .registry import registry
 
         host_functions.register_all()
+        bundle.set_default_key_lookup(lifecycle.db_key_lookup)
         loading.configure(log_sink=logs.runtime_log_sink, json_default=bridge.json_default)
         lifecycle.set_loader(loading)
         registry.install()

@@ -127,14 +127,20 @@ def _setting(name: str) -> Any:
     return getattr(conf.settings, name)
 
 
-def db_key_lookup(fingerprint: str) -> KeyInfo | None:
-    """The default ``key_lookup``: the ``PublisherKey`` row with this fingerprint (read only)."""
-    from gonext_plugins.models import PublisherKey
+def _no_keys(fingerprint: str) -> KeyInfo | None:
+    """Without a site's key table every publisher is unknown (library use, no Django app)."""
+    return None
 
-    key = PublisherKey.objects.filter(fingerprint=fingerprint).first()
-    if key is None:
-        return None
-    return KeyInfo(key.name, key.public_key, key.trusted, key.revoked_at is not None, key.pk)
+
+_default_key_lookup: KeyLookup = _no_keys
+
+
+def set_default_key_lookup(lookup: KeyLookup) -> None:
+    """Where :func:`read` looks keys up when the caller names no ``key_lookup``. The app fills it
+    in ``AppConfig.ready`` with the ``PublisherKey`` table (``lifecycle.db_key_lookup``): the table
+    lives two layers up, so this module exposes the hook instead of importing it."""
+    global _default_key_lookup
+    _default_key_lookup = lookup
 
 
 # --- writing -----------------------------------------------------------------------------------
@@ -460,7 +466,8 @@ def read(data: bytes | bytearray | memoryview | IO[bytes], *, key_lookup: KeyLoo
          max_unpacked_bytes: int | None = None, max_compression_ratio: int | None = None) -> Bundle:
     """Check a bundle completely and return its content. Writes nothing.
 
-    ``key_lookup(fingerprint) -> KeyInfo | None`` defaults to the ``PublisherKey`` table.
+    ``key_lookup(fingerprint) -> KeyInfo | None`` defaults to the site's ``PublisherKey`` table
+    (:func:`set_default_key_lookup`).
     ``require_signature`` defaults to ``not GONEXT_PLUGINS['DEV_MODE']``; the ``max_*`` caps default
     to the settings (or their documented defaults when Django is not configured).
     Raises :class:`BundleError`, :class:`ManifestError` or :class:`SignatureError` (or a subclass).
@@ -475,7 +482,7 @@ def read(data: bytes | bytearray | memoryview | IO[bytes], *, key_lookup: KeyLoo
     if require_signature is None:
         require_signature = not _setting("DEV_MODE")
     if SIGNATURE in contents:
-        status = _verify(contents, manifest_sha, wasm_sha, key_lookup or db_key_lookup,
+        status = _verify(contents, manifest_sha, wasm_sha, key_lookup or _default_key_lookup,
                          require_signature, manifest.slug)
     elif require_signature:
         raise SignatureMissing("the bundle is not signed; ask the publisher for a signed bundle or sign it "

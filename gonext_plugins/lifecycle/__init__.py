@@ -23,7 +23,7 @@ from .blobs import collect_blobs
 from .dev import DEV_MARKER, DevInstallResult, dev_install, dev_version, is_dev_version
 from .faults import quarantine, record_fault
 from .grants import grant, revoke
-from .keys import find_key, revoke_key, trust_key
+from .keys import db_key_lookup, find_key, revoke_key, trust_key
 from .plugins import activate, deactivate, install, rollback, uninstall, upgrade
 from .preflight import (
     effective_capabilities,
@@ -43,6 +43,7 @@ __all__ = [
     "bump_generation",
     "collect_blobs",
     "current_generation",
+    "db_key_lookup",
     "deactivate",
     "dev_install",
     "dev_version",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
+from ..bundle import KeyInfo
 from ..errors import KeyNotFound, LifecycleError, SignatureError
 from ..models import Plugin, PluginState, PublisherKey
 from ..signing import KEY_BYTES, b64decode_exact, fingerprint
@@ -73,3 +74,12 @@ def revoke_key(key: PublisherKey | str, actor: Actor) -> list[str]:
               deactivated=affected)
         bump_generation()
         return affected
+
+
+def db_key_lookup(fingerprint: str) -> KeyInfo | None:
+    """``bundle.read``'s key lookup on a site: the ``PublisherKey`` row with this fingerprint (read
+    only). Installed as the default in ``AppConfig.ready``."""
+    key = PublisherKey.objects.filter(fingerprint=fingerprint).first()
+    if key is None:
+        return None
+    return KeyInfo(key.name, key.public_key, key.trusted, key.revoked_at is not None, key.pk)
