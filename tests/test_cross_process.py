@@ -108,7 +108,7 @@ class JsonProcess:
 def base_env(database_url: str, media_root: Path) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items()
            if key not in ("TEST_DATABASE_NAME", "GONEXT_DEV_MODE", "PYTEST_CURRENT_TEST")}
-    env.update(DJANGO_SETTINGS_MODULE="project.settings", DATABASE_URL=database_url,
+    env.update(DJANGO_SETTINGS_MODULE="tests.settings", DATABASE_URL=database_url,
                MEDIA_ROOT=str(media_root), GONEXT_SYNC_INTERVAL=str(SYNC_INTERVAL),
                PYTHONUNBUFFERED="1", LOG_LEVEL="WARNING")
     return env

@@ -73,7 +73,7 @@ class Site:
         self.tmp = tmp
         self.env = {
             **os.environ,
-            "DJANGO_SETTINGS_MODULE": "project.settings",
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
             "DATABASE_URL": f"sqlite:///{tmp / 'site.sqlite3'}",
             "MEDIA_ROOT": str(tmp / "media"),
             "DEBUG": "1",

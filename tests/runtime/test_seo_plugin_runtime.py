@@ -20,6 +20,8 @@ from hypothesis import strategies as st
 from gonext_plugins.errors import HookError
 from gonext_plugins.runtime import HostFunctions, Limits, Plugin, Runtime
 
+from .conftest import require_fast_dispatcher
+
 REPO = Path(__file__).resolve().parents[2]
 SEO_DIR = REPO / "examples" / "plugins" / "seo"
 ALL_CAPS = frozenset({"posts.read", "posts.write", "hooks.subscribe", "jobs.enqueue"})
@@ -91,8 +93,8 @@ class Site:
 
 @pytest.fixture(scope="module", params=["fast", "slow"])
 def dispatcher(request: pytest.FixtureRequest) -> str:
-    if request.param == "fast" and importlib.util.find_spec("gonext_plugins.runtime.dispatch_fast") is None:
-        pytest.skip("dispatch_fast not available")
+    if request.param == "fast":
+        require_fast_dispatcher()  # fails, not skips
     return str(request.param)
 
 
