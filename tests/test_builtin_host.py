@@ -530,9 +530,8 @@ def test_fetch_refuses_a_redirect_to_another_host(  # type: ignore[no-untyped-de
 
 def test_fetch_slow_response_times_out(fetcher: LoadedPlugin, server: _Server, settings, caplog) -> None:  # type: ignore[no-untyped-def]
     settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "HTTP_TIMEOUT": 0.3}
-    started = time.monotonic()
+    # The server answers after 2 s: an error logged as "timed out" is the 0.3 s timeout at work.
     assert call(fetcher, "http.fetch", {"url": server.url("/slow?s=2")}) == ERROR
-    assert time.monotonic() - started < 1.5
     assert logged(caplog, "demo", "timed out")
     assert call(fetcher, "http.fetch", {"url": server.url("/ok")})["body"] == "hello"
 
@@ -540,9 +539,8 @@ def test_fetch_slow_response_times_out(fetcher: LoadedPlugin, server: _Server, s
 def test_fetch_timeout_is_total_not_per_read(fetcher: LoadedPlugin, server: _Server, settings) -> None:  # type: ignore[no-untyped-def]
     """A server trickling a byte every 50 ms never trips a per-read timeout; the total one holds."""
     settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "HTTP_TIMEOUT": 0.5}
-    started = time.monotonic()
+    # A per-read timeout would let the trickle finish and return its body: an error is the total one.
     assert call(fetcher, "http.fetch", {"url": server.url("/trickle")}) == ERROR
-    assert time.monotonic() - started < 1.5
 
 
 @pytest.mark.parametrize("path", ["/big?n=5000", "/stream?n=5000"])

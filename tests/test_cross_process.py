@@ -32,6 +32,8 @@ import pytest
 from .conftest import REPO, guest_wasm, make_manifest
 
 SYNC_INTERVAL = 0.5
+# The one wall-clock bound kept here: seeing a change "within SYNC_INTERVAL" is the guarantee under
+# test (with test_compile_limits' "concurrent write under 1 s" and test_host_call_deadline's bound).
 SLACK = 0.5  # start-up jitter, the 20 ms poll and loading from the artifact cache
 SLUG = "xproc"
 PROCS = Path(__file__).resolve().parent / "procs"

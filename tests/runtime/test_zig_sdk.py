@@ -291,9 +291,7 @@ def test_build_is_cached_on_content(tmp_path: Path) -> None:
     key_file = out.with_name("plugin.wasm.buildkey")
     key = key_file.read_text()
     mtime = out.stat().st_mtime_ns
-    started = time.perf_counter()
     assert zigbuild.build_zig(project) == out
-    assert time.perf_counter() - started < 1.0
     assert out.stat().st_mtime_ns == mtime  # not rebuilt
 
     with Runtime() as rt:
