@@ -188,7 +188,7 @@ def test_manifest_is_valid_and_matches_the_handlers() -> None:
 
 # --- wp_head -------------------------------------------------------------------------------------
 # The head is structured data (title, meta, link, jsonld) that the host escapes and renders: the
-# plugin needs no html.raw. How it renders, hostile titles included, is in tests/test_seo_blog.py.
+# plugin needs no html.raw. How it renders, hostile titles included, is in tests/site/test_seo_blog.py.
 
 
 def meta_of(body: dict[str, Any], key: str, value: str) -> str | None:
