@@ -72,9 +72,11 @@ dev: seed
 lint: dev-deps
 	$(VENV)/bin/ruff check .
 
+# Two workers (pytest-xdist), each file on one worker so a module's live server starts once;
+# every test takes its ports, files and databases from tmp_path or a free port.
 test: apt-deps dev-deps
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile
 
 bench: dev-deps
 	$(PY) -m benchmarks all
