@@ -259,6 +259,7 @@ def check_http_fetch_private(app_configs: Any = None, **kwargs: Any) -> Iterable
             "stay unreachable. Turn it off otherwise.",
             id="gonext_plugins.W005",
         )]
+    return []
 
 
 CSP_MIDDLEWARE = "gonext_plugins.middleware.ContentSecurityPolicyMiddleware"
