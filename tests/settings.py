@@ -22,6 +22,11 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # database name): pytest-django suffixes it per xdist worker, so parallel workers do not share it.
 if os.environ.get("TEST_DATABASE_NAME"):
     DATABASES["default"]["TEST"]["NAME"] = os.environ["TEST_DATABASE_NAME"]
+elif DATABASES["default"]["ENGINE"].endswith(".sqlite3"):
+    # Said explicitly, the in-memory default is left alone by pytest-django's per-worker suffix (it
+    # only recognises Django's own engine path, not django_prometheus' wrapper, and would otherwise
+    # name a file "test_<path>_gw0"). Each xdist worker is its own process: its memory is its own.
+    DATABASES["default"]["TEST"]["NAME"] = ":memory:"
 
 GONEXT_PLUGINS = {**GONEXT_PLUGINS}
 # Knobs the tests lower in the child processes they start (the test process itself overrides
