@@ -76,9 +76,11 @@ LINT = $(VENV)/bin/ruff check . && $(VENV)/bin/lint-imports --no-cache && $(VENV
 lint: dev-deps
 	$(LINT)
 
+# Two workers (pytest-xdist), each file on one worker so a module's live server starts once;
+# every test takes its ports, files and databases from tmp_path or a free port.
 test: apt-deps dev-deps
 	$(LINT)
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile
 
 bench: dev-deps
 	$(PY) -m benchmarks all

@@ -1,5 +1,6 @@
 """Settings of the demo site. Everything environment-specific comes from environment variables,
-so the same settings serve `make demo`, the tests and a multi-process deployment."""
+so the same settings serve `make demo` and a multi-process deployment; tests/settings.py builds on
+them for the test suite."""
 
 from __future__ import annotations
 
@@ -81,9 +82,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace(
     "django.db.backends.", "django_prometheus.db.backends."
 )
-DATABASES["default"].setdefault("TEST", {})
-if os.environ.get("TEST_DATABASE_NAME"):
-    DATABASES["default"]["TEST"]["NAME"] = os.environ["TEST_DATABASE_NAME"]
+DATABASES["default"].setdefault("TEST", {})  # tests/settings.py may name the test database
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -148,16 +147,7 @@ GONEXT_PLUGINS = {
     # Dev mode (unsigned bundles, the dev install endpoint) only where DEBUG is on and asked for.
     "DEV_MODE": DEBUG and os.environ.get("GONEXT_DEV_MODE", "0") == "1",
 }
-if os.environ.get("GONEXT_SYNC_INTERVAL"):
-    # How often each process polls the generation number (seconds); the cross-process tests lower it.
-    GONEXT_PLUGINS["SYNC_INTERVAL"] = float(os.environ["GONEXT_SYNC_INTERVAL"])
-if os.environ.get("GONEXT_JOB_RETRY_BASE_SECONDS"):
-    # First retry delay of a trapped job (doubling after); the jobs tests lower it.
-    GONEXT_PLUGINS["JOB_RETRY_BASE_SECONDS"] = float(os.environ["GONEXT_JOB_RETRY_BASE_SECONDS"])
-for _key, _var in (("LOG_RATE", "GONEXT_LOG_RATE"), ("LOG_BURST", "GONEXT_LOG_BURST")):
-    if os.environ.get(_var):
-        # Plugin log rate limit (lines/s, burst); the live-log browser test lowers it to show drops.
-        GONEXT_PLUGINS[_key] = float(os.environ[_var])
+# The test knobs (sync interval, job retry delay, log rate) live in tests/settings.py.
 
 LOGGING = {
     "version": 1,

@@ -75,7 +75,7 @@ class Proc:
         with self._cond:
             return "\n".join(text for _, text in self.lines[since:])
 
-    def wait_for(self, pattern: str, *, since: int = 0, timeout: float = 30.0) -> tuple[float, str]:
+    def wait_for(self, pattern: str, *, since: int = 0, timeout: float = 120.0) -> tuple[float, str]:
         """(arrival time, line) of the first line from ``since`` on matching ``pattern``."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
@@ -112,7 +112,7 @@ class Proc:
         self._reader.join(2)
 
 
-def poll_page(url: str, present: str, *, absent: str | None = None, timeout: float = 10.0,
+def poll_page(url: str, present: str, *, absent: str | None = None, timeout: float = 60.0,
               interval: float = 0.05) -> tuple[float, str]:
     """(monotonic time, page) once ``url`` shows ``present`` (and not ``absent``)."""
     import requests

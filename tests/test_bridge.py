@@ -13,7 +13,9 @@ from gonext_plugins.models import PluginFault
 from gonext_plugins.registry import registry
 from project.blog.models import Post
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# No real commits needed: the lifecycle's on-commit work (signals the registry reacts to) runs
+# through django_capture_on_commit_callbacks(execute=True) where a test changes state.
+pytestmark = pytest.mark.django_db
 
 HOOKS = [
     {"name": "upper", "kind": "filter", "priority": 20},
@@ -60,19 +62,21 @@ def test_objects_cross_as_json(active) -> None:  # type: ignore[no-untyped-def]
         hooks.do_action("echo", object())  # the site's bug: raised, not swallowed as a plugin fault
 
 
-def test_deactivation_removes_every_proxy(active) -> None:  # type: ignore[no-untyped-def]
-    lifecycle.deactivate("demo", "tests")
+def test_deactivation_removes_every_proxy(active, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+    with django_capture_on_commit_callbacks(execute=True):
+        lifecycle.deactivate("demo", "tests")
     registry.maybe_sync()
     assert not hooks.has_filter("upper") and not hooks.has_action("body")
     assert hooks.apply_filters("upper", "hello") == "hello"
 
 
-def test_without_hooks_subscribe_nothing_is_wired(make_bundle) -> None:  # type: ignore[no-untyped-def]
+def test_without_hooks_subscribe_nothing_is_wired(make_bundle, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
     bundle = make_bundle(capabilities=["kv"], optionalCapabilities=["hooks.subscribe"], hooks=HOOKS)
     lifecycle.install(bundle, ["kv", "hooks.subscribe"], "tests", activate=True)
     registry.sync(force=True)
     assert hooks.apply_filters("upper", "hello") == "HELLO"
-    lifecycle.revoke("demo", "hooks.subscribe", "tests")  # optional: the plugin stays active
+    with django_capture_on_commit_callbacks(execute=True):
+        lifecycle.revoke("demo", "hooks.subscribe", "tests")  # optional: the plugin stays active
     registry.maybe_sync()
     assert registry.get("demo") is not None
     assert hooks.apply_filters("upper", "hello") == "hello"
@@ -96,17 +100,21 @@ def test_strict_mode_raises_faults(active, settings) -> None:  # type: ignore[no
         hooks.apply_filters("panic", "x")
 
 
-def test_repeated_faults_quarantine_and_unwire(active) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(5):
-        assert hooks.apply_filters("panic", "v") == "v"
+def test_repeated_faults_quarantine_and_unwire(active, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+    with django_capture_on_commit_callbacks(execute=True):
+        for _ in range(5):
+            assert hooks.apply_filters("panic", "v") == "v"
     registry.maybe_sync()
     assert registry.get("demo") is None
     assert not hooks.has_filter("upper")
 
 
-def test_upgrade_rewires_to_the_new_version(active, make_bundle) -> None:  # type: ignore[no-untyped-def]
+def test_upgrade_rewires_to_the_new_version(active, make_bundle,  # type: ignore[no-untyped-def]
+                                            django_capture_on_commit_callbacks) -> None:
     new_hooks = [{"name": "upper", "kind": "filter", "priority": 1}]
-    lifecycle.upgrade("demo", make_bundle(version="2.0.0", capabilities=CAPS, hooks=new_hooks), [], "tests")
+    with django_capture_on_commit_callbacks(execute=True):
+        lifecycle.upgrade("demo", make_bundle(version="2.0.0", capabilities=CAPS, hooks=new_hooks), [],
+                          "tests")
     registry.maybe_sync()
     [proxy] = registry.get("demo").extras["hook_proxies"]
     assert hooks.has_filter("upper", proxy) == 1

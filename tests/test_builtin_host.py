@@ -27,7 +27,9 @@ from gonext_plugins.registry import LoadedPlugin, registry
 from tests.conftest import guest_wasm
 from tests.test_cross_process import postgres_url  # noqa: F401  (a fixture)
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Real commits only where threads or other processes write (marked on those tests); elsewhere the
+# lifecycle's on-commit work runs through captured on-commit callbacks.
+pytestmark = pytest.mark.django_db
 
 DENIED = {"hc": -5}
 ERROR = {"hc": -1}
@@ -39,7 +41,7 @@ def _wasm() -> bytes:
 
 
 @pytest.fixture
-def plugin(make_bundle) -> Callable[..., LoadedPlugin]:  # type: ignore[no-untyped-def]
+def plugin(make_bundle, django_capture_on_commit_callbacks) -> Callable[..., LoadedPlugin]:  # type: ignore[no-untyped-def]
     """``plugin(slug="demo", caps=("kv",), grant=None, optional=(), hosts=(), grant_hosts=None)``:
     install and activate a hostcall_guest plugin and return it as the registry loaded it."""
 
@@ -52,8 +54,9 @@ def plugin(make_bundle) -> Callable[..., LoadedPlugin]:  # type: ignore[no-untyp
         if hosts:
             fields["http"] = {"allowedHosts": list(hosts)}
         bundle = make_bundle(wasm=_wasm(), **fields)
-        lifecycle.install(bundle, caps if grant is None else grant, "tests", activate=True,
-                          hosts=grant_hosts)
+        with django_capture_on_commit_callbacks(execute=True):
+            lifecycle.install(bundle, caps if grant is None else grant, "tests", activate=True,
+                              hosts=grant_hosts)
         loaded = registry.get(slug)
         assert loaded is not None
         return loaded
@@ -172,6 +175,7 @@ def test_kv_bad_input_is_an_error(plugin, caplog, function: str, payload: Any) -
     assert call(demo, "kv.set", {"key": "k" * 255, "value": 1}) == {"ok": True}  # the longest key
 
 
+@pytest.mark.django_db(transaction=True)  # twelve threads, each with its own connection
 def test_kv_concurrent_writers_never_exceed_the_key_quota(plugin, settings) -> None:  # type: ignore[no-untyped-def]
     """Many threads add distinct keys at once, each retrying on -1 (the test database's in-memory
     SQLite answers some concurrent writers "table is locked" at once): exactly KV_MAX_KEYS of them
@@ -205,18 +209,21 @@ def test_kv_concurrent_writers_never_exceed_the_key_quota(plugin, settings) -> N
     assert all(v in ({"ok": True}, ERROR) for v in results.values())
 
 
-def test_kv_without_the_grant_is_capability_denied_also_after_a_revoke(plugin) -> None:  # type: ignore[no-untyped-def]
+def test_kv_without_the_grant_is_capability_denied_also_after_a_revoke(  # type: ignore[no-untyped-def]
+        plugin, django_capture_on_commit_callbacks) -> None:
     demo = plugin(caps=(), optional=("kv",), grant=())
     assert call(demo, "kv.set", {"key": "k", "value": 1}) == DENIED
     assert call(demo, "kv.get", {"key": "k"}) == DENIED
     assert rows("demo") == {}
 
-    lifecycle.grant("demo", ["kv"], "tests")
+    with django_capture_on_commit_callbacks(execute=True):
+        lifecycle.grant("demo", ["kv"], "tests")
     demo = registry.get("demo")  # re-syncs after the commit
     assert demo is not None and "kv" in demo.capabilities
     assert call(demo, "kv.set", {"key": "k", "value": 1}) == {"ok": True}
 
-    lifecycle.revoke("demo", "kv", "tests")
+    with django_capture_on_commit_callbacks(execute=True):
+        lifecycle.revoke("demo", "kv", "tests")
     registry.sync(force=True)
     assert registry.get("demo") is demo  # still running, just without kv
     assert call(demo, "kv.get", {"key": "k"}) == DENIED
@@ -530,9 +537,8 @@ def test_fetch_refuses_a_redirect_to_another_host(  # type: ignore[no-untyped-de
 
 def test_fetch_slow_response_times_out(fetcher: LoadedPlugin, server: _Server, settings, caplog) -> None:  # type: ignore[no-untyped-def]
     settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "HTTP_TIMEOUT": 0.3}
-    started = time.monotonic()
+    # The server answers after 2 s: an error logged as "timed out" is the 0.3 s timeout at work.
     assert call(fetcher, "http.fetch", {"url": server.url("/slow?s=2")}) == ERROR
-    assert time.monotonic() - started < 1.5
     assert logged(caplog, "demo", "timed out")
     assert call(fetcher, "http.fetch", {"url": server.url("/ok")})["body"] == "hello"
 
@@ -540,9 +546,8 @@ def test_fetch_slow_response_times_out(fetcher: LoadedPlugin, server: _Server, s
 def test_fetch_timeout_is_total_not_per_read(fetcher: LoadedPlugin, server: _Server, settings) -> None:  # type: ignore[no-untyped-def]
     """A server trickling a byte every 50 ms never trips a per-read timeout; the total one holds."""
     settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "HTTP_TIMEOUT": 0.5}
-    started = time.monotonic()
+    # A per-read timeout would let the trickle finish and return its body: an error is the total one.
     assert call(fetcher, "http.fetch", {"url": server.url("/trickle")}) == ERROR
-    assert time.monotonic() - started < 1.5
 
 
 @pytest.mark.parametrize("path", ["/big?n=5000", "/stream?n=5000"])

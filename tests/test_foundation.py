@@ -1,16 +1,14 @@
-"""The app's ground: settings object, system checks, models, the demo blog and metrics."""
+"""The app's ground: settings object, system checks, models and metrics (the demo blog: tests/site/)."""
 
 from __future__ import annotations
 
 import pytest
 from django.core.checks import run_checks
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management import call_command
 from django.test import override_settings
 
 from gonext_plugins.conf import DEFAULTS, settings
 from gonext_plugins.models import AuditEvent, Plugin, PublisherKey
-from project.blog.models import Post
 
 
 def _ids(**kwargs: object) -> set[str]:
@@ -86,30 +84,6 @@ def test_audit_events_are_append_only() -> None:
     with pytest.raises(TypeError):
         AuditEvent.objects.all().delete()
     assert AuditEvent.objects.get(pk=event.pk).action == "install"
-
-
-@pytest.mark.django_db
-def test_seed_demo_creates_admin_and_posts(client, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("DEMO_ADMIN_USER", "boss")
-    monkeypatch.setenv("DEMO_ADMIN_PASSWORD", "s3cret-pass")
-    call_command("seed_demo")
-    call_command("seed_demo")  # idempotent
-    assert Post.objects.count() == 3
-    assert client.login(username="boss", password="s3cret-pass")
-    assert client.get("/admin/").status_code == 200
-
-
-@pytest.mark.django_db
-def test_blog_list_and_detail_pages(client) -> None:  # type: ignore[no-untyped-def]
-    Post.objects.create(title="Visible", slug="visible", body="Hello <b>world</b>")
-    Post.objects.create(title="Draft", slug="draft", body="secret", published=False)
-    page = client.get("/")
-    assert page.status_code == 200
-    assert b"Visible" in page.content and b"Draft" not in page.content
-    detail = client.get("/posts/visible/")
-    assert detail.status_code == 200
-    assert b"Hello &lt;b&gt;world&lt;/b&gt;" in detail.content
-    assert client.get("/posts/draft/").status_code == 404
 
 
 @pytest.mark.django_db

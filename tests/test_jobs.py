@@ -34,7 +34,9 @@ from gonext_plugins.tasks import run_plugin_job
 
 from .conftest import GUESTS, guest_wasm
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# No real commits needed: the worker loop runs in this process, on this connection; installs run
+# the lifecycle's on-commit work through captured on-commit callbacks.
+pytestmark = pytest.mark.django_db
 
 JOB_NAMES = ("echo", "flaky", "fail", "trap", "whoami")
 
@@ -50,7 +52,7 @@ def _fast_retries(settings: Any) -> None:
 
 
 @pytest.fixture
-def job_plugin(make_bundle: Any) -> Callable[..., LoadedPlugin]:
+def job_plugin(make_bundle: Any, django_capture_on_commit_callbacks: Any) -> Callable[..., LoadedPlugin]:
     """``job_plugin(slug, jobs=JOB_NAMES, max_retries=2, wasm=job guest, caps=(...))``: installed,
     active, and loaded here."""
 
@@ -59,7 +61,9 @@ def job_plugin(make_bundle: Any) -> Callable[..., LoadedPlugin]:
         fields: dict[str, Any] = {"slug": slug, "capabilities": list(caps)}
         if jobs:
             fields["jobs"] = [{"name": name, "maxRetries": max_retries} for name in jobs]
-        lifecycle.install(make_bundle(wasm=wasm or job_wasm(), **fields), list(caps), "tests", activate=True)
+        with django_capture_on_commit_callbacks(execute=True):
+            lifecycle.install(make_bundle(wasm=wasm or job_wasm(), **fields), list(caps), "tests",
+                              activate=True)
         loaded = registry.get(slug)
         assert loaded is not None
         return loaded
@@ -76,7 +80,7 @@ def work() -> None:
            max_tasks=None, worker_id="tests", excluded_queue_names=[]).run()
 
 
-def work_until_final(key: str, timeout: float = 10) -> PluginJobRun:
+def work_until_final(key: str, timeout: float = 60) -> PluginJobRun:  # only a failing run waits long
     deadline = time.monotonic() + timeout
     while True:
         work()

@@ -34,7 +34,10 @@ from gonext_plugins.models import (
 from gonext_plugins.registry import registry
 from gonext_plugins.storage import blob_name, get_storage
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Real commits only where a test watches what happens on commit (signals, the registry's reload,
+# blob removal): those tests are marked ON_COMMIT.
+pytestmark = pytest.mark.django_db
+ON_COMMIT = pytest.mark.django_db(transaction=True)
 
 HOOKED = {"capabilities": ["kv", "hooks.subscribe"], "hooks": [{"name": "upper", "kind": "filter"}]}
 GRANTS = ["kv", "hooks.subscribe"]
@@ -91,6 +94,7 @@ def signal_log():  # type: ignore[no-untyped-def]
 # --- install ----------------------------------------------------------------------------------
 
 
+@ON_COMMIT
 def test_install_writes_rows_blob_audit_and_signal(make_bundle, publisher, signal_log) -> None:  # type: ignore[no-untyped-def]
     bundle = make_bundle(**HOOKED)
     result = lifecycle.install(bundle, GRANTS, "tests")
@@ -108,6 +112,7 @@ def test_install_writes_rows_blob_audit_and_signal(make_bundle, publisher, signa
     assert registry.get("demo") is None  # installed, not active
 
 
+@ON_COMMIT
 def test_install_and_activate_runs_the_plugin(make_bundle, signal_log) -> None:  # type: ignore[no-untyped-def]
     lifecycle.install(make_bundle(**HOOKED), GRANTS, "tests", activate=True)
     assert Plugin.objects.get(slug="demo").state == PluginState.ACTIVE
@@ -180,6 +185,7 @@ def test_failure_inside_install_leaves_database_and_storage_as_they_were(make_bu
 # --- activate / deactivate --------------------------------------------------------------------
 
 
+@ON_COMMIT
 def test_activate_deactivate_round_trip(make_bundle, signal_log) -> None:  # type: ignore[no-untyped-def]
     lifecycle.install(make_bundle(**HOOKED), GRANTS, "tests")
     assert lifecycle.activate("demo", "tests").changed
@@ -209,6 +215,7 @@ def test_unknown_plugin_is_a_typed_error() -> None:
 # --- upgrade / rollback -----------------------------------------------------------------------
 
 
+@ON_COMMIT
 def test_upgrade_with_new_capability_needs_consent_and_old_version_keeps_running(make_bundle) -> None:  # type: ignore[no-untyped-def]
     lifecycle.install(make_bundle(**HOOKED), GRANTS, "tests", activate=True)
     v2 = make_bundle(version="2.0.0", capabilities=[*GRANTS, "jobs.enqueue"],
@@ -241,6 +248,7 @@ def test_versions_are_immutable(make_bundle) -> None:  # type: ignore[no-untyped
         lifecycle.upgrade("demo", make_bundle(slug="other", version="9.0.0"), [], "tests")
 
 
+@ON_COMMIT
 def test_rollback_default_and_explicit(make_bundle, signal_log) -> None:  # type: ignore[no-untyped-def]
     lifecycle.install(make_bundle(**HOOKED), GRANTS, "tests", activate=True)
     lifecycle.upgrade("demo", make_bundle(version="1.1.0", **HOOKED), [], "tests")
@@ -272,6 +280,7 @@ def test_rollback_to_a_version_needing_a_revoked_capability_is_refused(make_bund
 # --- uninstall --------------------------------------------------------------------------------
 
 
+@ON_COMMIT
 def test_uninstall_leaves_no_grants_kv_or_unreferenced_blobs(make_bundle, signal_log) -> None:  # type: ignore[no-untyped-def]
     lifecycle.install(make_bundle(**HOOKED), GRANTS, "tests", activate=True)
     lifecycle.upgrade("demo", make_bundle(version="2.0.0", wasm=_other_wasm(), **HOOKED), [], "tests")
@@ -290,6 +299,7 @@ def test_uninstall_leaves_no_grants_kv_or_unreferenced_blobs(make_bundle, signal
     assert "plugin_uninstalled" in signal_log.seen
 
 
+@ON_COMMIT
 def test_uninstall_keep_data_keeps_kv_for_a_reinstall(make_bundle) -> None:  # type: ignore[no-untyped-def]
     lifecycle.install(make_bundle(), ["kv"], "tests")
     PluginKV.objects.create(plugin_slug="demo", key="k", value={"x": 1}, size=7)
@@ -311,6 +321,7 @@ def _other_wasm() -> bytes:
 # --- grants and keys --------------------------------------------------------------------------
 
 
+@ON_COMMIT
 def test_grant_optional_and_revoke_required_deactivates(make_bundle) -> None:  # type: ignore[no-untyped-def]
     bundle = make_bundle(capabilities=["kv", "hooks.subscribe"], optionalCapabilities=["jobs.enqueue"],
                          hooks=HOOKED["hooks"])
@@ -352,6 +363,7 @@ def test_trust_key_validates_the_key() -> None:
 # --- quarantine -------------------------------------------------------------------------------
 
 
+@ON_COMMIT
 def test_quarantine_after_the_fifth_fault_in_a_minute_and_not_before(make_bundle, signal_log) -> None:  # type: ignore[no-untyped-def]
     lifecycle.install(make_bundle(**HOOKED), GRANTS, "tests", activate=True)
     loaded = registry.get("demo")

@@ -20,7 +20,8 @@ from gonext_plugins.registry import LoadedPlugin
 
 from .test_logs import clean_writer, install_flood, staff  # noqa: F401  (fixture)
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# No real commits needed: install_flood runs the lifecycle's on-commit work through captured callbacks.
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)

@@ -54,7 +54,7 @@ class LiveServer:
         self.log_path = root / "server.log"
         self.env = {
             **os.environ,
-            "DJANGO_SETTINGS_MODULE": "project.settings",
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
             "DATABASE_URL": f"sqlite:///{root / 'db.sqlite3'}",
             "MEDIA_ROOT": str(root / "media"),
             "STATIC_ROOT": str(root / "static"),

@@ -144,7 +144,7 @@ def test_missing_assemblyscript(tmp_path: Path) -> None:
 
 def test_zig_rebuild_is_cached(zig_projects: dict[str, Path]) -> None:
     built = builders.compile_project(zig_projects["hello"])
-    assert built.cached and built.map_path is not None and built.seconds < 1
+    assert built.cached and built.map_path is not None  # not rebuilt (no timing: a busy machine is slow)
 
 
 def test_zig_without_main(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ def setup() -> None:
     """Configure Django from the environment the test passed (DATABASE_URL, MEDIA_ROOT, ...)."""
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
     import django
 
     django.setup()

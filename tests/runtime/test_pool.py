@@ -70,7 +70,7 @@ def test_checkout_timeout(slow_rt: Runtime) -> None:
     started = time.monotonic()
     with pytest.raises(PoolTimeout):
         plugin.invoke_action("x")
-    assert 0.04 < time.monotonic() - started < 1
+    assert time.monotonic() - started > 0.04  # waited for its checkout timeout, not refused at once
     plugin.pool.checkin(inst)
     assert plugin.invoke_action("x") is None
 

@@ -20,6 +20,8 @@ from hypothesis import strategies as st
 from gonext_plugins.errors import HookError
 from gonext_plugins.runtime import HostFunctions, Limits, Plugin, Runtime
 
+from .conftest import require_fast_dispatcher
+
 REPO = Path(__file__).resolve().parents[2]
 SEO_DIR = REPO / "examples" / "plugins" / "seo"
 ALL_CAPS = frozenset({"posts.read", "posts.write", "hooks.subscribe", "jobs.enqueue"})
@@ -91,8 +93,8 @@ class Site:
 
 @pytest.fixture(scope="module", params=["fast", "slow"])
 def dispatcher(request: pytest.FixtureRequest) -> str:
-    if request.param == "fast" and importlib.util.find_spec("gonext_plugins.runtime.dispatch_fast") is None:
-        pytest.skip("dispatch_fast not available")
+    if request.param == "fast":
+        require_fast_dispatcher()  # fails, not skips
     return str(request.param)
 
 
@@ -186,7 +188,7 @@ def test_manifest_is_valid_and_matches_the_handlers() -> None:
 
 # --- wp_head -------------------------------------------------------------------------------------
 # The head is structured data (title, meta, link, jsonld) that the host escapes and renders: the
-# plugin needs no html.raw. How it renders, hostile titles included, is in tests/test_seo_blog.py.
+# plugin needs no html.raw. How it renders, hostile titles included, is in tests/site/test_seo_blog.py.
 
 
 def meta_of(body: dict[str, Any], key: str, value: str) -> str | None:

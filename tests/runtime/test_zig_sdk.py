@@ -15,6 +15,8 @@ import pytest
 from gonext_plugins.errors import BuildError, HookError, PluginTrap
 from gonext_plugins.runtime import HostFunctions, Limits, Plugin, Runtime
 
+from .conftest import require_fast_dispatcher
+
 REPO = Path(__file__).resolve().parents[2]
 ECHO_DIR = REPO / "tests" / "guests" / "zig_sdk_echo"
 
@@ -64,8 +66,8 @@ def functions() -> HostFunctions:
 @pytest.fixture(params=["fast", "slow"])
 def echo(request: pytest.FixtureRequest, echo_wasm: bytes, logs: Recorder,
          functions: HostFunctions) -> Iterator[Plugin]:
-    if request.param == "fast" and importlib.util.find_spec("gonext_plugins.runtime.dispatch_fast") is None:
-        pytest.skip("dispatch_fast not available")
+    if request.param == "fast":
+        require_fast_dispatcher()  # fails, not skips
     rt = Runtime(host_functions=functions, log_sink=logs, dispatcher=request.param,
                  limits=Limits(memory_pages=64, hard_timeout_ms=10_000, soft_timeout_ms=None))
     yield rt.load(echo_wasm, name="echo", capabilities=frozenset({"t.cap"}))
@@ -289,9 +291,7 @@ def test_build_is_cached_on_content(tmp_path: Path) -> None:
     key_file = out.with_name("plugin.wasm.buildkey")
     key = key_file.read_text()
     mtime = out.stat().st_mtime_ns
-    started = time.perf_counter()
     assert zigbuild.build_zig(project) == out
-    assert time.perf_counter() - started < 1.0
     assert out.stat().st_mtime_ns == mtime  # not rebuilt
 
     with Runtime() as rt:

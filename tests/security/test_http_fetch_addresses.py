@@ -45,7 +45,7 @@ from tests.test_admin import (  # noqa: F401  (manager and users are fixtures)
 )
 from tests.test_builtin_host import ERROR, _Server, call, logged, plugin  # noqa: F401  (a fixture)
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db  # no test here needs real commits
 
 ALLOW = "HTTP_FETCH_ALLOW_PRIVATE"
 # Every way of writing 127.0.0.1 that inet_aton (and so getaddrinfo) accepts, and names for it.

@@ -32,6 +32,8 @@ from tests.test_jobs import work_until_final
 
 from .postgres_child import on_the_expected_database, run_module_on_postgresql  # noqa: F401  (autouse)
 
+# Real commits: the same module runs again on PostgreSQL (postgres_child), where what is under test
+# (row locks under READ COMMITTED, what the server refuses) needs committed transactions.
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ESCAPED_NUL = "\\x00"  # what a NUL becomes in a stored record: four visible characters

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from .api.server import free_port
-from .conftest import REPO
-from .devloop_helpers import Proc, zig_cache_env
+from tests.api.server import free_port
+from tests.conftest import REPO
+from tests.devloop_helpers import Proc, zig_cache_env
 
 DOC = REPO / "docs" / "plugin-authors.md"
 DOC_URL = "http://127.0.0.1:8000"

@@ -16,7 +16,9 @@ from gonext_plugins.registry import registry
 from project.blog.models import Post
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# No real commits needed: the lifecycle's on-commit work (the registry's invalidation, signals) runs
+# through django_capture_on_commit_callbacks(execute=True).
+pytestmark = pytest.mark.django_db
 
 SEO = REPO / "examples" / "plugins" / "seo"
 HOSTILE = "</script><script>alert(1)</script> \"quoted\" & 'single' \u2028 ünïcode"
@@ -66,11 +68,12 @@ def parse(html: bytes) -> PageParser:
 
 
 @pytest.fixture
-def seo_active(publisher):  # type: ignore[no-untyped-def]
+def seo_active(publisher, django_capture_on_commit_callbacks):  # type: ignore[no-untyped-def]
     wasm = build_zig(SEO).read_bytes()
     raw = bundle.sign(bundle.pack((SEO / "manifest.json").read_bytes(), wasm), publisher.private_key)
     verified = bundle.read(raw)
-    lifecycle.install(verified, list(verified.manifest.all_capabilities), "tests", activate=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        lifecycle.install(verified, list(verified.manifest.all_capabilities), "tests", activate=True)
     return verified
 
 
@@ -109,19 +112,22 @@ def test_saving_a_post_stores_its_score(seo_active) -> None:  # type: ignore[no-
     assert 0 <= short_score < good_score <= 100
 
 
-def test_list_page_and_deactivation(client, seo_active) -> None:  # type: ignore[no-untyped-def]
+def test_list_page_and_deactivation(client, seo_active,  # type: ignore[no-untyped-def]
+                                    django_capture_on_commit_callbacks) -> None:
     post = Post.objects.create(title="Gone soon", slug="gone", body="Text.")
     assert client.get("/").status_code == 200
     assert b"application/ld+json" in client.get(post.get_absolute_url()).content
-    lifecycle.deactivate("seo", "tests")
+    with django_capture_on_commit_callbacks(execute=True):
+        lifecycle.deactivate("seo", "tests")
     page = client.get(post.get_absolute_url()).content
     assert b"application/ld+json" not in page and b"og:title" not in page
     assert parse(page).titles == ["Gone soon"]
 
 
-def test_make_demo_plugin_step_is_idempotent(tmp_path: Path) -> None:
+def test_make_demo_plugin_step_is_idempotent(tmp_path: Path, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
     key = tmp_path / "demo.key"
-    call_command("demo_plugin", key=str(key))
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("demo_plugin", key=str(key))
     plugin = Plugin.objects.get(slug="seo")
     assert plugin.state == PluginState.ACTIVE and plugin.active_version.signed
     assert (tmp_path / "seo-1.2.0.gnplugin").exists()
