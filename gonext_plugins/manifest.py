@@ -405,8 +405,8 @@ def _load_json(data: bytes | str) -> tuple[Any, list[Problem]]:
         raise ManifestError([("$", f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")])
     except ValueError as exc:
         raise ManifestError([("$", f"is not valid JSON: {exc}")])
-    except RecursionError:
-        raise ManifestError([("$", "is not valid JSON: nested too deeply")])
+    except RecursionError as exc:  # deeper than the parser's stack: far past the depth limit
+        raise ManifestError([("$", f"is nested more than {untrusted_json.MAX_DEPTH} levels deep")]) from exc
     return parsed, duplicates
 
 
