@@ -318,7 +318,7 @@ def _read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int, ma
     except PluginError:
         raise
     except Exception as exc:  # any failure to decode untrusted bytes is "damaged", never a crash
-        raise _damaged(f"{name}: {exc}")
+        raise _damaged(f"{name}: {exc}") from exc
     data = b"".join(chunks)
     if len(data) != info.file_size:
         raise _damaged(f"{name} is shorter than its header says")
@@ -339,7 +339,7 @@ def _extract(raw: bytes, *, max_unpacked_bytes: int, max_compression_ratio: int,
         infos = archive.infolist()
         comment = archive.comment
     except Exception as exc:
-        raise _damaged(exc)
+        raise _damaged(exc) from exc
 
     seen: set[str] = set()
     for info in infos:
@@ -397,7 +397,7 @@ def _parse_signature(data: bytes) -> dict[str, str]:
     try:
         document = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise SignatureError(f"{SIGNATURE} is malformed: not UTF-8 JSON ({exc})")
+        raise SignatureError(f"{SIGNATURE} is malformed: not UTF-8 JSON ({exc})") from exc
     if not isinstance(document, dict):
         raise SignatureError(f"{SIGNATURE} is malformed: not a JSON object")
     missing = sorted(SIGNATURE_FIELDS - set(document))
@@ -431,7 +431,7 @@ def _verify(contents: Mapping[str, bytes], manifest_sha: str, wasm_sha: str, key
     try:
         public_raw = signing.b64decode_exact(document["publicKey"], signing.KEY_BYTES, "publicKey")
     except ValueError as exc:
-        raise SignatureError(f"{SIGNATURE} is malformed: {exc}", plugin=slug)
+        raise SignatureError(f"{SIGNATURE} is malformed: {exc}", plugin=slug) from exc
     fingerprint = signing.fingerprint(public_raw)
     if document["fingerprint"] != fingerprint:
         raise SignatureError(f"{SIGNATURE} is malformed: its fingerprint is not the publicKey's", plugin=slug)
@@ -439,7 +439,7 @@ def _verify(contents: Mapping[str, bytes], manifest_sha: str, wasm_sha: str, key
         signing.verify_signature(document["publicKey"], signing.digest(manifest_sha, wasm_sha),
                                  document["signature"])
     except SignatureError as exc:
-        raise SignatureError(exc.message, plugin=slug, fingerprint=fingerprint)
+        raise SignatureError(exc.message, plugin=slug, fingerprint=fingerprint) from exc
 
     info = key_lookup(fingerprint)
     status = SignatureStatus("valid", fingerprint, public_key=document["publicKey"],

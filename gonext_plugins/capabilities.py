@@ -77,8 +77,9 @@ def unregister(name: str) -> None:
 def get(name: str) -> Capability:
     try:
         return _registry[name]
-    except KeyError:
-        raise UnknownCapability(f"unknown capability {name!r}; known: {', '.join(sorted(_registry))}")
+    except KeyError as exc:
+        known = ", ".join(sorted(_registry))
+        raise UnknownCapability(f"unknown capability {name!r}; known: {known}") from exc
 
 
 def is_known(name: str) -> bool:

@@ -383,7 +383,7 @@ def _load_json(data: bytes | str) -> tuple[Any, list[Problem]]:
             text = bytes(data).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ManifestError([("$", f"is not UTF-8 text (bad byte at offset {exc.start}); "
-                                       "save manifest.json as UTF-8")])
+                                       "save manifest.json as UTF-8")]) from exc
     else:
         text = data
     duplicates: list[Problem] = []
@@ -402,9 +402,10 @@ def _load_json(data: bytes | str) -> tuple[Any, list[Problem]]:
     try:
         parsed = json.loads(text, object_pairs_hook=pairs, parse_constant=no_constant)
     except json.JSONDecodeError as exc:
-        raise ManifestError([("$", f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")])
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise ManifestError([("$", f"is not valid JSON: {exc.msg} at {where}")]) from exc
     except ValueError as exc:
-        raise ManifestError([("$", f"is not valid JSON: {exc}")])
+        raise ManifestError([("$", f"is not valid JSON: {exc}")]) from exc
     except RecursionError as exc:  # deeper than the parser's stack: far past the depth limit
         raise ManifestError([("$", f"is nested more than {untrusted_json.MAX_DEPTH} levels deep")]) from exc
     return parsed, duplicates

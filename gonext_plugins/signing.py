@@ -40,8 +40,8 @@ def b64decode_exact(value: object, length: int, what: str) -> bytes:
         raise ValueError(f"{what} must be a base64 string")
     try:
         raw = base64.b64decode(value.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError, ValueError):
-        raise ValueError(f"{what} is not valid base64")
+    except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
+        raise ValueError(f"{what} is not valid base64") from exc
     if len(raw) != length:
         raise ValueError(f"{what} must decode to {length} bytes, not {len(raw)}")
     if b64encode(raw) != value:
@@ -68,7 +68,7 @@ def load_signing_key(value: str | bytes | SigningKey) -> SigningKey:
         seed = value if isinstance(value, bytes) else b64decode_exact(value, KEY_BYTES, "signing key")
         return SigningKey(seed)
     except (ValueError, TypeError, CryptoError) as exc:
-        raise KeyFileError(f"not an ed25519 signing key: {exc}")
+        raise KeyFileError(f"not an ed25519 signing key: {exc}") from exc
 
 
 def public_key_of(signing_key: str | bytes | SigningKey) -> str:
@@ -93,15 +93,15 @@ def verify_signature(public_key_b64: str, message: bytes, signature_b64: str) ->
         key = b64decode_exact(public_key_b64, KEY_BYTES, "publicKey")
         sig = b64decode_exact(signature_b64, SIGNATURE_BYTES, "signature")
     except ValueError as exc:
-        raise SignatureError(f"signature.json is malformed: {exc}")
+        raise SignatureError(f"signature.json is malformed: {exc}") from exc
     try:
         VerifyKey(key).verify(message, sig)
-    except (BadSignatureError, CryptoError, ValueError):
+    except (BadSignatureError, CryptoError, ValueError) as exc:
         raise SignatureError(
             "the signature does not verify: the bundle was changed after it was signed, or signed "
             "incorrectly; get an intact copy from the publisher",
             fingerprint=fingerprint(key),
-        )
+        ) from exc
 
 
 # --- key files ---------------------------------------------------------------------------------
@@ -134,10 +134,11 @@ def write_key_file(path: str | os.PathLike[str], key: KeyFile) -> Path:
     target = Path(path)
     try:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise KeyFileError(f"{target} already exists; choose another --out (keys are never overwritten)")
+    except FileExistsError as exc:
+        raise KeyFileError(
+            f"{target} already exists; choose another --out (keys are never overwritten)") from exc
     except OSError as exc:
-        raise KeyFileError(f"cannot create {target}: {exc.strerror}")
+        raise KeyFileError(f"cannot create {target}: {exc.strerror}") from exc
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -153,10 +154,10 @@ def load_key_file(path: str | os.PathLike[str]) -> KeyFile:
     target = Path(path)
     try:
         data = json.loads(target.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise KeyFileError(f"key file {target} does not exist")
+    except FileNotFoundError as exc:
+        raise KeyFileError(f"key file {target} does not exist") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise KeyFileError(f"{target} is not a key file: {exc}")
+        raise KeyFileError(f"{target} is not a key file: {exc}") from exc
     if not isinstance(data, dict) or data.get("format") != KEY_FILE_FORMAT:
         raise KeyFileError(f"{target} is not a {KEY_FILE_FORMAT} key file (make one with `plugin keygen`)")
     if data.get("algorithm") != ALGORITHM:

@@ -188,8 +188,8 @@ def compile_in_child(wasm: bytes, name: str, key: bytes, path: Path, limits: Com
     started = time.monotonic()
     try:
         done = subprocess.run(args, input=wasm, capture_output=True, timeout=wall_seconds, check=False)
-    except subprocess.TimeoutExpired:  # run() has killed the child
-        raise CompileLimitExceeded(f"compiling the module took over {wall_seconds} s", plugin=name)
+    except subprocess.TimeoutExpired as exc:  # run() has killed the child
+        raise CompileLimitExceeded(f"compiling the module took over {wall_seconds} s", plugin=name) from exc
     stderr = done.stderr.decode("utf-8", "replace").strip()
     status = done.returncode
     logger.info("compiled %s in a child process: exit status %s in %.2f s", name, status,

@@ -61,11 +61,12 @@ def _consent_hint(how: str) -> Iterator[None]:
     try:
         yield
     except PublisherChanged as exc:
-        raise _refused(exc.code, f"{exc.message}\n  add: --accept-new-publisher")
+        raise _refused(exc.code, f"{exc.message}\n  add: --accept-new-publisher") from exc
     except ConsentRequired as exc:
         fix = (f"add: {_grant_flags(exc.missing)}" if how == "flags"
                else f"run: manage.py plugin grant {how} {' '.join(exc.missing)}")
-        raise _refused(exc.code, f"{exc.message}\n  missing capabilities: {', '.join(exc.missing)}\n  {fix}")
+        missing = ", ".join(exc.missing)
+        raise _refused(exc.code, f"{exc.message}\n  missing capabilities: {missing}\n  {fix}") from exc
 
 
 class LifecycleCommands:
@@ -124,7 +125,7 @@ class LifecycleCommands:
         try:
             data = Path(path).read_bytes()
         except OSError as exc:
-            raise _refused("io_error", f"cannot read {path}: {exc.strerror}")
+            raise _refused("io_error", f"cannot read {path}: {exc.strerror}") from exc
         return bundles.read(data)
 
     @staticmethod
@@ -155,7 +156,7 @@ class LifecycleCommands:
             with _consent_hint("flags"):
                 result = lifecycle.install(data, grants, actor_label(), activate=activate, hosts=hosts)
         except PluginExists as exc:
-            raise _refused(exc.code, f"{exc.message}: manage.py plugin upgrade {data.slug} {bundle}")
+            raise _refused(exc.code, f"{exc.message}: manage.py plugin upgrade {data.slug} {bundle}") from exc
         plugin = result.plugin
         self.done(f"installed {plugin.slug} {data.version} ({plugin.state}); granted: "
                   f"{', '.join(sorted(set(grants))) or '(nothing)'}"
@@ -414,12 +415,12 @@ class LifecycleCommands:
         try:
             text = path.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
-            raise _refused("io_error", f"cannot read {value}: {exc}")
+            raise _refused("io_error", f"cannot read {value}: {exc}") from exc
         if text.startswith("{"):
             try:
                 data = json.loads(text)
             except ValueError as exc:
-                raise _refused("bad_key_file", f"{value} is not valid JSON: {exc}")
+                raise _refused("bad_key_file", f"{value} is not valid JSON: {exc}") from exc
             if not isinstance(data, dict) or not isinstance(data.get("publicKey"), str):
                 raise _refused("bad_key_file", f"{value} has no publicKey")
             return str(data["publicKey"])
@@ -433,7 +434,7 @@ class LifecycleCommands:
         try:
             raw = signing.b64decode_exact(public, signing.KEY_BYTES, "public key")
         except ValueError as exc:
-            raise _refused("bad_signature", f"not an ed25519 public key: {exc}")
+            raise _refused("bad_signature", f"not an ed25519 public key: {exc}") from exc
         fingerprint = signing.fingerprint(raw)
         existing = PublisherKey.objects.filter(fingerprint=fingerprint).first()
         if existing is not None and existing.usable:

@@ -41,7 +41,7 @@ def read_input(path: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as exc:
-        raise refused("io_error", f"cannot read {path}: {exc.strerror}")
+        raise refused("io_error", f"cannot read {path}: {exc.strerror}") from exc
 
 
 def write_output(path: str, data: bytes) -> None:
@@ -54,7 +54,7 @@ def write_output(path: str, data: bytes) -> None:
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except OSError as exc:
-        raise refused("io_error", f"cannot write {path}: {exc.strerror}")
+        raise refused("io_error", f"cannot write {path}: {exc.strerror}") from exc
 
 
 LIFECYCLE_SUBCOMMANDS: dict[str, str] = {
@@ -120,9 +120,9 @@ class Command(DevCommands, LifecycleCommands, BaseCommand):
             handler(**options)
         except ManifestError as exc:
             lines = "".join(f"\n  {path}: {text}" for path, text in exc.problems)
-            raise refused(exc.code, f"manifest has {len(exc.problems)} problem(s):{lines}")
+            raise refused(exc.code, f"manifest has {len(exc.problems)} problem(s):{lines}") from exc
         except PluginError as exc:
-            raise refused(exc.code, exc.message)
+            raise refused(exc.code, exc.message) from exc
 
     def say(self, text: str) -> None:
         self.stdout.write(text)

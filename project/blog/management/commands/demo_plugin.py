@@ -75,7 +75,7 @@ class Command(BaseCommand):
             path = build_signed_bundle(source, key, key_path.parent)
             summary = install_or_update(path)
         except PluginError as exc:
-            raise CommandError(f"{exc.code}: {exc.message}")
+            raise CommandError(f"{exc.code}: {exc.message}") from exc
         self.stdout.write(f"Demo publisher key: {key.fingerprint[:16]}… ({key_path})")
         self.stdout.write(f"Signed bundle: {path}")
         self.stdout.write(self.style.SUCCESS(summary))
