@@ -378,3 +378,26 @@ def check_asgi_guard(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMe
         hint=f"Wrap the application (README, \"Using it in your site\"):\n{ASGI_SNIPPET}",
         id="gonext_plugins.W009",
     )]
+
+
+FILE_STORAGE_DEFAULT = "django.core.files.storage.FileSystemStorage"
+
+
+@register()
+def check_media_root(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMessage]:
+    """Plugin bundles go to the default storage and compiled modules under MEDIA_ROOT unless told
+    otherwise: with MEDIA_ROOT empty (Django's default) they would land in the working directory
+    and under ``/gonext_plugins/cache``."""
+    if getattr(django_settings, "MEDIA_ROOT", ""):
+        return []
+    storages = getattr(django_settings, "STORAGES", {}) or {}
+    default_backend = storages.get("default", {}).get("BACKEND", FILE_STORAGE_DEFAULT)
+    blobs_on_disk = settings.known("STORAGE") is None and default_backend == FILE_STORAGE_DEFAULT
+    if not blobs_on_disk and settings.known("CACHE_DIR"):
+        return []
+    return [Warning(
+        "MEDIA_ROOT is empty: plugin bundles and compiled modules would be stored relative to the "
+        "working directory and under /gonext_plugins/cache.",
+        hint='Set MEDIA_ROOT = BASE_DIR / "media" (or GONEXT_PLUGINS["STORAGE"] and ["CACHE_DIR"]).',
+        id="gonext_plugins.W010",
+    )]

@@ -85,3 +85,11 @@ def test_deploy_check_looks_for_the_asgi_guard(path: str, warns: bool) -> None:
 
 def test_the_demo_passes_every_check_including_deploy() -> None:
     assert not _ids(include_deployment_checks=True)
+
+
+def test_an_empty_media_root_warns() -> None:
+    with override_settings(MEDIA_ROOT=""):
+        assert "gonext_plugins.W010" in _ids()
+        with override_settings(GONEXT_PLUGINS={"CACHE_DIR": "/var/cache/plugins",
+                                               "STORAGE": "django.core.files.storage.InMemoryStorage"}):
+            assert "gonext_plugins.W010" not in _ids()
