@@ -1,4 +1,7 @@
-"""ASGI pieces a site wraps its application in (see ``project/asgi.py``).
+"""ASGI pieces a site wraps its application in: :func:`with_plugins` is the whole of it
+(README, "Using it in your site")::
+
+    application = with_plugins(get_asgi_application())
 
 :class:`RequestBodyLimit` bounds request bodies where they arrive, before anything buffers them.
 Django's ASGI handler reads the whole body into memory (or a temp file) before any middleware runs,
@@ -127,3 +130,34 @@ class _BoundedExchange:
         if message["type"] == "http.response.start":
             self.response_started = True
         await self._send(message)
+
+
+class PluginsApplication:
+    """What :func:`with_plugins` returns: HTTP (and lifespan) through :class:`RequestBodyLimit` to the
+    site's app, WebSockets through :class:`~gonext_plugins.routing.PluginWebSocketRouter`. The
+    deploy check ``gonext_plugins.W009`` looks for it (or a bare :class:`RequestBodyLimit`)."""
+
+    def __init__(self, http_app: ASGIApp, websocket_app: ASGIApp | None = None) -> None:
+        # Imported here, not at the top: the router's consumer and Channels' auth middleware import
+        # models, which Django allows only once the app registry is ready, while this module is
+        # imported by the site's asgi.py before get_asgi_application() sets Django up (and by the
+        # request-size middleware).
+        from .routing import PluginWebSocketRouter
+
+        self.http = RequestBodyLimit(http_app)
+        self.websocket: ASGIApp = PluginWebSocketRouter(fallback=websocket_app)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self.websocket(scope, receive, send)
+        else:
+            await self.http(scope, receive, send)
+
+
+def with_plugins(http_app: ASGIApp, websocket_app: ASGIApp | None = None) -> PluginsApplication:
+    """The site's ASGI application with this app's pieces: the request-body cap on HTTP, and the
+    live log WebSocket wherever the site included ``gonext_plugins.urls`` (resolved through the
+    URLconf, behind ``AllowedHostsOriginValidator`` and ``AuthMiddlewareStack``). A site with
+    WebSocket routes of its own passes them as ``websocket_app``: paths that are not this app's go
+    there."""
+    return PluginsApplication(http_app, websocket_app)

@@ -10,10 +10,13 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings as django_settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
-from django.core.exceptions import ImproperlyConfigured
+from django.urls import NoReverseMatch, reverse
+from django.utils.module_loading import import_string
 
+from .asgi import PluginsApplication, RequestBodyLimit
 from .conf import DEFAULTS, RANGES, SETTINGS, parse_networks, settings
 
 # RANGES is imported from conf for the check below (and so that checks.RANGES, its old home, still
@@ -23,11 +26,7 @@ from .conf import DEFAULTS, RANGES, SETTINGS, parse_networks, settings
 @register(Tags.security, deploy=False)
 def check_dev_mode(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMessage]:
     """Dev mode installs unsigned code and opens an install endpoint: never on a live site."""
-    try:
-        dev_mode = settings.DEV_MODE
-    except ImproperlyConfigured:
-        return []
-    if dev_mode and not django_settings.DEBUG:
+    if settings.known("DEV_MODE") and not django_settings.DEBUG:
         return [
             Error(
                 "GONEXT_PLUGINS['DEV_MODE'] is on while DEBUG is off.",
@@ -41,16 +40,18 @@ def check_dev_mode(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMess
 
 @register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMessage]:
-    """Unknown keys and values out of range."""
-    try:
-        user = settings.user_settings
-    except ImproperlyConfigured as exc:
-        return [
-            Error(str(exc), hint="Fix the key's spelling or remove it.", id="gonext_plugins.E002")
-        ]
+    """Unknown keys and values out of range: an unknown key is reported beside, not instead of, the
+    problems of the known ones (every check reads known keys through ``settings.known``)."""
     problems: list[CheckMessage] = []
+    unknown = settings.unknown_keys
+    if unknown:
+        problems.append(Error(
+            f"Unknown GONEXT_PLUGINS setting(s): {', '.join(unknown)}.",
+            hint=f"Fix the key's spelling or remove it. Known settings: {', '.join(sorted(SETTINGS))}.",
+            id="gonext_plugins.E002",
+        ))
     for key, (low, high) in RANGES.items():  # generated from conf's table: each Setting's range
-        value = user.get(key, DEFAULTS[key])
+        value = settings.known(key)
         if value is None and SETTINGS[key].nullable:
             continue  # e.g. FUEL None: metering off, allowed; deadlines still bound each call
         if not isinstance(value, int | float) or isinstance(value, bool) or not low <= value <= high:
@@ -61,9 +62,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMess
                     id="gonext_plugins.E003",
                 )
             )
-    soft, hard = user.get("SOFT_TIMEOUT_MS", DEFAULTS["SOFT_TIMEOUT_MS"]), user.get(
-        "HARD_TIMEOUT_MS", DEFAULTS["HARD_TIMEOUT_MS"]
-    )
+    soft, hard = settings.known("SOFT_TIMEOUT_MS"), settings.known("HARD_TIMEOUT_MS")
     if isinstance(soft, int | float) and isinstance(hard, int | float) and hard < soft:
         problems.append(
             Error(
@@ -72,8 +71,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMess
                 id="gonext_plugins.E004",
             )
         )
-    low_inst = user.get("MIN_INSTANCES", DEFAULTS["MIN_INSTANCES"])
-    high_inst = user.get("MAX_INSTANCES", DEFAULTS["MAX_INSTANCES"])
+    low_inst, high_inst = settings.known("MIN_INSTANCES"), settings.known("MAX_INSTANCES")
     if isinstance(low_inst, int) and isinstance(high_inst, int) and low_inst > high_inst:
         problems.append(
             Error(
@@ -92,10 +90,7 @@ MIN_METRICS_TOKEN_LENGTH = 16
 def check_metrics_access(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMessage]:
     """Who may read /metrics beside staff: bearer tokens long enough not to guess, and addresses
     that parse (a typo would silently lock the scraper out, or a ``/0`` let everyone in)."""
-    try:
-        tokens, addresses = settings.METRICS_TOKENS, settings.METRICS_ALLOWED_ADDRESSES
-    except ImproperlyConfigured:
-        return []
+    tokens, addresses = settings.known("METRICS_TOKENS"), settings.known("METRICS_ALLOWED_ADDRESSES")
     problems: list[CheckMessage] = []
     if isinstance(tokens, str) or not all(isinstance(t, str) and len(t) >= MIN_METRICS_TOKEN_LENGTH
                                           for t in tokens):
@@ -164,7 +159,7 @@ def check_trusted_keys(app_configs: Any = None, **kwargs: Any) -> Iterable[Check
         has_key = PublisherKey.objects.filter(trusted=True, revoked_at__isnull=True).exists()
     except DatabaseError:
         return []  # not migrated yet; migrate's own messages say so
-    if has_key or settings.DEV_MODE:
+    if has_key or settings.known("DEV_MODE"):
         return []
     return [
         Warning(
@@ -210,10 +205,7 @@ def check_task_backend(app_configs: Any = None, **kwargs: Any) -> Iterable[Check
 @register(Tags.security)
 def check_http_fetch_private(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMessage]:
     """Letting plugins reach the site's own network is an intranet's choice; say so whenever it is on."""
-    try:
-        value = settings.user_settings.get("HTTP_FETCH_ALLOW_PRIVATE", DEFAULTS["HTTP_FETCH_ALLOW_PRIVATE"])
-    except ImproperlyConfigured:
-        return []  # E002 already says why
+    value = settings.known("HTTP_FETCH_ALLOW_PRIVATE")
     if not isinstance(value, bool):
         return [Error(
             f"GONEXT_PLUGINS['HTTP_FETCH_ALLOW_PRIVATE'] = {value!r} is not True or False.",
@@ -239,10 +231,7 @@ CSP_MIDDLEWARE = "gonext_plugins.middleware.ContentSecurityPolicyMiddleware"
 @register(Tags.security)
 def check_content_security_policy(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMessage]:
     """The admin and the API should carry the CSP: the second wall behind the markup sanitizer."""
-    try:
-        policy = settings.user_settings.get("CONTENT_SECURITY_POLICY", DEFAULTS["CONTENT_SECURITY_POLICY"])
-    except ImproperlyConfigured:
-        return []  # E002 already says what is wrong with the settings
+    policy = settings.known("CONTENT_SECURITY_POLICY")
     if policy and CSP_MIDDLEWARE not in getattr(django_settings, "MIDDLEWARE", []):
         return [
             Warning(
@@ -253,3 +242,162 @@ def check_content_security_policy(app_configs: Any = None, **kwargs: Any) -> Ite
             )
         ]
     return []
+
+
+def _installed(app: str) -> bool:
+    return apps.is_installed(app)
+
+
+@register()
+def check_required_apps(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMessage]:
+    """The apps the plugin API, its docs and the live logs stand on must be in INSTALLED_APPS."""
+    problems: list[CheckMessage] = []
+    missing = [app for app in ("rest_framework", "rest_framework.authtoken") if not _installed(app)]
+    if missing:
+        problems.append(Error(
+            f"{' and '.join(missing)} not in INSTALLED_APPS: the plugin API (and its tokens) cannot work.",
+            hint='Add "rest_framework" and "rest_framework.authtoken" to INSTALLED_APPS, then migrate.',
+            id="gonext_plugins.E010",
+        ))
+    if settings.known("API_DOCS") and not _installed("drf_spectacular"):
+        problems.append(Error(
+            "drf_spectacular is not in INSTALLED_APPS: the API's docs pages would fail (their templates "
+            "are missing).",
+            hint='Add "drf_spectacular" and "drf_spectacular_sidecar" to INSTALLED_APPS, or set '
+            "GONEXT_PLUGINS['API_DOCS'] = False to serve no schema or docs.",
+            id="gonext_plugins.E011",
+        ))
+    if settings.known("API_DOCS") and not _installed("drf_spectacular_sidecar"):
+        problems.append(Warning(
+            "drf_spectacular_sidecar is not in INSTALLED_APPS: the API's docs pages load Swagger UI and "
+            "Redoc from a CDN, which the Content-Security-Policy (script-src 'self') blocks.",
+            hint='Add "drf_spectacular_sidecar" to INSTALLED_APPS (and run collectstatic).',
+            id="gonext_plugins.W007",
+        ))
+    if not _installed("channels"):
+        problems.append(Error(
+            "channels is not in INSTALLED_APPS: the live log page's WebSocket has no consumer runtime.",
+            hint='Add "channels" to INSTALLED_APPS.',
+            id="gonext_plugins.E012",
+        ))
+    if not getattr(django_settings, "ASGI_APPLICATION", None):
+        problems.append(Error(
+            "ASGI_APPLICATION is not set: the live log WebSocket and the request-body guard need the "
+            "site served over ASGI.",
+            hint='Set ASGI_APPLICATION = "<project>.asgi.application", with asgi.py as in the README '
+            '("Using it in your site").',
+            id="gonext_plugins.E013",
+        ))
+    if not _installed("django.contrib.staticfiles"):
+        problems.append(Error(
+            "django.contrib.staticfiles is not in INSTALLED_APPS: the log page's script and the docs' "
+            "assets are never collected.",
+            hint='Add "django.contrib.staticfiles" to INSTALLED_APPS.',
+            id="gonext_plugins.E014",
+        ))
+    return problems
+
+
+STATIC_STORAGE_DEFAULT = "django.contrib.staticfiles.storage.StaticFilesStorage"
+
+
+@register()
+def check_static_files(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMessage]:
+    """With DEBUG off Django serves no static files: something must (collectstatic into STATIC_ROOT
+    for a front server, WhiteNoise, or a storage that serves them), or the log page has no script."""
+    if django_settings.DEBUG or getattr(django_settings, "STATIC_ROOT", None):
+        return []
+    storages = getattr(django_settings, "STORAGES", {}) or {}
+    backend = storages.get("staticfiles", {}).get("BACKEND", STATIC_STORAGE_DEFAULT)
+    whitenoise = any("whitenoise" in entry for entry in getattr(django_settings, "MIDDLEWARE", []))
+    if whitenoise or backend != STATIC_STORAGE_DEFAULT:
+        return []
+    return [Warning(
+        "DEBUG is off and STATIC_ROOT is not set: nothing serves the app's static files (the live log "
+        "page's script, the API docs' assets).",
+        hint='Set STATIC_ROOT = BASE_DIR / "staticfiles", run manage.py collectstatic and serve it at '
+        "STATIC_URL from the front server (or use WhiteNoise, or a static files storage).",
+        id="gonext_plugins.W008",
+    )]
+
+
+@register(Tags.urls)
+def check_urls_included(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMessage]:
+    """Without ``include("gonext_plugins.urls")`` the admin's links to the log page and the API break."""
+    try:
+        reverse("gonext_plugins:api:schema")
+    except NoReverseMatch:
+        return [Error(
+            "gonext_plugins.urls is not included in the site's URLconf.",
+            hint='Add path("plugins/", include("gonext_plugins.urls")) to urlpatterns (any prefix works).',
+            id="gonext_plugins.E015",
+        )]
+    return []
+
+
+ASGI_SNIPPET = ("from gonext_plugins.asgi import with_plugins\n"
+                "application = with_plugins(get_asgi_application())")
+ASGI_WRAPPER_ATTRIBUTES = ("app", "application", "inner", "http")
+
+
+def _guarded(app: Any, depth: int = 0) -> bool:
+    """Whether an ASGI application has the request-body guard on its HTTP path, looking through the
+    wrappers sites commonly put around it (static files handlers, Channels' ProtocolTypeRouter,
+    middleware that keep the next app in ``app``/``application``/``inner``)."""
+    if isinstance(app, PluginsApplication | RequestBodyLimit):
+        return True
+    if depth > 8 or app is None:
+        return False
+    mapping = getattr(app, "application_mapping", None)  # channels.routing.ProtocolTypeRouter
+    if isinstance(mapping, dict):
+        return _guarded(mapping.get("http"), depth + 1)
+    return any(_guarded(getattr(app, name, None), depth + 1)
+               for name in ASGI_WRAPPER_ATTRIBUTES if getattr(app, name, None) is not app)
+
+
+@register(Tags.security, deploy=True)
+def check_asgi_guard(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMessage]:
+    """Django's ASGI handler buffers a whole request body before any middleware runs: only the ASGI
+    guard (``with_plugins``) bounds an upload's memory before it is read."""
+    path = getattr(django_settings, "ASGI_APPLICATION", None)
+    if not path:
+        return []  # E013 says so
+    try:
+        application = import_string(path)
+    except Exception as exc:  # any import error of the site's asgi.py is worth reporting as such
+        return [Warning(
+            f"ASGI_APPLICATION {path!r} cannot be imported to look for the request-body guard: {exc}",
+            hint=f"Fix the import; asgi.py should end with:\n{ASGI_SNIPPET}",
+            id="gonext_plugins.W009",
+        )]
+    if _guarded(application):
+        return []
+    return [Warning(
+        f"ASGI_APPLICATION {path!r} does not pass through the plugin app's request-body guard: large "
+        "uploads are buffered whole before any size check.",
+        hint=f"Wrap the application (README, \"Using it in your site\"):\n{ASGI_SNIPPET}",
+        id="gonext_plugins.W009",
+    )]
+
+
+FILE_STORAGE_DEFAULT = "django.core.files.storage.FileSystemStorage"
+
+
+@register()
+def check_media_root(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMessage]:
+    """Plugin bundles go to the default storage and compiled modules under MEDIA_ROOT unless told
+    otherwise: with MEDIA_ROOT empty (Django's default) they would land in the working directory
+    and under ``/gonext_plugins/cache``."""
+    if getattr(django_settings, "MEDIA_ROOT", ""):
+        return []
+    storages = getattr(django_settings, "STORAGES", {}) or {}
+    default_backend = storages.get("default", {}).get("BACKEND", FILE_STORAGE_DEFAULT)
+    blobs_on_disk = settings.known("STORAGE") is None and default_backend == FILE_STORAGE_DEFAULT
+    if not blobs_on_disk and settings.known("CACHE_DIR"):
+        return []
+    return [Warning(
+        "MEDIA_ROOT is empty: plugin bundles and compiled modules would be stored relative to the "
+        "working directory and under /gonext_plugins/cache.",
+        hint='Set MEDIA_ROOT = BASE_DIR / "media" (or GONEXT_PLUGINS["STORAGE"] and ["CACHE_DIR"]).',
+        id="gonext_plugins.W010",
+    )]

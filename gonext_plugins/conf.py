@@ -214,6 +214,11 @@ class PluginSettings:
     CONTENT_SECURITY_POLICY_NAMESPACES: Setting[Sequence[str]] = Setting(
         ("admin", "gonext_plugins"), (tuple, list), doc="the URL namespaces whose responses carry it")
 
+    # --- The API's OpenAPI schema and its Swagger UI / Redoc pages (``<prefix>api/schema/``,
+    # ``docs/``, ``redoc/``). Off: those three answer 404 and the site needs neither
+    # drf_spectacular nor drf_spectacular_sidecar in INSTALLED_APPS (system check E011).
+    API_DOCS = Setting(True, bool, doc="serve the API's schema and docs pages")
+
     def __init__(self) -> None:
         self._cache: dict[str, Any] = {}
         self._user: dict[str, Any] | None = None
@@ -233,6 +238,20 @@ class PluginSettings:
                 )
             self._user = dict(user)
         return self._user
+
+    @property
+    def unknown_keys(self) -> list[str]:
+        """Keys of the site's ``GONEXT_PLUGINS`` this version does not know (E002)."""
+        from django.conf import settings as django_settings  # read late, like user_settings
+
+        return sorted(set(getattr(django_settings, "GONEXT_PLUGINS", {}) or {}) - set(SETTINGS))
+
+    def known(self, key: str) -> Any:
+        """The site's raw value of ``key`` (or its default) even when another key is unknown, so the
+        system checks can report every problem at once instead of stopping at E002."""
+        from django.conf import settings as django_settings  # read late, like user_settings
+
+        return (getattr(django_settings, "GONEXT_PLUGINS", {}) or {}).get(key, SETTINGS[key].default)
 
     def _value(self, setting: Setting[Any]) -> Any:
         key = setting.name

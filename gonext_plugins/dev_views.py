@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import NotFound, ValidationError
@@ -22,6 +21,7 @@ from rest_framework.views import APIView
 
 from . import lifecycle
 from . import permissions as policy
+from .api.openapi import extend_schema
 from .api.serializers import BodySerializer
 from .api.views import APIBase
 from .conf import settings

@@ -8,11 +8,13 @@ import ipaddress
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, JsonResponse
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django_prometheus.exports import ExportToDjangoView
 
 from . import permissions as policy
+from .api.exceptions import error_body
 from .conf import settings
 from .models import Plugin
 
@@ -64,6 +66,14 @@ def log_page(request: HttpRequest, slug: str) -> HttpResponse:
         "is_nav_sidebar_enabled": False,  # the log needs the width; the sidebar adds nothing here
         "plugin": plugin,
         "opts": Plugin._meta,
-        "ws_path": f"/_/plugins/dev/logs/{plugin.slug}/",
+        "ws_path": reverse("gonext_plugins:log_stream", kwargs={"slug": plugin.slug}),
     }
     return render(request, "gonext_plugins/log_page.html", context)
+
+
+def websocket_only(request: HttpRequest, slug: str) -> HttpResponse:
+    """The live log stream's URL over plain HTTP: it exists (so the log page reverses it under any
+    prefix) but speaks only WebSocket."""
+    response = JsonResponse(error_body("upgrade_required", "This URL speaks WebSocket only."), status=426)
+    response["Upgrade"] = "websocket"
+    return response

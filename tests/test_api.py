@@ -547,9 +547,11 @@ def test_session_authentication_enforces_csrf(installed: Plugin) -> None:
 
 
 def test_unknown_paths_and_methods_use_the_error_shape(admin: APIClient, installed: Plugin) -> None:
-    assert_error(admin.get("/api/nothing/here/"), 404, "not_found")
-    assert_error(admin.get("/api/nothing"), 404, "not_found")
-    assert_error(client_for(None).get("/api/"), 404, "not_found")
+    assert_error(admin.get("/api/plugins/demo/nothing/here/"), 404, "not_found")
+    assert_error(admin.get("/api/keys/nothing"), 404, "not_found")
+    assert_error(client_for(None).get("/api/plugins/demo/nothing"), 404, "not_found")
+    # paths that are none of the API's resources stay the site's (issue 15: api/mine/ was swallowed)
+    assert admin.get("/api/nothing/here/")["Content-Type"].startswith("text/html")
     assert_error(admin.put("/api/plugins/demo/", {}, format="json"), 405, "method_not_allowed")
     assert_error(admin.get("/api/plugins/demo/activate/"), 405, "method_not_allowed")
     assert_error(admin.patch("/api/keys/", {}, format="json"), 405, "method_not_allowed")

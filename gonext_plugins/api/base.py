@@ -2,25 +2,53 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from drf_spectacular.openapi import AutoSchema
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.metadata import SimpleMetadata
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.parsers import BaseParser
+from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
+from rest_framework.response import Response
 
+from .exceptions import exception_handler
+from .parsers import UntrustedJSONParser
 from .throttles import PluginAPIThrottle
 
 
-class APIBase:
+class OwnPolicy:
+    """DRF's pluggable policies, fixed on the view instead of read from the site's
+    ``REST_FRAMEWORK``: the site's settings shape its own API, never ours. The API answers the same
+    whatever the site chose there (its exception handler, schema class, default permission,
+    renderers, authentication, pagination, versioning); the throttle rates alone stay the site's to
+    tune (``gonext_plugins.api.throttles``)."""
+
+    content_negotiation_class = DefaultContentNegotiation
+    metadata_class = SimpleMetadata
+    versioning_class = None
+    schema = AutoSchema()  # drf-spectacular's, whatever the site's DEFAULT_SCHEMA_CLASS is
+
+    def get_exception_handler(self) -> Callable[[Exception, dict[str, Any]], Response | None]:
+        """The API's one error shape, whatever the site's ``EXCEPTION_HANDLER``."""
+        return exception_handler
+
+
+class APIBase(OwnPolicy):
     """What every view of the API shares: token first (so anonymous requests get 401 with
-    ``WWW-Authenticate: Token``), then the admin's session; JSON out; scoped throttling."""
+    ``WWW-Authenticate: Token``), then the admin's session; JSON in and out; signed-in users only
+    unless a view says more; no pagination unless a view has its own; scoped throttling."""
 
     authentication_classes = [TokenAuthentication, SessionAuthentication]
+    permission_classes: list[type[BasePermission]] = [IsAuthenticated]
+    parser_classes: list[type[BaseParser]] = [UntrustedJSONParser]
     renderer_classes = [JSONRenderer]
+    pagination_class = None
     throttle_classes = [PluginAPIThrottle]
-    schema = AutoSchema()  # whatever the site's DEFAULT_SCHEMA_CLASS is
     query_params: dict[str, tuple[str, ...]] = {}  # "<action or method>" -> the names it takes
     # "<action or method>" that read a body (through a ``serializers.BodySerializer``, which refuses
     # unknown fields); every other write must come without one.

@@ -130,7 +130,8 @@ def _api_exception_body(exc: exceptions.APIException) -> dict[str, Any]:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
-    """``REST_FRAMEWORK['EXCEPTION_HANDLER']``: every exception a view raises becomes the one shape."""
+    """The API views' exception handler (``api.base.OwnPolicy``, never the site's
+    ``REST_FRAMEWORK``): every exception a view raises becomes the one shape."""
     if isinstance(exc, PluginError):
         set_rollback()
         return Response(plugin_error_body(exc), status=status_for(exc))

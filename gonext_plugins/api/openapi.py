@@ -1,13 +1,42 @@
-"""The OpenAPI descriptions the views share: the error responses and the slug parameter."""
+"""The OpenAPI descriptions the views share: the error responses and the slug parameter, and the
+``extend_schema`` every view of the app uses."""
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from drf_spectacular.utils import extend_schema as spectacular_extend_schema
 
 from . import serializers as s
 
 ERROR = s.ErrorSerializer
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def extend_schema(**kwargs: Any) -> Callable[[F], F]:
+    """drf-spectacular's ``extend_schema``, always built on drf-spectacular's ``AutoSchema``. On a
+    view method it would otherwise subclass the site's ``DEFAULT_SCHEMA_CLASS`` (read when the
+    module is imported), and with DRF's default there the schema fails (``get_operation() takes 3
+    positional arguments but 6 were given``)."""
+    decorate = spectacular_extend_schema(**kwargs)
+
+    def decorator(f: F) -> F:
+        first = inspect.isfunction(f) and not (getattr(f, "kwargs", None) or {}).get("schema")
+        if not first:
+            return decorate(f)
+        f.schema = AutoSchema  # type: ignore[attr-defined]  # the base extend_schema looks for first
+        try:
+            return decorate(f)
+        finally:
+            del f.schema  # type: ignore[attr-defined]
+
+    return decorator
 
 
 def errors(*codes: int, **described: str) -> dict[int, OpenApiResponse]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.apps import apps
-from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import (
     SpectacularAPIView,
     SpectacularRedocView,
@@ -14,6 +13,11 @@ from drf_spectacular.views import (
     SpectacularSwaggerView,
     _get_sidecar_url,
 )
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.permissions import AllowAny
+
+from .base import OwnPolicy
+from .openapi import extend_schema
 
 TITLE = "gonext plugins API"
 
@@ -44,7 +48,15 @@ def _sidecar() -> bool:
     return apps.is_installed("drf_spectacular_sidecar")
 
 
-class SchemaView(SpectacularAPIView):
+class DocsPolicy(OwnPolicy):
+    """The schema and docs pages are public (they describe, they do not act) and, like the API,
+    independent of the site's ``REST_FRAMEWORK`` and ``SPECTACULAR_SETTINGS`` serving defaults."""
+
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    permission_classes = [AllowAny]
+
+
+class SchemaView(DocsPolicy, SpectacularAPIView):  # type: ignore[misc]
     custom_settings = SCHEMA_SETTINGS
 
     @extend_schema(exclude=True)
@@ -52,7 +64,7 @@ class SchemaView(SpectacularAPIView):
         return super().get(request, *args, **kwargs)
 
 
-class SwaggerView(SpectacularSwaggerSplitView):
+class SwaggerView(DocsPolicy, SpectacularSwaggerSplitView):  # type: ignore[misc]
     """Swagger UI with its start-up script served as a file (``?script``), not inline, so the page
     works under the app's Content-Security-Policy (``script-src 'self'``)."""
 
@@ -71,7 +83,7 @@ class SwaggerView(SpectacularSwaggerSplitView):
         return SpectacularSwaggerView._swagger_ui_favicon()
 
 
-class RedocView(SpectacularRedocView):
+class RedocView(DocsPolicy, SpectacularRedocView):  # type: ignore[misc]
     title = TITLE
 
     @staticmethod

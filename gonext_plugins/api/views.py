@@ -10,7 +10,7 @@ from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -37,7 +37,7 @@ from . import permissions as perms
 from . import serializers as s
 from .base import APIBase
 from .log_serializers import LOG_LEVELS, LogLineSerializer, LogPageSerializer, LogQuerySerializer
-from .openapi import COMMON_ERRORS, ERROR, SLUG_PARAM, WRITE_ERRORS, errors
+from .openapi import COMMON_ERRORS, ERROR, SLUG_PARAM, WRITE_ERRORS, errors, extend_schema
 from .pagination import PluginPagination
 from .parsers import UntrustedJSONParser
 

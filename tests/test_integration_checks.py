@@ -1,0 +1,95 @@
+"""System checks for every piece a site must provide, all reported at once (issue 15, item 4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from channels.routing import ProtocolTypeRouter
+from django.core.asgi import get_asgi_application
+from django.core.checks import run_checks
+from django.test import modify_settings, override_settings
+
+from gonext_plugins.asgi import RequestBodyLimit, with_plugins
+
+bare_application = get_asgi_application()
+guarded_by_hand = ProtocolTypeRouter({"http": RequestBodyLimit(get_asgi_application())})
+wrapped_application = with_plugins(get_asgi_application())
+
+
+def _ids(**kwargs: Any) -> set[str]:
+    return {m.id for m in run_checks(**kwargs) if m.id and m.id.startswith("gonext_plugins.")}
+
+
+def test_an_unknown_key_does_not_hide_the_other_problems() -> None:
+    with override_settings(DEBUG=False, GONEXT_PLUGINS={
+        "MAX_BUNDEL_BYTES": 1, "MEMORY_PAGES": 70_000, "DEV_MODE": True,
+        "SOFT_TIMEOUT_MS": 500, "HARD_TIMEOUT_MS": 100, "METRICS_TOKENS": ["short"],
+        "HTTP_FETCH_ALLOW_PRIVATE": True, "API_DOCS": True,
+    }), modify_settings(INSTALLED_APPS={"remove": ["drf_spectacular"]}):
+        ids = _ids()
+    assert {"gonext_plugins.E002", "gonext_plugins.E003", "gonext_plugins.E001", "gonext_plugins.E004",
+            "gonext_plugins.E007", "gonext_plugins.W005", "gonext_plugins.E011"} <= ids
+
+
+@pytest.mark.parametrize(("app", "check_id"), [
+    ("rest_framework.authtoken", "gonext_plugins.E010"),
+    ("drf_spectacular", "gonext_plugins.E011"),
+    ("drf_spectacular_sidecar", "gonext_plugins.W007"),
+    ("channels", "gonext_plugins.E012"),
+    ("django.contrib.staticfiles", "gonext_plugins.E014"),
+])
+def test_a_missing_app_is_named(app: str, check_id: str) -> None:
+    assert check_id not in _ids()
+    with modify_settings(INSTALLED_APPS={"remove": [app]}):
+        assert check_id in _ids()
+
+
+@override_settings(GONEXT_PLUGINS={"API_DOCS": False})
+def test_docs_off_need_no_docs_apps() -> None:
+    with modify_settings(INSTALLED_APPS={"remove": ["drf_spectacular", "drf_spectacular_sidecar"]}):
+        assert not {"gonext_plugins.E011", "gonext_plugins.W007"} & _ids()
+
+
+def test_asgi_application_must_be_set() -> None:
+    with override_settings(ASGI_APPLICATION=None):
+        assert "gonext_plugins.E013" in _ids()
+
+
+def test_static_files_need_a_server_when_debug_is_off() -> None:
+    with override_settings(DEBUG=False, STATIC_ROOT=None):
+        assert "gonext_plugins.W008" in _ids()
+        with modify_settings(MIDDLEWARE={"append": "whitenoise.middleware.WhiteNoiseMiddleware"}):
+            assert "gonext_plugins.W008" not in _ids()
+    with override_settings(DEBUG=False, STATIC_ROOT="/srv/static"):
+        assert "gonext_plugins.W008" not in _ids()
+
+
+def test_urls_must_be_included() -> None:
+    with override_settings(ROOT_URLCONF="project.blog.urls"):
+        assert "gonext_plugins.E015" in _ids()
+
+
+@pytest.mark.parametrize(("path", "warns"), [
+    ("project.asgi.application", False),
+    ("tests.test_integration_checks.wrapped_application", False),
+    ("tests.test_integration_checks.guarded_by_hand", False),
+    ("tests.test_integration_checks.bare_application", True),
+    ("tests.test_integration_checks.no_such_application", True),
+])
+def test_deploy_check_looks_for_the_asgi_guard(path: str, warns: bool) -> None:
+    with override_settings(ASGI_APPLICATION=path):
+        assert ("gonext_plugins.W009" in _ids(include_deployment_checks=True)) is warns
+        assert "gonext_plugins.W009" not in _ids()  # a deploy check only
+
+
+def test_the_demo_passes_every_check_including_deploy() -> None:
+    assert not _ids(include_deployment_checks=True)
+
+
+def test_an_empty_media_root_warns() -> None:
+    with override_settings(MEDIA_ROOT=""):
+        assert "gonext_plugins.W010" in _ids()
+        with override_settings(GONEXT_PLUGINS={"CACHE_DIR": "/var/cache/plugins",
+                                               "STORAGE": "django.core.files.storage.InMemoryStorage"}):
+            assert "gonext_plugins.W010" not in _ids()
