@@ -8,6 +8,7 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework.routers import SimpleRouter
 
 from .exceptions import not_found_json
+from .hooks import HookCatalogueView
 from .schema import RedocView, SchemaView, SwaggerView
 from .views import CapabilityListView, KeyView, PluginViewSet
 
@@ -36,6 +37,7 @@ urlpatterns = [
     *router.urls,
     path("capabilities/", CapabilityListView.as_view(), name="capabilities"),
     path("keys/", KeyView.as_view(), name="keys"),
+    path("hooks/", HookCatalogueView.as_view(), name="hooks"),
     path("schema/", SchemaView.as_view(), name="schema"),
     path("docs/", SwaggerView.as_view(url_name="gonext_plugins:api:schema"), name="docs"),
     path("redoc/", RedocView.as_view(url_name="gonext_plugins:api:schema"), name="redoc"),
