@@ -18,6 +18,7 @@ from rest_framework.authtoken.models import Token
 
 from gonext_plugins import bundle, hooks, lifecycle
 from gonext_plugins.devtools import hookcheck
+from gonext_plugins.devtools.devloop import DevLoop, DevOptions
 from gonext_plugins.errors import HookDeclarationError, UploadError
 from gonext_plugins.manifest import Hook, validate
 from tests.test_admin import admin_url, client_for, make_user, marker_manifest, signed_bundle, upload
@@ -225,3 +226,28 @@ def test_dev_reads_the_live_site_catalogue_with_the_token(live_server: Any) -> N
         "filter the_title: the site does not declare this hook"]
     with pytest.raises(UploadError, match=r"HTTP 401 .*--token"):
         hookcheck.fetch_catalogue(live_server.url)
+
+
+def test_dev_loop_prints_the_warning_and_survives_an_unreadable_catalogue(tmp_path: Path) -> None:
+    manifest = validate(marker_manifest(hooks=[{"name": "the_content", "kind": "filter"},
+                                               {"name": "wp_footer", "kind": "action"}]))
+    asked: list[tuple[str, str | None]] = []
+
+    def site_catalogue(host: str, *, token: str | None = None) -> list[hooks.DeclaredHook]:
+        asked.append((host, token))
+        return [hooks.DeclaredHook("the_content", "filter")]
+
+    out = io.StringIO()
+    options = DevOptions(tmp_path, host="http://dev.example:8000/plugins", token="tok", color=False)
+    DevLoop(options, out, catalogue=site_catalogue).check_hooks(manifest)
+    assert asked == [("http://dev.example:8000/plugins", "tok")]
+    assert re.search(r" hooks\s+1 the site does not offer", out.getvalue())
+    assert "! action wp_footer: the site does not declare this hook" in out.getvalue()
+    assert hookcheck.catalogue_url(options.host) == "http://dev.example:8000/plugins/api/hooks/"
+
+    def unreachable(host: str, *, token: str | None = None) -> list[hooks.DeclaredHook]:
+        raise UploadError("cannot read http://dev.example:8000/plugins/api/hooks/: refused")
+
+    out = io.StringIO()
+    DevLoop(options, out, catalogue=unreachable).check_hooks(manifest)
+    assert re.search(r" hooks\s+not checked: cannot read .*: refused$", out.getvalue(), re.M)
