@@ -181,6 +181,13 @@ class UnknownCapability(PluginError):
     code = "unknown_capability"
 
 
+class HookDeclarationError(PluginError, ValueError):
+    """A site's hook catalogue entry is invalid: an unknown kind, a malformed argument, or a name
+    already declared with the other kind (an action cannot also be a filter)."""
+
+    code = "bad_hook_declaration"
+
+
 class RequestTooLarge(PluginError):
     """A request body is over ``MAX_REQUEST_BYTES``. Raised before the body is read when its length is
     declared, or as soon as a streamed (chunked) body passes the cap, so memory never holds more."""

@@ -34,6 +34,7 @@ from ..models import (
     PublisherKey,
 )
 from ..stats import stats
+from .catalogue import HookCatalogueAdminViews
 from .keys import PublisherKeyAdminViews
 from .plugins import PluginAdminViews
 from .presenters import recent_audit
@@ -81,7 +82,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Plugin)
-class PluginAdmin(PluginAdminViews, ReadOnlyAdmin):
+class PluginAdmin(HookCatalogueAdminViews, PluginAdminViews, ReadOnlyAdmin):
     change_list_template = "admin/gonext_plugins/plugin/change_list.html"
     change_form_template = "admin/gonext_plugins/plugin/change_form.html"
     list_display = ["name_column", "state_column", "publisher_column", "capabilities_column",
@@ -201,6 +202,7 @@ class PluginAdmin(PluginAdminViews, ReadOnlyAdmin):
         name = "gonext_plugins_plugin_{}".format
         custom = [
             path("install/", wrap(self.install_upload_view), name=name("install")),
+            path("hooks/", wrap(self.hooks_view), name=name("hooks")),
             path("install/<str:token>/", wrap(self.install_confirm_view), name=name("install_confirm")),
             path("<int:object_id>/upgrade/", wrap(self.upgrade_upload_view), name=name("upgrade")),
             path("<int:object_id>/upgrade/<str:token>/", wrap(self.upgrade_confirm_view),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .. import capabilities, lifecycle, netpolicy
+from .. import capabilities, hooks, lifecycle, netpolicy
 from ..errors import ManifestError, PluginError, RevokedKey, UntrustedKey
 from ..manifest import Manifest
 from ..models import AuditEvent, Plugin, PublisherKey
@@ -41,6 +41,25 @@ class CapabilityRow:
     def locked(self) -> bool:
         """Shown ticked and unchangeable: required at install, or already granted on upgrade."""
         return self.granted or (self.required and not self.new)
+
+
+@dataclass(frozen=True)
+class HookRow:
+    """One hook a manifest subscribes to, and whether this site offers it (its hook catalogue)."""
+
+    name: str
+    kind: str
+    priority: int
+    unoffered: str = ""  # why the site does not offer it; empty when it does
+
+
+def hook_rows(manifest: Manifest) -> list[HookRow]:
+    """The manifest's hooks, each marked when the site's catalogue does not offer it: the plugin
+    would install, but that part of it would never run unless the site fires the hook anyway."""
+    why = {(name, kind): reason for name, kind, reason in
+           hooks.unoffered((hook.name, hook.kind) for hook in manifest.hooks)}
+    return [HookRow(hook.name, hook.kind, hook.priority, why.get((hook.name, hook.kind), ""))
+            for hook in manifest.hooks]
 
 
 def bundle_error_lines(exc: PluginError) -> tuple[str, list[tuple[str, str]]]:
@@ -91,7 +110,7 @@ def describe_bundle(bundle: Bundle) -> dict[str, Any]:
         "bundle_sha256": bundle.bundle_sha256,
         "wasm_sha256": bundle.wasm_sha256,
         "size": bundle.size,
-        "hooks": manifest.hooks,
+        "hooks": hook_rows(manifest),
         "jobs": manifest.jobs,
         "limits": limit_rows(manifest),
         "allowed_hosts": hosts,

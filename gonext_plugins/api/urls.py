@@ -17,6 +17,7 @@ from rest_framework.routers import SimpleRouter
 
 from ..conf import settings
 from .exceptions import not_found_json
+from .hooks import HookCatalogueView
 from .schema import RedocView, SchemaView, SwaggerView
 from .views import CapabilityListView, KeyView, PluginViewSet
 
@@ -57,6 +58,7 @@ resources: list[URLPattern | URLResolver] = [
     *router.urls,
     path("capabilities/", CapabilityListView.as_view(), name="capabilities"),
     path("keys/", KeyView.as_view(), name="keys"),
+    path("hooks/", HookCatalogueView.as_view(), name="hooks"),
     path("schema/", docs_view(SchemaView.as_view()), name="schema"),
     path("docs/", docs_view(SwaggerView.as_view(url_name="gonext_plugins:api:schema")), name="docs"),
     path("redoc/", docs_view(RedocView.as_view(url_name="gonext_plugins:api:schema")), name="redoc"),

@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from gonext_plugins.devtools import builders, capdiff, upload
+from gonext_plugins.devtools import builders, capdiff, hookcheck, upload
 from gonext_plugins.devtools import lang as langs
 from gonext_plugins.devtools import watch as watching
 from gonext_plugins.errors import BuildError, ManifestError, PluginError
@@ -108,12 +108,14 @@ class DevLoop:
 
     def __init__(self, options: DevOptions, out: TextIO | None = None, *,
                  uploader: Callable[..., dict[str, Any]] = upload.install,
+                 catalogue: Callable[..., list[Any]] = hookcheck.fetch_catalogue,
                  watcher: Callable[..., Iterable[set[str]]] = watching.watch,
                  stop_event: threading.Event | None = None, clock: Callable[[], float] = time.time) -> None:
         self.options = options
         self.out = out or sys.stdout
         self.console = Console(self.out, use_color(self.out, options.color), clock)
         self.uploader = uploader
+        self.catalogue = catalogue
         self.watcher = watcher
         self.stop_event = stop_event or threading.Event()
         self.previous: Any = None  # the manifest of the last successful cycle
@@ -160,6 +162,7 @@ class DevLoop:
                 answer = self.uploader(opts.host, checked.manifest_bytes, checked.wasm, token=opts.token)
                 c.line("upload", f"{m.slug} {m.version} -> {upload.install_url(opts.host)} in "
                                  f"{time.perf_counter() - started:.2f} s{_summary(answer)}")
+                self.check_hooks(m)
             delta = capdiff.diff(self.previous, m)
             head, *rows = delta.lines()
             c.line("diff", head)
@@ -172,6 +175,26 @@ class DevLoop:
             self.failures += 1
             c.line(phase, describe_error(exc), style="error")
             return False
+
+    def check_hooks(self, manifest: Any) -> None:
+        """Warn about manifest hooks the dev site does not offer (its catalogue, read from its API).
+        Only a warning: the site may fire a hook it did not declare; an unreadable catalogue is
+        said once per cycle and checks nothing."""
+        c = self.console
+        try:
+            offered = self.catalogue(self.options.host, token=self.options.token)
+        except PluginError as exc:
+            c.line("hooks", f"not checked: {exc.message}", style="WARN")
+            return
+        problems = hookcheck.warnings(manifest, offered)
+        if not problems:
+            count = len(hookcheck.manifest_hooks(manifest))
+            c.line("hooks", f"all {count} offered by the site" if count else "none subscribed")
+            return
+        c.line("hooks", f"{len(problems)} the site does not offer (they will not run unless it fires "
+                        "them anyway):", style="WARN")
+        for problem in problems:
+            c.more(c.paint(f"! {problem}", "WARN"))
 
     # --- the loop ---------------------------------------------------------------------------------
 

@@ -23,6 +23,20 @@ capabilities.register("posts.read", "Read the title, text and address of publish
 capabilities.register("posts.write", "Store its own data (such as an SEO score) on posts.", "medium")
 
 
+# The hooks the blog fires, for the admin, the API, ``plugin hooks`` and ``plugin dev``.
+hooks.declare("the_content", "filter", description="A post's body as HTML, on its page.", args=[
+    ("html", "the post's body rendered to HTML (the value to return, changed or not)"),
+    ("post", "the post: {id, title, slug, body, url, published}"),
+])
+hooks.declare("wp_head", "action", description="Markup for the page's <head>; the HTML fragments "
+              "plugins return are sanitized and rendered there.", args=[
+    ("post", "the post on a post's page; absent on other pages"),
+])
+hooks.declare("save_post", "action", description="After a post is saved (created or edited).", args=[
+    ("post", "the saved post: {id, title, slug, body, url, published}"),
+])
+
+
 def _post_id(payload: Any) -> int:
     if not isinstance(payload, dict) or not isinstance(payload.get("id"), int):
         raise ValueError('expected {"id": <post id>}')
