@@ -117,11 +117,17 @@ def readme_snippets(text: str) -> dict[str, str]:
     return {name: body for name, body in pattern.findall(text)}
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without the test suite's Django and app settings (the new site has its own)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "GONEXT_"))}
+    return {**env, **extra}
+
+
 def run(*cmd: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None,
         timeout: float = 900) -> str:
     """Run a command; on failure, fail the test with its output (the command is the evidence)."""
-    done = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    done = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env or clean_env(), capture_output=True,
+                          text=True, timeout=timeout, check=False)
     if done.returncode != 0:
         pytest.fail(f"{' '.join(map(str, cmd))} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
     return done.stdout + done.stderr
@@ -189,30 +195,14 @@ def test_the_wheel_carries_what_the_app_reads_from_disk(venv: Path) -> None:
     assert not [r for r in runtime if re.match(r"(daphne|watchfiles|ziglang|websockets)\b", r, re.I)]
 
 
-def test_zig_plugin_scaffold_builds_from_the_installed_package(venv: Path, tmp_path: Path) -> None:
-    """`plugin new --lang zig` then a build, outside any checkout (the bug: no SDK in the wheel)."""
-    site = tmp_path / "bare"
-    run(venv / "bin" / "django-admin", "startproject", "bare", site)
-    python = venv / "bin" / "python"
-    settings = site / "bare" / "settings.py"
-    settings.write_text(settings.read_text() + 'INSTALLED_APPS += ["gonext_plugins"]\n')
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bare.settings"}
-    plugin = tmp_path / "hello"
-    out = run(python, "manage.py", "plugin", "new", plugin, "--lang", "zig", cwd=site, env=env)
-    assert (plugin / "main.zig").is_file(), out
-    out = run(python, "manage.py", "plugin", "dev", plugin, "--build-only", cwd=site, env=env)
-    wasm = sorted(plugin.rglob("*.wasm"))
-    assert wasm and wasm[0].read_bytes()[:4] == b"\0asm", out
-
-
 @pytest.fixture(scope="module")
-def site(venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def site(venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Site:
     """startproject + the README's snippets + the site's own code, migrated, with the plugin
-    installed and activated through the CLI, served by the venv's uvicorn."""
+    signed, installed and activated through the CLI."""
     root = tmp_path_factory.mktemp("site") / PROJECT
+    root.mkdir()
     run(venv / "bin" / "django-admin", "startproject", PROJECT, root)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "GONEXT_"))}
-    env.update(DJANGO_SETTINGS_MODULE=f"{PROJECT}.settings", DJANGO_SUPERUSER_PASSWORD=PASSWORD)
+    env = clean_env(DJANGO_SETTINGS_MODULE=f"{PROJECT}.settings", DJANGO_SUPERUSER_PASSWORD=PASSWORD)
     s = Site(root=root, venv=venv, env=env)
     snippets = readme_snippets(README.read_text(encoding="utf-8"))
     package = root / PROJECT
@@ -242,28 +232,43 @@ def site(venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]
              "--out", work / f"{SLUG}.gnplugin")
     s.manage("plugin", "install", work / f"{SLUG}.gnplugin", "--grant", "hooks.subscribe", "greeting.read")
     s.manage("plugin", "activate", SLUG)
+    return s
 
+
+@pytest.fixture(scope="module")
+def server(site: Site) -> Iterator[Site]:
+    """The site under the venv's uvicorn (the flags of README "Serving") on a free loopback port."""
     port = free_port()
-    log = (root.parent / "uvicorn.log").open("wb")
-    s.proc = subprocess.Popen(
-        [str(venv / "bin" / "uvicorn"), f"{PROJECT}.asgi:application", "--host", "127.0.0.1",
-         "--port", str(port), "--lifespan", "off", "--ws-max-size", "65536"],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    s.url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            if s.proc.poll() is not None:
-                pytest.fail(f"uvicorn exited:\n{(root.parent / 'uvicorn.log').read_text()}")
-            try:
-                requests.get(s.url + "/api/mine/", timeout=2)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        yield s
-    finally:
-        s.proc.terminate()
-        s.proc.wait(timeout=30)
-        log.close()
+    log_path = site.root.parent / "uvicorn.log"
+    with log_path.open("wb") as log:
+        site.proc = subprocess.Popen(
+            [str(site.venv / "bin" / "uvicorn"), f"{PROJECT}.asgi:application", "--host", "127.0.0.1",
+             "--port", str(port), "--lifespan", "off", "--ws-max-size", "65536"],
+            cwd=site.root, env=site.env, stdout=log, stderr=subprocess.STDOUT)
+        site.url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(300):
+                if site.proc.poll() is not None:
+                    pytest.fail(f"uvicorn exited:\n{log_path.read_text()}")
+                try:
+                    requests.get(site.url + "/api/mine/", timeout=2)
+                    break
+                except requests.ConnectionError:
+                    time.sleep(0.1)
+            yield site
+        finally:
+            site.proc.terminate()
+            site.proc.wait(timeout=30)
+
+
+def test_zig_plugin_scaffold_builds_from_the_installed_package(site: Site, tmp_path: Path) -> None:
+    """`plugin new --lang zig` then a build, outside any checkout (the bug: no SDK in the wheel)."""
+    plugin = tmp_path / "hello"
+    out = site.manage("plugin", "new", plugin, "--lang", "zig")
+    assert (plugin / "main.zig").is_file(), out
+    out = site.manage("plugin", "dev", plugin, "--build-only")
+    wasm = sorted(plugin.rglob("*.wasm"))
+    assert wasm and wasm[0].read_bytes()[:4] == b"\0asm", out
 
 
 def test_check_deploy_says_nothing_about_the_app(site: Site) -> None:
@@ -274,63 +279,63 @@ def test_check_deploy_says_nothing_about_the_app(site: Site) -> None:
     assert "gonext_plugins" not in output
 
 
-def test_the_page_shows_the_plugins_output(site: Site) -> None:
-    page = requests.get(site.url + "/", timeout=30)
+def test_the_page_shows_the_plugins_output(server: Site) -> None:
+    page = requests.get(server.url + "/", timeout=30)
     assert page.status_code == 200, page.text
     assert f'<p id="greeting">{GREETING}</p>' in page.text
 
 
-def _api(site: Site, method: str, path: str, **kwargs: object) -> requests.Response:
-    return requests.request(method, site.url + PREFIX + "api/" + path, timeout=60,
-                            headers={"Authorization": f"Token {site.token}"}, **kwargs)  # type: ignore[arg-type]
+def _api(server: Site, method: str, path: str, **kwargs: object) -> requests.Response:
+    return requests.request(method, server.url + PREFIX + "api/" + path, timeout=60,
+                            headers={"Authorization": f"Token {server.token}"}, **kwargs)  # type: ignore[arg-type]
 
 
-def test_the_api_answers_with_a_token_in_its_error_shape(site: Site) -> None:
-    listed = _api(site, "GET", "plugins/")
+def test_the_api_answers_with_a_token_in_its_error_shape(server: Site) -> None:
+    listed = _api(server, "GET", "plugins/")
     assert listed.status_code == 200, listed.text
     assert SLUG in listed.text
-    bundle = (site.root.parent / "plugin" / f"{SLUG}.gnplugin").read_bytes()
-    again = _api(site, "POST", "plugins/", files={"bundle": (f"{SLUG}.gnplugin", bundle)},
+    bundle = (server.root.parent / "plugin" / f"{SLUG}.gnplugin").read_bytes()
+    again = _api(server, "POST", "plugins/", files={"bundle": (f"{SLUG}.gnplugin", bundle)},
                  data={"grant": "hooks.subscribe,greeting.read"})
     assert again.status_code == 409, again.text
     body = again.json()
     assert body["error"] == "plugin_exists" and body["detail"] and "problems" in body
 
 
-def test_the_api_schema_and_docs_load(site: Site) -> None:
-    schema = _api(site, "GET", "schema/")
+def test_the_api_schema_and_docs_load(server: Site) -> None:
+    schema = _api(server, "GET", "schema/")
     assert schema.status_code == 200, schema.text[:2000]
     assert "openapi" in schema.text[:200]
-    docs = _api(site, "GET", "docs/")
+    docs = _api(server, "GET", "docs/")
     assert docs.status_code == 200, docs.text[:2000]
     assert "swagger" in docs.text.lower()
 
 
-def test_the_sites_own_drf_endpoint_keeps_drfs_error_format(site: Site) -> None:
-    answer = requests.get(site.url + "/api/mine/", timeout=30)
+def test_the_sites_own_drf_endpoint_keeps_drfs_error_format(server: Site) -> None:
+    answer = requests.get(server.url + "/api/mine/", timeout=30)
     assert answer.status_code == 404
     assert answer.json() == {"detail": "no such greeting"}
 
 
-def test_the_live_log_streams_a_line_the_plugin_logs(site: Site) -> None:
+def test_the_live_log_streams_a_line_the_plugin_logs(server: Site) -> None:
     """Signed in as staff through the admin, open the log page, follow its WebSocket."""
     browser = requests.Session()
-    login = site.url + "/admin/login/"
+    login = server.url + "/admin/login/"
     browser.get(login, timeout=30)
     signed_in = browser.post(login, timeout=30, data={
         "username": "admin", "password": PASSWORD, "next": "/admin/",
         "csrfmiddlewaretoken": browser.cookies["csrftoken"]}, headers={"Referer": login})
     assert signed_in.url.endswith("/admin/"), signed_in.text[:500]
-    page = browser.get(f"{site.url}{PREFIX}_/plugins/logs/{SLUG}/", timeout=30)
+    page = browser.get(f"{server.url}{PREFIX}_/plugins/logs/{SLUG}/", timeout=30)
     assert page.status_code == 200, page.text[:500]
     ws_path = re.search(r'data-ws-path="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
     cookie = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
 
     async def follow() -> list[str]:
-        ws_url = site.url.replace("http://", "ws://") + ws_path
-        async with websockets.connect(ws_url, origin=site.url, additional_headers={"Cookie": cookie},
+        ws_url = server.url.replace("http://", "ws://") + ws_path
+        async with websockets.connect(ws_url, origin=server.url, additional_headers={"Cookie": cookie},
                                       open_timeout=30) as ws:  # type: ignore[arg-type]
-            requests.get(site.url + "/", timeout=30)  # the view fires the hook the plugin logs on
+            requests.get(server.url + "/", timeout=30)  # the view fires the hook the plugin logs on
             seen: list[str] = []
             while not any(LOG_MESSAGE in line for line in seen):
                 message = json.loads(await asyncio.wait_for(ws.recv(), timeout=30))
