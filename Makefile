@@ -9,7 +9,7 @@ PORT ?= 8000
 # Debian packages the tests need; installed only when absent.
 APT_PACKAGES := chromium redis-server postgresql
 
-.PHONY: demo test venv deps dev-deps apt-deps migrate seed demo-plugin serve lint bench clean
+.PHONY: demo test venv deps dev-deps apt-deps migrate seed demo-plugin serve lint bench clean wheel
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -82,8 +82,16 @@ test: apt-deps dev-deps
 	$(LINT)
 	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile
 
+# The installable package: dist/gonext_plugins-<version>-py3-none-any.whl (with the templates, static
+# files, migrations, schemas and plugin SDKs). build/ is cleared first: setuptools would otherwise
+# carry files deleted from the tree into the wheel.
+wheel: | $(VENV)/bin/python
+	rm -rf build
+	$(PIP) wheel --quiet --no-deps --wheel-dir dist .
+	@ls dist/*.whl
+
 bench: dev-deps
 	$(PY) -m benchmarks all
 
 clean:
-	rm -rf $(VENV) db.sqlite3 var build test-artifacts
+	rm -rf $(VENV) db.sqlite3 var build dist test-artifacts

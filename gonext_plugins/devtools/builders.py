@@ -31,6 +31,7 @@ import wasmtime
 from gonext_plugins import manifest as manifests
 from gonext_plugins.devtools import lang as langs
 from gonext_plugins.devtools import zigbuild
+from gonext_plugins.devtools.sdks import sdk_dir
 from gonext_plugins.diagnostics import dwarf, sourcemap
 from gonext_plugins.errors import BuildError, ManifestError, PluginError, PluginLoadError, ToolchainMissing
 from gonext_plugins.runtime import Limits, Runtime
@@ -169,7 +170,7 @@ def _build_zig(project: Path, out: Path, *, source_map: bool, optimize: str | No
         zigbuild.build_zig(project, out, optimize=mode, timeout=timeout)
         return before is not None and key_file.read_text() == before and out.is_file()
     flags = [f for f in zigbuild.build_flags(optimize=mode) if f != "-fstrip"]
-    sdk = zigbuild.SDK_DIR
+    sdk = sdk_dir("zig")
     key = zigbuild.cache_key(project, sdk, [*flags, "main=main.zig", "sourcemap"])
     key_file = out.with_name(out.name + ".buildkey")
     if out.is_file() and key_file.is_file() and key_file.read_text().strip() == key:

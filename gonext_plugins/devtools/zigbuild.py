@@ -1,4 +1,5 @@
-"""Build a Zig plugin (written against ``sdk/zig/gonext.zig``) into an ABI.md WebAssembly module.
+"""Build a Zig plugin (written against the Zig SDK's ``gonext.zig``, see ``sdks``) into an ABI.md
+WebAssembly module.
 
 ``build_zig(project_dir)`` compiles ``project_dir/main.zig`` with the ``ziglang`` package's compiler
 (``python -m ziglang build-exe -target wasm32-freestanding ...``) into
@@ -22,11 +23,10 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
+from gonext_plugins.devtools.sdks import sdk_dir as find_sdk
 from gonext_plugins.diagnostics.wasmbin import wasm_imports
 from gonext_plugins.errors import BuildError
 
-REPO = Path(__file__).resolve().parents[2]
-SDK_DIR = REPO / "sdk" / "zig"
 SDK_MODULE = "gonext"  # plugins write @import("gonext")
 WASM_PAGE = 65536
 # ABI.md's exports; the SDK's `gn.plugin(@This())` defines all four.
@@ -106,7 +106,7 @@ def build_flags(*, optimize: str = DEFAULT_OPTIMIZE, max_memory_pages: int = 256
 
 
 def build_zig(project_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *,
-              sdk_dir: str | os.PathLike[str] = SDK_DIR, optimize: str = DEFAULT_OPTIMIZE,
+              sdk_dir: str | os.PathLike[str] | None = None, optimize: str = DEFAULT_OPTIMIZE,
               main: str = "main.zig", max_memory_pages: int = 256, stack_size: int = 64 * 1024,
               force: bool = False, timeout: float = 600) -> Path:
     """Compile ``project_dir/main`` into ``out`` (default ``project_dir/build/plugin.wasm``).
@@ -115,7 +115,7 @@ def build_zig(project_dir: str | os.PathLike[str], out: str | os.PathLike[str] |
     ``force`` rebuilds anyway. Raises ``BuildError`` with the compiler's stderr on failure.
     """
     project = Path(project_dir).resolve()
-    sdk = Path(sdk_dir).resolve()
+    sdk = Path(sdk_dir).resolve() if sdk_dir is not None else find_sdk("zig")
     output = Path(out).resolve() if out is not None else project / "build" / "plugin.wasm"
     source = project / main
     if not source.is_file():

@@ -13,6 +13,7 @@ import pytest
 import wasmtime
 
 from gonext_plugins.devtools import sourcemap
+from gonext_plugins.devtools.sdks import sdk_dir
 from gonext_plugins.devtools.sourcemap import Position, SourceMap, SourceMapError, decode_vlq, encode_vlq
 
 # Mozilla source-map's test map: two sources, sourceRoot, 4- and 5-field segments on two lines.
@@ -186,7 +187,7 @@ def test_dwarf_rows_match_llvm_dwarfdump(tmp_path: Path, zig_projects: dict[str,
     subprocess.run([*zigbuild.zig_command(), "build-exe", *flags, "--name", "plugin",
                     "--cache-dir", str(project / "build" / ".zig-cache"),
                     f"-femit-bin={out}", "--dep", "gonext", f"-Mroot={project / 'main.zig'}",
-                    f"-Mgonext={zigbuild.SDK_DIR / 'gonext.zig'}"],
+                    f"-Mgonext={sdk_dir('zig') / 'gonext.zig'}"],
                    check=True, cwd=project, capture_output=True)
     wasm = out.read_bytes()
     rows = [(r.address, r.line, r.column, r.end_sequence)
