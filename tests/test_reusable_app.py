@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -57,10 +58,15 @@ SITE_FILES = {
                 from . import plugins  # noqa: F401  (registers the capability and host function)
         ''',
     "greetings/plugins.py": '''
-        """What plugins may ask this site for: one capability, one host function behind it."""
-        from gonext_plugins import capabilities
+        """What plugins may ask this site for: one capability, one host function behind it, and the
+        hooks the site offers (its catalogue)."""
+        from gonext_plugins import capabilities, hooks
 
         capabilities.register("greeting.read", "Read the site's greeting for a visitor.", "low")
+        hooks.declare("greeting.hello", "filter", args=[("who", "the reader to greet, as {'name': ...}")],
+                      description="The greeting on the home page.")
+        hooks.declare("log", "filter", args=[("line", "{'level', 'message'} to log")],
+                      description="Fired once per home page view.")
 
 
         @capabilities.host_function("greeting.hello", capability="greeting.read")
@@ -125,9 +131,13 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def run(*cmd: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None,
         timeout: float = 900) -> str:
-    """Run a command; on failure, fail the test with its output (the command is the evidence)."""
-    done = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env or clean_env(), capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    """Run a command; on failure, fail the test with its output (the command is the evidence).
+
+    Never from this repository's folder by default: Python puts the working directory first on
+    ``sys.path``, so the checkout's ``gonext_plugins`` (and its editable-install metadata) would
+    shadow the package installed from the wheel."""
+    done = subprocess.run([str(c) for c in cmd], cwd=cwd or tempfile.gettempdir(), env=env or clean_env(),
+                          capture_output=True, text=True, timeout=timeout, check=False)
     if done.returncode != 0:
         pytest.fail(f"{' '.join(map(str, cmd))} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
     return done.stdout + done.stderr
@@ -300,6 +310,13 @@ def test_the_api_answers_with_a_token_in_its_error_shape(server: Site) -> None:
     assert again.status_code == 409, again.text[:2000]
     body = again.json()
     assert body["error"] == "plugin_exists" and body["detail"] and "problems" in body
+
+
+def test_the_api_serves_the_hooks_the_site_declared(server: Site) -> None:
+    catalogue = _api(server, "GET", "hooks/")
+    assert catalogue.status_code == 200, catalogue.text[:2000]
+    declared = {hook["name"]: hook["kind"] for hook in catalogue.json()}
+    assert declared == {"greeting.hello": "filter", "log": "filter"}, declared
 
 
 def test_the_api_schema_and_docs_load(server: Site) -> None:
