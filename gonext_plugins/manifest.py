@@ -129,11 +129,6 @@ def _validator() -> jsonschema.Draft202012Validator:
     return _ManifestValidator(schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
 
 
-def supported_abis() -> tuple[int, ...]:
-    """ABI versions this host accepts, straight from the schema so they cannot drift apart."""
-    return tuple(schema()["$defs"]["abi"]["enum"])
-
-
 # --- paths and sentences ----------------------------------------------------------------------------
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
