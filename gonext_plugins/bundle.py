@@ -11,6 +11,9 @@ unchanged, in which case the canonical zip of that content is the original file,
 file is not. No reasoning about individual zip header fields is needed.
 
 No Django at import time: settings and the ``PublisherKey`` model are imported lazily.
+
+Writing and reading stay one module although it is long: the reader's strictness is "exactly the
+bytes :func:`pack` writes", so the two halves of the format change together or not at all.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ Every error derives from :class:`PluginError`, carries the plugin slug when one 
 stable machine-readable ``code`` that the API uses as its ``error`` field. Messages are written for
 people: they say what went wrong and, where possible, what to do. They never include a Python
 traceback, so they are safe to show to an API client or to hand back to a guest.
+
+One module on purpose, whatever its length: one hierarchy with every ``code`` in one place, so a
+new code is checked against all the others at a glance and no layer keeps errors of its own.
 """
 
 from __future__ import annotations

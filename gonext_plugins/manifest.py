@@ -5,7 +5,9 @@ this module loads it once, runs it with a cached validator, and turns *every* pr
 sentence with a JSON path (``$.hooks[0].kind: must be one of "action", "filter"``), because an
 author fixing a manifest wants the whole list at once, not one error per upload.
 
-No Django here: the manifest is pure data (layer 2).
+No Django here: the manifest is pure data (layer 2). It stays one module although it is long:
+the schema's sentences, the semantic rules and the version ranges (``requires.host``) all feed the
+one problem list :func:`problems` returns, and each part is small.
 """
 
 from __future__ import annotations
@@ -127,11 +129,6 @@ _ManifestValidator: type[jsonschema.Draft202012Validator] = jsonschema.validator
 @cache
 def _validator() -> jsonschema.Draft202012Validator:
     return _ManifestValidator(schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
-
-
-def supported_abis() -> tuple[int, ...]:
-    """ABI versions this host accepts, straight from the schema so they cannot drift apart."""
-    return tuple(schema()["$defs"]["abi"]["enum"])
 
 
 # --- paths and sentences ----------------------------------------------------------------------------

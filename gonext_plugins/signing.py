@@ -71,11 +71,6 @@ def load_signing_key(value: str | bytes | SigningKey) -> SigningKey:
         raise KeyFileError(f"not an ed25519 signing key: {exc}") from exc
 
 
-def public_key_of(signing_key: str | bytes | SigningKey) -> str:
-    """Base64 public key of a signing key."""
-    return b64encode(bytes(load_signing_key(signing_key).verify_key))
-
-
 def digest(manifest_sha256: str, wasm_sha256: str) -> bytes:
     """The exact bytes that get signed: ``b"gnplugin-v1\\n" + <manifest sha256 hex> + b"\\n" +
     <wasm sha256 hex>``. A versioned prefix keeps these signatures from meaning anything elsewhere."""

@@ -451,8 +451,8 @@ def test_trusting_a_trusted_key_again_is_a_quiet_no_op(publisher) -> None:  # ty
 def test_log_is_always_granted_without_asking(make_bundle) -> None:  # type: ignore[no-untyped-def]
     lifecycle.install(make_bundle(capabilities=["kv", "log"]), ["kv"], "tests", activate=True)
     assert "log" in registry.get("demo").capabilities
-    assert "log" in lifecycle.effective_capabilities(Plugin.objects.get(slug="demo"),
-                                                     registry.get("demo").manifest)
+    assert "log" in lifecycle.effective(lifecycle.granted_capabilities(Plugin.objects.get(slug="demo")),
+                                        registry.get("demo").manifest)
 
 
 def test_jobs_declared_without_gn_handle_job_refuse_activation(make_bundle) -> None:  # type: ignore[no-untyped-def]

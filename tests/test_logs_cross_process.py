@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -20,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from .api.server import serve_command
+from .api.server import free_port, manage, serve_command, site_env
 from .conftest import REPO
 
 POST_SLUG = "hello-logs"
@@ -49,12 +47,6 @@ print(json.dumps({"sessionid": client.cookies["sessionid"].value}))
 """.replace("POST_SLUG", POST_SLUG)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_for_port(port: int, proc: subprocess.Popen[Any], what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -71,26 +63,12 @@ class Site:
 
     def __init__(self, tmp: Path, **env: str) -> None:
         self.tmp = tmp
-        self.env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
-            "DATABASE_URL": f"sqlite:///{tmp / 'site.sqlite3'}",
-            "MEDIA_ROOT": str(tmp / "media"),
-            "DEBUG": "1",
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "GONEXT_SYNC_INTERVAL": "0.2",
-            "PYTHONUNBUFFERED": "1",
-            **env,
-        }
-        self.env.pop("TEST_DATABASE_NAME", None)
+        self.env = site_env(tmp, "site.sqlite3", **{"GONEXT_SYNC_INTERVAL": "0.2", **env})
         self.servers: list[tuple[subprocess.Popen[Any], Any]] = []
         self.sessionid = ""
 
     def manage(self, *args: str) -> str:
-        done = subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=self.env,
-                              capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-        return done.stdout
+        return manage(self.env, *args)
 
     def setup(self) -> None:
         self.manage("migrate", "--noinput", "-v0")

@@ -26,7 +26,7 @@ from .grants import grant, revoke
 from .keys import db_key_lookup, find_key, revoke_key, trust_key
 from .plugins import activate, deactivate, install, rollback, uninstall, upgrade
 from .preflight import (
-    effective_capabilities,
+    effective,
     granted_capabilities,
     publisher_change,
     publisher_label,
@@ -47,7 +47,7 @@ __all__ = [
     "deactivate",
     "dev_install",
     "dev_version",
-    "effective_capabilities",
+    "effective",
     "find_key",
     "grant",
     "granted_capabilities",

@@ -48,11 +48,6 @@ def effective_hosts(fetch_hosts: Iterable[str], manifest: Manifest) -> tuple[str
     return tuple(sorted(set(fetch_hosts) & set(manifest.allowed_hosts)))
 
 
-def effective_capabilities(plugin: Plugin, manifest: Manifest) -> frozenset[str]:
-    """:func:`effective` for a plugin's grants on record."""
-    return effective(granted_capabilities(plugin), manifest)
-
-
 def check_grants(manifest: Manifest, granted: Iterable[str], already: Iterable[str] = ()) -> set[str]:
     """Validate requested grants; returns the set to grant. Raises on unknown, unrequested or
     missing required capabilities."""

@@ -17,6 +17,10 @@ Two rules of ABI.md are enforced here, in the one trampoline every import goes t
   budget (:func:`time_left`), and an import that returns after the hard deadline ends the call as
   ``PluginTimeout``, whatever it returned (a failing host call never re-enters wasm, so the
   epoch alone would not stop a guest that loops over slow host calls).
+
+It stays one module although it is long: the registry, :class:`HostContext` and the trampolines
+are one mechanism (every import, and both rules above, go through :func:`_guarded`), and splitting
+them would spread the guard's invariants over several files.
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ DEFAULT_TICK_MS = 5
 IDLE_SCAN_SECONDS = 1.0
 
 def resolve_dispatcher(kind: str | type[Dispatcher]) -> type[Dispatcher]:
-    """``"slow"``, ``"fast"`` (falls back to slow until ``dispatch_fast`` exists) or a class."""
+    """``"slow"``, ``"fast"`` (falls back to slow when ``dispatch_fast`` cannot load) or a class."""
     if not isinstance(kind, str):
         return kind
     if kind == "slow":

@@ -41,7 +41,33 @@ def serve_command(port: int) -> list[str]:
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
+
+
+def site_env(root: Path, database: str, **extra: str) -> dict[str, str]:
+    """The environment of a demo-site process on its own SQLite file (``root / database``) and
+    media root under ``root``, with the suite's settings; the test database's name stays behind."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": f"sqlite:///{root / database}",
+        "MEDIA_ROOT": str(root / "media"),
+        "DEBUG": "1",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+    env.pop("TEST_DATABASE_NAME", None)
+    return env
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    """``manage.py *args`` in a site's environment: its output, or an error with both streams."""
+    done = subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
 
 
 class LiveServer:
@@ -52,28 +78,13 @@ class LiveServer:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.log_path = root / "server.log"
-        self.env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
-            "DATABASE_URL": f"sqlite:///{root / 'db.sqlite3'}",
-            "MEDIA_ROOT": str(root / "media"),
-            "STATIC_ROOT": str(root / "static"),
-            "DEBUG": "1",
-            "GONEXT_DEV_MODE": "0",
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "PYTHONUNBUFFERED": "1",
-        }
-        self.env.pop("TEST_DATABASE_NAME", None)
+        self.env = site_env(root, "db.sqlite3", STATIC_ROOT=str(root / "static"), GONEXT_DEV_MODE="0")
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
         self.token = ""
 
     def manage(self, *args: str) -> str:
-        done = subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=self.env,
-                              capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            raise RuntimeError(f"manage.py {args[0]} failed:\n{done.stdout}\n{done.stderr}")
-        return done.stdout
+        return manage(self.env, *args)
 
     def start(self) -> LiveServer:
         self.manage("migrate", "--noinput", "-v0")

@@ -23,6 +23,7 @@ from gonext_plugins import bundle
 from gonext_plugins.devtools.zigbuild import build_zig
 from gonext_plugins.models import Plugin, PluginState
 from project.blog.models import Post
+from tests.browser import chromium
 from tests.conftest import REPO
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes between
@@ -30,31 +31,11 @@ from tests.conftest import REPO
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+browser = chromium.browser  # the module-scoped fixture every browser test shares
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run"]
 SEO = REPO / "examples" / "plugins" / "seo"
 SHOTS = REPO / "test-artifacts" / "admin"
 PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import Error, sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (`make apt-deps` or "
-                    "`apt-get install -y chromium`); the admin browser tests need it", pytrace=False)
-    with sync_playwright() as playwright:
-        try:
-            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                                  timeout=30_000)
-        except Error as exc:
-            pytest.fail(f"Chromium at {CHROMIUM} did not start: {exc}", pytrace=False)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

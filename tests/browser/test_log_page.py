@@ -15,12 +15,9 @@ from typing import Any
 import pytest
 
 from ..test_logs_cross_process import POST_SLUG, Site
+from .chromium import launch
 
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop here
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 pytestmark = pytest.mark.browser
 
@@ -43,7 +40,7 @@ def page(site: tuple[Site, int]) -> Iterator[Any]:
 
     _, port = site
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)  # fails if it cannot
+        browser = launch(pw)
         context = browser.new_context(viewport={"width": 1280, "height": 800})
         context.add_cookies([{"name": "sessionid", "value": site[0].sessionid,
                               "url": f"http://127.0.0.1:{port}"}])

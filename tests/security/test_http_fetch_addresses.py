@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -32,6 +32,7 @@ from gonext_plugins.builtin_host import FetchDenied, http_fetch
 from gonext_plugins.errors import ManifestError
 from gonext_plugins.host_functions import http_fetch as fetch_module
 from gonext_plugins.models import Plugin
+from tests import test_builtin_host
 from tests.api.helpers import assert_error
 from tests.conftest import guest_wasm
 from tests.test_admin import (  # noqa: F401  (manager and users are fixtures)
@@ -46,6 +47,7 @@ from tests.test_admin import (  # noqa: F401  (manager and users are fixtures)
 from tests.test_builtin_host import ERROR, _Server, call, logged, plugin  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.django_db  # no test here needs real commits
+server = test_builtin_host.server  # the fixture: a local HTTP server that counts its hits
 
 ALLOW = "HTTP_FETCH_ALLOW_PRIVATE"
 # Every way of writing 127.0.0.1 that inet_aton (and so getaddrinfo) accepts, and names for it.
@@ -88,13 +90,6 @@ def handle(*hosts: str) -> SimpleNamespace:
     """What ``http_fetch`` reads of a loaded plugin: its slug and its granted hosts. Used for hosts
     a manifest can no longer list (a plugin installed before this rule existed)."""
     return SimpleNamespace(name="demo", context=SimpleNamespace(slug="demo", hosts=hosts), limits=None)
-
-
-@pytest.fixture
-def server() -> Iterator[_Server]:
-    srv = _Server()
-    yield srv
-    srv.stop()
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ violation. Screenshots go to ``test-artifacts/security-markup/``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import pytest
 
 from gonext_plugins import bundle
 from project.blog.models import Post
+from tests.browser import chromium
 from tests.conftest import REPO, guest_wasm, make_manifest
 
 from ..test_logs_cross_process import Site
@@ -29,29 +29,10 @@ from .test_plugin_markup import HOOKS, install_markup_guest
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop here
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+browser = chromium.browser  # the module-scoped fixture every browser test shares
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run"]
 SHOTS = REPO / "test-artifacts" / "security-markup"
 PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import Error, sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `apt-get install -y chromium`", pytrace=False)
-    with sync_playwright() as playwright:
-        try:
-            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                                  timeout=30_000)
-        except Error as exc:
-            pytest.fail(f"Chromium at {CHROMIUM} did not start: {exc}", pytrace=False)
-        yield chromium
-        chromium.close()
 
 
 @dataclass

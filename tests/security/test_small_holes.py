@@ -412,4 +412,4 @@ def test_an_optional_capability_dropped_and_asked_again_is_not_silently_granted(
     v3 = make_bundle(version="3.0.0", optionalCapabilities=["posts.read"])
     lifecycle.upgrade("demo", v3, [], "tests")
     plugin = Plugin.objects.get(slug="demo")
-    assert "posts.read" not in lifecycle.effective_capabilities(plugin, v3.manifest)
+    assert "posts.read" not in lifecycle.effective(lifecycle.granted_capabilities(plugin), v3.manifest)

@@ -4,7 +4,8 @@ Kept beside ``plugin.py`` as a mixin so the bundle/key subcommands and these gro
 ``plugin.py`` lists them in ``SUBCOMMANDS`` and dispatches to the ``args_*`` / ``handle_*`` methods
 here exactly as to its own. Thin on purpose: parse, call :mod:`gonext_plugins.lifecycle`, render.
 
-Exit codes (``docs/commands.md``): 0 done, 1 refused, 2 usage error, 3 nothing to do.
+Exit codes (``docs/commands.md``): 0 done, 1 refused, 2 usage error, 3 nothing to do. One module
+although it is long: one mixin of thin subcommands sharing the helpers below, each a few lines.
 """
 
 from __future__ import annotations

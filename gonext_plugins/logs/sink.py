@@ -1,0 +1,130 @@
+"""The sink's half of plugin logging: the bounded queue and the per-plugin rate limit.
+
+The runtime calls the sink from inside a guest call, so :class:`Sink` does as little as it can: a
+per-plugin token bucket (``LOG_RATE`` lines/s, ``LOG_BURST`` burst), a length cap and an append to a
+bounded in-memory queue. Memory stays bounded under a flood: the rate limit drops most lines before
+they are queued, and the queue itself holds at most :data:`QUEUE_MAX` lines. Dropped lines are
+counted per plugin and come back as one "N lines dropped" line per plugin and report period
+(:meth:`Sink.drop_reports`). The writer (:mod:`.writing`) subclasses it and empties the queue.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+from .. import logs as _package
+from ..conf import settings
+from ..runtime.levels import WARNING
+
+QUEUE_MAX = 20_000
+"""Lines waiting for the writer, across plugins. Past it lines are dropped (and counted), so a
+stalled database cannot make a flood grow memory without bound."""
+
+REPORT_INTERVAL = 1.0
+"""Seconds between two "N lines dropped" lines of one plugin during a sustained flood."""
+
+# A queued line: (unix time, plugin, version, level, message, source, dropped count).
+Line = tuple[float, str, str, int, str, str, int]
+
+
+def version_of(plugin: str) -> str:
+    """The version a line of ``plugin`` is tagged with: the package's ``version_source`` hook, read
+    at each call (``AppConfig.ready`` assigns ``logs.version_source``)."""
+    return _package.version_source(plugin)
+
+
+class _Bucket:
+    """Token bucket and drop counter of one plugin. Its lock is never contended for long: it only
+    guards a few float operations, so the guest call never waits on the writer."""
+
+    __slots__ = ("dropped", "last", "lock", "reported_at", "tokens", "total_dropped")
+
+    def __init__(self, burst: float) -> None:
+        self.tokens = burst
+        self.last = time.monotonic()
+        self.dropped = 0  # since the last report
+        self.total_dropped = 0  # since the process started (benchmarks, metrics)
+        self.reported_at = 0.0
+        self.lock = threading.Lock()
+
+
+class Sink:
+    """The queue and the rate limiter. Queuing calls :meth:`_kick`, which the writer overrides."""
+
+    def __init__(self) -> None:
+        self.queue: deque[Line] = deque()
+        self.buckets: dict[str, _Bucket] = {}
+        self._buckets_lock = threading.Lock()
+        self._config: tuple[float, float, int, int] | None = None
+
+    def config(self) -> tuple[float, float, int, int]:
+        """(rate, burst, max message chars, backlog), read once and re-read on setting changes."""
+        cfg = self._config
+        if cfg is None:
+            cfg = self._config = (float(settings.LOG_RATE), float(settings.LOG_BURST),
+                                  int(settings.LOG_MAX_MESSAGE_BYTES), int(settings.LOG_BACKLOG))
+        return cfg
+
+    def reset(self) -> None:
+        """Forget buckets, queued lines and cached settings (tests, after ``override_settings``)."""
+        self.queue.clear()
+        self.buckets.clear()
+        self._config = None
+
+    def _bucket(self, plugin: str) -> _Bucket:
+        bucket = self.buckets.get(plugin)
+        if bucket is None:
+            with self._buckets_lock:
+                bucket = self.buckets.setdefault(plugin, _Bucket(self.config()[1]))
+        return bucket
+
+    def submit(self, plugin: str, level: int, message: str, source: str, version: str | None = None) -> bool:
+        """Queue one rate-limited line; False when it was dropped (and counted). Never blocks on I/O."""
+        rate, burst, max_chars, _ = self._config or self.config()
+        bucket = self.buckets.get(plugin) or self._bucket(plugin)
+        with bucket.lock:
+            now = time.monotonic()
+            tokens = bucket.tokens + (now - bucket.last) * rate
+            bucket.last = now
+            if tokens > burst:
+                tokens = burst
+            if tokens < 1.0 or len(self.queue) >= QUEUE_MAX:
+                bucket.tokens = tokens
+                bucket.dropped += 1
+                bucket.total_dropped += 1
+                return False
+            bucket.tokens = tokens - 1.0
+        if len(message) > max_chars:  # bytes are cut exactly by the writer; this bounds memory
+            message = message[:max_chars]
+        if version is None:
+            version = version_of(plugin)
+        self.queue.append((time.time(), plugin, version, level, message, source, 0))
+        self._kick()
+        return True
+
+    def event(self, plugin: str, level: int, message: str, version: str | None = None) -> None:
+        """Queue a host event about a plugin (activated, trap, ...): rare, so not rate limited."""
+        if version is None:
+            version = version_of(plugin)
+        self.queue.append((time.time(), plugin, version, level, message, "host", 0))
+        self._kick()
+
+    def _kick(self) -> None:
+        """Called after each line queued; the writer starts or wakes its thread here."""
+
+    def drop_reports(self, force: bool) -> list[Line]:
+        """One "N lines dropped" line per plugin that dropped some, at most once per period."""
+        now = time.monotonic()
+        lines: list[Line] = []
+        for plugin, bucket in list(self.buckets.items()):
+            if not bucket.dropped or (not force and now - bucket.reported_at < REPORT_INTERVAL):
+                continue
+            with bucket.lock:
+                dropped, bucket.dropped = bucket.dropped, 0
+            bucket.reported_at = now
+            noun = "line" if dropped == 1 else "lines"
+            lines.append((time.time(), plugin, version_of(plugin), WARNING,
+                          f"{dropped} {noun} dropped: over the log rate limit", "host", dropped))
+        return lines
