@@ -302,6 +302,13 @@ class PluginInactive(JobError):
     code = "plugin_inactive"
 
 
+class JobsNotConfigured(JobError):
+    """The site's default Tasks backend has no ``plugin`` queue (system check E006 says how to add
+    it): plugin jobs cannot be queued until it does."""
+
+    code = "jobs_not_configured"
+
+
 class JobQuotaExceeded(JobError):
     """Queuing the job would put the plugin over JOB_MAX_QUEUED unfinished jobs or
     JOB_MAX_QUEUED_BYTES of their payloads: one page view must not be able to fill the queue."""

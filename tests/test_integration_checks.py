@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -11,6 +14,7 @@ from django.core.checks import run_checks
 from django.test import modify_settings, override_settings
 
 from gonext_plugins.asgi import RequestBodyLimit, with_plugins
+from tests.conftest import REPO
 
 bare_application = get_asgi_application()
 guarded_by_hand = ProtocolTypeRouter({"http": RequestBodyLimit(get_asgi_application())})
@@ -93,3 +97,34 @@ def test_an_empty_media_root_warns() -> None:
         with override_settings(GONEXT_PLUGINS={"CACHE_DIR": "/var/cache/plugins",
                                                "STORAGE": "django.core.files.storage.InMemoryStorage"}):
             assert "gonext_plugins.W010" not in _ids()
+
+
+NO_PLUGIN_QUEUE = """
+from tests.settings import *  # noqa: F403
+TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+"""
+
+ENQUEUE = """
+import django; django.setup()
+from gonext_plugins.jobs.enqueue import enqueue_task
+from gonext_plugins.errors import JobsNotConfigured
+try:
+    enqueue_task("demo", "job", {}, key=None, attempt=1, run_after=None)
+except JobsNotConfigured as exc:
+    print("refused:", exc.code)
+"""
+
+
+def test_a_site_without_the_plugin_queue_starts_and_is_told_how_to_fix_it(tmp_path: Any) -> None:
+    """The task is defined when the app loads, where the backend refuses an unknown queue: the site
+    must still start, its checks name the fix (E006), and nothing is queued meanwhile."""
+    (tmp_path / "no_plugin_queue.py").write_text(NO_PLUGIN_QUEUE)
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "no_plugin_queue",
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    checked = subprocess.run([sys.executable, str(REPO / "manage.py"), "check"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert "gonext_plugins.E006" in checked.stderr, checked.stderr
+    assert "Traceback" not in checked.stderr, checked.stderr
+    enqueued = subprocess.run([sys.executable, "-c", ENQUEUE], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert enqueued.stdout.strip() == "refused: jobs_not_configured", enqueued.stdout + enqueued.stderr

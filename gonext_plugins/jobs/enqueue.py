@@ -27,6 +27,7 @@ from ..conf import settings
 from ..errors import (
     InvalidPayload,
     JobQuotaExceeded,
+    JobsNotConfigured,
     PayloadTooLarge,
     PluginInactive,
     PluginNotFound,
@@ -40,8 +41,10 @@ from ..storable import unstorable_paths
 
 try:  # Django 6+
     from django.tasks import TaskContext, task  # type: ignore[import-not-found,unused-ignore]
+    from django.tasks.exceptions import InvalidTask as InvalidTaskError  # type: ignore[import-not-found,unused-ignore]
 except ImportError:  # Django 5.2: the backport, same API
     from django_tasks import TaskContext, task  # type: ignore[assignment,no-redef,unused-ignore]
+    from django_tasks.exceptions import InvalidTaskError  # type: ignore[assignment,no-redef,unused-ignore]
 
 QUEUE = "plugin"
 DEFAULT_MAX_RETRIES = 3
@@ -125,7 +128,24 @@ def _stored_at(module: str) -> Callable[[F], F]:
     return mark
 
 
-@task(queue_name=QUEUE, takes_context=True)
+def _plugin_task(func: F) -> Any:
+    """``func`` as a task on the ``plugin`` queue. A site whose default backend lacks that queue
+    still starts (the backend refuses the queue when the task is defined, at import): the task then
+    sits on the default queue, :func:`enqueue_task` refuses to queue anything, and system check
+    E006 tells the site how to fix its ``TASKS``."""
+    global queue_configured
+    try:
+        return task(queue_name=QUEUE, takes_context=True)(func)
+    except InvalidTaskError:
+        queue_configured = False
+        return task(takes_context=True)(func)
+
+
+queue_configured = True
+"""False when the site's default Tasks backend does not accept the ``plugin`` queue."""
+
+
+@_plugin_task
 @_stored_at(TASK_MODULE)
 def run_plugin_job(context: TaskContext, slug: str, job: str, payload: Any = None,
                    job_id: str | None = None, attempt: int = 1) -> dict[str, Any]:
@@ -144,6 +164,10 @@ def enqueue_task(slug: str, job: str, payload: Any, *, key: str | None, attempt:
                  run_after: datetime | None) -> Any:
     """One delivery of the job on the ``plugin`` queue. A backend that cannot defer (the immediate
     backend of a test settings file) runs it now instead of later."""
+    if not queue_configured:
+        raise JobsNotConfigured(f"the default Tasks backend has no {QUEUE!r} queue: add it to "
+                                "TASKS['default']['QUEUES'] (system check gonext_plugins.E006)",
+                                plugin=slug)
     queued = run_plugin_job
     if run_after is not None and queued.get_backend().supports_defer:
         queued = queued.using(run_after=run_after)
