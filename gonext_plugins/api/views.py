@@ -1,6 +1,7 @@
 """The API's views. Each parses the request, asks the permission policy (the same ``can_*``
 functions as the admin), calls one ``lifecycle`` function and renders the result; none writes
-plugin state itself."""
+plugin state itself. One module because the plugin viewset's actions are one resource: most of its
+length is the OpenAPI description each action carries beside its code."""
 
 from __future__ import annotations
 
