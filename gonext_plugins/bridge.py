@@ -80,26 +80,27 @@ class PluginHookProxy:
         return f"<PluginHookProxy {self.loaded.slug}:{self.kind}:{self.hook}@{self.priority}>"
 
     def __call__(self, *args: Any) -> Any:
+        """Call the guest the way its manifest declared the hook, then clean the result the way
+        the running hook will use it (``hooks.current_run_kind``): a plugin that declares a page's
+        action as a filter, or breaks a filter chain's ``SafeData`` with a non-string step, still
+        gets every string it returns sanitized where it renders as HTML."""
         # Arguments go to the runtime as they are: its orjson encoder calls json_default for
         # objects (models), which is far cheaper than converting them here first.
         raw = markup.RAW_HTML in self.loaded.capabilities
-        if self.kind == "filter":
-            try:
-                result = self.loaded.invoke("filter", self.hook, *args)
-                return markup.clean_filter_value(args[0] if args else None, result, raw=raw)
-            except InvalidPayload:
-                raise  # an argument with no JSON form is the site's bug, not the plugin's
-            except PluginError as exc:
-                self._fault(exc)
-                return args[0]
+        run = hooks.current_run_kind() or self.kind
+        value = args[0] if args else None
         try:
-            body = self.loaded.invoke("action", self.hook, *args)
-            return markup.clean_action_body(body, slug=self.loaded.slug, raw=raw)
+            result = self.loaded.invoke(self.kind, self.hook, *args)
+            if run == "action":
+                return markup.clean_action_body(result, slug=self.loaded.slug, raw=raw)
+            if self.kind == "action" and result is None:
+                return value  # an action in a filter chain with nothing to say changes nothing
+            return markup.clean_filter_value(value, result, raw=raw, html=run == "html")
         except InvalidPayload:
-            raise
+            raise  # an argument with no JSON form is the site's bug, not the plugin's
         except PluginError as exc:
             self._fault(exc)
-            return None
+            return None if run == "action" else value
 
     def _fault(self, exc: PluginError) -> None:
         if isinstance(exc, PluginClosed):

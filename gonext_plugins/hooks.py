@@ -44,10 +44,11 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Literal
 
 from asgiref.sync import sync_to_async
 from django.dispatch import Signal
+from django.utils.safestring import SafeData
 
 # The catalogue of hooks the site offers, re-exported: ``hooks.declare`` is the public spelling.
 from .hook_catalogue import (  # noqa: F401
@@ -156,6 +157,19 @@ _hooks_lock = threading.RLock()
 _action_counts: defaultdict[str, int] = defaultdict(int)
 _filter_counts: defaultdict[str, int] = defaultdict(int)
 _current: ContextVar[tuple[str, ...]] = ContextVar("gonext_current_hooks", default=())
+
+RunKind = Literal["action", "html", "text"]
+_run_kind: ContextVar[RunKind | None] = ContextVar("gonext_hook_run_kind", default=None)
+
+
+def current_run_kind() -> RunKind | None:
+    """How the innermost hook now running is used, which decides how its callbacks' results must be
+    treated: ``"action"`` (``do_action``: bodies become page fragments), ``"html"`` (a filter
+    chain that started from ``SafeData``: its result renders as HTML, whatever a step in between
+    returned), ``"text"`` (any other filter chain: the result is escaped where it is shown);
+    ``None`` outside any hook. Callbacks that hand back untrusted values (the plugin bridge) key
+    their cleaning on this, not on their own declared kind nor on the value a step received."""
+    return _run_kind.get()
 
 
 def _hook(name: str) -> Hook:
@@ -268,11 +282,13 @@ def register_temporarily(name: str, callback: Callback,
 
 
 @contextmanager
-def _running(name: str) -> Iterator[None]:
+def _running(name: str, kind: RunKind) -> Iterator[None]:
     token = _current.set((*_current.get(), name))
+    kind_token = _run_kind.set(kind)
     try:
         yield
     finally:
+        _run_kind.reset(kind_token)
         _current.reset(token)
 
 
@@ -307,7 +323,7 @@ def apply_filters(name: str, value: Any, *args: Any) -> Any:
         else:
             state[0] = entry.callback(state[0], *args)
 
-    with _running(name):
+    with _running(name, "html" if isinstance(value, SafeData) else "text"):
         hook.run(call)
     return state[0]
 
@@ -342,7 +358,7 @@ def _run_action(name: str, args: tuple[Any, ...],
         if result is not None and getattr(entry.callback, "collect", False):
             bodies.append(result)
 
-    with _running(name):
+    with _running(name, "action"):
         hook.run(call)
     return bodies
 

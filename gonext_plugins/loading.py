@@ -20,12 +20,12 @@ from typing import Any
 
 from wasmtime import Module
 
-from . import capabilities
+from . import capabilities, untrusted_json
 from .conf import settings
 from .diagnostics import traps
 from .errors import HookError, PluginError, PluginLoadError, PluginTrap
 from .lifecycle import manifest_of, record_fault
-from .manifest import Manifest
+from .manifest import Manifest, format_path
 from .models import PluginVersion
 from .runtime import Limits, Runtime
 from .runtime import Plugin as RuntimePlugin
@@ -177,7 +177,9 @@ class LoadedPlugin:
         like are the plugin's answers, not faults."""
         method = getattr(self.runtime_plugin, f"invoke_{kind}")
         try:
-            return method(name, *args, **kwargs)
+            result = method(name, *args, **kwargs)
+            _check_structure(result, self.slug)
+            return result
         except PluginTrap as exc:
             self._fault("timeout" if exc.code == "timeout" else "trap", name, exc)
             raise
@@ -208,6 +210,19 @@ class LoadedPlugin:
         except Exception:  # a report is a courtesy; the fault is recorded without one
             logger.warning("no trap report for plugin %s", self.slug, exc_info=True)
             return None
+
+
+def _check_structure(result: Any, slug: str) -> None:
+    """Refuse a guest result nested past ``untrusted_json.MAX_DEPTH`` or holding lone surrogates
+    (``bad_result``), before anything walks it recursively (rendering JSON-LD or a template, storing
+    a job's result): such a value would raise later, outside the guest call, failing the page instead
+    of counting as this plugin's fault."""
+    if isinstance(result, dict | list):
+        found = untrusted_json.problems(result)
+        if found:
+            path, message = min(found, key=lambda problem: len(problem[0]))
+            raise HookError(f"the guest's result {format_path(path)} {message}", status="bad_result",
+                            plugin=slug)
 
 
 # Parsed source maps of the modules that trapped lately: a plugin trapping on every request costs

@@ -82,14 +82,15 @@ def _trusted_or_sanitized(html: str, raw: bool) -> SafeString:
     return mark_safe(html) if raw else sanitize(html)
 
 
-def clean_filter_value(original: Any, result: Any, *, raw: bool) -> Any:
+def clean_filter_value(original: Any, result: Any, *, raw: bool, html: bool = False) -> Any:
     """A plugin filter's result as the bus passes it on.
 
-    A string counts as HTML only when the value it replaced did (``SafeData``, Django's rule):
+    A string counts as HTML when the chain renders as HTML (``html``: it started from ``SafeData``,
+    whatever a step in between returned) or the value it replaced was ``SafeData`` (Django's rule):
     that one is sanitized (or trusted, with ``html.raw``) and stays marked safe, so the next filter
     in the chain sees HTML too. Plain text is left as it is: the template escapes it.
     """
-    if isinstance(original, SafeData) and isinstance(result, str):
+    if (html or isinstance(original, SafeData)) and isinstance(result, str):
         return _trusted_or_sanitized(result, raw)
     return result
 
