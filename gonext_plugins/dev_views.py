@@ -71,7 +71,7 @@ class DevInstallAnswerSerializer(serializers.Serializer):
     detail = serializers.CharField()
 
 
-class DevInstallView(APIBase, APIView):  # type: ignore[misc]
+class DevInstallView(APIBase, APIView):
     """Install or replace a plugin's dev build and run it (dev mode only)."""
 
     parser_classes = [MultiPartParser]

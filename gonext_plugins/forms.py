@@ -43,8 +43,12 @@ class ConfirmForm(forms.Form):
     def __init__(self, *args: Any, capability_names: list[str], host_names: list[str],
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["capabilities"].choices = [(name, name) for name in capability_names]
-        self.fields["hosts"].choices = [(name, name) for name in host_names]
+        capabilities, hosts = self.fields["capabilities"], self.fields["hosts"]
+        # self.fields is typed dict[str, Field]; both are the MultipleChoiceFields declared above.
+        assert isinstance(capabilities, forms.MultipleChoiceField)
+        assert isinstance(hosts, forms.MultipleChoiceField)
+        capabilities.choices = [(name, name) for name in capability_names]
+        hosts.choices = [(name, name) for name in host_names]
 
 
 class TrustKeyForm(forms.Form):

@@ -190,24 +190,24 @@ class HookSignal(Signal):
         super().__init__()
         self.hook = hook
 
-    def connect(self, receiver: Callback, sender: Any = None, weak: bool = True,  # type: ignore[override]
+    def connect(self, receiver: Callback, sender: Any = None, weak: bool = True,
                 dispatch_uid: Any = None, priority: int = DEFAULT_PRIORITY) -> None:
         self.hook.add(receiver, priority, _Entry(receiver, django_style=True, signal=self))
 
-    def disconnect(self, receiver: Callback | None = None, sender: Any = None,  # type: ignore[override]
+    def disconnect(self, receiver: Callback | None = None, sender: Any = None,
                    dispatch_uid: Any = None, priority: int = DEFAULT_PRIORITY) -> bool:
         return self.hook.remove(receiver, priority) if receiver is not None else False
 
     def has_listeners(self, sender: Any = None) -> bool:
         return bool(self.hook.has())
 
-    def send(self, sender: Any, **named: Any) -> list[tuple[Callback, Any]]:  # type: ignore[override]
+    def send(self, sender: Any, **named: Any) -> list[tuple[Callback, Any]]:
         responses: list[tuple[Callback, Any]] = []
         args = tuple(named.pop("args", ()))
         _run_action(self.hook.name, args, responses)
         return responses
 
-    def send_robust(self, sender: Any, **named: Any) -> list[tuple[Callback, Any]]:  # type: ignore[override]
+    def send_robust(self, sender: Any, **named: Any) -> list[tuple[Callback, Any]]:
         responses: list[tuple[Callback, Any]] = []
         args = tuple(named.pop("args", ()))
         _run_action(self.hook.name, args, responses, robust=True)

@@ -155,10 +155,11 @@ class Registry:
             plugin__state=PluginState.ACTIVE
         ).values_list("plugin_id", "capability", "hosts"):
             grants.setdefault(plugin_id, {})[capability] = hosts or []
-        desired = {}
+        desired: Desired = {}
         for plugin in Plugin.objects.filter(state=PluginState.ACTIVE, active_version__isnull=False) \
                 .select_related("active_version"):
             version = plugin.active_version
+            assert version is not None  # the query asks for active_version__isnull=False
             manifest = manifest_of(version)
             granted = grants.get(plugin.pk, {})
             desired[plugin.slug] = (version, effective(granted, manifest),

@@ -9,8 +9,9 @@ without a permission see no button for it and get 403 from its URL.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.contrib import admin, messages
 from django.db.models import Count, OuterRef, QuerySet, Subquery
@@ -39,6 +40,9 @@ from .keys import PublisherKeyAdminViews
 from .plugins import PluginAdminViews
 from .presenters import recent_audit
 
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
 LOG_PAGE = "/_/plugins/logs/{slug}/"  # where the live log page lives when its URL is not included
 
 
@@ -58,6 +62,21 @@ def state_badge(state: str, reason: str = "") -> str:
     """The coloured state pill used on the changelist and the plugin page."""
     label = PluginState(state).label if state in PluginState.values else state
     return format_html('<span class="gn-badge gn-state-{}" title="{}">{}</span>', state, reason, label)
+
+
+class PluginColumns(TypedDict):
+    """What ``PluginAdmin.get_queryset`` annotates each plugin of the list with."""
+
+    grant_count: int
+    last_fault_kind: str | None  # the newest fault's, or None (then so are the other two)
+    last_fault_at: datetime | None
+    last_fault_message: str | None
+
+
+class KeyColumns(TypedDict):
+    """What ``PublisherKeyAdmin.get_queryset`` annotates each key of the list with."""
+
+    version_count: int
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -129,13 +148,13 @@ class PluginAdmin(HookCatalogueAdminViews, PluginAdminViews, ReadOnlyAdmin):
         return format_html('{}<br><span class="gn-badge gn-sig-valid">✓ signed</span>', key.name)
 
     @admin.display(description="Capabilities")
-    def capabilities_column(self, obj: Plugin) -> str:
+    def capabilities_column(self, obj: WithAnnotations[Plugin, PluginColumns]) -> str:
         if obj.active_version is None:
             return "—"
         manifest = obj.active_version.manifest
         asked = len(set(manifest.get("capabilities", [])) | set(manifest.get("optionalCapabilities", [])))
         return format_html('<span title="granted of asked for">{} of {}</span>',
-                           obj.grant_count, asked)  # type: ignore[attr-defined]
+                           obj.grant_count, asked)
 
     @admin.display(description="Hooks")
     def hooks_column(self, obj: Plugin) -> str:
@@ -145,13 +164,14 @@ class PluginAdmin(HookCatalogueAdminViews, PluginAdminViews, ReadOnlyAdmin):
         return format_html_join(" ", "<code>{}</code>", ((hook.get("name", "?"),) for hook in hooks))
 
     @admin.display(description="Last fault")
-    def fault_column(self, obj: Plugin) -> str:
+    def fault_column(self, obj: WithAnnotations[Plugin, PluginColumns]) -> str:
         kind = getattr(obj, "last_fault_kind", None)
         if not kind:
             return "—"
+        assert obj.last_fault_at is not None  # kind's fault row has one: created_at is not nullable
         return format_html('<span class="gn-badge gn-risk-high" title="{}">{}</span><br>'
                            '<span class="gn-quiet">{} ago</span>', obj.last_fault_message, kind,
-                           timesince(obj.last_fault_at))  # type: ignore[attr-defined]
+                           timesince(obj.last_fault_at))
 
     @admin.display(description="Calls · median")
     def calls_column(self, obj: Plugin) -> str:
@@ -182,7 +202,8 @@ class PluginAdmin(HookCatalogueAdminViews, PluginAdminViews, ReadOnlyAdmin):
         self._bulk(request, queryset, lifecycle.deactivate, "deactivated")
 
     def _bulk(self, request: HttpRequest, queryset: QuerySet[Plugin], operation: Any, verb: str) -> None:
-        changed, unchanged = [], []
+        changed: list[str] = []
+        unchanged: list[str] = []
         for plugin in queryset:
             try:
                 result = operation(plugin, request.user)
@@ -239,7 +260,7 @@ class PluginAdmin(HookCatalogueAdminViews, PluginAdminViews, ReadOnlyAdmin):
                           key=lambda v: version_key(v.version), reverse=True)
         grants = {g.capability: g for g in plugin.grants.select_related("granted_by")}
         asked = list(manifest.all_capabilities) if manifest else []
-        rows = []
+        rows: list[dict[str, Any]] = []
         for cap in capabilities.describe(set(asked) | set(grants)):
             rows.append({"cap": cap, "grant": grants.get(cap.name),
                          "required": bool(manifest and cap.name in manifest.capabilities),
@@ -311,7 +332,7 @@ class PublisherKeyAdmin(PublisherKeyAdminViews, ReadOnlyAdmin):
             *super().get_urls(),
         ]
 
-    def get_list_display(self, request: HttpRequest) -> list[str]:
+    def get_list_display(self, request: HttpRequest) -> list[str | Callable[[Any], str | bool]]:
         """The revoke column only for those who may revoke."""
         columns = list(super().get_list_display(request))
         return columns if policy.can_revoke_key(request.user) else columns[:-1]
@@ -335,8 +356,8 @@ class PublisherKeyAdmin(PublisherKeyAdminViews, ReadOnlyAdmin):
         return format_html('<span class="gn-badge gn-sig-valid">{}</span>', "trusted")
 
     @admin.display(description="Versions signed")
-    def signed_column(self, obj: PublisherKey) -> int:
-        return obj.version_count  # type: ignore[attr-defined]
+    def signed_column(self, obj: WithAnnotations[PublisherKey, KeyColumns]) -> int:
+        return obj.version_count
 
     @admin.display(description="")
     def revoke_column(self, obj: PublisherKey) -> str:

@@ -124,8 +124,10 @@ def _api_exception_body(exc: exceptions.APIException) -> dict[str, Any]:
     else:
         problems, detail = [], str(exc.detail)
     extra: dict[str, Any] = {}
-    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-        extra["retry_after"] = int(exc.wait + 0.999)
+    if isinstance(exc, exceptions.Throttled):
+        wait: float | None = exc.wait  # type: ignore[attr-defined]  # set by __init__; the stubs miss it
+        if wait is not None:
+            extra["retry_after"] = int(wait + 0.999)
     return error_body(DRF_CODES.get(code, code), detail, problems, **extra)
 
 

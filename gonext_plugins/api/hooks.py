@@ -35,7 +35,7 @@ class DeclaredHookSerializer(serializers.Serializer):
                                                   "argument is the value it filters)")
 
 
-class HookCatalogueView(APIBase, APIView):  # type: ignore[misc]
+class HookCatalogueView(APIBase, APIView):
     """The hook catalogue: every hook the site declares, sorted by name. Hooks fired without a
     declaration still run; they are just not listed."""
 

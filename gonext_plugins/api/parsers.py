@@ -8,6 +8,7 @@ echoed in an error) as a lone surrogate that cannot be encoded: a 500 again. Bot
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rest_framework.exceptions import ParseError
@@ -21,7 +22,7 @@ class UntrustedJSONParser(JSONParser):
     """JSON bodies with bounded nesting and real text only."""
 
     def parse(self, stream: Any, media_type: str | None = None,
-              parser_context: dict[str, Any] | None = None) -> Any:
+              parser_context: Mapping[str, Any] | None = None) -> Any:
         try:
             data = super().parse(stream, media_type, parser_context)
         except RecursionError:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.apps import apps
@@ -13,10 +14,10 @@ from drf_spectacular.views import (
     SpectacularSwaggerView,
     _get_sidecar_url,
 )
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import BaseAuthentication, SessionAuthentication, TokenAuthentication
 from rest_framework.permissions import AllowAny
 
-from .base import OwnPolicy
+from .base import OwnPolicy, PermissionClasses
 from .openapi import extend_schema
 
 TITLE = "gonext plugins API"
@@ -52,11 +53,11 @@ class DocsPolicy(OwnPolicy):
     """The schema and docs pages are public (they describe, they do not act) and, like the API,
     independent of the site's ``REST_FRAMEWORK`` and ``SPECTACULAR_SETTINGS`` serving defaults."""
 
-    authentication_classes = [TokenAuthentication, SessionAuthentication]
-    permission_classes = [AllowAny]
+    authentication_classes: Sequence[type[BaseAuthentication]] = [TokenAuthentication, SessionAuthentication]
+    permission_classes: PermissionClasses = [AllowAny]
 
 
-class SchemaView(DocsPolicy, SpectacularAPIView):  # type: ignore[misc]
+class SchemaView(DocsPolicy, SpectacularAPIView):
     custom_settings = SCHEMA_SETTINGS
 
     @extend_schema(exclude=True)
@@ -64,7 +65,7 @@ class SchemaView(DocsPolicy, SpectacularAPIView):  # type: ignore[misc]
         return super().get(request, *args, **kwargs)
 
 
-class SwaggerView(DocsPolicy, SpectacularSwaggerSplitView):  # type: ignore[misc]
+class SwaggerView(DocsPolicy, SpectacularSwaggerSplitView):
     """Swagger UI with its start-up script served as a file (``?script``), not inline, so the page
     works under the app's Content-Security-Policy (``script-src 'self'``)."""
 
@@ -83,7 +84,7 @@ class SwaggerView(DocsPolicy, SpectacularSwaggerSplitView):  # type: ignore[misc
         return SpectacularSwaggerView._swagger_ui_favicon()
 
 
-class RedocView(DocsPolicy, SpectacularRedocView):  # type: ignore[misc]
+class RedocView(DocsPolicy, SpectacularRedocView):
     title = TITLE
 
     @staticmethod

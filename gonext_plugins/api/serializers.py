@@ -4,7 +4,8 @@ serializers only parse and validate requests: the rules themselves live in ``lif
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -58,7 +59,8 @@ class CapabilitySerializer(serializers.Serializer):
 
 
 class RequestedCapabilitiesSerializer(serializers.Serializer):
-    required = serializers.ListField(child=serializers.CharField())
+    # The metaclass pops declared fields off the class, so this never shadows Field.required.
+    required = serializers.ListField(child=serializers.CharField())  # type: ignore[assignment]
     optional = serializers.ListField(child=serializers.CharField())
 
 
@@ -337,7 +339,8 @@ class QuerySerializer(serializers.Serializer):
     blank optional form values silently)."""
 
     def to_internal_value(self, data: Any) -> Any:
-        blank = {name: ["may not be blank"] for name in self.fields if name in data and data.get(name) == ""}
+        names = cast("Iterable[str]", self.fields)  # the stubs say it iterates fields: it is their names
+        blank = {name: ["may not be blank"] for name in names if name in data and data.get(name) == ""}
         if blank:
             raise serializers.ValidationError(blank)
         return super().to_internal_value(data)

@@ -8,7 +8,8 @@ falls back to :data:`DEFAULT_RATES`.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
@@ -32,5 +33,7 @@ class PluginAPIThrottle(ScopedRateThrottle):
         return super(ScopedRateThrottle, self).allow_request(request, view)
 
     def get_rate(self) -> str | None:
-        rates = api_settings.DEFAULT_THROTTLE_RATES or {}
+        assert self.scope is not None  # allow_request, the only caller, has just set it
+        # The stubs type the rates as numbers; DRF's are "count/period" strings (or None).
+        rates = cast("Mapping[str, str | None]", api_settings.DEFAULT_THROTTLE_RATES or {})
         return rates.get(self.scope, DEFAULT_RATES.get(self.scope))

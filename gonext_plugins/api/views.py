@@ -65,7 +65,7 @@ def _read_bundle(upload: Any) -> bundle_module.Bundle:
     return bundle_module.read(upload)
 
 
-class PluginViewSet(APIBase, GenericViewSet):  # type: ignore[misc]
+class PluginViewSet(APIBase, GenericViewSet):
     """Installed plugins and every lifecycle operation on them."""
 
     lookup_field = "slug"
@@ -346,7 +346,7 @@ class PluginViewSet(APIBase, GenericViewSet):  # type: ignore[misc]
                          "next_since": next_since})
 
 
-class CapabilityListView(APIBase, APIView):  # type: ignore[misc]
+class CapabilityListView(APIBase, APIView):
     """Every capability this site can grant, with what it allows and its risk."""
 
     permission_classes = [perms.PolicyPermission]
@@ -360,7 +360,7 @@ class CapabilityListView(APIBase, APIView):  # type: ignore[misc]
         return Response([cap.as_dict() for cap in capabilities.all_capabilities()])
 
 
-class KeyView(APIBase, APIView):  # type: ignore[misc]
+class KeyView(APIBase, APIView):
     """Trusted publisher keys: which signatures may install code at all. Listing, trusting and
     revoking each need the model permission the admin asks for (view/add/change_publisherkey)."""
 

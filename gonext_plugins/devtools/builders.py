@@ -331,7 +331,7 @@ def validate(project_dir: str | os.PathLike[str], wasm_path: str | os.PathLike[s
 def build(project_dir: str | os.PathLike[str], lang: str = langs.AUTO,
           **options: object) -> tuple[Built, Checked]:
     """Compile then validate (the dev loop's build and validate phases in one call)."""
-    built = compile_project(project_dir, lang, **options)  # type: ignore[arg-type]
+    built = compile_project(project_dir, lang, **options)  # type: ignore[arg-type]  # its own keywords, passed on
     return built, validate(project_dir, built.wasm_path)
 
 

@@ -99,7 +99,8 @@ def _refusal(url: str, status: int, raw: bytes, content_type: str) -> UploadErro
     if isinstance(data, dict) and ("error" in data or "detail" in data):
         error = str(data.get("error") or f"http_{status}")
         detail = str(data.get("detail") or "")
-        problems = data.get("problems") if isinstance(data.get("problems"), list) else []
+        raw_problems = data.get("problems")
+        problems = raw_problems if isinstance(raw_problems, list) else []
         lines = "".join(f"\n  {_problem(p)}" for p in problems)
         return UploadError(f"{error}: {detail}{lines}", status=status, error=error, detail=detail,
                            problems=problems, body=text)

@@ -85,12 +85,12 @@ class LifecycleCommands:
     def execute(self, *args: Any, **options: Any) -> Any:
         """Start every run at exit status 0 (``call_command`` may reuse an instance)."""
         self.exit_code = DONE
-        return super().execute(*args, **options)  # type: ignore[misc]
+        return super().execute(*args, **options)  # type: ignore[misc]  # a mixin: BaseCommand has it
 
     def run_from_argv(self, argv: list[str]) -> None:
         """On the command line a no-op exits 3 (a refusal already exits 1 inside ``execute``)."""
         self.exit_code = DONE
-        super().run_from_argv(argv)  # type: ignore[misc]
+        super().run_from_argv(argv)  # type: ignore[misc]  # a mixin: BaseCommand has it
         if self.exit_code:
             sys.exit(self.exit_code)
 
