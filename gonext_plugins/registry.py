@@ -82,8 +82,13 @@ class Registry:
 
     def add_listener(self, on_load: Listener | None = None, on_unload: Listener | None = None) -> None:
         """Call ``on_load(loaded)`` after a plugin loads here and ``on_unload(loaded)`` before it
-        goes; listeners added late are replayed for plugins already loaded."""
+        goes; listeners added late are replayed for plugins already loaded. Adding the same pair
+        again does nothing: ``AppConfig.ready`` runs again whenever ``INSTALLED_APPS`` is
+        overridden (tests, ``modify_settings``), and a second pair would connect every plugin's hooks
+        twice."""
         with self._lock:
+            if (on_load, on_unload) in self._listeners:
+                return
             self._listeners.append((on_load, on_unload))
             if on_load:
                 for loaded in self._loaded.values():

@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 import pytest
+from django.apps import apps
 
 from gonext_plugins import bridge, hooks, lifecycle
 from gonext_plugins.errors import PluginTrap
@@ -47,6 +48,16 @@ def test_manifest_hooks_become_receivers_at_their_priority(active) -> None:  # t
 
 def test_actions_return_plugin_bodies(active) -> None:  # type: ignore[no-untyped-def]
     # plugin markup is sanitized at the bridge: a bare <meta> is not on the allowlist
+    assert hooks.do_action("body") == [{"html": ""}]
+
+
+def test_the_app_made_ready_again_wires_each_plugin_once(make_bundle) -> None:  # type: ignore[no-untyped-def]
+    """``AppConfig.ready`` runs again whenever ``INSTALLED_APPS`` is overridden: the registry's
+    listeners must not double, or every plugin hook would run twice per call."""
+    apps.get_app_config("gonext_plugins").ready()
+    apps.get_app_config("gonext_plugins").ready()
+    lifecycle.install(make_bundle(capabilities=CAPS, hooks=HOOKS), CAPS, "tests", activate=True)
+    registry.sync(force=True)
     assert hooks.do_action("body") == [{"html": ""}]
 
 
