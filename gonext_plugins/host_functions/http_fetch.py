@@ -68,7 +68,7 @@ def _allowed(plugin: Any) -> set[tuple[str, int | None]]:
     as the registry computed it (``LoadedPlugin.hosts``); re-read on every call."""
     pairs: set[tuple[str, int | None]] = set()
     for entry in getattr(getattr(plugin, "context", None), "hosts", ()) or ():
-        name, _, port = str(entry).lower().partition(":")  # manifest hosts are "name" or "name:port"
+        name, port = netpolicy.split_host(str(entry).lower())
         pairs.add((name.rstrip("."), int(port) if port.isdigit() else None))
     return pairs
 
