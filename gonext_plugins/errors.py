@@ -355,6 +355,14 @@ class FetchTimeout(FetchError):
     code = "http_fetch_timeout"
 
 
+class FetchBusy(FetchError):
+    """``http.fetch`` refused the request because too many of this plugin's (or the process's) name
+    lookups are still running: lookups that outlived their fetch's budget are left to finish, and
+    their number is bounded so that a nameserver that never answers cannot pile up threads."""
+
+    code = "http_fetch_busy"
+
+
 class ResponseTooLarge(FetchError):
     """The response body is over HTTP_MAX_RESPONSE_BYTES; nothing of it is handed to the guest."""
 

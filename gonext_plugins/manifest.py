@@ -327,7 +327,7 @@ def _semantic_problems(data: Mapping[str, Any], host_version: str | None) -> lis
         for index, host in _items(http, "allowedHosts"):
             if not isinstance(host, str):
                 continue
-            name, _, port = host.partition(":")
+            name, port = netpolicy.split_host(host)
             if len(name) > 253:
                 problems.append((("http", "allowedHosts", index), "host name is longer than 253 characters"))
             if port.isdigit() and not 1 <= int(port) <= 65535:
@@ -367,7 +367,7 @@ def check_hosts(manifest: Manifest, *, allow_private: bool) -> None:
     because it is the installing site's rule: packing, signing and reading stored manifests skip it."""
     found: list[Problem] = []
     for index, host in enumerate(manifest.allowed_hosts):
-        found.extend(_host_problems(index, host.partition(":")[0], allow_private=allow_private))
+        found.extend(_host_problems(index, netpolicy.split_host(host)[0], allow_private=allow_private))
     if found:
         raise ManifestError([(format_path(path), message) for path, message in sorted(found, key=_sort_key)],
                             plugin=manifest.slug)

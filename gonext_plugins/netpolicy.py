@@ -180,6 +180,19 @@ def host_refusal(host: str, *, allow_private: bool) -> str | None:
     return None
 
 
+def split_host(entry: str) -> tuple[str, str]:
+    """An ``http.allowedHosts`` entry as (host, port as written, '' when none): the one rule for
+    ``name``, ``name:port``, a bracketed IPv6 literal with an optional port (``[::1]:8080``) and a
+    bare IPv6 literal (``::1``, which has no port). The host comes back without brackets."""
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        return host, rest.removeprefix(":")
+    if entry.count(":") > 1:
+        return entry, ""
+    host, _, port = entry.partition(":")
+    return host, port
+
+
 def is_ip_host(host: str) -> bool:
     """Whether a host as written is an IP literal or a name for this machine: what the install
     dialog flags, since such a host reaches the site's own network rather than a public service."""

@@ -116,7 +116,7 @@ def describe_bundle(bundle: Bundle) -> dict[str, Any]:
         "allowed_hosts": hosts,
         # IP and localhost hosts only install where the site opted in; flagged because they reach
         # the site's own network, not a public service.
-        "internal_hosts": [host for host in hosts if netpolicy.is_ip_host(host.partition(":")[0])],
+        "internal_hosts": [host for host in hosts if netpolicy.is_ip_host(netpolicy.split_host(host)[0])],
     }
 
 

@@ -6,7 +6,8 @@ characters; ``bodyBase64`` is exact).
 
 Every address a name resolves to is checked (``netpolicy``) and then really connected to, so DNS
 rebinding cannot reach a refused address; redirects stay on the same host; the whole fetch,
-redirects included, runs within HTTP_TIMEOUT and what is left of the guest call's deadline.
+redirects and name lookups included, runs within HTTP_TIMEOUT and what is left of the guest call's
+deadline.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .. import netpolicy
 from ..conf import settings
 from ..errors import (
     BadHostCallPayload,
+    FetchBusy,
     FetchDenied,
     FetchError,
     FetchTimeout,
@@ -66,7 +68,7 @@ def _allowed(plugin: Any) -> set[tuple[str, int | None]]:
     as the registry computed it (``LoadedPlugin.hosts``); re-read on every call."""
     pairs: set[tuple[str, int | None]] = set()
     for entry in getattr(getattr(plugin, "context", None), "hosts", ()) or ():
-        name, _, port = str(entry).lower().partition(":")  # manifest hosts are "name" or "name:port"
+        name, port = netpolicy.split_host(str(entry).lower())
         pairs.add((name.rstrip("."), int(port) if port.isdigit() else None))
     return pairs
 
@@ -138,13 +140,78 @@ def _system_resolve(host: str, port: int) -> list[AddressInfo]:
 # can answer for names no DNS knows; whatever it answers is checked and then really connected to.
 resolve_host: Callable[[str, int], list[AddressInfo]] = _system_resolve
 
+# A lookup runs on its own daemon thread so that the fetch waits for it at most its remaining budget:
+# getaddrinfo cannot be interrupted, and a nameserver that never answers would hold the call for the
+# resolver's whole timeout (5 s per attempt), past the guest call's deadline. A lookup still running
+# when its fetch gives up is left to finish on its own; these bound how many may be running, per
+# plugin and in the process, so a flood of fetches to a dead nameserver cannot pile up threads.
+MAX_LOOKUPS_PER_PLUGIN = 4
+MAX_LOOKUPS = 32
+_lookups_lock = threading.Lock()
+_lookups: dict[str, int] = {}  # plugin slug -> its lookups still running
 
-def _addresses(host: str, port: int, slug: str) -> list[tuple[int, Any]]:
+
+def lookups_running(slug: str | None = None) -> int:
+    """How many name lookups are running, for one plugin or in all."""
+    with _lookups_lock:
+        return _lookups.get(slug, 0) if slug is not None else sum(_lookups.values())
+
+
+def _claim_lookup(slug: str) -> bool:
+    with _lookups_lock:
+        if _lookups.get(slug, 0) >= MAX_LOOKUPS_PER_PLUGIN or sum(_lookups.values()) >= MAX_LOOKUPS:
+            return False
+        _lookups[slug] = _lookups.get(slug, 0) + 1
+        return True
+
+
+def _release_lookup(slug: str) -> None:
+    with _lookups_lock:
+        if _lookups[slug] > 1:
+            _lookups[slug] -= 1
+        else:
+            del _lookups[slug]
+
+
+def _resolve(host: str, port: int, timeout: float, budget: float, slug: str) -> list[AddressInfo]:
+    """``resolve_host(host, port)`` on a lookup thread, waited for at most ``timeout`` seconds."""
+    if not _claim_lookup(slug):
+        raise FetchBusy(f"http.fetch: too many name lookups still running (at most {MAX_LOOKUPS_PER_PLUGIN} "
+                        f"per plugin, {MAX_LOOKUPS} in all); is the nameserver of {host} answering?",
+                        plugin=slug)
+    resolver = resolve_host  # read here: the thread calls the hook in place when the fetch began
+    done = threading.Event()
+    outcome: list[list[AddressInfo] | BaseException] = []
+
+    def lookup() -> None:
+        try:
+            outcome.append(resolver(host, port))
+        except BaseException as exc:  # handed to the fetch, or dropped with the thread if it left
+            outcome.append(exc)
+        finally:
+            _release_lookup(slug)
+            done.set()
+
+    try:
+        threading.Thread(target=lookup, name=f"gonext-plugins lookup {host}", daemon=True).start()
+    except RuntimeError as exc:  # the process cannot start another thread
+        _release_lookup(slug)
+        raise FetchBusy(f"http.fetch: cannot look up {host} now: {exc}", plugin=slug) from exc
+    if not done.wait(max(0.0, timeout)):
+        raise FetchTimeout(f"http.fetch: looking up {host} timed out after {budget:g} s", plugin=slug)
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def _addresses(host: str, port: int, timeout: float, budget: float, slug: str) -> list[tuple[int, Any]]:
     """Resolve once, check every address (netpolicy), and return them for the connect, so a DNS
     answer that changes between check and connect (rebinding) cannot reach a refused address. One
-    refused address refuses the host: a name that also points inside is not a public service."""
+    refused address refuses the host: a name that also points inside is not a public service. The
+    lookup is waited for at most ``timeout`` seconds (what is left of the fetch's budget)."""
     try:
-        infos = resolve_host(host, port)
+        infos = _resolve(host, port, timeout, budget, slug)
     except (OSError, UnicodeError) as exc:
         raise FetchError(f"http.fetch: cannot resolve {host}: {exc}", plugin=slug) from exc
     allow_private = settings.HTTP_FETCH_ALLOW_PRIVATE
@@ -236,7 +303,7 @@ def _send(target: _Target, method: str, headers: dict[str, str], body: bytes | N
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise FetchTimeout(f"http.fetch: timed out after {budget:g} s", plugin=slug)
-    addresses = _addresses(target.host, target.port, slug)
+    addresses = _addresses(target.host, target.port, remaining, budget, slug)
     cls = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
     conn = cls(target.host, target.port, addresses, max(0.001, deadline - time.monotonic()))
     watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), conn.abort)

@@ -14,6 +14,7 @@ by the resolver hook at the one place ``http.fetch`` resolves
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import socket
 from collections.abc import Callable
@@ -27,7 +28,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from rest_framework.test import APIClient
 
-from gonext_plugins import bundle
+from gonext_plugins import bundle, netpolicy
+from gonext_plugins.admin.presenters import describe_bundle
 from gonext_plugins.builtin_host import FetchDenied, http_fetch
 from gonext_plugins.errors import ManifestError
 from gonext_plugins.host_functions import http_fetch as fetch_module
@@ -259,6 +261,30 @@ def test_install_dialog_flags_ip_and_localhost_hosts(  # type: ignore[no-untyped
     dialog = manager.get(upload(manager, admin_url("plugin_install"), raw)["Location"]).content.decode()
     assert 'data-internal-host="10.0.0.5:8080"' in dialog and 'data-internal-host="localhost"' in dialog
     assert 'data-internal-host="api.example.com"' not in dialog and "api.example.com" in dialog
+
+
+@pytest.mark.parametrize(("entry", "split"), [
+    ("api.example.com", ("api.example.com", "")), ("api.example.com:8443", ("api.example.com", "8443")),
+    ("10.0.0.5:8080", ("10.0.0.5", "8080")), ("[::1]:8080", ("::1", "8080")), ("[fd00::5]", ("fd00::5", "")),
+    ("::1", ("::1", "")),
+])
+def test_one_rule_splits_an_allowed_host_and_its_port(entry: str, split: tuple[str, str]) -> None:
+    """The manifest check, http.fetch and the install dialog all split entries with this."""
+    assert netpolicy.split_host(entry) == split
+
+
+def test_install_dialog_flags_ipv6_literal_hosts(publisher: Any) -> None:
+    """Before: ``[::1]:8080`` was cut at its first colon into ``[``, which is no IP host, and the
+    dialog showed loopback unflagged. The manifest pattern refuses brackets today; the dialog must
+    not depend on it (a manifest stored under an older or looser rule)."""
+    raw = signed_bundle(publisher.private_key, optionalCapabilities=["http.fetch"],
+                        http={"allowedHosts": ["api.example.com"]})
+    checked = bundle.read(raw, require_signature=False)
+    hosts = ("api.example.com", "[::1]:8080", "[fd00::5]", "::1", "[2001:db8::1]:443")
+    described = describe_bundle(dataclasses.replace(
+        checked, manifest=dataclasses.replace(checked.manifest, allowed_hosts=hosts)))
+    assert described["allowed_hosts"] == hosts
+    assert described["internal_hosts"] == list(hosts[1:])  # IP literals all: the site's own network or not
 
 
 # --- the API --------------------------------------------------------------------------------------
