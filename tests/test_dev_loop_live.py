@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,13 +30,7 @@ pytestmark = [
 EVENT_TIMEOUT = 120.0
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
-    live = DevServer(tmp_path_factory.mktemp("dev-site")).start()
-    try:
-        yield live
-    finally:
-        live.stop()
+server = DevServer.module_fixture("dev-site")
 
 
 def manage(*args: str, env: dict[str, str]) -> str:

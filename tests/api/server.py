@@ -14,7 +14,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from ..conftest import REPO
 
@@ -85,6 +89,21 @@ class LiveServer:
 
     def manage(self, *args: str) -> str:
         return manage(self.env, *args)
+
+    @classmethod
+    def module_fixture(cls, name: str) -> Any:
+        """A module-scoped pytest fixture: one started server of this class for a test module,
+        stopped after its last test (``server = LiveServer.module_fixture("live-api")``)."""
+
+        @pytest.fixture(scope="module")
+        def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+            live = cls(tmp_path_factory.mktemp(name)).start()
+            try:
+                yield live
+            finally:
+                live.stop()
+
+        return server
 
     def start(self) -> LiveServer:
         self.manage("migrate", "--noinput", "-v0")
