@@ -164,7 +164,7 @@ def test_admin_page_shows_the_catalogue_and_is_linked_from_the_changelist() -> N
     html = page.content.decode()
     assert "Hooks this site offers" in html and "A post&#x27;s body as HTML, on its page." in html
     for name, kind in BLOG_HOOKS:
-        assert re.search(rf'<td class="gn-mono">{name}</td><td>{kind}</td>', html), name
+        assert re.search(rf'<td class="gn-mono gn-hook-name">{name}</td><td>{kind}</td>', html), name
     no_perm = client_for(make_user("staff", []))
     assert no_perm.get(admin_url("plugin_hooks")).status_code == 403
 
@@ -176,7 +176,7 @@ def test_admin_page_names_active_plugins_and_hooks_the_site_does_not_offer(publi
                                                       {"name": "wp_footer", "kind": "action"}])
     lifecycle.install(bundle.read(raw), ["hooks.subscribe"], root, activate=True)
     html = client_for(root).get(admin_url("plugin_hooks")).content.decode()
-    assert re.search(r'<td class="gn-mono">the_content</td>.*?<code>marker</code>', html, re.S)
+    assert re.search(r'<td class="gn-mono gn-hook-name">the_content</td>.*?<code>marker</code>', html, re.S)
     unoffered = html.split('id="gn-unoffered"', 1)[1]
     assert "wp_footer" in unoffered and "the site does not declare this hook" in unoffered
     assert "the_content" not in unoffered
@@ -192,7 +192,7 @@ def test_install_dialog_marks_hooks_the_site_does_not_offer(publisher: Any) -> N
     response = upload(manager, admin_url("plugin_install"), raw)
     dialog = manager.get(response["Location"]).content.decode()
     table = dialog.split('id="gn-hooks"', 1)[1].split("</table>", 1)[0]
-    rows = dict(re.findall(r'<td class="gn-mono">(\w+)(.*?)</td>', table))
+    rows = dict(re.findall(r'<td class="gn-mono gn-hook-name">(\w+)(.*?)</td>', table))
     assert "not offered" not in rows["the_content"]
     assert "not offered by this site" in rows["wp_footer"]
     assert "the site does not declare this hook" in rows["wp_footer"]
