@@ -192,7 +192,7 @@ def test_install_dialog_marks_hooks_the_site_does_not_offer(publisher: Any) -> N
     response = upload(manager, admin_url("plugin_install"), raw)
     dialog = manager.get(response["Location"]).content.decode()
     table = dialog.split('id="gn-hooks"', 1)[1].split("</table>", 1)[0]
-    rows = dict(re.findall(r'<td class="gn-mono gn-hook-name">(\w+)(.*?)</td>', table))
+    rows = dict(re.findall(r'<td class="gn-mono">(\w+)(.*?)</td>', table))
     assert "not offered" not in rows["the_content"]
     assert "not offered by this site" in rows["wp_footer"]
     assert "the site does not declare this hook" in rows["wp_footer"]
