@@ -299,11 +299,11 @@ def test_host_function_queues_the_plugins_own_jobs_only(job_plugin: Any) -> None
         {"job": "own", "delaySeconds": -1},
         {"job": "own", "delaySeconds": True},
         {"job": ""},
-        {"payload": {}},
-        "own",
     ]
     for payload in refused:
         assert host_call(caller, payload) == {"hc": -1}, payload
+    for payload in ({"payload": {}}, "own"):  # malformed: a missing field, not an object
+        assert host_call(caller, payload) == {"hc": -3}, payload
     assert PluginJobRun.objects.count() == 1
 
 
