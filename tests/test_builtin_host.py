@@ -183,6 +183,7 @@ def test_kv_total_bytes_quota(plugin, settings, caplog) -> None:  # type: ignore
     ("kv.cas", {"key": "n", "expected": None}, BAD_PAYLOAD),
     ("kv.cas", {"key": "n", "expected": None, "value": 1, "ttlSeconds": 5}, BAD_PAYLOAD),
     ("kv.cas", {"key": "", "expected": None, "value": 1}, ERROR),
+    ("kv.cas", {"key": "k", "expected": None, "value": "a\u0000b"}, ERROR),
 ])
 def test_kv_bad_input_is_an_error(  # type: ignore[no-untyped-def]
         plugin, caplog, function: str, payload: Any, status: dict[str, int]) -> None:

@@ -93,7 +93,8 @@ def _current(name: str, key: str) -> tuple[bool, Any]:
 
 
 def _store(name: str, key: str, value: Any, fn: str, expires_at: datetime | _Keep | None) -> None:
-    """Write one key within the quotas; the caller holds the lock (:func:`_lock`)."""
+    """Write one key within the quotas: the one place values are checked and stored, for kv.set,
+    kv.incr and kv.cas alike. The caller holds the lock (:func:`_lock`)."""
     require_storable(value, f"{fn} {key!r}: value", name)
     size = len(orjson.dumps(value))
     if size > settings.KV_MAX_VALUE_BYTES:
@@ -161,7 +162,6 @@ def kv_set(plugin: Any, payload: Any) -> dict[str, Any]:
     key = _key(data, "kv.set", name)
     ttl = _ttl(data, name)
     value = data["value"]
-    require_storable(value, f"kv.set {key!r}: value", name)
 
     def work(now: datetime) -> dict[str, Any]:
         _store(name, key, value, "kv.set", None if ttl is None else now + timedelta(seconds=ttl))
@@ -203,7 +203,6 @@ def kv_cas(plugin: Any, payload: Any) -> dict[str, Any]:
     data = fields(payload, "kv.cas", name, ["key", "expected", "value"])
     key = _key(data, "kv.cas", name)
     expected, value = data["expected"], data["value"]
-    require_storable(value, f"kv.cas {key!r}: value", name)
 
     def work(now: datetime) -> dict[str, Any]:
         found, current = _current(name, key)
