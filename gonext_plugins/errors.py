@@ -331,8 +331,16 @@ class BadHostCallPayload(HostFunctionError):
     code = "bad_host_call_payload"
 
 
+class MalformedHostCallPayload(BadHostCallPayload):
+    """The payload is not an object with exactly the function's fields (one missing, one unknown):
+    the guest sees -3, "bad payload" (ABI.md), not -1, since the call itself is malformed."""
+
+    code = "malformed_host_call_payload"
+
+
 class KVQuotaExceeded(HostFunctionError):
-    """A ``kv.set`` would go over KV_MAX_KEYS, KV_MAX_VALUE_BYTES or KV_MAX_TOTAL_BYTES."""
+    """A ``kv.set``, ``kv.incr`` or ``kv.cas`` would go over KV_MAX_KEYS, KV_MAX_VALUE_BYTES or
+    KV_MAX_TOTAL_BYTES."""
 
     code = "kv_quota_exceeded"
 

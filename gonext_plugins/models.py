@@ -228,6 +228,9 @@ class PluginKV(models.Model):
     value = StorableJSONField()
     size = models.PositiveIntegerField(help_text="bytes of the JSON-encoded value")
     updated_at = models.DateTimeField(auto_now=True)
+    expires_at = models.DateTimeField(
+        null=True, blank=True, db_index=True,
+        help_text="kv.set's ttlSeconds: from then on the key reads as absent (null: never expires)")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["plugin_slug", "key"], name="gonext_unique_kv_key")]

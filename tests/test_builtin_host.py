@@ -33,6 +33,7 @@ pytestmark = pytest.mark.django_db
 
 DENIED = {"hc": -5}
 ERROR = {"hc": -1}
+BAD_PAYLOAD = {"hc": -3}  # ABI.md: not an object, or a missing or unknown field
 
 
 @cache
@@ -155,21 +156,41 @@ def test_kv_total_bytes_quota(plugin, settings, caplog) -> None:  # type: ignore
     assert call(demo, "kv.set", {"key": "c", "value": 1}) == ERROR
 
 
-@pytest.mark.parametrize(("function", "payload"), [
-    ("kv.get", {"key": ""}),
-    ("kv.get", {"key": "k" * 256}),
-    ("kv.get", {"key": 5}),
-    ("kv.get", {}),
-    ("kv.get", ["key"]),
-    ("kv.get", "key"),
-    ("kv.set", {"key": "k"}),
-    ("kv.set", {"key": "k", "value": 1, "ttl": 5}),
-    ("kv.delete", {"key": None}),
-    ("kv.list", {"prefix": 3}),
+@pytest.mark.parametrize(("function", "payload", "status"), [
+    ("kv.get", {"key": ""}, ERROR),
+    ("kv.get", {"key": "k" * 256}, ERROR),
+    ("kv.get", {"key": 5}, ERROR),
+    ("kv.get", {}, BAD_PAYLOAD),
+    ("kv.get", ["key"], BAD_PAYLOAD),
+    ("kv.get", "key", BAD_PAYLOAD),
+    ("kv.set", {"key": "k"}, BAD_PAYLOAD),
+    ("kv.set", {"key": "k", "value": 1, "ttl": 5}, BAD_PAYLOAD),
+    ("kv.set", {"key": "k", "value": 1, "ttlSeconds": 0}, ERROR),
+    ("kv.set", {"key": "k", "value": 1, "ttlSeconds": -1}, ERROR),
+    ("kv.set", {"key": "k", "value": 1, "ttlSeconds": "60"}, ERROR),
+    ("kv.set", {"key": "k", "value": 1, "ttlSeconds": True}, ERROR),
+    ("kv.set", {"key": "k", "value": 1, "ttlSeconds": 10**12}, ERROR),
+    ("kv.delete", {"key": None}, ERROR),
+    ("kv.list", {"prefix": 3}, ERROR),
+    ("kv.list", {"prefix": "a", "limit": 3}, BAD_PAYLOAD),
+    ("kv.incr", {}, BAD_PAYLOAD),
+    ("kv.incr", {"key": "n", "step": 2}, BAD_PAYLOAD),
+    ("kv.incr", {"key": "n", "by": 1.5}, ERROR),
+    ("kv.incr", {"key": "n", "by": "2"}, ERROR),
+    ("kv.incr", {"key": "n", "by": True}, ERROR),
+    ("kv.incr", {"key": "n", "by": 2**63}, ERROR),
+    ("kv.cas", {"key": "n", "value": 1}, BAD_PAYLOAD),
+    ("kv.cas", {"key": "n", "expected": None}, BAD_PAYLOAD),
+    ("kv.cas", {"key": "n", "expected": None, "value": 1, "ttlSeconds": 5}, BAD_PAYLOAD),
+    ("kv.cas", {"key": "", "expected": None, "value": 1}, ERROR),
+    ("kv.cas", {"key": "k", "expected": None, "value": "a\u0000b"}, ERROR),
 ])
-def test_kv_bad_input_is_an_error(plugin, caplog, function: str, payload: Any) -> None:  # type: ignore[no-untyped-def]
+def test_kv_bad_input_is_an_error(  # type: ignore[no-untyped-def]
+        plugin, caplog, function: str, payload: Any, status: dict[str, int]) -> None:
+    """Input is refused before anything is stored: -3 when the call is malformed (not an object,
+    a field missing or unknown), -1 when a field's value is not acceptable."""
     demo = plugin()
-    assert call(demo, function, payload) == ERROR
+    assert call(demo, function, payload) == status
     assert logged(caplog, "demo", function)
     assert rows("demo") == {}
     assert call(demo, "kv.set", {"key": "k" * 255, "value": 1}) == {"ok": True}  # the longest key
@@ -447,12 +468,17 @@ def test_fetch_post_head_and_headers(fetcher: LoadedPlugin, server: _Server) -> 
     {"url": "http://127.0.0.1/ok", "headers": {"Host": "admin.internal"}},
     {"url": "http://127.0.0.1/ok", "headers": {"X-A": "line\r\nInjected: 1"}},
     {"url": 42},
-    {"href": "http://127.0.0.1/ok"},
 ])
 def test_fetch_bad_input_is_an_error(fetcher: LoadedPlugin, server: _Server, payload: dict[str, Any]) -> None:
     if isinstance(payload.get("url"), str):
         payload = {**payload, "url": server.url("/ok")}
     assert call(fetcher, "http.fetch", payload) == ERROR
+    assert server.hits == []
+
+
+@pytest.mark.parametrize("payload", [{"href": "http://127.0.0.1/ok"}, {"url": "x", "timeout": 1}, []])
+def test_fetch_malformed_payload_is_bad_payload(fetcher: LoadedPlugin, server: _Server, payload: Any) -> None:
+    assert call(fetcher, "http.fetch", payload) == BAD_PAYLOAD
     assert server.hits == []
 
 

@@ -295,15 +295,15 @@ def test_host_function_queues_the_plugins_own_jobs_only(job_plugin: Any) -> None
     refused = [
         {"job": "theirs"},  # another plugin's job
         {"job": "undeclared"},
-        {"job": "own", "plugin": "other"},  # no way to name another plugin
         {"job": "own", "delaySeconds": -1},
         {"job": "own", "delaySeconds": True},
         {"job": ""},
-        {"payload": {}},
-        "own",
     ]
     for payload in refused:
         assert host_call(caller, payload) == {"hc": -1}, payload
+    # Malformed (-3): no way to name another plugin (an unknown field), a missing field, not an object.
+    for payload in ({"job": "own", "plugin": "other"}, {"payload": {}}, "own"):
+        assert host_call(caller, payload) == {"hc": -3}, payload
     assert PluginJobRun.objects.count() == 1
 
 

@@ -3,8 +3,9 @@
 
 Each is a plain ``(plugin, payload) -> JSON`` function registered in the process-wide
 ``capabilities.host_functions`` by :func:`register_all` (called from ``AppConfig.ready``). The
-runtime already checks the capability on every call (-5), decodes the payload (-3) and turns any
-exception into -1 with a log line naming the plugin; so here bad input and refusals simply raise one
+runtime already checks the capability on every call (-5), decodes the payload (-3), turns a
+``MalformedHostCallPayload`` (not an object, a missing or unknown field) into -3 and any other
+exception into -1, with a log line naming the plugin; so here bad input and refusals simply raise one
 of the typed errors of ``gonext_plugins.errors`` (``HostFunctionError`` and its subclasses), whose
 message is what the plugin's log shows. Every payload is read through :mod:`._payload`: unknown
 fields are refused, so a typo fails loudly. Each module's doc gives its payloads and results.
@@ -34,6 +35,8 @@ def register_all() -> None:
             ("kv.set", "kv", kv.kv_set),
             ("kv.delete", "kv", kv.kv_delete),
             ("kv.list", "kv", kv.kv_list),
+            ("kv.incr", "kv", kv.kv_incr),
+            ("kv.cas", "kv", kv.kv_cas),
             ("http.fetch", "http.fetch", http_fetch.http_fetch),
             ("log", "log", log.log),
             ("jobs.enqueue", "jobs.enqueue", jobs.enqueue_host_function),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import BadHostCallPayload
+from ..errors import BadHostCallPayload, MalformedHostCallPayload
 from ..manifest import format_path
 from ..storable import unstorable_paths
 
@@ -23,18 +23,18 @@ def slug(plugin: Any) -> str:
 
 def fields(payload: Any, fn: str, plugin: str, required: Iterable[str] = (),
            optional: Iterable[str] = ()) -> dict[str, Any]:
-    """Check a payload is an object with exactly these fields."""
+    """Check a payload is an object with exactly these fields (-3 for the guest otherwise)."""
     required, optional = tuple(required), tuple(optional)
     if not isinstance(payload, dict):
-        raise BadHostCallPayload(f"{fn}: the payload must be a JSON object, not {type(payload).__name__}",
-                                 plugin=plugin)
+        raise MalformedHostCallPayload(f"{fn}: the payload must be a JSON object, not "
+                                       f"{type(payload).__name__}", plugin=plugin)
     missing = [f for f in required if f not in payload]
     if missing:
-        raise BadHostCallPayload(f"{fn}: missing field(s) {', '.join(missing)}", plugin=plugin)
+        raise MalformedHostCallPayload(f"{fn}: missing field(s) {', '.join(missing)}", plugin=plugin)
     extra = sorted(set(payload) - set(required) - set(optional))
     if extra:
-        raise BadHostCallPayload(f"{fn}: unknown field(s) {', '.join(extra)}; it takes "
-                                 f"{', '.join((*required, *optional))}", plugin=plugin)
+        raise MalformedHostCallPayload(f"{fn}: unknown field(s) {', '.join(extra)}; it takes "
+                                       f"{', '.join((*required, *optional))}", plugin=plugin)
     return payload
 
 

@@ -41,7 +41,13 @@ import orjson
 from wasmtime import Func, FuncType, Memory, Store, ValType
 from wasmtime import _ffi as ffi
 
-from gonext_plugins.errors import PluginError, PluginTimeout, PluginTrap, ReentrantHostCall
+from gonext_plugins.errors import (
+    MalformedHostCallPayload,
+    PluginError,
+    PluginTimeout,
+    PluginTrap,
+    ReentrantHostCall,
+)
 from gonext_plugins.runtime import levels
 from gonext_plugins.runtime.levels import DEBUG, ERROR, INFO, WARNING  # noqa: F401  (ABI.md levels, re-exported)
 
@@ -383,6 +389,10 @@ def _host_call(ctx: HostContext, caller: Any, name_ptr: int, name_len: int, payl
     token = _DEADLINE.set(ctx.deadline)
     try:
         result = orjson.dumps(entry.func(ctx.handle, payload))
+    except MalformedHostCallPayload as exc:  # ABI.md: a missing or unknown field is -3, bad payload
+        ctx.log(ERROR, f"host function {name} refused: {exc.message}")
+        logger.info("host function %s refused a bad payload for plugin %s: %s", name, ctx.name, exc.message)
+        return pack(0, HC_BAD_PAYLOAD)
     except PluginError as exc:  # an expected refusal (quota, host not allowed): no traceback
         ctx.log(ERROR, f"host function {name} refused: {exc.message}")
         logger.info("host function %s refused for plugin %s: %s", name, ctx.name, exc.message)

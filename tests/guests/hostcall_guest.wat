@@ -1,4 +1,5 @@
-;; A guest written from ABI.md alone, for the built-in host function tests.
+;; A guest written from ABI.md alone, for the built-in host function tests (tests/test_builtin_host.py,
+;; tests/test_kv_atomic.py: kv.incr, kv.cas and ttlSeconds with the table's payloads, unchanged).
 ;;
 ;; Run it as a filter: the hook name is the host function to call, and the filter's value (any JSON
 ;; value, copied byte for byte out of the payload envelope) is the payload passed to gn_host_call.
