@@ -32,6 +32,7 @@ from tests.test_cross_process import postgres_url  # noqa: F401  (a fixture)
 pytestmark = pytest.mark.django_db
 
 DENIED = {"hc": -5}
+BAD_PAYLOAD = {"hc": -3}
 ERROR = {"hc": -1}
 
 
@@ -167,9 +168,9 @@ def test_kv_total_bytes_quota(plugin, settings, caplog) -> None:  # type: ignore
     ("kv.delete", {"key": None}),
     ("kv.list", {"prefix": 3}),
 ])
-def test_kv_bad_input_is_an_error(plugin, caplog, function: str, payload: Any) -> None:  # type: ignore[no-untyped-def]
+def test_kv_bad_input_is_a_bad_payload(plugin, caplog, function: str, payload: Any) -> None:  # type: ignore[no-untyped-def]
     demo = plugin()
-    assert call(demo, function, payload) == ERROR
+    assert call(demo, function, payload) == BAD_PAYLOAD
     assert logged(caplog, "demo", function)
     assert rows("demo") == {}
     assert call(demo, "kv.set", {"key": "k" * 255, "value": 1}) == {"ok": True}  # the longest key
@@ -449,10 +450,11 @@ def test_fetch_post_head_and_headers(fetcher: LoadedPlugin, server: _Server) -> 
     {"url": 42},
     {"href": "http://127.0.0.1/ok"},
 ])
-def test_fetch_bad_input_is_an_error(fetcher: LoadedPlugin, server: _Server, payload: dict[str, Any]) -> None:
+def test_fetch_bad_input_is_a_bad_payload(fetcher: LoadedPlugin, server: _Server,
+                                          payload: dict[str, Any]) -> None:
     if isinstance(payload.get("url"), str):
         payload = {**payload, "url": server.url("/ok")}
-    assert call(fetcher, "http.fetch", payload) == ERROR
+    assert call(fetcher, "http.fetch", payload) == BAD_PAYLOAD
     assert server.hits == []
 
 

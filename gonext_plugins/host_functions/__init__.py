@@ -1,11 +1,13 @@
 """The host functions that ship with the app: ``kv.*`` (:mod:`.kv`), ``http.fetch``
-(:mod:`.http_fetch`), ``log`` (:mod:`.log`) and ``jobs.enqueue`` (:mod:`.jobs`).
+(:mod:`.http_fetch`), ``log`` (:mod:`.log`), ``plugin.info`` (:mod:`.info`) and ``jobs.enqueue``
+(:mod:`.jobs`). ``docs/host-functions.md`` documents each one; a test holds its table to this
+registry.
 
 Each is a plain ``(plugin, payload) -> JSON`` function registered in the process-wide
 ``capabilities.host_functions`` by :func:`register_all` (called from ``AppConfig.ready``). The
 runtime already checks the capability on every call (-5), decodes the payload (-3) and turns any
-exception into -1 with a log line naming the plugin; so here bad input and refusals simply raise one
-of the typed errors of ``gonext_plugins.errors`` (``HostFunctionError`` and its subclasses), whose
+exception into -1 (``BadHostCallPayload`` into -3) with a log line naming the plugin; so here bad
+input and refusals simply raise one of the typed errors of ``gonext_plugins.errors`` (``HostFunctionError`` and its subclasses), whose
 message is what the plugin's log shows. Every payload is read through :mod:`._payload`: unknown
 fields are refused, so a typo fails loudly. Each module's doc gives its payloads and results.
 
@@ -18,17 +20,19 @@ from __future__ import annotations
 import threading
 
 from .. import capabilities
-from . import http_fetch, jobs, kv, log
+from . import http_fetch, info, jobs, kv, log
 
 _registered = threading.Lock()
 
 
 def register_all() -> None:
-    """Register the ``log`` capability and every built-in host function. Idempotent: registering
-    again replaces each function with itself (and restores any a test removed)."""
+    """Register the always-granted capabilities (``log``, ``self``) and every built-in host function.
+    Idempotent: registering again replaces each function with itself (and restores any a test removed)."""
     with _registered:
         capabilities.register("log", "Write lines to its own plugin log. Always granted to every plugin.",
                               "low", builtin=True)
+        capabilities.register("self", "Read facts about itself: its slug, version, grants and the hooks the "
+                              "site offers. Always granted to every plugin.", "low", builtin=True)
         for name, capability, func in (
             ("kv.get", "kv", kv.kv_get),
             ("kv.set", "kv", kv.kv_set),
@@ -36,6 +40,7 @@ def register_all() -> None:
             ("kv.list", "kv", kv.kv_list),
             ("http.fetch", "http.fetch", http_fetch.http_fetch),
             ("log", "log", log.log),
+            ("plugin.info", "self", info.plugin_info),
             ("jobs.enqueue", "jobs.enqueue", jobs.enqueue_host_function),
         ):
             existing = capabilities.host_functions.get(name)
@@ -43,4 +48,4 @@ def register_all() -> None:
                 capabilities.host_function(name, capability=capability)(func)
 
 
-__all__ = ["http_fetch", "jobs", "kv", "log", "register_all"]
+__all__ = ["http_fetch", "info", "jobs", "kv", "log", "register_all"]

@@ -41,7 +41,13 @@ import orjson
 from wasmtime import Func, FuncType, Memory, Store, ValType
 from wasmtime import _ffi as ffi
 
-from gonext_plugins.errors import PluginError, PluginTimeout, PluginTrap, ReentrantHostCall
+from gonext_plugins.errors import (
+    BadHostCallPayload,
+    PluginError,
+    PluginTimeout,
+    PluginTrap,
+    ReentrantHostCall,
+)
 from gonext_plugins.runtime import levels
 from gonext_plugins.runtime.levels import DEBUG, ERROR, INFO, WARNING  # noqa: F401  (ABI.md levels, re-exported)
 
@@ -99,6 +105,11 @@ class PluginHandle(Protocol):
     name: str
     capabilities: frozenset[str]
     context: Any
+
+    def first_denial(self, capability: str) -> str | None:
+        """The log line's hint the first time since load (or since the grants last changed) that a
+        call was denied for ``capability``; None afterwards, so a denial is not logged per call."""
+        ...
 
 
 HostCallable = Callable[[PluginHandle, Any], Any]
@@ -367,7 +378,10 @@ def _host_call(ctx: HostContext, caller: Any, name_ptr: int, name_len: int, payl
     if entry is None:
         return pack(0, HC_UNKNOWN_FUNCTION)
     if entry.capability not in ctx.handle.capabilities:
-        ctx.log(WARNING, f"host call {name} denied: capability {entry.capability!r} not granted")
+        hint = ctx.handle.first_denial(entry.capability)
+        if hint is not None:  # once per load and capability: a denied call on every page view is no news
+            ctx.log(WARNING, f"host call {name} denied: capability {entry.capability!r} not granted; "
+                             f"{hint} (logged once until the plugin is loaded again or its grants change)")
         return pack(0, HC_CAPABILITY_DENIED)
     if payload_len > ctx.limits.max_input_bytes:
         return pack(0, HC_BAD_PAYLOAD)
@@ -386,7 +400,8 @@ def _host_call(ctx: HostContext, caller: Any, name_ptr: int, name_len: int, payl
     except PluginError as exc:  # an expected refusal (quota, host not allowed): no traceback
         ctx.log(ERROR, f"host function {name} refused: {exc.message}")
         logger.info("host function %s refused for plugin %s: %s", name, ctx.name, exc.message)
-        return pack(0, HC_ERROR)
+        # ABI.md: a payload of the wrong shape (an unknown field, a missing one) is -3, not -1.
+        return pack(0, HC_BAD_PAYLOAD if isinstance(exc, BadHostCallPayload) else HC_ERROR)
     except Exception as exc:
         ctx.log(ERROR, f"host function {name} failed: {type(exc).__name__}: {exc}")
         logger.warning("host function %s failed for plugin %s", name, ctx.name, exc_info=True)
