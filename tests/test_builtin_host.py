@@ -248,7 +248,7 @@ def test_log_is_always_granted(plugin) -> None:  # type: ignore[no-untyped-def]
     stored = PluginLogEntry.objects.filter(plugin="demo", source="guest").order_by("id")
     assert list(stored.values_list("level", "message")) == [
         (logs.WARNING, "disk almost full"), (logs.INFO, "plain info")]
-    assert call(demo, "log", {"level": "loud", "message": "x"}) == ERROR
+    assert call(demo, "log", {"level": "loud", "message": "x"}) == BAD_PAYLOAD
     assert call(demo, "kv.get", {"key": "k"}) == DENIED  # "log" does not widen anything else
 
 

@@ -292,9 +292,9 @@ def test_host_function_queues_the_plugins_own_jobs_only(job_plugin: Any) -> None
     run = PluginJobRun.objects.get(pk=answer["id"])
     assert (run.plugin_slug, run.job, run.payload, run.enqueued_by) == ("caller", "own", {"k": 1}, "plugin")
     assert run.run_after is not None
-    refused = [
-        {"job": "theirs"},  # another plugin's job
-        {"job": "undeclared"},
+    for payload in ({"job": "theirs"}, {"job": "undeclared"}):  # another plugin's job, or none's
+        assert host_call(caller, payload) == {"hc": -1}, payload
+    bad_payloads = [
         {"job": "own", "plugin": "other"},  # no way to name another plugin
         {"job": "own", "delaySeconds": -1},
         {"job": "own", "delaySeconds": True},
@@ -302,8 +302,8 @@ def test_host_function_queues_the_plugins_own_jobs_only(job_plugin: Any) -> None
         {"payload": {}},
         "own",
     ]
-    for payload in refused:
-        assert host_call(caller, payload) == {"hc": -1}, payload
+    for payload in bad_payloads:
+        assert host_call(caller, payload) == {"hc": -3}, payload
     assert PluginJobRun.objects.count() == 1
 
 
