@@ -12,9 +12,12 @@ import pytest
 from gonext_plugins import hooks, lifecycle, logs
 from gonext_plugins.models import PluginLogEntry
 from gonext_plugins.registry import LoadedPlugin, registry
-from tests.test_builtin_host import BAD_PAYLOAD, DENIED, call, plugin  # noqa: F401  (plugin: a fixture)
+from tests import test_builtin_host
+from tests.test_builtin_host import BAD_PAYLOAD, DENIED, call
 
 pytestmark = pytest.mark.django_db
+
+plugin = test_builtin_host.plugin  # the fixture: install and activate a hostcall_guest plugin
 
 
 def denial_lines(slug: str) -> list[str]:
@@ -28,7 +31,8 @@ def test_plugin_info_tells_the_plugin_its_grants_hosts_and_the_sites_hooks(plugi
     with hooks.declared_temporarily("tests_info_title", "filter"), \
             hooks.declared_temporarily("tests_info_saved", "action"):
         demo = plugin(caps=("kv",), optional=("http.fetch", "jobs.enqueue"), grant=("kv", "http.fetch"),
-                      hosts=("api.example.com", "cdn.example.com:8443"), grant_hosts=("cdn.example.com:8443",))
+                      hosts=("api.example.com", "cdn.example.com:8443"),
+                      grant_hosts=("cdn.example.com:8443",))
         info = call(demo, "plugin.info", {})
     offered = {(hook.name, hook.kind) for hook in hooks.catalogue()}
     assert {("tests_info_title", "filter"), ("tests_info_saved", "action")} - offered == {

@@ -7,9 +7,10 @@ Each is a plain ``(plugin, payload) -> JSON`` function registered in the process
 ``capabilities.host_functions`` by :func:`register_all` (called from ``AppConfig.ready``). The
 runtime already checks the capability on every call (-5), decodes the payload (-3) and turns any
 exception into -1 (``BadHostCallPayload`` into -3) with a log line naming the plugin; so here bad
-input and refusals simply raise one of the typed errors of ``gonext_plugins.errors`` (``HostFunctionError`` and its subclasses), whose
-message is what the plugin's log shows. Every payload is read through :mod:`._payload`: unknown
-fields are refused, so a typo fails loudly. Each module's doc gives its payloads and results.
+input and refusals simply raise one of the typed errors of ``gonext_plugins.errors``
+(``HostFunctionError`` and its subclasses), whose message is what the plugin's log shows. Every
+payload is read through :mod:`._payload`: unknown fields are refused, so a typo fails loudly.
+Each module's doc gives its payloads and results.
 
 The submodules keep their names here (``host_functions.http_fetch`` is the module); the functions
 themselves are imported from them, or from the old path ``gonext_plugins.builtin_host``.
