@@ -4,7 +4,8 @@ The lower layers expose hooks and the higher ones fill them here, so no module i
 it: ``lifecycle`` compiles through ``loading``; ``loading``'s runtime logs through ``logs`` and
 encodes hook arguments through ``bridge``; the registry reacts to committed lifecycle changes and
 syncs before each hook dispatch; the plugin bridge and the jobs bridge follow loads and unloads;
-the log writer learns which version of a plugin this process runs. Also registers the system
+the log writer learns which version of a plugin this process runs; ``plugin.info`` reads the
+hook catalogue. Also registers the system
 checks and the built-in host functions.
 """
 
@@ -22,10 +23,11 @@ class GonextPluginsConfig(AppConfig):
     def ready(self) -> None:
         # Imported here, not at the top: these import models, which Django allows only once the
         # app registry is ready (Django's documented place for such imports).
-        from . import bridge, bundle, checks, host_functions, jobs, lifecycle, loading, logs  # noqa: F401  (checks: on import)
+        from . import bridge, bundle, checks, hook_catalogue, host_functions, jobs, lifecycle, loading, logs  # noqa: F401  (checks: on import)
         from .registry import registry
 
         host_functions.register_all()
+        host_functions.info.set_hook_source(partial(_offered_hooks, hook_catalogue))
         bundle.set_default_key_lookup(lifecycle.db_key_lookup)
         loading.configure(log_sink=logs.runtime_log_sink, json_default=bridge.json_default)
         lifecycle.set_loader(loading)
@@ -33,6 +35,11 @@ class GonextPluginsConfig(AppConfig):
         registry.add_listener(bridge.connect, bridge.disconnect)
         registry.add_listener(jobs.register_jobs, jobs.unregister_jobs)
         logs.version_source = partial(_loaded_version, registry)
+
+
+def _offered_hooks(hook_catalogue: Any) -> list[tuple[str, str]]:
+    """The site's hook catalogue as ``(name, kind)`` pairs, for ``plugin.info``."""
+    return [(hook.name, hook.kind) for hook in hook_catalogue.catalogue()]
 
 
 def _loaded_version(registry: Any, slug: str) -> str:

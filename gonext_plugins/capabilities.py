@@ -45,8 +45,9 @@ class Capability:
 _lock = threading.Lock()
 _registry: dict[str, Capability] = {}
 
-ALWAYS_GRANTED: frozenset[str] = frozenset({"log"})
-"""Capabilities every plugin holds without asking (writing to its own log)."""
+ALWAYS_GRANTED: frozenset[str] = frozenset({"log", "self"})
+"""Capabilities every plugin holds without asking: writing to its own log, and reading facts about
+itself (``plugin.info``)."""
 
 host_functions = HostFunctions()
 """The process-wide registry every runtime routes ``gn_host_call`` through."""

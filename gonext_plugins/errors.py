@@ -326,7 +326,7 @@ class HostFunctionError(PluginError):
 
 
 class BadHostCallPayload(HostFunctionError):
-    """The payload is JSON but not the shape the function takes."""
+    """The payload is JSON but not the shape the function takes; the guest sees -3 (bad payload)."""
 
     code = "bad_host_call_payload"
 

@@ -166,6 +166,19 @@ class LoadedPlugin:
             wasm, name=self.slug, limits=plugin_limits(self.manifest, runtime.limits),
             capabilities=self.capabilities, context=self,
         )
+        self.runtime_plugin.denial_hint = self.denial_hint
+
+    def denial_hint(self, capability: str) -> str:
+        """What would give this plugin ``capability``, for the one log line its first denied call
+        writes: the manifest change when this version does not ask for it, else the admin's grant."""
+        quoted = f'"{capability}"'
+        if capability in self.manifest.optional_capabilities:
+            return (f"{quoted} is in the manifest's optionalCapabilities but not granted: an admin can "
+                    "grant it on the plugin's page (no manifest change needed)")
+        if capability in self.manifest.capabilities:
+            return f"{quoted} is a required capability of the manifest, not granted: an admin must grant it"
+        return (f"add {quoted} to optionalCapabilities in the manifest (or to capabilities if the plugin "
+                "cannot work without it), release a new version and have an admin grant it")
 
     @property
     def name(self) -> str:

@@ -32,6 +32,7 @@ from tests.test_cross_process import postgres_url  # noqa: F401  (a fixture)
 pytestmark = pytest.mark.django_db
 
 DENIED = {"hc": -5}
+BAD_PAYLOAD = {"hc": -3}
 ERROR = {"hc": -1}
 BAD_PAYLOAD = {"hc": -3}  # ABI.md: not an object, or a missing or unknown field
 
@@ -268,7 +269,7 @@ def test_log_is_always_granted(plugin) -> None:  # type: ignore[no-untyped-def]
     stored = PluginLogEntry.objects.filter(plugin="demo", source="guest").order_by("id")
     assert list(stored.values_list("level", "message")) == [
         (logs.WARNING, "disk almost full"), (logs.INFO, "plain info")]
-    assert call(demo, "log", {"level": "loud", "message": "x"}) == ERROR
+    assert call(demo, "log", {"level": "loud", "message": "x"}) == BAD_PAYLOAD
     assert call(demo, "kv.get", {"key": "k"}) == DENIED  # "log" does not widen anything else
 
 
@@ -469,10 +470,11 @@ def test_fetch_post_head_and_headers(fetcher: LoadedPlugin, server: _Server) -> 
     {"url": "http://127.0.0.1/ok", "headers": {"X-A": "line\r\nInjected: 1"}},
     {"url": 42},
 ])
-def test_fetch_bad_input_is_an_error(fetcher: LoadedPlugin, server: _Server, payload: dict[str, Any]) -> None:
+def test_fetch_bad_input_is_a_bad_payload(fetcher: LoadedPlugin, server: _Server,
+                                          payload: dict[str, Any]) -> None:
     if isinstance(payload.get("url"), str):
         payload = {**payload, "url": server.url("/ok")}
-    assert call(fetcher, "http.fetch", payload) == ERROR
+    assert call(fetcher, "http.fetch", payload) == BAD_PAYLOAD
     assert server.hits == []
 
 

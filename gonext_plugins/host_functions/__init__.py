@@ -1,5 +1,7 @@
 """The host functions that ship with the app: ``kv.*`` (:mod:`.kv`), ``http.fetch``
-(:mod:`.http_fetch`), ``log`` (:mod:`.log`) and ``jobs.enqueue`` (:mod:`.jobs`).
+(:mod:`.http_fetch`), ``log`` (:mod:`.log`), ``plugin.info`` (:mod:`.info`) and ``jobs.enqueue``
+(:mod:`.jobs`). ``docs/host-functions.md`` documents each one; a test holds its table to this
+registry.
 
 Each is a plain ``(plugin, payload) -> JSON`` function registered in the process-wide
 ``capabilities.host_functions`` by :func:`register_all` (called from ``AppConfig.ready``). The
@@ -19,17 +21,19 @@ from __future__ import annotations
 import threading
 
 from .. import capabilities
-from . import http_fetch, jobs, kv, log
+from . import http_fetch, info, jobs, kv, log
 
 _registered = threading.Lock()
 
 
 def register_all() -> None:
-    """Register the ``log`` capability and every built-in host function. Idempotent: registering
-    again replaces each function with itself (and restores any a test removed)."""
+    """Register the always-granted capabilities (``log``, ``self``) and every built-in host function.
+    Idempotent: registering again replaces each function with itself (and restores any a test removed)."""
     with _registered:
         capabilities.register("log", "Write lines to its own plugin log. Always granted to every plugin.",
                               "low", builtin=True)
+        capabilities.register("self", "Read facts about itself: its slug, version, grants and the hooks the "
+                              "site offers. Always granted to every plugin.", "low", builtin=True)
         for name, capability, func in (
             ("kv.get", "kv", kv.kv_get),
             ("kv.set", "kv", kv.kv_set),
@@ -39,6 +43,7 @@ def register_all() -> None:
             ("kv.cas", "kv", kv.kv_cas),
             ("http.fetch", "http.fetch", http_fetch.http_fetch),
             ("log", "log", log.log),
+            ("plugin.info", "self", info.plugin_info),
             ("jobs.enqueue", "jobs.enqueue", jobs.enqueue_host_function),
         ):
             existing = capabilities.host_functions.get(name)
@@ -46,4 +51,4 @@ def register_all() -> None:
                 capabilities.host_function(name, capability=capability)(func)
 
 
-__all__ = ["http_fetch", "jobs", "kv", "log", "register_all"]
+__all__ = ["http_fetch", "info", "jobs", "kv", "log", "register_all"]

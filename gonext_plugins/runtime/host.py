@@ -106,6 +106,11 @@ class PluginHandle(Protocol):
     capabilities: frozenset[str]
     context: Any
 
+    def first_denial(self, capability: str) -> str | None:
+        """The log line's hint the first time since load (or since the grants last changed) that a
+        call was denied for ``capability``; None afterwards, so a denial is not logged per call."""
+        ...
+
 
 HostCallable = Callable[[PluginHandle, Any], Any]
 
@@ -373,7 +378,10 @@ def _host_call(ctx: HostContext, caller: Any, name_ptr: int, name_len: int, payl
     if entry is None:
         return pack(0, HC_UNKNOWN_FUNCTION)
     if entry.capability not in ctx.handle.capabilities:
-        ctx.log(WARNING, f"host call {name} denied: capability {entry.capability!r} not granted")
+        hint = ctx.handle.first_denial(entry.capability)
+        if hint is not None:  # once per load and capability: a denied call on every page view is no news
+            ctx.log(WARNING, f"host call {name} denied: capability {entry.capability!r} not granted; "
+                             f"{hint} (logged once until the plugin is loaded again or its grants change)")
         return pack(0, HC_CAPABILITY_DENIED)
     if payload_len > ctx.limits.max_input_bytes:
         return pack(0, HC_BAD_PAYLOAD)

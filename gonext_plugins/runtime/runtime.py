@@ -199,6 +199,10 @@ class Runtime:
         self.close()
 
 
+def _generic_denial_hint(capability: str) -> str:
+    return f'the manifest must ask for "{capability}" and an admin must grant it'
+
+
 class Plugin:
     """One loaded plugin: the hook/job API over a pool of instances.
 
@@ -212,6 +216,10 @@ class Plugin:
         self.context = context
         self.has_job = has_job
         self._capabilities = frozenset(capabilities)
+        self._denied: set[str] = set()
+        self.denial_hint: Callable[[str], str] = _generic_denial_hint
+        """What the log line of a denied call says would ask for the capability; the layer that
+        knows the manifest replaces it (``loading.LoadedPlugin``)."""
         self._runtime = runtime
         self._module = module
         self._imports = imports
@@ -230,6 +238,17 @@ class Plugin:
     @capabilities.setter
     def capabilities(self, value: frozenset[str] | set[str]) -> None:
         self._capabilities = frozenset(value)
+        self._denied = set()  # the grants changed: the next denial is news again
+
+    def first_denial(self, capability: str) -> str | None:
+        """The hint for the log line of the first call denied for ``capability`` since this plugin
+        was loaded or its grants last changed; None for every later one (a plugin probing an
+        optional capability on every page view must not write a warning on every page view)."""
+        denied = self._denied
+        if capability in denied:
+            return None
+        denied.add(capability)  # a race between two instances logs at most one line more
+        return self.denial_hint(capability)
 
     @property
     def pool(self) -> InstancePool:
