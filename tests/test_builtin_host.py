@@ -269,7 +269,7 @@ def test_log_is_always_granted(plugin) -> None:  # type: ignore[no-untyped-def]
     stored = PluginLogEntry.objects.filter(plugin="demo", source="guest").order_by("id")
     assert list(stored.values_list("level", "message")) == [
         (logs.WARNING, "disk almost full"), (logs.INFO, "plain info")]
-    assert call(demo, "log", {"level": "loud", "message": "x"}) == BAD_PAYLOAD
+    assert call(demo, "log", {"level": "loud", "message": "x"}) == {"hc": -1}  # a value it refuses
     assert call(demo, "kv.get", {"key": "k"}) == DENIED  # "log" does not widen anything else
 
 
@@ -470,11 +470,12 @@ def test_fetch_post_head_and_headers(fetcher: LoadedPlugin, server: _Server) -> 
     {"url": "http://127.0.0.1/ok", "headers": {"X-A": "line\r\nInjected: 1"}},
     {"url": 42},
 ])
-def test_fetch_bad_input_is_a_bad_payload(fetcher: LoadedPlugin, server: _Server,
-                                          payload: dict[str, Any]) -> None:
+def test_fetch_bad_input_is_refused(fetcher: LoadedPlugin, server: _Server,
+                                    payload: dict[str, Any]) -> None:
+    """Values the function does not accept are refused (-1); only a malformed call is -3."""
     if isinstance(payload.get("url"), str):
         payload = {**payload, "url": server.url("/ok")}
-    assert call(fetcher, "http.fetch", payload) == BAD_PAYLOAD
+    assert call(fetcher, "http.fetch", payload) == {"hc": -1}
     assert server.hits == []
 
 
