@@ -45,8 +45,9 @@ class Capability:
 _lock = threading.Lock()
 _registry: dict[str, Capability] = {}
 
-ALWAYS_GRANTED: frozenset[str] = frozenset({"log"})
-"""Capabilities every plugin holds without asking (writing to its own log)."""
+ALWAYS_GRANTED: frozenset[str] = frozenset({"log", "self"})
+"""Capabilities every plugin holds without asking (writing to its own log, reading its own
+settings: the host functions the ABI lists with no capability)."""
 
 host_functions = HostFunctions()
 """The process-wide registry every runtime routes ``gn_host_call`` through."""

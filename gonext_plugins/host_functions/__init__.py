@@ -1,5 +1,6 @@
 """The host functions that ship with the app: ``kv.*`` (:mod:`.kv`), ``http.fetch``
-(:mod:`.http_fetch`), ``log`` (:mod:`.log`) and ``jobs.enqueue`` (:mod:`.jobs`).
+(:mod:`.http_fetch`), ``log`` (:mod:`.log`), ``jobs.enqueue`` (:mod:`.jobs`) and ``settings.get``
+(:mod:`.settings`).
 
 Each is a plain ``(plugin, payload) -> JSON`` function registered in the process-wide
 ``capabilities.host_functions`` by :func:`register_all` (called from ``AppConfig.ready``). The
@@ -18,7 +19,7 @@ from __future__ import annotations
 import threading
 
 from .. import capabilities
-from . import http_fetch, jobs, kv, log
+from . import http_fetch, jobs, kv, log, settings
 
 _registered = threading.Lock()
 
@@ -29,6 +30,8 @@ def register_all() -> None:
     with _registered:
         capabilities.register("log", "Write lines to its own plugin log. Always granted to every plugin.",
                               "low", builtin=True)
+        capabilities.register(settings.SELF, "Read its own settings. Always granted to every plugin.",
+                              "low", builtin=True)
         for name, capability, func in (
             ("kv.get", "kv", kv.kv_get),
             ("kv.set", "kv", kv.kv_set),
@@ -37,10 +40,11 @@ def register_all() -> None:
             ("http.fetch", "http.fetch", http_fetch.http_fetch),
             ("log", "log", log.log),
             ("jobs.enqueue", "jobs.enqueue", jobs.enqueue_host_function),
+            ("settings.get", settings.SELF, settings.settings_get),
         ):
             existing = capabilities.host_functions.get(name)
             if existing is None or existing.func is not func or existing.capability != capability:
                 capabilities.host_function(name, capability=capability)(func)
 
 
-__all__ = ["http_fetch", "jobs", "kv", "log", "register_all"]
+__all__ = ["http_fetch", "jobs", "kv", "log", "register_all", "settings"]

@@ -17,6 +17,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='plugin',
             name='settings',
-            field=models.JSONField(blank=True, default=dict, help_text='values an admin set (lifecycle.settings); defaults are not stored'),
+            field=models.JSONField(blank=True, default=dict, help_text="values an admin set (lifecycle.settings); defaults not stored"),
         ),
     ]
