@@ -13,6 +13,7 @@ appear in a refusal's message.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,6 +52,19 @@ def redact(manifest: Manifest, values: Mapping[str, Any]) -> dict[str, Any]:
     """``values`` with every secret's value replaced by :data:`REDACTED` (for the audit and logs)."""
     return {name: REDACTED if manifest.settings.get(name, {}).get("secret") else value
             for name, value in values.items()}
+
+
+def from_text(manifest: Manifest, name: str, text: str) -> Any:
+    """A value typed as text (the command line, a form field) read as the setting's type: JSON for
+    numbers and booleans (``true``, ``250``), the text itself for strings. Text that does not read as
+    the type is returned as it is, so the schema's check names the problem at the field."""
+    kind = manifest.settings.get(name, {}).get("type")
+    if kind in ("integer", "number", "boolean"):
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    return text
 
 
 def describe(plugin: Plugin) -> list[dict[str, Any]]:
