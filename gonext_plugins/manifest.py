@@ -181,6 +181,8 @@ def _describe(error: jsonschema.ValidationError) -> list[Problem]:
     instance: Any = error.instance
     error_schema: Any = error.schema
     custom = error_schema.get("x-error") if isinstance(error_schema, dict) else None
+    if "propertyNames" in error.relative_schema_path and isinstance(instance, str):
+        path = (*path, instance)  # a refused key: point at it, not at the object holding it
 
     if kind == "required":
         return [((*path, name), "is required") for name in value
