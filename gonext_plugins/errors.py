@@ -350,6 +350,13 @@ class BadHostCallPayload(HostFunctionError):
     code = "bad_host_call_payload"
 
 
+class UnknownPayloadFields(BadHostCallPayload):
+    """The payload has fields the function does not take: ABI.md makes that a bad payload (-3), so a
+    typo fails as loudly as bad JSON does. (Other refusals of a payload's values stay -1.)"""
+
+    code = "unknown_payload_fields"
+
+
 class KVQuotaExceeded(HostFunctionError):
     """A ``kv.set`` would go over KV_MAX_KEYS, KV_MAX_VALUE_BYTES or KV_MAX_TOTAL_BYTES."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import BadHostCallPayload
+from ..errors import BadHostCallPayload, UnknownPayloadFields
 from ..manifest import format_path
 from ..storable import unstorable_paths
 
@@ -33,7 +33,7 @@ def fields(payload: Any, fn: str, plugin: str, required: Iterable[str] = (),
         raise BadHostCallPayload(f"{fn}: missing field(s) {', '.join(missing)}", plugin=plugin)
     extra = sorted(set(payload) - set(required) - set(optional))
     if extra:
-        raise BadHostCallPayload(f"{fn}: unknown field(s) {', '.join(extra)}; it takes "
+        raise UnknownPayloadFields(f"{fn}: unknown field(s) {', '.join(extra)}; it takes "
                                  f"{', '.join((*required, *optional))}", plugin=plugin)
     return payload
 

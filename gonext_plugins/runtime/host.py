@@ -42,11 +42,11 @@ from wasmtime import Func, FuncType, Memory, Store, ValType
 from wasmtime import _ffi as ffi
 
 from gonext_plugins.errors import (
-    BadHostCallPayload,
     PluginError,
     PluginTimeout,
     PluginTrap,
     ReentrantHostCall,
+    UnknownPayloadFields,
 )
 from gonext_plugins.runtime import levels
 from gonext_plugins.runtime.levels import DEBUG, ERROR, INFO, WARNING  # noqa: F401  (ABI.md levels, re-exported)
@@ -392,8 +392,8 @@ def _host_call(ctx: HostContext, caller: Any, name_ptr: int, name_len: int, payl
     except PluginError as exc:  # an expected refusal (quota, host not allowed): no traceback
         ctx.log(ERROR, f"host function {name} refused: {exc.message}")
         logger.info("host function %s refused for plugin %s: %s", name, ctx.name, exc.message)
-        # ABI.md: a payload of the wrong shape (an unknown field, a missing one) is -3, like bad JSON.
-        return pack(0, HC_BAD_PAYLOAD if isinstance(exc, BadHostCallPayload) else HC_ERROR)
+        # ABI.md: an unknown field is a bad payload (-3), like bad JSON.
+        return pack(0, HC_BAD_PAYLOAD if isinstance(exc, UnknownPayloadFields) else HC_ERROR)
     except Exception as exc:
         ctx.log(ERROR, f"host function {name} failed: {type(exc).__name__}: {exc}")
         logger.warning("host function %s failed for plugin %s", name, ctx.name, exc_info=True)
