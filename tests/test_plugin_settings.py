@@ -108,7 +108,8 @@ def test_a_valid_declaration_is_kept_in_order() -> None:
 # --- the guest reads them -----------------------------------------------------------------------
 
 
-def test_guest_reads_defaults_then_saved_values_and_secrets(plugin, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+def test_guest_reads_defaults_then_saved_values_and_secrets(plugin,  # type: ignore[no-untyped-def]
+                                                            django_capture_on_commit_callbacks) -> None:
     plugin()
     assert read({}) == {"settings": {"wordsPerMinute": 200, "twitter": "@gonext",
                                                "style": "short", "enabled": True}}
@@ -278,5 +279,5 @@ def test_cli_refusal_names_the_field(plugin) -> None:  # type: ignore[no-untyped
     from django.core.management.base import CommandError
 
     plugin()
-    with pytest.raises(CommandError, match="invalid_settings: .*wordsPerMinute: must be an integer"):
+    with pytest.raises(CommandError, match=r"invalid_settings: .*wordsPerMinute: must be an integer"):
         call_command("plugin", "settings", "demo", "wordsPerMinute=fast", stdout=io.StringIO())

@@ -343,7 +343,7 @@ class SettingSerializer(serializers.Serializer):
     title = serializers.CharField()
     description = serializers.CharField(allow_blank=True)
     secret = serializers.BooleanField()
-    required = serializers.BooleanField()
+    required = serializers.BooleanField()  # type: ignore[assignment]  # the output key, not Field.required
     set = serializers.BooleanField(help_text="whether a value was saved (else the default applies)")
     value = serializers.JSONField(required=False, help_text="the effective value; never for a secret")
     default = serializers.JSONField(required=False, help_text="never for a secret")

@@ -94,11 +94,12 @@ def describe(plugin: Plugin) -> list[dict[str, Any]]:
     return described
 
 
-def update(plugin: Plugin | str, changes: Mapping[str, Any], actor: Actor) -> Result:
+def update(plugin: Plugin | str, changes: Any, actor: Actor) -> Result:
     """Set (or, with ``None``, reset to the default) some of the plugin's settings, checked against
     the current version's schema as a whole: a refusal lists every problem (:class:`InvalidSettings`)
     and changes nothing. Every change is audited with secrets redacted and bumps the generation, so
-    every process's guests read the new values within ``SYNC_INTERVAL``."""
+    every process's guests read the new values within ``SYNC_INTERVAL``. ``changes`` is untrusted
+    (a request body): anything but an object of declared names is refused."""
     with transaction.atomic():
         locked = lock(plugin)
         version = locked.active_version
