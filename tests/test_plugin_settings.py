@@ -281,3 +281,37 @@ def test_cli_refusal_names_the_field(plugin) -> None:  # type: ignore[no-untyped
     plugin()
     with pytest.raises(CommandError, match=r"invalid_settings: .*wordsPerMinute: must be an integer"):
         call_command("plugin", "settings", "demo", "wordsPerMinute=fast", stdout=io.StringIO())
+
+
+# --- the admin's form ---------------------------------------------------------------------------
+
+
+def test_admin_form_renders_refuses_at_the_field_saves_and_hides_the_secret(  # type: ignore[no-untyped-def]
+        plugin, django_capture_on_commit_callbacks) -> None:
+    from django.test import Client
+
+    plugin()
+    User.objects.create_superuser("root", password="pw")
+    client = Client()
+    client.force_login(User.objects.get(username="root"))
+    pk = Plugin.objects.get(slug="demo").pk
+    url = f"/admin/gonext_plugins/plugin/{pk}/settings/"
+    assert f'href="{url}"'.encode() in client.get(f"/admin/gonext_plugins/plugin/{pk}/change/").content
+    page = client.get(url).content.decode()
+    assert 'name="wordsPerMinute"' in page and 'type="password"' in page and "secret: not set" in page
+    refused = client.post(url, {"wordsPerMinute": "10", "apiKey": SECRET, "site": "nope"})
+    assert refused.status_code == 200
+    html = refused.content.decode()
+    assert "must be at least 50" in html and "must be a valid url" in html and SECRET not in html
+    assert Plugin.objects.get(slug="demo").settings == {}
+    with django_capture_on_commit_callbacks(execute=True):
+        saved = client.post(url, {"wordsPerMinute": "260", "apiKey": SECRET, "enabled": "false"})
+    assert saved.status_code == 302
+    assert Plugin.objects.get(slug="demo").settings == {"wordsPerMinute": 260, "apiKey": SECRET,
+                                                        "enabled": False}
+    page = client.get(url).content.decode()
+    assert SECRET not in page and "secret: set" in page and 'value="260"' in page
+    with django_capture_on_commit_callbacks(execute=True):  # the secret left blank is kept
+        client.post(url, {"wordsPerMinute": "", "enabled": "false"})
+    assert Plugin.objects.get(slug="demo").settings == {"apiKey": SECRET, "enabled": False}
+    assert read({"key": "apiKey"}) == {"found": True, "value": SECRET}
