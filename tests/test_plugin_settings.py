@@ -238,8 +238,10 @@ def test_api_shows_settings_with_secrets_only_as_set(plugin, django_capture_on_c
     assert SECRET.encode() not in response.content
     by_name = {entry["name"]: entry for entry in response.json()["settings"]}
     assert by_name["apiKey"]["set"] is True and "value" not in by_name["apiKey"]
-    assert by_name["wordsPerMinute"] | {} == {**by_name["wordsPerMinute"], "value": 200, "default": 200,
-                                              "set": False, "title": "Words per minute", "minimum": 50}
+    assert by_name["wordsPerMinute"] == {
+        "name": "wordsPerMinute", "type": "integer", "title": "Words per minute", "description": "",
+        "secret": False, "required": False, "set": False, "minimum": 50, "maximum": 1000, "default": 200,
+        "value": 200}
 
 
 def test_api_put_validates_saves_and_needs_its_permission(plugin) -> None:  # type: ignore[no-untyped-def]
