@@ -47,7 +47,7 @@ _registry: dict[str, Capability] = {}
 
 ALWAYS_GRANTED: frozenset[str] = frozenset({"log", "self"})
 """Capabilities every plugin holds without asking: writing to its own log, and reading facts about
-itself (``plugin.info``)."""
+itself and its own settings (``plugin.info``, ``settings.get``)."""
 
 host_functions = HostFunctions()
 """The process-wide registry every runtime routes ``gn_host_call`` through."""

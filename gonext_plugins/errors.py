@@ -216,6 +216,25 @@ class LifecycleError(PluginError):
     code = "lifecycle_error"
 
 
+class InvalidSettings(LifecycleError):
+    """Plugin settings the plugin's schema refuses: values sent to be saved, or values stored for an
+    older version that the running one does not accept (which blocks activation until fixed).
+    ``problems`` lists every ``(setting name, sentence)``, so a form can show each at its field."""
+
+    code = "invalid_settings"
+
+    def __init__(self, message: str, *, problems: Iterable[tuple[str, str]],
+                 plugin: str | None = None) -> None:
+        self.problems: list[tuple[str, str]] = list(problems)
+        lines = "; ".join(f"{key}: {text}" for key, text in self.problems)
+        super().__init__(f"{message}: {lines}" if lines else message, plugin=plugin)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = super().as_dict()
+        data["problems"] = [{"field": key, "message": text} for key, text in self.problems]
+        return data
+
+
 class PluginNotFound(LifecycleError):
     code = "not_found"
 

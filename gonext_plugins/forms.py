@@ -4,6 +4,7 @@ from the API and the commands."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
@@ -71,3 +72,39 @@ class UninstallForm(forms.Form):
         required=False, label="Keep its stored data",
         help_text="Keep the plugin's key-value rows so a reinstall of the same plugin finds them.",
     )
+
+
+def settings_form(described: list[dict[str, Any]], data: Any = None) -> forms.Form:
+    """The plugin page's settings form, built from the schema (``lifecycle.settings.describe``).
+
+    Every field is text the way the admin types it; ``lifecycle.settings`` reads it as the setting's
+    type and checks it, so the rules stay there. A secret is a password field that never shows its
+    value: left blank it keeps what is saved. Any other field left blank goes back to its default.
+    """
+    fields: dict[str, forms.Field] = {}
+    initial: dict[str, str] = {}
+    for entry in described:
+        name, kind = entry["name"], entry["type"]
+        help_text = entry.get("description", "")
+        widget: forms.Widget
+        if entry["secret"]:
+            widget = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
+            state = "set" if entry["set"] else "not set"
+            help_text = f"{help_text} (secret: {state}; leave blank to keep it)".strip()
+        elif "enum" in entry or kind == "boolean":
+            options = entry.get("enum", [True, False])
+            widget = forms.Select(choices=[("", "(default)"), *((_as_text(o), _as_text(o)) for o in options)])
+        else:
+            widget = forms.TextInput(attrs={"inputmode": "numeric"} if kind in ("integer", "number") else {})
+        fields[name] = forms.CharField(label=entry["title"], required=False, strip=False, widget=widget,
+                                       help_text=help_text)
+        if not entry["secret"] and entry["set"]:
+            initial[name] = _as_text(entry.get("value"))
+    form_class = type("PluginSettingsForm", (forms.Form,), fields)
+    form: forms.Form = form_class(data, initial=initial)
+    return form
+
+
+def _as_text(value: Any) -> str:
+    """A value as the form shows it: strings as they are, the rest as JSON (``true``, ``250``)."""
+    return value if isinstance(value, str) else json.dumps(value)

@@ -159,6 +159,9 @@ class LoadedPlugin:
     hosts: tuple[str, ...] = ()
     extras: dict[str, Any] = field(default_factory=dict)  # for listeners (hook receivers, ...)
     blob_name: str = ""  # where the wasm is stored (trap reports read its source map)
+    # Its effective settings (``settings.get``), replaced by the registry when they change, so a
+    # hook call reads them without a query.
+    settings: dict[str, Any] = field(default_factory=dict)
     runtime_plugin: RuntimePlugin = field(init=False)
 
     def __post_init__(self, wasm: bytes, runtime: Runtime) -> None:

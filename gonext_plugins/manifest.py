@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import jsonschema
 
@@ -80,6 +81,9 @@ class Manifest:
     limits: Limits = field(default_factory=Limits)
     allowed_hosts: tuple[str, ...] = ()
     requires_host: str | None = None
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False, hash=False)
+    """Declared settings: name -> its schema (``type``, ``title``, ``default``, ``secret``...)."""
+    required_settings: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
@@ -177,6 +181,8 @@ def _describe(error: jsonschema.ValidationError) -> list[Problem]:
     instance: Any = error.instance
     error_schema: Any = error.schema
     custom = error_schema.get("x-error") if isinstance(error_schema, dict) else None
+    if "propertyNames" in error.relative_schema_path and isinstance(instance, str):
+        path = (*path, instance)  # a refused key: point at it, not at the object holding it
 
     if kind == "required":
         return [((*path, name), "is required") for name in value
@@ -334,6 +340,8 @@ def _semantic_problems(data: Mapping[str, Any], host_version: str | None) -> lis
                 problems.append((("http", "allowedHosts", index), "port must be between 1 and 65535"))
             problems.extend(_host_problems(index, name, allow_private=True))
 
+    problems.extend(_settings_problems(data.get("settings")))
+
     requires = data.get("requires")
     host_range = requires.get("host") if isinstance(requires, dict) else None
     if isinstance(host_range, str) and host_range.strip():
@@ -349,6 +357,101 @@ def _semantic_problems(data: Mapping[str, Any], host_version: str | None) -> lis
                                  f"this plugin needs a host version {host_range}, but this host runs "
                                  f"gonext_plugins {host_version}; upgrade gonext_plugins or use a "
                                  "version of the plugin made for this host"))
+    return problems
+
+
+# --- settings -------------------------------------------------------------------------------------
+#
+# A manifest declares ``settings`` as a JSON Schema subset; the values an admin saves are checked
+# against the schema built from it here (the one home of the rule), with the manifest's dialect
+# (whole-string patterns, integers that are ints) and two formats of our own: ``url`` (http or
+# https with a host) and ``email``.
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_SETTING_FORMATS = jsonschema.FormatChecker(formats=())
+
+
+@_SETTING_FORMATS.checks("url")
+def _is_url(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in value)
+
+
+@_SETTING_FORMATS.checks("email")
+def _is_email(value: object) -> bool:
+    return not isinstance(value, str) or bool(_EMAIL.fullmatch(value))
+
+
+_SCHEMA_KEYS = ("type", "enum", "minimum", "maximum", "minLength", "maxLength", "format")
+
+
+def settings_schema(declared: Mapping[str, Mapping[str, Any]],
+                    required: Iterable[str] = ()) -> dict[str, Any]:
+    """The JSON Schema a settings object must pass: the declared properties with only their
+    checking keywords (``title``, ``secret`` and the like are for people and the host)."""
+    return {"type": "object", "additionalProperties": False, "required": sorted(required),
+            "properties": {name: {k: v for k, v in spec.items() if k in _SCHEMA_KEYS}
+                           for name, spec in declared.items()}}
+
+
+def settings_problems(declared: Mapping[str, Mapping[str, Any]], values: Any,
+                      required: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """Every problem with ``values`` for these declared settings, as sorted ``(name, sentence)``
+    pairs (the name is ``$`` for the object itself). A secret's value never appears in a sentence."""
+    unsafe = untrusted_json.problems(values)
+    if unsafe:
+        return sorted({(format_path(path), message) for path, message in unsafe})
+    validator = _ManifestValidator(settings_schema(declared, required), format_checker=_SETTING_FORMATS)
+    errors = list(validator.iter_errors(values))
+    typed = {tuple(e.absolute_path) for e in errors if e.validator == "type"}  # the rest is noise there
+    found: set[tuple[str, str]] = set()
+    for error in errors:
+        if error.validator != "type" and tuple(error.absolute_path) in typed:
+            continue
+        for path, message in _describe(error):
+            name = str(path[0]) if path else "$"
+            if path and declared.get(name, {}).get("secret") and error.validator in ("enum", "const"):
+                message = "is not one of the allowed values"
+            found.add((name, message))
+    found.update((format_path(path)[2:] or "$", "contains a NUL character or a lone surrogate, which cannot "
+                  "be stored") for path in unstorable_paths(values))
+    return sorted(found)
+
+
+_NOT_NUMERIC = ("minLength", "maxLength", "format", "secret")
+_MISPLACED = {"string": ("minimum", "maximum"), "boolean": ("minimum", "maximum", *_NOT_NUMERIC),
+              "integer": _NOT_NUMERIC, "number": _NOT_NUMERIC}  # keywords that do not apply to a type
+
+
+def _settings_problems(section: Any) -> list[Problem]:
+    """Rules for a declared ``settings`` section that the schema cannot say: bounds only on the
+    types they apply to, enums and defaults of the setting's own type and within its bounds, and
+    ``required`` naming declared settings."""
+    if not isinstance(section, dict) or not isinstance(section.get("properties"), dict):
+        return []
+    problems: list[Problem] = []
+    declared = {k: v for k, v in section["properties"].items() if isinstance(v, dict)}
+    for name, spec in declared.items():
+        kind = spec.get("type")
+        where = ("settings", "properties", name)
+        misplaced = _MISPLACED.get(str(kind), ())
+        wrong = [((*where, key), f"does not apply to a {kind} setting") for key in misplaced if key in spec]
+        problems.extend(wrong)
+        if wrong:
+            continue
+        check = {name: {k: v for k, v in spec.items() if k != "enum"}}
+        for index, option in enumerate(spec.get("enum", ()) if isinstance(spec.get("enum"), list) else ()):
+            for _, message in settings_problems(check, {name: option}):
+                problems.append(((*where, "enum", index), message))
+        if "default" in spec:
+            for _, message in settings_problems({name: spec}, {name: spec["default"]}):
+                problems.append(((*where, "default"), message))
+    for index, name in _items(section, "required"):
+        if isinstance(name, str) and name not in declared:
+            problems.append((("settings", "required", index), f"names {json.dumps(name)}, which is not a "
+                             "declared setting"))
     return problems
 
 
@@ -469,5 +572,7 @@ def _build(data: dict[str, Any]) -> Manifest:
         limits=Limits(limits.get("memoryPages"), limits.get("fuel"), limits.get("timeoutMs")),
         allowed_hosts=tuple(data.get("http", {}).get("allowedHosts", ())),
         requires_host=data.get("requires", {}).get("host"),
+        settings=dict(data.get("settings", {}).get("properties", {})),
+        required_settings=tuple(data.get("settings", {}).get("required", ())),
         raw=data,
     )

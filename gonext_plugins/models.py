@@ -79,6 +79,8 @@ class Plugin(models.Model):
     active_version = models.ForeignKey(
         "PluginVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    settings = StorableJSONField(default=dict, blank=True,
+                                 help_text="values an admin set (lifecycle.settings); defaults not stored")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -89,6 +91,7 @@ class Plugin(models.Model):
             ("activate_plugin", "Can activate and deactivate plugins"),
             ("grant_capability", "Can grant and revoke plugin capabilities"),
             ("view_plugin_logs", "Can watch plugin logs"),
+            ("change_plugin_settings", "Can change plugin settings"),
         ]
 
     def __str__(self) -> str:

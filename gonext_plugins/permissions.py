@@ -41,6 +41,9 @@ GRANT_CAPABILITY = f"{APP_LABEL}.grant_capability"
 """Grant and revoke capabilities, at install, at upgrade or on their own."""
 VIEW_PLUGIN_LOGS = f"{APP_LABEL}.view_plugin_logs"
 """Read a plugin's log backlog and watch it live."""
+CHANGE_SETTINGS = f"{APP_LABEL}.change_plugin_settings"
+"""Change a plugin's settings (secrets included: write-only). Reading them (secrets as set or not)
+is ``view_plugin``. Its own codename: settings are configuration, not code, capabilities or state."""
 VIEW_AUDIT = f"{APP_LABEL}.view_auditevent"
 """Read the audit trail of plugin changes."""
 VIEW_KEYS = f"{APP_LABEL}.view_publisherkey"
@@ -126,6 +129,10 @@ def can_activate(user: Any) -> bool:
 def can_grant(user: Any) -> bool:
     """Grant and revoke capabilities."""
     return _has(user, GRANT_CAPABILITY)
+
+
+def can_change_settings(user: Any) -> bool:
+    return _has(user, CHANGE_SETTINGS)
 
 
 def can_view_logs(user: Any) -> bool:

@@ -31,6 +31,7 @@ from .conf import settings
 from .errors import PluginError
 from .lifecycle import current_generation, manifest_of, record_fault
 from .lifecycle.preflight import effective, effective_hosts
+from .lifecycle.settings import effective_values
 from .loading import (  # re-exported: their home was here
     LoadedPlugin,
     _trap_debug_info,
@@ -47,7 +48,7 @@ __all__ = ["LoadedPlugin", "Registry", "_trap_debug_info", "compile_limits", "ge
 logger = logging.getLogger("gonext_plugins.registry")
 
 Listener = Callable[[LoadedPlugin], None]
-Desired = dict[str, tuple[PluginVersion, frozenset[str], tuple[str, ...]]]
+Desired = dict[str, tuple[PluginVersion, frozenset[str], tuple[str, ...], dict[str, Any]]]
 
 
 class Registry:
@@ -153,8 +154,8 @@ class Registry:
             return changed
 
     def _desired(self) -> Desired:
-        """slug → (active PluginVersion, effective capabilities, allowed hosts) from the database,
-        by the rules of ``lifecycle.preflight`` (two queries for every plugin)."""
+        """slug → (active PluginVersion, effective capabilities, allowed hosts, effective settings)
+        from the database, by the rules of ``lifecycle.preflight`` (two queries for every plugin)."""
         grants: dict[int, dict[str, list[str]]] = {}
         for plugin_id, capability, hosts in CapabilityGrant.objects.filter(
             plugin__state=PluginState.ACTIVE
@@ -168,7 +169,8 @@ class Registry:
             manifest = manifest_of(version)
             granted = grants.get(plugin.pk, {})
             desired[plugin.slug] = (version, effective(granted, manifest),
-                                    effective_hosts(granted.get("http.fetch", []), manifest))
+                                    effective_hosts(granted.get("http.fetch", []), manifest),
+                                    effective_values(manifest, plugin.settings))
         return desired
 
     def _apply(self, desired: Desired) -> bool:
@@ -177,8 +179,11 @@ class Registry:
             if slug not in desired or desired[slug][0].pk != self._loaded[slug].version_pk:
                 self._unload(slug)
                 changed = True
-        for slug, (version, caps, hosts) in desired.items():
+        for slug, (version, caps, hosts, values) in desired.items():
             current = self._loaded.get(slug)
+            if current is not None and current.settings != values:
+                current.settings = values  # settings.get reads them from here: no re-wiring
+                changed = True
             if current is not None:
                 if current.capabilities != caps or current.hosts != hosts:
                     # Grants changed: listeners re-wire (a revoked hooks.subscribe drops the hooks).
@@ -190,7 +195,7 @@ class Registry:
                     changed = True
                 continue
             try:
-                self._load(slug, version, caps, hosts)
+                self._load(slug, version, caps, hosts, values)
                 changed = True
             except PluginError as exc:
                 logger.error("plugin %s could not be loaded: %s", slug, exc)
@@ -198,8 +203,9 @@ class Registry:
         return changed
 
     def _load(self, slug: str, version: PluginVersion, caps: frozenset[str],
-              hosts: tuple[str, ...]) -> LoadedPlugin:
+              hosts: tuple[str, ...], values: dict[str, Any] | None = None) -> LoadedPlugin:
         loaded = loading.load(slug, version, caps, hosts)
+        loaded.settings = values or {}
         self._loaded[slug] = loaded
         logger.info("plugin %s %s loaded", slug, version.version)
         self._notify_all(loaded, load=True)

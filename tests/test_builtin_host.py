@@ -197,6 +197,15 @@ def test_kv_bad_input_is_an_error(  # type: ignore[no-untyped-def]
     assert call(demo, "kv.set", {"key": "k" * 255, "value": 1}) == {"ok": True}  # the longest key
 
 
+def test_an_unknown_payload_field_is_a_bad_payload(plugin, caplog) -> None:  # type: ignore[no-untyped-def]
+    """ABI.md: an unknown field is a bad payload (-3), not a refusal of a value (-1)."""
+    demo = plugin()
+    assert call(demo, "kv.set", {"key": "k", "value": 1, "ttl": 5}) == {"hc": -3}
+    assert call(demo, "kv.get", {"key": "k", "plugin": "other"}) == {"hc": -3}
+    assert logged(caplog, "demo", "unknown field(s) ttl")
+    assert rows("demo") == {}
+
+
 @pytest.mark.django_db(transaction=True)  # twelve threads, each with its own connection
 def test_kv_concurrent_writers_never_exceed_the_key_quota(plugin, settings) -> None:  # type: ignore[no-untyped-def]
     """Many threads add distinct keys at once, each retrying on -1 (the test database's in-memory

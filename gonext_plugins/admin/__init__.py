@@ -234,6 +234,7 @@ class PluginAdmin(HookCatalogueAdminViews, PluginAdminViews, ReadOnlyAdmin):
             path("<int:object_id>/grants/<str:capability>/revoke/", wrap(self.revoke_grant_view),
                  name=name("revoke_grant")),
             path("<int:object_id>/uninstall/", wrap(self.uninstall_view), name=name("uninstall")),
+            path("<int:object_id>/settings/", wrap(self.settings_view), name=name("settings")),
         ]
         return custom + super().get_urls()
 

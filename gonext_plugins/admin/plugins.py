@@ -23,12 +23,13 @@ from .. import capabilities, lifecycle
 from .. import permissions as policy
 from ..errors import (
     ConsentRequired,
+    InvalidSettings,
     LifecycleError,
     PendingError,
     PluginError,
     PublisherChanged,
 )
-from ..forms import ConfirmForm, UninstallForm, UploadBundleForm
+from ..forms import ConfirmForm, UninstallForm, UploadBundleForm, settings_form
 from ..lifecycle import preflight
 from ..manifest import version_key
 from ..models import CapabilityGrant, Plugin, PluginKV, PluginState, PluginVersion
@@ -244,6 +245,36 @@ class PluginAdminViews(AdminViewsMixin):
                 else:
                     messages.info(request, "That version is already the current one.")
         return HttpResponseRedirect(self._plugin_url(plugin))
+
+    def settings_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        """The plugin's settings as a form built from its schema; saving goes through
+        ``lifecycle.settings.update``, whose refusals are shown at their fields."""
+        can_change = policy.can_change_settings(request.user)
+        self._require(can_change if request.method == "POST" else policy.can_view_plugins(request.user))
+        plugin = get_object_or_404(Plugin, pk=object_id)
+        described = lifecycle.settings.describe(plugin)
+        form = settings_form(described, *posted(request))
+        if request.method == "POST" and form.is_valid() and plugin.active_version is not None:
+            manifest = lifecycle.manifest_of(plugin.active_version)
+            changes: dict[str, Any] = {}
+            for entry in described:
+                text = form.cleaned_data.get(entry["name"], "")
+                if text:
+                    changes[entry["name"]] = lifecycle.settings.from_text(manifest, entry["name"], text)
+                elif entry["set"] and not entry["secret"]:
+                    changes[entry["name"]] = None  # blank: back to the default
+            try:
+                result = lifecycle.settings.update(plugin, changes, request.user)
+            except InvalidSettings as exc:
+                for field, message in exc.problems:
+                    form.add_error(field if field in form.fields else None, message)
+            else:
+                messages.success(request, f"The settings of {plugin.name} were saved." if result.changed
+                                 else "Nothing changed.")
+                return HttpResponseRedirect(self._plugin_url(plugin))
+        return self._render(request, "admin/gonext_plugins/plugin/settings.html",
+                            f"Settings of {plugin.name}", plugin=plugin, original=plugin, form=form,
+                            can_change=can_change)
 
     def revoke_grant_view(self, request: HttpRequest, object_id: int, capability: str) -> HttpResponse:
         """A confirmation that says what revoking does, then the revoke."""

@@ -334,6 +334,32 @@ class GrantRequestSerializer(BodySerializer):
     hosts = HostListField(required=False, help_text="for http.fetch: the manifest's hosts to allow")
 
 
+class SettingSerializer(serializers.Serializer):
+    """One declared setting as people may see it (``lifecycle.settings.describe``): a secret has no
+    ``value`` or ``default``, only ``set``."""
+
+    name = serializers.CharField()
+    type = serializers.ChoiceField(choices=["string", "integer", "number", "boolean"])
+    title = serializers.CharField()
+    description = serializers.CharField(allow_blank=True)
+    secret = serializers.BooleanField()
+    required = serializers.BooleanField()  # type: ignore[assignment]  # the output key, not Field.required
+    set = serializers.BooleanField(help_text="whether a value was saved (else the default applies)")
+    value = serializers.JSONField(required=False, help_text="the effective value; never for a secret")
+    default = serializers.JSONField(required=False, help_text="never for a secret")
+    enum = serializers.ListField(child=serializers.JSONField(), required=False)
+    minimum = serializers.FloatField(required=False)
+    maximum = serializers.FloatField(required=False)
+    minLength = serializers.IntegerField(required=False)
+    maxLength = serializers.IntegerField(required=False)
+    format = serializers.ChoiceField(choices=["url", "email"], required=False)
+
+
+class SettingsSerializer(serializers.Serializer):
+    settings = SettingSerializer(many=True)
+    changed = serializers.BooleanField(required=False, help_text="PUT only")
+
+
 class QuerySerializer(serializers.Serializer):
     """Query parameters, strictly: ``?state=`` is a mistake to report, not "no filter" (DRF skips
     blank optional form values silently)."""

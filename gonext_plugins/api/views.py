@@ -78,7 +78,7 @@ class PluginViewSet(APIBase, GenericViewSet):
                     "faults": ("page", "page_size"),
                     "destroy": ("keep_data",), "grants.delete": ("capability",),
                     "logs": ("since", "level", "limit"), "jobs": ("status", "job", "page", "page_size")}
-    body_actions = frozenset({"create", "upgrade", "rollback", "grants.post"})
+    body_actions = frozenset({"create", "upgrade", "rollback", "grants.post", "plugin_settings"})
 
     # action -> the policy's rule (GET/POST/DELETE of grants differ by method); create and upgrade
     # are asked again with the parsed body (activation, grants)
@@ -93,6 +93,8 @@ class PluginViewSet(APIBase, GenericViewSet):
     }
 
     def permission_rule(self, request: Request) -> Callable[[Any], bool]:
+        if self.action == "plugin_settings" and request.method not in ("GET", "HEAD", "OPTIONS"):
+            return policy.can_change_settings
         if self.action == "grants":
             reading = request.method in ("GET", "HEAD", "OPTIONS")
             return policy.can_view_plugins if reading else policy.can_grant
@@ -291,6 +293,37 @@ class PluginViewSet(APIBase, GenericViewSet):
         query = s.RevokeQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         return self._result(lifecycle.revoke(plugin, query.validated_data["capability"], _actor(request)))
+
+    @extend_schema(methods=["GET"], summary="A plugin's settings",
+                   description="Each declared setting with its schema and effective value (stored, else "
+                               "the default). A secret's value is never returned: `set` says whether "
+                               "one is saved.",
+                   parameters=[SLUG_PARAM], responses={200: s.SettingsSerializer, **errors(*COMMON_ERRORS)})
+    @extend_schema(
+        methods=["PUT"], summary="Change a plugin's settings",
+        description="The body is an object of setting names and values; a name not sent keeps its value "
+                    "(so a secret need not be sent again), `null` resets it to its default. The result "
+                    "is checked as a whole against the current version's schema: 400 `invalid_settings` "
+                    "lists every problem (`problems[].field`) and nothing is saved. Audited, secrets "
+                    "redacted; every process sees the change within SYNC_INTERVAL.",
+        parameters=[SLUG_PARAM],
+        request={"application/json": {"type": "object", "additionalProperties": True}},
+        responses={200: s.SettingsSerializer,
+                   **errors(*WRITE_ERRORS, e400="invalid_settings: the values are refused, each named")},
+    )
+    # Not named ``settings``: that is DRF's ``APIView.settings``.
+    @action(detail=True, methods=["get", "put"], pagination_class=None, url_path="settings",
+            url_name="settings")
+    def plugin_settings(self, request: Request, slug: str) -> Response:
+        plugin = self.get_object()
+        changed = None
+        if request.method == "PUT":
+            changed = lifecycle.settings.update(plugin, request.data, _actor(request)).changed
+            plugin = self.get_object()
+        data: dict[str, Any] = {"settings": lifecycle.settings.describe(plugin)}
+        if changed is not None:
+            data["changed"] = changed
+        return Response(data)
 
     @extend_schema(summary="A plugin's audit events, newest first",
                    description="Every change to the plugin's state, including earlier installs of the "

@@ -1,7 +1,7 @@
 """The host functions that ship with the app: ``kv.*`` (:mod:`.kv`), ``http.fetch``
-(:mod:`.http_fetch`), ``log`` (:mod:`.log`), ``plugin.info`` (:mod:`.info`) and ``jobs.enqueue``
-(:mod:`.jobs`). ``docs/host-functions.md`` documents each one; a test holds its table to this
-registry.
+(:mod:`.http_fetch`), ``log`` (:mod:`.log`), ``plugin.info`` (:mod:`.info`), ``settings.get``
+(:mod:`.settings`) and ``jobs.enqueue`` (:mod:`.jobs`). ``docs/host-functions.md`` documents each
+one; a test holds its table to this registry.
 
 Each is a plain ``(plugin, payload) -> JSON`` function registered in the process-wide
 ``capabilities.host_functions`` by :func:`register_all` (called from ``AppConfig.ready``). The
@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 
 from .. import capabilities
-from . import http_fetch, info, jobs, kv, log
+from . import http_fetch, info, jobs, kv, log, settings
 
 _registered = threading.Lock()
 
@@ -32,8 +32,9 @@ def register_all() -> None:
     with _registered:
         capabilities.register("log", "Write lines to its own plugin log. Always granted to every plugin.",
                               "low", builtin=True)
-        capabilities.register("self", "Read facts about itself: its slug, version, grants and the hooks the "
-                              "site offers. Always granted to every plugin.", "low", builtin=True)
+        capabilities.register(settings.SELF, "Read facts about itself (its slug, version, grants and the "
+                              "hooks the site offers) and its own settings. Always granted to every plugin.",
+                              "low", builtin=True)
         for name, capability, func in (
             ("kv.get", "kv", kv.kv_get),
             ("kv.set", "kv", kv.kv_set),
@@ -45,10 +46,11 @@ def register_all() -> None:
             ("log", "log", log.log),
             ("plugin.info", "self", info.plugin_info),
             ("jobs.enqueue", "jobs.enqueue", jobs.enqueue_host_function),
+            ("settings.get", settings.SELF, settings.settings_get),
         ):
             existing = capabilities.host_functions.get(name)
             if existing is None or existing.func is not func or existing.capability != capability:
                 capabilities.host_function(name, capability=capability)(func)
 
 
-__all__ = ["http_fetch", "info", "jobs", "kv", "log", "register_all"]
+__all__ = ["http_fetch", "info", "jobs", "kv", "log", "register_all", "settings"]

@@ -14,6 +14,7 @@ from ..bundle import Bundle
 from ..conf import settings
 from ..errors import (
     ConsentRequired,
+    InvalidSettings,
     LifecycleError,
     PluginExists,
     SignatureError,
@@ -24,6 +25,7 @@ from ..manifest import Manifest, version_key
 from ..models import Plugin, PluginVersion, PublisherKey
 from ._compile import Compiled, loader
 from ._tx import manifest_of
+from .settings import problems_of
 
 INSTALL_HINT = "upgrade it instead"
 ROLLBACK_HINT = "use rollback to go back"
@@ -170,12 +172,27 @@ def check_upgrade(plugin: Plugin, bundle: Bundle, *, hint: str = ROLLBACK_HINT) 
     return None
 
 
+# --- settings ----------------------------------------------------------------------------------
+
+
+def check_settings(plugin: Plugin, version: PluginVersion, manifest: Manifest) -> None:
+    """Refuse to run a version whose schema refuses the stored settings (kept from an older version)
+    or lacks a required one: the plugin would read values it was never meant to get."""
+    found = problems_of(manifest, plugin.settings)
+    if found:
+        raise InvalidSettings(
+            f"version {version.version} does not accept the plugin's settings; fix them (the plugin's "
+            f"settings page, PUT /plugins/{plugin.slug}/settings/ or `manage.py plugin settings "
+            f"{plugin.slug} KEY=VALUE`) before activating it", problems=found, plugin=plugin.slug)
+
+
 # --- activation --------------------------------------------------------------------------------
 
 
 def validate_activation(plugin: Plugin, version: PluginVersion, compiled: Compiled) -> Manifest:
     """Everything that must hold before a version may run: consent, hooks and jobs capabilities,
-    and wasm that this host can load (``compiled`` before the transaction opened)."""
+    settings its schema accepts, and wasm that this host can load (``compiled`` before the
+    transaction opened)."""
     manifest = manifest_of(version)
     granted = granted_capabilities(plugin)
     missing = set(manifest.capabilities) - granted - capabilities.ALWAYS_GRANTED
@@ -201,5 +218,6 @@ def validate_activation(plugin: Plugin, version: PluginVersion, compiled: Compil
     if module is None:  # another operation changed the version after ours compiled one
         raise LifecycleError(f"the plugin changed while version {version.version} was being compiled; "
                              "try again", plugin=plugin.slug)
+    check_settings(plugin, version, manifest)
     loader().check_loadable(plugin.slug, module, manifest)
     return manifest

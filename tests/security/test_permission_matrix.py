@@ -51,7 +51,8 @@ AUDIT = "view_auditevent"
 KEYS = "view_publisherkey"
 TRUST = "add_publisherkey"
 REVOKE_KEY = "change_publisherkey"
-SINGLE_PERMISSIONS = [VIEW, INSTALL, ACTIVATE, GRANT, LOGS, AUDIT, KEYS, TRUST, REVOKE_KEY]
+SETTINGS = "change_plugin_settings"
+SINGLE_PERMISSIONS = [VIEW, INSTALL, ACTIVATE, GRANT, LOGS, AUDIT, KEYS, TRUST, REVOKE_KEY, SETTINGS]
 
 ROLES = ["anonymous", "plain_user", "staff_no_perm", *(f"only:{p}" for p in SINGLE_PERMISSIONS),
          "superuser"]
@@ -196,6 +197,10 @@ ACTIONS: list[Action] = [
            lambda c: c.client.post(admin_url("plugin_deactivate", c.plugin.pk)), _activate),
     Action("admin.revoke_grant", "admin", (GRANT,), True,
            lambda c: c.client.post(admin_url("plugin_revoke_grant", c.plugin.pk, "kv"))),
+    Action("admin.settings_page", "admin", (VIEW,), False,
+           lambda c: c.client.get(admin_url("plugin_settings", c.plugin.pk))),
+    Action("admin.change_settings", "admin", (SETTINGS,), True,
+           lambda c: c.client.post(admin_url("plugin_settings", c.plugin.pk), {"greeting": "hello"})),
     Action("admin.audit_list", "admin", (AUDIT,), False,
            lambda c: c.client.get(admin_url("auditevent_changelist"))),
     Action("admin.key_list", "admin", (KEYS,), False,
@@ -230,6 +235,9 @@ ACTIONS: list[Action] = [
            lambda c: c.api.post("/api/plugins/demo/grants/", {"grant": ["posts.read"]}, format="json")),
     Action("api.revoke_grant", "api", (GRANT,), True,
            lambda c: c.api.delete("/api/plugins/demo/grants/?capability=kv")),
+    Action("api.settings", "api", (VIEW,), False, lambda c: c.api.get("/api/plugins/demo/settings/")),
+    Action("api.change_settings", "api", (SETTINGS,), True,
+           lambda c: c.api.put("/api/plugins/demo/settings/", {"greeting": "hello"}, format="json")),
     Action("api.audit", "api", (AUDIT,), False, lambda c: c.api.get("/api/plugins/demo/audit/")),
     Action("api.logs", "api", (LOGS,), False, lambda c: c.api.get("/api/plugins/demo/logs/")),
     Action("api.key_list", "api", (KEYS,), False, lambda c: c.api.get("/api/keys/")),
@@ -286,7 +294,9 @@ def demo(publisher: Any) -> Plugin:
     fields = {"slug": "demo", "capabilities": ["kv"], "optionalCapabilities": ["posts.read"]}
     first = bundle.read(signed_bundle(publisher.private_key, wasm, version="1.0.0", **fields))
     plugin = lifecycle.install(first, ["kv"], "tests").plugin
-    second = bundle.read(signed_bundle(publisher.private_key, wasm, version="1.1.0", **fields))
+    settings = {"type": "object", "properties": {"greeting": {"type": "string", "default": "hi"}}}
+    second = bundle.read(signed_bundle(publisher.private_key, wasm, version="1.1.0", settings=settings,
+                                       **fields))
     lifecycle.upgrade(plugin, second, [], "tests")
     plugin.refresh_from_db()
     assert plugin.state == PluginState.INACTIVE

@@ -27,6 +27,7 @@ from gonext_plugins.errors import ManifestError, PluginError
 from gonext_plugins.management.commands._plugin_dev import DEV_SUBCOMMANDS, DevCommands
 from gonext_plugins.management.commands._plugin_hooks import HOOKS_SUBCOMMANDS, HooksCommands
 from gonext_plugins.management.commands._plugin_lifecycle import LifecycleCommands
+from gonext_plugins.management.commands._plugin_settings import SETTINGS_SUBCOMMANDS, SettingsCommands
 
 
 def _method_name(prefix: str, subcommand: str) -> str:
@@ -75,12 +76,12 @@ LIFECYCLE_SUBCOMMANDS: dict[str, str] = {
 }
 
 
-class Command(DevCommands, HooksCommands, LifecycleCommands, BaseCommand):
+class Command(DevCommands, HooksCommands, LifecycleCommands, SettingsCommands, BaseCommand):
     help = ("Manage gonext plugins: write them (new: scaffold a plugin; dev: build, upload to a dev site, "
             "watch, diff capabilities, tail logs; see docs/plugin-authors.md), keys and bundles (keygen, "
             "pack, sign, verify) and installed plugins (install, list, show, activate, deactivate, "
-            "upgrade, rollback, uninstall, grant, revoke, trust-key, revoke-key, gc), and the hooks this "
-            "site offers (hooks). Exit codes: 0 done, "
+            "upgrade, rollback, uninstall, grant, revoke, settings, trust-key, revoke-key, gc), and the "
+            "hooks this site offers (hooks). Exit codes: 0 done, "
             "1 refused (stderr: 'error: <code>: <message>'), 2 usage error, 3 nothing to do (already in "
             "that state).")
     requires_system_checks: list[str] = []  # keygen/pack/sign need no database
@@ -91,6 +92,7 @@ class Command(DevCommands, HooksCommands, LifecycleCommands, BaseCommand):
         "sign": "sign a .gnplugin with a publisher key file",
         "verify": "check a .gnplugin completely: layout, manifest and signature",
         **LIFECYCLE_SUBCOMMANDS,
+        **SETTINGS_SUBCOMMANDS,
         **HOOKS_SUBCOMMANDS,
         **DEV_SUBCOMMANDS,
     }

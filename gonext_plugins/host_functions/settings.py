@@ -1,0 +1,32 @@
+"""``settings.get``: a plugin reads its own settings (no capability to ask for: they are its own).
+
+- ``{}`` -> ``{"settings": {name: value, ...}}``: every effective value (stored, else default)
+- ``{"key"}`` -> ``{"found": bool, "value": any}`` (``value`` is null when not found)
+
+Secrets are included: they are the plugin's. There is no field naming another plugin, so a plugin
+can read only its own. The values come from the calling ``LoadedPlugin``, which the registry
+replaces when the settings change (a generation bump), so a call costs no query.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import BadHostCallPayload
+from ._payload import fields, slug
+
+SELF = "self"
+"""The capability of the functions about the plugin itself: always granted (``capabilities``)."""
+
+
+def settings_get(plugin: Any, payload: Any) -> dict[str, Any]:
+    """The calling plugin's settings: all of them, or one by name."""
+    name = slug(plugin)
+    data = fields(payload if payload is not None else {}, "settings.get", name, optional=["key"])
+    values = getattr(getattr(plugin, "context", None), "settings", None) or {}
+    if "key" not in data:
+        return {"settings": dict(values)}
+    key = data["key"]
+    if not isinstance(key, str) or not key:
+        raise BadHostCallPayload("settings.get: key must be a non-empty string", plugin=name)
+    return {"found": key in values, "value": values.get(key)}
