@@ -181,6 +181,8 @@ def test_manifest_is_valid_and_matches_the_handlers() -> None:
     m = manifest.validate((SEO_DIR / "manifest.json").read_bytes())
     assert m.slug == "seo" and m.name == "SEO" and m.version == "1.3.0" and m.abi == 1
     assert set(m.capabilities) == ALL_CAPS
+    assert m.optional_capabilities == ("kv",)
+    assert m.raw["settings"]["properties"]["twitterSite"]["default"] == ""
     assert {(h.name, h.kind) for h in m.hooks} == {
         ("wp_head", "action"), ("save_post", "action")}
     assert [(j.name, j.max_retries) for j in m.jobs] == [("seo.recompute-scores", 3)]
