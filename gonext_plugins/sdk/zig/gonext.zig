@@ -47,6 +47,9 @@
 //!     `OutOfMemory` (the guest's own). They are distinct from the hook statuses on purpose: a
 //!     handler that lets one propagate fails with -1 (or -2 for OutOfMemory), not -3.
 //!     `ctx.hostCall(name, payload)` / `ctx.hostCallAs(T, name, payload)` use the call's arena.
+//!   - typed helpers for the built-in host functions of ABI.md's table, same errors:
+//!     `gn.settingsGet/settingsGetAs/settingsAll/settingsAs`, `gn.kvGet/kvGetAs/kvSet/kvDelete/
+//!     kvList/kvIncr/kvCas`, `gn.pluginInfo` (see "typed host functions" below and the README).
 //!
 //! Escaping (use them for everything a plugin puts into HTML):
 //!   - `gn.writeHtml(w, s)`, `gn.escapeHtml(a, s)`, `gn.fmtHtml(s)` ("{f}"): `&<>"'` become entities;
