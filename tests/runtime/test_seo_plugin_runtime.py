@@ -179,8 +179,10 @@ def test_manifest_is_valid_and_matches_the_handlers() -> None:
     from gonext_plugins import manifest
 
     m = manifest.validate((SEO_DIR / "manifest.json").read_bytes())
-    assert m.slug == "seo" and m.name == "SEO" and m.version == "1.2.0" and m.abi == 1
+    assert m.slug == "seo" and m.name == "SEO" and m.version == "1.3.0" and m.abi == 1
     assert set(m.capabilities) == ALL_CAPS
+    assert m.optional_capabilities == ("kv",)
+    assert m.raw["settings"]["properties"]["twitterSite"]["default"] == ""
     assert {(h.name, h.kind) for h in m.hooks} == {
         ("wp_head", "action"), ("save_post", "action")}
     assert [(j.name, j.max_retries) for j in m.jobs] == [("seo.recompute-scores", 3)]
@@ -248,6 +250,14 @@ def test_hostile_title_round_trips_as_data(seo: Plugin, title: str) -> None:
     assert meta_of(body, "name", "description") == post["body"]
 
 
+def test_wp_head_without_the_twitter_site_setting_omits_twitter_site(seo: Plugin) -> None:
+    """This Site has no settings.get (an older host, -6) and no setting: the head is complete but
+    for twitter:site. With the setting: tests/test_zig_sdk_helpers.py."""
+    body = seo.invoke_action("wp_head", make_post())
+    assert meta_of(body, "name", "twitter:site") is None
+    assert meta_of(body, "name", "twitter:card") == "summary"
+
+
 # --- save_post -----------------------------------------------------------------------------------
 
 
@@ -269,6 +279,16 @@ def test_save_post_without_jobs_enqueue_still_scores(runtime: Runtime, seo_wasm:
     assert plugin.invoke_action("save_post", post) == {"score": expected_score(post), "stored": True}
     assert site.jobs == []
     assert "seo.recompute-scores not queued: CapabilityDenied" in site.guest_lines()
+
+
+def test_save_post_without_kv_scores_but_does_not_count(seo: Plugin, site: Site) -> None:
+    """kv is optional (not in ALL_CAPS) and this Site has no kv.incr: the count is skipped, the
+    score stands. The count itself: tests/test_zig_sdk_helpers.py."""
+    post = make_post()
+    assert seo.invoke_action("save_post", post) == {"score": expected_score(post), "stored": True}
+    lines = site.guest_lines()
+    assert any(line.startswith("posts scored not counted: ") for line in lines)
+    assert not any(line.startswith("posts scored: ") for line in lines)
 
 
 @pytest.mark.parametrize(("fields", "score"), [

@@ -265,6 +265,42 @@ def test_host_call_as_typed(echo: Plugin) -> None:
         "ok": None, "error": "HostBadResult"}
 
 
+# --- typed host-function helpers ----------------------------------------------------------------
+# Against the real host functions (and a real database): tests/test_zig_sdk_helpers.py. Here: the
+# helpers' guest builds on any host, and a host without the functions maps to Zig errors.
+
+HELPERS_DIR = REPO / "tests" / "guests" / "zig_sdk_helpers"
+
+
+@pytest.fixture(scope="module")
+def helpers_wasm() -> bytes:
+    from gonext_plugins.devtools.zigbuild import build_zig
+
+    return build_zig(HELPERS_DIR).read_bytes()
+
+
+def test_typed_helpers_build_and_import_only_env(helpers_wasm: bytes) -> None:
+    import wasmtime
+
+    module = wasmtime.Module(wasmtime.Engine(), helpers_wasm)
+    assert {(i.module, i.name) for i in module.imports} <= {
+        ("env", "gn_log"), ("env", "gn_panic"), ("env", "gn_time_ms"), ("env", "gn_host_call")}
+    assert {"memory", "gn_alloc", "gn_free", "gn_handle_hook"} <= {e.name for e in module.exports}
+
+
+@pytest.mark.parametrize(("action", "args"), [
+    ("kv_incr", ("k", 1)), ("kv_get", ("k",)), ("kv_set", ("k", 1, 60)), ("kv_set", ("k", 1, None)),
+    ("kv_list", (None,)), ("kv_list", ("p.",)), ("kv_delete", ("k",)), ("kv_cas", ("k", 1, 2)),
+    ("kv_cas_absent", ("k", 1)),
+])
+def test_typed_helpers_on_a_host_without_the_function(helpers_wasm: bytes, action: str,
+                                                      args: tuple[Any, ...]) -> None:
+    """-6 unknown_function becomes error.UnknownFunction: what an older host answers."""
+    with Runtime(host_functions=HostFunctions(), limits=Limits(memory_pages=64)) as rt:
+        plugin = rt.load(helpers_wasm, name="helpers", capabilities=frozenset({"kv"}))
+        assert plugin.invoke_action(action, *args) == {"ok": None, "error": "UnknownFunction"}
+
+
 # --- zigbuild ------------------------------------------------------------------------------------
 
 

@@ -2,10 +2,12 @@
 //!
 //!   action `wp_head` (args: [post] or []) → the host's structured outputs, no markup:
 //!       {"title", "meta": [...], "link": [canonical], "jsonld": Article}, or no body without a
-//!       post. The host escapes and renders them, so the plugin needs no `html.raw`;
+//!       post. The host escapes and renders them, so the plugin needs no `html.raw`. The setting
+//!       `twitterSite` (the site's Twitter handle, read with `settings.get`) adds `twitter:site`;
 //!   action `save_post` (args: [post]) → scores the post and stores the score with host function
 //!       `posts.meta_set` (capability posts.write), then queues `seo.recompute-scores` through
-//!       `jobs.enqueue` to refresh every other score in the background; → {"score": n, "stored": bool};
+//!       `jobs.enqueue` to refresh every other score in the background, and counts the posts it
+//!       scored with `kv.incr` (optional capability kv); → {"score": n, "stored": bool};
 //!   job `seo.recompute-scores` (payload: {"offset"?: n}) → pages through `posts.list` and stores
 //!       every score; a run that stops early queues the rest as a new job from `next_offset`;
 //!       → {"updated": n, "next_offset": null | n}.
@@ -69,7 +71,7 @@ fn wpHead(ctx: *gn.Ctx, post: ?gn.Post) !?Head {
         .datePublished = if (p.published == .string) p.published.string else null,
     };
     const ld = try std.json.Stringify.valueAlloc(ctx.arena, article, .{ .emit_null_optional_fields = false });
-    const meta = try ctx.arena.dupe(gn.Meta, &.{
+    const base = [_]gn.Meta{
         .{ .name = "description", .content = desc },
         .{ .property = "og:type", .content = "article" },
         .{ .property = "og:title", .content = p.title },
@@ -78,9 +80,25 @@ fn wpHead(ctx: *gn.Ctx, post: ?gn.Post) !?Head {
         .{ .name = "twitter:card", .content = "summary" },
         .{ .name = "twitter:title", .content = p.title },
         .{ .name = "twitter:description", .content = desc },
-    });
+    };
+    const site_handle = twitterSite(ctx);
+    const meta = try ctx.arena.alloc(gn.Meta, base.len + @intFromBool(site_handle != null));
+    @memcpy(meta[0..base.len], &base);
+    if (site_handle) |h| meta[base.len] = .{ .name = "twitter:site", .content = h };
     const link = try ctx.arena.dupe(gn.Link, &.{.{ .rel = "canonical", .href = p.url }});
     return .{ .title = p.title, .meta = meta, .link = link, .jsonld = .{ .bytes = ld } };
+}
+
+/// The setting `twitterSite` (e.g. "@gonext"), or null when it is empty or cannot be read. A
+/// missing handle only drops one meta tag, so no failure here may cost the page its head: a host
+/// without `settings.get` (-6), a plugin whose settings are not set, a value that is not a string.
+fn twitterSite(ctx: *gn.Ctx) ?[]const u8 {
+    const handle = gn.settingsGetAs([]const u8, ctx.arena, "twitterSite") catch |e| {
+        gn.debug("twitter:site omitted: settings.get failed: {s}", .{@errorName(e)});
+        return null;
+    } orelse return null;
+    const trimmed = std.mem.trim(u8, handle, " \t\r\n");
+    return if (trimmed.len == 0) null else trimmed;
 }
 
 // --- save_post ----------------------------------------------------------------------------------
@@ -94,6 +112,7 @@ const Saved = struct { score: u8, stored: bool };
 fn savePost(ctx: *gn.Ctx, post: gn.Post) !Saved {
     const s = try score(ctx.arena, post);
     gn.info("scored post {d}: {d}", .{ post.id, s });
+    countScored();
     queueRecompute(ctx, .{}); // from the first post
     const stored = storeScore(ctx, post.id, s) catch |e| switch (e) {
         error.CapabilityDenied => {
@@ -103,6 +122,19 @@ fn savePost(ctx: *gn.Ctx, post: gn.Post) !Saved {
         else => return e,
     };
     return .{ .score = s, .stored = stored };
+}
+
+/// kv key of the number of posts scored on save, for the site's statistics.
+pub const scored_key = "stats.posts_scored";
+
+/// Count one scored post with `kv.incr` (atomic, so parallel saves lose no count). Best effort: kv
+/// is an optional capability, and a host without `kv.incr` answers -6; either way the score stands.
+fn countScored() void {
+    const n = gn.kvIncr(scored_key, 1) catch |e| {
+        gn.debug("posts scored not counted: {s}", .{@errorName(e)});
+        return;
+    };
+    gn.info("posts scored: {d}", .{n});
 }
 
 fn storeScore(ctx: *gn.Ctx, id: i64, s: u8) gn.HostCallError!bool {

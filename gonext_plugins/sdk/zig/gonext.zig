@@ -47,6 +47,9 @@
 //!     `OutOfMemory` (the guest's own). They are distinct from the hook statuses on purpose: a
 //!     handler that lets one propagate fails with -1 (or -2 for OutOfMemory), not -3.
 //!     `ctx.hostCall(name, payload)` / `ctx.hostCallAs(T, name, payload)` use the call's arena.
+//!   - typed helpers for the built-in host functions of ABI.md's table, same errors:
+//!     `gn.settingsGet/settingsGetAs/settingsAll/settingsAs`, `gn.kvGet/kvGetAs/kvSet/kvDelete/
+//!     kvList/kvIncr/kvCas`, `gn.pluginInfo` (see "typed host functions" below and the README).
 //!
 //! Escaping (use them for everything a plugin puts into HTML):
 //!   - `gn.writeHtml(w, s)`, `gn.escapeHtml(a, s)`, `gn.fmtHtml(s)` ("{f}"): `&<>"'` become entities;
@@ -242,6 +245,188 @@ pub fn hostCall(arena: Allocator, name: []const u8, payload: anytype) HostCallEr
 pub fn hostCallAs(comptime T: type, arena: Allocator, name: []const u8, payload: anytype) HostCallError!T {
     const value = try hostCall(arena, name, payload);
     return json.parseFromValueLeaky(T, arena, value, .{ .ignore_unknown_fields = true }) catch |e| switch (e) {
+        error.OutOfMemory => error.OutOfMemory,
+        else => error.HostBadResult,
+    };
+}
+
+// --- typed host functions (ABI.md's table of built-in host functions) ------------------------
+//
+// Each helper sends exactly the payload ABI.md fixes and decodes exactly its result, so a plugin
+// never spells a payload by hand (a typo there is a -3 at run time, not a compile error). They
+// return `HostCallError` like `hostCall`: a plugin decides per call whether a status is a fault or
+// configuration (e.g. `error.CapabilityDenied` for an optional capability the admin did not grant,
+// `error.UnknownFunction` on a host older than the function). Values that point into a result
+// live in the allocator passed in (use `ctx.arena`); helpers that return plain values take none.
+
+/// `{}`: a Zig `.{}` is an empty tuple, which `std.json` writes as `[]`.
+const empty_object: RawJson = .{ .bytes = "{}" };
+
+/// `hostCallAs` in a scratch arena on `gn.allocator`, for helpers whose result owns no memory.
+fn scratchCallAs(comptime T: type, name: []const u8, payload: anytype) HostCallError!T {
+    var arena_state = std.heap.ArenaAllocator.init(allocator);
+    defer arena_state.deinit();
+    return hostCallAs(T, arena_state.allocator(), name, payload);
+}
+
+const Found = struct { found: bool, value: json.Value = .null };
+
+/// `settings.get {"key"}`: this plugin's setting `key` (as the admin set it, or the manifest's
+/// default), or null when the manifest declares no such setting and none is stored. No capability
+/// needed; secrets are included, they are the plugin's own.
+pub fn settingsGet(a: Allocator, key: []const u8) HostCallError!?json.Value {
+    const r = try hostCallAs(Found, a, "settings.get", .{ .key = key });
+    return if (r.found) r.value else null;
+}
+
+/// `settingsGet` decoded into `T` (e.g. `[]const u8`, `i64`, `bool`); a value of another shape is
+/// `error.HostBadResult`.
+pub fn settingsGetAs(comptime T: type, a: Allocator, key: []const u8) HostCallError!?T {
+    const v = try settingsGet(a, key) orelse return null;
+    return try decodeResult(T, a, v);
+}
+
+/// `settings.get {}`: every setting of this plugin as one JSON object.
+pub fn settingsAll(a: Allocator) HostCallError!json.ObjectMap {
+    const r = try hostCallAs(struct { settings: json.Value }, a, "settings.get", empty_object);
+    return if (r.settings == .object) r.settings.object else error.HostBadResult;
+}
+
+/// Every setting decoded into struct `T` (unknown keys ignored, so give each field a default for a
+/// setting the admin may leave empty): `const s = try gn.settingsAs(struct { twitterSite: []const u8 = "" }, ctx.arena);`.
+pub fn settingsAs(comptime T: type, a: Allocator) HostCallError!T {
+    return decodeResult(T, a, .{ .object = try settingsAll(a) });
+}
+
+/// `kv.get {"key"}`: the stored value, or null when the key is absent (or expired). A key stored
+/// with the value `null` gives `.null`, not null.
+pub fn kvGet(a: Allocator, key: []const u8) HostCallError!?json.Value {
+    const r = try hostCallAs(Found, a, "kv.get", .{ .key = key });
+    return if (r.found) r.value else null;
+}
+
+/// `kvGet` decoded into `T`.
+pub fn kvGetAs(comptime T: type, a: Allocator, key: []const u8) HostCallError!?T {
+    const v = try kvGet(a, key) orelse return null;
+    return try decodeResult(T, a, v);
+}
+
+pub const KvSetOptions = struct {
+    /// The key reads as absent this many seconds after the write (a cache entry); null: no expiry.
+    ttl_seconds: ?u32 = null,
+};
+
+/// `kv.set {"key", "value", "ttlSeconds"?}`, within the host's KV quotas (over one: `HostError`).
+pub fn kvSet(key: []const u8, value: anytype, options: KvSetOptions) HostCallError!void {
+    // Two payload types so that `ttlSeconds` is absent, not null, without a TTL.
+    if (options.ttl_seconds) |ttl| {
+        _ = try scratchCallAs(json.Value, "kv.set", .{ .key = key, .value = value, .ttlSeconds = ttl });
+    } else {
+        _ = try scratchCallAs(json.Value, "kv.set", .{ .key = key, .value = value });
+    }
+}
+
+/// `kv.delete {"key"}`: whether the key existed.
+pub fn kvDelete(key: []const u8) HostCallError!bool {
+    return (try scratchCallAs(struct { deleted: bool }, "kv.delete", .{ .key = key })).deleted;
+}
+
+/// `kv.list {"prefix"?}`: this plugin's keys (those starting with `prefix`, when given).
+pub fn kvList(a: Allocator, prefix: ?[]const u8) HostCallError![]const []const u8 {
+    const Keys = struct { keys: []const []const u8 };
+    const r = if (prefix) |p|
+        try hostCallAs(Keys, a, "kv.list", .{ .prefix = p })
+    else
+        try hostCallAs(Keys, a, "kv.list", empty_object);
+    return r.keys;
+}
+
+/// `kv.incr {"key", "by"}`: add `by` to the integer at `key` (a missing key counts from 0) and
+/// return the new value, atomically across every process of the site. A key holding anything but
+/// an integer is `error.HostError`.
+pub fn kvIncr(key: []const u8, by: i64) HostCallError!i64 {
+    return (try scratchCallAs(struct { value: i64 }, "kv.incr", .{ .key = key, .by = by })).value;
+}
+
+pub const CasResult = struct {
+    /// Whether `value` was written (the stored value was `expected`).
+    ok: bool,
+    /// The value stored now: `value` when `ok`, otherwise what another writer left there.
+    value: json.Value = .null,
+};
+
+/// `kv.cas {"key", "expected", "value"}`: write `value` only if the stored value equals `expected`
+/// (pass `null` for "the key is absent"), atomically. On `ok == false`, `.value` is the current
+/// value, so a retry loop needs no extra `kv.get`.
+pub fn kvCas(a: Allocator, key: []const u8, expected: anytype, value: anytype) HostCallError!CasResult {
+    return hostCallAs(CasResult, a, "kv.cas", .{ .key = key, .expected = expected, .value = value });
+}
+
+/// What `plugin.info` says about this plugin and the site.
+pub const PluginInfo = struct {
+    slug: []const u8,
+    version: []const u8,
+    /// The capabilities the admin granted (required and optional).
+    capabilities: []const []const u8,
+    /// The hosts granted for `http.fetch`.
+    hosts: []const []const u8,
+    /// The names of the hooks the site offers.
+    hooks: []const []const u8,
+
+    /// Whether `capability` is granted: check before calling an optional capability's function.
+    pub fn granted(self: PluginInfo, capability: []const u8) bool {
+        return contains(self.capabilities, capability);
+    }
+
+    /// Whether the site offers hook `name`.
+    pub fn offersHook(self: PluginInfo, name: []const u8) bool {
+        return contains(self.hooks, name);
+    }
+
+    fn contains(list: []const []const u8, item: []const u8) bool {
+        for (list) |x| if (std.mem.eql(u8, x, item)) return true;
+        return false;
+    }
+};
+
+/// `plugin.info {}` (always allowed): slug, version, granted capabilities and hosts, offered hooks.
+pub fn pluginInfo(a: Allocator) HostCallError!PluginInfo {
+    const v = try hostCall(a, "plugin.info", empty_object);
+    if (v != .object) return error.HostBadResult;
+    const o = v.object;
+    return .{
+        .slug = try stringOf(o.get("slug")),
+        .version = try stringOf(o.get("version")),
+        .capabilities = try names(a, o.get("capabilities")),
+        .hosts = try names(a, o.get("hosts")),
+        .hooks = try names(a, o.get("hooks")),
+    };
+}
+
+fn stringOf(v: ?json.Value) HostCallError![]const u8 {
+    const s = v orelse return error.HostBadResult;
+    return if (s == .string) s.string else error.HostBadResult;
+}
+
+/// A list of names: each item a string, or an object with a string `name` (so a host that
+/// describes hooks as `{"name", "kind", ...}` reads the same).
+fn names(a: Allocator, v: ?json.Value) HostCallError![]const []const u8 {
+    const list = v orelse return &.{};
+    if (list != .array) return error.HostBadResult;
+    const out = try a.alloc([]const u8, list.array.items.len);
+    for (list.array.items, out) |item, *slot| {
+        slot.* = switch (item) {
+            .string => |s| s,
+            .object => |o| try stringOf(o.get("name")),
+            else => return error.HostBadResult,
+        };
+    }
+    return out;
+}
+
+fn decodeResult(comptime T: type, a: Allocator, v: json.Value) HostCallError!T {
+    if (T == json.Value) return v;
+    return json.parseFromValueLeaky(T, a, v, .{ .ignore_unknown_fields = true }) catch |e| switch (e) {
         error.OutOfMemory => error.OutOfMemory,
         else => error.HostBadResult,
     };
