@@ -131,12 +131,15 @@ def test_install_activate_upgrade_deactivate_and_refuse(page: Any, publisher: An
     rows = page.locator("#gn-capabilities tbody tr")
     expected = {"hooks.subscribe": "medium", "jobs.enqueue": "medium", "posts.read": "low",
                 "posts.write": "medium"}
-    assert rows.count() == len(expected)
+    assert rows.count() == len(expected) + 1  # and kv, optional since SEO 1.3.0 (its post counter)
     for name, risk in expected.items():
         row = page.locator(f'#gn-capabilities tr[data-capability="{name}"]')
         expect(row).to_contain_text(f"{risk} risk")
         expect(row.locator("input[type=checkbox]")).to_be_disabled()  # required: checked and locked
         expect(row.locator("input[type=checkbox]")).to_be_checked()
+    optional = page.locator('#gn-capabilities tr[data-capability="kv"]')
+    expect(optional).to_contain_text("low risk")
+    expect(optional.locator("input[type=checkbox]")).to_be_enabled()  # optional: the admin decides
     expect(page.locator("#gn-signature")).to_contain_text("valid")
     expect(page.locator("#gn-facts")).to_contain_text(publisher.fingerprint)
     expect(page.locator("#gn-hooks")).to_contain_text("wp_head")
