@@ -93,9 +93,14 @@ def settings_form(described: list[dict[str, Any]], data: Any = None) -> forms.Fo
             help_text = f"{help_text} (secret: {state}; leave blank to keep it)".strip()
         elif "enum" in entry or kind == "boolean":
             options = entry.get("enum", [True, False])
-            widget = forms.Select(choices=[("", "(default)"), *((_as_text(o), _as_text(o)) for o in options)])
+            default = entry.get("default")
+            blank = "(default)" if default is None else f"(default: {_as_text(default)})"
+            widget = forms.Select(choices=[("", blank), *((_as_text(o), _as_text(o)) for o in options)])
         else:
-            widget = forms.TextInput(attrs={"inputmode": "numeric"} if kind in ("integer", "number") else {})
+            attrs = {"inputmode": "numeric"} if kind in ("integer", "number") else {}
+            if entry.get("default") is not None:  # blank means the default: show which
+                attrs["placeholder"] = _as_text(entry["default"])
+            widget = forms.TextInput(attrs=attrs)
         fields[name] = forms.CharField(label=entry["title"], required=False, strip=False, widget=widget,
                                        help_text=help_text)
         if not entry["secret"] and entry["set"]:
