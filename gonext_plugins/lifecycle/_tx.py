@@ -19,7 +19,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from .. import signals
-from ..errors import PluginNotFound
+from ..errors import LifecycleError, PluginNotFound
 from ..manifest import Manifest, validate
 from ..models import AuditEvent, Generation, Plugin, PluginVersion
 
@@ -110,6 +110,16 @@ def lock(plugin: Plugin | str) -> Plugin:
         return Plugin.objects.select_for_update().get(slug=slug)
     except Plugin.DoesNotExist as exc:
         raise PluginNotFound(f"no plugin {slug!r} is installed", plugin=slug) from exc
+
+
+def lock_running(plugin: Plugin | str) -> tuple[Plugin, PluginVersion, Manifest]:
+    """:func:`lock`, for the changes that apply to the version a plugin runs (grants, settings):
+    the locked row, its active version and that version's manifest."""
+    locked = lock(plugin)
+    version = locked.active_version
+    if version is None:
+        raise LifecycleError("the plugin has no version", plugin=locked.slug)
+    return locked, version, manifest_of(version)
 
 
 def manifest_of(version: PluginVersion) -> Manifest:

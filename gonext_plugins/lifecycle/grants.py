@@ -8,10 +8,19 @@ from collections.abc import Iterable
 from django.db import transaction
 
 from .. import signals
-from ..errors import LifecycleError
 from ..models import CapabilityGrant, Plugin, PluginState, PluginVersion
 from ._states import deactivate_locked
-from ._tx import Actor, Result, actor_fields, audit, bump_generation, lock, manifest_of, send_on_commit
+from ._tx import (
+    Actor,
+    Result,
+    actor_fields,
+    audit,
+    bump_generation,
+    lock,
+    lock_running,
+    manifest_of,
+    send_on_commit,
+)
 from .preflight import check_grants, check_hosts
 
 
@@ -38,11 +47,7 @@ def grant(plugin: Plugin | str, names: Iterable[str], actor: Actor, *,
           hosts: Iterable[str] | None = None) -> Result:
     """Grant capabilities the active version asks for (optional ones, or re-grants)."""
     with transaction.atomic():
-        locked = lock(plugin)
-        version = locked.active_version
-        if version is None:
-            raise LifecycleError("the plugin has no version", plugin=locked.slug)
-        manifest = manifest_of(version)
+        locked, version, manifest = lock_running(plugin)
         names = set(names)
         check_grants(manifest, names, already=set(manifest.capabilities))
         host_list = check_hosts(manifest, hosts) if "http.fetch" in names else None

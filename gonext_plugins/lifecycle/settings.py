@@ -19,10 +19,10 @@ from typing import Any
 
 from django.db import transaction
 
-from ..errors import InvalidSettings, LifecycleError
+from ..errors import InvalidSettings
 from ..manifest import Manifest, settings_problems
 from ..models import Plugin
-from ._tx import Actor, Result, audit, bump_generation, lock, manifest_of
+from ._tx import Actor, Result, audit, bump_generation, lock_running, manifest_of
 
 REDACTED = "[redacted]"
 
@@ -101,11 +101,7 @@ def update(plugin: Plugin | str, changes: Any, actor: Actor) -> Result:
     every process's guests read the new values within ``SYNC_INTERVAL``. ``changes`` is untrusted
     (a request body): anything but an object of declared names is refused."""
     with transaction.atomic():
-        locked = lock(plugin)
-        version = locked.active_version
-        if version is None:
-            raise LifecycleError("the plugin has no version", plugin=locked.slug)
-        manifest = manifest_of(version)
+        locked, version, manifest = lock_running(plugin)
         if not isinstance(changes, Mapping):
             raise InvalidSettings("settings must be an object of names and values",
                                   problems=[("$", "must be an object")], plugin=locked.slug)
