@@ -108,8 +108,8 @@ def test_real_filesystem_burst_is_one_rebuild(tmp_path: Path) -> None:
         (tmp_path / f"f{i}.zig").write_text(str(i))
         (tmp_path / ".f.zig.swp").write_text(str(i))
         (tmp_path / "build" / "plugin.wasm").write_bytes(b"x" * i)
+        last_write = time.monotonic()  # right after the save: the debounce runs from here, not later
         time.sleep(0.05)
-    last_write = time.monotonic()
     deadline = time.monotonic() + 5
     while not batches and time.monotonic() < deadline:
         time.sleep(0.02)
