@@ -29,6 +29,7 @@ from pathlib import Path
 import wasmtime
 
 from gonext_plugins import manifest as manifests
+from gonext_plugins.devtools import build_c
 from gonext_plugins.devtools import lang as langs
 from gonext_plugins.devtools import zigbuild
 from gonext_plugins.devtools.sdks import sdk_dir
@@ -93,6 +94,8 @@ def compile_project(project_dir: str | os.PathLike[str], lang: str = langs.AUTO,
         cached = _build_wat(project, out)
     elif language == "rust":
         cached = _build_rust(project, out, timeout=timeout)
+    elif language == "c":
+        cached = build_c.build(project, out, source_map=source_map, release=not source_map, timeout=timeout)
     elif language == "tinygo":
         cached = _build_tinygo(project, out, timeout=timeout)
     else:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gonext_plugins.errors import AmbiguousLanguage, LanguageError, UnknownLanguage
 
-LANGUAGES = ("zig", "wat", "rust", "tinygo", "assemblyscript")
+LANGUAGES = ("zig", "wat", "rust", "tinygo", "assemblyscript", "c")
 AUTO = "auto"
 
 # What each language is recognised by, as people would write it in a message.
@@ -22,6 +22,7 @@ MARKERS: dict[str, str] = {
     "rust": "Cargo.toml",
     "tinygo": "go.mod",
     "assemblyscript": "asconfig.json",
+    "c": "main.c or *.c",
 }
 
 
@@ -46,6 +47,8 @@ def markers(project_dir: str | os.PathLike[str]) -> dict[str, list[str]]:
             lang = "tinygo"
         elif name == "asconfig.json":
             lang = "assemblyscript"
+        elif name.endswith(".c"):
+            lang = "c"
         if lang is not None:
             found.setdefault(lang, []).append(name)
     return found

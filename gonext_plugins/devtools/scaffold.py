@@ -1,4 +1,4 @@
-"""``manage.py plugin new <dir> --lang zig|wat``: a plugin that builds, loads and runs out of the box.
+"""``manage.py plugin new <dir> --lang zig|wat|c``: a plugin that builds, loads and runs out of the box.
 
 Why templates in the package: a newcomer's first build should succeed before they change a line,
 so what ``new`` writes is tested like code (tests/devtools build and run each template). Templates
@@ -15,13 +15,14 @@ from pathlib import Path
 
 from gonext_plugins.errors import ScaffoldError
 
-SCAFFOLD_LANGUAGES = ("zig", "wat")
+SCAFFOLD_LANGUAGES = ("zig", "wat", "c")
 _SLUG = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 # template name -> file written
 _COMMON = {"manifest.json.tmpl": "manifest.json", "README.md.tmpl": "README.md"}
 FILES = {
     "zig": {"main.zig.tmpl": "main.zig", **_COMMON},
     "wat": {"plugin.wat.tmpl": "plugin.wat", **_COMMON},
+    "c": {"main.c.tmpl": "main.c", **_COMMON},
 }
 GITIGNORE = "build/\n"
 
