@@ -37,8 +37,8 @@ DEV_FLAGS = ("-O1", "-g")
 RELEASE_FLAGS = ("-Os", "-s")
 _SKIP_DIRS = frozenset({"build", ".zig-cache", "zig-cache", "node_modules"})
 # clang's "main.c:12:5: error: ..." (the first one is the message's headline)
-_DIAGNOSTIC = re.compile(r"^(?P<file>[^\s:][^:]*):(?P<line>\d+):(?P<col>\d+): (?:fatal )?error: (?P<text>.*)$",
-                         re.MULTILINE)
+_DIAGNOSTIC = re.compile(
+    r"^(?P<file>[^\s:][^:]*):(?P<line>\d+):(?P<col>\d+): (?:fatal )?error: (?P<text>.*)$", re.MULTILINE)
 
 
 def sources(project: Path) -> list[Path]:
@@ -115,7 +115,8 @@ def build(project: Path, out: Path, *, source_map: bool, release: bool, timeout:
     cmd = [*zigbuild.zig_command(), "cc", *flags, "-o", str(tmp), *names]
     try:
         try:
-            done = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=timeout, check=False)
+            done = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=timeout,
+                                  check=False)
         except subprocess.TimeoutExpired as exc:
             raise BuildError(f"zig cc timed out after {timeout:g} s", command=cmd) from exc
         except OSError as exc:
@@ -152,5 +153,6 @@ def check_imports(wasm: bytes, project: Path, cmd: list[str], *, wasi: bool) -> 
         raise BuildError(
             f"{project.name} compiled to a module importing {imp.module}.{imp.name}; a plugin may import "
             f"only env.{{{', '.join(sorted(zigbuild.ALLOWED_IMPORTS))}}}"
-            + (f" and {WASI_MODULE}" if wasi else " (add --target=wasm32-wasi to compile_flags.txt for WASI)"),
+            + (f" and {WASI_MODULE}" if wasi else
+               " (add --target=wasm32-wasi to compile_flags.txt for WASI)"),
             command=cmd)

@@ -29,9 +29,8 @@ from pathlib import Path
 import wasmtime
 
 from gonext_plugins import manifest as manifests
-from gonext_plugins.devtools import build_c
+from gonext_plugins.devtools import build_c, zigbuild
 from gonext_plugins.devtools import lang as langs
-from gonext_plugins.devtools import zigbuild
 from gonext_plugins.devtools.sdks import sdk_dir
 from gonext_plugins.diagnostics import dwarf, sourcemap
 from gonext_plugins.errors import BuildError, ManifestError, PluginError, PluginLoadError, ToolchainMissing
