@@ -13,12 +13,15 @@ stripped. Both are cached on content like Zig builds (``<out>.buildkey``). No Dj
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import os
 import re
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 from gonext_plugins.devtools import zigbuild
@@ -156,3 +159,31 @@ def check_imports(wasm: bytes, project: Path, cmd: list[str], *, wasi: bool) -> 
             + (f" and {WASI_MODULE}" if wasi else
                " (add --target=wasm32-wasi to compile_flags.txt for WASI)"),
             command=cmd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m gonext_plugins.devtools.build_c PROJECT_DIR [-o OUT] [--release]``: the build
+    ``plugin dev`` runs, or (``--release``) the optimized, stripped one to pack."""
+    parser = argparse.ArgumentParser(prog="python -m gonext_plugins.devtools.build_c",
+                                     description="Build a C gonext plugin into a .wasm module (cached).")
+    parser.add_argument("project_dir", help="directory holding the plugin's *.c files")
+    parser.add_argument("-o", "--out", help="output path (default: PROJECT_DIR/build/plugin.wasm, "
+                        "or PROJECT_DIR/build/release/plugin.wasm with --release)")
+    parser.add_argument("--release", action="store_true", help="-Os and stripped, for `plugin pack`")
+    args = parser.parse_args(argv)
+    project = Path(args.project_dir).resolve()
+    default = project / "build" / ("release" if args.release else "") / "plugin.wasm"
+    out = Path(args.out).resolve() if args.out else default
+    started = time.perf_counter()
+    try:
+        cached = build(project, out, source_map=not args.release, release=args.release, timeout=600)
+    except BuildError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    note = "cached" if cached else f"{time.perf_counter() - started:.2f} s"
+    print(f"{out} ({out.stat().st_size} bytes, {note})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

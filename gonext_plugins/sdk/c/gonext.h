@@ -223,7 +223,14 @@ int gn_host_log(int level, const char *message);
 
 #include <stdarg.h>
 
-/* Freestanding: the compiler may emit calls to these for struct copies and loops. */
+/* Freestanding: the compiler may emit calls to these for struct copies and loops. With wasm's
+ * bulk memory (on in zig cc's default CPU) the builtins lower to single memory.copy/memory.fill
+ * instructions instead of byte loops. */
+#if defined(__wasm_bulk_memory__)
+__attribute__((weak)) void *memcpy(void *dst, const void *src, size_t n) { return __builtin_memcpy(dst, src, n); }
+__attribute__((weak)) void *memmove(void *dst, const void *src, size_t n) { return __builtin_memmove(dst, src, n); }
+__attribute__((weak)) void *memset(void *dst, int c, size_t n) { return __builtin_memset(dst, c, n); }
+#else
 __attribute__((weak)) void *memcpy(void *dst, const void *src, size_t n) {
     unsigned char *d = dst;
     const unsigned char *s = src;
@@ -245,6 +252,7 @@ __attribute__((weak)) void *memset(void *dst, int c, size_t n) {
     while (n--) *d++ = (unsigned char)c;
     return dst;
 }
+#endif
 __attribute__((weak)) int memcmp(const void *a, const void *b, size_t n) {
     const unsigned char *x = a, *y = b;
     for (; n; n--, x++, y++)
@@ -608,6 +616,27 @@ static const char *gn__skip_value(const char *p, const char *end, int depth) {
     }
 }
 
+/* Past one value of a document gn_json_parse already validated: no checks, just brackets and
+ * string ends, so reading a field costs a fraction of validating it again. */
+static const char *gn__skip_valid(const char *p) {
+    size_t depth = 0;
+    do {
+        char c = *p++;
+        if (c == '"') {
+            while (*p != '"') p += *p == '\\' ? 2 : 1;
+            p++;
+        } else if (c == '[' || c == '{') {
+            depth++;
+        } else if (c == ']' || c == '}') {
+            depth--;
+        } else if (depth == 0) { /* a number or a literal at the top: up to its delimiter */
+            while (*p != ',' && *p != ']' && *p != '}' && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
+                p++;
+        }
+    } while (depth);
+    return p;
+}
+
 bool gn_json_parse(const char *text, size_t len, gn_json *out) {
     const char *end = text + len;
     const char *start = gn__ws(text, end);
@@ -655,12 +684,12 @@ static bool gn__next(gn_json_iter *it, gn_str *key, gn_json *value) {
     const char *p = it->pos;
     gn_str k = {0, 0};
     if (it->object) {
-        const char *q = gn__skip_string(p, it->end);
+        const char *q = gn__skip_valid(p);
         k.ptr = p + 1;
         k.len = (size_t)(q - p - 2);
         p = gn__ws(gn__ws(q, it->end) + 1, it->end); /* past ':' */
     }
-    const char *stop = gn__skip_value(p, it->end, 0);
+    const char *stop = gn__skip_valid(p);
     if (key) *key = k;
     if (value) {
         value->ptr = p;
@@ -912,6 +941,10 @@ void gn_write_str_part(gn_writer *w, const char *s, size_t len) {
     const unsigned char *run = p; /* bytes copied as they are */
     while (p < end) {
         unsigned char c = *p;
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') { /* the common case first */
+            p++;
+            continue;
+        }
         const char *escape = 0;
         char hex[7];
         size_t skip = 1;
