@@ -32,8 +32,8 @@ def test_the_c_guide_runs_as_written(tmp_path: Path) -> None:
     for step in steps(GUIDE.read_text(encoding="utf-8")):
         if step.command is None:
             continue
-        done = subprocess.run(["bash", "-ec", step.command], cwd=REPO, env=env, capture_output=True, text=True,
-                              timeout=600, check=False)
+        done = subprocess.run(["bash", "-ec", step.command], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=600, check=False)
         output = done.stdout + done.stderr
         assert done.returncode == 0, f"{step.command}\n{output}"
         if "expect" in step.attrs:
