@@ -56,8 +56,8 @@ def find_asc(project: Path) -> Path:
 def node_binary() -> str:
     node = shutil.which("node")
     if node is None:
-        raise ToolchainMissing("node not found", hint=f"install Node.js 18 or later (https://nodejs.org), then "
-                               f"{INSTALL_HINT}")
+        raise ToolchainMissing("node not found",
+                               hint=f"install Node.js 18 or later (https://nodejs.org), then {INSTALL_HINT}")
     return node
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import wasmtime
 
 from gonext_plugins import manifest as manifests
-from gonext_plugins.devtools import build_assemblyscript
+from gonext_plugins.devtools import build_assemblyscript as asbuild
 from gonext_plugins.devtools import lang as langs
 from gonext_plugins.devtools import zigbuild
 from gonext_plugins.devtools.sdks import sdk_dir
@@ -97,7 +97,7 @@ def compile_project(project_dir: str | os.PathLike[str], lang: str = langs.AUTO,
     elif language == "tinygo":
         cached = _build_tinygo(project, out, timeout=timeout)
     else:
-        cached = build_assemblyscript.build(project, out, source_map=source_map, release=bool(optimize), timeout=timeout)
+        cached = asbuild.build(project, out, source_map=source_map, release=bool(optimize), timeout=timeout)
     map_path = None
     if not cached:
         map_path = post_process(out, project, source_map=source_map, embed_map=embed_map)

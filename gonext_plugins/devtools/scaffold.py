@@ -1,4 +1,5 @@
-"""``manage.py plugin new <dir> --lang zig|wat|assemblyscript``: a plugin that builds, loads and runs out of the box.
+"""``manage.py plugin new <dir> --lang zig|wat|assemblyscript``: a plugin that builds, loads and runs
+out of the box.
 
 Why templates in the package: a newcomer's first build should succeed before they change a line,
 so what ``new`` writes is tested like code (tests/devtools build and run each template). Templates

@@ -165,7 +165,8 @@ class SourceMap:
         smap = cls(sources=[_join_root(root, s or "") for s in sources], names=list(names),
                    file=file if isinstance(file, str) else None, source_root=root)
         ignored = data.get("ignoreList", data.get("x_google_ignoreList", []))
-        if not isinstance(ignored, list) or not all(isinstance(i, int) and 0 <= i < len(sources) for i in ignored):
+        if not isinstance(ignored, list) or not all(type(i) is int and 0 <= i < len(sources)
+                                                    for i in ignored):
             raise SourceMapError("'ignoreList' must be a list of indices into 'sources'")
         smap.ignore_list = list(ignored)
         smap.lines = _decode_mappings(mappings, len(sources), len(names))

@@ -154,7 +154,7 @@ def _without_ignored_top(frames: list[Frame], smap: SourceMap | None) -> list[Fr
     if smap is None or not smap.ignore_list:
         return frames
     top = 0
-    while top < len(frames) and frames[top].position is not None and smap.ignored(frames[top].position.source):
+    while top < len(frames) and (at := frames[top].position) is not None and smap.ignored(at.source):
         top += 1
     return frames[top:] if top < len(frames) else frames
 

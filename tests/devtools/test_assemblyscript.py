@@ -51,7 +51,7 @@ def asc_modules() -> Path:
                                    f"assemblyscript@{ASSEMBLYSCRIPT_VERSION}"],
                                   cwd=home, capture_output=True, text=True, timeout=600, check=False)
             if done.returncode != 0:
-                pytest.skip(f"npm install assemblyscript@{ASSEMBLYSCRIPT_VERSION} failed: {done.stderr[-500:]}")
+                pytest.skip(f"npm install assemblyscript@{ASSEMBLYSCRIPT_VERSION}: {done.stderr[-500:]}")
     return modules
 
 
@@ -207,7 +207,7 @@ def test_a_trap_maps_every_frame_to_the_project(tmp_path: Path, asc_modules: Pat
     text = index.read_text()
     head = text[:text.index('gn.action("wp_head"')]
     index.write_text(head + TRAP_SOURCE)
-    built, checked = builders.build(with_compiler(project, asc_modules))
+    _, checked = builders.build(with_compiler(project, asc_modules))
     with Runtime() as runtime:
         plugin = runtime.load(checked.wasm, name="trapper")
         with pytest.raises(PluginTrap) as info:
@@ -243,3 +243,21 @@ def test_missing_node_says_install_node(tmp_path: Path, monkeypatch: pytest.Monk
         build_assemblyscript.build(project, project / "build" / "plugin.wasm", source_map=True, release=False,
                                    timeout=60)
     assert "nodejs.org" in (info.value.hint or "")
+
+
+def test_rewritten_map_is_project_relative_and_hides_only_leading_abort_frames() -> None:
+    from gonext_plugins.diagnostics.sourcemap import SourceMap, encode_vlq
+
+    # offsets 10 -> abort.ts:1, 20 -> unmapped, 30 -> assembly/index.ts:5
+    mappings = ",".join([encode_vlq([10, 0, 0, 0]), encode_vlq([10]), encode_vlq([10, 1, 4, 0])])
+    raw = {"version": 3, "sourceRoot": "./plugin", "sources": [build_assemblyscript.ABORT_SOURCE,
+                                                                "assembly/index.ts"],
+           "sourcesContent": ["x", "y"], "names": [], "mappings": mappings}
+    smap = SourceMap.parse(build_assemblyscript.rewrite_map(raw))
+    assert smap.sources == [build_assemblyscript.ABORT_SOURCE, "assembly/index.ts"]
+    assert smap.ignore_list == [0]
+    assert str(smap.lookup_offset(25)) == f"{build_assemblyscript.ABORT_SOURCE}:1:1"  # not unmapped
+    frames = traps.resolve_frames(["gnAbort@0xa", "crash@0x1e"], None, smap)
+    assert [str(f.position) for f in frames] == ["assembly/index.ts:5:1"]
+    only_abort = traps.resolve_frames(["gnAbort@0xa"], None, smap)
+    assert len(only_abort) == 1  # nothing else to show: the handler's frame stays
