@@ -97,7 +97,8 @@ def compile_project(project_dir: str | os.PathLike[str], lang: str = langs.AUTO,
     elif language == "tinygo":
         cached = _build_tinygo(project, out, timeout=timeout)
     else:
-        cached = asbuild.build(project, out, source_map=source_map, release=bool(optimize), timeout=timeout)
+        cached = asbuild.build(project, out, source_map=source_map, release=optimize not in (None, "Debug"),
+                               timeout=timeout)
     map_path = None
     if not cached:
         map_path = post_process(out, project, source_map=source_map, embed_map=embed_map)

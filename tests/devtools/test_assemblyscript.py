@@ -261,3 +261,40 @@ def test_rewritten_map_is_project_relative_and_hides_only_leading_abort_frames()
     assert [str(f.position) for f in frames] == ["assembly/index.ts:5:1"]
     only_abort = traps.resolve_frames(["gnAbort@0xa"], None, smap)
     assert len(only_abort) == 1  # nothing else to show: the handler's frame stays
+
+
+# --- the guide, executed -------------------------------------------------------------------------
+
+GUIDE = REPO / "docs" / "languages" / "assemblyscript.md"
+
+
+def test_the_guide_pins_the_same_compiler() -> None:
+    text = GUIDE.read_text()
+    assert f"**{ASSEMBLYSCRIPT_VERSION}**" in text and f'"assemblyscript": "{ASSEMBLYSCRIPT_VERSION}"' in text
+
+
+def test_the_guide_runs(tmp_path: Path, asc_modules: Path) -> None:
+    """Every ```sh block, in order, as an author would type it (its own `npm install` included)."""
+    import re
+    import sys
+
+    from tests.site.test_plugin_authors_doc import steps
+
+    home, root = tmp_path / "home", tmp_path / "repo"
+    home.mkdir()
+    root.mkdir()
+    (root / ".venv").symlink_to(Path(sys.executable).parent.parent)  # the page says .venv/bin/python
+    (root / "manage.py").symlink_to(REPO / "manage.py")
+    env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(REPO),
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "NO_COLOR": "1"}
+    blocks = [step for step in steps(GUIDE.read_text()) if step.command]
+    assert len(blocks) == 4
+    for step in blocks:
+        assert step.command is not None
+        done = subprocess.run(["bash", "-ec", step.command], cwd=root, env=env, capture_output=True,
+                              text=True, timeout=600, check=False)
+        output = done.stdout + done.stderr
+        assert done.returncode == 0, f"{step.command}\n{output}"
+        if "expect" in step.attrs:
+            assert re.search(step.attrs["expect"], output), f"{step.command}\n{output}"
+    assert (home / "hello-as-0.1.0.gnplugin").is_file()
