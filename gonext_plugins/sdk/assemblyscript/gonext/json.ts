@@ -92,21 +92,23 @@ const HEX = "0123456789abcdef";
 
 /** A JSON string literal: quotes, backslashes and control characters escaped. */
 export function quote(s: string): string {
-  let out = "\"";
+  const out: string[] = ["\""]; // parts joined once: += would copy the string at every escape
   let run = 0;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     if (c >= 0x20 && c != 0x22 && c != 0x5c) continue;
-    out += s.substring(run, i);
+    out.push(s.substring(run, i));
     run = i + 1;
-    if (c == 0x22) out += "\\\"";
-    else if (c == 0x5c) out += "\\\\";
-    else if (c == 0x0a) out += "\\n";
-    else if (c == 0x0d) out += "\\r";
-    else if (c == 0x09) out += "\\t";
-    else out += "\\u00" + HEX.charAt(c >> 4) + HEX.charAt(c & 15);
+    if (c == 0x22) out.push("\\\"");
+    else if (c == 0x5c) out.push("\\\\");
+    else if (c == 0x0a) out.push("\\n");
+    else if (c == 0x0d) out.push("\\r");
+    else if (c == 0x09) out.push("\\t");
+    else out.push("\\u00" + HEX.charAt(c >> 4) + HEX.charAt(c & 15));
   }
-  return out + s.substring(run) + "\"";
+  out.push(s.substring(run));
+  out.push("\"");
+  return out.join("");
 }
 
 /** Parses JSON text; null when it is not exactly one JSON value (with surrounding whitespace). */
@@ -197,28 +199,29 @@ class Reader {
   string(): string | null {
     const text = this.text;
     let pos = this.pos + 1; // past the opening quote
-    let out = "";
+    const out: string[] = []; // parts joined once: += would copy the string at every escape
     let run = pos;
     while (pos < text.length) {
       const c = text.charCodeAt(pos);
       if (c == 0x22) {
         this.pos = pos + 1;
-        return out + text.substring(run, pos);
+        out.push(text.substring(run, pos));
+        return out.join("");
       }
       if (c < 0x20) return null;
       if (c != 0x5c) { pos++; continue; }
-      out += text.substring(run, pos);
+      out.push(text.substring(run, pos));
       if (pos + 1 >= text.length) return null;
       const e = text.charCodeAt(pos + 1);
       pos += 2;
-      if (e == 0x22) out += "\"";
-      else if (e == 0x5c) out += "\\";
-      else if (e == 0x2f) out += "/";
-      else if (e == 0x62) out += "\b";
-      else if (e == 0x66) out += "\f";
-      else if (e == 0x6e) out += "\n";
-      else if (e == 0x72) out += "\r";
-      else if (e == 0x74) out += "\t";
+      if (e == 0x22) out.push("\"");
+      else if (e == 0x5c) out.push("\\");
+      else if (e == 0x2f) out.push("/");
+      else if (e == 0x62) out.push("\b");
+      else if (e == 0x66) out.push("\f");
+      else if (e == 0x6e) out.push("\n");
+      else if (e == 0x72) out.push("\r");
+      else if (e == 0x74) out.push("\t");
       else if (e == 0x75) {
         if (pos + 4 > text.length) return null;
         let unit: i32 = 0;
@@ -228,7 +231,7 @@ class Reader {
           unit = (unit << 4) | h;
         }
         pos += 4;
-        out += String.fromCharCode(unit); // surrogate pairs arrive as two escapes and join up
+        out.push(String.fromCharCode(unit)); // surrogate pairs arrive as two escapes and join up
       } else return null;
       run = pos;
     }
