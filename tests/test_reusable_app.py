@@ -195,6 +195,8 @@ def test_the_wheel_carries_what_the_app_reads_from_disk(venv: Path) -> None:
             "print(*sorted(str(f.relative_to(p)) for f in p.rglob('*') if f.suffix != '.pyc'), sep='\\n')")
     files = set(run(venv / "bin" / "python", "-c", code).split())
     for needed in ("sdk/zig/gonext.zig", "sdk/zig/README.md", "schemas/manifest-v1.json",
+                   "sdk/assemblyscript/gonext/index.ts", "sdk/assemblyscript/README.md",
+                   "devtools/templates/assemblyscript/index.ts.tmpl",
                    "static/gonext_plugins/logs.js", "templates/gonext_plugins/log_page.html",
                    "migrations/0001_initial.py", "devtools/templates/zig/main.zig.tmpl"):
         assert needed in files

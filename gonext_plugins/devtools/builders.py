@@ -29,6 +29,7 @@ from pathlib import Path
 import wasmtime
 
 from gonext_plugins import manifest as manifests
+from gonext_plugins.devtools import build_assemblyscript as asbuild
 from gonext_plugins.devtools import build_c, zigbuild
 from gonext_plugins.devtools import lang as langs
 from gonext_plugins.devtools.sdks import sdk_dir
@@ -98,7 +99,8 @@ def compile_project(project_dir: str | os.PathLike[str], lang: str = langs.AUTO,
     elif language == "tinygo":
         cached = _build_tinygo(project, out, timeout=timeout)
     else:
-        cached = _build_assemblyscript(project, out, source_map=source_map, timeout=timeout)
+        cached = asbuild.build(project, out, source_map=source_map, release=optimize not in (None, "Debug"),
+                               timeout=timeout)
     map_path = None
     if not cached:
         map_path = post_process(out, project, source_map=source_map, embed_map=embed_map)
@@ -262,30 +264,6 @@ def _build_tinygo(project: Path, out: Path, *, timeout: float) -> bool:
     done = _run(cmd, project, timeout, "tinygo build")
     if done.returncode != 0:
         raise _fail(done, cmd, "tinygo build")
-    return False
-
-
-def _build_assemblyscript(project: Path, out: Path, *, source_map: bool, timeout: float) -> bool:
-    npx = shutil.which("npx")
-    if npx is None:
-        raise ToolchainMissing("npx not found", hint="install Node.js (https://nodejs.org), then run "
-                               "`npm i -D assemblyscript` in the plugin directory")
-    try:
-        config = json.loads((project / "asconfig.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise BuildError(f"cannot read asconfig.json: {exc}") from exc
-    entries = [] if isinstance(config, dict) and config.get("entries") else ["assembly/index.ts"]
-    cmd = [npx, "--no-install", "asc", *entries, "--config", "asconfig.json", "--outFile", str(out)]
-    if source_map:
-        cmd.append("--sourceMap")
-    done = _run(cmd, project, timeout, "asc")
-    if done.returncode != 0:
-        text = done.stderr + done.stdout
-        installed = (project / "node_modules" / "assemblyscript").is_dir()
-        if not installed or "could not determine executable" in text:
-            raise ToolchainMissing("the AssemblyScript compiler (asc) is not installed",
-                                   hint="run `npm i -D assemblyscript` in the plugin directory", command=cmd)
-        raise _fail(done, cmd, "asc")
     return False
 
 

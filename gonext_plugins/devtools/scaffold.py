@@ -1,4 +1,5 @@
-"""``manage.py plugin new <dir> --lang zig|wat|c``: a plugin that builds, loads and runs out of the box.
+"""``manage.py plugin new <dir> --lang zig|wat|c|assemblyscript``: a plugin that builds, loads and runs
+out of the box.
 
 Why templates in the package: a newcomer's first build should succeed before they change a line,
 so what ``new`` writes is tested like code (tests/devtools build and run each template). Templates
@@ -13,9 +14,10 @@ import re
 from importlib import resources
 from pathlib import Path
 
+from gonext_plugins.devtools.build_assemblyscript import ASSEMBLYSCRIPT_VERSION
 from gonext_plugins.errors import ScaffoldError
 
-SCAFFOLD_LANGUAGES = ("zig", "wat", "c")
+SCAFFOLD_LANGUAGES = ("zig", "wat", "c", "assemblyscript")
 _SLUG = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 # template name -> file written
 _COMMON = {"manifest.json.tmpl": "manifest.json", "README.md.tmpl": "README.md"}
@@ -23,8 +25,11 @@ FILES = {
     "zig": {"main.zig.tmpl": "main.zig", **_COMMON},
     "wat": {"plugin.wat.tmpl": "plugin.wat", **_COMMON},
     "c": {"main.c.tmpl": "main.c", **_COMMON},
+    "assemblyscript": {"index.ts.tmpl": "assembly/index.ts", "package.json.tmpl": "package.json",
+                       "asconfig.json.tmpl": "asconfig.json", **_COMMON},
 }
 GITIGNORE = "build/\n"
+GITIGNORES = {"assemblyscript": "build/\nnode_modules/\n"}
 
 
 def slug_for(directory: str | os.PathLike[str]) -> str:
@@ -63,13 +68,14 @@ def render(lang: str, slug: str, name: str | None = None) -> dict[str, str]:
         raise ScaffoldError(f"plugin name {title!r}: use letters, digits, spaces, '.', '_' and '-'")
     # structured output the host renders and escapes: page markup from a plugin would be sanitized
     body = json.dumps({"meta": [{"name": "generator", "content": slug}]})
-    values = {"slug": slug, "name": title, "body_wat": _wat_string(body), "body_len": str(len(body.encode()))}
+    values = {"slug": slug, "name": title, "body_wat": _wat_string(body), "body_len": str(len(body.encode())),
+              "assemblyscript_version": ASSEMBLYSCRIPT_VERSION}
     folder = resources.files("gonext_plugins.devtools").joinpath("templates", lang)
     files = {}
     for template, target in FILES[lang].items():
         text = folder.joinpath(template).read_text(encoding="utf-8")
         files[target] = re.sub(r"\{\{(\w+)\}\}", lambda m: values[m.group(1)], text)
-    files[".gitignore"] = GITIGNORE
+    files[".gitignore"] = GITIGNORES.get(lang, GITIGNORE)
     return files
 
 
@@ -85,6 +91,7 @@ def create(directory: str | os.PathLike[str], lang: str = "zig", *, slug: str | 
     written = []
     for filename, text in files.items():
         path = target / filename
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         written.append(path)
     return written

@@ -121,6 +121,9 @@ class SourceMap:
     # generated line (0-based) -> segments sorted by generated column
     lines: dict[int, list[Segment]] = field(default_factory=dict)
     sections: list[tuple[int, int, SourceMap]] = field(default_factory=list)  # (line0, col0, map)
+    # the spec's ``ignoreList``: indices of sources that are library glue (a panic handler), which a
+    # stack trace hides when they are the innermost frames
+    ignore_list: list[int] = field(default_factory=list)
     _columns: dict[int, list[int]] = field(default_factory=dict, repr=False)
 
     # -- parsing --
@@ -161,6 +164,11 @@ class SourceMap:
         file = data.get("file")
         smap = cls(sources=[_join_root(root, s or "") for s in sources], names=list(names),
                    file=file if isinstance(file, str) else None, source_root=root)
+        ignored = data.get("ignoreList", data.get("x_google_ignoreList", []))
+        if not isinstance(ignored, list) or not all(type(i) is int and 0 <= i < len(sources)
+                                                    for i in ignored):
+            raise SourceMapError("'ignoreList' must be a list of indices into 'sources'")
+        smap.ignore_list = list(ignored)
         smap.lines = _decode_mappings(mappings, len(sources), len(names))
         smap._columns = {k: [s.generated_column for s in v] for k, v in smap.lines.items()}
         return smap
@@ -251,7 +259,13 @@ class SourceMap:
                                 "mappings": ";".join(out)}
         if self.file:
             data["file"] = self.file
+        if self.ignore_list:
+            data["ignoreList"] = self.ignore_list
         return data
+
+    def ignored(self, source: str) -> bool:
+        """Whether ``source`` (as resolved) is in the ``ignoreList``."""
+        return any(self.sources[i] == source for i in self.ignore_list)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"))

@@ -145,7 +145,18 @@ def resolve_frames(raw_frames: Iterable[Any], module: bytes | WasmFunctions | No
         position = smap.lookup_offset(lookup_at) if smap is not None and lookup_at is not None else None
         frames.append(Frame(index, name, offset, position, approximate=approximate and position is not None,
                             mapped=smap is not None))
-    return frames
+    return _without_ignored_top(frames, smap)
+
+
+def _without_ignored_top(frames: list[Frame], smap: SourceMap | None) -> list[Frame]:
+    """Drops the innermost frames in the map's ``ignoreList`` sources (an SDK's abort handler), so
+    the frame that called it is on top; all of them are kept when nothing else would remain."""
+    if smap is None or not smap.ignore_list:
+        return frames
+    top = 0
+    while top < len(frames) and (at := frames[top].position) is not None and smap.ignored(at.source):
+        top += 1
+    return frames[top:] if top < len(frames) else frames
 
 
 @dataclass(frozen=True)
