@@ -267,7 +267,7 @@ class PluginHarness:
                                                 self.manifest.required_settings)
         if problems:
             raise InvalidSettings("settings: " + "; ".join(f"{name}: {text}" for name, text in problems),
-                                  plugin=self.manifest.slug)
+                                  problems=problems, plugin=self.manifest.slug)
         self.state.settings.clear()
         self.state.settings.update(effective)
 
