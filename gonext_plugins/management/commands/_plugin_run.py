@@ -48,7 +48,8 @@ class RunCommands:
         parser.add_argument("--kind", choices=("action", "filter"),
                             help="the hook's kind (default: the manifest's, else filter with --value)")
         parser.add_argument("--value", help="a filter's value (JSON)")
-        parser.add_argument("--args", help="the hook's arguments (a JSON array)")
+        parser.add_argument("--args", dest="call_args_json", metavar="JSON",
+                            help="the hook's arguments (a JSON array)")
         parser.add_argument("--payload", help="the job's payload (JSON)")
         parser.add_argument("--id", help="the job's idempotency key")
         parser.add_argument("--grant", action="append", metavar="CAP",
@@ -61,7 +62,8 @@ class RunCommands:
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
     def handle_run(self, *, target: str, hook: str | None, job: str | None, fixture: str | None,
-                   kind: str | None, value: str | None, args: str | None, payload: str | None, id: str | None,
+                   kind: str | None, value: str | None, call_args_json: str | None, payload: str | None,
+                   id: str | None,
                    grant: list[str] | None, no_grants: bool, fuel: int | None, memory_pages: int | None,
                    timeout_ms: int | None, bench: int | None, json: bool, **_: Any) -> None:
         if bench is not None and bench < 1:
@@ -79,7 +81,7 @@ class RunCommands:
                 call = checked.call
                 again = lambda: run_fixture(harness, data).call  # noqa: E731
             else:
-                call_args = _json_arg(args, "args") or []
+                call_args = _json_arg(call_args_json, "args") or []
                 if not isinstance(call_args, list):
                     raise FixtureError("--args must be a JSON array")
                 if job is not None:
