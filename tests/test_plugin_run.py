@@ -43,7 +43,8 @@ def project(tmp_path: Path) -> Path:
     directory = tmp_path / "demo"
     (directory / "build").mkdir(parents=True)
     manifest = make_manifest(capabilities=["hooks.subscribe"], optionalCapabilities=["kv"],
-                             settings={"type": "object", "properties": {"n": {"type": "integer", "default": 2}}},
+                             settings={"type": "object",
+                                       "properties": {"n": {"type": "integer", "default": 2}}},
                              hooks=[{"name": "upper", "kind": "filter"}, {"name": "log", "kind": "action"}])
     (directory / "manifest.json").write_text(json.dumps(manifest))
     (directory / "plugin.wat").write_text((REPO / "tests" / "guests" / "abi_guest.wat").read_text())
@@ -73,11 +74,12 @@ def test_host_calls_grants_and_limits(project: Path) -> None:
     granted = run_json(str(project), "--hook", "hc:kv.incr", "--kind", "action")
     assert granted["status"] == "ok" and granted["hostCalls"][0]["name"] == "kv.incr"
     for denied in (run_json(str(project), "--hook", "hc:kv.incr", "--kind", "action", "--no-grants"),
-                   run_json(str(project), "--hook", "hc:kv.incr", "--kind", "action", "--grant", "hooks.subscribe")):
+                   run_json(str(project), "--hook", "hc:kv.incr", "--kind", "action",
+                            "--grant", "hooks.subscribe")):
         assert denied["hostCalls"] == [] and any("denied" in line["message"] for line in denied["logs"])
-    with pytest.raises(CommandError, match="call_failed: .*fuel"):
+    with pytest.raises(CommandError, match=r"call_failed: .*fuel"):
         run(str(project), "--hook", "loop", "--fuel", "50000")
-    with pytest.raises(CommandError, match="call_failed: .*timeout|call_failed: .*deadline"):
+    with pytest.raises(CommandError, match=r"call_failed: .*(timeout|deadline)"):
         run(str(project), "--hook", "loop", "--timeout-ms", "50", "--fuel", "100000000000")
     small = run_json(str(project), "--hook", "upper", "--value", '"x"', "--memory-pages", "2")
     assert small["status"] == "ok"
@@ -119,7 +121,7 @@ def test_a_bundle_target(tmp_path: Path) -> None:
 def test_bad_input_is_a_typed_error(project: Path, tmp_path: Path) -> None:
     with pytest.raises(CommandError, match="bad_fixture: --value is not JSON"):
         run(str(project), "--hook", "upper", "--value", "{nope")
-    with pytest.raises(CommandError, match="bad_fixture: .*neither"):
+    with pytest.raises(CommandError, match=r"bad_fixture: .*neither"):
         run(str(tmp_path / "missing"), "--hook", "upper")
     (tmp_path / "unbuilt").mkdir()
     (tmp_path / "unbuilt" / "manifest.json").write_text(json.dumps(make_manifest()))
@@ -150,11 +152,12 @@ def test_exit_codes_from_the_command_line(project: Path) -> None:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings", "PYTHONPATH": str(REPO)}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, str(REPO / "manage.py"), "plugin", "run", *args], env=env,
-                              capture_output=True, text=True, timeout=120)
+        command = [sys.executable, str(REPO / "manage.py"), "plugin", "run", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
 
     assert cli(str(project), "--hook", "upper", "--value", '"q"').returncode == 0
     failed = cli(str(project), "--hook", "err")
-    assert failed.returncode == 1 and "error: call_failed: action err ended with status error" in failed.stderr
+    assert failed.returncode == 1
+    assert "error: call_failed: action err ended with status error" in failed.stderr
     assert cli(str(project)).returncode == 2  # neither --hook, --job nor --fixture
     assert cli(str(project), "--hook", "upper", "--bench", "0").returncode == 2

@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +67,8 @@ def test_kv_settings_jobs_and_http_stubs() -> None:
         assert plugin.filter("kv.incr", {"key": "n", "by": 4}).output == {"value": 5}
         assert plugin.filter("kv.set", {"key": "t", "value": "v", "ttlSeconds": 60}).output == {"ok": True}
         assert plugin.kv.snapshot() == {"n": 5, "t": "v"}
-        assert plugin.filter("kv.cas", {"key": "n", "expected": 4, "value": 9}).output == {"ok": False, "value": 5}
+        lost = plugin.filter("kv.cas", {"key": "n", "expected": 4, "value": 9})
+        assert lost.output == {"ok": False, "value": 5}
         fetched = plugin.filter("http.fetch", {"url": "https://api.example.com/x"})
         assert fetched.output == {"status": 201, "headers": {"x-a": "b"}, "body": "hi",
                                   "url": "https://api.example.com/x"}
@@ -92,7 +92,7 @@ def test_grants_are_enforced_and_the_denial_says_what_to_change() -> None:
                    and line.source == "host" for line in denied.logs)
         again = plugin.filter("http.fetch", {"url": "https://api.example.com/x"})
         assert any("denied" in line.message for line in again.logs)  # every call reports its own denial
-        with pytest.raises(FixtureError, match="does not ask for posts.read"):
+        with pytest.raises(FixtureError, match=r"does not ask for posts\.read"):
             plugin.set_grants(["posts.read"])
 
 
@@ -121,7 +121,7 @@ def test_a_bundle_changed_after_signing_is_refused(publisher) -> None:  # type: 
     forged = bundle._write_zip({bundle.MANIFEST: json.dumps(make_manifest()).encode(),
                                 bundle.WASM: guest_wasm("minimal"), bundle.SIGNATURE: signature})
     assert tampered
-    with pytest.raises(Exception, match="changed after signing|does not match"):
+    with pytest.raises(Exception, match=r"changed after signing|does not match"):
         PluginHarness.from_bundle(forged)
 
 
@@ -137,7 +137,8 @@ def seo_project() -> Path:
 
 def test_the_seo_example_through_fixtures(seo_project: Path) -> None:
     post = {"id": 3, "title": "How to grow tomatoes on a small balcony", "slug": "grow-tomatoes",
-            "body": "Tomatoes love sun. " * 40, "url": "/posts/grow-tomatoes/", "published": "2024-05-01T10:00:00Z"}
+            "body": "Tomatoes love sun. " * 40, "url": "/posts/grow-tomatoes/",
+            "published": "2024-05-01T10:00:00Z"}
     with PluginHarness.from_project(seo_project, settings={"twitterSite": "@gonext"}) as plugin:
         head = plugin.action("wp_head", post)
         assert head.ok and head.output["jsonld"]["@type"] == "Article"
@@ -148,7 +149,7 @@ def test_the_seo_example_through_fixtures(seo_project: Path) -> None:
         })
         assert saved.call.ok and saved.call.output["stored"] is True
         meta_set = next(c for c in saved.call.host_calls if c.name == "posts.meta_set")
-        assert meta_set.payload["key"] == "seo_score" and saved.kv == {"seo_posts_scored": 1} or saved.kv
+        assert (meta_set.payload["key"] == "seo_score" and saved.kv == {"seo_posts_scored": 1}) or saved.kv
         assert saved.call.enqueued[0]["job"] == "seo.recompute-scores"
         job = run_fixture(plugin, {"job": "seo.recompute-scores", "payload": {}, "grants": ["posts.read"],
                                    "functions": {"posts.list": {"capability": "posts.read", "result": []}},
@@ -198,7 +199,8 @@ PAYLOADS: list[tuple[str, Any]] = [
 
 
 @pytest.mark.django_db
-def test_the_harness_and_the_app_give_the_same_answers(make_bundle, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+def test_the_harness_and_the_app_give_the_same_answers(  # type: ignore[no-untyped-def]
+        make_bundle, django_capture_on_commit_callbacks) -> None:
     fields: dict[str, Any] = {"slug": "same", "capabilities": ["kv"],
                               "settings": {"type": "object", "properties": {
                                   "twitterSite": {"type": "string", "default": "@x", "maxLength": 16}}}}
