@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from gonext_plugins.devtools import builders, scaffold
+from gonext_plugins.devtools import lang as langs
 from gonext_plugins.errors import PluginError, ToolchainMissing
 from gonext_plugins.testing import PluginHarness, load_json, run_fixture
 
@@ -41,7 +42,7 @@ def _compile(project: Path, *, release: bool) -> tuple[float, Path]:
     accepted = inspect.signature(builders.compile_project).parameters
     if release and "release" in accepted:
         options["release"] = True
-    elif release and builders.lang.detect(project) == "zig":
+    elif release and langs.detect(project) == "zig":
         options["optimize"] = "ReleaseSmall"
     started = time.perf_counter()
     built = builders.compile_project(project, **options)
@@ -75,7 +76,7 @@ def bench_project(label: str, source: Path, *, fixtures: bool, runs: int) -> dic
         saved = os.environ.get("ZIG_GLOBAL_CACHE_DIR")
         os.environ["ZIG_GLOBAL_CACHE_DIR"] = str(Path(tmp) / "zig-global-cache")
         try:
-            row["lang"] = builders.lang.detect(project)
+            row["lang"] = langs.detect(project)
             row["dev_build_s"], _ = _compile(project, release=False)
             shutil.rmtree(project / "build", ignore_errors=True)
             row["release_build_s"], out = _compile(project, release=True)
@@ -94,7 +95,7 @@ def bench_project(label: str, source: Path, *, fixtures: bool, runs: int) -> dic
                 os.environ["ZIG_GLOBAL_CACHE_DIR"] = saved
     for key in ("dev_build_s", "release_build_s"):
         if key in row:
-            row[key] = round(row[key], 2)
+            row[key] = round(row[key], 3)
     return row
 
 

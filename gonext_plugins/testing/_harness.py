@@ -170,21 +170,21 @@ class PluginHarness:
         self._runtime = Runtime(limits=self.limits, log_sink=self._sink,
                                 host_functions=build_registry(self.state, ()),
                                 dispatcher=_measuring(resolve_dispatcher("fast"), self._probe))
-        try:
+        self._debug: traps.ModuleDebugInfo | None = None
+        try:  # a bad option must not leave the runtime's ticker thread running
             self._plugin: RuntimePlugin = self._runtime.load(wasm, name=self.manifest.slug,
                                                              context=self._context())
+            self._plugin.denial_hint = lambda capability: denial_hint(self.manifest, capability)
+            self.set_grants(grants)
+            self.set_settings(settings or {})
+            self.state.kv.load(kv or {})
+            self.set_http(http)
+            for name, spec in (functions or {}).items():
+                self._site[name] = canned(name, spec)
+            self._refresh_functions()
         except BaseException:
             self._runtime.close()
             raise
-        self._plugin.denial_hint = lambda capability: denial_hint(self.manifest, capability)
-        self.set_grants(grants)
-        self.set_settings(settings or {})
-        self.state.kv.load(kv or {})
-        self.set_http(http)
-        for name, spec in (functions or {}).items():
-            self._site[name] = canned(name, spec)
-        self._refresh_functions()
-        self._debug: traps.ModuleDebugInfo | None = None
 
     # --- constructors -----------------------------------------------------------------------------
 
