@@ -466,13 +466,16 @@ def _verify(contents: Mapping[str, bytes], manifest_sha: str, wasm_sha: str, key
 
 def read(data: bytes | bytearray | memoryview | IO[bytes], *, key_lookup: KeyLookup | None = None,
          require_signature: bool | None = None, max_bundle_bytes: int | None = None,
-         max_unpacked_bytes: int | None = None, max_compression_ratio: int | None = None) -> Bundle:
+         max_unpacked_bytes: int | None = None, max_compression_ratio: int | None = None,
+         allow_private_hosts: bool | None = None) -> Bundle:
     """Check a bundle completely and return its content. Writes nothing.
 
     ``key_lookup(fingerprint) -> KeyInfo | None`` defaults to the site's ``PublisherKey`` table
     (:func:`set_default_key_lookup`).
     ``require_signature`` defaults to ``not GONEXT_PLUGINS['DEV_MODE']``; the ``max_*`` caps default
-    to the settings (or their documented defaults when Django is not configured).
+    to the settings (or their documented defaults when Django is not configured), and so does
+    ``allow_private_hosts`` (HTTP_FETCH_ALLOW_PRIVATE); given all of them and ``require_signature``,
+    no setting is read, so no Django is imported (the test harness).
     Raises :class:`BundleError`, :class:`ManifestError` or :class:`SignatureError` (or a subclass).
     """
     caps = {"max_bundle_bytes": max_bundle_bytes, "max_unpacked_bytes": max_unpacked_bytes,
@@ -480,7 +483,9 @@ def read(data: bytes | bytearray | memoryview | IO[bytes], *, key_lookup: KeyLoo
     raw = _read_input(data, _cap(caps, "max_bundle_bytes"))
     contents = _extract(raw, **_caps(caps))
     manifest = manifest_module.validate(contents[MANIFEST])
-    manifest_module.check_hosts(manifest, allow_private=_setting("HTTP_FETCH_ALLOW_PRIVATE"))
+    if allow_private_hosts is None:
+        allow_private_hosts = bool(_setting("HTTP_FETCH_ALLOW_PRIVATE"))
+    manifest_module.check_hosts(manifest, allow_private=allow_private_hosts)
     manifest_sha, wasm_sha = _sha256(contents[MANIFEST]), _sha256(contents[WASM])
     if require_signature is None:
         require_signature = not _setting("DEV_MODE")

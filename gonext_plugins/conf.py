@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
+from . import host_rules
+
 if TYPE_CHECKING:
     from django.core.files.storage import Storage
 
@@ -164,9 +166,11 @@ class PluginSettings:
         import_string=True)
 
     # --- Built-in host functions.
-    KV_MAX_KEYS = Setting(1_000, int, doc="per-plugin key-value quota: keys")
-    KV_MAX_VALUE_BYTES = Setting(64 * 1024, int, doc="per-plugin key-value quota: bytes of one value")
-    KV_MAX_TOTAL_BYTES = Setting(4 * MiB, int, doc="per-plugin key-value quota: bytes of all values")
+    KV_MAX_KEYS = Setting(host_rules.DEFAULT_KV_MAX_KEYS, int, doc="per-plugin key-value quota: keys")
+    KV_MAX_VALUE_BYTES = Setting(host_rules.DEFAULT_KV_MAX_VALUE_BYTES, int,
+                                 doc="per-plugin key-value quota: bytes of one value")
+    KV_MAX_TOTAL_BYTES = Setting(host_rules.DEFAULT_KV_MAX_TOTAL_BYTES, int,
+                                 doc="per-plugin key-value quota: bytes of all values")
     HTTP_TIMEOUT = Setting(5.0, float, doc="seconds an http.fetch may take (the call's hard deadline too)")
     HTTP_MAX_RESPONSE_BYTES = Setting(1 * MiB, int, doc="largest http.fetch response body")
     # Let http.fetch reach loopback, private (RFC 1918), shared and unique-local addresses, and let

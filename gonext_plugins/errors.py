@@ -519,3 +519,19 @@ class PendingError(PluginError):
     unknown, or the file is gone or changed; ``message`` says what to do."""
 
     code = "upload_expired"
+
+
+# --- the test harness (gonext_plugins.testing, manage.py plugin run) -----------------------------
+
+
+class FixtureError(PluginError):
+    """A fixture or a harness input is not usable: not JSON, an unknown field, a hook without its
+    kind, a grant the manifest does not ask for; ``message`` names the field."""
+
+    code = "bad_fixture"
+
+
+class NotBuilt(BuildError):
+    """A project directory has no build output to run yet; ``message`` says how to build it."""
+
+    code = "not_built"

@@ -24,6 +24,7 @@ from . import capabilities, untrusted_json
 from .conf import settings
 from .diagnostics import traps
 from .errors import HookError, PluginError, PluginLoadError, PluginTrap
+from .host_rules import denial_hint, plugin_limits
 from .lifecycle import manifest_of, record_fault
 from .manifest import Manifest, format_path
 from .models import PluginVersion
@@ -64,22 +65,6 @@ def compile_limits() -> CompileLimits:
         cpu_seconds=settings.COMPILE_CPU_SECONDS,
         memory_bytes=settings.COMPILE_MEMORY_BYTES,
     )
-
-
-def plugin_limits(manifest: Manifest, host: Limits) -> Limits:
-    """What a manifest asks for, lowered to the host's caps (a plugin can only ask for less)."""
-    asked = manifest.limits
-    changes: dict[str, Any] = {}
-    if asked.memory_pages:
-        changes["memory_pages"] = min(asked.memory_pages, host.memory_pages)
-    if asked.fuel and host.fuel is not None:
-        changes["fuel"] = min(asked.fuel, host.fuel)
-    if asked.timeout_ms:
-        hard = min(asked.timeout_ms, host.hard_timeout_ms)
-        changes["hard_timeout_ms"] = hard
-        if host.soft_timeout_ms is not None:
-            changes["soft_timeout_ms"] = min(host.soft_timeout_ms, hard)
-    return host.replace(**changes) if changes else host
 
 
 # --- the process's runtime -------------------------------------------------------------------------
@@ -173,15 +158,8 @@ class LoadedPlugin:
 
     def denial_hint(self, capability: str) -> str:
         """What would give this plugin ``capability``, for the one log line its first denied call
-        writes: the manifest change when this version does not ask for it, else the admin's grant."""
-        quoted = f'"{capability}"'
-        if capability in self.manifest.optional_capabilities:
-            return (f"{quoted} is in the manifest's optionalCapabilities but not granted: an admin can "
-                    "grant it on the plugin's page (no manifest change needed)")
-        if capability in self.manifest.capabilities:
-            return f"{quoted} is a required capability of the manifest, not granted: an admin must grant it"
-        return (f"add {quoted} to optionalCapabilities in the manifest (or to capabilities if the plugin "
-                "cannot work without it), release a new version and have an admin grant it")
+        writes (the rule: :func:`gonext_plugins.host_rules.denial_hint`)."""
+        return denial_hint(self.manifest, capability)
 
     @property
     def name(self) -> str:

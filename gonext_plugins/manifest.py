@@ -396,6 +396,20 @@ def settings_schema(declared: Mapping[str, Mapping[str, Any]],
                            for name, spec in declared.items()}}
 
 
+def effective_settings(manifest: Manifest, stored: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What the plugin reads: each declared setting's stored value, else its default; a setting
+    with neither is absent. Stored keys the manifest does not declare (left by another version)
+    are not the plugin's settings now, so they are left out."""
+    stored = stored if isinstance(stored, Mapping) else {}
+    values: dict[str, Any] = {}
+    for name, spec in manifest.settings.items():
+        if name in stored:
+            values[name] = stored[name]
+        elif "default" in spec:
+            values[name] = spec["default"]
+    return values
+
+
 def settings_problems(declared: Mapping[str, Mapping[str, Any]], values: Any,
                       required: Iterable[str] = ()) -> list[tuple[str, str]]:
     """Every problem with ``values`` for these declared settings, as sorted ``(name, sentence)``

@@ -15,20 +15,17 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
-import re
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from .. import netpolicy
 from ..conf import settings
 from ..errors import (
-    BadHostCallPayload,
     FetchBusy,
     FetchDenied,
     FetchError,
@@ -36,96 +33,33 @@ from ..errors import (
     HostFunctionError,
     ResponseTooLarge,
 )
+from ..host_rules import (
+    DEFAULT_PORTS,
+    FORBIDDEN_HEADERS,
+    MAX_REQUEST_HEADERS,
+    METHODS,
+    allowed_hosts,
+    fetch_request,
+    fetch_target,
+)
+from ..host_rules import FetchTarget as _Target
 from ..runtime import time_left
-from ._payload import fields
 from ._payload import slug as slug_of
 
 MAX_REDIRECTS = 5
-METHODS = ("GET", "HEAD", "POST")
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
-MAX_REQUEST_HEADERS = 50
-DEFAULT_PORTS = {"http": 80, "https": 443}
-# Headers the host owns: Host would reach other virtual hosts than the one granted; the framing
-# headers are computed by http.client.
-FORBIDDEN_HEADERS = frozenset({
-    "host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te",
-    "trailer", "proxy-authorization", "proxy-connection", "expect",
-})
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-
-
-@dataclass(frozen=True)
-class _Target:
-    url: str
-    scheme: str
-    host: str
-    port: int
-    path: str  # path and query, as sent in the request line
+__all__ = ["DEFAULT_PORTS", "FORBIDDEN_HEADERS", "MAX_REDIRECTS", "MAX_REQUEST_HEADERS", "METHODS",
+           "REDIRECT_STATUSES", "AddressInfo", "http_fetch", "lookups_running", "resolve_host"]
 
 
 def _allowed(plugin: Any) -> set[tuple[str, int | None]]:
     """(host, port or None) pairs the plugin may reach: the manifest's list that the admin granted,
     as the registry computed it (``LoadedPlugin.hosts``); re-read on every call."""
-    pairs: set[tuple[str, int | None]] = set()
-    for entry in getattr(getattr(plugin, "context", None), "hosts", ()) or ():
-        name, port = netpolicy.split_host(str(entry).lower())
-        pairs.add((name.rstrip("."), int(port) if port.isdigit() else None))
-    return pairs
+    return allowed_hosts(getattr(getattr(plugin, "context", None), "hosts", ()) or ())
 
 
 def _target(url: str, allowed: set[tuple[str, int | None]], slug: str) -> _Target:
-    """Parse and authorize one URL. A listed ``host:port`` allows that port; a bare ``host``
-    allows the scheme's default port only (as CSP host sources do)."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise FetchDenied(f"http.fetch: not a valid URL {url!r}: {exc}", plugin=slug) from exc
-    scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS:
-        raise FetchDenied(f"http.fetch: only http and https URLs are allowed, not {scheme or 'no'} scheme "
-                          f"({url!r})", plugin=slug)
-    if parts.username is not None or parts.password is not None:
-        raise FetchDenied("http.fetch: credentials in the URL are not allowed; send an Authorization "
-                          "header instead", plugin=slug)
-    host = (parts.hostname or "").rstrip(".")
-    if not host:
-        raise FetchDenied(f"http.fetch: the URL {url!r} has no host", plugin=slug)
-    try:
-        host = host.encode("idna").decode("ascii").lower()
-    except UnicodeError as exc:
-        raise FetchDenied(f"http.fetch: invalid host name {host!r}", plugin=slug) from exc
-    refusal = netpolicy.host_refusal(host, allow_private=settings.HTTP_FETCH_ALLOW_PRIVATE)
-    if refusal:
-        raise FetchDenied(f"http.fetch: {refusal}", plugin=slug)
-    port = port or DEFAULT_PORTS[scheme]
-    if (host, port) not in allowed and not (port == DEFAULT_PORTS[scheme] and (host, None) in allowed):
-        shown = host if port == DEFAULT_PORTS[scheme] else f"{host}:{port}"
-        raise FetchDenied(f"http.fetch: {shown} is not an allowed host for this plugin (it must be "
-                          "listed in the manifest's http.allowedHosts and granted by an admin)",
-                          plugin=slug)
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
-    return _Target(url, scheme, host, port, path)
-
-
-def _headers(raw: Any, slug: str) -> dict[str, str]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict) or len(raw) > MAX_REQUEST_HEADERS:
-        raise BadHostCallPayload(f"http.fetch: headers must be an object of at most {MAX_REQUEST_HEADERS} "
-                                 "string values", plugin=slug)
-    headers: dict[str, str] = {}
-    for name, value in raw.items():
-        if not _TOKEN.fullmatch(name) or not isinstance(value, str) or any(c in value for c in "\r\n\0"):
-            raise BadHostCallPayload(f"http.fetch: invalid header {name!r}", plugin=slug)
-        lower = name.lower()
-        if lower in FORBIDDEN_HEADERS or lower.startswith("proxy-"):
-            raise BadHostCallPayload(f"http.fetch: the {name} header is set by the host, not the plugin",
-                                     plugin=slug)
-        headers[name] = value
-    return headers
+    return fetch_target(url, allowed, slug, allow_private=settings.HTTP_FETCH_ALLOW_PRIVATE)
 
 
 AddressInfo = tuple[int, int, int, str, Any]  # one getaddrinfo entry
@@ -349,18 +283,8 @@ def _send(target: _Target, method: str, headers: dict[str, str], body: bytes | N
 def http_fetch(plugin: Any, payload: Any) -> dict[str, Any]:
     """An HTTP request to a host the manifest lists and the admin granted (see the module doc)."""
     slug = slug_of(plugin)
-    data = fields(payload, "http.fetch", slug, ["url"], ["method", "headers", "body"])
-    url, method = data["url"], data.get("method", "GET")
-    if not isinstance(url, str) or len(url) > 8192:
-        raise BadHostCallPayload("http.fetch: url must be a string of at most 8192 characters", plugin=slug)
-    if not isinstance(method, str) or method.upper() not in METHODS:
-        raise BadHostCallPayload(f"http.fetch: method must be one of {', '.join(METHODS)}", plugin=slug)
-    method = method.upper()
-    headers = _headers(data.get("headers"), slug)
-    body_text = data.get("body")
-    if body_text is not None and (not isinstance(body_text, str) or method != "POST"):
-        raise BadHostCallPayload("http.fetch: body must be a string, and only a POST has one", plugin=slug)
-    body = body_text.encode("utf-8") if body_text is not None else (b"" if method == "POST" else None)
+    request = fetch_request(payload, slug)
+    url, method, headers, body = request.url, request.method, dict(request.headers), request.body
     if not any(name.lower() == "user-agent" for name in headers):
         headers["User-Agent"] = f"gonext-plugins (plugin {slug})"
 

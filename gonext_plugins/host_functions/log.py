@@ -8,25 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..conf import settings
-from ..errors import BadHostCallPayload
+from ..host_rules import log_request
 from ..logs import runtime_log_sink
-from ..runtime import levels
-from ._payload import fields, slug
+from ._payload import slug
 
 
 def log(plugin: Any, payload: Any) -> dict[str, Any]:
     """Queue one line (rate limited like ``gn_log``), cut to LOG_MAX_MESSAGE_BYTES."""
     name = slug(plugin)
-    data = fields(payload, "log", name, ["message"], ["level"])
-    number = levels.parse(data.get("level", "info"))
-    if number is None:
-        raise BadHostCallPayload("log: level must be debug, info, warning or error (or 0-3)", plugin=name)
-    message = data["message"]
-    if not isinstance(message, str):
-        raise BadHostCallPayload("log: message must be a string", plugin=name)
-    cap = settings.LOG_MAX_MESSAGE_BYTES
-    raw = message.encode("utf-8")
-    if len(raw) > cap:
-        message = raw[:cap].decode("utf-8", "ignore") + " [truncated]"
+    number, message = log_request(payload, settings.LOG_MAX_MESSAGE_BYTES, name)
     runtime_log_sink(name, number, message, "guest")
     return {"ok": True}

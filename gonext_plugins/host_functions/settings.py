@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import BadHostCallPayload
-from ._payload import fields, slug
+from ..host_rules import settings_key
+from ._payload import slug
 
 SELF = "self"
 """The capability of the functions about the plugin itself: always granted (``capabilities``)."""
@@ -22,11 +22,8 @@ SELF = "self"
 def settings_get(plugin: Any, payload: Any) -> dict[str, Any]:
     """The calling plugin's settings: all of them, or one by name."""
     name = slug(plugin)
-    data = fields(payload if payload is not None else {}, "settings.get", name, optional=["key"])
+    key = settings_key(payload, name)
     values = getattr(getattr(plugin, "context", None), "settings", None) or {}
-    if "key" not in data:
+    if key is None:
         return {"settings": dict(values)}
-    key = data["key"]
-    if not isinstance(key, str) or not key:
-        raise BadHostCallPayload("settings.get: key must be a non-empty string", plugin=name)
     return {"found": key in values, "value": values.get(key)}

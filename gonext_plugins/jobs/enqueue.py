@@ -33,6 +33,7 @@ from ..errors import (
     PluginNotFound,
     UnknownJob,
 )
+from ..host_rules import MAX_DELAY_SECONDS
 from ..lifecycle import manifest_of
 from ..manifest import format_path
 from ..models import Plugin, PluginJobRun, PluginState
@@ -48,8 +49,7 @@ except ImportError:  # Django 5.2: the backport, same API
 
 QUEUE = "plugin"
 DEFAULT_MAX_RETRIES = 3
-MAX_DELAY_SECONDS = 30 * 86_400
-"""Longest ``delaySeconds`` a plugin may ask for (and longest backoff): 30 days."""
+# MAX_DELAY_SECONDS (host_rules): the longest ``delaySeconds`` a plugin may ask for, and the longest backoff.
 
 TASK_MODULE = "gonext_plugins.tasks"
 """Where the task's stored path points (``<module>.run_plugin_job``); never change it."""

@@ -21,24 +21,11 @@ from django.db import transaction
 
 from ..errors import InvalidSettings
 from ..manifest import Manifest, settings_problems
+from ..manifest import effective_settings as effective_values
 from ..models import Plugin
 from ._tx import Actor, Result, audit, bump_generation, lock_running, manifest_of
 
 REDACTED = "[redacted]"
-
-
-def effective_values(manifest: Manifest, stored: Mapping[str, Any] | None) -> dict[str, Any]:
-    """What the plugin reads: each declared setting's stored value, else its default; a setting
-    with neither is absent. Stored keys the manifest does not declare (left by another version)
-    are not the plugin's settings now, so they are left out."""
-    stored = stored if isinstance(stored, Mapping) else {}
-    values: dict[str, Any] = {}
-    for name, spec in manifest.settings.items():
-        if name in stored:
-            values[name] = stored[name]
-        elif "default" in spec:
-            values[name] = spec["default"]
-    return values
 
 
 def problems_of(manifest: Manifest, stored: Mapping[str, Any] | None) -> list[tuple[str, str]]:
