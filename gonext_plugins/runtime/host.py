@@ -342,7 +342,7 @@ def _refuse_reentry(ctx: HostContext, name: str) -> int:
     if ctx.error is None:
         ctx.error = ReentrantHostCall(
             f"{name} called from inside {ctx.placing}: host calls are not re-entrant (ABI.md); only "
-            "gn_log (dropped) and gn_time_ms may be called there", plugin=ctx.name)
+            "gn_log (dropped), gn_time_ms and WASI functions may be called there", plugin=ctx.name)
     return trap("reentrant host call")
 
 
@@ -399,10 +399,18 @@ def _gn_log(ctx: HostContext, caller: Any, args: Any) -> int:
 
 
 def _gn_panic(ctx: HostContext, caller: Any, args: Any) -> int:
+    """Runs even inside gn_alloc/gn_free (registered RUN), where it is still refused as re-entry
+    (ABI.md), but the refusal keeps the guest's message: it is why the call ends."""
     ptr, length = args[0].i32, args[1].i32
     _, base, size = guest_memory(caller, ctx)
     data = read_guest(base, size, ptr, min(max(length, 0), ctx.limits.max_log_bytes)) or b""
     message = data.decode("utf-8", "replace")
+    if ctx.placing:
+        _refuse_reentry(ctx, "gn_panic")
+        if isinstance(ctx.error, ReentrantHostCall):
+            ctx.error = ReentrantHostCall(f"{ctx.error.message}; the guest panicked: {message}",
+                                          plugin=ctx.name, guest_message=message)
+        return trap("gn_panic")
     ctx.error = PluginTrap(f"guest panicked: {message}", plugin=ctx.name, guest_message=message)
     return trap("gn_panic")
 
@@ -517,7 +525,7 @@ def _finalize(env: int | None) -> None:
 ENV_IMPORTS: dict[str, ImportSpec] = {
     spec.name: spec for spec in (
         define_import(ENV_MODULE, "gn_log", ("i32", "i32", "i32"), (), _gn_log, DROP),
-        define_import(ENV_MODULE, "gn_panic", ("i32", "i32"), (), _gn_panic, REFUSE),
+        define_import(ENV_MODULE, "gn_panic", ("i32", "i32"), (), _gn_panic, RUN),  # refuses itself
         define_import(ENV_MODULE, "gn_time_ms", (), ("i64",), _gn_time_ms, RUN),
         define_import(ENV_MODULE, "gn_host_call", ("i32", "i32", "i32", "i32"), ("i64",), _gn_host_call,
                       REFUSE),

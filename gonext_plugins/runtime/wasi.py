@@ -17,8 +17,8 @@ Every function goes through :func:`host.define_import`'s guarded trampoline (re-
 no exception out of a callback), so both dispatchers get it unchanged. Every guest pointer and length
 is bounds-checked (EFAULT, never a read or write outside memory), and no guest-chosen size makes
 the host allocate more than :data:`CHUNK` bytes at once. Inside ``gn_alloc``/``gn_free`` (while the
-host places a result), ``fd_write`` is dropped like ``gn_log`` and the clocks run like ``gn_time_ms``;
-any other WASI call there ends the call as ``reentrant_host_call``.
+host places a result) every WASI function runs, since none calls back into the guest, except that
+``fd_write``'s output is dropped there, as ``gn_log``'s is.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from typing import Any
 
 from gonext_plugins.errors import PluginTrap
 from gonext_plugins.runtime.host import (
-    REFUSE,
     RUN,
     STDIO_LEVELS,
     HostContext,
@@ -225,57 +224,61 @@ _ERRNO = ("i32",)
 # (name, params, results, body, inside gn_alloc/gn_free): every function of the preview-1 witx, in
 # its order, with the core signature wasi-libc and Rust's std import.
 _TABLE: tuple[tuple[str, _P, _P, ImportBody, str], ...] = (
-    ("args_get", ("i32", "i32"), _ERRNO, _empty_get, REFUSE),
-    ("args_sizes_get", ("i32", "i32"), _ERRNO, _empty_sizes, REFUSE),
-    ("environ_get", ("i32", "i32"), _ERRNO, _empty_get, REFUSE),
-    ("environ_sizes_get", ("i32", "i32"), _ERRNO, _empty_sizes, REFUSE),
-    ("clock_res_get", ("i32", "i32"), _ERRNO, _clock_res_get, RUN),
-    ("clock_time_get", ("i32", "i64", "i32"), _ERRNO, _clock_time_get, RUN),
-    ("fd_advise", ("i32", "i64", "i64", "i32"), _ERRNO, _enosys, REFUSE),
-    ("fd_allocate", ("i32", "i64", "i64"), _ERRNO, _enosys, REFUSE),
-    ("fd_close", _I, _ERRNO, _ebadf, REFUSE),
-    ("fd_datasync", _I, _ERRNO, _enosys, REFUSE),
-    ("fd_fdstat_get", ("i32", "i32"), _ERRNO, _fd_fdstat_get, REFUSE),
-    ("fd_fdstat_set_flags", ("i32", "i32"), _ERRNO, _enosys, REFUSE),
-    ("fd_fdstat_set_rights", ("i32", "i64", "i64"), _ERRNO, _enosys, REFUSE),
-    ("fd_filestat_get", ("i32", "i32"), _ERRNO, _enosys, REFUSE),
-    ("fd_filestat_set_size", ("i32", "i64"), _ERRNO, _enosys, REFUSE),
-    ("fd_filestat_set_times", ("i32", "i64", "i64", "i32"), _ERRNO, _enosys, REFUSE),
-    ("fd_pread", ("i32", "i32", "i32", "i64", "i32"), _ERRNO, _enosys, REFUSE),
-    ("fd_prestat_get", ("i32", "i32"), _ERRNO, _ebadf, REFUSE),
-    ("fd_prestat_dir_name", ("i32", "i32", "i32"), _ERRNO, _enosys, REFUSE),
-    ("fd_pwrite", ("i32", "i32", "i32", "i64", "i32"), _ERRNO, _enosys, REFUSE),
-    ("fd_read", ("i32", "i32", "i32", "i32"), _ERRNO, _ebadf, REFUSE),
-    ("fd_readdir", ("i32", "i32", "i32", "i64", "i32"), _ERRNO, _enosys, REFUSE),
-    ("fd_renumber", ("i32", "i32"), _ERRNO, _enosys, REFUSE),
-    ("fd_seek", ("i32", "i64", "i32", "i32"), _ERRNO, _seek_on_stdio, REFUSE),
-    ("fd_sync", _I, _ERRNO, _enosys, REFUSE),
-    ("fd_tell", ("i32", "i32"), _ERRNO, _seek_on_stdio, REFUSE),
-    ("fd_write", ("i32", "i32", "i32", "i32"), _ERRNO, _fd_write, RUN),  # drops its output itself there
-    ("path_create_directory", ("i32", "i32", "i32"), _ERRNO, _enosys, REFUSE),
-    ("path_filestat_get", ("i32", "i32", "i32", "i32", "i32"), _ERRNO, _enosys, REFUSE),
-    ("path_filestat_set_times", ("i32", "i32", "i32", "i32", "i64", "i64", "i32"), _ERRNO, _enosys, REFUSE),
-    ("path_link", ("i32", "i32", "i32", "i32", "i32", "i32", "i32"), _ERRNO, _enosys, REFUSE),
-    ("path_open", ("i32", "i32", "i32", "i32", "i32", "i64", "i64", "i32", "i32"), _ERRNO, _enosys, REFUSE),
-    ("path_readlink", ("i32", "i32", "i32", "i32", "i32", "i32"), _ERRNO, _enosys, REFUSE),
-    ("path_remove_directory", ("i32", "i32", "i32"), _ERRNO, _enosys, REFUSE),
-    ("path_rename", ("i32", "i32", "i32", "i32", "i32", "i32"), _ERRNO, _enosys, REFUSE),
-    ("path_symlink", ("i32", "i32", "i32", "i32", "i32"), _ERRNO, _enosys, REFUSE),
-    ("path_unlink_file", ("i32", "i32", "i32"), _ERRNO, _enosys, REFUSE),
-    ("poll_oneoff", ("i32", "i32", "i32", "i32"), _ERRNO, _enosys, REFUSE),
-    ("proc_exit", _I, (), _proc_exit, REFUSE),
-    ("proc_raise", _I, _ERRNO, _enosys, REFUSE),
-    ("sched_yield", (), _ERRNO, _sched_yield, REFUSE),
-    ("random_get", ("i32", "i32"), _ERRNO, _random_get, REFUSE),
-    ("sock_accept", ("i32", "i32", "i32"), _ERRNO, _enosys, REFUSE),
-    ("sock_recv", ("i32", "i32", "i32", "i32", "i32", "i32"), _ERRNO, _enosys, REFUSE),
-    ("sock_send", ("i32", "i32", "i32", "i32", "i32"), _ERRNO, _enosys, REFUSE),
-    ("sock_shutdown", ("i32", "i32"), _ERRNO, _enosys, REFUSE),
+    ("args_get", ("i32", "i32"), _ERRNO, _empty_get),
+    ("args_sizes_get", ("i32", "i32"), _ERRNO, _empty_sizes),
+    ("environ_get", ("i32", "i32"), _ERRNO, _empty_get),
+    ("environ_sizes_get", ("i32", "i32"), _ERRNO, _empty_sizes),
+    ("clock_res_get", ("i32", "i32"), _ERRNO, _clock_res_get),
+    ("clock_time_get", ("i32", "i64", "i32"), _ERRNO, _clock_time_get),
+    ("fd_advise", ("i32", "i64", "i64", "i32"), _ERRNO, _enosys),
+    ("fd_allocate", ("i32", "i64", "i64"), _ERRNO, _enosys),
+    ("fd_close", _I, _ERRNO, _ebadf),
+    ("fd_datasync", _I, _ERRNO, _enosys),
+    ("fd_fdstat_get", ("i32", "i32"), _ERRNO, _fd_fdstat_get),
+    ("fd_fdstat_set_flags", ("i32", "i32"), _ERRNO, _enosys),
+    ("fd_fdstat_set_rights", ("i32", "i64", "i64"), _ERRNO, _enosys),
+    ("fd_filestat_get", ("i32", "i32"), _ERRNO, _enosys),
+    ("fd_filestat_set_size", ("i32", "i64"), _ERRNO, _enosys),
+    ("fd_filestat_set_times", ("i32", "i64", "i64", "i32"), _ERRNO, _enosys),
+    ("fd_pread", ("i32", "i32", "i32", "i64", "i32"), _ERRNO, _enosys),
+    ("fd_prestat_get", ("i32", "i32"), _ERRNO, _ebadf),
+    ("fd_prestat_dir_name", ("i32", "i32", "i32"), _ERRNO, _enosys),
+    ("fd_pwrite", ("i32", "i32", "i32", "i64", "i32"), _ERRNO, _enosys),
+    ("fd_read", ("i32", "i32", "i32", "i32"), _ERRNO, _ebadf),
+    ("fd_readdir", ("i32", "i32", "i32", "i64", "i32"), _ERRNO, _enosys),
+    ("fd_renumber", ("i32", "i32"), _ERRNO, _enosys),
+    ("fd_seek", ("i32", "i64", "i32", "i32"), _ERRNO, _seek_on_stdio),
+    ("fd_sync", _I, _ERRNO, _enosys),
+    ("fd_tell", ("i32", "i32"), _ERRNO, _seek_on_stdio),
+    ("fd_write", ("i32", "i32", "i32", "i32"), _ERRNO, _fd_write),
+    ("path_create_directory", ("i32", "i32", "i32"), _ERRNO, _enosys),
+    ("path_filestat_get", ("i32", "i32", "i32", "i32", "i32"), _ERRNO, _enosys),
+    ("path_filestat_set_times", ("i32", "i32", "i32", "i32", "i64", "i64", "i32"), _ERRNO, _enosys),
+    ("path_link", ("i32", "i32", "i32", "i32", "i32", "i32", "i32"), _ERRNO, _enosys),
+    ("path_open", ("i32", "i32", "i32", "i32", "i32", "i64", "i64", "i32", "i32"), _ERRNO, _enosys),
+    ("path_readlink", ("i32", "i32", "i32", "i32", "i32", "i32"), _ERRNO, _enosys),
+    ("path_remove_directory", ("i32", "i32", "i32"), _ERRNO, _enosys),
+    ("path_rename", ("i32", "i32", "i32", "i32", "i32", "i32"), _ERRNO, _enosys),
+    ("path_symlink", ("i32", "i32", "i32", "i32", "i32"), _ERRNO, _enosys),
+    ("path_unlink_file", ("i32", "i32", "i32"), _ERRNO, _enosys),
+    ("poll_oneoff", ("i32", "i32", "i32", "i32"), _ERRNO, _enosys),
+    ("proc_exit", _I, (), _proc_exit),
+    ("proc_raise", _I, _ERRNO, _enosys),
+    ("sched_yield", (), _ERRNO, _sched_yield),
+    ("random_get", ("i32", "i32"), _ERRNO, _random_get),
+    ("sock_accept", ("i32", "i32", "i32"), _ERRNO, _enosys),
+    ("sock_recv", ("i32", "i32", "i32", "i32", "i32", "i32"), _ERRNO, _enosys),
+    ("sock_send", ("i32", "i32", "i32", "i32", "i32"), _ERRNO, _enosys),
+    ("sock_shutdown", ("i32", "i32"), _ERRNO, _enosys),
 )
 
 WASI_IMPORTS: dict[str, ImportSpec] = {
-    name: define_import(WASI_MODULE, name, params, results, body, while_placing)
-    for name, params, results, body, while_placing in _TABLE
+    # RUN inside gn_alloc/gn_free: no WASI function calls back into the guest, so none can make the
+    # host recurse, and toolchains call some there (wasm-ld wraps every export of a module without
+    # _initialize in the C/Rust constructors, which read the environment); fd_write drops its output
+    # there itself, as gn_log is dropped.
+    name: define_import(WASI_MODULE, name, params, results, body, RUN)
+    for name, params, results, body in _TABLE
 }
 """Every ``wasi_snapshot_preview1`` function by name; a module links only those it imports."""
 
