@@ -8,18 +8,23 @@ must reach the error the call ends with). No Django here.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from wasmtime import Trap, TrapCode, WasmtimeError
 
 from gonext_plugins.errors import PluginTimeout, PluginTrap
-
-if TYPE_CHECKING:
-    from gonext_plugins.runtime.host import HostContext
-    from gonext_plugins.runtime.limits import Limits
+from gonext_plugins.runtime.limits import Limits
 
 
-def trap_error(exc: BaseException, ctx: HostContext, limits: Limits) -> PluginTrap:
+class RecordsErrors(Protocol):
+    """What :func:`trap_error` needs of a ``host.HostContext`` (a protocol: host imports this module)."""
+
+    name: str
+
+    def take_error(self) -> PluginTrap | None: ...
+
+
+def trap_error(exc: BaseException, ctx: RecordsErrors, limits: Limits) -> PluginTrap:
     """The typed error for a failed guest call: what a host function recorded, else the trap code."""
     recorded = ctx.take_error()
     frames = _frames(exc)

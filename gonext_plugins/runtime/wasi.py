@@ -96,10 +96,10 @@ def _empty_get(ctx: HostContext, caller: Any, args: Any) -> int:
 
 def _clock_res_get(ctx: HostContext, caller: Any, args: Any) -> int:
     clock, res_ptr = args[0].i32, args[1].i32
-    name = {CLOCK_REALTIME: "time", CLOCK_MONOTONIC: "monotonic"}.get(clock)
-    if name is None:
+    if clock not in (CLOCK_REALTIME, CLOCK_MONOTONIC):
         return _errno(args, EINVAL)
-    resolution = max(1, int(time.get_clock_info(name).resolution * 1e9))
+    info = time.get_clock_info("time" if clock == CLOCK_REALTIME else "monotonic")
+    resolution = max(1, int(info.resolution * 1e9))
     return _errno(args, _put(caller, ctx, res_ptr, _U64.pack(resolution)))
 
 
@@ -221,9 +221,9 @@ _P = tuple[str, ...]
 _I = ("i32",)
 _ERRNO = ("i32",)
 
-# (name, params, results, body, inside gn_alloc/gn_free): every function of the preview-1 witx, in
-# its order, with the core signature wasi-libc and Rust's std import.
-_TABLE: tuple[tuple[str, _P, _P, ImportBody, str], ...] = (
+# (name, params, results, body): every function of the preview-1 witx, in its order, with the core
+# signature wasi-libc and Rust's std import.
+_TABLE: tuple[tuple[str, _P, _P, ImportBody], ...] = (
     ("args_get", ("i32", "i32"), _ERRNO, _empty_get),
     ("args_sizes_get", ("i32", "i32"), _ERRNO, _empty_sizes),
     ("environ_get", ("i32", "i32"), _ERRNO, _empty_get),
