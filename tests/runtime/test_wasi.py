@@ -205,6 +205,10 @@ def test_initialize_runs_once_per_new_instance_and_start_never(rt: Runtime, logs
     plugin = rt.load(wat("wasi_reactor"), name="reactor", limits=Limits(min_instances=1, max_instances=1))
     assert [plugin.invoke_action("x") for _ in range(3)] == [1, 1, 1]
     assert guest_lines(logs) == [(INFO, "initialized")]
+    with pytest.raises(PluginTrap):
+        plugin.invoke_action("trap")
+    assert plugin.invoke_action("x") == 1  # a new instance, initialized once in its turn
+    assert guest_lines(logs) == [(INFO, "initialized"), (INFO, "initialized")]
 
 
 def test_initialize_runs_under_the_call_limits(rt: Runtime) -> None:
