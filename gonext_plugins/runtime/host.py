@@ -1,19 +1,25 @@
 """The ``env`` host module of ABI.md, the host-function registry, and per-instance host state.
 
-The four imports (and the WASI subset of :mod:`.wasi`, through the same machinery) are defined
-per store with ``wasmtime_func_new_unchecked`` and our own ctypes
-trampolines, not ``wasmtime.Func``. Two reasons: wasmtime-py's trampoline parks a Python exception
-in a process-global (``LAST_EXCEPTION``) that another thread's call may pick up, and the unchecked
-form skips the per-call ``Val`` conversions. Our trampolines never raise: they record what went
+The four ``env`` imports, and the WASI subset of :mod:`.wasi` through the same machinery
+(:func:`define_import`, :func:`link_imports`), are defined per store with
+``wasmtime_func_new_unchecked`` and our own ctypes trampolines, not ``wasmtime.Func``. Two
+reasons: wasmtime-py's trampoline parks a Python exception in a process-global
+(``LAST_EXCEPTION``) that another thread's call may pick up, and the unchecked form skips the
+per-call ``Val`` conversions. Our trampolines never raise: they record what went
 wrong in the instance's :class:`HostContext` and return a wasm trap, and the dispatcher asks the
 context (``take_error``) what the trap meant. Both dispatchers share this module.
 
-Two rules of ABI.md are enforced here, in the one trampoline every import goes through:
+Two rules of ABI.md are enforced here, in the one trampoline every import goes through, and one
+of our own:
 
 - Host functions are not re-entrant. While the host is inside ``gn_alloc``/``gn_free`` (placing a
   result or a payload: ``HostContext.placing`` names which), ``gn_log`` is dropped, ``gn_time_ms``
-  runs, and any other import ends the call as ``ReentrantHostCall``. Without this a guest whose
-  ``gn_alloc`` calls ``gn_host_call`` makes the host call ``gn_alloc`` again, without end.
+  runs, and any other ``env`` import ends the call as ``ReentrantHostCall`` (``gn_panic`` keeping
+  its message). Without this a guest whose ``gn_alloc`` calls ``gn_host_call`` makes the host call
+  ``gn_alloc`` again, without end. WASI functions never call back into the guest, so they run
+  there (``fd_write`` drops its output, as ``gn_log`` is dropped).
+- A trap inside ``gn_alloc`` while a host call's result is placed keeps its real reason
+  (:func:`_guest_alloc`): the call ends with that error, saying where it happened.
 - Time in host functions counts against the call: a host function runs with the call's remaining
   budget (:func:`time_left`), and an import that returns after the hard deadline ends the call as
   ``PluginTimeout``, whatever it returned (a failing host call never re-enters wasm, so the
