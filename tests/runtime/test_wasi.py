@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import wasmtime
 
+from gonext_plugins.diagnostics.traps import inspect
 from gonext_plugins.errors import PluginLoadError, PluginTrap
 from gonext_plugins.runtime import Limits, Plugin, Runtime
 from gonext_plugins.runtime.levels import INFO, WARNING
@@ -244,6 +245,17 @@ def test_an_unreachable_in_gn_alloc_during_a_host_call_keeps_its_reason(alloc_tr
     assert "unreachable" in err.message
     assert err.frames and err.frames[0].startswith("gn_alloc@"), err.frames
     assert any(frame.startswith("gn_handle_hook@") for frame in err.frames), err.frames
+
+
+def test_the_trap_report_keeps_the_reason_and_every_frame(alloc_trap: Plugin) -> None:
+    """The structured report (what the log stream, the admin's faults and the API show)."""
+    with pytest.raises(PluginTrap) as info:
+        alloc_trap.invoke_action("u")
+    report = inspect(info.value, wasmtime.wat2wasm(wat("alloc_trap_guest")))
+    assert "unreachable" in report.message and report.plugin == "alloc"
+    names = [frame.function for frame in report.frames]
+    assert names[0] == "gn_alloc" and "ask_host" in names and "gn_handle_hook" in names, names
+    assert report.as_dict()["message"] == info.value.message
 
 
 def test_a_panic_in_gn_alloc_during_a_host_call_keeps_its_message(alloc_trap: Plugin) -> None:
