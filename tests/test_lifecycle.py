@@ -42,7 +42,7 @@ ON_COMMIT = pytest.mark.django_db(transaction=True)
 HOOKED = {"capabilities": ["kv", "hooks.subscribe"], "hooks": [{"name": "upper", "kind": "filter"}]}
 GRANTS = ["kv", "hooks.subscribe"]
 FORBIDDEN_IMPORT_WAT = """(module
-  (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_unstable" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
   (func (export "gn_alloc") (param i32) (result i32) (i32.const 0))
   (func (export "gn_free") (param i32 i32))
@@ -175,7 +175,7 @@ def test_failure_inside_install_leaves_database_and_storage_as_they_were(make_bu
 
     bad = make_bundle(wasm=wasmtime.wat2wasm(FORBIDDEN_IMPORT_WAT))
     before_events = AuditEvent.objects.count()
-    with pytest.raises(PluginLoadError, match="wasi_snapshot_preview1"):
+    with pytest.raises(PluginLoadError, match="wasi_unstable"):
         lifecycle.install(bad, ["kv"], "tests", activate=True)  # activation fails inside the transaction
     assert not Plugin.objects.exists() and not PluginVersion.objects.exists()
     assert AuditEvent.objects.count() == before_events

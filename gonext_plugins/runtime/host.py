@@ -1,18 +1,25 @@
 """The ``env`` host module of ABI.md, the host-function registry, and per-instance host state.
 
-The four imports are defined per store with ``wasmtime_func_new_unchecked`` and our own ctypes
-trampolines, not ``wasmtime.Func``. Two reasons: wasmtime-py's trampoline parks a Python exception
-in a process-global (``LAST_EXCEPTION``) that another thread's call may pick up, and the unchecked
-form skips the per-call ``Val`` conversions. Our trampolines never raise: they record what went
+The four ``env`` imports, and the WASI subset of :mod:`.wasi` through the same machinery
+(:func:`define_import`, :func:`link_imports`), are defined per store with
+``wasmtime_func_new_unchecked`` and our own ctypes trampolines, not ``wasmtime.Func``. Two
+reasons: wasmtime-py's trampoline parks a Python exception in a process-global
+(``LAST_EXCEPTION``) that another thread's call may pick up, and the unchecked form skips the
+per-call ``Val`` conversions. Our trampolines never raise: they record what went
 wrong in the instance's :class:`HostContext` and return a wasm trap, and the dispatcher asks the
 context (``take_error``) what the trap meant. Both dispatchers share this module.
 
-Two rules of ABI.md are enforced here, in the one trampoline every import goes through:
+Two rules of ABI.md are enforced here, in the one trampoline every import goes through, and one
+of our own:
 
 - Host functions are not re-entrant. While the host is inside ``gn_alloc``/``gn_free`` (placing a
   result or a payload: ``HostContext.placing`` names which), ``gn_log`` is dropped, ``gn_time_ms``
-  runs, and any other import ends the call as ``ReentrantHostCall``. Without this a guest whose
-  ``gn_alloc`` calls ``gn_host_call`` makes the host call ``gn_alloc`` again, without end.
+  runs, and any other ``env`` import ends the call as ``ReentrantHostCall`` (``gn_panic`` keeping
+  its message). Without this a guest whose ``gn_alloc`` calls ``gn_host_call`` makes the host call
+  ``gn_alloc`` again, without end. WASI functions never call back into the guest, so they run
+  there (``fd_write`` drops its output, as ``gn_log`` is dropped).
+- A trap inside ``gn_alloc`` while a host call's result is placed keeps its real reason
+  (:func:`_guest_alloc`): the call ends with that error, saying where it happened.
 - Time in host functions counts against the call: a host function runs with the call's remaining
   budget (:func:`time_left`), and an import that returns after the hard deadline ends the call as
   ``PluginTimeout``, whatever it returned (a failing host call never re-enters wasm, so the
@@ -38,7 +45,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
-from wasmtime import Func, FuncType, Memory, Store, ValType
+from wasmtime import Func, FuncType, Memory, Store, Trap, ValType, WasmtimeError
 from wasmtime import _ffi as ffi
 
 from gonext_plugins.errors import (
@@ -50,6 +57,7 @@ from gonext_plugins.errors import (
 )
 from gonext_plugins.runtime import levels
 from gonext_plugins.runtime.levels import DEBUG, ERROR, INFO, WARNING  # noqa: F401  (ABI.md levels, re-exported)
+from gonext_plugins.runtime.trap_errors import trap_error
 
 if TYPE_CHECKING:
     from gonext_plugins.runtime.limits import Limits
@@ -63,26 +71,7 @@ LogSink = Callable[[str, int, str, str], None]
 # gn_host_call statuses (negative lens of the packed result).
 HC_ERROR, HC_OUT_OF_MEMORY, HC_BAD_PAYLOAD, HC_CAPABILITY_DENIED, HC_UNKNOWN_FUNCTION = -1, -2, -3, -5, -6
 
-_I32, _I64 = ValType.i32(), ValType.i64()
-ENV_SIGNATURES: dict[str, FuncType] = {
-    "gn_log": FuncType([_I32, _I32, _I32], []),
-    "gn_panic": FuncType([_I32, _I32], []),
-    "gn_time_ms": FuncType([], [_I64]),
-    "gn_host_call": FuncType([_I32, _I32, _I32, _I32], [_I64]),
-}
-"""The only imports a guest may have, all from module ``env``; ABI.md's table.
-
-For comparing signatures only: a ``FuncType`` gets tied to the first engine that uses it, so
-:func:`make_env` builds fresh ones for each store.
-"""
-
-_ENV_SHAPES: dict[str, tuple[int, bool]] = {"gn_log": (3, False), "gn_panic": (2, False),
-                                            "gn_time_ms": (0, True), "gn_host_call": (4, True)}
-
-
-def _fresh_type(name: str) -> FuncType:
-    params, returns_i64 = _ENV_SHAPES[name]
-    return FuncType([ValType.i32() for _ in range(params)], [ValType.i64()] if returns_i64 else [])
+ENV_MODULE = "env"
 
 
 def default_log_sink(plugin: str, level: int, message: str, source: str) -> None:
@@ -173,7 +162,7 @@ class HostContext:
 
     __slots__ = ("alloc", "call_hook", "call_started", "deadline", "deadline_ticks", "error", "handle",
                  "host_calls", "host_functions", "limits", "log_calls", "log_sink", "memory", "name",
-                 "placing", "soft_at")
+                 "placing", "soft_at", "stdio")
 
     def __init__(self, name: str, handle: PluginHandle, limits: Limits, log_sink: LogSink,
                  host_functions: HostFunctions) -> None:
@@ -196,6 +185,8 @@ class HostContext:
         self.call_hook = ""
         self.call_started = 0.0
         self.soft_at = 0.0
+        # WASI fd_write's unfinished line per fd (1 stdout, 2 stderr); flush_stdio ends each call.
+        self.stdio: dict[int, bytearray] = {}
 
     def begin_call(self) -> None:
         self.host_calls = 0
@@ -207,6 +198,16 @@ class HostContext:
     def take_error(self) -> PluginTrap | None:
         err, self.error = self.error, None
         return err
+
+    def flush_stdio(self) -> None:
+        """Log what WASI ``fd_write`` left without a newline: a call's output never waits for the next
+        call (which may never come: the instance may be dropped)."""
+        if not self.stdio:
+            return
+        pending, self.stdio = self.stdio, {}
+        for fd, data in sorted(pending.items()):
+            if data:
+                guest_log(self, STDIO_LEVELS.get(fd, INFO), bytes(data))
 
     def log(self, level: int, message: str, source: str = "host") -> None:
         """Send one line to the sink; a failing sink must never break a call."""
@@ -238,13 +239,14 @@ _KEYS = itertools.count(1)
 _U32 = 0xFFFFFFFF
 
 
-def _trap(message: str) -> int:
+def trap(message: str) -> int:
+    """A new wasm trap for a trampoline to return (wasmtime takes ownership)."""
     data = message.encode("utf-8", "replace")
     ptr = ffi.wasmtime_trap_new(ctypes.create_string_buffer(data, len(data)), len(data))
     return ctypes.cast(ptr, ctypes.c_void_p).value or 0
 
 
-def _memory(caller: Any, ctx: HostContext) -> tuple[Any, int, int]:
+def guest_memory(caller: Any, ctx: HostContext) -> tuple[Any, int, int]:
     """(context, base address, size) of the guest memory as seen from inside a host call."""
     cctx = ffi.wasmtime_caller_context(caller)
     mem = ctx.memory
@@ -255,7 +257,7 @@ def _memory(caller: Any, ctx: HostContext) -> tuple[Any, int, int]:
     return cctx, base, ffi.wasmtime_memory_data_size(cctx, raw)
 
 
-def _read(base: int, size: int, ptr: int, length: int) -> bytes | None:
+def read_guest(base: int, size: int, ptr: int, length: int) -> bytes | None:
     """Bytes ``[ptr, ptr+length)`` or None when the range is outside memory."""
     ptr &= _U32
     if length < 0 or ptr + length > size:
@@ -263,11 +265,59 @@ def _read(base: int, size: int, ptr: int, length: int) -> bytes | None:
     return ctypes.string_at(base + ptr, length) if length else b""
 
 
+def write_guest(base: int, size: int, ptr: int, data: bytes) -> bool:
+    """Copy ``data`` to ``[ptr, ptr+len)``; False (nothing written) when the range is outside memory."""
+    ptr &= _U32
+    if ptr + len(data) > size:
+        return False
+    if data:
+        ctypes.memmove(base + ptr, data, len(data))
+    return True
+
+
 # What an import does when the guest calls it from inside gn_alloc/gn_free (ABI.md).
 RUN, DROP, REFUSE = "run", "drop", "refuse"
 
+ImportBody = Callable[[HostContext, Any, Any], int]
+"""``body(ctx, caller, args)``: the import's work; results go into ``args``; returns 0 or a trap."""
 
-def _guarded(name: str, fn: Callable[[HostContext, Any, Any], int], while_placing: str) -> Callable[..., int]:
+
+@dataclass(frozen=True, slots=True)
+class ImportSpec:
+    """One function a guest may import: where from, its exact core signature, its trampoline."""
+
+    module: str
+    name: str
+    params: tuple[str, ...]  # "i32" / "i64"
+    results: tuple[str, ...]
+    callback: Any  # the ctypes callback; held here so it lives as long as the process
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.module}.{self.name}"
+
+    def func_type(self) -> FuncType:
+        """A fresh ``FuncType`` (one gets tied to the first engine that uses it)."""
+        def val(kind: str) -> ValType:
+            return ValType.i64() if kind == "i64" else ValType.i32()
+        return FuncType([val(p) for p in self.params], [val(r) for r in self.results])
+
+    def signature(self) -> str:
+        return f"({', '.join(self.params)}) -> ({', '.join(self.results)})"
+
+    def matches(self, ty: FuncType) -> bool:
+        return ([str(t) for t in ty.params] == list(self.params)
+                and [str(t) for t in ty.results] == list(self.results))
+
+
+def define_import(module: str, name: str, params: tuple[str, ...], results: tuple[str, ...],
+                  body: ImportBody, while_placing: str) -> ImportSpec:
+    """An import whose every call goes through :func:`_guarded` (the one place the rules live)."""
+    callback = ffi.wasmtime_func_unchecked_callback_t(_guarded(name, body, while_placing))
+    return ImportSpec(module, name, params, results, callback)
+
+
+def _guarded(name: str, fn: ImportBody, while_placing: str) -> Callable[..., int]:
     """Wrap the body of import ``name``: look up its context, apply the re-entrancy and deadline
     rules, and never let a Python exception escape (one escaping a ctypes callback leaves wasmtime
     with an undefined result: a wrong answer at best, a corrupted heap at worst)."""
@@ -277,7 +327,7 @@ def _guarded(name: str, fn: Callable[[HostContext, Any, Any], int], while_placin
         try:
             ctx = _LIVE.get(env or 0)
             if ctx is None:
-                return _trap("host context missing")
+                return trap("host context missing")
             if ctx.placing and while_placing != RUN:
                 if while_placing == DROP:
                     return 0
@@ -287,7 +337,7 @@ def _guarded(name: str, fn: Callable[[HostContext, Any, Any], int], while_placin
                 return _overran(ctx, name)
             return status
         except _GuestTrapped:
-            return _trap("guest trapped during a host call")
+            return trap("guest trapped during a host call")
         except BaseException as exc:  # a ctypes callback must not raise
             return _failed(ctx, exc)
 
@@ -298,8 +348,8 @@ def _refuse_reentry(ctx: HostContext, name: str) -> int:
     if ctx.error is None:
         ctx.error = ReentrantHostCall(
             f"{name} called from inside {ctx.placing}: host calls are not re-entrant (ABI.md); only "
-            "gn_log (dropped) and gn_time_ms may be called there", plugin=ctx.name)
-    return _trap("reentrant host call")
+            "gn_log (dropped), gn_time_ms and WASI functions may be called there", plugin=ctx.name)
+    return trap("reentrant host call")
 
 
 def _overran(ctx: HostContext, name: str) -> int:
@@ -307,7 +357,7 @@ def _overran(ctx: HostContext, name: str) -> int:
         ctx.error = PluginTimeout(
             f"call overran hard_timeout_ms={ctx.limits.hard_timeout_ms}: the deadline passed before {name} "
             "returned (time in host functions counts against the call)", plugin=ctx.name)
-    return _trap("deadline passed in a host function")
+    return trap("deadline passed in a host function")
 
 
 def _failed(ctx: HostContext | None, exc: BaseException) -> int:
@@ -319,35 +369,56 @@ def _failed(ctx: HostContext | None, exc: BaseException) -> int:
             logger.error("host function failed for plugin %s", ctx.name, exc_info=exc)
     except BaseException:  # even logging may fail (a RecursionError, say); the trap still goes back
         pass
-    return _trap("host function failed")
+    return trap("host function failed")
 
 
-def _gn_log(ctx: HostContext, caller: Any, args: Any) -> int:
-    level, ptr, length = args[0].i32, args[1].i32, args[2].i32
+STDIO_LEVELS = {1: INFO, 2: WARNING}
+"""WASI stdout and stderr, as log levels."""
+
+
+def guest_log(ctx: HostContext, level: int, data: bytes) -> None:
+    """One line the guest logs (``gn_log``, or a line of WASI stdout/stderr): counted against
+    ``max_host_calls`` per call (one warning, then dropped) and cut at ``max_log_bytes``."""
     ctx.log_calls += 1
     if ctx.log_calls > ctx.limits.max_host_calls:
         if ctx.log_calls == ctx.limits.max_host_calls + 1:
             ctx.log(WARNING, "gn_log called too often in one call; further lines dropped")
+        return
+    ctx.log(level, data[:ctx.limits.max_log_bytes].decode("utf-8", "replace"), "guest")
+
+
+def _gn_log(ctx: HostContext, caller: Any, args: Any) -> int:
+    level, ptr, length = args[0].i32, args[1].i32, args[2].i32
+    if ctx.log_calls >= ctx.limits.max_host_calls:  # over the limit: count it, read nothing
+        guest_log(ctx, level, b"")
         return 0
-    _, base, size = _memory(caller, ctx)
+    _, base, size = guest_memory(caller, ctx)
     if length < 0:
         ctx.log(WARNING, f"gn_log with negative length {length}; line dropped")
         return 0
-    data = _read(base, size, ptr, min(length, ctx.limits.max_log_bytes))
+    data = read_guest(base, size, ptr, min(length, ctx.limits.max_log_bytes))
     if data is None:
         ctx.log(WARNING, "gn_log with a range outside guest memory; line dropped")
         return 0
-    ctx.log(level, data.decode("utf-8", "replace"), "guest")
+    guest_log(ctx, level, data)
     return 0
 
 
 def _gn_panic(ctx: HostContext, caller: Any, args: Any) -> int:
+    """Runs even inside gn_alloc/gn_free (registered RUN), where it is still refused as re-entry
+    (ABI.md), but the refusal keeps the guest's message: it is why the call ends."""
     ptr, length = args[0].i32, args[1].i32
-    _, base, size = _memory(caller, ctx)
-    data = _read(base, size, ptr, min(max(length, 0), ctx.limits.max_log_bytes)) or b""
+    _, base, size = guest_memory(caller, ctx)
+    data = read_guest(base, size, ptr, min(max(length, 0), ctx.limits.max_log_bytes)) or b""
     message = data.decode("utf-8", "replace")
+    if ctx.placing:
+        _refuse_reentry(ctx, "gn_panic")
+        if isinstance(ctx.error, ReentrantHostCall):
+            ctx.error = ReentrantHostCall(f"{ctx.error.message}; the guest panicked: {message}",
+                                          plugin=ctx.name, guest_message=message)
+        return trap("gn_panic")
     ctx.error = PluginTrap(f"guest panicked: {message}", plugin=ctx.name, guest_message=message)
-    return _trap("gn_panic")
+    return trap("gn_panic")
 
 
 def _gn_time_ms(ctx: HostContext, caller: Any, args: Any) -> int:
@@ -362,15 +433,15 @@ def _gn_host_call(ctx: HostContext, caller: Any, args: Any) -> int:
         ctx.error = PluginTrap(
             f"more than max_host_calls={ctx.limits.max_host_calls} host calls in one call",
             plugin=ctx.name)
-        return _trap("host call limit")
+        return trap("host call limit")
     args[0].i64 = _host_call(ctx, caller, name_ptr, name_len, payload_ptr, payload_len)
     return 0
 
 
 def _host_call(ctx: HostContext, caller: Any, name_ptr: int, name_len: int, payload_ptr: int,
                payload_len: int) -> int:
-    cctx, base, size = _memory(caller, ctx)
-    raw_name = _read(base, size, name_ptr, name_len) if name_len <= 256 else None
+    cctx, base, size = guest_memory(caller, ctx)
+    raw_name = read_guest(base, size, name_ptr, name_len) if name_len <= 256 else None
     if raw_name is None:
         return pack(0, HC_UNKNOWN_FUNCTION)
     name = raw_name.decode("utf-8", "replace")
@@ -385,7 +456,7 @@ def _host_call(ctx: HostContext, caller: Any, name_ptr: int, name_len: int, payl
         return pack(0, HC_CAPABILITY_DENIED)
     if payload_len > ctx.limits.max_input_bytes:
         return pack(0, HC_BAD_PAYLOAD)
-    raw_payload = _read(base, size, payload_ptr, payload_len)
+    raw_payload = read_guest(base, size, payload_ptr, payload_len)
     if raw_payload is None:
         return pack(0, HC_BAD_PAYLOAD)
     try:
@@ -414,7 +485,7 @@ def _host_call(ctx: HostContext, caller: Any, name_ptr: int, name_len: int, payl
     ptr = _guest_alloc(ctx, cctx, len(result))
     if ptr is None:  # the guest trapped inside gn_alloc; ctx.error says why
         raise _GuestTrapped
-    _, base, size = _memory(caller, ctx)  # gn_alloc may have grown memory
+    _, base, size = guest_memory(caller, ctx)  # gn_alloc may have grown memory
     ptr &= _U32
     if ptr == 0 or ptr + len(result) > size:
         return pack(0, HC_OUT_OF_MEMORY)
@@ -423,40 +494,32 @@ def _host_call(ctx: HostContext, caller: Any, name_ptr: int, name_len: int, payl
 
 
 class _GuestTrapped(Exception):
-    """gn_alloc trapped while a host call was answering."""
+    """gn_alloc trapped while a host call was answering; ``ctx.error`` already says why."""
 
 
 def _guest_alloc(ctx: HostContext, cctx: Any, size: int) -> int | None:
     """Call the guest's gn_alloc from inside a host function (imports there follow ``placing``'s
-    rules); None if it trapped."""
+    rules); None if it trapped, with the trap's real reason in ``ctx.error``."""
     func = ctx.alloc
     if func is None:
         return 0
     vals = (ffi.wasmtime_val_raw_t * 1)()
     vals[0].i32 = size
-    trap = ctypes.POINTER(ffi.wasm_trap_t)()
+    trap_ptr = ctypes.POINTER(ffi.wasm_trap_t)()
     ctx.placing = "gn_alloc"
     try:
-        err = ffi.wasmtime_func_call_unchecked(cctx, ctypes.byref(func._func), vals, 1, ctypes.byref(trap))
+        err = ffi.wasmtime_func_call_unchecked(cctx, ctypes.byref(func._func), vals, 1,
+                                               ctypes.byref(trap_ptr))
     finally:
         ctx.placing = ""
-    if err or trap:
-        if err:
-            ffi.wasmtime_error_delete(err)
-        if trap:
-            ffi.wasm_trap_delete(trap)
-        if ctx.error is None:
-            ctx.error = PluginTrap("guest trapped in gn_alloc during a host call", plugin=ctx.name)
+    if err or trap_ptr:
+        # wasmtime-py's objects take ownership (and free the C objects) and carry the frames.
+        fault: BaseException = WasmtimeError._from_ptr(err) if err else Trap._from_ptr(trap_ptr)
+        inner = trap_error(fault, ctx, ctx.limits)  # what gn_alloc's own trap means (takes ctx.error)
+        ctx.error = type(inner)(f"guest trapped in gn_alloc during a host call: {inner.message}",
+                                plugin=ctx.name, guest_message=inner.guest_message, frames=inner.frames)
         return None
     return vals[0].i32
-
-
-_CALLBACKS: dict[str, Any] = {
-    name: ffi.wasmtime_func_unchecked_callback_t(_guarded(name, body, while_placing))
-    for name, body, while_placing in (("gn_log", _gn_log, DROP), ("gn_panic", _gn_panic, REFUSE),
-                                      ("gn_time_ms", _gn_time_ms, RUN),
-                                      ("gn_host_call", _gn_host_call, REFUSE))
-}
 
 
 @ctypes.CFUNCTYPE(None, ctypes.c_void_p)  # type: ignore[untyped-decorator]  # typeshed leaves CFUNCTYPE untyped
@@ -465,21 +528,40 @@ def _finalize(env: int | None) -> None:
         _LIVE.pop(env or 0, None)
 
 
-def make_env(store: Store, ctx: HostContext, names: list[str]) -> dict[str, Func]:
-    """Create the requested ``env`` functions in ``store``, bound to ``ctx``.
+ENV_IMPORTS: dict[str, ImportSpec] = {
+    spec.name: spec for spec in (
+        define_import(ENV_MODULE, "gn_log", ("i32", "i32", "i32"), (), _gn_log, DROP),
+        define_import(ENV_MODULE, "gn_panic", ("i32", "i32"), (), _gn_panic, RUN),  # refuses itself
+        define_import(ENV_MODULE, "gn_time_ms", (), ("i64",), _gn_time_ms, RUN),
+        define_import(ENV_MODULE, "gn_host_call", ("i32", "i32", "i32", "i32"), ("i64",), _gn_host_call,
+                      REFUSE),
+    )
+}
+"""ABI.md's ``env`` table: with :data:`.wasi.WASI_IMPORTS`, the only imports a guest may have."""
+
+ENV_SIGNATURES: dict[str, FuncType] = {name: spec.func_type() for name, spec in ENV_IMPORTS.items()}
+"""For comparing signatures only (a ``FuncType`` gets tied to the first engine that uses it)."""
+
+
+def link_imports(store: Store, ctx: HostContext, specs: list[ImportSpec]) -> list[Func]:
+    """Create the module's imports in ``store``, in import order, bound to ``ctx``: only what the
+    module imports is linked.
 
     The binding lives as long as the store: wasmtime calls the finalizer when the store is dropped.
     """
+    if not specs:
+        return []  # no function would hold the key, so nothing would finalize it
     key = next(_KEYS)
     _LIVE[key] = ctx
-    funcs: dict[str, Func] = {}
-    for name in names:
-        raw = ffi.wasmtime_func_t()
-        ty = _fresh_type(name)
-        ffi.wasmtime_func_new_unchecked(store._context(), ty.ptr(), _CALLBACKS[name], key, _finalize,
-                                        ctypes.byref(raw))
-        funcs[name] = Func._from_raw(raw)
-    if not names:
-        # No function holds the key, so nothing will finalize it: tie it to the store instead.
-        _LIVE.pop(key, None)
+    made: dict[str, Func] = {}
+    funcs: list[Func] = []
+    for spec in specs:
+        func = made.get(spec.qualified)
+        if func is None:
+            raw = ffi.wasmtime_func_t()
+            ty = spec.func_type()  # held in a local: the C call must not outlive it
+            ffi.wasmtime_func_new_unchecked(store._context(), ty.ptr(), spec.callback, key, _finalize,
+                                            ctypes.byref(raw))
+            func = made[spec.qualified] = Func._from_raw(raw)
+        funcs.append(func)
     return funcs

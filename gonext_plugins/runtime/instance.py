@@ -11,7 +11,7 @@ from wasmtime import Engine, Func, Instance, Memory, Module, Store
 
 from gonext_plugins.errors import PluginLoadError, PluginTrap
 from gonext_plugins.runtime.dispatch import TRAP_TYPES, Dispatcher, arm, trap_error
-from gonext_plugins.runtime.host import HostContext, make_env
+from gonext_plugins.runtime.host import HostContext, ImportSpec, link_imports
 from gonext_plugins.runtime.limits import Limits
 
 # Store limiter values besides memory: generous for real guests, small enough to stop abuse.
@@ -32,16 +32,20 @@ class PluginInstance:
         self.last_used = 0.0
 
 
-def instantiate(engine: Engine, module: Module, imports: list[str], limits: Limits, ctx: HostContext,
+INITIALIZE_EXPORT = "_initialize"
+
+
+def instantiate(engine: Engine, module: Module, imports: list[ImportSpec], limits: Limits, ctx: HostContext,
                 dispatcher_cls: type[Dispatcher]) -> PluginInstance:
-    """Build a store under the limits, link ``env``, run the start function, wire the dispatcher."""
+    """Build a store under the limits, link the imports, run the start function, wire the
+    dispatcher, then run a WASI reactor's ``_initialize`` (a command's ``_start`` never runs)."""
     store = Store(engine)
     store.set_limits(memory_size=limits.memory_bytes, table_elements=MAX_TABLE_ELEMENTS, instances=1,
                      tables=MAX_TABLES, memories=1)
-    env = make_env(store, ctx, sorted(set(imports)))
+    linked = link_imports(store, ctx, imports)
     arm(store, limits, ctx)  # a start function runs under the same fuel and deadline as a call
     try:
-        instance = Instance(store, module, [env[name] for name in imports])
+        instance = Instance(store, module, linked)
     except TRAP_TYPES as exc:
         err: PluginTrap = trap_error(exc, ctx, limits)
         raise PluginLoadError(f"instantiation failed: {err.message}", plugin=ctx.name) from None
@@ -53,4 +57,19 @@ def instantiate(engine: Engine, module: Module, imports: list[str], limits: Limi
         raise PluginLoadError("memory or gn_alloc export has the wrong kind", plugin=ctx.name)
     ctx.memory = memory
     ctx.alloc = alloc
-    return PluginInstance(store, ctx, dispatcher_cls(store, exports, memory, limits, ctx))
+    dispatcher = dispatcher_cls(store, exports, memory, limits, ctx)
+    if isinstance(exports.get(INITIALIZE_EXPORT), Func):
+        _initialize(dispatcher, ctx)
+    return PluginInstance(store, ctx, dispatcher)
+
+
+def _initialize(dispatcher: Dispatcher, ctx: HostContext) -> None:
+    """Run the reactor's constructor once, under the call limits (``call_raw`` arms fuel and the
+    deadline); a trap there is the error a call would have raised, saying it was ``_initialize``."""
+    try:
+        dispatcher.call_raw(INITIALIZE_EXPORT)
+    except PluginTrap as err:
+        raise type(err)(f"{INITIALIZE_EXPORT} failed: {err.message}", plugin=ctx.name,
+                        guest_message=err.guest_message, frames=err.frames) from None
+    finally:
+        ctx.flush_stdio()

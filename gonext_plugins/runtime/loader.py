@@ -21,8 +21,9 @@ from wasmtime import Engine, FuncType, MemoryType, Module, ValType, WasmtimeErro
 from gonext_plugins.diagnostics.wasmbin import read_uleb
 from gonext_plugins.errors import CompileLimitExceeded, PluginLoadError
 from gonext_plugins.runtime import compiler
-from gonext_plugins.runtime.host import ENV_SIGNATURES
+from gonext_plugins.runtime.host import ENV_IMPORTS, ENV_MODULE, ImportSpec
 from gonext_plugins.runtime.limits import CompileLimits
+from gonext_plugins.runtime.wasi import WASI_IMPORTS, WASI_MODULE
 
 logger = logging.getLogger("gonext_plugins.runtime")
 
@@ -34,7 +35,11 @@ REQUIRED_EXPORTS: dict[str, FuncType] = {
     "gn_free": FuncType([_I32, _I32], []),
     "gn_handle_hook": _HOOK_SIG,
 }
-OPTIONAL_EXPORTS: dict[str, FuncType] = {"gn_handle_job": _HOOK_SIG}
+OPTIONAL_EXPORTS: dict[str, FuncType] = {"gn_handle_job": _HOOK_SIG, "_initialize": FuncType([], [])}
+"""``_initialize``: a WASI reactor's constructor, run once per new instance (``instance.py``)."""
+
+ALLOWED_IMPORTS: dict[str, dict[str, ImportSpec]] = {ENV_MODULE: ENV_IMPORTS, WASI_MODULE: WASI_IMPORTS}
+"""ABI.md's import modules, each with every function it offers."""
 
 try:
     WASMTIME_VERSION = version("wasmtime")
@@ -128,21 +133,27 @@ def compile_module(engine: Engine, wasm: bytes, name: str) -> Module:
         raise PluginLoadError(f"module does not compile: {_first_line(exc)}", plugin=name) from None
 
 
-def check_shape(module: Module, name: str, max_pages: int) -> tuple[list[str], bool]:
-    """Check imports and exports against ABI.md; returns (env imports in order, has gn_handle_job)."""
-    imports: list[str] = []
+def check_shape(module: Module, name: str, max_pages: int) -> tuple[list[ImportSpec], bool]:
+    """Check imports and exports against ABI.md; returns (the imports resolved, in import order;
+    whether it has gn_handle_job)."""
+    imports: list[ImportSpec] = []
     for imp in module.imports:
         what = f"{imp.module}.{imp.name}"
-        expected = ENV_SIGNATURES.get(imp.name or "") if imp.module == "env" else None
-        if expected is None:
+        offered = ALLOWED_IMPORTS.get(imp.module)
+        if offered is None:
             raise PluginLoadError(f"forbidden import {what}: only ABI.md's env functions "
-                                  f"({', '.join(sorted(ENV_SIGNATURES))}) may be imported", plugin=name)
+                                  f"({', '.join(sorted(ENV_IMPORTS))}) and its {WASI_MODULE} subset may be "
+                                  "imported", plugin=name)
+        spec = offered.get(imp.name or "")
+        if spec is None:
+            raise PluginLoadError(f"forbidden import {what}: {imp.module} has no function {imp.name!r} "
+                                  "(ABI.md)", plugin=name)
         ty = imp.type
-        if not isinstance(ty, FuncType) or not _same_sig(ty, expected):
+        if not isinstance(ty, FuncType) or not spec.matches(ty):
             got = _sig(ty) if isinstance(ty, FuncType) else type(ty).__name__
-            raise PluginLoadError(f"import {what} has the wrong type {got}; ABI.md says {_sig(expected)}",
+            raise PluginLoadError(f"import {what} has the wrong type {got}; ABI.md says {spec.signature()}",
                                   plugin=name)
-        imports.append(imp.name or "")
+        imports.append(spec)
     exports = {exp.name: exp.type for exp in module.exports}
     for export, expected in REQUIRED_EXPORTS.items():
         export_type = exports.get(export)

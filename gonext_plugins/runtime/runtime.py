@@ -34,7 +34,7 @@ from gonext_plugins.errors import (
 from gonext_plugins.runtime.compiler import new_engine
 from gonext_plugins.runtime.dispatch import HOOK_EXPORT, JOB_EXPORT, Dispatcher
 from gonext_plugins.runtime.dispatch_slow import SlowDispatcher
-from gonext_plugins.runtime.host import HostContext, HostFunctions, LogSink, default_log_sink
+from gonext_plugins.runtime.host import HostContext, HostFunctions, ImportSpec, LogSink, default_log_sink
 from gonext_plugins.runtime.instance import PluginInstance, instantiate
 from gonext_plugins.runtime.levels import WARNING
 from gonext_plugins.runtime.limits import CompileLimits, Limits
@@ -209,7 +209,7 @@ class Plugin:
     ``capabilities`` may be reassigned at any time; host calls check it on every call.
     """
 
-    def __init__(self, runtime: Runtime, name: str, module: Module, imports: list[str], has_job: bool,
+    def __init__(self, runtime: Runtime, name: str, module: Module, imports: list[ImportSpec], has_job: bool,
                  limits: Limits, capabilities: frozenset[str], context: Any) -> None:
         self.name = name
         self.limits = limits
@@ -361,6 +361,7 @@ class Plugin:
             discard = "error"  # a host-side failure mid-call: the instance state is unknown
             raise
         finally:
+            ctx.flush_stdio()  # WASI output without a final newline still reaches the log
             if self._soft_s is not None:
                 self._inflight.pop(id(ctx), None)
             self._pool.checkin(inst, discard, kind, time.perf_counter() - started,

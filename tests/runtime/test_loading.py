@@ -64,7 +64,7 @@ def test_per_plugin_memory_cap_is_applied_at_load(slow_rt: Runtime) -> None:
 
 
 def test_forbidden_import_is_named(slow_rt: Runtime) -> None:
-    with pytest.raises(PluginLoadError, match=r"forbidden import wasi_snapshot_preview1\.fd_write"):
+    with pytest.raises(PluginLoadError, match=r"forbidden import wasi_unstable\.fd_write"):
         slow_rt.load(wat("forbidden_import"), name="wasi")
 
 
