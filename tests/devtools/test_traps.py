@@ -164,7 +164,7 @@ def test_guest_panic_message_is_shown() -> None:
 
 def test_zig_trap_names_the_source_line(zig_projects: dict[str, Path]) -> None:
     project = zig_projects["trapper"]
-    wasm = (project / "build" / "plugin.wasm").read_bytes()
+    wasm = (project / "build" / "dev" / "plugin.wasm").read_bytes()
     trap_line = next(n for n, line in enumerate((project / "main.zig").read_text().splitlines(), 1)
                      if "TRAP LINE" in line)
     report = traps.inspect(raw_trap(wasm), wasm)
