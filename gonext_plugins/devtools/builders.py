@@ -33,6 +33,7 @@ from gonext_plugins.devtools import build_wat, build_zig
 from gonext_plugins.devtools import lang as langs
 from gonext_plugins.devtools.fsutil import write_atomic
 from gonext_plugins.diagnostics import dwarf, sourcemap
+from gonext_plugins.diagnostics.wasmbin import wasm_imports
 from gonext_plugins.errors import BuildError, ManifestError, PluginError, PluginLoadError, ToolchainMissing
 from gonext_plugins.runtime import Limits, Runtime
 
@@ -249,13 +250,27 @@ def check_module(wasm: bytes, manifest: manifests.Manifest) -> tuple[list[str], 
 
 
 def validate(project_dir: str | os.PathLike[str], wasm_path: str | os.PathLike[str] | None = None, *,
-             release: bool = False) -> Checked:
-    """The manifest validates and the module loads; what an upload sends."""
+             release: bool = False, load: bool = True) -> Checked:
+    """The manifest validates and the module loads; what an upload sends.
+
+    ``load=False`` (the dev loop before an upload) only validates the module, without compiling
+    it: the site compiles and shape-checks it on upload anyway and answers with the same typed
+    error, and compiling a Debug build twice was a second or more of every edit -> served."""
     raw, manifest = read_manifest(project_dir)
     path = Path(wasm_path) if wasm_path is not None else output_path(project_dir, release=release)
     wasm = path.read_bytes()
+    if not load:
+        try:
+            wasmtime.Module.validate(wasmtime.Engine(), wasm)
+        except wasmtime.WasmtimeError as exc:
+            raise PluginLoadError(f"invalid wasm module: {_first_line(exc)}", plugin=manifest.slug) from exc
+        return Checked(manifest, raw, wasm, [], [f"{i.module}.{i.name}" for i in wasm_imports(wasm)])
     exports, imports = check_module(wasm, manifest)
     return Checked(manifest, raw, wasm, exports, imports)
+
+
+def _first_line(exc: BaseException) -> str:
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
 
 
 def build(project_dir: str | os.PathLike[str], lang: str = langs.AUTO,

@@ -152,10 +152,13 @@ class DevLoop:
             c.line("build", f"{rel} {size:,} bytes{smap} in {built.seconds:.2f} s{extra}")
             phase = "validate"
             started = time.perf_counter()
-            checked = builders.validate(project, built.wasm_path)
+            # Before an upload the site compiles and checks the module itself: validating here
+            # without compiling saves a second compile of every edit (--build-only loads it).
+            checked = builders.validate(project, built.wasm_path, load=opts.build_only)
             m = checked.manifest
             imports = ", ".join(checked.imports) or "none"
-            c.line("validate", f"manifest {m.slug} {m.version} ok; module loads (imports: {imports}) "
+            what = "module loads" if opts.build_only else "module valid, the site compiles it"
+            c.line("validate", f"manifest {m.slug} {m.version} ok; {what} (imports: {imports}) "
                                f"in {time.perf_counter() - started:.2f} s")
             self.slug = m.slug
             if not opts.build_only:
