@@ -13,6 +13,7 @@ from django.core.management.base import CommandError
 from gonext_plugins import bundle
 from gonext_plugins.devtools import build_zig, builders, scaffold
 from gonext_plugins.diagnostics import sourcemap
+from gonext_plugins.errors import PluginLoadError
 from gonext_plugins.runtime import Runtime
 
 
@@ -94,3 +95,17 @@ def test_pack_a_project_that_does_not_build_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CommandError, match=r"build_error: plugin\.wat does not compile") as info:
         _pack(str(tmp_path / "proj"))
     assert info.value.returncode == 1
+
+
+def test_validate_without_loading_checks_the_module_but_compiles_nothing(tmp_path: Path) -> None:
+    """What ``plugin dev`` does before an upload: the site compiles the module, so only validate."""
+    project = tmp_path / "proj"
+    scaffold.create(project, "wat")
+    built = builders.compile_project(project)
+    checked = builders.validate(project, built.wasm_path, load=False)
+    assert checked.imports == ["env.gn_log"] and checked.wasm == built.wasm_path.read_bytes()
+    broken = tmp_path / "broken.wasm"
+    broken.write_bytes(built.wasm_path.read_bytes()[:-3])  # cut inside the last section
+    with pytest.raises(PluginLoadError, match="invalid wasm module") as info:
+        builders.validate(project, broken, load=False)
+    assert info.value.code == "load_error" and info.value.plugin == "proj"
