@@ -15,6 +15,7 @@ BENCHMARKS = {
     "logs": "benchmarks.logs",
     "page": "benchmarks.page",
     "languages": "benchmarks.languages",
+    "devloop": "benchmarks.devloop",
 }
 
 

@@ -182,21 +182,22 @@ def test_a_trap_without_a_source_map_is_reported_in_faults_log_and_api() -> None
         loaded.invoke("action", "panic")
     fault = PluginFault.objects.get()
     assert fault.report is not None and fault.report["frames"]
-    assert fault.report["frames"][0]["location"] == "<no source map>"
-    assert fault.report["frames"][0]["function"].startswith("func[")
+    top = fault.report["frames"][0]
+    assert top["function"].startswith("func[") and top["symbol"].startswith(top["function"] + "+0x")
+    assert top["location"] == f"{top['symbol']} (no source map)"  # no name section: index + offset
     logs.flush()
     line = PluginLogEntry.objects.filter(plugin="devdemo", level=3).last()
-    assert line is not None and "#0 func[" in line.message and "<no source map>" in line.message
+    assert line is not None and "#0 func[" in line.message and "(no source map)" in line.message
     faults = client.get("/api/plugins/devdemo/faults/")
     assert faults.status_code == 200
     first = faults.json()["results"][0]
-    assert first["kind"] == "trap" and first["report"]["frames"][0]["location"] == "<no source map>"
-    assert "<no source map>" in first["report"]["text"]
+    assert first["kind"] == "trap" and first["report"]["frames"][0]["location"] == top["location"]
+    assert "(no source map)" in first["report"]["text"]
     # the admin's plugin page: the report under the fault's message
     admin = Client()
     admin.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
     page = admin.get(f"/admin/gonext_plugins/plugin/{Plugin.objects.get().pk}/change/").content.decode()
-    assert "Trap report" in page and "&lt;no source map&gt;" in page and "#0  func[" in page
+    assert "Trap report" in page and "(no source map)" in page and "#0  func[" in page
 
 
 # --- the log WebSocket with an API token ----------------------------------------------------------

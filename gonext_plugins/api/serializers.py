@@ -206,7 +206,8 @@ class AuditEventSerializer(serializers.ModelSerializer):
 class FaultSerializer(serializers.ModelSerializer):
     report = serializers.JSONField(
         help_text="for traps: `text` (readable), `frames` (`function`, `module_offset`, `source`, `line`, "
-                  "`column`, `location`: `file:line:column`, or `<no source map>`), `source_map`; "
+                  "`column`, `symbol`: `$name+0xOFFSET`, `location`: `file:line:column`, else the symbol and "
+                  "`(no source map)` or `(no source line)`), `source_map`; "
                   "null for other faults")
 
     class Meta:

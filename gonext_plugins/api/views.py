@@ -250,7 +250,8 @@ class PluginViewSet(APIBase, GenericViewSet):
         summary="A plugin's last faults, newest first",
         description="Traps, timeouts, bad results and load errors. A trap carries a `report` whose frames "
                     "name the source `file:line` when the module embeds a source map (dev builds do), "
-                    "and `<no source map>` otherwise.",
+                    "and otherwise the function (name section, else index) and offset: "
+                    "`$inner+0x5 (no source map)`.",
         parameters=[SLUG_PARAM], responses={200: s.FaultSerializer(many=True), **errors(*COMMON_ERRORS)},
     )
     @action(detail=True, methods=["get"])

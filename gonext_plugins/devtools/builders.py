@@ -1,10 +1,11 @@
-"""Build a plugin project of any supported language into ``<dir>/build/plugin.wasm`` and check it.
+"""Build a plugin project of any supported language into ``<dir>/build/dev/plugin.wasm`` (the dev
+loop) or ``<dir>/build/release/plugin.wasm`` (``pack``) and check it.
 
 Why one module for five toolchains: the dev loop should not care what the author writes in. Each
 builder runs the language's own compiler; a compiler that is not installed is a
 :class:`ToolchainMissing` that says how to get it. Every output then goes through the same
 post-processing: when the module carries DWARF (a Zig dev build, a Rust build with
-``debug = true``) it becomes ``build/plugin.wasm.map`` and the debug sections are stripped; a
+``debug = true``) it becomes ``plugin.wasm.map`` beside the module and the debug sections are stripped; a
 map the compiler wrote itself (AssemblyScript's ``--sourceMap``) is kept. With ``embed_map`` the
 map is also embedded as a ``data:`` URL in the module's ``sourceMappingURL`` section, so a module
 uploaded on its own still carries it (custom sections after the code move no code offset).
@@ -20,7 +21,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -30,19 +30,18 @@ import wasmtime
 
 from gonext_plugins import manifest as manifests
 from gonext_plugins.devtools import build_assemblyscript as asbuild
-from gonext_plugins.devtools import build_c, zigbuild
+from gonext_plugins.devtools import build_c, build_wat, build_zig
 from gonext_plugins.devtools import lang as langs
-from gonext_plugins.devtools.sdks import sdk_dir
+from gonext_plugins.devtools.fsutil import write_atomic
 from gonext_plugins.diagnostics import dwarf, sourcemap
+from gonext_plugins.diagnostics.wasmbin import wasm_imports
 from gonext_plugins.errors import BuildError, ManifestError, PluginError, PluginLoadError, ToolchainMissing
 from gonext_plugins.runtime import Limits, Runtime
 
 BUILD_DIR = "build"
+DEV_DIR, RELEASE_DIR = "dev", "release"  # build/dev/ for the dev loop, build/release/ for pack
 WASM_NAME = "plugin.wasm"
 MANIFEST_NAME = "manifest.json"
-# Zig dev builds keep the safety checks (bounds, overflow, unreachable -> a readable panic);
-# `make demo` and zigbuild's CLI ship ReleaseFast.
-DEV_ZIG_OPTIMIZE = "ReleaseSafe"
 RUST_TARGET = "wasm32-unknown-unknown"
 DEFAULT_TIMEOUT = 600.0
 
@@ -72,8 +71,10 @@ class Checked:
     imports: list[str] = field(default_factory=list)
 
 
-def output_path(project_dir: str | os.PathLike[str]) -> Path:
-    return Path(project_dir).resolve() / BUILD_DIR / WASM_NAME
+def output_path(project_dir: str | os.PathLike[str], *, release: bool = False) -> Path:
+    """``build/dev/plugin.wasm`` (fast, with line tables) or ``build/release/plugin.wasm`` (what
+    ``pack`` ships): separate, so neither build overwrites the other."""
+    return Path(project_dir).resolve() / BUILD_DIR / (RELEASE_DIR if release else DEV_DIR) / WASM_NAME
 
 
 # --- compile ------------------------------------------------------------------------------------
@@ -81,26 +82,27 @@ def output_path(project_dir: str | os.PathLike[str]) -> Path:
 
 def compile_project(project_dir: str | os.PathLike[str], lang: str = langs.AUTO, *,
                     source_map: bool = True, embed_map: bool = True, optimize: str | None = None,
-                    timeout: float = DEFAULT_TIMEOUT) -> Built:
-    """Detect (unless ``lang`` is given) and compile to ``build/plugin.wasm``."""
+                    release: bool = False, timeout: float = DEFAULT_TIMEOUT) -> Built:
+    """Detect (unless ``lang`` is given) and compile to :func:`output_path`: the fast dev build, or
+    with ``release`` the optimized one for ``pack``. ``optimize`` overrides Zig's mode."""
     project = Path(project_dir).resolve()
     language = langs.detect(project, lang)
     started = time.perf_counter()
-    out = output_path(project)
+    out = output_path(project, release=release)
     out.parent.mkdir(parents=True, exist_ok=True)
     if language == "zig":
-        cached = _build_zig(project, out, source_map=source_map, optimize=optimize, timeout=timeout)
+        cached = build_zig.build(project, out, source_map=source_map, release=release, timeout=timeout,
+                                 optimize=optimize)
     elif language == "wat":
-        cached = _build_wat(project, out)
+        cached = build_wat.build(project, out, source_map=source_map, release=release, timeout=timeout)
     elif language == "rust":
         cached = _build_rust(project, out, timeout=timeout)
     elif language == "c":
-        cached = build_c.build(project, out, source_map=source_map, release=not source_map, timeout=timeout)
+        cached = build_c.build(project, out, source_map=source_map, release=release, timeout=timeout)
     elif language == "tinygo":
         cached = _build_tinygo(project, out, timeout=timeout)
     else:
-        cached = asbuild.build(project, out, source_map=source_map, release=optimize not in (None, "Debug"),
-                               timeout=timeout)
+        cached = asbuild.build(project, out, source_map=source_map, release=release, timeout=timeout)
     map_path = None
     if not cached:
         map_path = post_process(out, project, source_map=source_map, embed_map=embed_map)
@@ -126,25 +128,13 @@ def post_process(wasm_path: Path, project: Path, *, source_map: bool = True,
             map_path.unlink()
         if not source_map:
             wasm = sourcemap.strip_custom_sections(wasm, lambda name: name == "sourceMappingURL")
-        _write(wasm_path, wasm)
+        write_atomic(wasm_path, wasm)
         return None
     text = smap.to_json()
-    _write(map_path, text.encode())
+    write_atomic(map_path, text.encode())
     url = sourcemap.data_url(text) if embed_map else map_path.name
-    _write(wasm_path, sourcemap.with_source_mapping_url(wasm, url))
+    write_atomic(wasm_path, sourcemap.with_source_mapping_url(wasm, url))
     return map_path
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Atomic write: a reader (or a watcher) never sees half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 def _run(cmd: list[str], cwd: Path, timeout: float, what: str) -> subprocess.CompletedProcess[str]:
@@ -159,67 +149,6 @@ def _run(cmd: list[str], cwd: Path, timeout: float, what: str) -> subprocess.Com
 def _fail(done: subprocess.CompletedProcess[str], cmd: list[str], what: str) -> BuildError:
     output = (done.stderr.strip() or done.stdout.strip())
     return BuildError(f"{what} failed (exit {done.returncode}):\n{output}", stderr=output, command=cmd)
-
-
-def _build_zig(project: Path, out: Path, *, source_map: bool, optimize: str | None, timeout: float) -> bool:
-    """zigbuild's flags and cache; with ``source_map`` the compile keeps DWARF (no ``-fstrip``) and
-    :func:`post_process` turns it into the map. Returns True when the cache answered."""
-    if not (project / "main.zig").is_file():
-        raise BuildError(f"no main.zig in {project}: Zig plugins are built from main.zig with the "
-                         "gonext SDK (build.zig is not run)")
-    mode = optimize or (DEV_ZIG_OPTIMIZE if source_map else zigbuild.DEFAULT_OPTIMIZE)
-    if not source_map:
-        key_file = out.with_name(out.name + ".buildkey")
-        before = key_file.read_text() if key_file.is_file() else None
-        zigbuild.build_zig(project, out, optimize=mode, timeout=timeout)
-        return before is not None and key_file.read_text() == before and out.is_file()
-    flags = [f for f in zigbuild.build_flags(optimize=mode) if f != "-fstrip"]
-    sdk = sdk_dir("zig")
-    key = zigbuild.cache_key(project, sdk, [*flags, "main=main.zig", "sourcemap"])
-    key_file = out.with_name(out.name + ".buildkey")
-    if out.is_file() and key_file.is_file() and key_file.read_text().strip() == key:
-        return True
-    fd, tmp_name = tempfile.mkstemp(prefix=".plugin-debug-", suffix=".wasm", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    cmd = [*zigbuild.zig_command(), "build-exe", *flags, "--name", out.stem,
-           "--cache-dir", str(out.parent / ".zig-cache"), f"-femit-bin={tmp}",
-           "--dep", zigbuild.SDK_MODULE, f"-Mroot={project / 'main.zig'}",
-           f"-M{zigbuild.SDK_MODULE}={sdk / (zigbuild.SDK_MODULE + '.zig')}"]
-    try:
-        done = _run(cmd, project, timeout, "zig build")
-        if done.returncode != 0:
-            stderr = done.stderr.strip()
-            raise BuildError(f"zig build of {project / 'main.zig'} failed:\n{stderr}", stderr=stderr,
-                             command=cmd)
-        zigbuild._check_module(tmp.read_bytes(), project / "main.zig", cmd)
-        os.replace(tmp, out)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    key_file.write_text(key + "\n")
-    return False
-
-
-def _build_wat(project: Path, out: Path) -> bool:
-    files = sorted(p for p in project.iterdir() if p.is_file() and p.suffix == ".wat")
-    if not files:
-        raise BuildError(f"no .wat file in {project}")
-    if len(files) > 1:
-        main = project / "main.wat"
-        if not main.is_file():
-            raise BuildError(f"{len(files)} .wat files in {project} ({', '.join(p.name for p in files)}) and "
-                             "no main.wat; name the plugin's module main.wat")
-        files = [main]
-    source = files[0]
-    try:
-        wasm = wasmtime.wat2wasm(source.read_text(encoding="utf-8"))
-    except (wasmtime.WasmtimeError, UnicodeDecodeError) as exc:
-        raise BuildError(f"{source.name} does not compile:\n{exc}", stderr=str(exc)) from exc
-    _write(out, bytes(wasm))
-    with contextlib.suppress(FileNotFoundError):
-        out.with_name(out.name + ".buildkey").unlink()
-    return False
 
 
 def _build_rust(project: Path, out: Path, *, timeout: float) -> bool:
@@ -299,13 +228,28 @@ def check_module(wasm: bytes, manifest: manifests.Manifest) -> tuple[list[str], 
             plugin.close()
 
 
-def validate(project_dir: str | os.PathLike[str], wasm_path: str | os.PathLike[str] | None = None) -> Checked:
-    """The manifest validates and the module loads; what an upload sends."""
+def validate(project_dir: str | os.PathLike[str], wasm_path: str | os.PathLike[str] | None = None, *,
+             release: bool = False, load: bool = True) -> Checked:
+    """The manifest validates and the module loads; what an upload sends.
+
+    ``load=False`` (the dev loop before an upload) only validates the module, without compiling
+    it: the site compiles and shape-checks it on upload anyway and answers with the same typed
+    error, and compiling a Debug build twice was a second or more of every edit -> served."""
     raw, manifest = read_manifest(project_dir)
-    path = Path(wasm_path) if wasm_path is not None else output_path(project_dir)
+    path = Path(wasm_path) if wasm_path is not None else output_path(project_dir, release=release)
     wasm = path.read_bytes()
+    if not load:
+        try:
+            wasmtime.Module.validate(wasmtime.Engine(), wasm)
+        except wasmtime.WasmtimeError as exc:
+            raise PluginLoadError(f"invalid wasm module: {_first_line(exc)}", plugin=manifest.slug) from exc
+        return Checked(manifest, raw, wasm, [], [f"{i.module}.{i.name}" for i in wasm_imports(wasm)])
     exports, imports = check_module(wasm, manifest)
     return Checked(manifest, raw, wasm, exports, imports)
+
+
+def _first_line(exc: BaseException) -> str:
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
 
 
 def build(project_dir: str | os.PathLike[str], lang: str = langs.AUTO,

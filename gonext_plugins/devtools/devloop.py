@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from gonext_plugins.devtools import builders, capdiff, hookcheck, upload
+from gonext_plugins.devtools import builders, capcheck, capdiff, hookcheck, upload
 from gonext_plugins.devtools import lang as langs
 from gonext_plugins.devtools import watch as watching
 from gonext_plugins.errors import BuildError, ManifestError, PluginError
@@ -109,6 +109,7 @@ class DevLoop:
     def __init__(self, options: DevOptions, out: TextIO | None = None, *,
                  uploader: Callable[..., dict[str, Any]] = upload.install,
                  catalogue: Callable[..., list[Any]] = hookcheck.fetch_catalogue,
+                 host_functions: Callable[..., dict[str, str]] = capcheck.fetch_functions,
                  watcher: Callable[..., Iterable[set[str]]] = watching.watch,
                  stop_event: threading.Event | None = None, clock: Callable[[], float] = time.time) -> None:
         self.options = options
@@ -116,6 +117,7 @@ class DevLoop:
         self.console = Console(self.out, use_color(self.out, options.color), clock)
         self.uploader = uploader
         self.catalogue = catalogue
+        self.host_functions = host_functions
         self.watcher = watcher
         self.stop_event = stop_event or threading.Event()
         self.previous: Any = None  # the manifest of the last successful cycle
@@ -150,10 +152,13 @@ class DevLoop:
             c.line("build", f"{rel} {size:,} bytes{smap} in {built.seconds:.2f} s{extra}")
             phase = "validate"
             started = time.perf_counter()
-            checked = builders.validate(project, built.wasm_path)
+            # Before an upload the site compiles and checks the module itself: validating here
+            # without compiling saves a second compile of every edit (--build-only loads it).
+            checked = builders.validate(project, built.wasm_path, load=opts.build_only)
             m = checked.manifest
             imports = ", ".join(checked.imports) or "none"
-            c.line("validate", f"manifest {m.slug} {m.version} ok; module loads (imports: {imports}) "
+            what = "module loads" if opts.build_only else "module valid, the site compiles it"
+            c.line("validate", f"manifest {m.slug} {m.version} ok; {what} (imports: {imports}) "
                                f"in {time.perf_counter() - started:.2f} s")
             self.slug = m.slug
             if not opts.build_only:
@@ -163,6 +168,7 @@ class DevLoop:
                 c.line("upload", f"{m.slug} {m.version} -> {upload.install_url(opts.host)} in "
                                  f"{time.perf_counter() - started:.2f} s{_summary(answer)}")
                 self.check_hooks(m)
+                self.check_capabilities(m, checked.wasm)
             delta = capdiff.diff(self.previous, m)
             head, *rows = delta.lines()
             c.line("diff", head)
@@ -193,6 +199,26 @@ class DevLoop:
             return
         c.line("hooks", f"{len(problems)} the site does not offer (they will not run unless it fires "
                         "them anyway):", style="WARN")
+        for problem in problems:
+            c.more(c.paint(f"! {problem}", "WARN"))
+
+    def check_capabilities(self, manifest: Any, wasm: bytes) -> None:
+        """Warn about capabilities the module seems to use (host function names in its data) that
+        the manifest does not ask for: their calls would be denied. Best effort, and said so."""
+        c = self.console
+        try:
+            functions = self.host_functions(self.options.host, token=self.options.token)
+        except PluginError as exc:
+            c.line("caps", f"not checked: {exc.message}", style="WARN")
+            return
+        problems = capcheck.warnings(manifest, wasm, functions)
+        if not problems:
+            used = capcheck.used_functions(wasm, functions)
+            c.line("caps", f"the manifest asks for every capability the module names ({len(used)} host "
+                           "function(s) found)")
+            return
+        c.line("caps", f"{len(problems)} used but not asked for (calls will be denied; "
+                       f"{capcheck.BEST_EFFORT}):", style="WARN")
         for problem in problems:
             c.more(c.paint(f"! {problem}", "WARN"))
 

@@ -31,23 +31,31 @@ def catalogue_url(host: str) -> str:
     return host.rstrip("/") + HOOKS_PATH
 
 
-def fetch_catalogue(host: str, *, token: str | None = None,
-                    timeout: float = 10.0) -> list[hooks.DeclaredHook]:
-    """The dev site's hook catalogue. Raises :class:`UploadError` when it cannot be read."""
-    url = catalogue_url(host)
+def fetch_json(host: str, path: str, *, token: str | None = None, timeout: float = 10.0) -> Any:
+    """``GET {host}{path}`` from the dev site's API, decoded. Raises :class:`UploadError` when it
+    cannot be read (the hook and the capability checks share it)."""
+    host = host if "://" in host else f"http://{host}"
+    url = host.rstrip("/") + path
     headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
     if token:
         headers["Authorization"] = f"Token {token}"
     try:
         request = urllib.request.Request(url, headers=headers)
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            data = json.loads(response.read())
+            return json.loads(response.read())
     except urllib.error.HTTPError as exc:
         hint = " (pass --token of a user with the view_plugin permission)" if exc.code in (401, 403) else ""
         raise UploadError(f"HTTP {exc.code} from {url}{hint}", status=exc.code,
                           error=f"http_{exc.code}") from exc
     except (TimeoutError, urllib.error.URLError, ConnectionError, OSError, ValueError) as exc:
         raise UploadError(f"cannot read {url}: {getattr(exc, 'reason', exc)}") from exc
+
+
+def fetch_catalogue(host: str, *, token: str | None = None,
+                    timeout: float = 10.0) -> list[hooks.DeclaredHook]:
+    """The dev site's hook catalogue. Raises :class:`UploadError` when it cannot be read."""
+    url = catalogue_url(host)
+    data = fetch_json(host, HOOKS_PATH, token=token, timeout=timeout)
     if not isinstance(data, list):
         raise UploadError(f"{url} did not answer with a list of hooks")
     try:

@@ -1,7 +1,7 @@
 """Watch a plugin project and say when to rebuild: ignore rules plus a trailing debounce.
 
 Why a debounce of our own: an editor's save is a burst (write a temp file, rename, touch a swap
-file, ...) and "save all" is a bigger one; each burst must be one rebuild, started 200 ms after the
+file, ...) and "save all" is a bigger one; each burst must be one rebuild, started 100 ms after the
 *last* event (trailing), not the first. :class:`Debouncer` and :func:`is_ignored` are pure (fed with
 paths and a clock) so they are tested without sleeping; :func:`watch` puts them on ``watchfiles``.
 No Django here.
@@ -19,7 +19,7 @@ from pathlib import Path, PurePath
 
 import watchfiles
 
-DEBOUNCE_S = 0.2
+DEBOUNCE_S = 0.1  # an editor's burst is a few ms; every 100 ms here is 100 ms of every edit -> served
 # Directories that only ever hold output, dependencies or VCS data.
 IGNORED_DIRS = frozenset({"build", "target", "node_modules", ".git", ".hg", ".svn", ".zig-cache", "zig-cache",
                           "zig-out", "__pycache__", ".idea", ".vscode"})

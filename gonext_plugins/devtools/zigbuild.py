@@ -3,9 +3,11 @@ WebAssembly module.
 
 ``build_zig(project_dir)`` compiles ``project_dir/main.zig`` with the ``ziglang`` package's compiler
 (``python -m ziglang build-exe -target wasm32-freestanding ...``) into
-``project_dir/build/plugin.wasm``. The build is cached on content: the key is a sha256 over every
-``.zig`` source of the plugin and the SDK, the compiler version and the flags, stored next to the
-output as ``plugin.wasm.buildkey``; an unchanged plugin is not rebuilt. No Django here.
+``project_dir/build/release/plugin.wasm`` (the release build ``pack`` ships; the dev loop's
+builds go to ``build/dev/``, see ``build_zig``). The build is cached on content: the key is a
+sha256 over every ``.zig`` source of the plugin and the SDK, the compiler version and the flags,
+stored next to the output as ``plugin.wasm.buildkey``; an unchanged plugin is not rebuilt. No
+Django here.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ OPTIMIZE_MODES = ("Debug", "ReleaseSafe", "ReleaseFast", "ReleaseSmall")
 # Hooks run on every page view: speed beats size (the SEO plugin: ~30% fewer instructions per call
 # than ReleaseSmall, 130 KB instead of 95 KB, far under the 10 MiB bundle cap).
 DEFAULT_OPTIMIZE = "ReleaseFast"
+DEFAULT_OUT = Path("build", "release", "plugin.wasm")  # what `plugin pack DIR` ships
 _SKIP_DIRS = frozenset({"build", ".zig-cache", "zig-cache", "zig-out"})
 
 
@@ -82,8 +85,10 @@ def cache_key(project_dir: Path, sdk_dir: Path, flags: list[str]) -> str:
 
 
 def build_flags(*, optimize: str = DEFAULT_OPTIMIZE, max_memory_pages: int = 256,
-                stack_size: int = 64 * 1024) -> list[str]:
+                stack_size: int = 64 * 1024, debug_info: bool = False) -> list[str]:
     """The flags that do not depend on paths (they go into the cache key as they are).
+
+    ``debug_info`` keeps DWARF (no ``-fstrip``): the dev build turns it into a source map.
 
     No ``--initial-memory``: the linker then declares just what data + stack need (a few pages),
     far under the host's cap. ``--max-memory`` bounds growth in the module itself as well.
@@ -98,7 +103,7 @@ def build_flags(*, optimize: str = DEFAULT_OPTIMIZE, max_memory_pages: int = 256
         "-target", "wasm32-freestanding",
         "-fno-entry",  # a library-like module: the host calls the exports, there is no _start
         "-O", optimize,
-        "-fstrip",
+        *(() if debug_info else ("-fstrip",)),
         "--stack", str(stack_size),
         f"--max-memory={max_memory_pages * WASM_PAGE}",
         *(f"--export={name}" for name in EXPORTS),
@@ -108,21 +113,22 @@ def build_flags(*, optimize: str = DEFAULT_OPTIMIZE, max_memory_pages: int = 256
 def build_zig(project_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *,
               sdk_dir: str | os.PathLike[str] | None = None, optimize: str = DEFAULT_OPTIMIZE,
               main: str = "main.zig", max_memory_pages: int = 256, stack_size: int = 64 * 1024,
-              force: bool = False, timeout: float = 600) -> Path:
-    """Compile ``project_dir/main`` into ``out`` (default ``project_dir/build/plugin.wasm``).
+              force: bool = False, timeout: float = 600, debug_info: bool = False) -> Path:
+    """Compile ``project_dir/main`` into ``out`` (default ``project_dir/build/release/plugin.wasm``).
 
     Returns the output path. Skips the compiler when the cache key stored next to ``out`` matches;
     ``force`` rebuilds anyway. Raises ``BuildError`` with the compiler's stderr on failure.
     """
     project = Path(project_dir).resolve()
     sdk = Path(sdk_dir).resolve() if sdk_dir is not None else find_sdk("zig")
-    output = Path(out).resolve() if out is not None else project / "build" / "plugin.wasm"
+    output = Path(out).resolve() if out is not None else project / DEFAULT_OUT
     source = project / main
     if not source.is_file():
         raise BuildError(f"no {main} in {project}")
     if not (sdk / f"{SDK_MODULE}.zig").is_file():
         raise BuildError(f"no {SDK_MODULE}.zig in SDK directory {sdk}")
-    flags = build_flags(optimize=optimize, max_memory_pages=max_memory_pages, stack_size=stack_size)
+    flags = build_flags(optimize=optimize, max_memory_pages=max_memory_pages, stack_size=stack_size,
+                        debug_info=debug_info)
     # `main` is part of the key: the same tree built from another root file is another module.
     key = cache_key(project, sdk, [*flags, f"main={main}"])
     key_file = output.with_name(output.name + ".buildkey")
@@ -184,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gonext_plugins.devtools.zigbuild",
                                      description="Build a Zig gonext plugin into plugin.wasm (cached).")
     parser.add_argument("project_dir", help="directory holding main.zig")
-    parser.add_argument("-o", "--out", help="output path (default: PROJECT_DIR/build/plugin.wasm)")
+    parser.add_argument("-o", "--out", help="output path (default: PROJECT_DIR/build/release/plugin.wasm)")
     parser.add_argument("-O", "--optimize", default=DEFAULT_OPTIMIZE, choices=OPTIMIZE_MODES)
     parser.add_argument("--force", action="store_true", help="rebuild even when the cache key matches")
     args = parser.parse_args(argv)

@@ -47,6 +47,9 @@ def from_dwarf(wasm: bytes, *, relative_to: str | os.PathLike[str] | None = None
     root = os.path.realpath(os.fspath(relative_to)) if relative_to is not None else None
     sources: list[str] = []
     index: dict[str, int] = {}
+    # A line table names a few dozen files in thousands of rows: resolve each path once
+    # (realpath per row was most of a Zig Debug build's post-processing time).
+    displayed: dict[str, str] = {}
     segments: list[Segment] = []
     last: tuple[int | None, int, int] | None = None
     for row in sorted(rows, key=lambda r: (r.address, r.end_sequence)):
@@ -54,7 +57,9 @@ def from_dwarf(wasm: bytes, *, relative_to: str | os.PathLike[str] | None = None
         if row.end_sequence or row.line == 0:  # line 0: compiler-made code with no source line
             key: tuple[int | None, int, int] = (None, 0, 0)
         else:
-            name = _display_path(row.file, root)
+            name = displayed.get(row.file)
+            if name is None:
+                name = displayed[row.file] = _display_path(row.file, root)
             if name not in index:
                 index[name] = len(sources)
                 sources.append(name)

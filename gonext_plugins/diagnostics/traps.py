@@ -8,8 +8,11 @@ a ``sourceMappingURL`` file, or ``plugin.wasm.map`` beside the module).
 Frames come in several shapes and all are accepted: wasmtime ``Frame`` objects (``func_index``,
 ``func_name``, ``module_offset``), dicts with those keys, and the strings ``PluginTrap.frames``
 holds today (``"name"`` or ``"func[N]"``, optionally ``"@0x<module offset>"``). A frame without
-an offset is resolved to its function's first instruction and marked approximate. Without a map
-every frame says ``<no source map>``. No Django here.
+an offset is resolved to its function's first instruction and marked approximate. Every frame is
+placed as well as the module allows: a source line when a map has one, else the function's name
+from the ``name`` section (``$inner+0x5``: the offset inside the function, as a WAT author reads
+it), else its index (``func[5]+0x5``); the location then says which of map or line was missing.
+No Django here.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class Frame:
     position: Position | None = None
     approximate: bool = False  # resolved from the function's entry, not the trapping instruction
     mapped: bool = False  # a map was there to ask
+    func_offset: int | None = None  # bytes from the function's first instruction to the frame
 
     @property
     def function(self) -> str:
@@ -53,11 +57,15 @@ class Frame:
         return f"func[{self.func_index}]" if self.func_index is not None else "<unknown function>"
 
     @property
+    def symbol(self) -> str:
+        """The frame by the name section (``$name``) or index, plus its offset in the function."""
+        base = f"${self.func_name}" if self.func_name else self.function
+        return base + (f"+{self.func_offset:#x}" if self.func_offset is not None else "")
+
+    @property
     def location(self) -> str:
-        if not self.mapped:
-            return NO_SOURCE_MAP
         if self.position is None:
-            return UNMAPPED
+            return f"{self.symbol} ({(UNMAPPED if self.mapped else NO_SOURCE_MAP).strip('<>')})"
         return f"{self.position}{' (function entry)' if self.approximate else ''}"
 
     def as_dict(self) -> dict[str, Any]:
@@ -66,7 +74,7 @@ class Frame:
             "function": self.function, "func_index": self.func_index, "module_offset": self.module_offset,
             "source": pos.source if pos else None, "line": pos.line if pos else None,
             "column": pos.column + 1 if pos else None, "approximate": self.approximate,
-            "location": self.location,
+            "func_offset": self.func_offset, "symbol": self.symbol, "location": self.location,
         }
 
 
@@ -139,12 +147,13 @@ def resolve_frames(raw_frames: Iterable[Any], module: bytes | WasmFunctions | No
                 name = funcs.names.get(index)
         approximate = False
         lookup_at = offset
-        if lookup_at is None and funcs is not None and index is not None:
-            lookup_at = funcs.entry(index)
-            approximate = lookup_at is not None
+        entry = funcs.entry(index) if funcs is not None and index is not None else None
+        if lookup_at is None and entry is not None:
+            lookup_at, approximate = entry, True
+        func_offset = offset - entry if offset is not None and entry is not None and offset >= entry else None
         position = smap.lookup_offset(lookup_at) if smap is not None and lookup_at is not None else None
         frames.append(Frame(index, name, offset, position, approximate=approximate and position is not None,
-                            mapped=smap is not None))
+                            mapped=smap is not None, func_offset=func_offset))
     return _without_ignored_top(frames, smap)
 
 

@@ -17,7 +17,7 @@ from gonext_plugins.errors import SourceMapError
 
 MAGIC = b"\0asm"
 HEADER_SIZE = 8  # magic and version
-CUSTOM, IMPORT, FUNCTION, CODE = 0, 2, 3, 10  # section ids
+CUSTOM, IMPORT, FUNCTION, CODE, DATA = 0, 2, 3, 10, 11  # section ids
 
 
 def read_uleb(data: bytes, pos: int, *, max_bytes: int | None = None,
@@ -202,3 +202,46 @@ def wasm_functions(wasm: bytes) -> WasmFunctions:
                         q += nlen
                 p += size
     return WasmFunctions(imported, tuple(bodies), names)
+
+
+# Constant-expression opcodes a data segment's offset may use (MVP and extended-const).
+_CONST_LEB_OPS = frozenset({0x41, 0x42, 0x23})  # i32.const, i64.const (signed LEB), global.get (index)
+_CONST_PLAIN_OPS = frozenset({0x6A, 0x6B, 0x6C, 0x7C, 0x7D, 0x7E})  # i32/i64 add, sub, mul
+_END = 0x0B
+
+
+def _skip_const_expr(wasm: bytes, pos: int) -> int:
+    """The position after a constant expression (its ``end``)."""
+    while pos < len(wasm):
+        op, pos = wasm[pos], pos + 1
+        if op == _END:
+            return pos
+        if op in _CONST_LEB_OPS:
+            _, pos = leb(wasm, pos)  # a signed LEB has the same length as an unsigned one
+        elif op not in _CONST_PLAIN_OPS:
+            raise SourceMapError(f"unexpected opcode {op:#x} in a data segment's offset")
+    raise SourceMapError("truncated constant expression in wasm module")
+
+
+def wasm_data(wasm: bytes) -> list[bytes]:
+    """The bytes of every data segment (active or passive), in order: what a module's string
+    literals compile to, so a lint can see which host functions it names."""
+    segments: list[bytes] = []
+    for sec in wasm_sections(wasm):
+        if sec.id != DATA:
+            continue
+        count, p = leb(wasm, sec.payload)
+        for _ in range(count):
+            flags, p = leb(wasm, p)
+            if flags == 2:
+                _, p = leb(wasm, p)  # memory index
+            if flags in (0, 2):
+                p = _skip_const_expr(wasm, p)
+            elif flags != 1:
+                raise SourceMapError(f"unknown data segment kind {flags}")
+            size, p = leb(wasm, p)
+            if p + size > sec.end:
+                raise SourceMapError("data segment runs past its section")
+            segments.append(wasm[p:p + size])
+            p += size
+    return segments

@@ -34,7 +34,7 @@ def wat_dir(tmp_path: Path, files: dict[str, str]) -> Path:
 def test_wat_builds_to_build_plugin_wasm(tmp_path: Path) -> None:
     project = wat_dir(tmp_path, {"plugin.wat": MINIMAL, "manifest.json": manifest()})
     built, checked = builders.build(project)
-    assert built.wasm_path == tmp_path / "build" / "plugin.wasm" and built.lang == "wat"
+    assert built.wasm_path == tmp_path / "build" / "dev" / "plugin.wasm" and built.lang == "wat"
     assert checked.wasm == built.wasm_path.read_bytes() and checked.wasm.startswith(b"\0asm")
     assert checked.imports == [] and "gn_handle_hook" in checked.exports
     assert built.map_path is None and sourcemap.source_mapping_url(checked.wasm) is None

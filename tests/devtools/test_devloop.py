@@ -49,7 +49,7 @@ def test_no_watch_uploads_once(wat_project: Path, recording_server) -> None:  # 
     assert req.path == "/_/plugins/dev/install" and req.headers["Authorization"] == "Token tok"
     parts = multipart_parts(req.body, req.headers["Content-Type"])
     assert parts["manifest"] == (wat_project / "manifest.json").read_bytes()
-    assert parts["wasm"] == (wat_project / "build" / "plugin.wasm").read_bytes()
+    assert parts["wasm"] == (wat_project / "build" / "dev" / "plugin.wasm").read_bytes()
     for phase in ("detect", "build", "validate", "upload", "diff"):
         assert re.search(rf"^{STAMP} {phase}\s", output, re.M), (phase, output)
     assert "wat (plugin.wat)" in output and "(status installed)" in output
@@ -61,7 +61,7 @@ def test_build_only_uploads_nothing(wat_project: Path, recording_server) -> None
     output = run_dev(str(wat_project), "--build-only", "--host", recording_server.url)
     assert recording_server.requests == []
     assert "validate" in output and "upload" not in output
-    assert (wat_project / "build" / "plugin.wasm").is_file()
+    assert (wat_project / "build" / "dev" / "plugin.wasm").is_file()
 
 
 def test_first_build_error_exits_non_zero(wat_project: Path, recording_server) -> None:  # type: ignore[no-untyped-def]

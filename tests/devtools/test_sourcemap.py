@@ -161,7 +161,7 @@ def test_not_a_module() -> None:
 
 
 def test_zig_dev_build_carries_a_map_and_no_dwarf(zig_projects: dict[str, Path]) -> None:
-    wasm_path = zig_projects["hello"] / "build" / "plugin.wasm"
+    wasm_path = zig_projects["hello"] / "build" / "dev" / "plugin.wasm"
     wasm = wasm_path.read_bytes()
     names = [s.name for s in sourcemap.wasm_sections(wasm) if s.id == 0]
     assert not [n for n in names if n.startswith(".debug_")]  # stripped after deriving the map
@@ -178,14 +178,14 @@ def test_dwarf_rows_match_llvm_dwarfdump(tmp_path: Path, zig_projects: dict[str,
     dwarfdump = shutil.which("llvm-dwarfdump")
     if dwarfdump is None:
         pytest.skip("llvm-dwarfdump not installed")
-    from gonext_plugins.devtools import zigbuild
+    from gonext_plugins.devtools import build_zig, zigbuild
 
     project = zig_projects["hello"]
     out = tmp_path / "debug.wasm"
     # the dev build's own command (same flags and cache dir: a cache hit), emitted elsewhere
-    flags = [f for f in zigbuild.build_flags(optimize="ReleaseSafe") if f != "-fstrip"]
+    flags = zigbuild.build_flags(optimize=build_zig.DEV_OPTIMIZE, debug_info=True)
     subprocess.run([*zigbuild.zig_command(), "build-exe", *flags, "--name", "plugin",
-                    "--cache-dir", str(project / "build" / ".zig-cache"),
+                    "--cache-dir", str(project / "build" / "dev" / ".zig-cache"),
                     f"-femit-bin={out}", "--dep", "gonext", f"-Mroot={project / 'main.zig'}",
                     f"-Mgonext={sdk_dir('zig') / 'gonext.zig'}"],
                    check=True, cwd=project, capture_output=True)

@@ -1,4 +1,4 @@
-"""Trap reports: wasm frames -> file:line through a source map, and ``<no source map>`` without."""
+"""Trap reports: wasm frames -> file:line through a source map, else `$name+offset` from the name section."""
 
 from __future__ import annotations
 
@@ -69,6 +69,11 @@ def guest() -> bytes:
     return bytes(wasmtime.wat2wasm(GUEST))
 
 
+def trap_offset(trap: PluginTrap, number: int) -> int:
+    """The module offset the runtime recorded for frame ``number`` (``name@0x...``)."""
+    return int(trap.frames[number].rsplit("@", 1)[1], 16)
+
+
 def wat_map(wasm: bytes, trap_offset: int, call_offset: int) -> SourceMap:
     """A hand-made map for GUEST: function entries and the two instructions that matter."""
     funcs = traps.wasm_functions(wasm)
@@ -94,7 +99,7 @@ def test_frames_with_offsets_resolve_to_lines(guest: bytes) -> None:
     data = json.loads(json.dumps(report.as_dict()))
     assert data["frames"][0] == {"function": "inner", "func_index": 2, "module_offset": offsets[0],
                                  "source": "plugin.wat", "line": 10, "column": 5, "approximate": False,
-                                 "location": "plugin.wat:10:5"}
+                                 "func_offset": 5, "symbol": "$inner+0x5", "location": "plugin.wat:10:5"}
 
 
 def test_plugin_trap_frames_carry_offsets_and_resolve_exactly(guest: bytes, tmp_path: Path) -> None:
@@ -134,15 +139,27 @@ def test_offsets_in_frame_strings_are_used() -> None:
     assert traps.parse_frame({"func_index": 3, "func_name": None, "module_offset": 99}) == (3, None, 99)
 
 
-def test_without_a_map_every_frame_says_so(guest: bytes) -> None:
-    report = traps.inspect(plugin_trap(guest), guest)
-    assert [f.location for f in report.frames] == [traps.NO_SOURCE_MAP] * 2
+def test_without_a_map_every_frame_names_its_function_and_offset(guest: bytes) -> None:
+    """A WAT module has no map, but its ``$names`` are in the name section: each frame says where."""
+    trap = plugin_trap(guest)
+    report = traps.inspect(trap, guest)
+    functions = traps.wasm_functions(guest)
+    inner, outer = functions.index_of("inner"), functions.index_of("outer")
+    assert inner is not None and outer is not None
+    expected = [f"$inner+{trap_offset(trap, 0) - functions.entry(inner):#x} (no source map)",  # type: ignore[operator]
+                f"$outer+{trap_offset(trap, 1) - functions.entry(outer):#x} (no source map)"]  # type: ignore[operator]
+    assert [f.location for f in report.frames] == expected
     assert report.map_source is None
-    assert "inner" in report.text() and "<no source map>" in report.text()
+    assert "#0  inner" in report.text() and expected[0] in report.text()
     assert report.as_dict()["frames"][1]["source"] is None
-    # no module at all: still a report
+    assert report.as_dict()["frames"][0]["symbol"] == expected[0].split(" ")[0]
+    # frames that arrive by index only (a backtrace's `<wasm function N>`): named from the module
+    raw_frame = f"func[{inner}]@{trap_offset(trap, 0):#x}"
+    by_index = traps.inspect(PluginTrap("guest trapped: x", frames=[raw_frame]), guest)
+    assert by_index.frames[0].location == expected[0] and by_index.frames[0].function == "inner"
+    # no module at all: still a report, by index
     bare = traps.inspect(PluginTrap("guest trapped: x", frames=["func[3]"]))
-    assert bare.frames[0].function == "func[3]" and bare.frames[0].location == traps.NO_SOURCE_MAP
+    assert bare.frames[0].function == "func[3]" and bare.frames[0].location == "func[3] (no source map)"
     assert "(no wasm frames)" in traps.inspect(PluginTrap("out of fuel")).text()
 
 
@@ -151,7 +168,7 @@ def test_a_broken_embedded_map_is_reported_not_raised(guest: bytes) -> None:
     report = traps.inspect(plugin_trap(wasm), wasm)
     assert report.map_error and "not JSON" in report.map_error
     assert "source map unusable" in report.text()
-    assert report.frames[0].location == traps.NO_SOURCE_MAP
+    assert report.frames[0].location == "$inner+0x7 (no source map)"
 
 
 def test_guest_panic_message_is_shown() -> None:
@@ -164,7 +181,7 @@ def test_guest_panic_message_is_shown() -> None:
 
 def test_zig_trap_names_the_source_line(zig_projects: dict[str, Path]) -> None:
     project = zig_projects["trapper"]
-    wasm = (project / "build" / "plugin.wasm").read_bytes()
+    wasm = (project / "build" / "dev" / "plugin.wasm").read_bytes()
     trap_line = next(n for n, line in enumerate((project / "main.zig").read_text().splitlines(), 1)
                      if "TRAP LINE" in line)
     report = traps.inspect(raw_trap(wasm), wasm)

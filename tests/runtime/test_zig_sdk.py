@@ -323,7 +323,7 @@ def test_build_is_cached_on_content(tmp_path: Path) -> None:
 
     project = _project(tmp_path, MINIMAL)
     out = zigbuild.build_zig(project)
-    assert out == project / "build" / "plugin.wasm"
+    assert out == project / "build" / "release" / "plugin.wasm"
     key_file = out.with_name("plugin.wasm.buildkey")
     key = key_file.read_text()
     mtime = out.stat().st_mtime_ns
@@ -353,7 +353,7 @@ def test_compile_error_is_a_build_error_with_stderr(tmp_path: Path) -> None:
     assert "undefined_name" in info.value.stderr
     assert "undefined_name" in str(info.value)
     assert info.value.code == "build_error"
-    assert not (project / "build" / "plugin.wasm").exists()
+    assert not (project / "build" / "release" / "plugin.wasm").exists()
 
 
 def test_forbidden_import_fails_the_build(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from gonext_plugins.devtools import devloop, scaffold, upload
+from gonext_plugins.devtools import builders, devloop, scaffold, upload
 from gonext_plugins.devtools import lang as langs
 
 DEV_SUBCOMMANDS: dict[str, str] = {
@@ -44,6 +44,20 @@ class DevCommands:
                           f"next: manage.py plugin dev {directory} --build-only   (then without --build-only "
                           "against a running dev site)")
 
+    # --- pack DIRECTORY (``plugin.py``'s ``pack`` asks for the build) ---------------------------------
+
+    def build_release(self, directory: str) -> tuple[bytes, bytes, Path]:
+        """The release build ``pack`` ships (optimized, into ``build/release/``, never the dev
+        build): (manifest bytes, wasm bytes, the default bundle path)."""
+        if not Path(directory).is_dir():
+            raise CommandError(f"usage: {directory} is not a directory", returncode=2)
+        built, checked = builders.build(directory, release=True, source_map=False)
+        self.stdout.write(f"built {built.wasm_path} ({len(checked.wasm):,} bytes, {built.lang}, release"
+                          f"{', cached' if built.cached else ''}) in {built.seconds:.2f} s")
+        manifest = checked.manifest
+        return (checked.manifest_bytes, checked.wasm,
+                built.wasm_path.parent / f"{manifest.slug}-{manifest.version}.gnplugin")
+
     # --- dev -------------------------------------------------------------------------------------
 
     def args_dev(self, parser: argparse.ArgumentParser) -> None:
@@ -60,7 +74,7 @@ class DevCommands:
                             help="the project's language (default: detect from its files)")
         parser.add_argument("--logs", action="store_true", help="tail the plugin's log stream")
         parser.add_argument("--optimize", choices=("Debug", "ReleaseSafe", "ReleaseFast", "ReleaseSmall"),
-                            help="Zig optimize mode (default for dev builds: ReleaseSafe)")
+                            help="Zig optimize mode (default for dev builds: Debug, the fastest to compile)")
         parser.add_argument("--color", action=argparse.BooleanOptionalAction, default=None,
                             help="ANSI colours (default: when stdout is a terminal and NO_COLOR is unset)")
 

@@ -90,7 +90,7 @@ class Command(DevCommands, HooksCommands, LifecycleCommands, RunCommands, Settin
 
     SUBCOMMANDS: dict[str, str] = {
         "keygen": "create a publisher key pair file (ed25519, mode 0600)",
-        "pack": "pack manifest.json and plugin.wasm into an unsigned .gnplugin",
+        "pack": "build a project in release mode and pack it (or manifest.json + plugin.wasm) unsigned",
         "sign": "sign a .gnplugin with a publisher key file",
         "verify": "check a .gnplugin completely: layout, manifest and signature",
         **LIFECYCLE_SUBCOMMANDS,
@@ -152,12 +152,28 @@ class Command(DevCommands, HooksCommands, LifecycleCommands, RunCommands, Settin
     # --- pack ----------------------------------------------------------------------------------
 
     def args_pack(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--manifest", required=True, help="manifest.json")
-        parser.add_argument("--wasm", required=True, help="the compiled plugin.wasm")
-        parser.add_argument("--out", required=True, help="the .gnplugin to write")
+        parser.add_argument("directory", nargs="?",
+                            help="a plugin project: build it in release mode, then pack that build "
+                                 "(instead of --manifest and --wasm)")
+        parser.add_argument("--manifest", help="manifest.json")
+        parser.add_argument("--wasm", help="the compiled plugin.wasm")
+        parser.add_argument("--out", help="the .gnplugin to write (default with DIRECTORY: "
+                                          "DIRECTORY/build/release/<slug>-<version>.gnplugin)")
 
-    def handle_pack(self, *, manifest: str, wasm: str, out: str, **_: Any) -> None:
-        data = bundles.pack(read_input(manifest), read_input(wasm))
+    def handle_pack(self, *, directory: str | None, manifest: str | None, wasm: str | None,
+                    out: str | None, **_: Any) -> None:
+        if directory is not None:
+            if manifest or wasm:
+                raise CommandError("usage: give a project DIRECTORY or --manifest and --wasm, not both",
+                                   returncode=2)
+            manifest_bytes, wasm_bytes, default_out = self.build_release(directory)
+            out = out or str(default_out)
+        elif manifest and wasm and out:
+            manifest_bytes, wasm_bytes = read_input(manifest), read_input(wasm)
+        else:
+            raise CommandError("usage: plugin pack DIRECTORY [--out OUT], or plugin pack --manifest M "
+                               "--wasm W --out OUT", returncode=2)
+        data = bundles.pack(manifest_bytes, wasm_bytes)
         write_output(out, data)
         self.say(f"packed {out} ({len(data):,} bytes, unsigned); sign it with "
                  f"`manage.py plugin sign {out} --key KEYFILE`")
