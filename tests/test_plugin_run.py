@@ -21,6 +21,7 @@ from django.core.management.base import CommandError
 
 from gonext_plugins import bundle
 from gonext_plugins.devtools import builders
+from gonext_plugins.devtools.fsutil import output_path
 from tests.conftest import guest_wasm, make_manifest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,16 +40,16 @@ def run_json(*args: str) -> dict[str, Any]:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """A built project directory: manifest.json + build/plugin.wasm of the ABI guest."""
+    """A built project directory: manifest.json + build/dev/plugin.wasm of the ABI guest."""
     directory = tmp_path / "demo"
-    (directory / "build").mkdir(parents=True)
+    output_path(directory).parent.mkdir(parents=True)
     manifest = make_manifest(capabilities=["hooks.subscribe"], optionalCapabilities=["kv"],
                              settings={"type": "object",
                                        "properties": {"n": {"type": "integer", "default": 2}}},
                              hooks=[{"name": "upper", "kind": "filter"}, {"name": "log", "kind": "action"}])
     (directory / "manifest.json").write_text(json.dumps(manifest))
     (directory / "plugin.wat").write_text((REPO / "tests" / "guests" / "abi_guest.wat").read_text())
-    (directory / "build" / "plugin.wasm").write_bytes(guest_wasm("abi_guest"))
+    output_path(directory).write_bytes(guest_wasm("abi_guest"))
     return directory
 
 

@@ -19,6 +19,7 @@ import pytest
 
 from gonext_plugins import bundle, lifecycle, registry
 from gonext_plugins.devtools import builders
+from gonext_plugins.devtools.fsutil import output_path
 from gonext_plugins.errors import FixtureError, InvalidSettings, NotBuilt
 from gonext_plugins.testing import PluginHarness, run_fixture
 from tests.conftest import guest_wasm, make_manifest
@@ -249,10 +250,10 @@ def test_no_django_was_imported():
 
 def test_an_author_repository_tests_its_plugin_without_django(tmp_path: Path) -> None:
     project = tmp_path / "plugin"
-    (project / "build").mkdir(parents=True)
+    output_path(project).parent.mkdir(parents=True)
     (project / "manifest.json").write_text(json.dumps(make_manifest(slug="author-demo")))
     (project / "plugin.wat").write_text((REPO / "tests" / "guests" / "abi_guest.wat").read_text())
-    (project / "build" / "plugin.wasm").write_bytes(guest_wasm("abi_guest"))
+    output_path(project).write_bytes(guest_wasm("abi_guest"))
     (tmp_path / "fixture.json").write_text(json.dumps(
         {"hook": "upper", "kind": "filter", "value": "hey", "expect": {"result": "HEY", "logs": []}}))
     (tmp_path / "test_plugin.py").write_text(AUTHOR_TEST)

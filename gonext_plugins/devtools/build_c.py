@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from gonext_plugins.devtools import zigbuild
+from gonext_plugins.devtools.fsutil import output_path
 from gonext_plugins.devtools.sdks import sdk_dir
 from gonext_plugins.diagnostics.wasmbin import wasm_imports
 from gonext_plugins.errors import BuildError
@@ -167,13 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gonext_plugins.devtools.build_c",
                                      description="Build a C gonext plugin into a .wasm module (cached).")
     parser.add_argument("project_dir", help="directory holding the plugin's *.c files")
-    parser.add_argument("-o", "--out", help="output path (default: PROJECT_DIR/build/plugin.wasm, "
+    parser.add_argument("-o", "--out", help="output path (default: PROJECT_DIR/build/dev/plugin.wasm, "
                         "or PROJECT_DIR/build/release/plugin.wasm with --release)")
     parser.add_argument("--release", action="store_true", help="-Os and stripped, for `plugin pack`")
     args = parser.parse_args(argv)
     project = Path(args.project_dir).resolve()
-    default = project / "build" / ("release" if args.release else "") / "plugin.wasm"
-    out = Path(args.out).resolve() if args.out else default
+    out = Path(args.out).resolve() if args.out else output_path(project, release=args.release)
     started = time.perf_counter()
     try:
         cached = build(project, out, source_map=not args.release, release=args.release, timeout=600)

@@ -32,15 +32,15 @@ from gonext_plugins import manifest as manifests
 from gonext_plugins.devtools import build_assemblyscript as asbuild
 from gonext_plugins.devtools import build_c, build_wat, build_zig
 from gonext_plugins.devtools import lang as langs
-from gonext_plugins.devtools.fsutil import write_atomic
+from gonext_plugins.devtools.fsutil import (
+    output_path,
+    write_atomic,
+)
 from gonext_plugins.diagnostics import dwarf, sourcemap
 from gonext_plugins.diagnostics.wasmbin import wasm_imports
 from gonext_plugins.errors import BuildError, ManifestError, PluginError, PluginLoadError, ToolchainMissing
 from gonext_plugins.runtime import Limits, Runtime
 
-BUILD_DIR = "build"
-DEV_DIR, RELEASE_DIR = "dev", "release"  # build/dev/ for the dev loop, build/release/ for pack
-WASM_NAME = "plugin.wasm"
 MANIFEST_NAME = "manifest.json"
 RUST_TARGET = "wasm32-unknown-unknown"
 DEFAULT_TIMEOUT = 600.0
@@ -69,12 +69,6 @@ class Checked:
     wasm: bytes
     exports: list[str] = field(default_factory=list)
     imports: list[str] = field(default_factory=list)
-
-
-def output_path(project_dir: str | os.PathLike[str], *, release: bool = False) -> Path:
-    """``build/dev/plugin.wasm`` (fast, with line tables) or ``build/release/plugin.wasm`` (what
-    ``pack`` ships): separate, so neither build overwrites the other."""
-    return Path(project_dir).resolve() / BUILD_DIR / (RELEASE_DIR if release else DEV_DIR) / WASM_NAME
 
 
 # --- compile ------------------------------------------------------------------------------------

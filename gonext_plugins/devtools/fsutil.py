@@ -1,4 +1,5 @@
-"""File writes the author's tools share (the builders of every language, the post-processing).
+"""Where builds go and how files are written, shared by the author's tools (the builders of every
+language, the post-processing, the CLIs).
 
 Why its own module: ``builders`` imports each ``build_<lang>`` module, so a helper they all use
 cannot live in ``builders`` without an import cycle. No Django here.
@@ -10,6 +11,16 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+
+BUILD_DIR = "build"
+DEV_DIR, RELEASE_DIR = "dev", "release"  # build/dev/ for the dev loop, build/release/ for pack
+WASM_NAME = "plugin.wasm"
+
+
+def output_path(project_dir: str | os.PathLike[str], *, release: bool = False) -> Path:
+    """``build/dev/plugin.wasm`` (fast, with line tables) or ``build/release/plugin.wasm`` (what
+    ``pack`` ships): separate, so neither build overwrites the other."""
+    return Path(project_dir).resolve() / BUILD_DIR / (RELEASE_DIR if release else DEV_DIR) / WASM_NAME
 
 
 def write_atomic(path: Path, data: bytes) -> None:
