@@ -29,6 +29,7 @@ from pathlib import Path
 import wasmtime
 
 from gonext_plugins import manifest as manifests
+from gonext_plugins.devtools import build_rust
 from gonext_plugins.devtools import lang as langs
 from gonext_plugins.devtools import zigbuild
 from gonext_plugins.devtools.sdks import sdk_dir
@@ -92,7 +93,8 @@ def compile_project(project_dir: str | os.PathLike[str], lang: str = langs.AUTO,
     elif language == "wat":
         cached = _build_wat(project, out)
     elif language == "rust":
-        cached = _build_rust(project, out, timeout=timeout)
+        cached = build_rust.build(project, out, source_map=source_map, release=optimize not in (None, "Debug"),
+                                  timeout=timeout)
     elif language == "tinygo":
         cached = _build_tinygo(project, out, timeout=timeout)
     else:

@@ -1,4 +1,4 @@
-"""``manage.py plugin new <dir> --lang zig|wat``: a plugin that builds, loads and runs out of the box.
+"""``manage.py plugin new <dir> --lang zig|wat|rust``: a plugin that builds, loads and runs out of the box.
 
 Why templates in the package: a newcomer's first build should succeed before they change a line,
 so what ``new`` writes is tested like code (tests/devtools build and run each template). Templates
@@ -13,15 +13,17 @@ import re
 from importlib import resources
 from pathlib import Path
 
+from gonext_plugins.devtools.sdks import sdk_dir
 from gonext_plugins.errors import ScaffoldError
 
-SCAFFOLD_LANGUAGES = ("zig", "wat")
+SCAFFOLD_LANGUAGES = ("zig", "wat", "rust")
 _SLUG = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 # template name -> file written
 _COMMON = {"manifest.json.tmpl": "manifest.json", "README.md.tmpl": "README.md"}
 FILES = {
     "zig": {"main.zig.tmpl": "main.zig", **_COMMON},
     "wat": {"plugin.wat.tmpl": "plugin.wat", **_COMMON},
+    "rust": {"Cargo.toml.tmpl": "Cargo.toml", "lib.rs.tmpl": "src/lib.rs", **_COMMON},
 }
 GITIGNORE = "build/\n"
 
@@ -63,6 +65,8 @@ def render(lang: str, slug: str, name: str | None = None) -> dict[str, str]:
     # structured output the host renders and escapes: page markup from a plugin would be sanitized
     body = json.dumps({"meta": [{"name": "generator", "content": slug}]})
     values = {"slug": slug, "name": title, "body_wat": _wat_string(body), "body_len": str(len(body.encode()))}
+    if lang == "rust":  # Cargo.toml's path dependency, so cargo and rust-analyzer find the SDK too
+        values["sdk_rust"] = sdk_dir("rust").as_posix()
     folder = resources.files("gonext_plugins.devtools").joinpath("templates", lang)
     files = {}
     for template, target in FILES[lang].items():
@@ -84,6 +88,7 @@ def create(directory: str | os.PathLike[str], lang: str = "zig", *, slug: str | 
     written = []
     for filename, text in files.items():
         path = target / filename
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         written.append(path)
     return written
