@@ -155,8 +155,10 @@ def _sdk_rlib(rustc: str, target: str, flags: tuple[str, ...], cache: Path, time
     folder.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".sdk-", dir=cache))
     try:
+        # Run outside the SDK: rustc records a source under its working directory as a relative path,
+        # which a line table would then resolve against the plugin's project (SDK frames as src/lib.rs).
         _compile([rustc, "--edition", "2021", "--crate-type", "rlib", "--crate-name", SDK_CRATE, "--target", target,
-                  *flags, "--color", "never", "--out-dir", str(tmp), str(sdk / "src" / "lib.rs")], sdk, timeout,
+                  *flags, "--color", "never", "--out-dir", str(tmp), str(sdk / "src" / "lib.rs")], tmp, timeout,
                  sdk / "src" / "lib.rs")
         os.replace(tmp / rlib.name, rlib)
     finally:

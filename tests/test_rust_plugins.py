@@ -1,0 +1,268 @@
+"""Rust plugins, built from source with a real rustc: the scaffold builds and runs as generated, the
+reading-time example answers every shared fixture through the app's real host functions (kv,
+settings, logs on the test database), panics and traps map to ``src/lib.rs:LINE``, toolchain
+discovery takes the rustc that has the wasm target, and docs/languages/rust.md runs as written.
+
+Rust compiles are slow on a busy machine, so each project is built once per session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import wasmtime
+from django.core.management import call_command
+
+from gonext_plugins import bundle, lifecycle, logs
+from gonext_plugins.devtools import build_rust, builders, scaffold
+from gonext_plugins.diagnostics import traps
+from gonext_plugins.errors import BuildError, HookError, PluginTrap, ToolchainMissing
+from gonext_plugins.models import PluginKV, PluginLogEntry
+from gonext_plugins.registry import registry
+from gonext_plugins.runtime import Runtime
+from tests.conftest import REPO
+
+EXAMPLE = REPO / "examples" / "plugins" / "reading-time-rust"
+FIXTURES = sorted((REPO / "examples" / "plugins" / "reading-time-fixtures").glob("*.json"))
+DOC = REPO / "docs" / "languages" / "rust.md"
+
+
+def _has_wasm_rustc() -> bool:
+    try:
+        build_rust.find_rustc()
+    except ToolchainMissing:
+        return False
+    return True
+
+
+needs_rustc = pytest.mark.skipif(not _has_wasm_rustc(), reason="no rustc with the wasm32-unknown-unknown target "
+                                 "(apt install rustc libstd-rust-dev-wasm32)")
+
+PANICS = '''
+fn boom(_hook: &Hook) -> HookResult {
+    let n: i64 = 42;
+    panic!("boom {n}"); // PANIC LINE
+}
+
+fn trap(hook: &Hook) -> HookResult {
+    let address = 0xffff_fff0usize - hook.args.len(); // past the end of memory: a real wasm trap
+    let word = unsafe { *(address as *const u64) }; // TRAP LINE
+    Ok(Some(Json::Int(word as i64)))
+}
+
+gonext::plugin! {
+    actions: { "wp_head" => wp_head, "boom" => boom, "trap" => trap },'''
+
+
+@pytest.fixture(scope="session")
+def rust_builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Each project built once: the scaffold (dev), the example (dev and release), the scaffold with
+    a panicking and a trapping hook, and the scaffold for wasm32-wasi."""
+    if not _has_wasm_rustc():
+        pytest.skip("no rustc with a wasm target")
+    root = tmp_path_factory.mktemp("rust")
+    out: dict[str, Any] = {}
+    scaffold.create(root / "hello-rust", "rust")
+    out["hello"] = builders.build(root / "hello-rust")
+    example = root / "reading-time-rust"
+    shutil.copytree(EXAMPLE, example, ignore=shutil.ignore_patterns("build"))
+    cargo = example / "Cargo.toml"
+    cargo.write_text(cargo.read_text().replace("../../../sdk/rust", str(REPO / "sdk" / "rust")))
+    out["example"] = builders.build(example)
+    out["example_wasm"] = out["example"][1].wasm
+    out["release"] = builders.build(example, optimize="ReleaseSmall")
+    panics = root / "panics"
+    scaffold.create(panics, "rust")
+    lib = panics / "src" / "lib.rs"
+    lib.write_text(lib.read_text().replace('gonext::plugin! {\n    actions: { "wp_head" => wp_head },', PANICS))
+    out["panics"] = builders.build(panics)
+    out["panics_lines"] = {marker: 1 + next(i for i, line in enumerate(lib.read_text().splitlines()) if marker in line)
+                           for marker in ("PANIC LINE", "TRAP LINE")}
+    out["panics_lines"]["length"] = len(lib.read_text().splitlines())
+    wasi = root / "hello-wasi"
+    scaffold.create(wasi, "rust")
+    toml = wasi / "Cargo.toml"
+    toml.write_text(toml.read_text().replace('target = "wasm32-unknown-unknown"', 'target = "wasm32-wasi"'))
+    out["wasi"] = builders.compile_project(wasi)
+    return out
+
+
+# --- scaffold -----------------------------------------------------------------------------------
+
+
+@needs_rustc
+def test_rust_scaffold_builds_and_runs_as_generated(rust_builds: dict[str, Any]) -> None:
+    built, checked = rust_builds["hello"]
+    project = built.wasm_path.parents[1]
+    assert {p.name for p in project.iterdir()} >= {"Cargo.toml", "src", "manifest.json", "README.md", ".gitignore"}
+    assert built.lang == "rust" and built.map_path is not None and checked.manifest.slug == "hello-rust"
+    assert checked.imports and all(i.startswith("env.") for i in checked.imports)  # no WASI by default
+    with Runtime() as runtime:
+        plugin = runtime.load(checked.wasm, name="hello-rust")
+        html = plugin.invoke_filter("the_content", "<p>Post</p>")
+        assert html == '<p>Post</p><p class="hello-rust-hello">Hello from Hello Rust!</p>'
+        assert plugin.invoke_action("wp_head") == {"meta": [{"name": "generator", "content": "hello-rust"}]}
+        with pytest.raises(HookError) as unknown:
+            plugin.invoke_action("nope")
+        assert unknown.value.status == "unknown_hook"
+        with pytest.raises(HookError) as wrong_kind:  # the_content is a filter: an action payload is -3
+            plugin.invoke_action("the_content")
+        assert wrong_kind.value.status == "bad_payload"
+    again = builders.compile_project(project)
+    assert again.cached  # nothing changed: the key answers, rustc is not run
+
+
+@needs_rustc
+def test_wasi_target_builds_and_imports_only_wasi_and_env(rust_builds: dict[str, Any]) -> None:
+    """wasm32-wasi is selectable in Cargo.toml; std's output imports WASI preview 1 (which the host
+    links as a sandboxed subset: loading it is the WASI runtime's job, tested there)."""
+    wasm = rust_builds["wasi"].wasm_path.read_bytes()
+    modules = {imp.module for imp in wasmtime.Module(wasmtime.Engine(), wasm).imports}
+    assert modules == {"env", "wasi_snapshot_preview1"}
+
+
+# --- the example against every fixture, through the app ----------------------------------------
+
+
+def _install(wasm: bytes, grants: list[str] | None, capture: Any, publisher: Any) -> Any:
+    manifest = json.loads((EXAMPLE / "manifest.json").read_text())
+    # "grants" lists what the admin grants beyond the required capabilities (default: everything asked)
+    optional = manifest.get("optionalCapabilities", []) if grants is None else grants
+    grants = sorted({*manifest.get("capabilities", []), *optional})
+    raw = bundle.sign(bundle.pack(manifest, wasm), publisher.private_key)
+    with capture(execute=True):
+        lifecycle.install(bundle.read(raw, require_signature=False), grants, "tests", activate=True)
+    return manifest["slug"]
+
+
+@needs_rustc
+@pytest.mark.django_db
+@pytest.mark.parametrize("fixture", FIXTURES, ids=[f.stem for f in FIXTURES])
+def test_the_example_answers_every_fixture(fixture: Path, rust_builds: dict[str, Any], publisher: Any,
+                                           django_capture_on_commit_callbacks: Any) -> None:
+    case = json.loads(fixture.read_text())
+    slug = _install(rust_builds["example_wasm"], case.get("grants"), django_capture_on_commit_callbacks, publisher)
+    for key, value in case.get("settings", {}).items():
+        with django_capture_on_commit_callbacks(execute=True):
+            call_command("plugin", "settings", slug, f"{key}={json.dumps(value)}")
+    for key, value in case.get("kv", {}).items():
+        PluginKV.objects.create(plugin_slug=slug, key=key, value=value, size=len(json.dumps(value)))
+    loaded = registry.get(slug)
+    assert loaded is not None
+    if case["kind"] == "filter":
+        result = loaded.invoke("filter", case["hook"], case["value"], *case.get("args", []))
+    else:
+        result = loaded.invoke("action", case["hook"], *case.get("args", []))
+    expect = case["expect"]
+    assert result == expect["result"]
+    if "kv" in expect:
+        assert dict(PluginKV.objects.filter(plugin_slug=slug).values_list("key", "value")) == expect["kv"]
+    logs.flush()
+    lines = [[e.level, e.message] for e in PluginLogEntry.objects.filter(plugin=slug, source="guest").order_by("pk")]
+    assert lines == expect.get("logs", [])
+
+
+@needs_rustc
+def test_release_build_is_smaller_and_still_answers(rust_builds: dict[str, Any]) -> None:
+    dev, release = rust_builds["example"], rust_builds["release"]
+    assert release[0].map_path is None and len(release[1].wasm) < len(dev[1].wasm)
+    with Runtime() as runtime:
+        plugin = runtime.load(release[1].wasm, name="reading-time-rust")
+        assert plugin.invoke_filter("the_content", "x", {"body": "one two"}) == "<p><em>1 min read</em></p>x"
+        with pytest.raises(HookError) as bad:
+            plugin.invoke_action("save_post", "not a post")
+        assert bad.value.status == "bad_payload"
+
+
+# --- trap reports -------------------------------------------------------------------------------
+
+
+@needs_rustc
+def test_a_panic_and_a_trap_map_to_src_lib_rs_line(rust_builds: dict[str, Any]) -> None:
+    wasm = rust_builds["panics"][1].wasm
+    lines = rust_builds["panics_lines"]
+    with Runtime() as runtime:
+        plugin = runtime.load(wasm, name="panics")
+        with pytest.raises(PluginTrap) as panicked:
+            plugin.invoke_action("boom")
+        with pytest.raises(PluginTrap) as trapped:
+            plugin.invoke_action("trap")
+    assert "boom 42" in str(panicked.value) and f"src/lib.rs:{lines['PANIC LINE']}:" in str(panicked.value)
+    panic_frames = [f.location for f in traps.inspect(panicked.value, wasm).frames]
+    assert any(loc.startswith(f"src/lib.rs:{lines['PANIC LINE']}") for loc in panic_frames), panic_frames
+    assert any("sdk/rust/src/lib.rs:" in loc for loc in panic_frames), panic_frames  # the panic hook's frame
+    trap_frames = [f.location for f in traps.inspect(trapped.value, wasm).frames]
+    assert trap_frames[0].startswith(f"src/lib.rs:{lines['TRAP LINE']}"), trap_frames
+    # the dispatcher's frame names the SDK's file, never the plugin's src/lib.rs
+    assert any(loc.startswith(str(REPO / "sdk" / "rust" / "src" / "lib.rs")) or "/sdk/rust/src/lib.rs:" in loc
+               for loc in trap_frames[1:]), trap_frames
+    assert all(int(loc.split(":")[1]) <= lines["length"] for loc in trap_frames if loc.startswith("src/lib.rs:"))
+
+
+# --- toolchain discovery ------------------------------------------------------------------------
+
+
+RUSTUP_RUSTC = Path.home() / ".cargo" / "bin" / "rustc"
+
+
+@needs_rustc
+@pytest.mark.skipif(not RUSTUP_RUSTC.exists() or build_rust._has_target(str(RUSTUP_RUSTC), "wasm32-unknown-unknown"),
+                    reason="needs a rustup rustc without the wasm target")
+def test_discovery_skips_a_rustc_without_the_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(RUSTUP_RUSTC.parent))
+    monkeypatch.setenv("GONEXT_RUSTC", str(RUSTUP_RUSTC))
+    assert build_rust.candidates() == [str(RUSTUP_RUSTC), build_rust.SYSTEM_RUSTC]  # deduplicated, in order
+    assert build_rust.find_rustc() == build_rust.SYSTEM_RUSTC
+
+
+def test_no_rustc_with_the_target_is_toolchain_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no rustc at all
+    monkeypatch.delenv("GONEXT_RUSTC", raising=False)
+    monkeypatch.setattr(build_rust, "SYSTEM_RUSTC", str(tmp_path / "no-such-rustc"))
+    project = tmp_path / "no-rustc"
+    scaffold.create(project, "rust")
+    with pytest.raises(ToolchainMissing) as missing:
+        builders.compile_project(project)
+    assert missing.value.code == "toolchain_missing"
+    assert "apt install rustc libstd-rust-dev-wasm32" in missing.value.hint
+    assert "rustup target add wasm32-unknown-unknown" in missing.value.hint
+
+
+def test_cargo_toml_problems_are_build_errors(tmp_path: Path) -> None:
+    scaffold.create(tmp_path / "pp", "rust")
+    toml = tmp_path / "pp" / "Cargo.toml"
+    text = toml.read_text()
+    toml.write_text(text.replace("[dependencies]", '[dependencies]\nserde = "1"'))
+    with pytest.raises(BuildError, match="serde.*no crates.io"):
+        build_rust.read_project(tmp_path / "pp")
+    toml.write_text(text.replace('target = "wasm32-unknown-unknown"', 'target = "wasm64"'))
+    with pytest.raises(BuildError, match="wasm64"):
+        build_rust.read_project(tmp_path / "pp")
+    toml.write_text(text.replace('crate-type = ["cdylib"]', 'crate-type = ["rlib"]'))
+    with pytest.raises(BuildError, match="cdylib"):
+        build_rust.read_project(tmp_path / "pp")
+
+
+# --- the guide ----------------------------------------------------------------------------------
+
+
+@needs_rustc
+def test_the_rust_guide_runs_as_written(tmp_path: Path) -> None:
+    blocks = re.findall(r"```sh\n(.*?)```", DOC.read_text(), re.S)
+    assert blocks and any("plugin new" in b for b in blocks) and any("plugin pack" in b for b in blocks)
+    env = {**os.environ, "HOME": str(tmp_path)}
+    for block in blocks:
+        script = block.replace(".venv/bin/python", sys.executable)
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=900, check=False)
+        assert done.returncode == 0, f"{block}\n{done.stdout}\n{done.stderr}"
+    assert bundle.read((tmp_path / "hello-rust.gnplugin").read_bytes(), require_signature=False).manifest.slug == \
+        "hello-rust"
