@@ -43,8 +43,8 @@ def _has_wasm_rustc() -> bool:
     return True
 
 
-needs_rustc = pytest.mark.skipif(not _has_wasm_rustc(), reason="no rustc with the wasm32-unknown-unknown target "
-                                 "(apt install rustc libstd-rust-dev-wasm32)")
+needs_rustc = pytest.mark.skipif(not _has_wasm_rustc(), reason="no rustc with the wasm32-unknown-unknown "
+                                 "target (apt install rustc libstd-rust-dev-wasm32)")
 
 PANICS = '''
 fn boom(_hook: &Hook) -> HookResult {
@@ -82,11 +82,13 @@ def rust_builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     panics = root / "panics"
     scaffold.create(panics, "rust")
     lib = panics / "src" / "lib.rs"
-    lib.write_text(lib.read_text().replace('gonext::plugin! {\n    actions: { "wp_head" => wp_head },', PANICS))
+    registration = 'gonext::plugin! {\n    actions: { "wp_head" => wp_head },'
+    lib.write_text(lib.read_text().replace(registration, PANICS))
     out["panics"] = builders.build(panics)
-    out["panics_lines"] = {marker: 1 + next(i for i, line in enumerate(lib.read_text().splitlines()) if marker in line)
+    source = lib.read_text().splitlines()
+    out["panics_lines"] = {marker: 1 + next(i for i, line in enumerate(source) if marker in line)
                            for marker in ("PANIC LINE", "TRAP LINE")}
-    out["panics_lines"]["length"] = len(lib.read_text().splitlines())
+    out["panics_lines"]["length"] = len(source)
     wasi = root / "hello-wasi"
     scaffold.create(wasi, "rust")
     toml = wasi / "Cargo.toml"
@@ -102,7 +104,8 @@ def rust_builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_rust_scaffold_builds_and_runs_as_generated(rust_builds: dict[str, Any]) -> None:
     built, checked = rust_builds["hello"]
     project = built.wasm_path.parents[1]
-    assert {p.name for p in project.iterdir()} >= {"Cargo.toml", "src", "manifest.json", "README.md", ".gitignore"}
+    names = {p.name for p in project.iterdir()}
+    assert names >= {"Cargo.toml", "src", "manifest.json", "README.md", ".gitignore"}
     assert built.lang == "rust" and built.map_path is not None and checked.manifest.slug == "hello-rust"
     assert checked.imports and all(i.startswith("env.") for i in checked.imports)  # no WASI by default
     with Runtime() as runtime:
@@ -149,7 +152,8 @@ def _install(wasm: bytes, grants: list[str] | None, capture: Any, publisher: Any
 def test_the_example_answers_every_fixture(fixture: Path, rust_builds: dict[str, Any], publisher: Any,
                                            django_capture_on_commit_callbacks: Any) -> None:
     case = json.loads(fixture.read_text())
-    slug = _install(rust_builds["example_wasm"], case.get("grants"), django_capture_on_commit_callbacks, publisher)
+    slug = _install(rust_builds["example_wasm"], case.get("grants"), django_capture_on_commit_callbacks,
+                    publisher)
     for key, value in case.get("settings", {}).items():
         with django_capture_on_commit_callbacks(execute=True):
             call_command("plugin", "settings", slug, f"{key}={json.dumps(value)}")
@@ -166,7 +170,8 @@ def test_the_example_answers_every_fixture(fixture: Path, rust_builds: dict[str,
     if "kv" in expect:
         assert dict(PluginKV.objects.filter(plugin_slug=slug).values_list("key", "value")) == expect["kv"]
     logs.flush()
-    lines = [[e.level, e.message] for e in PluginLogEntry.objects.filter(plugin=slug, source="guest").order_by("pk")]
+    entries = PluginLogEntry.objects.filter(plugin=slug, source="guest").order_by("pk")
+    lines = [[entry.level, entry.message] for entry in entries]
     assert lines == expect.get("logs", [])
 
 
@@ -204,7 +209,8 @@ def test_a_panic_and_a_trap_map_to_src_lib_rs_line(rust_builds: dict[str, Any]) 
     # the dispatcher's frame names the SDK's file, never the plugin's src/lib.rs
     assert any(loc.startswith(str(REPO / "sdk" / "rust" / "src" / "lib.rs")) or "/sdk/rust/src/lib.rs:" in loc
                for loc in trap_frames[1:]), trap_frames
-    assert all(int(loc.split(":")[1]) <= lines["length"] for loc in trap_frames if loc.startswith("src/lib.rs:"))
+    plugin_lines = [int(loc.split(":")[1]) for loc in trap_frames if loc.startswith("src/lib.rs:")]
+    assert all(line <= lines["length"] for line in plugin_lines), trap_frames
 
 
 # --- toolchain discovery ------------------------------------------------------------------------
@@ -214,7 +220,8 @@ RUSTUP_RUSTC = Path.home() / ".cargo" / "bin" / "rustc"
 
 
 @needs_rustc
-@pytest.mark.skipif(not RUSTUP_RUSTC.exists() or build_rust._has_target(str(RUSTUP_RUSTC), "wasm32-unknown-unknown"),
+@pytest.mark.skipif(not RUSTUP_RUSTC.exists()
+                    or build_rust._has_target(str(RUSTUP_RUSTC), build_rust.DEFAULT_TARGET),
                     reason="needs a rustup rustc without the wasm target")
 def test_discovery_skips_a_rustc_without_the_target(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(RUSTUP_RUSTC.parent))
@@ -223,7 +230,8 @@ def test_discovery_skips_a_rustc_without_the_target(monkeypatch: pytest.MonkeyPa
     assert build_rust.find_rustc() == build_rust.SYSTEM_RUSTC
 
 
-def test_no_rustc_with_the_target_is_toolchain_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_rustc_with_the_target_is_toolchain_missing(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no rustc at all
     monkeypatch.delenv("GONEXT_RUSTC", raising=False)
     monkeypatch.setattr(build_rust, "SYSTEM_RUSTC", str(tmp_path / "no-such-rustc"))
@@ -241,7 +249,7 @@ def test_cargo_toml_problems_are_build_errors(tmp_path: Path) -> None:
     toml = tmp_path / "pp" / "Cargo.toml"
     text = toml.read_text()
     toml.write_text(text.replace("[dependencies]", '[dependencies]\nserde = "1"'))
-    with pytest.raises(BuildError, match="serde.*no crates.io"):
+    with pytest.raises(BuildError, match=r"serde.*no crates\.io"):
         build_rust.read_project(tmp_path / "pp")
     toml.write_text(text.replace('target = "wasm32-unknown-unknown"', 'target = "wasm64"'))
     with pytest.raises(BuildError, match="wasm64"):
@@ -261,8 +269,8 @@ def test_the_rust_guide_runs_as_written(tmp_path: Path) -> None:
     env = {**os.environ, "HOME": str(tmp_path)}
     for block in blocks:
         script = block.replace(".venv/bin/python", sys.executable)
-        done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=REPO, env=env, capture_output=True,
-                              text=True, timeout=900, check=False)
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=900, check=False)
         assert done.returncode == 0, f"{block}\n{done.stdout}\n{done.stderr}"
-    assert bundle.read((tmp_path / "hello-rust.gnplugin").read_bytes(), require_signature=False).manifest.slug == \
-        "hello-rust"
+    packed = bundle.read((tmp_path / "hello-rust.gnplugin").read_bytes(), require_signature=False)
+    assert packed.manifest.slug == "hello-rust"

@@ -141,7 +141,8 @@ def _compile(cmd: list[str], cwd: Path, timeout: float, what: Path) -> None:
         raise BuildError(f"could not run {cmd[0]}: {exc}", command=cmd) from exc
     if done.returncode != 0:
         output = done.stderr.strip() or done.stdout.strip()
-        raise BuildError(f"rustc of {what} failed (exit {done.returncode}):\n{output}", stderr=output, command=cmd)
+        raise BuildError(f"rustc of {what} failed (exit {done.returncode}):\n{output}", stderr=output,
+                         command=cmd)
 
 
 def _sdk_rlib(rustc: str, target: str, flags: tuple[str, ...], cache: Path, timeout: float) -> Path:
@@ -157,9 +158,10 @@ def _sdk_rlib(rustc: str, target: str, flags: tuple[str, ...], cache: Path, time
     try:
         # Run outside the SDK: rustc records a source under its working directory as a relative path,
         # which a line table would then resolve against the plugin's project (SDK frames as src/lib.rs).
-        _compile([rustc, "--edition", "2021", "--crate-type", "rlib", "--crate-name", SDK_CRATE, "--target", target,
-                  *flags, "--color", "never", "--out-dir", str(tmp), str(sdk / "src" / "lib.rs")], tmp, timeout,
-                 sdk / "src" / "lib.rs")
+        source = sdk / "src" / "lib.rs"
+        _compile([rustc, "--edition", "2021", "--crate-type", "rlib", "--crate-name", SDK_CRATE,
+                  "--target", target, *flags, "--color", "never", "--out-dir", str(tmp), str(source)],
+                 tmp, timeout, source)
         os.replace(tmp / rlib.name, rlib)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

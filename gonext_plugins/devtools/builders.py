@@ -22,16 +22,14 @@ import shutil
 import subprocess
 import tempfile
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import wasmtime
 
 from gonext_plugins import manifest as manifests
-from gonext_plugins.devtools import build_rust
+from gonext_plugins.devtools import build_rust, zigbuild
 from gonext_plugins.devtools import lang as langs
-from gonext_plugins.devtools import zigbuild
 from gonext_plugins.devtools.sdks import sdk_dir
 from gonext_plugins.diagnostics import dwarf, sourcemap
 from gonext_plugins.errors import BuildError, ManifestError, PluginError, PluginLoadError, ToolchainMissing
@@ -43,7 +41,6 @@ MANIFEST_NAME = "manifest.json"
 # Zig dev builds keep the safety checks (bounds, overflow, unreachable -> a readable panic);
 # `make demo` and zigbuild's CLI ship ReleaseFast.
 DEV_ZIG_OPTIMIZE = "ReleaseSafe"
-RUST_TARGET = "wasm32-unknown-unknown"
 DEFAULT_TIMEOUT = 600.0
 
 
@@ -93,8 +90,8 @@ def compile_project(project_dir: str | os.PathLike[str], lang: str = langs.AUTO,
     elif language == "wat":
         cached = _build_wat(project, out)
     elif language == "rust":
-        cached = build_rust.build(project, out, source_map=source_map, release=optimize not in (None, "Debug"),
-                                  timeout=timeout)
+        cached = build_rust.build(project, out, source_map=source_map,
+                                  release=optimize not in (None, "Debug"), timeout=timeout)
     elif language == "tinygo":
         cached = _build_tinygo(project, out, timeout=timeout)
     else:
@@ -217,39 +214,6 @@ def _build_wat(project: Path, out: Path) -> bool:
     _write(out, bytes(wasm))
     with contextlib.suppress(FileNotFoundError):
         out.with_name(out.name + ".buildkey").unlink()
-    return False
-
-
-def _build_rust(project: Path, out: Path, *, timeout: float) -> bool:
-    cargo = shutil.which("cargo")
-    if cargo is None:
-        raise ToolchainMissing("cargo not found", hint="install Rust from https://rustup.rs, then run "
-                               f"`rustup target add {RUST_TARGET}`")
-    try:
-        package = tomllib.loads((project / "Cargo.toml").read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise BuildError(f"cannot read Cargo.toml: {exc}") from exc
-    lib = package.get("lib", {})
-    if "cdylib" not in lib.get("crate-type", []):
-        raise BuildError('Cargo.toml needs [lib] crate-type = ["cdylib"] to produce a wasm module')
-    cmd = [cargo, "build", "--release", "--target", RUST_TARGET, "--message-format=json-render-diagnostics"]
-    done = _run(cmd, project, timeout, "cargo build")
-    if done.returncode != 0:
-        text = done.stderr
-        if RUST_TARGET in text and ("may not be installed" in text or "can't find crate for" in text):
-            raise ToolchainMissing(f"the Rust target {RUST_TARGET} is not installed",
-                                   hint=f"run `rustup target add {RUST_TARGET}`", command=cmd)
-        raise _fail(done, cmd, "cargo build")
-    artifact = None
-    for line in done.stdout.splitlines():
-        with contextlib.suppress(ValueError):
-            message = json.loads(line)
-            kinds = message.get("target", {}).get("kind", [])
-            if message.get("reason") == "compiler-artifact" and "cdylib" in kinds:
-                artifact = next((f for f in message.get("filenames", []) if f.endswith(".wasm")), artifact)
-    if artifact is None:
-        raise BuildError("cargo build produced no .wasm cdylib", command=cmd)
-    shutil.copyfile(artifact, out)
     return False
 
 

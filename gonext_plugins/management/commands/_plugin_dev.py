@@ -17,7 +17,8 @@ from gonext_plugins.devtools import devloop, scaffold, upload
 from gonext_plugins.devtools import lang as langs
 
 DEV_SUBCOMMANDS: dict[str, str] = {
-    "new": "scaffold a plugin that builds and runs out of the box (--lang " + "|".join(scaffold.SCAFFOLD_LANGUAGES) + ")",
+    "new": "scaffold a plugin that builds and runs out of the box "
+           f"(--lang {'|'.join(scaffold.SCAFFOLD_LANGUAGES)})",
     "dev": "build, check and upload a plugin project on every save; print the capability diff, tail logs",
 }
 
