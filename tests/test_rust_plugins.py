@@ -112,6 +112,8 @@ def test_rust_scaffold_builds_and_runs_as_generated(rust_builds: dict[str, Any])
         plugin = runtime.load(checked.wasm, name="hello-rust")
         html = plugin.invoke_filter("the_content", "<p>Post</p>")
         assert html == '<p>Post</p><p class="hello-rust-hello">Hello from Hello Rust!</p>'
+        tricky = 'a "quoted" \\ back\tslash\n\x01 caf\u00e9 \U0001f600'  # every escape the SDK's JSON writes
+        assert plugin.invoke_filter("the_content", tricky).startswith(tricky + "<p ")
         assert plugin.invoke_action("wp_head") == {"meta": [{"name": "generator", "content": "hello-rust"}]}
         with pytest.raises(HookError) as unknown:
             plugin.invoke_action("nope")
