@@ -46,7 +46,9 @@ def _has_wasm_rustc() -> bool:
 needs_rustc = pytest.mark.skipif(not _has_wasm_rustc(), reason="no rustc with the wasm32-unknown-unknown "
                                  "target (apt install rustc libstd-rust-dev-wasm32)")
 
-PANICS = '''
+# Appended to a scaffold: a panic, a real wasm trap, a JSON echo and one action per host-function
+# wrapper answering {"ok": <what it returned>, "error": <HostError variant or null>}.
+PROBE = '''
 fn boom(_hook: &Hook) -> HookResult {
     let n: i64 = 42;
     panic!("boom {n}"); // PANIC LINE
@@ -58,14 +60,65 @@ fn trap(hook: &Hook) -> HookResult {
     Ok(Some(Json::Int(word as i64)))
 }
 
+fn echo(hook: &Hook) -> HookResult {
+    Ok(Some(hook.value.clone()))
+}
+
+fn answer(result: Result<Json, gonext::HostError>) -> HookResult {
+    Ok(Some(match result {
+        Ok(value) => Json::obj([("ok", value), ("error", Json::Null)]),
+        Err(err) => Json::obj([("ok", Json::Null), ("error", Json::from(format!("{err:?}")))]),
+    }))
+}
+
+fn text(hook: &Hook, i: usize) -> String {
+    hook.arg(i).as_str().unwrap_or("").to_string()
+}
+
+fn optional(value: Option<Json>) -> Json {
+    value.map(|v| Json::obj([("found", v)])).unwrap_or(Json::Null)
+}
+
+fn kv_get(h: &Hook) -> HookResult { answer(gonext::kv::get(&text(h, 0)).map(optional)) }
+fn kv_set(h: &Hook) -> HookResult {
+    answer(gonext::kv::set(&text(h, 0), h.arg(1).clone()).map(|()| Json::Null))
+}
+fn kv_set_ttl(h: &Hook) -> HookResult {
+    let ttl = h.arg(2).as_i64().unwrap_or(0);
+    answer(gonext::kv::set_ttl(&text(h, 0), h.arg(1).clone(), ttl).map(|()| Json::Null))
+}
+fn kv_delete(h: &Hook) -> HookResult { answer(gonext::kv::delete(&text(h, 0)).map(Json::Bool)) }
+fn kv_list(h: &Hook) -> HookResult {
+    answer(gonext::kv::list(&text(h, 0)).map(|keys| Json::Array(keys.into_iter().map(Json::from).collect())))
+}
+fn kv_incr(h: &Hook) -> HookResult {
+    answer(gonext::kv::incr(&text(h, 0), h.arg(1).as_i64().unwrap_or(1)).map(Json::Int))
+}
+fn kv_cas(h: &Hook) -> HookResult {
+    let expected = if h.arg(1).is_null() { None } else { Some(h.arg(1).clone()) };
+    answer(gonext::kv::cas(&text(h, 0), expected, h.arg(2).clone())
+        .map(|(ok, now)| Json::obj([("swapped", Json::Bool(ok)), ("value", now)])))
+}
+fn settings_get(h: &Hook) -> HookResult { answer(gonext::settings::get(&text(h, 0)).map(optional)) }
+fn settings_all(_h: &Hook) -> HookResult { answer(gonext::settings::all()) }
+fn plugin_info(_h: &Hook) -> HookResult { answer(gonext::plugin_info()) }
+fn host_call(h: &Hook) -> HookResult { answer(gonext::host_call(&text(h, 0), h.arg(1))) }
+
 gonext::plugin! {
-    actions: { "wp_head" => wp_head, "boom" => boom, "trap" => trap },'''
+    actions: { "wp_head" => wp_head, "boom" => boom, "trap" => trap, "kv_get" => kv_get, "kv_set" => kv_set,
+               "kv_set_ttl" => kv_set_ttl, "kv_delete" => kv_delete, "kv_list" => kv_list,
+               "kv_incr" => kv_incr, "kv_cas" => kv_cas, "settings_get" => settings_get,
+               "settings_all" => settings_all, "plugin_info" => plugin_info, "host_call" => host_call },
+    filters: { "the_content" => the_content, "echo" => echo },
+    jobs: {},
+}
+'''
 
 
 @pytest.fixture(scope="session")
 def rust_builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Each project built once: the scaffold (dev), the example (dev and release), the scaffold with
-    a panicking and a trapping hook, and the scaffold for wasm32-wasi."""
+    the PROBE hooks, and the scaffold for wasm32-wasi."""
     if not _has_wasm_rustc():
         pytest.skip("no rustc with a wasm target")
     root = tmp_path_factory.mktemp("rust")
@@ -79,16 +132,17 @@ def rust_builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out["example"] = builders.build(example)
     out["example_wasm"] = out["example"][1].wasm
     out["release"] = builders.build(example, optimize="ReleaseSmall")
-    panics = root / "panics"
-    scaffold.create(panics, "rust")
-    lib = panics / "src" / "lib.rs"
-    registration = 'gonext::plugin! {\n    actions: { "wp_head" => wp_head },'
-    lib.write_text(lib.read_text().replace(registration, PANICS))
-    out["panics"] = builders.build(panics)
+    probe = root / "probe"
+    scaffold.create(probe, "rust")
+    lib = probe / "src" / "lib.rs"
+    registration = "gonext::plugin! {"
+    text = lib.read_text()
+    lib.write_text(text[:text.index(registration)] + PROBE)
+    out["probe"] = builders.build(probe)
     source = lib.read_text().splitlines()
-    out["panics_lines"] = {marker: 1 + next(i for i, line in enumerate(source) if marker in line)
+    out["probe_lines"] = {marker: 1 + next(i for i, line in enumerate(source) if marker in line)
                            for marker in ("PANIC LINE", "TRAP LINE")}
-    out["panics_lines"]["length"] = len(source)
+    out["probe_lines"]["length"] = len(source)
     wasi = root / "hello-wasi"
     scaffold.create(wasi, "rust")
     toml = wasi / "Cargo.toml"
@@ -194,8 +248,8 @@ def test_release_build_is_smaller_and_still_answers(rust_builds: dict[str, Any])
 
 @needs_rustc
 def test_a_panic_and_a_trap_map_to_src_lib_rs_line(rust_builds: dict[str, Any]) -> None:
-    wasm = rust_builds["panics"][1].wasm
-    lines = rust_builds["panics_lines"]
+    wasm = rust_builds["probe"][1].wasm
+    lines = rust_builds["probe_lines"]
     with Runtime() as runtime:
         plugin = runtime.load(wasm, name="panics")
         with pytest.raises(PluginTrap) as panicked:
@@ -276,3 +330,82 @@ def test_the_rust_guide_runs_as_written(tmp_path: Path) -> None:
         assert done.returncode == 0, f"{block}\n{done.stdout}\n{done.stderr}"
     packed = bundle.read((tmp_path / "hello-rust.gnplugin").read_bytes(), require_signature=False)
     assert packed.manifest.slug == "hello-rust"
+
+
+# --- the SDK's JSON and host-function wrappers ---------------------------------------------------
+
+
+@needs_rustc
+def test_json_round_trips_through_the_sdk(rust_builds: dict[str, Any]) -> None:
+    """The echo filter parses the payload and writes the value back: every JSON shape survives."""
+    values = [None, True, False, 0, -7, 2**63 - 1, -(2**63), 1.5, -2.5e-8, 1e300, "",
+              "é\U0001f600\"\\\n\x00\x1f", [], {}, [1, [2, [3, {"a": None}]]],
+              {"z": 1, "a": [True, "x"], "": {}}]
+    with Runtime() as runtime:
+        plugin = runtime.load(rust_builds["probe"][1].wasm, name="probe")
+        for value in values:
+            assert plugin.invoke_filter("echo", value) == value
+        deep: Any = 0
+        for _ in range(200):
+            deep = [deep]
+        with pytest.raises(HookError) as nested:  # nesting past the SDK's cap is a bad payload, not a crash
+            plugin.invoke_filter("echo", deep)
+        assert nested.value.status == "bad_payload"
+
+
+@pytest.fixture
+def probe(rust_builds: dict[str, Any], make_bundle: Any, django_capture_on_commit_callbacks: Any) -> Any:
+    """``probe(grant=("kv",))``: the probe installed and active as ``probe`` with a settings schema."""
+
+    def factory(grant: tuple[str, ...] = ("kv",)) -> Any:
+        schema = {"type": "object", "properties": {
+            "wordsPerMinute": {"type": "integer", "default": 200, "minimum": 50, "maximum": 1000},
+            "apiKey": {"type": "string", "secret": True, "default": "k"}}}
+        b = make_bundle(wasm=rust_builds["probe"][1].wasm, slug="probe", version="1.2.0", capabilities=[],
+                        optionalCapabilities=["kv"], settings=schema)
+        with django_capture_on_commit_callbacks(execute=True):
+            lifecycle.install(b, list(grant), "tests", activate=True)
+        loaded = registry.get("probe")
+        assert loaded is not None
+        return loaded
+
+    return factory
+
+
+def ok(value: Any) -> dict[str, Any]:
+    return {"ok": value, "error": None}
+
+
+@needs_rustc
+@pytest.mark.django_db
+def test_kv_wrappers_against_the_app(probe: Any) -> None:
+    p = probe()
+
+    def run(action: str, *args: Any) -> Any:
+        return p.invoke("action", action, *args)
+
+    assert run("kv_get", "a") == ok(None)
+    assert run("kv_set", "a", {"n": [1, "two"]}) == ok(None)
+    assert run("kv_get", "a") == ok({"found": {"n": [1, "two"]}})
+    assert run("kv_incr", "count", 5) == ok(5) and run("kv_incr", "count", -2) == ok(3)
+    assert run("kv_incr", "a", 1) == {"ok": None, "error": "Failed"}  # not an integer: -1
+    assert run("kv_cas", "c", None, "first") == ok({"swapped": True, "value": "first"})
+    assert run("kv_cas", "c", "other", "second") == ok({"swapped": False, "value": "first"})
+    assert run("kv_set_ttl", "t", 1, 3600) == ok(None)
+    assert sorted(run("kv_list", "")["ok"]) == ["a", "c", "count", "t"]
+    assert run("kv_delete", "a") == ok(True) and run("kv_delete", "a") == ok(False)
+    assert PluginKV.objects.get(plugin_slug="probe", key="count").value == 3
+    assert run("host_call", "no.such.function", {}) == {"ok": None, "error": "UnknownFunction"}
+    assert run("host_call", "kv.get", {"key": "x", "bogus": 1}) == {"ok": None, "error": "BadPayload"}
+
+
+@needs_rustc
+@pytest.mark.django_db
+def test_settings_info_and_a_denied_capability(probe: Any) -> None:
+    p = probe(grant=())
+    assert p.invoke("action", "settings_get", "wordsPerMinute") == ok({"found": 200})
+    assert p.invoke("action", "settings_get", "nope") == ok(None)
+    assert p.invoke("action", "settings_all") == ok({"wordsPerMinute": 200, "apiKey": "k"})
+    info = p.invoke("action", "plugin_info")["ok"]
+    assert info["slug"] == "probe" and info["version"] == "1.2.0" and "kv" not in info["capabilities"]
+    assert p.invoke("action", "kv_get", "a") == {"ok": None, "error": "CapabilityDenied"}
