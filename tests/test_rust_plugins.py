@@ -103,14 +103,22 @@ fn settings_get(h: &Hook) -> HookResult { answer(gonext::settings::get(&text(h, 
 fn settings_all(_h: &Hook) -> HookResult { answer(gonext::settings::all()) }
 fn plugin_info(_h: &Hook) -> HookResult { answer(gonext::plugin_info()) }
 fn host_call(h: &Hook) -> HookResult { answer(gonext::host_call(&text(h, 0), h.arg(1))) }
+fn enqueue(h: &Hook) -> HookResult {
+    let delay = h.arg(2).as_i64().unwrap_or(0);
+    answer(gonext::jobs::enqueue(&text(h, 0), h.arg(1).clone(), delay).map(Json::from))
+}
+fn echo_job(h: &Hook) -> HookResult {
+    Ok(Some(Json::obj([("id", Json::from(h.id.as_str())), ("payload", h.payload.clone())])))
+}
 
 gonext::plugin! {
     actions: { "wp_head" => wp_head, "boom" => boom, "trap" => trap, "kv_get" => kv_get, "kv_set" => kv_set,
                "kv_set_ttl" => kv_set_ttl, "kv_delete" => kv_delete, "kv_list" => kv_list,
                "kv_incr" => kv_incr, "kv_cas" => kv_cas, "settings_get" => settings_get,
-               "settings_all" => settings_all, "plugin_info" => plugin_info, "host_call" => host_call },
+               "settings_all" => settings_all, "plugin_info" => plugin_info, "host_call" => host_call,
+               "enqueue" => enqueue },
     filters: { "the_content" => the_content, "echo" => echo },
-    jobs: {},
+    jobs: { "echo_job" => echo_job },
 }
 '''
 
@@ -355,14 +363,17 @@ def test_json_round_trips_through_the_sdk(rust_builds: dict[str, Any]) -> None:
 
 @pytest.fixture
 def probe(rust_builds: dict[str, Any], make_bundle: Any, django_capture_on_commit_callbacks: Any) -> Any:
-    """``probe(grant=("kv",))``: the probe installed and active as ``probe`` with a settings schema."""
+    """``probe(grant=("kv",))``: the probe installed and active as ``probe`` with a settings schema
+    (and its job, when ``jobs.enqueue`` is granted)."""
 
     def factory(grant: tuple[str, ...] = ("kv",)) -> Any:
         schema = {"type": "object", "properties": {
             "wordsPerMinute": {"type": "integer", "default": 200, "minimum": 50, "maximum": 1000},
             "apiKey": {"type": "string", "secret": True, "default": "k"}}}
+        # a manifest that declares jobs cannot be activated without jobs.enqueue granted
+        jobs = {"jobs": [{"name": "echo_job"}]} if "jobs.enqueue" in grant else {}
         b = make_bundle(wasm=rust_builds["probe"][1].wasm, slug="probe", version="1.2.0", capabilities=[],
-                        optionalCapabilities=["kv"], settings=schema)
+                        optionalCapabilities=["kv", "jobs.enqueue"], settings=schema, **jobs)
         with django_capture_on_commit_callbacks(execute=True):
             lifecycle.install(b, list(grant), "tests", activate=True)
         loaded = registry.get("probe")
@@ -409,3 +420,16 @@ def test_settings_info_and_a_denied_capability(probe: Any) -> None:
     info = p.invoke("action", "plugin_info")["ok"]
     assert info["slug"] == "probe" and info["version"] == "1.2.0" and "kv" not in info["capabilities"]
     assert p.invoke("action", "kv_get", "a") == {"ok": None, "error": "CapabilityDenied"}
+
+
+@needs_rustc
+@pytest.mark.django_db
+def test_jobs_enqueue_and_a_job_call(probe: Any) -> None:
+    p = probe(grant=("jobs.enqueue",))
+    queued = p.invoke("action", "enqueue", "echo_job", {"n": 1})
+    assert queued["error"] is None and isinstance(queued["ok"], str) and queued["ok"]
+    assert p.invoke("action", "enqueue", "no_such_job", {}) == {"ok": None, "error": "Failed"}
+    assert p.invoke("job", "echo_job", {"n": 2}, task_id="t-1") == {"id": "t-1", "payload": {"n": 2}}
+    with pytest.raises(HookError) as unknown:
+        p.invoke("job", "wp_head", {})  # a hook's name is not a job's
+    assert unknown.value.status == "unknown_hook"
