@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # Debian packages the tests need; installed only when absent.
-APT_PACKAGES := chromium redis-server postgresql
+APT_PACKAGES := chromium redis-server postgresql rustc libstd-rust-dev-wasm32
 
 .PHONY: demo test venv deps dev-deps apt-deps migrate seed demo-plugin serve lint bench clean wheel
 
@@ -32,6 +32,7 @@ apt-deps:
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	[ -d /usr/lib/rustlib/wasm32-unknown-unknown ] || missing="$$missing rustc libstd-rust-dev-wasm32"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -22,7 +22,6 @@ import os
 import shutil
 import subprocess
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +29,7 @@ import wasmtime
 
 from gonext_plugins import manifest as manifests
 from gonext_plugins.devtools import build_assemblyscript as asbuild
-from gonext_plugins.devtools import build_c, build_wat, build_zig
+from gonext_plugins.devtools import build_rust, build_wat, build_zig
 from gonext_plugins.devtools import lang as langs
 from gonext_plugins.devtools.fsutil import (
     output_path,
@@ -42,7 +41,6 @@ from gonext_plugins.errors import BuildError, ManifestError, PluginError, Plugin
 from gonext_plugins.runtime import Limits, Runtime
 
 MANIFEST_NAME = "manifest.json"
-RUST_TARGET = "wasm32-unknown-unknown"
 DEFAULT_TIMEOUT = 600.0
 
 
@@ -90,9 +88,8 @@ def compile_project(project_dir: str | os.PathLike[str], lang: str = langs.AUTO,
     elif language == "wat":
         cached = build_wat.build(project, out, source_map=source_map, release=release, timeout=timeout)
     elif language == "rust":
-        cached = _build_rust(project, out, timeout=timeout)
-    elif language == "c":
-        cached = build_c.build(project, out, source_map=source_map, release=release, timeout=timeout)
+        cached = build_rust.build(project, out, source_map=source_map,
+                                  release=optimize not in (None, "Debug"), timeout=timeout)
     elif language == "tinygo":
         cached = _build_tinygo(project, out, timeout=timeout)
     else:
@@ -143,39 +140,6 @@ def _run(cmd: list[str], cwd: Path, timeout: float, what: str) -> subprocess.Com
 def _fail(done: subprocess.CompletedProcess[str], cmd: list[str], what: str) -> BuildError:
     output = (done.stderr.strip() or done.stdout.strip())
     return BuildError(f"{what} failed (exit {done.returncode}):\n{output}", stderr=output, command=cmd)
-
-
-def _build_rust(project: Path, out: Path, *, timeout: float) -> bool:
-    cargo = shutil.which("cargo")
-    if cargo is None:
-        raise ToolchainMissing("cargo not found", hint="install Rust from https://rustup.rs, then run "
-                               f"`rustup target add {RUST_TARGET}`")
-    try:
-        package = tomllib.loads((project / "Cargo.toml").read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise BuildError(f"cannot read Cargo.toml: {exc}") from exc
-    lib = package.get("lib", {})
-    if "cdylib" not in lib.get("crate-type", []):
-        raise BuildError('Cargo.toml needs [lib] crate-type = ["cdylib"] to produce a wasm module')
-    cmd = [cargo, "build", "--release", "--target", RUST_TARGET, "--message-format=json-render-diagnostics"]
-    done = _run(cmd, project, timeout, "cargo build")
-    if done.returncode != 0:
-        text = done.stderr
-        if RUST_TARGET in text and ("may not be installed" in text or "can't find crate for" in text):
-            raise ToolchainMissing(f"the Rust target {RUST_TARGET} is not installed",
-                                   hint=f"run `rustup target add {RUST_TARGET}`", command=cmd)
-        raise _fail(done, cmd, "cargo build")
-    artifact = None
-    for line in done.stdout.splitlines():
-        with contextlib.suppress(ValueError):
-            message = json.loads(line)
-            kinds = message.get("target", {}).get("kind", [])
-            if message.get("reason") == "compiler-artifact" and "cdylib" in kinds:
-                artifact = next((f for f in message.get("filenames", []) if f.endswith(".wasm")), artifact)
-    if artifact is None:
-        raise BuildError("cargo build produced no .wasm cdylib", command=cmd)
-    shutil.copyfile(artifact, out)
-    return False
 
 
 def _build_tinygo(project: Path, out: Path, *, timeout: float) -> bool:

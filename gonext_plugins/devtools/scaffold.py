@@ -1,4 +1,4 @@
-"""``manage.py plugin new <dir> --lang zig|wat|c|assemblyscript``: a plugin that builds, loads and runs
+"""``manage.py plugin new <dir> --lang zig|wat|rust|c|assemblyscript``: a plugin that builds, loads and runs
 out of the box.
 
 Why templates in the package: a newcomer's first build should succeed before they change a line,
@@ -15,9 +15,10 @@ from importlib import resources
 from pathlib import Path
 
 from gonext_plugins.devtools.build_assemblyscript import ASSEMBLYSCRIPT_VERSION
+from gonext_plugins.devtools.sdks import sdk_dir
 from gonext_plugins.errors import ScaffoldError
 
-SCAFFOLD_LANGUAGES = ("zig", "wat", "c", "assemblyscript")
+SCAFFOLD_LANGUAGES = ("zig", "wat", "rust", "c", "assemblyscript")
 _SLUG = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 # template name -> file written
 _COMMON = {"manifest.json.tmpl": "manifest.json", "README.md.tmpl": "README.md"}
@@ -27,6 +28,7 @@ FILES = {
     "c": {"main.c.tmpl": "main.c", **_COMMON},
     "assemblyscript": {"index.ts.tmpl": "assembly/index.ts", "package.json.tmpl": "package.json",
                        "asconfig.json.tmpl": "asconfig.json", **_COMMON},
+    "rust": {"Cargo.toml.tmpl": "Cargo.toml", "lib.rs.tmpl": "src/lib.rs", **_COMMON},
 }
 GITIGNORE = "build/\n"
 GITIGNORES = {"assemblyscript": "build/\nnode_modules/\n"}
@@ -70,6 +72,8 @@ def render(lang: str, slug: str, name: str | None = None) -> dict[str, str]:
     body = json.dumps({"meta": [{"name": "generator", "content": slug}]})
     values = {"slug": slug, "name": title, "body_wat": _wat_string(body), "body_len": str(len(body.encode())),
               "assemblyscript_version": ASSEMBLYSCRIPT_VERSION}
+    if lang == "rust":  # Cargo.toml's path dependency, so cargo and rust-analyzer find the SDK too
+        values["sdk_rust"] = sdk_dir("rust").as_posix()
     folder = resources.files("gonext_plugins.devtools").joinpath("templates", lang)
     files = {}
     for template, target in FILES[lang].items():

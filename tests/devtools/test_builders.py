@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -93,7 +92,6 @@ def test_memory_over_the_manifest_limit(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("files", "hint"), [
-    ({"Cargo.toml": '[package]\nname = "x"\nversion = "0.1.0"\n'}, "https://rustup.rs"),
     ({"go.mod": "module x\n"}, "install TinyGo"),
     ({"asconfig.json": "{}"}, "install Node.js"),
 ])
@@ -107,29 +105,8 @@ def test_missing_toolchain_says_how_to_get_it(tmp_path: Path, monkeypatch: pytes
     assert info.value.code == "toolchain_missing" and isinstance(info.value, BuildError)
 
 
-def _rust_target_installed() -> bool:
-    rustup = shutil.which("rustup")
-    if rustup is None:
-        return True
-    done = subprocess.run([rustup, "target", "list", "--installed"], capture_output=True, text=True,
-                          check=False)
-    return builders.RUST_TARGET in done.stdout
-
-
-@pytest.mark.skipif(shutil.which("cargo") is None or _rust_target_installed(),
-                    reason="needs cargo without the wasm32-unknown-unknown target")
-def test_missing_rust_target(tmp_path: Path) -> None:
-    (tmp_path / "src").mkdir()
-    wat_dir(tmp_path, {"Cargo.toml": '[package]\nname = "x"\nversion = "0.1.0"\nedition = "2021"\n\n'
-                                     '[lib]\ncrate-type = ["cdylib"]\n',
-                       "src/lib.rs": "#[no_mangle] pub extern \"C\" fn f() {}\n"})
-    with pytest.raises(ToolchainMissing, match=r"rustup target add wasm32-unknown-unknown"):
-        builders.compile_project(tmp_path)
-
-
 def test_rust_needs_a_cdylib(tmp_path: Path) -> None:
-    if shutil.which("cargo") is None:
-        pytest.skip("cargo not installed")
+    """Checked before any toolchain is looked for (rustc's discovery: tests/test_rust_plugins.py)."""
     wat_dir(tmp_path, {"Cargo.toml": '[package]\nname = "x"\nversion = "0.1.0"\n'})
     with pytest.raises(BuildError, match="cdylib"):
         builders.compile_project(tmp_path)

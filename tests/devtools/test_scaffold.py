@@ -65,7 +65,7 @@ def test_refuses_a_non_empty_directory(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"lang": "rust"}, "no template for 'rust'"),
+    ({"lang": "cobol"}, "no template for 'cobol'"),
     ({"slug": "Bad_Slug"}, "not a valid plugin slug"),
     ({"name": 'quote"d'}, "plugin name"),
 ])

@@ -25,3 +25,11 @@ def test_the_top_level_sdk_folder_is_the_packages() -> None:
 def test_a_missing_sdk_is_a_build_error_naming_the_path() -> None:
     with pytest.raises(BuildError, match=r"no cobol SDK at .*gonext_plugins/sdk/cobol"):
         sdk_dir("cobol")
+
+
+def test_the_rust_sdk_is_a_crate_inside_the_package() -> None:
+    rust = sdk_dir("rust")
+    assert {"Cargo.toml", "README.md"} <= {p.name for p in rust.iterdir()}
+    assert (rust / "src" / "lib.rs").is_file()
+    assert 'name = "gonext"' in (rust / "Cargo.toml").read_text()
+    assert (REPO / "sdk" / "rust").resolve() == rust.resolve()
