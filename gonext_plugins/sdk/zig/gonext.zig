@@ -673,8 +673,22 @@ pub const Ctx = struct {
     name: []const u8,
     /// A job's task id (the idempotency key); empty for hooks.
     id: []const u8 = "",
-    /// The whole decoded payload.
-    envelope: json.Value,
+    /// The whole payload as the host sent it (JSON text, valid for this call only).
+    envelope_json: []const u8,
+    envelope_tree: ?json.Value = null,
+
+    /// The whole payload as a `std.json.Value` tree, built on first use (in `arena`). The SDK
+    /// itself builds no tree: parameters are parsed straight from the payload into their types.
+    pub fn envelope(self: *Ctx) error{OutOfMemory}!json.Value {
+        if (self.envelope_tree) |tree| return tree;
+        const tree = json.parseFromSliceLeaky(json.Value, self.arena, self.envelope_json, .{}) catch |e| switch (e) {
+            error.OutOfMemory => return error.OutOfMemory,
+            // The dispatcher validated the whole payload before the handler ran.
+            else => json.Value.null,
+        };
+        self.envelope_tree = tree;
+        return tree;
+    }
 
     pub fn hostCall(self: *Ctx, name: []const u8, payload: anytype) HostCallError!json.Value {
         return hostCallTop(self.arena, name, payload);
@@ -698,6 +712,14 @@ pub fn plugin(comptime P: type) void {
     @export(&D.handleHook, .{ .name = "gn_handle_hook" });
     @export(&D.handleJob, .{ .name = "gn_handle_job" });
 }
+
+/// Bytes of arena memory kept from one call to the next: a call allocates from pages it already
+/// has instead of asking `wasm_allocator` again; a call that needed more gives the rest back.
+const arena_retain_bytes = 64 * 1024;
+
+/// The arena behind every call's `ctx.arena`: reset, not freed, after each call (an instance runs
+/// one call at a time, and a handler cannot be re-entered from a host function).
+var call_arena: std.heap.ArenaAllocator = .init(allocator);
 
 fn Dispatcher(comptime P: type) type {
     const filters = if (@hasDecl(P, "filters")) P.filters else .{};
@@ -723,50 +745,39 @@ fn Dispatcher(comptime P: type) type {
         }
 
         fn run(name: []const u8, payload: []const u8, comptime export_kind: enum { hook, job }) i64 {
-            var arena_state = std.heap.ArenaAllocator.init(allocator);
-            defer arena_state.deinit();
-            const arena = arena_state.allocator();
+            defer _ = call_arena.reset(.{ .retain_with_limit = arena_retain_bytes });
+            const arena = call_arena.allocator();
 
-            const envelope = json.parseFromSliceLeaky(json.Value, arena, payload, .{}) catch |e| return switch (e) {
+            const kind_str = findKind(arena, payload) catch |e| return switch (e) {
                 error.OutOfMemory => status(.out_of_memory),
-                else => status(.bad_payload),
+                error.BadPayload => status(.bad_payload),
             };
-            if (envelope != .object) return status(.bad_payload);
-            const obj = envelope.object;
-            const kind_str = stringField(obj, "kind") orelse return status(.bad_payload);
-            var ctx: Ctx = .{ .arena = arena, .kind = .action, .name = name, .envelope = envelope };
+            var ctx: Ctx = .{ .arena = arena, .kind = .action, .name = name, .envelope_json = payload };
             switch (export_kind) {
                 .job => {
                     if (!std.mem.eql(u8, kind_str, "job")) return status(.bad_payload);
                     ctx.kind = .job;
-                    ctx.id = stringField(obj, "id") orelse "";
-                    const job_payload = obj.get("payload") orelse .null;
                     inline for (jobs) |entry| {
-                        if (std.mem.eql(u8, entry[0], name)) return invoke(entry[1], &ctx, job_payload, &.{});
+                        if (std.mem.eql(u8, entry[0], name)) return invoke(entry[1], &ctx, .job);
                     }
                 },
                 .hook => {
-                    const args: []const json.Value = if (obj.get("args")) |a| switch (a) {
-                        .array => |arr| arr.items,
-                        .null => &.{},
-                        else => return status(.bad_payload),
-                    } else &.{};
                     if (std.mem.eql(u8, kind_str, "filter")) {
                         ctx.kind = .filter;
-                        const value = obj.get("value") orelse .null;
                         inline for (filters) |entry| {
-                            if (std.mem.eql(u8, entry[0], name)) return invoke(entry[1], &ctx, value, args);
+                            if (std.mem.eql(u8, entry[0], name)) return invoke(entry[1], &ctx, .filter);
                         }
                     } else if (std.mem.eql(u8, kind_str, "action")) {
                         ctx.kind = .action;
                         inline for (actions) |entry| {
-                            if (std.mem.eql(u8, entry[0], name)) return invokeAction(entry[1], &ctx, args);
+                            if (std.mem.eql(u8, entry[0], name)) return invoke(entry[1], &ctx, .action);
                         }
                     } else return status(.bad_payload);
                 },
             }
-            // The name is known, but not for this kind (e.g. a filter called as an action).
-            return status(.unknown_hook);
+            // The name is known, but not for this kind (e.g. a filter called as an action). A
+            // payload that is not a valid envelope is still a bad payload first.
+            return if (validEnvelope(arena, payload, ctx.kind)) status(.unknown_hook) else status(.bad_payload);
         }
     };
 }
@@ -787,62 +798,202 @@ fn known(comptime list: anytype, name: []const u8) bool {
     return false;
 }
 
-fn stringField(obj: json.ObjectMap, key: []const u8) ?[]const u8 {
-    const v = obj.get(key) orelse return null;
-    return if (v == .string) v.string else null;
-}
-
 fn isCtxParam(comptime T: type) bool {
     return T == *Ctx or T == *const Ctx;
 }
 
-/// An action's data parameters are all `args`: shift by one "value" slot that actions lack.
-fn invokeAction(comptime handler: anytype, ctx: *Ctx, args: []const json.Value) i64 {
-    return invokeWith(handler, ctx, null, args);
+// --- envelope decoding ----------------------------------------------------------------------
+//
+// No `std.json.Value` tree: a first scan reads the top-level keys up to "kind" (the host sends it
+// first, so that is a few bytes), then one scan of the whole payload parses "value"/"payload" and
+// each of "args" straight into the handler's parameter types (`std.json.innerParse`), skips what
+// no parameter takes, and checks that the rest is valid JSON. Building the tree and converting it
+// again cost most of a small call's instructions.
+
+const ScanError = error{ BadPayload, OutOfMemory };
+
+fn scanErr(e: anyerror) ScanError {
+    return if (e == error.OutOfMemory) error.OutOfMemory else error.BadPayload;
 }
 
-/// Filters and jobs: the first data parameter is `first`, the rest come from `args`.
-fn invoke(comptime handler: anytype, ctx: *Ctx, first: json.Value, args: []const json.Value) i64 {
-    return invokeWith(handler, ctx, first, args);
-}
-
-const DecodeError = error{ BadPayload, OutOfMemory };
-
-fn decodeParam(comptime T: type, arena: Allocator, v: ?json.Value) DecodeError!T {
-    const value = v orelse {
-        if (@typeInfo(T) == .optional) return null;
-        return error.BadPayload;
-    };
-    if (T == json.Value) return value;
-    return json.parseFromValueLeaky(T, arena, value, .{ .ignore_unknown_fields = true }) catch |e| switch (e) {
-        error.OutOfMemory => error.OutOfMemory,
+/// The next object key, or null at the end of the object.
+fn nextKey(s: *json.Scanner, a: Allocator) ScanError!?[]const u8 {
+    return switch (s.nextAllocMax(a, .alloc_if_needed, s.input.len) catch |e| return scanErr(e)) {
+        .string => |k| k,
+        .allocated_string => |k| k,
+        .object_end => null,
         else => error.BadPayload,
     };
 }
 
-fn invokeWith(comptime handler: anytype, ctx: *Ctx, first: ?json.Value, args: []const json.Value) i64 {
-    const F = @TypeOf(handler);
-    const param_types = @typeInfo(F).@"fn".param_types;
-    var call_args: std.meta.ArgsTuple(F) = undefined;
-    comptime var data_index: usize = 0;
-    inline for (param_types, 0..) |param_type, i| {
-        const T = param_type orelse @compileError("handler parameters must have concrete types");
-        if (comptime isCtxParam(T)) {
-            call_args[i] = ctx;
-        } else {
-            // Data parameter k: `first` when there is one, then args[0..].
-            const k = data_index;
-            data_index += 1;
-            const source: ?json.Value = if (first) |f| (if (k == 0) f else argAt(args, k - 1)) else argAt(args, k);
-            call_args[i] = decodeParam(T, ctx.arena, source) catch |e| return switch (e) {
-                error.OutOfMemory => status(.out_of_memory),
-                error.BadPayload => blk: {
-                    warn("{s} {s}: argument {d} does not decode as {s}", .{ @tagName(ctx.kind), ctx.name, k, @typeName(T) });
-                    break :blk status(.bad_payload);
-                },
-            };
-        }
+fn peek(s: *json.Scanner) ScanError!json.TokenType {
+    return s.peekNextTokenType() catch |e| scanErr(e);
+}
+
+fn skipJson(s: *json.Scanner) ScanError!void {
+    s.skipValue() catch |e| return scanErr(e);
+}
+
+/// The next value if it is a string, else null (the value is skipped).
+fn stringValue(s: *json.Scanner, a: Allocator) ScanError!?[]const u8 {
+    if (try peek(s) != .string) {
+        try skipJson(s);
+        return null;
     }
+    return switch (s.nextAllocMax(a, .alloc_if_needed, s.input.len) catch |e| return scanErr(e)) {
+        .string => |v| v,
+        .allocated_string => |v| v,
+        else => error.BadPayload,
+    };
+}
+
+/// The envelope's "kind" (a string), read without looking further than needed.
+fn findKind(arena: Allocator, payload: []const u8) ScanError![]const u8 {
+    var s = json.Scanner.initCompleteInput(arena, payload);
+    if ((s.next() catch |e| return scanErr(e)) != .object_begin) return error.BadPayload;
+    while (try nextKey(&s, arena)) |key| {
+        if (std.mem.eql(u8, key, "kind")) return try stringValue(&s, arena) orelse error.BadPayload;
+        try skipJson(&s);
+    }
+    return error.BadPayload;
+}
+
+/// Whether `payload` is one JSON object whose "args" (for hooks) is an array or null.
+fn validEnvelope(arena: Allocator, payload: []const u8, kind: Kind) bool {
+    var s = json.Scanner.initCompleteInput(arena, payload);
+    if ((s.next() catch return false) != .object_begin) return false;
+    while (nextKey(&s, arena) catch return false) |key| {
+        if (kind != .job and std.mem.eql(u8, key, "args")) {
+            const t = peek(&s) catch return false;
+            if (t != .array_begin and t != .null) return false;
+        }
+        skipJson(&s) catch return false;
+    }
+    return (s.next() catch return false) == .end_of_document;
+}
+
+/// The positions (in the handler's parameter list) of the parameters filled from JSON.
+fn dataSlots(comptime F: type) []const usize {
+    comptime {
+        var slots: []const usize = &.{};
+        for (@typeInfo(F).@"fn".param_types, 0..) |param, i| {
+            const T = param orelse @compileError("handler parameters must have concrete types");
+            if (!isCtxParam(T)) slots = slots ++ .{i};
+        }
+        return slots;
+    }
+}
+
+const DecodeError = error{ BadPayload, OutOfMemory, WrongShape };
+
+/// Parses the handler's JSON parameters out of the envelope into `call_args`.
+fn Decoder(comptime F: type, comptime kind: Kind) type {
+    const slots = comptime dataSlots(F);
+    const params = @typeInfo(F).@"fn".param_types;
+    return struct {
+        call_args: *std.meta.ArgsTuple(F),
+        seen: [slots.len]bool = @splat(false),
+        /// The data parameter that did not decode (for the log line).
+        failed: usize = 0,
+
+        /// Data parameter `k`: for filters and jobs the value/payload first, then `args[0..]`.
+        fn take(self: *@This(), s: *json.Scanner, a: Allocator, k: usize) DecodeError!void {
+            inline for (slots, 0..) |slot, j| {
+                if (j == k) {
+                    const T = params[slot].?;
+                    self.call_args[slot] = json.innerParse(T, a, s, parseOptions(s)) catch |e| {
+                        self.failed = j;
+                        return shapeErr(e);
+                    };
+                    self.seen[j] = true;
+                    return;
+                }
+            }
+            s.skipValue() catch |e| return shapeErr(e);
+        }
+
+        fn decode(self: *@This(), ctx: *Ctx) DecodeError!void {
+            const arena = ctx.arena;
+            var s = json.Scanner.initCompleteInput(arena, ctx.envelope_json);
+            if ((s.next() catch |e| return shapeErr(e)) != .object_begin) return error.BadPayload;
+            while (try nextKey(&s, arena)) |key| {
+                if ((kind == .filter and std.mem.eql(u8, key, "value")) or
+                    (kind == .job and std.mem.eql(u8, key, "payload")))
+                {
+                    try self.take(&s, arena, 0);
+                } else if (kind != .job and std.mem.eql(u8, key, "args")) {
+                    switch (try peek(&s)) {
+                        .null => try skipJson(&s),
+                        .array_begin => {
+                            _ = s.next() catch |e| return shapeErr(e);
+                            const first: usize = if (kind == .filter) 1 else 0;
+                            var k = first;
+                            while (try peek(&s) != .array_end) : (k += 1) try self.take(&s, arena, k);
+                            _ = s.next() catch |e| return shapeErr(e);
+                        },
+                        else => return error.BadPayload,
+                    }
+                } else if (kind == .job and std.mem.eql(u8, key, "id")) {
+                    ctx.id = try stringValue(&s, arena) orelse "";
+                } else try skipJson(&s);
+            }
+            if ((s.next() catch |e| return shapeErr(e)) != .end_of_document) return error.BadPayload;
+            // Missing parameters: a filter's absent value (a job's payload) is JSON null; an absent
+            // argument is null for an optional parameter and a bad payload otherwise.
+            inline for (slots, 0..) |slot, j| {
+                if (!self.seen[j]) {
+                    const T = params[slot].?;
+                    if (j == 0 and kind != .action) {
+                        self.call_args[slot] = json.parseFromSliceLeaky(T, ctx.arena, "null", .{}) catch |e| {
+                            self.failed = j;
+                            return shapeErr(e);
+                        };
+                    } else if (@typeInfo(T) == .optional) {
+                        self.call_args[slot] = null;
+                    } else {
+                        self.failed = j;
+                        return error.WrongShape;
+                    }
+                }
+            }
+        }
+    };
+}
+
+fn parseOptions(s: *const json.Scanner) json.ParseOptions {
+    return .{ .ignore_unknown_fields = true, .max_value_len = s.input.len, .allocate = .alloc_if_needed };
+}
+
+/// Invalid JSON is a bad payload; valid JSON of the wrong shape is logged too (a plugin bug or
+/// a site sending what the plugin does not expect).
+fn shapeErr(e: anyerror) DecodeError {
+    return switch (e) {
+        error.OutOfMemory => error.OutOfMemory,
+        error.SyntaxError, error.UnexpectedEndOfInput, error.BufferUnderrun, error.BadPayload => error.BadPayload,
+        else => error.WrongShape,
+    };
+}
+
+fn invoke(comptime handler: anytype, ctx: *Ctx, comptime kind: Kind) i64 {
+    const F = @TypeOf(handler);
+    var call_args: std.meta.ArgsTuple(F) = undefined;
+    inline for (@typeInfo(F).@"fn".param_types, 0..) |param, i| {
+        if (comptime isCtxParam(param.?)) call_args[i] = ctx;
+    }
+    var decoder: Decoder(F, kind) = .{ .call_args = &call_args };
+    decoder.decode(ctx) catch |e| return switch (e) {
+        error.OutOfMemory => status(.out_of_memory),
+        error.BadPayload => status(.bad_payload),
+        error.WrongShape => blk: {
+            const slots = comptime dataSlots(F);
+            inline for (slots, 0..) |slot, j| {
+                if (j == decoder.failed) warn("{s} {s}: argument {d} does not decode as {s}", .{
+                    @tagName(ctx.kind), ctx.name, j, @typeName(@typeInfo(F).@"fn".param_types[slot].?),
+                });
+            }
+            break :blk status(.bad_payload);
+        },
+    };
     const ret = @call(.auto, handler, call_args);
     const R = @TypeOf(ret);
     const result = if (@typeInfo(R) == .error_union) ret catch |e| {
@@ -858,10 +1009,6 @@ fn writeBody(w: *Writer, kind: Kind, result: anytype) Writer.Error!void {
     if (kind == .filter) try w.writeAll("{\"value\":");
     try json.Stringify.value(result, .{}, w);
     if (kind == .filter) try w.writeAll("}");
-}
-
-fn argAt(args: []const json.Value, i: usize) ?json.Value {
-    return if (i < args.len) args[i] else null;
 }
 
 fn respond(ctx: *Ctx, result: anytype) i64 {
