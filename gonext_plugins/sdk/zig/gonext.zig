@@ -243,11 +243,21 @@ pub fn hostCall(arena: Allocator, name: []const u8, payload: anytype) HostCallEr
 
 /// Like `hostCall`, decoding the result into `T` (unknown object fields ignored).
 pub fn hostCallAs(comptime T: type, arena: Allocator, name: []const u8, payload: anytype) HostCallError!T {
-    const value = try hostCall(arena, name, payload);
-    return json.parseFromValueLeaky(T, arena, value, .{ .ignore_unknown_fields = true }) catch |e| switch (e) {
+    if (T == json.Value) return hostCall(arena, name, payload);
+    const body = try json.Stringify.valueAlloc(arena, payload, .{});
+    // Parsed straight into `T` (no `std.json.Value` in between), from a copy in `arena` so that
+    // strings in the result may point into it once the host's block is freed.
+    const text: []const u8 = if (try hostCallRaw(name, body)) |result| blk: {
+        defer allocator.free(result);
+        break :blk try arena.dupe(u8, result);
+    } else "null";
+    var s = json.Scanner.initCompleteInput(arena, text);
+    const value = decodeValue(T, arena, &s) catch |e| return switch (e) {
         error.OutOfMemory => error.OutOfMemory,
         else => error.HostBadResult,
     };
+    if ((s.next() catch return error.HostBadResult) != .end_of_document) return error.HostBadResult;
+    return value;
 }
 
 // --- typed host functions (ABI.md's table of built-in host functions) ------------------------
@@ -467,16 +477,23 @@ pub const Meta = struct {
         try jws.beginObject();
         if (self.name) |n| {
             try jws.objectField("name");
-            try jws.write(n);
+            try writeRawString(jws, n);
         } else {
             try jws.objectField("property");
-            try jws.write(self.property orelse "");
+            try writeRawString(jws, self.property orelse "");
         }
         try jws.objectField("content");
-        try jws.write(self.content);
+        try writeRawString(jws, self.content);
         try jws.endObject();
     }
 };
+
+/// A string value inside a `jsonStringify` method, written by the SDK's fast string writer.
+fn writeRawString(jws: *json.Stringify, s: []const u8) json.Stringify.Error!void {
+    try jws.beginWriteRaw();
+    try writeJsonString(jws.writer, s);
+    jws.endWriteRaw();
+}
 
 /// One `<link>` of an action's structured output (`{"link": [...]}`); the host allows metadata
 /// `rel` values only (canonical, alternate, author, license, next, prev, shortlink, me) and an
@@ -659,6 +676,225 @@ pub fn utf8Prefix(s: []const u8, max_bytes: usize) []const u8 {
     // Step back over continuation bytes (10xxxxxx) to the start of the cut sequence.
     while (end > 0 and (s[end] & 0xC0) == 0x80) end -= 1;
     return s[0..end];
+}
+
+// --- fast JSON strings and structs ------------------------------------------------------------
+//
+// `std.json` looks at strings one byte at a time (about 35 wasm instructions a byte to scan, 44 to
+// write), and strings are most of what a hook carries (a post's HTML and body). Here runs of plain
+// bytes go 8 at a time; anything unusual (a `\u` escape, a type with its own `jsonParse` or
+// `jsonStringify`, a tuple) is handed to `std.json`, so the JSON accepted and written is the same.
+
+const ones: u64 = 0x0101010101010101;
+const highs: u64 = 0x8080808080808080;
+
+/// Whether one of the 8 bytes of `x` is `"`, `\` or a control character (< 0x20), or, with
+/// `non_ascii`, has its high bit set: the bytes where a string scan must look closer.
+inline fn hasSpecial(x: u64, comptime non_ascii: bool) bool {
+    const quote = x ^ (ones * '"');
+    const backslash = x ^ (ones * '\\');
+    var m = ((quote -% ones) & ~quote) | ((backslash -% ones) & ~backslash) | ((x -% ones * 0x20) & ~x);
+    if (non_ascii) m |= x;
+    return m & highs != 0;
+}
+
+/// The length of the leading run of `s` that needs no escaping (no `"`, `\`, control character,
+/// and, with `non_ascii`, no byte >= 0x80).
+fn plainRun(s: []const u8, comptime non_ascii: bool) usize {
+    var i: usize = 0;
+    while (i + 8 <= s.len and !hasSpecial(std.mem.readInt(u64, s[i..][0..8], .little), non_ascii)) i += 8;
+    while (i < s.len) : (i += 1) {
+        const c = s[i];
+        if (c == '"' or c == '\\' or c < 0x20 or (non_ascii and c >= 0x80)) break;
+    }
+    return i;
+}
+
+const FastStringError = error{ SyntaxError, OutOfMemory };
+
+/// Reads the string value the scanner is at (after `peekNextTokenType` said `.string`), or returns
+/// null, leaving the scanner untouched, for what `std.json` should read (a `\u` escape, or a
+/// scanner in a state this does not know). Validates UTF-8 as `std.json.Scanner` does.
+fn fastString(s: *json.Scanner, a: Allocator) FastStringError!?[]const u8 {
+    if (s.state != .value or s.cursor >= s.input.len or s.input[s.cursor] != '"') return null;
+    const in = s.input;
+    var i = s.cursor + 1;
+    var run_start = i;
+    var decoded: std.ArrayList(u8) = .empty; // used once an escape is seen
+    var escaped = false;
+    while (true) {
+        i += plainRun(in[i..], true);
+        if (i >= in.len) return error.SyntaxError;
+        switch (in[i]) {
+            '"' => {
+                const result = if (escaped) blk: {
+                    try decoded.appendSlice(a, in[run_start..i]);
+                    break :blk decoded.items;
+                } else in[run_start..i];
+                s.cursor = i + 1;
+                s.state = .post_value;
+                return result;
+            },
+            '\\' => {
+                if (i + 1 >= in.len) return error.SyntaxError;
+                const unescaped: u8 = switch (in[i + 1]) {
+                    '"' => '"',
+                    '\\' => '\\',
+                    '/' => '/',
+                    'b' => 0x08,
+                    'f' => 0x0c,
+                    'n' => '\n',
+                    'r' => '\r',
+                    't' => '\t',
+                    'u' => return null,
+                    else => return error.SyntaxError,
+                };
+                if (!escaped) {
+                    escaped = true;
+                    try decoded.ensureTotalCapacity(a, in.len - run_start);
+                }
+                try decoded.appendSlice(a, in[run_start..i]);
+                try decoded.append(a, unescaped);
+                i += 2;
+                run_start = i;
+            },
+            0...0x1f => return error.SyntaxError,
+            else => { // a UTF-8 sequence: well-formed, no surrogates, no overlong forms
+                const n = std.unicode.utf8ByteSequenceLength(in[i]) catch return error.SyntaxError;
+                if (i + n > in.len) return error.SyntaxError;
+                _ = std.unicode.utf8Decode(in[i..][0..n]) catch return error.SyntaxError;
+                i += n;
+            },
+        }
+    }
+}
+
+fn isConstString(comptime T: type) bool {
+    return switch (@typeInfo(T)) {
+        .pointer => |p| p.size == .slice and p.child == u8 and p.attrs.@"const" and p.sentinel_ptr == null,
+        else => false,
+    };
+}
+
+const ParseError = json.ParseError(json.Scanner);
+
+/// `std.json.innerParse` with the fast string path, for strings, optionals and plain structs
+/// (fields by name, unknown fields ignored, a missing field without default an error, a duplicate
+/// field an error, as `std.json` with `ignore_unknown_fields`).
+fn decodeValue(comptime T: type, a: Allocator, s: *json.Scanner) ParseError!T {
+    switch (@typeInfo(T)) {
+        .optional => |o| {
+            if (try s.peekNextTokenType() == .null) {
+                _ = try s.next();
+                return null;
+            }
+            return try decodeValue(o.child, a, s);
+        },
+        .pointer => if (comptime isConstString(T)) {
+            if (try s.peekNextTokenType() == .string) {
+                if (try fastString(s, a)) |str| return str;
+            }
+        },
+        .@"struct" => |st| if (!st.is_tuple and !std.meta.hasFn(T, "jsonParse")) {
+            return decodeStruct(T, a, s);
+        },
+        else => {},
+    }
+    return json.innerParse(T, a, s, parseOptions(s));
+}
+
+fn decodeStruct(comptime T: type, a: Allocator, s: *json.Scanner) ParseError!T {
+    const st = @typeInfo(T).@"struct";
+    if (try s.next() != .object_begin) return error.UnexpectedToken;
+    var r: T = undefined;
+    var seen: [st.field_names.len]bool = @splat(false);
+    while (true) {
+        const key = switch (try s.nextAllocMax(a, .alloc_if_needed, s.input.len)) {
+            .string => |k| k,
+            .allocated_string => |k| k,
+            .object_end => break,
+            else => return error.UnexpectedToken,
+        };
+        inline for (st.field_names, st.field_types, 0..) |f_name, f_type, i| {
+            if (std.mem.eql(u8, f_name, key)) {
+                if (seen[i]) return error.DuplicateField;
+                @field(r, f_name) = try decodeValue(f_type, a, s);
+                seen[i] = true;
+                break;
+            }
+        } else try s.skipValue();
+    }
+    inline for (st.field_names, st.field_types, st.field_attrs, 0..) |f_name, f_type, f_attrs, i| {
+        if (!seen[i]) {
+            @field(r, f_name) = f_attrs.defaultValue(f_type) orelse return error.MissingField;
+        }
+    }
+    return r;
+}
+
+/// Write `s` as a JSON string (the same bytes as `std.json`: `\n`, `\r`, `\t`, `\b`, `\f`, `\"`, `\\`
+/// escaped, other control characters as `\u00XX`, everything else as is).
+pub fn writeJsonString(w: *Writer, s: []const u8) Writer.Error!void {
+    try w.writeByte('"');
+    var rest = s;
+    while (true) {
+        const n = plainRun(rest, false);
+        try w.writeAll(rest[0..n]);
+        if (n == rest.len) break;
+        const c = rest[n];
+        switch (c) {
+            '"' => try w.writeAll("\\\""),
+            '\\' => try w.writeAll("\\\\"),
+            '\n' => try w.writeAll("\\n"),
+            '\r' => try w.writeAll("\\r"),
+            '\t' => try w.writeAll("\\t"),
+            0x08 => try w.writeAll("\\b"),
+            0x0c => try w.writeAll("\\f"),
+            else => try w.print("\\u{x:0>4}", .{c}),
+        }
+        rest = rest[n + 1 ..];
+    }
+    try w.writeByte('"');
+}
+
+/// `std.json.Stringify.value(value, .{}, w)` with the fast string path for strings, optionals,
+/// slices and plain structs; anything else (and types with `jsonStringify`) goes to `std.json`.
+fn writeJson(w: *Writer, value: anytype) Writer.Error!void {
+    const T = @TypeOf(value);
+    switch (@typeInfo(T)) {
+        .optional => return if (value) |v| writeJson(w, v) else w.writeAll("null"),
+        .pointer => |p| {
+            if (comptime p.child == u8 and p.size == .slice) return writeJsonString(w, value);
+            if (comptime p.size == .one) switch (@typeInfo(p.child)) {
+                .array => |arr| if (arr.child == u8) return writeJsonString(w, value),
+                else => return writeJson(w, value.*),
+            };
+            if (comptime p.size == .slice and !std.meta.hasFn(p.child, "jsonStringify")) {
+                try w.writeByte('[');
+                for (value, 0..) |item, i| {
+                    if (i > 0) try w.writeByte(',');
+                    try writeJson(w, item);
+                }
+                return w.writeByte(']');
+            }
+        },
+        .@"struct" => |st| if (comptime !st.is_tuple and !std.meta.hasFn(T, "jsonStringify") and plainNames(st.field_names)) {
+            try w.writeByte('{');
+            inline for (st.field_names, 0..) |f_name, i| {
+                try w.writeAll((if (i > 0) "," else "") ++ "\"" ++ f_name ++ "\":");
+                try writeJson(w, @field(value, f_name));
+            }
+            return w.writeByte('}');
+        },
+        else => {},
+    }
+    return json.Stringify.value(value, .{}, w);
+}
+
+/// Field names that need no escaping inside a JSON string (so they can be written as they are).
+fn plainNames(comptime field_names: []const []const u8) bool {
+    for (field_names) |name| for (name) |c| if (c == '"' or c == '\\' or c < 0x20) return false;
+    return true;
 }
 
 // --- dispatch -------------------------------------------------------------------------------
@@ -901,7 +1137,7 @@ fn Decoder(comptime F: type, comptime kind: Kind) type {
             inline for (slots, 0..) |slot, j| {
                 if (j == k) {
                     const T = params[slot].?;
-                    self.call_args[slot] = json.innerParse(T, a, s, parseOptions(s)) catch |e| {
+                    self.call_args[slot] = decodeValue(T, a, s) catch |e| {
                         self.failed = j;
                         return shapeErr(e);
                     };
@@ -1007,7 +1243,7 @@ fn invoke(comptime handler: anytype, ctx: *Ctx, comptime kind: Kind) i64 {
 /// Only an allocation can fail here: the writer is an `Allocating` one.
 fn writeBody(w: *Writer, kind: Kind, result: anytype) Writer.Error!void {
     if (kind == .filter) try w.writeAll("{\"value\":");
-    try json.Stringify.value(result, .{}, w);
+    try writeJson(w, result);
     if (kind == .filter) try w.writeAll("}");
 }
 
