@@ -18,10 +18,12 @@
 //!
 //! Handlers. A handler is any function; its parameters are filled in order:
 //!   - a `*gn.Ctx` parameter (anywhere, optional) gets the call context: `ctx.arena` is an arena
-//!     freed after the call (allocate everything there), `ctx.name`, `ctx.kind`, `ctx.id` (a job's
-//!     task id, the idempotency key), `ctx.envelope` (the whole payload as `std.json.Value`);
-//!   - every other parameter is decoded from JSON with `std.json.parseFromValueLeaky` (unknown object
-//!     fields ignored): for a filter the first is the filtered value and the rest are `args[0..]`;
+//!     reset after the call (allocate everything there), `ctx.name`, `ctx.kind`, `ctx.id` (a job's
+//!     task id, the idempotency key), `ctx.envelope_json` (the whole payload) and
+//!     `try ctx.envelope()` (the same as `std.json.Value`, parsed on first use);
+//!   - every other parameter is parsed straight from the payload into its type, by the rules of
+//!     `std.json.parseFromSlice` (unknown object fields ignored; no `std.json.Value` tree is built
+//!     unless the parameter is one, see "envelope decoding" below): for a filter the first is the filtered value and the rest are `args[0..]`;
 //!     for an action they are `args[0..]`; for a job the first is the job's `payload`. A missing
 //!     argument is `null` for an optional parameter; otherwise, and for a value of the wrong shape,
 //!     the call fails with status -3 (bad_payload). Extra arguments are ignored. Use
