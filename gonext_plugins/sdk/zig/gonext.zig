@@ -703,13 +703,35 @@ inline fn hasSpecial(x: u64, comptime non_ascii: bool) bool {
 /// The length of the leading run of `s` that needs no escaping (no `"`, `\`, control character,
 /// and, with `non_ascii`, no byte >= 0x80).
 fn plainRun(s: []const u8, comptime non_ascii: bool) usize {
-    var i: usize = 0;
+    if (s.len == 0 or isSpecial(s[0], non_ascii)) return 0; // escapes often come in a row
+    var i: usize = 1;
     while (i + 8 <= s.len and !hasSpecial(std.mem.readInt(u64, s[i..][0..8], .little), non_ascii)) i += 8;
-    while (i < s.len) : (i += 1) {
-        const c = s[i];
-        if (c == '"' or c == '\\' or c < 0x20 or (non_ascii and c >= 0x80)) break;
-    }
+    while (i < s.len and !isSpecial(s[i], non_ascii)) i += 1;
     return i;
+}
+
+inline fn isSpecial(c: u8, comptime non_ascii: bool) bool {
+    return c == '"' or c == '\\' or c < 0x20 or (non_ascii and c >= 0x80);
+}
+
+/// The length of the well-formed UTF-8 sequence starting `s` (its first byte >= 0x80), or null
+/// for an ill-formed one: a stray continuation byte, an overlong form, a surrogate, or > U+10FFFF
+/// (the table of Unicode 15, 3.9, D92, which `std.json.Scanner` follows too).
+fn utf8SequenceLen(s: []const u8) ?usize {
+    const c = s[0];
+    const n: usize, const lo: u8, const hi: u8 = switch (c) {
+        0xC2...0xDF => .{ 2, 0x80, 0xBF },
+        0xE0 => .{ 3, 0xA0, 0xBF },
+        0xE1...0xEC, 0xEE...0xEF => .{ 3, 0x80, 0xBF },
+        0xED => .{ 3, 0x80, 0x9F },
+        0xF0 => .{ 4, 0x90, 0xBF },
+        0xF1...0xF3 => .{ 4, 0x80, 0xBF },
+        0xF4 => .{ 4, 0x80, 0x8F },
+        else => return null,
+    };
+    if (s.len < n or s[1] < lo or s[1] > hi) return null;
+    for (s[2..n]) |b| if (b & 0xC0 != 0x80) return null;
+    return n;
 }
 
 const FastStringError = error{ SyntaxError, OutOfMemory };
@@ -762,10 +784,7 @@ fn fastString(s: *json.Scanner, a: Allocator) FastStringError!?[]const u8 {
             },
             0...0x1f => return error.SyntaxError,
             else => { // a UTF-8 sequence: well-formed, no surrogates, no overlong forms
-                const n = std.unicode.utf8ByteSequenceLength(in[i]) catch return error.SyntaxError;
-                if (i + n > in.len) return error.SyntaxError;
-                _ = std.unicode.utf8Decode(in[i..][0..n]) catch return error.SyntaxError;
-                i += n;
+                i += utf8SequenceLen(in[i..]) orelse return error.SyntaxError;
             },
         }
     }
