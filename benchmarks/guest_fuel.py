@@ -2,9 +2,10 @@
 
 Fuel is deterministic (it counts executed wasm instructions), so it compares SDK versions fairly on
 a busy machine where wall time does not. Rows: the SEO example's ``wp_head`` with a post, the
-reading-time-zig example's ``the_content`` and ``save_post`` fixtures, and a tiny identity filter on
-a 140-byte string (``tests/guests/zig_sdk_echo``). Host functions are plain Python answering as the
-site would (``settings.get`` from the fixture, ``kv.set``/``kv.incr``), so only guest work counts.
+reading-time-zig example's ``the_content`` and ``save_post`` fixtures, and the runtime benchmark's
+tiny filter (upper-case a 140-byte string, ``benchmarks/guests/zig_upper``). Host functions are
+plain Python answering as the site would (``settings.get`` from the fixture, ``kv.set``/``kv.incr``),
+so only guest work counts.
 
 ``--baseline REF`` also builds every guest against the SDK as it is at git ``REF`` (into a temporary
 directory) and prints both columns and the ratio, from one run.
@@ -25,7 +26,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "plugins"
 FIXTURES = EXAMPLES / "reading-time-fixtures"
-ECHO = REPO / "tests" / "guests" / "zig_sdk_echo"
+UPPER = Path(__file__).parent / "guests" / "zig_upper"
 SDK_PATH = "gonext_plugins/sdk/zig/gonext.zig"
 TINY_VALUE = ("The quick brown fox jumps over the lazy dog; a filter upper-cases this paragraph of post "
               "content so that every host does the same work!")[:140].ljust(140, ".")
@@ -69,7 +70,7 @@ def cases() -> list[Case]:
          lambda p: p.invoke_filter("the_content", content["value"], *content["args"])),
         ("reading-time save_post", EXAMPLES / "reading-time-zig", saved["settings"],
          lambda p: p.invoke_action("save_post", *saved["args"])),
-        ("tiny filter (140 B string)", ECHO, {}, lambda p: p.invoke_filter("both", TINY_VALUE)),
+        ("tiny filter (140 B string)", UPPER, {}, lambda p: p.invoke_filter("the_content", TINY_VALUE)),
     ]
 
 
