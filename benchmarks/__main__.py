@@ -16,6 +16,7 @@ BENCHMARKS = {
     "page": "benchmarks.page",
     "languages": "benchmarks.languages",
     "devloop": "benchmarks.devloop",
+    "guest_fuel": "benchmarks.guest_fuel",
 }
 
 

@@ -11,6 +11,7 @@ with 1, 2 and 8 threads. Prints a JSON document, then a table. Takes about ten s
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -25,6 +26,8 @@ from typing import Any
 
 import orjson
 import wasmtime
+
+from benchmarks import guest_fuel
 
 GUESTS = Path(__file__).parent / "guests"
 HOOK = "the_content"
@@ -200,6 +203,14 @@ def throughput(call: Callable[[], Any], threads: int, seconds: float) -> float:
     return round(sum(counts) / (time.perf_counter() - start))
 
 
+def zig_guest_fuel() -> dict[str, int] | None:
+    """Guest instructions per call of the Zig SDK's example guests (``benchmarks/guest_fuel.py``):
+    deterministic, so comparable across machines. None when zig is not installed."""
+    if importlib.util.find_spec("ziglang") is None:
+        return None
+    return guest_fuel.measure(None, None, "runtime")
+
+
 # --- driver --------------------------------------------------------------------------------------
 
 
@@ -245,6 +256,7 @@ def run(calls: int, seconds: float) -> dict[str, Any]:
         for label, fn in (("gonext (fast)", fast_call), ("extism python sdk", extism_call))
         for n in (1, 2, 8) if label.startswith("gonext") or n == 1
     }
+    results["zig_guest_fuel_per_call"] = zig_guest_fuel()
     fast_plugin.pool.checkin(direct_inst)
     for closable in (fast_plugin, slow_plugin, fast_rt, slow_rt):
         closable.close()
@@ -266,6 +278,8 @@ def table(results: dict[str, Any]) -> str:
     lines.append("calls per second:")
     for label, rate in results["calls_per_second"].items():
         lines.append(f"  {label:<28}{rate:>10}")
+    fuel = results.get("zig_guest_fuel_per_call") or {}
+    lines += ["Zig guest fuel per call (instructions):", *(f"  {k:<28}{v:>10}" for k, v in fuel.items())]
     return "\n".join(lines)
 
 

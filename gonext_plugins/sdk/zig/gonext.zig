@@ -18,10 +18,12 @@
 //!
 //! Handlers. A handler is any function; its parameters are filled in order:
 //!   - a `*gn.Ctx` parameter (anywhere, optional) gets the call context: `ctx.arena` is an arena
-//!     freed after the call (allocate everything there), `ctx.name`, `ctx.kind`, `ctx.id` (a job's
-//!     task id, the idempotency key), `ctx.envelope` (the whole payload as `std.json.Value`);
-//!   - every other parameter is decoded from JSON with `std.json.parseFromValueLeaky` (unknown object
-//!     fields ignored): for a filter the first is the filtered value and the rest are `args[0..]`;
+//!     reset after the call (allocate everything there), `ctx.name`, `ctx.kind`, `ctx.id` (a job's
+//!     task id, the idempotency key), `ctx.envelope_json` (the whole payload) and
+//!     `try ctx.envelope()` (the same as `std.json.Value`, parsed on first use);
+//!   - every other parameter is parsed straight from the payload into its type, by the rules of
+//!     `std.json.parseFromSlice` (unknown object fields ignored; no `std.json.Value` tree is built
+//!     unless the parameter is one, see "envelope decoding" below): for a filter the first is the filtered value and the rest are `args[0..]`;
 //!     for an action they are `args[0..]`; for a job the first is the job's `payload`. A missing
 //!     argument is `null` for an optional parameter; otherwise, and for a value of the wrong shape,
 //!     the call fails with status -3 (bad_payload). Extra arguments are ignored. Use
@@ -243,11 +245,21 @@ pub fn hostCall(arena: Allocator, name: []const u8, payload: anytype) HostCallEr
 
 /// Like `hostCall`, decoding the result into `T` (unknown object fields ignored).
 pub fn hostCallAs(comptime T: type, arena: Allocator, name: []const u8, payload: anytype) HostCallError!T {
-    const value = try hostCall(arena, name, payload);
-    return json.parseFromValueLeaky(T, arena, value, .{ .ignore_unknown_fields = true }) catch |e| switch (e) {
+    if (T == json.Value) return hostCall(arena, name, payload);
+    const body = try json.Stringify.valueAlloc(arena, payload, .{});
+    // Parsed straight into `T` (no `std.json.Value` in between), from a copy in `arena` so that
+    // strings in the result may point into it once the host's block is freed.
+    const text: []const u8 = if (try hostCallRaw(name, body)) |result| blk: {
+        defer allocator.free(result);
+        break :blk try arena.dupe(u8, result);
+    } else "null";
+    var s = json.Scanner.initCompleteInput(arena, text);
+    const value = decodeValue(T, arena, &s) catch |e| return switch (e) {
         error.OutOfMemory => error.OutOfMemory,
         else => error.HostBadResult,
     };
+    if ((s.next() catch return error.HostBadResult) != .end_of_document) return error.HostBadResult;
+    return value;
 }
 
 // --- typed host functions (ABI.md's table of built-in host functions) ------------------------
@@ -467,16 +479,23 @@ pub const Meta = struct {
         try jws.beginObject();
         if (self.name) |n| {
             try jws.objectField("name");
-            try jws.write(n);
+            try writeRawString(jws, n);
         } else {
             try jws.objectField("property");
-            try jws.write(self.property orelse "");
+            try writeRawString(jws, self.property orelse "");
         }
         try jws.objectField("content");
-        try jws.write(self.content);
+        try writeRawString(jws, self.content);
         try jws.endObject();
     }
 };
+
+/// A string value inside a `jsonStringify` method, written by the SDK's fast string writer.
+fn writeRawString(jws: *json.Stringify, s: []const u8) json.Stringify.Error!void {
+    try jws.beginWriteRaw();
+    try writeJsonString(jws.writer, s);
+    jws.endWriteRaw();
+}
 
 /// One `<link>` of an action's structured output (`{"link": [...]}`); the host allows metadata
 /// `rel` values only (canonical, alternate, author, license, next, prev, shortlink, me) and an
@@ -661,6 +680,244 @@ pub fn utf8Prefix(s: []const u8, max_bytes: usize) []const u8 {
     return s[0..end];
 }
 
+// --- fast JSON strings and structs ------------------------------------------------------------
+//
+// `std.json` looks at strings one byte at a time (about 35 wasm instructions a byte to scan, 44 to
+// write), and strings are most of what a hook carries (a post's HTML and body). Here runs of plain
+// bytes go 8 at a time; anything unusual (a `\u` escape, a type with its own `jsonParse` or
+// `jsonStringify`, a tuple) is handed to `std.json`, so the JSON accepted and written is the same.
+
+const ones: u64 = 0x0101010101010101;
+const highs: u64 = 0x8080808080808080;
+
+/// Whether one of the 8 bytes of `x` is `"`, `\` or a control character (< 0x20), or, with
+/// `non_ascii`, has its high bit set: the bytes where a string scan must look closer.
+inline fn hasSpecial(x: u64, comptime non_ascii: bool) bool {
+    const quote = x ^ (ones * '"');
+    const backslash = x ^ (ones * '\\');
+    var m = ((quote -% ones) & ~quote) | ((backslash -% ones) & ~backslash) | ((x -% ones * 0x20) & ~x);
+    if (non_ascii) m |= x;
+    return m & highs != 0;
+}
+
+/// The length of the leading run of `s` that needs no escaping (no `"`, `\`, control character,
+/// and, with `non_ascii`, no byte >= 0x80).
+fn plainRun(s: []const u8, comptime non_ascii: bool) usize {
+    if (s.len == 0 or isSpecial(s[0], non_ascii)) return 0; // escapes often come in a row
+    var i: usize = 1;
+    while (i + 8 <= s.len and !hasSpecial(std.mem.readInt(u64, s[i..][0..8], .little), non_ascii)) i += 8;
+    while (i < s.len and !isSpecial(s[i], non_ascii)) i += 1;
+    return i;
+}
+
+inline fn isSpecial(c: u8, comptime non_ascii: bool) bool {
+    return c == '"' or c == '\\' or c < 0x20 or (non_ascii and c >= 0x80);
+}
+
+/// The length of the well-formed UTF-8 sequence starting `s` (its first byte >= 0x80), or null
+/// for an ill-formed one: a stray continuation byte, an overlong form, a surrogate, or > U+10FFFF
+/// (the table of Unicode 15, 3.9, D92, which `std.json.Scanner` follows too).
+fn utf8SequenceLen(s: []const u8) ?usize {
+    const c = s[0];
+    const n: usize, const lo: u8, const hi: u8 = switch (c) {
+        0xC2...0xDF => .{ 2, 0x80, 0xBF },
+        0xE0 => .{ 3, 0xA0, 0xBF },
+        0xE1...0xEC, 0xEE...0xEF => .{ 3, 0x80, 0xBF },
+        0xED => .{ 3, 0x80, 0x9F },
+        0xF0 => .{ 4, 0x90, 0xBF },
+        0xF1...0xF3 => .{ 4, 0x80, 0xBF },
+        0xF4 => .{ 4, 0x80, 0x8F },
+        else => return null,
+    };
+    if (s.len < n or s[1] < lo or s[1] > hi) return null;
+    for (s[2..n]) |b| if (b & 0xC0 != 0x80) return null;
+    return n;
+}
+
+const FastStringError = error{ SyntaxError, OutOfMemory };
+
+/// Reads the string value the scanner is at (after `peekNextTokenType` said `.string`), or returns
+/// null, leaving the scanner untouched, for what `std.json` should read (a `\u` escape, or a
+/// scanner in a state this does not know). Validates UTF-8 as `std.json.Scanner` does.
+fn fastString(s: *json.Scanner, a: Allocator) FastStringError!?[]const u8 {
+    if (s.state != .value or s.cursor >= s.input.len or s.input[s.cursor] != '"') return null;
+    const in = s.input;
+    var i = s.cursor + 1;
+    var run_start = i;
+    var decoded: std.ArrayList(u8) = .empty; // used once an escape is seen
+    var escaped = false;
+    while (true) {
+        i += plainRun(in[i..], true);
+        if (i >= in.len) return error.SyntaxError;
+        switch (in[i]) {
+            '"' => {
+                const result = if (escaped) blk: {
+                    try decoded.appendSlice(a, in[run_start..i]);
+                    break :blk decoded.items;
+                } else in[run_start..i];
+                s.cursor = i + 1;
+                s.state = .post_value;
+                return result;
+            },
+            '\\' => {
+                if (i + 1 >= in.len) return error.SyntaxError;
+                const unescaped: u8 = switch (in[i + 1]) {
+                    '"' => '"',
+                    '\\' => '\\',
+                    '/' => '/',
+                    'b' => 0x08,
+                    'f' => 0x0c,
+                    'n' => '\n',
+                    'r' => '\r',
+                    't' => '\t',
+                    'u' => return null,
+                    else => return error.SyntaxError,
+                };
+                if (!escaped) {
+                    escaped = true;
+                    try decoded.ensureTotalCapacity(a, in.len - run_start);
+                }
+                try decoded.appendSlice(a, in[run_start..i]);
+                try decoded.append(a, unescaped);
+                i += 2;
+                run_start = i;
+            },
+            0...0x1f => return error.SyntaxError,
+            else => { // a UTF-8 sequence: well-formed, no surrogates, no overlong forms
+                i += utf8SequenceLen(in[i..]) orelse return error.SyntaxError;
+            },
+        }
+    }
+}
+
+fn isConstString(comptime T: type) bool {
+    return switch (@typeInfo(T)) {
+        .pointer => |p| p.size == .slice and p.child == u8 and p.attrs.@"const" and p.sentinel_ptr == null,
+        else => false,
+    };
+}
+
+const ParseError = json.ParseError(json.Scanner);
+
+/// `std.json.innerParse` with the fast string path, for strings, optionals and plain structs
+/// (fields by name, unknown fields ignored, a missing field without default an error, a duplicate
+/// field an error, as `std.json` with `ignore_unknown_fields`).
+fn decodeValue(comptime T: type, a: Allocator, s: *json.Scanner) ParseError!T {
+    switch (@typeInfo(T)) {
+        .optional => |o| {
+            if (try s.peekNextTokenType() == .null) {
+                _ = try s.next();
+                return null;
+            }
+            return try decodeValue(o.child, a, s);
+        },
+        .pointer => if (comptime isConstString(T)) {
+            if (try s.peekNextTokenType() == .string) {
+                if (try fastString(s, a)) |str| return str;
+            }
+        },
+        .@"struct" => |st| if (!st.is_tuple and !std.meta.hasFn(T, "jsonParse")) {
+            return decodeStruct(T, a, s);
+        },
+        else => {},
+    }
+    return json.innerParse(T, a, s, parseOptions(s));
+}
+
+fn decodeStruct(comptime T: type, a: Allocator, s: *json.Scanner) ParseError!T {
+    const st = @typeInfo(T).@"struct";
+    if (try s.next() != .object_begin) return error.UnexpectedToken;
+    var r: T = undefined;
+    var seen: [st.field_names.len]bool = @splat(false);
+    while (true) {
+        const key = switch (try s.nextAllocMax(a, .alloc_if_needed, s.input.len)) {
+            .string => |k| k,
+            .allocated_string => |k| k,
+            .object_end => break,
+            else => return error.UnexpectedToken,
+        };
+        inline for (st.field_names, st.field_types, 0..) |f_name, f_type, i| {
+            if (std.mem.eql(u8, f_name, key)) {
+                if (seen[i]) return error.DuplicateField;
+                @field(r, f_name) = try decodeValue(f_type, a, s);
+                seen[i] = true;
+                break;
+            }
+        } else try s.skipValue();
+    }
+    inline for (st.field_names, st.field_types, st.field_attrs, 0..) |f_name, f_type, f_attrs, i| {
+        if (!seen[i]) {
+            @field(r, f_name) = f_attrs.defaultValue(f_type) orelse return error.MissingField;
+        }
+    }
+    return r;
+}
+
+/// Write `s` as a JSON string (the same bytes as `std.json`: `\n`, `\r`, `\t`, `\b`, `\f`, `\"`, `\\`
+/// escaped, other control characters as `\u00XX`, everything else as is).
+pub fn writeJsonString(w: *Writer, s: []const u8) Writer.Error!void {
+    try w.writeByte('"');
+    var rest = s;
+    while (true) {
+        const n = plainRun(rest, false);
+        try w.writeAll(rest[0..n]);
+        if (n == rest.len) break;
+        const c = rest[n];
+        switch (c) {
+            '"' => try w.writeAll("\\\""),
+            '\\' => try w.writeAll("\\\\"),
+            '\n' => try w.writeAll("\\n"),
+            '\r' => try w.writeAll("\\r"),
+            '\t' => try w.writeAll("\\t"),
+            0x08 => try w.writeAll("\\b"),
+            0x0c => try w.writeAll("\\f"),
+            else => try w.print("\\u{x:0>4}", .{c}),
+        }
+        rest = rest[n + 1 ..];
+    }
+    try w.writeByte('"');
+}
+
+/// `std.json.Stringify.value(value, .{}, w)` with the fast string path for strings, optionals,
+/// slices and plain structs; anything else (and types with `jsonStringify`) goes to `std.json`.
+fn writeJson(w: *Writer, value: anytype) Writer.Error!void {
+    const T = @TypeOf(value);
+    switch (@typeInfo(T)) {
+        .optional => return if (value) |v| writeJson(w, v) else w.writeAll("null"),
+        .pointer => |p| {
+            if (comptime p.child == u8 and p.size == .slice) return writeJsonString(w, value);
+            if (comptime p.size == .one) switch (@typeInfo(p.child)) {
+                .array => |arr| if (arr.child == u8) return writeJsonString(w, value),
+                else => return writeJson(w, value.*),
+            };
+            if (comptime p.size == .slice and !std.meta.hasFn(p.child, "jsonStringify")) {
+                try w.writeByte('[');
+                for (value, 0..) |item, i| {
+                    if (i > 0) try w.writeByte(',');
+                    try writeJson(w, item);
+                }
+                return w.writeByte(']');
+            }
+        },
+        .@"struct" => |st| if (comptime !st.is_tuple and !std.meta.hasFn(T, "jsonStringify") and plainNames(st.field_names)) {
+            try w.writeByte('{');
+            inline for (st.field_names, 0..) |f_name, i| {
+                try w.writeAll((if (i > 0) "," else "") ++ "\"" ++ f_name ++ "\":");
+                try writeJson(w, @field(value, f_name));
+            }
+            return w.writeByte('}');
+        },
+        else => {},
+    }
+    return json.Stringify.value(value, .{}, w);
+}
+
+/// Field names that need no escaping inside a JSON string (so they can be written as they are).
+fn plainNames(comptime field_names: []const []const u8) bool {
+    for (field_names) |name| for (name) |c| if (c == '"' or c == '\\' or c < 0x20) return false;
+    return true;
+}
+
 // --- dispatch -------------------------------------------------------------------------------
 
 pub const Kind = enum { action, filter, job };
@@ -673,8 +930,22 @@ pub const Ctx = struct {
     name: []const u8,
     /// A job's task id (the idempotency key); empty for hooks.
     id: []const u8 = "",
-    /// The whole decoded payload.
-    envelope: json.Value,
+    /// The whole payload as the host sent it (JSON text, valid for this call only).
+    envelope_json: []const u8,
+    envelope_tree: ?json.Value = null,
+
+    /// The whole payload as a `std.json.Value` tree, built on first use (in `arena`). The SDK
+    /// itself builds no tree: parameters are parsed straight from the payload into their types.
+    pub fn envelope(self: *Ctx) error{OutOfMemory}!json.Value {
+        if (self.envelope_tree) |tree| return tree;
+        const tree = json.parseFromSliceLeaky(json.Value, self.arena, self.envelope_json, .{}) catch |e| switch (e) {
+            error.OutOfMemory => return error.OutOfMemory,
+            // The dispatcher validated the whole payload before the handler ran.
+            else => json.Value.null,
+        };
+        self.envelope_tree = tree;
+        return tree;
+    }
 
     pub fn hostCall(self: *Ctx, name: []const u8, payload: anytype) HostCallError!json.Value {
         return hostCallTop(self.arena, name, payload);
@@ -698,6 +969,14 @@ pub fn plugin(comptime P: type) void {
     @export(&D.handleHook, .{ .name = "gn_handle_hook" });
     @export(&D.handleJob, .{ .name = "gn_handle_job" });
 }
+
+/// Bytes of arena memory kept from one call to the next: a call allocates from pages it already
+/// has instead of asking `wasm_allocator` again; a call that needed more gives the rest back.
+const arena_retain_bytes = 64 * 1024;
+
+/// The arena behind every call's `ctx.arena`: reset, not freed, after each call (an instance runs
+/// one call at a time, and a handler cannot be re-entered from a host function).
+var call_arena: std.heap.ArenaAllocator = .init(allocator);
 
 fn Dispatcher(comptime P: type) type {
     const filters = if (@hasDecl(P, "filters")) P.filters else .{};
@@ -723,50 +1002,39 @@ fn Dispatcher(comptime P: type) type {
         }
 
         fn run(name: []const u8, payload: []const u8, comptime export_kind: enum { hook, job }) i64 {
-            var arena_state = std.heap.ArenaAllocator.init(allocator);
-            defer arena_state.deinit();
-            const arena = arena_state.allocator();
+            defer _ = call_arena.reset(.{ .retain_with_limit = arena_retain_bytes });
+            const arena = call_arena.allocator();
 
-            const envelope = json.parseFromSliceLeaky(json.Value, arena, payload, .{}) catch |e| return switch (e) {
+            const kind_str = findKind(arena, payload) catch |e| return switch (e) {
                 error.OutOfMemory => status(.out_of_memory),
-                else => status(.bad_payload),
+                error.BadPayload => status(.bad_payload),
             };
-            if (envelope != .object) return status(.bad_payload);
-            const obj = envelope.object;
-            const kind_str = stringField(obj, "kind") orelse return status(.bad_payload);
-            var ctx: Ctx = .{ .arena = arena, .kind = .action, .name = name, .envelope = envelope };
+            var ctx: Ctx = .{ .arena = arena, .kind = .action, .name = name, .envelope_json = payload };
             switch (export_kind) {
                 .job => {
                     if (!std.mem.eql(u8, kind_str, "job")) return status(.bad_payload);
                     ctx.kind = .job;
-                    ctx.id = stringField(obj, "id") orelse "";
-                    const job_payload = obj.get("payload") orelse .null;
                     inline for (jobs) |entry| {
-                        if (std.mem.eql(u8, entry[0], name)) return invoke(entry[1], &ctx, job_payload, &.{});
+                        if (std.mem.eql(u8, entry[0], name)) return invoke(entry[1], &ctx, .job);
                     }
                 },
                 .hook => {
-                    const args: []const json.Value = if (obj.get("args")) |a| switch (a) {
-                        .array => |arr| arr.items,
-                        .null => &.{},
-                        else => return status(.bad_payload),
-                    } else &.{};
                     if (std.mem.eql(u8, kind_str, "filter")) {
                         ctx.kind = .filter;
-                        const value = obj.get("value") orelse .null;
                         inline for (filters) |entry| {
-                            if (std.mem.eql(u8, entry[0], name)) return invoke(entry[1], &ctx, value, args);
+                            if (std.mem.eql(u8, entry[0], name)) return invoke(entry[1], &ctx, .filter);
                         }
                     } else if (std.mem.eql(u8, kind_str, "action")) {
                         ctx.kind = .action;
                         inline for (actions) |entry| {
-                            if (std.mem.eql(u8, entry[0], name)) return invokeAction(entry[1], &ctx, args);
+                            if (std.mem.eql(u8, entry[0], name)) return invoke(entry[1], &ctx, .action);
                         }
                     } else return status(.bad_payload);
                 },
             }
-            // The name is known, but not for this kind (e.g. a filter called as an action).
-            return status(.unknown_hook);
+            // The name is known, but not for this kind (e.g. a filter called as an action). A
+            // payload that is not a valid envelope is still a bad payload first.
+            return if (validEnvelope(arena, payload, ctx.kind)) status(.unknown_hook) else status(.bad_payload);
         }
     };
 }
@@ -787,62 +1055,202 @@ fn known(comptime list: anytype, name: []const u8) bool {
     return false;
 }
 
-fn stringField(obj: json.ObjectMap, key: []const u8) ?[]const u8 {
-    const v = obj.get(key) orelse return null;
-    return if (v == .string) v.string else null;
-}
-
 fn isCtxParam(comptime T: type) bool {
     return T == *Ctx or T == *const Ctx;
 }
 
-/// An action's data parameters are all `args`: shift by one "value" slot that actions lack.
-fn invokeAction(comptime handler: anytype, ctx: *Ctx, args: []const json.Value) i64 {
-    return invokeWith(handler, ctx, null, args);
+// --- envelope decoding ----------------------------------------------------------------------
+//
+// No `std.json.Value` tree: a first scan reads the top-level keys up to "kind" (the host sends it
+// first, so that is a few bytes), then one scan of the whole payload parses "value"/"payload" and
+// each of "args" straight into the handler's parameter types (`std.json.innerParse`), skips what
+// no parameter takes, and checks that the rest is valid JSON. Building the tree and converting it
+// again cost most of a small call's instructions.
+
+const ScanError = error{ BadPayload, OutOfMemory };
+
+fn scanErr(e: anyerror) ScanError {
+    return if (e == error.OutOfMemory) error.OutOfMemory else error.BadPayload;
 }
 
-/// Filters and jobs: the first data parameter is `first`, the rest come from `args`.
-fn invoke(comptime handler: anytype, ctx: *Ctx, first: json.Value, args: []const json.Value) i64 {
-    return invokeWith(handler, ctx, first, args);
-}
-
-const DecodeError = error{ BadPayload, OutOfMemory };
-
-fn decodeParam(comptime T: type, arena: Allocator, v: ?json.Value) DecodeError!T {
-    const value = v orelse {
-        if (@typeInfo(T) == .optional) return null;
-        return error.BadPayload;
-    };
-    if (T == json.Value) return value;
-    return json.parseFromValueLeaky(T, arena, value, .{ .ignore_unknown_fields = true }) catch |e| switch (e) {
-        error.OutOfMemory => error.OutOfMemory,
+/// The next object key, or null at the end of the object.
+fn nextKey(s: *json.Scanner, a: Allocator) ScanError!?[]const u8 {
+    return switch (s.nextAllocMax(a, .alloc_if_needed, s.input.len) catch |e| return scanErr(e)) {
+        .string => |k| k,
+        .allocated_string => |k| k,
+        .object_end => null,
         else => error.BadPayload,
     };
 }
 
-fn invokeWith(comptime handler: anytype, ctx: *Ctx, first: ?json.Value, args: []const json.Value) i64 {
-    const F = @TypeOf(handler);
-    const param_types = @typeInfo(F).@"fn".param_types;
-    var call_args: std.meta.ArgsTuple(F) = undefined;
-    comptime var data_index: usize = 0;
-    inline for (param_types, 0..) |param_type, i| {
-        const T = param_type orelse @compileError("handler parameters must have concrete types");
-        if (comptime isCtxParam(T)) {
-            call_args[i] = ctx;
-        } else {
-            // Data parameter k: `first` when there is one, then args[0..].
-            const k = data_index;
-            data_index += 1;
-            const source: ?json.Value = if (first) |f| (if (k == 0) f else argAt(args, k - 1)) else argAt(args, k);
-            call_args[i] = decodeParam(T, ctx.arena, source) catch |e| return switch (e) {
-                error.OutOfMemory => status(.out_of_memory),
-                error.BadPayload => blk: {
-                    warn("{s} {s}: argument {d} does not decode as {s}", .{ @tagName(ctx.kind), ctx.name, k, @typeName(T) });
-                    break :blk status(.bad_payload);
-                },
-            };
-        }
+fn peek(s: *json.Scanner) ScanError!json.TokenType {
+    return s.peekNextTokenType() catch |e| scanErr(e);
+}
+
+fn skipJson(s: *json.Scanner) ScanError!void {
+    s.skipValue() catch |e| return scanErr(e);
+}
+
+/// The next value if it is a string, else null (the value is skipped).
+fn stringValue(s: *json.Scanner, a: Allocator) ScanError!?[]const u8 {
+    if (try peek(s) != .string) {
+        try skipJson(s);
+        return null;
     }
+    return switch (s.nextAllocMax(a, .alloc_if_needed, s.input.len) catch |e| return scanErr(e)) {
+        .string => |v| v,
+        .allocated_string => |v| v,
+        else => error.BadPayload,
+    };
+}
+
+/// The envelope's "kind" (a string), read without looking further than needed.
+fn findKind(arena: Allocator, payload: []const u8) ScanError![]const u8 {
+    var s = json.Scanner.initCompleteInput(arena, payload);
+    if ((s.next() catch |e| return scanErr(e)) != .object_begin) return error.BadPayload;
+    while (try nextKey(&s, arena)) |key| {
+        if (std.mem.eql(u8, key, "kind")) return try stringValue(&s, arena) orelse error.BadPayload;
+        try skipJson(&s);
+    }
+    return error.BadPayload;
+}
+
+/// Whether `payload` is one JSON object whose "args" (for hooks) is an array or null.
+fn validEnvelope(arena: Allocator, payload: []const u8, kind: Kind) bool {
+    var s = json.Scanner.initCompleteInput(arena, payload);
+    if ((s.next() catch return false) != .object_begin) return false;
+    while (nextKey(&s, arena) catch return false) |key| {
+        if (kind != .job and std.mem.eql(u8, key, "args")) {
+            const t = peek(&s) catch return false;
+            if (t != .array_begin and t != .null) return false;
+        }
+        skipJson(&s) catch return false;
+    }
+    return (s.next() catch return false) == .end_of_document;
+}
+
+/// The positions (in the handler's parameter list) of the parameters filled from JSON.
+fn dataSlots(comptime F: type) []const usize {
+    comptime {
+        var slots: []const usize = &.{};
+        for (@typeInfo(F).@"fn".param_types, 0..) |param, i| {
+            const T = param orelse @compileError("handler parameters must have concrete types");
+            if (!isCtxParam(T)) slots = slots ++ .{i};
+        }
+        return slots;
+    }
+}
+
+const DecodeError = error{ BadPayload, OutOfMemory, WrongShape };
+
+/// Parses the handler's JSON parameters out of the envelope into `call_args`.
+fn Decoder(comptime F: type, comptime kind: Kind) type {
+    const slots = comptime dataSlots(F);
+    const params = @typeInfo(F).@"fn".param_types;
+    return struct {
+        call_args: *std.meta.ArgsTuple(F),
+        seen: [slots.len]bool = @splat(false),
+        /// The data parameter that did not decode (for the log line).
+        failed: usize = 0,
+
+        /// Data parameter `k`: for filters and jobs the value/payload first, then `args[0..]`.
+        fn take(self: *@This(), s: *json.Scanner, a: Allocator, k: usize) DecodeError!void {
+            inline for (slots, 0..) |slot, j| {
+                if (j == k) {
+                    const T = params[slot].?;
+                    self.call_args[slot] = decodeValue(T, a, s) catch |e| {
+                        self.failed = j;
+                        return shapeErr(e);
+                    };
+                    self.seen[j] = true;
+                    return;
+                }
+            }
+            s.skipValue() catch |e| return shapeErr(e);
+        }
+
+        fn decode(self: *@This(), ctx: *Ctx) DecodeError!void {
+            const arena = ctx.arena;
+            var s = json.Scanner.initCompleteInput(arena, ctx.envelope_json);
+            if ((s.next() catch |e| return shapeErr(e)) != .object_begin) return error.BadPayload;
+            while (try nextKey(&s, arena)) |key| {
+                if ((kind == .filter and std.mem.eql(u8, key, "value")) or
+                    (kind == .job and std.mem.eql(u8, key, "payload")))
+                {
+                    try self.take(&s, arena, 0);
+                } else if (kind != .job and std.mem.eql(u8, key, "args")) {
+                    switch (try peek(&s)) {
+                        .null => try skipJson(&s),
+                        .array_begin => {
+                            _ = s.next() catch |e| return shapeErr(e);
+                            const first: usize = if (kind == .filter) 1 else 0;
+                            var k = first;
+                            while (try peek(&s) != .array_end) : (k += 1) try self.take(&s, arena, k);
+                            _ = s.next() catch |e| return shapeErr(e);
+                        },
+                        else => return error.BadPayload,
+                    }
+                } else if (kind == .job and std.mem.eql(u8, key, "id")) {
+                    ctx.id = try stringValue(&s, arena) orelse "";
+                } else try skipJson(&s);
+            }
+            if ((s.next() catch |e| return shapeErr(e)) != .end_of_document) return error.BadPayload;
+            // Missing parameters: a filter's absent value (a job's payload) is JSON null; an absent
+            // argument is null for an optional parameter and a bad payload otherwise.
+            inline for (slots, 0..) |slot, j| {
+                if (!self.seen[j]) {
+                    const T = params[slot].?;
+                    if (j == 0 and kind != .action) {
+                        self.call_args[slot] = json.parseFromSliceLeaky(T, ctx.arena, "null", .{}) catch |e| {
+                            self.failed = j;
+                            return shapeErr(e);
+                        };
+                    } else if (@typeInfo(T) == .optional) {
+                        self.call_args[slot] = null;
+                    } else {
+                        self.failed = j;
+                        return error.WrongShape;
+                    }
+                }
+            }
+        }
+    };
+}
+
+fn parseOptions(s: *const json.Scanner) json.ParseOptions {
+    return .{ .ignore_unknown_fields = true, .max_value_len = s.input.len, .allocate = .alloc_if_needed };
+}
+
+/// Invalid JSON is a bad payload; valid JSON of the wrong shape is logged too (a plugin bug or
+/// a site sending what the plugin does not expect).
+fn shapeErr(e: anyerror) DecodeError {
+    return switch (e) {
+        error.OutOfMemory => error.OutOfMemory,
+        error.SyntaxError, error.UnexpectedEndOfInput, error.BufferUnderrun, error.BadPayload => error.BadPayload,
+        else => error.WrongShape,
+    };
+}
+
+fn invoke(comptime handler: anytype, ctx: *Ctx, comptime kind: Kind) i64 {
+    const F = @TypeOf(handler);
+    var call_args: std.meta.ArgsTuple(F) = undefined;
+    inline for (@typeInfo(F).@"fn".param_types, 0..) |param, i| {
+        if (comptime isCtxParam(param.?)) call_args[i] = ctx;
+    }
+    var decoder: Decoder(F, kind) = .{ .call_args = &call_args };
+    decoder.decode(ctx) catch |e| return switch (e) {
+        error.OutOfMemory => status(.out_of_memory),
+        error.BadPayload => status(.bad_payload),
+        error.WrongShape => blk: {
+            const slots = comptime dataSlots(F);
+            inline for (slots, 0..) |slot, j| {
+                if (j == decoder.failed) warn("{s} {s}: argument {d} does not decode as {s}", .{
+                    @tagName(ctx.kind), ctx.name, j, @typeName(@typeInfo(F).@"fn".param_types[slot].?),
+                });
+            }
+            break :blk status(.bad_payload);
+        },
+    };
     const ret = @call(.auto, handler, call_args);
     const R = @TypeOf(ret);
     const result = if (@typeInfo(R) == .error_union) ret catch |e| {
@@ -856,12 +1264,8 @@ fn invokeWith(comptime handler: anytype, ctx: *Ctx, first: ?json.Value, args: []
 /// Only an allocation can fail here: the writer is an `Allocating` one.
 fn writeBody(w: *Writer, kind: Kind, result: anytype) Writer.Error!void {
     if (kind == .filter) try w.writeAll("{\"value\":");
-    try json.Stringify.value(result, .{}, w);
+    try writeJson(w, result);
     if (kind == .filter) try w.writeAll("}");
-}
-
-fn argAt(args: []const json.Value, i: usize) ?json.Value {
-    return if (i < args.len) args[i] else null;
 }
 
 fn respond(ctx: *Ctx, result: anytype) i64 {

@@ -27,6 +27,8 @@ pub const actions = .{
     .{ "optional_arg", optionalArg },
     .{ "raw", raw },
     .{ "nothing", nothing },
+    .{ "typed", typed },
+    .{ "envelope", envelopeOf },
 };
 pub const jobs = .{
     .{ "echo", echoJob },
@@ -147,4 +149,23 @@ fn nothing() void {}
 
 fn echoJob(ctx: *gn.Ctx, payload: std.json.Value) !struct { id: []const u8, payload: std.json.Value } {
     return .{ .id = ctx.id, .payload = payload };
+}
+
+const Typed = struct {
+    name: []const u8,
+    tags: []const []const u8 = &.{},
+    n: ?i64 = null,
+    inner: struct { ok: bool, note: ?[]const u8 = null },
+    level: enum { low, high } = .low,
+};
+
+/// A nested typed parameter, decoded by the SDK and written back.
+fn typed(t: Typed, more: ?[]const f64) struct { t: Typed, more: ?[]const f64 } {
+    return .{ .t = t, .more = more };
+}
+
+/// The envelope as a tree, on demand: its "hook" and how many top-level keys it has.
+fn envelopeOf(ctx: *gn.Ctx) !struct { hook: []const u8, keys: usize } {
+    const tree = try ctx.envelope();
+    return .{ .hook = tree.object.get("hook").?.string, .keys = tree.object.count() };
 }
