@@ -160,6 +160,17 @@ _current: ContextVar[tuple[str, ...]] = ContextVar("gonext_current_hooks", defau
 
 RunKind = Literal["action", "html", "text"]
 _run_kind: ContextVar[RunKind | None] = ContextVar("gonext_hook_run_kind", default=None)
+_run_memo: ContextVar[dict[str, Any] | None] = ContextVar("gonext_hook_run_memo", default=None)
+
+
+def run_memo() -> dict[str, Any]:
+    """A dict shared by the callbacks of the innermost hook run now running and dropped when the run
+    ends (a fresh, unshared dict outside any run). A callback that derives something costly from the
+    run's arguments (the plugin bridge's JSON form of them) computes it once per run, not once per
+    callback; it must key what it stores on what it derived it from, since a filter's value changes
+    from step to step."""
+    memo = _run_memo.get()
+    return {} if memo is None else memo
 
 
 def current_run_kind() -> RunKind | None:
@@ -285,9 +296,11 @@ def register_temporarily(name: str, callback: Callback,
 def _running(name: str, kind: RunKind) -> Iterator[None]:
     token = _current.set((*_current.get(), name))
     kind_token = _run_kind.set(kind)
+    memo_token = _run_memo.set({})
     try:
         yield
     finally:
+        _run_memo.reset(memo_token)
         _run_kind.reset(kind_token)
         _current.reset(token)
 

@@ -138,3 +138,48 @@ def test_async_twins_call_plugins(active) -> None:  # type: ignore[no-untyped-de
         return await hooks.aapply_filters("upper", "async"), await hooks.ado_action("body")
 
     assert asyncio.run(main()) == ("ASYNC", [{"html": ""}])
+
+
+class CountedArg:
+    """A hook argument that counts how often it is turned into JSON."""
+
+    def __init__(self) -> None:
+        self.encodes = 0
+
+    def to_plugin_json(self) -> dict[str, int]:
+        self.encodes += 1
+        return {"n": 7}
+
+
+@pytest.fixture
+def three_plugins(make_bundle):  # type: ignore[no-untyped-def]
+    for slug in ("one", "two", "three"):
+        lifecycle.install(make_bundle(slug=slug, capabilities=CAPS, hooks=HOOKS), CAPS, "tests",
+                          activate=True)
+    registry.sync(force=True)
+
+
+def test_an_action_encodes_its_arguments_once_for_all_plugins(three_plugins) -> None:  # type: ignore[no-untyped-def]
+    arg = CountedArg()
+    envelopes = hooks.do_action("echo", arg, "x")
+    assert envelopes == [{"kind": "action", "hook": "echo", "args": [{"n": 7}, "x"]}] * 3
+    assert arg.encodes == 1
+    hooks.do_action("echo", arg, "x")
+    assert arg.encodes == 2  # once per run: a later run sees the object as it is then
+
+
+def test_a_filter_encodes_its_extra_arguments_once_while_the_value_changes(three_plugins) -> None:  # type: ignore[no-untyped-def]
+    arg = CountedArg()
+    with hooks.register_temporarily("upper", lambda value, extra: value + "-py", 15):
+        assert hooks.apply_filters("upper", "a", arg) == "A-PY"
+    assert arg.encodes == 1
+
+
+def test_an_action_on_a_filter_chain_sees_each_steps_value(three_plugins) -> None:  # type: ignore[no-untyped-def]
+    """An action-kind proxy on a filter chain gets the running value as its argument, and the value
+    changes from step to step (here each echo's envelope becomes the next one's value): what was
+    encoded for one step is never reused for the next."""
+    def envelope(arg: object) -> dict[str, object]:
+        return {"kind": "action", "hook": "echo", "args": [arg]}
+
+    assert hooks.apply_filters("echo", "v") == envelope(envelope(envelope("v")))
