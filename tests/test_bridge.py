@@ -183,3 +183,43 @@ def test_an_action_on_a_filter_chain_sees_each_steps_value(three_plugins) -> Non
         return {"kind": "action", "hook": "echo", "args": [arg]}
 
     assert hooks.apply_filters("echo", "v") == envelope(envelope(envelope("v")))
+
+
+def _generation_reads(queries: list[dict[str, str]]) -> int:
+    return sum('"gonext_plugins_generation"' in query["sql"] for query in queries)
+
+
+def test_a_page_checks_for_plugin_changes_once_however_many_hooks_it_runs(  # type: ignore[no-untyped-def]
+        three_plugins, client, settings) -> None:
+    """With a zero interval every check reads the generation; the post page runs wp_head and
+    the_content through three plugins, yet the request reads it once, when it starts."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "SYNC_INTERVAL": 0}
+    registry.sync(force=True)  # the next check is due at once from now on
+    post = Post.objects.create(title="T", slug="t", body="B")
+    before = hooks.did_action("wp_head")
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(post.get_absolute_url()).status_code == 200
+    assert hooks.did_action("wp_head") == before + 1
+    assert _generation_reads(queries.captured_queries) == 1
+    with CaptureQueriesContext(connection) as queries:  # outside a request: each dispatch checks
+        hooks.do_action("wp_head")
+        hooks.apply_filters("the_content", "x")
+    assert _generation_reads(queries.captured_queries) == 2
+
+
+def test_a_change_committed_during_a_request_applies_within_it(  # type: ignore[no-untyped-def]
+        make_bundle, django_capture_on_commit_callbacks) -> None:
+    """The once-per-request check never hides a change this process committed itself."""
+    from django.core.signals import request_finished, request_started
+
+    request_started.send(sender=None)
+    try:
+        assert not hooks.has_filter("upper")
+        with django_capture_on_commit_callbacks(execute=True):
+            lifecycle.install(make_bundle(capabilities=CAPS, hooks=HOOKS), CAPS, "tests", activate=True)
+        assert hooks.apply_filters("upper", "a") == "A"
+    finally:
+        request_finished.send(sender=None)
