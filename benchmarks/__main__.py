@@ -14,6 +14,7 @@ BENCHMARKS = {
     "runtime": "benchmarks.runtime",
     "logs": "benchmarks.logs",
     "page": "benchmarks.page",
+    "startup": "benchmarks.startup",
 }
 
 
