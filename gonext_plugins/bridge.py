@@ -116,9 +116,9 @@ class PluginHookProxy:
         runtime_plugin = self.loaded.runtime_plugin
         memo = hooks.run_memo()
         key = (_ARGS_MEMO, id(runtime_plugin.runtime), len(args))
-        cached = memo.get(key)
+        cached: tuple[tuple[Any, ...], orjson.Fragment] | None = memo.get(key)
         if cached is not None and all(a is b for a, b in zip(cached[0], args, strict=True)):
-            return cached[1]  # type: ignore[no-any-return]
+            return cached[1]
         encoded = runtime_plugin.encode_args(args)
         memo[key] = (args, encoded)
         return encoded

@@ -41,7 +41,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Literal
@@ -160,10 +160,10 @@ _current: ContextVar[tuple[str, ...]] = ContextVar("gonext_current_hooks", defau
 
 RunKind = Literal["action", "html", "text"]
 _run_kind: ContextVar[RunKind | None] = ContextVar("gonext_hook_run_kind", default=None)
-_run_memo: ContextVar[dict[str, Any] | None] = ContextVar("gonext_hook_run_memo", default=None)
+_run_memo: ContextVar[dict[Hashable, Any] | None] = ContextVar("gonext_hook_run_memo", default=None)
 
 
-def run_memo() -> dict[str, Any]:
+def run_memo() -> dict[Hashable, Any]:
     """A dict shared by the callbacks of the innermost hook run now running and dropped when the run
     ends (a fresh, unshared dict outside any run). A callback that derives something costly from the
     run's arguments (the plugin bridge's JSON form of them) computes it once per run, not once per
