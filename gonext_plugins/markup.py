@@ -89,7 +89,13 @@ def clean_filter_value(original: Any, result: Any, *, raw: bool, html: bool = Fa
     whatever a step in between returned) or the value it replaced was ``SafeData`` (Django's rule):
     that one is sanitized (or trusted, with ``html.raw``) and stays marked safe, so the next filter
     in the chain sees HTML too. Plain text is left as it is: the template escapes it.
+
+    A result equal to a ``SafeData`` original is that original: nothing the plugin said needs
+    cleaning (a filter with no body hands the value back), and a page whose content passes through
+    many plugins that leave it alone is not sanitized once per plugin.
     """
+    if isinstance(original, SafeData) and result == original:
+        return original
     if (html or isinstance(original, SafeData)) and isinstance(result, str):
         return _trusted_or_sanitized(result, raw)
     return result

@@ -223,3 +223,18 @@ def test_a_change_committed_during_a_request_applies_within_it(  # type: ignore[
         assert hooks.apply_filters("upper", "a") == "A"
     finally:
         request_finished.send(sender=None)
+
+
+def test_a_filter_that_leaves_safe_markup_alone_hands_it_back_as_it_was(make_bundle) -> None:  # type: ignore[no-untyped-def]
+    """A plugin filter with no body changes nothing: the site's own trusted markup is passed on as
+    it was, not run through the sanitizer (which would strip the site's script); a changed value is
+    still sanitized."""
+    from django.utils.safestring import SafeData, mark_safe
+
+    hooks_ = [{"name": "nobody", "kind": "filter"}, {"name": "upper", "kind": "filter"}]
+    lifecycle.install(make_bundle(capabilities=CAPS, hooks=hooks_), CAPS, "tests", activate=True)
+    registry.sync(force=True)
+    trusted = mark_safe('<p>hi</p><script>site()</script>')
+    assert hooks.apply_filters("nobody", trusted) is trusted
+    changed = hooks.apply_filters("upper", mark_safe("<b>x</b><script>y()</script>"))
+    assert isinstance(changed, SafeData) and changed == "<b>X</b>"
