@@ -238,3 +238,17 @@ def test_a_filter_that_leaves_safe_markup_alone_hands_it_back_as_it_was(make_bun
     assert hooks.apply_filters("nobody", trusted) is trusted
     changed = hooks.apply_filters("upper", mark_safe("<b>x</b><script>y()</script>"))
     assert isinstance(changed, SafeData) and changed == "<b>X</b>"
+
+
+def test_a_stored_manifest_is_validated_once_per_process(active) -> None:  # type: ignore[no-untyped-def]
+    """The registry reads every active plugin's manifest on each generation change: the second read
+    of the same stored manifest is the first one's result, and a changed one is validated anew."""
+    from gonext_plugins.lifecycle import manifest_of
+    from gonext_plugins.models import PluginVersion
+
+    version = PluginVersion.objects.get(plugin__slug="demo")
+    first = manifest_of(version)
+    assert manifest_of(PluginVersion.objects.get(pk=version.pk)) is first
+    version.manifest = {**version.manifest, "description": "Changed."}
+    changed = manifest_of(version)
+    assert changed is not first and changed.description == "Changed."
