@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from html import escape as html_escape
 from typing import Any
 from urllib.parse import urlsplit
 
 import nh3
-from django.utils.html import escape
 from django.utils.safestring import SafeData, SafeString, mark_safe
 
 from .errors import BadPluginMarkup
@@ -176,6 +176,13 @@ def is_safe_url(url: str) -> bool:
 def json_for_script(data: Any) -> str:
     """JSON that cannot end or comment out the ``<script>`` element it sits in."""
     return json.dumps(data, ensure_ascii=True, separators=(",", ":")).translate(_SCRIPT_ESCAPES)
+
+
+def escape(value: Any) -> str:
+    """Django's ``django.utils.html.escape`` (the same ``html.escape(str(value))``) without its
+    lazy-string wrapper and ``SafeString``: it runs for every value of every head fragment on every
+    page, and the wrapper cost more than the escaping (a third of a SEO head's rendering)."""
+    return html_escape(str(value))
 
 
 def render_fragment(body: Any) -> str:
