@@ -44,7 +44,8 @@ def _path(link: _Link) -> tuple[PathElement, ...]:
 def problems(value: Any, *, max_depth: int = MAX_DEPTH) -> list[Problem]:
     """Every over-deep container and every string (key or value) holding a lone surrogate, with
     its path; walks iteratively so the check itself cannot overflow the stack. An ASCII string
-    (``str.isascii`` is O(1) in CPython) holds no surrogate and is not encoded."""
+    (``str.isascii`` is O(1) in CPython) holds no surrogate: it is not encoded, and like a number
+    it is not even pushed."""
     found: list[Problem] = []
     stack: list[tuple[_Link, int, Any]] = [(None, 0, value)]
     surrogate = "contains a lone surrogate (an unpaired \\ud800-\\udfff escape), which is not text"
@@ -59,13 +60,13 @@ def problems(value: Any, *, max_depth: int = MAX_DEPTH) -> list[Problem]:
         if depth >= max_depth:
             found.append((_path(link), f"is nested more than {max_depth} levels deep"))
             continue
-        if isinstance(item, dict):
-            for key, child in item.items():
-                if isinstance(key, str) and not key.isascii() and _has_lone_surrogate(key):
-                    found.append(((*_path(link), key.encode("utf-8", "backslashreplace").decode()),
-                                  f"key {surrogate}"))
-                    continue
-                stack.append(((link, key), depth + 1, child))
-        else:
-            stack.extend(((link, index), depth + 1, child) for index, child in enumerate(item))
+        children = item.items() if isinstance(item, dict) else enumerate(item)
+        for key, child in children:
+            if isinstance(key, str) and not key.isascii() and _has_lone_surrogate(key):
+                found.append(((*_path(link), key.encode("utf-8", "backslashreplace").decode()),
+                              f"key {surrogate}"))
+                continue
+            if (isinstance(child, str) and child.isascii()) or not isinstance(child, str | dict | list):
+                continue  # nothing to find there: not even pushed
+            stack.append(((link, key), depth + 1, child))
     return found
