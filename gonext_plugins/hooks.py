@@ -41,7 +41,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Literal
@@ -160,6 +160,17 @@ _current: ContextVar[tuple[str, ...]] = ContextVar("gonext_current_hooks", defau
 
 RunKind = Literal["action", "html", "text"]
 _run_kind: ContextVar[RunKind | None] = ContextVar("gonext_hook_run_kind", default=None)
+_run_memo: ContextVar[dict[Hashable, Any] | None] = ContextVar("gonext_hook_run_memo", default=None)
+
+
+def run_memo() -> dict[Hashable, Any]:
+    """A dict shared by the callbacks of the innermost hook run now running and dropped when the run
+    ends (a fresh, unshared dict outside any run). A callback that derives something costly from the
+    run's arguments (the plugin bridge's JSON form of them) computes it once per run, not once per
+    callback; it must key what it stores on what it derived it from, since a filter's value changes
+    from step to step."""
+    memo = _run_memo.get()
+    return {} if memo is None else memo
 
 
 def current_run_kind() -> RunKind | None:
@@ -285,9 +296,11 @@ def register_temporarily(name: str, callback: Callback,
 def _running(name: str, kind: RunKind) -> Iterator[None]:
     token = _current.set((*_current.get(), name))
     kind_token = _run_kind.set(kind)
+    memo_token = _run_memo.set({})
     try:
         yield
     finally:
+        _run_memo.reset(memo_token)
         _run_kind.reset(kind_token)
         _current.reset(token)
 

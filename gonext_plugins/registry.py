@@ -8,9 +8,10 @@ loads or unloads plugins to match. Loading (:mod:`gonext_plugins.loading`) goes 
 runtime's compiled-artifact cache, so a second process (or a restart) does not compile again.
 
 The registry is wired in ``AppConfig.ready`` by :meth:`Registry.install`: it receives
-``signals.generation_changed`` (a change committed in this process: sync at the next call) and
-installs its sync as the hook bus's before-dispatch step, so neither ``lifecycle`` nor ``hooks``
-imports it.
+``signals.generation_changed`` (a change committed in this process: sync at the next call), checks
+once when each request starts (Django's ``request_started``), and installs its check as the hook
+bus's before-dispatch step (skipped within a request that already checked), so neither
+``lifecycle`` nor ``hooks`` imports it.
 
 Other layers react to loads and unloads through listeners (the hook bridge connects a plugin's
 receivers, the jobs bridge registers its jobs): ``registry.add_listener(on_load, on_unload)``.
@@ -22,8 +23,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
+from django.core.signals import request_finished, request_started
 from django.db import DatabaseError
 
 from . import hooks, loading, signals
@@ -47,6 +50,9 @@ __all__ = ["LoadedPlugin", "Registry", "_trap_debug_info", "compile_limits", "ge
 
 logger = logging.getLogger("gonext_plugins.registry")
 
+# True while this context serves a request whose start already ran the sync check.
+_request_checked: ContextVar[bool] = ContextVar("gonext_registry_request_checked", default=False)
+
 Listener = Callable[[LoadedPlugin], None]
 Desired = dict[str, tuple[PluginVersion, frozenset[str], tuple[str, ...], dict[str, Any]]]
 
@@ -59,6 +65,7 @@ class Registry:
         self._loaded: dict[str, LoadedPlugin] = {}
         self._generation = -1
         self._next_check = 0.0
+        self._stale = True  # a change committed in this process waits for the next sync
         self._listeners: list[tuple[Listener | None, Listener | None]] = []
 
     # --- runtime ---------------------------------------------------------------------------
@@ -71,13 +78,34 @@ class Registry:
     # --- wiring (AppConfig.ready) ------------------------------------------------------------
 
     def install(self) -> None:
-        """React to committed lifecycle changes and sync before each hook dispatch."""
+        """React to committed lifecycle changes, check for changes once when a request starts, and
+        before each hook dispatch outside requests (task workers, commands, consumers)."""
         signals.generation_changed.connect(self._on_generation_changed, weak=False,
                                            dispatch_uid="gonext_registry_generation")
-        hooks.set_before_dispatch(self.maybe_sync)
+        request_started.connect(self._on_request_started, weak=False,
+                                dispatch_uid="gonext_registry_request_started")
+        request_finished.connect(self._on_request_finished, weak=False,
+                                 dispatch_uid="gonext_registry_request_finished")
+        hooks.set_before_dispatch(self.before_dispatch)
 
     def _on_generation_changed(self, sender: Any, **kwargs: Any) -> None:
         self.invalidate()
+
+    def _on_request_started(self, sender: Any, **kwargs: Any) -> None:
+        self.maybe_sync()
+        _request_checked.set(True)
+
+    def _on_request_finished(self, sender: Any, **kwargs: Any) -> None:
+        _request_checked.set(False)
+
+    def before_dispatch(self) -> None:
+        """The hook bus's step before each dispatch. Within a request the check ran when it started:
+        every hook of the page sees the same plugins (no version swap between ``wp_head`` and
+        ``the_content``) and a page with many hook calls pays for one check; a change this request
+        committed itself still applies at once. Elsewhere each dispatch checks."""
+        if _request_checked.get() and not self._stale:
+            return
+        self.maybe_sync()
 
     # --- listeners -------------------------------------------------------------------------
 
@@ -132,6 +160,7 @@ class Registry:
     def invalidate(self) -> None:
         """Make the next call re-read the database (after a change committed in this process)."""
         self._next_check = 0.0
+        self._stale = True
 
     def maybe_sync(self) -> None:
         """Sync if ``SYNC_INTERVAL`` has passed since the last check. Cheap when it has not."""
@@ -142,6 +171,7 @@ class Registry:
         """Bring loaded plugins in line with the database. Returns True when anything changed."""
         with self._lock:
             self._next_check = time.monotonic() + settings.SYNC_INTERVAL
+            self._stale = False
             try:
                 generation = current_generation()
             except DatabaseError:
@@ -226,6 +256,7 @@ class Registry:
                 self._unload(slug)
             self._generation = -1
             self._next_check = 0.0
+            self._stale = True
 
     def close(self) -> None:
         with self._lock:

@@ -28,31 +28,45 @@ def _has_lone_surrogate(text: str) -> bool:
     return False
 
 
+_Link = tuple[Any, PathElement] | None
+"""A path as a chain of ``(parent link, key)``: built into a tuple only for a problem, so checking
+a clean value (every guest result, on every hook call) allocates no path per item."""
+
+
+def _path(link: _Link) -> tuple[PathElement, ...]:
+    keys: list[PathElement] = []
+    while link is not None:
+        link, key = link
+        keys.append(key)
+    return tuple(reversed(keys))
+
+
 def problems(value: Any, *, max_depth: int = MAX_DEPTH) -> list[Problem]:
     """Every over-deep container and every string (key or value) holding a lone surrogate, with
-    its path; walks iteratively so the check itself cannot overflow the stack."""
+    its path; walks iteratively so the check itself cannot overflow the stack. An ASCII string
+    (``str.isascii`` is O(1) in CPython) holds no surrogate: it is not encoded, and like a number
+    it is not even pushed."""
     found: list[Problem] = []
-    stack: list[tuple[tuple[PathElement, ...], Any]] = [((), value)]
+    stack: list[tuple[_Link, int, Any]] = [(None, 0, value)]
     surrogate = "contains a lone surrogate (an unpaired \\ud800-\\udfff escape), which is not text"
     while stack:
-        path, item = stack.pop()
+        link, depth, item = stack.pop()
         if isinstance(item, str):
-            if _has_lone_surrogate(item):
-                found.append((path, surrogate))
+            if not item.isascii() and _has_lone_surrogate(item):
+                found.append((_path(link), surrogate))
             continue
         if not isinstance(item, dict | list):
             continue
-        if len(path) >= max_depth:
-            found.append((path, f"is nested more than {max_depth} levels deep"))
+        if depth >= max_depth:
+            found.append((_path(link), f"is nested more than {max_depth} levels deep"))
             continue
-        if isinstance(item, dict):
-            for key, child in item.items():
-                if isinstance(key, str) and _has_lone_surrogate(key):
-                    found.append(((*path, key.encode("utf-8", "backslashreplace").decode()),
-                                  f"key {surrogate}"))
-                    continue
-                stack.append(((*path, key), child))
-        else:
-            stack.extend(((*path, index), child) for index, child in enumerate(item))
+        children = item.items() if isinstance(item, dict) else enumerate(item)
+        for key, child in children:
+            if isinstance(key, str) and not key.isascii() and _has_lone_surrogate(key):
+                found.append(((*_path(link), key.encode("utf-8", "backslashreplace").decode()),
+                              f"key {surrogate}"))
+                continue
+            if (isinstance(child, str) and child.isascii()) or not isinstance(child, str | dict | list):
+                continue  # nothing to find there: not even pushed
+            stack.append(((link, key), depth + 1, child))
     return found
-

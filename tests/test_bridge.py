@@ -138,3 +138,117 @@ def test_async_twins_call_plugins(active) -> None:  # type: ignore[no-untyped-de
         return await hooks.aapply_filters("upper", "async"), await hooks.ado_action("body")
 
     assert asyncio.run(main()) == ("ASYNC", [{"html": ""}])
+
+
+class CountedArg:
+    """A hook argument that counts how often it is turned into JSON."""
+
+    def __init__(self) -> None:
+        self.encodes = 0
+
+    def to_plugin_json(self) -> dict[str, int]:
+        self.encodes += 1
+        return {"n": 7}
+
+
+@pytest.fixture
+def three_plugins(make_bundle):  # type: ignore[no-untyped-def]
+    for slug in ("one", "two", "three"):
+        lifecycle.install(make_bundle(slug=slug, capabilities=CAPS, hooks=HOOKS), CAPS, "tests",
+                          activate=True)
+    registry.sync(force=True)
+
+
+def test_an_action_encodes_its_arguments_once_for_all_plugins(three_plugins) -> None:  # type: ignore[no-untyped-def]
+    arg = CountedArg()
+    envelopes = hooks.do_action("echo", arg, "x")
+    assert envelopes == [{"kind": "action", "hook": "echo", "args": [{"n": 7}, "x"]}] * 3
+    assert arg.encodes == 1
+    hooks.do_action("echo", arg, "x")
+    assert arg.encodes == 2  # once per run: a later run sees the object as it is then
+
+
+def test_a_filter_encodes_its_extra_arguments_once_while_the_value_changes(three_plugins) -> None:  # type: ignore[no-untyped-def]
+    arg = CountedArg()
+    with hooks.register_temporarily("upper", lambda value, extra: value + "-py", 15):
+        assert hooks.apply_filters("upper", "a", arg) == "A-PY"
+    assert arg.encodes == 1
+
+
+def test_an_action_on_a_filter_chain_sees_each_steps_value(three_plugins) -> None:  # type: ignore[no-untyped-def]
+    """An action-kind proxy on a filter chain gets the running value as its argument, and the value
+    changes from step to step (here each echo's envelope becomes the next one's value): what was
+    encoded for one step is never reused for the next."""
+    def envelope(arg: object) -> dict[str, object]:
+        return {"kind": "action", "hook": "echo", "args": [arg]}
+
+    assert hooks.apply_filters("echo", "v") == envelope(envelope(envelope("v")))
+
+
+def _generation_reads(queries: list[dict[str, str]]) -> int:
+    return sum('"gonext_plugins_generation"' in query["sql"] for query in queries)
+
+
+def test_a_page_checks_for_plugin_changes_once_however_many_hooks_it_runs(  # type: ignore[no-untyped-def]
+        three_plugins, client, settings) -> None:
+    """With a zero interval every check reads the generation; the post page runs wp_head and
+    the_content through three plugins, yet the request reads it once, when it starts."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "SYNC_INTERVAL": 0}
+    registry.sync(force=True)  # the next check is due at once from now on
+    post = Post.objects.create(title="T", slug="t", body="B")
+    before = hooks.did_action("wp_head")
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(post.get_absolute_url()).status_code == 200
+    assert hooks.did_action("wp_head") == before + 1
+    assert _generation_reads(queries.captured_queries) == 1
+    with CaptureQueriesContext(connection) as queries:  # outside a request: each dispatch checks
+        hooks.do_action("wp_head")
+        hooks.apply_filters("the_content", "x")
+    assert _generation_reads(queries.captured_queries) == 2
+
+
+def test_a_change_committed_during_a_request_applies_within_it(  # type: ignore[no-untyped-def]
+        make_bundle, django_capture_on_commit_callbacks) -> None:
+    """The once-per-request check never hides a change this process committed itself."""
+    from django.core.signals import request_finished, request_started
+
+    request_started.send(sender=None)
+    try:
+        assert not hooks.has_filter("upper")
+        with django_capture_on_commit_callbacks(execute=True):
+            lifecycle.install(make_bundle(capabilities=CAPS, hooks=HOOKS), CAPS, "tests", activate=True)
+        assert hooks.apply_filters("upper", "a") == "A"
+    finally:
+        request_finished.send(sender=None)
+
+
+def test_a_filter_that_leaves_safe_markup_alone_hands_it_back_as_it_was(make_bundle) -> None:  # type: ignore[no-untyped-def]
+    """A plugin filter with no body changes nothing: the site's own trusted markup is passed on as
+    it was, not run through the sanitizer (which would strip the site's script); a changed value is
+    still sanitized."""
+    from django.utils.safestring import SafeData, mark_safe
+
+    hooks_ = [{"name": "nobody", "kind": "filter"}, {"name": "upper", "kind": "filter"}]
+    lifecycle.install(make_bundle(capabilities=CAPS, hooks=hooks_), CAPS, "tests", activate=True)
+    registry.sync(force=True)
+    trusted = mark_safe('<p>hi</p><script>site()</script>')
+    assert hooks.apply_filters("nobody", trusted) is trusted
+    changed = hooks.apply_filters("upper", mark_safe("<b>x</b><script>y()</script>"))
+    assert isinstance(changed, SafeData) and changed == "<b>X</b>"
+
+
+def test_a_stored_manifest_is_validated_once_per_process(active) -> None:  # type: ignore[no-untyped-def]
+    """The registry reads every active plugin's manifest on each generation change: the second read
+    of the same stored manifest is the first one's result, and a changed one is validated anew."""
+    from gonext_plugins.lifecycle import manifest_of
+    from gonext_plugins.models import PluginVersion
+
+    version = PluginVersion.objects.get(plugin__slug="demo")
+    first = manifest_of(version)
+    assert manifest_of(PluginVersion.objects.get(pk=version.pk)) is first
+    version.manifest = {**version.manifest, "description": "Changed."}
+    changed = manifest_of(version)
+    assert changed is not first and changed.description == "Changed."

@@ -251,6 +251,11 @@ class Plugin:
         return self.denial_hint(capability)
 
     @property
+    def runtime(self) -> Runtime:
+        """The runtime that loaded this plugin (its ``json_default`` shapes :meth:`encode_args`)."""
+        return self._runtime
+
+    @property
     def pool(self) -> InstancePool:
         return self._pool
 
@@ -258,9 +263,18 @@ class Plugin:
     def closed(self) -> bool:
         return self._pool.closed
 
-    def invoke_filter(self, hook: str, value: Any, *args: Any) -> Any:
-        """Run a filter; returns the new value (unchanged when the guest returns no body)."""
-        payload = self._encode({"kind": "filter", "hook": hook, "value": value, "args": args})
+    def encode_args(self, args: tuple[Any, ...]) -> orjson.Fragment:
+        """The JSON of a hook's arguments, for ``encoded_args=`` of :meth:`invoke_filter` and
+        :meth:`invoke_action`: a hook run that calls many plugins encodes its arguments (models and
+        all) once, not once per plugin. ``InvalidPayload`` when one has no JSON form."""
+        return orjson.Fragment(self._dumps(args))
+
+    def invoke_filter(self, hook: str, value: Any, *args: Any,
+                      encoded_args: orjson.Fragment | None = None) -> Any:
+        """Run a filter; returns the new value (unchanged when the guest returns no body).
+        ``encoded_args`` (from :meth:`encode_args`) stands for ``args`` when given."""
+        payload = self._encode({"kind": "filter", "hook": hook, "value": value,
+                                "args": args if encoded_args is None else encoded_args})
         body = self._run("filter", HOOK_EXPORT, hook, payload)
         if body is None:
             return value
@@ -269,9 +283,11 @@ class Plugin:
             raise HookError('a filter body must be {"value": ...}', status="bad_result", plugin=self.name)
         return decoded["value"]
 
-    def invoke_action(self, hook: str, *args: Any) -> Any:
-        """Run an action; returns the decoded JSON body, or None."""
-        payload = self._encode({"kind": "action", "hook": hook, "args": args})
+    def invoke_action(self, hook: str, *args: Any, encoded_args: orjson.Fragment | None = None) -> Any:
+        """Run an action; returns the decoded JSON body, or None. ``encoded_args`` (from
+        :meth:`encode_args`) stands for ``args`` when given."""
+        payload = self._encode({"kind": "action", "hook": hook,
+                                "args": args if encoded_args is None else encoded_args})
         body = self._run("action", HOOK_EXPORT, hook, payload)
         return None if body is None else self._decode(body)
 
@@ -306,13 +322,16 @@ class Plugin:
         return instantiate(runtime.engine, self._module, self._imports, self.limits, ctx,
                            runtime.dispatcher_class)
 
-    def _encode(self, envelope: dict[str, Any]) -> bytes:
+    def _dumps(self, data: Any) -> bytes:
         try:
-            payload = orjson.dumps(envelope, default=self._runtime.json_default,
-                                   option=orjson.OPT_PASSTHROUGH_DATACLASS)
+            return orjson.dumps(data, default=self._runtime.json_default,
+                                option=orjson.OPT_PASSTHROUGH_DATACLASS)
         except TypeError as exc:
             reason = exc.__cause__ or exc  # a json_default's own message says what to do
             raise InvalidPayload(f"payload is not JSON-serializable: {reason}", plugin=self.name) from None
+
+    def _encode(self, envelope: dict[str, Any]) -> bytes:
+        payload = self._dumps(envelope)
         if len(payload) > self.limits.max_input_bytes:
             raise PayloadTooLarge(f"payload of {len(payload)} bytes is over max_input_bytes="
                                   f"{self.limits.max_input_bytes}", plugin=self.name)

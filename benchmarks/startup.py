@@ -1,0 +1,134 @@
+"""``python -m benchmarks startup``: what a fresh worker process pays before its first page.
+
+A parent process prepares a throwaway site (SQLite, the demo's posts, ``--plugins`` small real
+plugins from :mod:`benchmarks.fleet`, active). Then each sample is a fresh Python process that
+times ``django.setup()`` of the demo site, its first request of a post page (which loads every
+active plugin: blob, compiled artifact, instance pool) and its second one. "cold" samples start
+with the compiled-artifact cache emptied (every plugin is compiled again, in child processes under
+the compile limits), "warm" ones with it filled, as after a restart. Cold and warm samples
+alternate so a busy machine's drift hits both. Bytecode is written (to a private
+``PYTHONPYCACHEPREFIX``, filled by one unmeasured run) even where ``PYTHONDONTWRITEBYTECODE`` is
+set, as in a deployed site. Prints a JSON document, then a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import fleet, page
+
+FIRST_PAGE_WARM_GOAL_MS = 150.0
+
+
+def child() -> dict[str, float]:
+    """One fresh process's timings (run with the parent's environment)."""
+    started = time.perf_counter()
+    import django
+
+    django.setup()
+    setup_done = time.perf_counter()
+    from django.test import Client
+
+    url = os.environ["GONEXT_BENCH_URL"]
+    client = Client()
+    response = client.get(url)
+    first_done = time.perf_counter()
+    assert response.status_code == 200, response.status_code
+    markers = response.content.count(b"gn-marker")
+    client.get(url)
+    second_done = time.perf_counter()
+    return {
+        "setup_ms": (setup_done - started) * 1000,
+        "first_request_ms": (first_done - setup_done) * 1000,
+        "second_request_ms": (second_done - first_done) * 1000,
+        "plugins_on_page": markers,
+        "modules": len(sys.modules),
+    }
+
+
+def _sample(env: dict[str, str]) -> dict[str, float]:
+    out = subprocess.run([sys.executable, "-m", "benchmarks", "startup", "--child"], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def run(samples: int, plugins: int) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="gonext-bench-startup-"))
+    page.setup_django(workdir)
+    from django.test import Client
+
+    from gonext_plugins.conf import settings as plugin_settings
+    from project.blog.models import Post
+
+    slugs = fleet.install(plugins, workdir / "fleet.key")
+    fleet.set_active(slugs, plugins)
+    url = Post.objects.get(slug="hello-plugins").get_absolute_url()
+    assert Client().get(url).content.count(b"gn-marker") == plugins
+    cache_dir = Path(plugin_settings.cache_dir)
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    env.update(GONEXT_BENCH_URL=url, PYTHONPYCACHEPREFIX=str(workdir / "pycache"),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(page.REPO), os.environ.get("PYTHONPATH")])))
+    _sample(env)  # fills the bytecode cache
+    rows: dict[str, list[dict[str, float]]] = {"cold cache": [], "warm cache": []}
+    for _ in range(samples):
+        for label in rows:
+            if label == "cold cache":
+                shutil.rmtree(cache_dir, ignore_errors=True)
+            rows[label].append(_sample(env))
+    results: dict[str, Any] = {
+        "benchmark": "startup",
+        "plugins": plugins,
+        "samples": samples,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "rows": {},
+    }
+    for label, values in rows.items():
+        assert all(v["plugins_on_page"] == plugins for v in values)
+        results["rows"][label] = {
+            key: round(statistics.median(v[key] for v in values), 1)
+            for key in ("setup_ms", "first_request_ms", "second_request_ms", "modules")
+        }
+        results["rows"][label]["setup_ms_samples"] = [round(v["setup_ms"], 1) for v in values]
+        results["rows"][label]["first_request_ms_samples"] = [round(v["first_request_ms"], 1) for v in values]
+    warm = results["rows"]["warm cache"]["first_request_ms"]
+    results["first_page_warm_goal_ms"] = FIRST_PAGE_WARM_GOAL_MS
+    results["first_page_warm_meets_goal"] = warm <= FIRST_PAGE_WARM_GOAL_MS
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [f"fresh process, {results['plugins']} active plugins"
+             f"{'setup ms':>12} {'1st page ms':>12} {'2nd page ms':>12} {'modules':>8}", "-" * 84]
+    for label, row in results["rows"].items():
+        lines.append(f"{label:<36}{row['setup_ms']:>12.1f} {row['first_request_ms']:>12.1f} "
+                     f"{row['second_request_ms']:>12.1f} {row['modules']:>8.0f}")
+    lines.append(f"first page, warm cache: goal <= {results['first_page_warm_goal_ms']:.0f} ms: "
+                 f"{'met' if results['first_page_warm_meets_goal'] else 'NOT met'}   "
+                 f"(medians of {results['samples']}; load average {results['load_average']})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks startup", description=__doc__)
+    parser.add_argument("--samples", type=int, default=5)
+    parser.add_argument("--plugins", type=int, default=20)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child()))
+        return 0
+    results = run(args.samples, args.plugins)
+    print(json.dumps(results, indent=2))
+    print()
+    print(table(results))
+    return 0
