@@ -12,9 +12,11 @@ ctypes arrays), not in the guest. Here, per call:
   functions of ``_wasmtime_ffi``, which keep the GIL: releasing it for a call of nanoseconds let
   another thread take it, and under two threads every call waited for it several times over;
 - name and payload go with ``ffi.memmove`` into one ``gn_alloc`` block reused across calls;
-- the body is copied out with one ``ffi.unpack`` from a cached linear-memory base pointer that is
-  re-read whenever the memory size changed (the base only moves when memory grows), and every
-  guest pointer is bounds-checked against the size read *after* the call.
+- the body is copied out with one ``ffi.unpack`` from the linear-memory base pointer read once per
+  instance (the engine is built with ``memory_may_move`` off, ``compiler.ENGINE_SETTINGS``), and
+  every guest pointer is bounds-checked against the memory size: first the size last read (memory
+  only grows, so a range inside it is inside memory now), then, only when that check fails, the
+  size read *after* the call.
 
 Faults become wasmtime-py ``Trap``/``WasmtimeError`` objects (which own and free the C objects) and
 go through the shared ``trap_error``, so errors are exactly the slow dispatcher's.
@@ -82,8 +84,9 @@ class FastDispatcher:
         self._trap = _ffi.new("wasm_trap_t **")
         self._fuel_out = _ffi.new("uint64_t *")
         self._fuel_out_addr = _address_of(self._fuel_out)
-        self._size = -1  # memory size the cached base belongs to
-        self._base: Any = _NULL
+        self._size = 0  # memory size last read: a lower bound of the size now
+        self._base: Any = _ffi.cast("char *", _mem_data(self._caddr, self._maddr))  # never moves
+        self._grown()
         self._buf_ptr = 0  # an input block from gn_alloc, reused across calls (ABI.md allows it)
         self._buf_cap = 0
         self.fuel_used = 0
@@ -108,7 +111,7 @@ class FastDispatcher:
             name_len = len(name)
             need = name_len + len(payload)
             ptr = self._buf_ptr if need <= self._buf_cap else self._buffer(need)
-            _memmove(self._sync() + ptr, name + payload, need)
+            _memmove(self._base + ptr, name + payload, need)
             a32 = self._a32
             a32[0] = ptr
             a32[4] = name_len
@@ -118,16 +121,15 @@ class FastDispatcher:
             if err != _NULL or self._trap[0] != _NULL:
                 raise trap_error(cffi_wasmtime.fault_from(err, self._trap), ctx, self._limits)
             packed = self._a64[0]
+            if not packed:  # (0, 0): success without a body, the usual action result
+                return None
             bptr = (packed >> 32) & 0xFFFFFFFF
             blen = packed & 0xFFFFFFFF
-            size = _mem_size(caddr, self._maddr)
-            # No body, a status, or a bad result: the shared decoder says which (and raises).
-            if not (bptr and 0 < blen <= self._max_output and bptr + blen <= size) and decode_result(
-                    packed, size, self._max_output, self._name) is None:
+            # A status, a bad result, or a body past the size we knew: the shared decoder, against
+            # the size now, says which (and raises).
+            if not (bptr and 0 < blen <= self._max_output and bptr + blen <= self._size) and decode_result(
+                    packed, self._grown(), self._max_output, self._name) is None:
                 return None
-            if size != self._size:
-                self._size = size
-                self._base = _ffi.cast("char *", _mem_data(caddr, self._maddr))
             body: bytes = _unpack(self._base + bptr, blen)
             a32[0] = bptr
             a32[4] = blen
@@ -162,13 +164,10 @@ class FastDispatcher:
         key = export.decode() if isinstance(export, bytes) else export
         raise HookError(f"the module has no export {key}", status="unknown_hook", plugin=self._name)
 
-    def _sync(self) -> Any:
-        """The linear-memory base pointer, re-read when the size changed since we last looked."""
-        size = _mem_size(self._caddr, self._maddr)
-        if size != self._size:
-            self._size = size
-            self._base = _ffi.cast("char *", _mem_data(self._caddr, self._maddr))
-        return self._base
+    def _grown(self) -> int:
+        """Read the memory size again (it only grows); the base pointer stays where it was."""
+        self._size = size = _mem_size(self._caddr, self._maddr)
+        return size
 
     def _place(self, export: str, nargs: int) -> int:
         """Call ``gn_alloc``/``gn_free`` for the host, args already in ``self._args``; returns the
@@ -198,7 +197,7 @@ class FastDispatcher:
             args[0].i32 = want
             ptr = self._place("gn_alloc", 1)
         ptr &= 0xFFFFFFFF
-        if ptr == 0 or ptr + want > _mem_size(self._caddr, self._maddr):
+        if ptr == 0 or ptr + want > self._grown():
             raise HookError(f"gn_alloc could not provide {size} bytes for the payload",
                             status="out_of_memory", plugin=self._name)
         self._buf_ptr, self._buf_cap = ptr, want
