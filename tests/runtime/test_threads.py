@@ -68,14 +68,14 @@ def test_close_and_eviction_while_threads_hammer(fast_rt: Runtime) -> None:
     plugin = fast_rt.load(wat("exclusive_guest"), name="exclusive-close",
                           limits=Limits(max_instances=4, min_instances=1, idle_seconds=1))
     pool = plugin.pool
-    done = threading.Event()
+    started = threading.Barrier(THREADS + 1)
     closed_seen = [0] * THREADS
     ok = [0] * THREADS
     wrong: list[str] = []
 
     def work(thread: int) -> None:
-        i = 0
-        while not done.is_set():
+        started.wait()
+        for i in range(1_000_000):  # until refused; the bound only keeps a broken close() finite
             try:
                 got = plugin.invoke_filter("the_content", [thread, i])
             except PluginClosed:
@@ -84,16 +84,15 @@ def test_close_and_eviction_while_threads_hammer(fast_rt: Runtime) -> None:
             if got != [thread, i]:
                 wrong.append(f"{thread}/{i}: {got!r}")
             ok[thread] += 1
-            i += 1
 
     threads = [threading.Thread(target=work, args=(t,)) for t in range(THREADS)]
     for thread in threads:
         thread.start()
+    started.wait()
     for _ in range(50):  # evict everything idle, again and again, while calls run
         pool.evict_idle(time.monotonic() + 3600)
         time.sleep(0.001)
     assert pool.close(timeout=30) is True
-    done.set()
     for thread in threads:
         thread.join(30)
     assert wrong == []
