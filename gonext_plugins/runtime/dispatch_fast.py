@@ -166,7 +166,8 @@ class FastDispatcher:
 
     def _grown(self) -> int:
         """Read the memory size again (it only grows); the base pointer stays where it was."""
-        self._size = size = _mem_size(self._caddr, self._maddr)
+        size: int = _mem_size(self._caddr, self._maddr)
+        self._size = size
         return size
 
     def _place(self, export: str, nargs: int) -> int:
