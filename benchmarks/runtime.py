@@ -4,8 +4,14 @@ Every row does the same guest work: a filter on a ~140-byte string that upper-ca
 envelope in and ``{"value": ...}`` out (guests in ``benchmarks/guests/``, sharing one transform).
 Rows: gonext (fast and slow dispatchers, through the public API), Extism's Python SDK, a naive
 wasmtime-py host (``Func.__call__``, ``Memory.read/write``, fresh ``gn_alloc`` per call) and a plain
-Python function. Then load time (cold vs compiled cache), pool checkout overhead, and calls per second
-with 1, 2 and 8 threads. Prints a JSON document, then a table. Takes about ten seconds.
+Python function; the guest instructions (fuel) one filter call costs. Then load time (cold vs
+compiled cache), pool checkout overhead, and the thread rows: calls per second with 1, 2, 4 and 8
+threads calling one plugin, for the tiny filter and for a ~0.5 ms guest call
+(``guests/spin_gonext.wat``), each with its ratio to one thread (the figure that matters: below 1.0
+threads make tiny calls slower, and long calls should approach the number of cores) and the process
+CPU time per call (which a busy machine disturbs less than the wall clock). The thread rows' plugins
+allow 8 instances, so no row waits for the pool. Prints a JSON document, then a table. Takes about
+twenty seconds.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import importlib.util
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 import tempfile
@@ -34,6 +41,8 @@ HOOK = "the_content"
 VALUE = ("The quick brown fox jumps over the lazy dog; a filter upper-cases this paragraph of post "
          "content so that every host does the same work!")[:140].ljust(140, ".")
 EXPECTED = VALUE.upper()
+
+THREADS = (1, 2, 4, 8)
 
 
 def _wat(name: str) -> str:
@@ -117,12 +126,19 @@ def naive_wasmtime() -> tuple[Callable[[], Any], Any]:
     return call, store
 
 
+def thread_limits() -> Any:
+    """Enough instances that no thread row waits for the pool (the default is 4)."""
+    from gonext_plugins.runtime import Limits
+
+    return Limits(max_instances=max(THREADS))
+
+
 def gonext(dispatcher: str) -> tuple[Callable[[], Any], Any, Any]:
     """gonext through its public API: Runtime(dispatcher=...).load(...).invoke_filter(...)."""
     from gonext_plugins.runtime import Runtime
 
     runtime = Runtime(dispatcher=dispatcher)
-    plugin = runtime.load(_wat("upper_gonext.wat"), name=f"bench-{dispatcher}")
+    plugin = runtime.load(_wat("upper_gonext.wat"), name=f"bench-{dispatcher}", limits=thread_limits())
 
     def call() -> Any:
         return plugin.invoke_filter(HOOK, VALUE)
@@ -179,6 +195,17 @@ def pool_checkout(plugin: Any, calls: int) -> dict[str, float]:
 
 def throughput(call: Callable[[], Any], threads: int, seconds: float) -> float:
     """Total calls per second with ``threads`` threads calling one plugin as fast as they can."""
+    return thread_row(call, threads, seconds)["calls_per_second"]
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def thread_row(call: Callable[[], Any], threads: int, seconds: float) -> dict[str, float]:
+    """Calls per second with ``threads`` threads calling as fast as they can, and the process CPU
+    µs per call over the same interval."""
     stop = threading.Event()
     counts = [0] * threads
     barrier = threading.Barrier(threads + 1)
@@ -195,12 +222,38 @@ def throughput(call: Callable[[], Any], threads: int, seconds: float) -> float:
     for t in pool:
         t.start()
     barrier.wait()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_seconds()
     time.sleep(seconds)
     stop.set()
     for t in pool:
         t.join()
-    return round(sum(counts) / (time.perf_counter() - start))
+    elapsed, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
+    calls = max(1, sum(counts))
+    return {"calls_per_second": round(calls / elapsed), "cpu_us_per_call": round(cpu / calls * 1e6, 2)}
+
+
+def thread_rows(call: Callable[[], Any], seconds: float) -> dict[str, dict[str, float]]:
+    """:func:`thread_row` for each of ``THREADS``, with each row's ratio to one thread."""
+    rows = {f"x{n}": thread_row(call, n, seconds) for n in THREADS}
+    one = rows["x1"]["calls_per_second"] or 1
+    for row in rows.values():
+        row["vs_1_thread"] = round(row["calls_per_second"] / one, 2)
+    return rows
+
+
+def spin_plugin(runtime: Any) -> tuple[Callable[[], Any], Any]:
+    """The ~0.5 ms guest call of the thread rows: an action that spins and returns no body."""
+    plugin = runtime.load((GUESTS / "spin_gonext.wat").read_text(), name="bench-spin",
+                          limits=thread_limits())
+    return (lambda: plugin.invoke_action("spin")), plugin
+
+
+def fuel_per_call(plugin: Any, call: Callable[[], Any]) -> int:
+    """Guest instructions (fuel) of one call, from the plugin's own fuel counter."""
+    stats = plugin._metrics.stats
+    before = stats.fuel
+    call()
+    return int(stats.fuel - before)
 
 
 def zig_guest_fuel() -> dict[str, int] | None:
@@ -214,10 +267,14 @@ def zig_guest_fuel() -> dict[str, int] | None:
 # --- driver --------------------------------------------------------------------------------------
 
 
+EXTISM_TARGET = 3.0
+"""Issue #18's goal for the filter round trip: at least 3x Extism's Python SDK on any machine."""
+
+
 def run(calls: int, seconds: float) -> dict[str, Any]:
     results: dict[str, Any] = {
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "platform": platform.platform()},
+                    "platform": platform.platform(), "load_average_start": os.getloadavg()},
         "value_bytes": len(VALUE),
         "filter_round_trip": {},
     }
@@ -247,19 +304,22 @@ def run(calls: int, seconds: float) -> dict[str, Any]:
         rows[label] = measure(fn, n, warmup=min(n, 1000))
 
     fast, ext = rows["gonext (fast)"]["median_us"], rows["extism python sdk"]["median_us"]
-    results["fast_vs_extism"] = {"speedup_median": round(ext / fast, 2), "target": 2.0,
-                                 "met": ext / fast >= 2.0}
+    results["fast_vs_extism"] = {"speedup_median": round(ext / fast, 2), "target": EXTISM_TARGET,
+                                 "met": ext / fast >= EXTISM_TARGET}
+    results["fuel_per_call"] = {"filter": fuel_per_call(fast_plugin, fast_call)}
     results["load"] = load_times(repeat=3)
     results["pool_checkout"] = pool_checkout(fast_plugin, calls)
-    results["calls_per_second"] = {
-        f"{label} x{n}": throughput(fn, n, seconds)
-        for label, fn in (("gonext (fast)", fast_call), ("extism python sdk", extism_call))
-        for n in (1, 2, 8) if label.startswith("gonext") or n == 1
-    }
     results["zig_guest_fuel_per_call"] = zig_guest_fuel()
     fast_plugin.pool.checkin(direct_inst)
-    for closable in (fast_plugin, slow_plugin, fast_rt, slow_rt):
+    spin_call, spin = spin_plugin(fast_rt)
+    results["fuel_per_call"]["spin"] = fuel_per_call(spin, spin_call)
+    results["spin_call"] = measure(spin_call, 200, warmup=20)
+    results["threads"] = {"tiny filter": thread_rows(fast_call, seconds),
+                          "~0.5 ms guest call": thread_rows(spin_call, seconds)}
+    results["calls_per_second"] = {"extism python sdk x1": throughput(extism_call, 1, seconds)}
+    for closable in (spin, fast_plugin, slow_plugin, fast_rt, slow_rt):
         closable.close()
+    results["machine"]["load_average_end"] = os.getloadavg()
     return results
 
 
@@ -271,13 +331,25 @@ def table(results: dict[str, Any]) -> str:
     cmp = results["fast_vs_extism"]
     lines.append(f"  gonext fast vs Extism: {cmp['speedup_median']}x faster (target {cmp['target']}x, "
                  f"{'met' if cmp['met'] else 'NOT met'})")
+    fuel = results["fuel_per_call"]
+    lines.append(f"  guest instructions (fuel) per call: filter {fuel['filter']}, spin {fuel['spin']} "
+                 f"({results['spin_call']['median_us']:.0f} µs median)")
     load = results["load"]
     lines.append(f"load: cold {load['cold_ms']} ms, from compiled cache {load['cached_ms']} ms")
     pool = results["pool_checkout"]
     lines.append(f"pool checkout+return: median {pool['median_us']} µs, p99 {pool['p99_us']} µs")
-    lines.append("calls per second:")
+    lines.append("threads on one plugin: calls/s, ratio to 1 thread, process CPU µs per call")
+    for label, thread_set in results["threads"].items():
+        cells = "  ".join(f"x{n} {row['calls_per_second']:>7} {row['vs_1_thread']:>5.2f}x "
+                          f"{row['cpu_us_per_call']:>7.2f}" for n, row in
+                          ((key[1:], value) for key, value in thread_set.items()))
+        lines.append(f"  {label:<20}{cells}")
     for label, rate in results["calls_per_second"].items():
-        lines.append(f"  {label:<28}{rate:>10}")
+        lines.append(f"  {label:<20}{rate:>10} calls/s")
+    machine = results["machine"]
+    lines.append(f"machine: {machine['cpus']} CPUs, 1-minute load average "
+                 f"{machine['load_average_start'][0]:.2f} at the start, "
+                 f"{machine['load_average_end'][0]:.2f} at the end")
     fuel = results.get("zig_guest_fuel_per_call") or {}
     lines += ["Zig guest fuel per call (instructions):", *(f"  {k:<28}{v:>10}" for k, v in fuel.items())]
     return "\n".join(lines)

@@ -52,6 +52,42 @@ void wasm_byte_vec_delete(wasm_byte_vec_t *vec);
 
 LIBRARY_PATH = Path(_wffi.filename)
 lib: Any = ffi.dlopen(str(LIBRARY_PATH))
+"""Every call through ``lib`` releases the GIL and takes it back: right for running guest code
+(long calls run in parallel, and the epoch ticker keeps running), wrong for the calls below."""
+
+# --- calls that keep the GIL --------------------------------------------------------------------
+# Setting fuel or a deadline, or reading a memory's size, takes nanoseconds. Releasing the GIL around
+# them hands it to any thread waiting for it, and the caller then waits until that thread gives it
+# back: with two threads making small hook calls, that made them slower than one. A ``PyDLL``
+# function is called with the GIL held. No guest code ever runs through these.
+_held = ctypes.PyDLL(str(LIBRARY_PATH))
+
+
+def _keeping_gil(name: str, restype: Any, *argtypes: Any) -> Any:
+    function = getattr(_held, name)
+    function.restype = restype
+    function.argtypes = argtypes
+    return function
+
+
+_ptr, _u64 = ctypes.c_void_p, ctypes.c_uint64
+held_set_fuel = _keeping_gil("wasmtime_context_set_fuel", _ptr, _ptr, _u64)
+"""(context address, fuel) -> address of a ``wasmtime_error_t`` or None."""
+held_get_fuel = _keeping_gil("wasmtime_context_get_fuel", _ptr, _ptr, _ptr)
+"""(context address, address of a uint64) -> address of a ``wasmtime_error_t`` or None."""
+held_set_epoch_deadline = _keeping_gil("wasmtime_context_set_epoch_deadline", None, _ptr, _u64)
+held_memory_data_size = _keeping_gil("wasmtime_memory_data_size", ctypes.c_size_t, _ptr, _ptr)
+held_memory_data = _keeping_gil("wasmtime_memory_data", _ptr, _ptr, _ptr)
+
+
+def address_of(pointer: Any) -> int:
+    """A cffi pointer as the integer the ``held_*`` functions take."""
+    return int(ffi.cast("uintptr_t", pointer))
+
+
+def error_at(address: int) -> Any:
+    """The ``wasmtime_error_t*`` a ``held_*`` function returned, as cffi data for ``fault_from``."""
+    return ffi.cast("wasmtime_error_t *", address)
 
 
 def _check_layout() -> None:

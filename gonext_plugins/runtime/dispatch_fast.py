@@ -1,4 +1,4 @@
-"""The fast dispatcher: the hook hot path straight onto libwasmtime's C API through cffi.
+"""The fast dispatcher: the hook hot path straight onto libwasmtime's C API.
 
 Same contract and results as ``dispatch_slow.SlowDispatcher`` (see :mod:`.dispatch`); the difference
 is cost. Profiling the reference path showed almost all time in wasmtime-py's per-call machinery
@@ -7,11 +7,16 @@ ctypes arrays), not in the guest. Here, per call:
 
 - no Python object is built for the call: one preallocated ``wasmtime_val_raw_t[4]`` array and one
   trap slot per instance feed ``wasmtime_func_call_unchecked`` (cffi ABI mode, about 0.3 µs a call);
+- only guest code runs with the GIL released (the hook call and the ``gn_free`` of its body: two
+  releases a call). Fuel, the epoch deadline and the memory size go through the ``held_*``
+  functions of ``_wasmtime_ffi``, which keep the GIL: releasing it for a call of nanoseconds let
+  another thread take it, and under two threads every call waited for it several times over;
 - name and payload go with ``ffi.memmove`` into one ``gn_alloc`` block reused across calls;
-- the body is copied out with one ``ffi.unpack`` from a cached linear-memory base pointer that is
-  re-read whenever the memory size changed (the base only moves when memory grows), and every
-  guest pointer is bounds-checked against the size read *after* the call;
-- fuel and the epoch deadline are set through the C API directly.
+- the body is copied out with one ``ffi.unpack`` from the linear-memory base pointer read once per
+  instance (the engine is built with ``memory_may_move`` off, ``compiler.ENGINE_SETTINGS``), and
+  every guest pointer is bounds-checked against the memory size: first the size last read (memory
+  only grows, so a range inside it is inside memory now), then, only when that check fails, the
+  size read *after* the call.
 
 Faults become wasmtime-py ``Trap``/``WasmtimeError`` objects (which own and free the C objects) and
 go through the shared ``trap_error``, so errors are exactly the slow dispatcher's.
@@ -35,12 +40,14 @@ _MIN_BUFFER = 1024  # same growth policy as the slow dispatcher, so both behave 
 _ffi = cffi_wasmtime.ffi
 _lib = cffi_wasmtime.lib
 _NULL = _ffi.NULL
-_call = _lib.wasmtime_func_call_unchecked
-_mem_size = _lib.wasmtime_memory_data_size
-_mem_data = _lib.wasmtime_memory_data
-_set_fuel = _lib.wasmtime_context_set_fuel
-_get_fuel = _lib.wasmtime_context_get_fuel
-_set_deadline = _lib.wasmtime_context_set_epoch_deadline
+_call = _lib.wasmtime_func_call_unchecked  # runs guest code: releases the GIL
+_mem_size = cffi_wasmtime.held_memory_data_size  # the rest keep it (see the module docstring)
+_mem_data = cffi_wasmtime.held_memory_data
+_set_fuel = cffi_wasmtime.held_set_fuel
+_get_fuel = cffi_wasmtime.held_get_fuel
+_set_deadline = cffi_wasmtime.held_set_epoch_deadline
+_error_at = cffi_wasmtime.error_at
+_address_of = cffi_wasmtime.address_of
 _memmove = _ffi.memmove
 _unpack = _ffi.unpack
 
@@ -59,6 +66,8 @@ class FastDispatcher:
         self._max_output = limits.max_output_bytes
         self._cctx = cffi_wasmtime.context_of(store)
         self._mem = cffi_wasmtime.memory_of(memory)
+        self._caddr = _address_of(self._cctx)  # the same two as integers, for the held_* calls
+        self._maddr = _address_of(self._mem)
         self._alloc = cffi_wasmtime.func_of(exports["gn_alloc"])
         self._free = cffi_wasmtime.func_of(exports["gn_free"])
         # Handle functions by str and bytes name; only i32x4 -> i64 exports qualify (the loader
@@ -74,8 +83,10 @@ class FastDispatcher:
         self._a64 = _ffi.cast("int64_t *", self._args)  # result at [0]
         self._trap = _ffi.new("wasm_trap_t **")
         self._fuel_out = _ffi.new("uint64_t *")
-        self._size = -1  # memory size the cached base belongs to
-        self._base: Any = _NULL
+        self._fuel_out_addr = _address_of(self._fuel_out)
+        self._size = 0  # memory size last read: a lower bound of the size now
+        self._base: Any = _ffi.cast("char *", _mem_data(self._caddr, self._maddr))  # never moves
+        self._grown()
         self._buf_ptr = 0  # an input block from gn_alloc, reused across calls (ABI.md allows it)
         self._buf_cap = 0
         self.fuel_used = 0
@@ -86,45 +97,44 @@ class FastDispatcher:
         func = self._handlers.get(export)
         if func is None:
             return self._no_handler(export)
-        cctx = self._cctx
+        caddr = self._caddr
         ctx = self._ctx
         fuel = self._fuel
         # arm(): the same three steps as dispatch.arm, without wasmtime-py in between.
         ctx.begin_call()
         if fuel is not None:
-            err = _set_fuel(cctx, fuel)
-            if err != _NULL:
-                raise trap_error(cffi_wasmtime.fault_from(err, self._trap), ctx, self._limits)
-        _set_deadline(cctx, ctx.deadline_ticks)
+            failed = _set_fuel(caddr, fuel)
+            if failed:
+                raise trap_error(cffi_wasmtime.fault_from(_error_at(failed), self._trap), ctx, self._limits)
+        _set_deadline(caddr, ctx.deadline_ticks)
         try:
             name_len = len(name)
             need = name_len + len(payload)
             ptr = self._buf_ptr if need <= self._buf_cap else self._buffer(need)
-            _memmove(self._sync() + ptr, name + payload, need)
+            _memmove(self._base + ptr, name + payload, need)
             a32 = self._a32
             a32[0] = ptr
             a32[4] = name_len
             a32[8] = ptr + name_len
             a32[12] = need - name_len
-            err = _call(cctx, func, self._args, 4, self._trap)
+            err = _call(self._cctx, func, self._args, 4, self._trap)
             if err != _NULL or self._trap[0] != _NULL:
                 raise trap_error(cffi_wasmtime.fault_from(err, self._trap), ctx, self._limits)
             packed = self._a64[0]
+            if not packed:  # (0, 0): success without a body, the usual action result
+                return None
             bptr = (packed >> 32) & 0xFFFFFFFF
             blen = packed & 0xFFFFFFFF
-            size = _mem_size(cctx, self._mem)
-            # No body, a status, or a bad result: the shared decoder says which (and raises).
-            if not (bptr and 0 < blen <= self._max_output and bptr + blen <= size) and decode_result(
-                    packed, size, self._max_output, self._name) is None:
+            # A status, a bad result, or a body past the size we knew: the shared decoder, against
+            # the size now, says which (and raises).
+            if not (bptr and 0 < blen <= self._max_output and bptr + blen <= self._size) and decode_result(
+                    packed, self._grown(), self._max_output, self._name) is None:
                 return None
-            if size != self._size:
-                self._size = size
-                self._base = _mem_data(cctx, self._mem)
             body: bytes = _unpack(self._base + bptr, blen)
             a32[0] = bptr
             a32[4] = blen
             ctx.placing = "gn_free"  # imports made there follow ABI.md's no-re-entry rule
-            err = _call(cctx, self._free, self._args, 2, self._trap)
+            err = _call(self._cctx, self._free, self._args, 2, self._trap)
             ctx.placing = ""
             if err != _NULL or self._trap[0] != _NULL:
                 raise trap_error(cffi_wasmtime.fault_from(err, self._trap), ctx, self._limits)
@@ -154,13 +164,11 @@ class FastDispatcher:
         key = export.decode() if isinstance(export, bytes) else export
         raise HookError(f"the module has no export {key}", status="unknown_hook", plugin=self._name)
 
-    def _sync(self) -> Any:
-        """The linear-memory base pointer, re-read when the size changed since we last looked."""
-        size = _mem_size(self._cctx, self._mem)
-        if size != self._size:
-            self._size = size
-            self._base = _mem_data(self._cctx, self._mem)
-        return self._base
+    def _grown(self) -> int:
+        """Read the memory size again (it only grows); the base pointer stays where it was."""
+        size: int = _mem_size(self._caddr, self._maddr)
+        self._size = size
+        return size
 
     def _place(self, export: str, nargs: int) -> int:
         """Call ``gn_alloc``/``gn_free`` for the host, args already in ``self._args``; returns the
@@ -190,16 +198,16 @@ class FastDispatcher:
             args[0].i32 = want
             ptr = self._place("gn_alloc", 1)
         ptr &= 0xFFFFFFFF
-        if ptr == 0 or ptr + want > _mem_size(self._cctx, self._mem):
+        if ptr == 0 or ptr + want > self._grown():
             raise HookError(f"gn_alloc could not provide {size} bytes for the payload",
                             status="out_of_memory", plugin=self._name)
         self._buf_ptr, self._buf_cap = ptr, want
         return ptr
 
     def _account(self, fuel: int) -> None:
-        err = _get_fuel(self._cctx, self._fuel_out)
-        if err != _NULL:
-            cffi_wasmtime.consume_error(err)
+        failed = _get_fuel(self._caddr, self._fuel_out_addr)
+        if failed:
+            cffi_wasmtime.consume_error(_error_at(failed))
             self.fuel_used = fuel
         else:
             self.fuel_used = fuel - int(self._fuel_out[0])

@@ -20,9 +20,10 @@ MAX_TABLES = 16
 
 
 class PluginInstance:
-    """A live instance; ``uses`` and ``last_used`` drive the pool's rotation and idle eviction."""
+    """A live instance; ``uses`` and ``last_used`` drive the pool's rotation and idle eviction;
+    ``waited`` is how long its current checkout waited (the pool records it at checkin)."""
 
-    __slots__ = ("ctx", "dispatcher", "last_used", "store", "uses")
+    __slots__ = ("ctx", "dispatcher", "last_used", "store", "uses", "waited")
 
     def __init__(self, store: Store, ctx: HostContext, dispatcher: Dispatcher) -> None:
         self.store = store
@@ -30,6 +31,7 @@ class PluginInstance:
         self.dispatcher = dispatcher
         self.uses = 0
         self.last_used = 0.0
+        self.waited = 0.0
 
 
 INITIALIZE_EXPORT = "_initialize"

@@ -5,6 +5,12 @@ when fewer than ``max_instances`` exist, and otherwise waits up to ``checkout_ti
 returns it, or throws it away when it trapped or reached ``max_uses``; idle instances beyond
 ``min_instances`` are evicted after ``idle_seconds``. ``close`` refuses new checkouts, waits for
 the ones out to come back, then drops everything.
+
+Checkout of an idle instance takes no lock: ``list.pop()`` is atomic, so one instance goes to one
+thread, and every other place that takes instances off the idle list does it by ``pop``/``remove``
+too (never by replacing the list), so nothing is handed out twice. The count of instances out is
+derived (``total - idle - filling``) instead of kept, and the checkout figures are recorded at
+checkin, under the lock it takes anyway: a call takes the lock once, not twice.
 """
 
 from __future__ import annotations
@@ -27,14 +33,16 @@ class InstancePool:
         self._factory = factory
         self._limits = limits
         self._metrics = metrics
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._idle: list[PluginInstance] = []  # a stack: the warmest instance is reused first
         self._total = 0  # idle + in use + being created
-        self._in_use = 0
+        self._filling = 0  # being created by fill(), so neither idle nor in use
         self._closed = False
         self._waiters = 0  # threads blocked in checkout; checkin notifies only when there are some
         self._stats = metrics.stats
-        metrics.bind_pool(self, lambda: float(self._total), lambda: float(self._in_use))
+        self._zero_waits = metrics.stats.checkout_wait.counts  # bucket 0: checkouts that never waited
+        metrics.bind_pool(self, lambda: float(self._total), lambda: float(self.in_use))
 
     @property
     def size(self) -> int:
@@ -42,7 +50,8 @@ class InstancePool:
 
     @property
     def in_use(self) -> int:
-        return self._in_use
+        """Checked out, or being created for a checkout."""
+        return self._total - len(self._idle) - self._filling
 
     @property
     def idle(self) -> int:
@@ -59,19 +68,28 @@ class InstancePool:
                 if self._closed or self._total >= self._limits.min_instances:
                     return
                 self._total += 1
+                self._filling += 1
             self._create_idle()
 
     def checkout(self) -> PluginInstance:
+        try:
+            inst = self._idle.pop()  # the fast path: atomic, no lock, no clock
+        except IndexError:
+            return self._checkout_slow()
+        if self._closed:  # close() began before our pop: drop it, as close() would have
+            with self._cond:
+                self._total -= 1
+                self._cond.notify_all()
+            self._metrics.recycle("closed")
+            self._metrics.checkout_errors.inc()
+            raise PluginClosed("plugin is closed", plugin=self.name)
+        inst.waited = 0.0
+        return inst
+
+    def _checkout_slow(self) -> PluginInstance:
+        """Wait for an idle instance, or create one while under ``max_instances``."""
         inst: PluginInstance | None  # None: a slot was reserved, the instance is made outside the lock
         metrics = self._metrics
-        stats = self._stats
-        with self._cond:
-            if self._idle and not self._closed:  # the fast path: no waiting, no clock
-                inst = self._idle.pop()
-                self._in_use += 1
-                stats.checkouts += 1
-                stats.checkout_wait.observe(0.0)
-                return inst
         start = time.monotonic()
         deadline = start + self._limits.checkout_timeout_ms / 1000
         with self._cond:
@@ -79,13 +97,13 @@ class InstancePool:
                 if self._closed:
                     metrics.checkout_errors.inc()
                     raise PluginClosed("plugin is closed", plugin=self.name)
-                if self._idle:
+                try:
                     inst = self._idle.pop()
-                    self._in_use += 1
                     break
+                except IndexError:
+                    pass
                 if self._total < self._limits.max_instances:
                     self._total += 1
-                    self._in_use += 1
                     inst = None
                     break
                 remaining = deadline - time.monotonic()
@@ -104,29 +122,31 @@ class InstancePool:
             except BaseException:
                 with self._cond:
                     self._total -= 1
-                    self._in_use -= 1
                     self._cond.notify()
                 metrics.checkout_errors.inc()
                 raise
-        waited = time.monotonic() - start
-        with self._cond:
-            stats.checkouts += 1
-            stats.checkout_wait.observe(waited)
+        inst.waited = time.monotonic() - start
         return inst
 
     def checkin(self, inst: PluginInstance, discard: str | None = None, kind: str | None = None,
                 seconds: float = 0.0, fuel: int = 0) -> None:
         """Give ``inst`` back; ``discard`` names why it must not be reused (e.g. ``"trap"``).
 
-        ``kind``/``seconds``/``fuel`` record the call just made, under the lock this takes anyway.
+        ``kind``/``seconds``/``fuel`` record the call just made, and the checkout's own figures are
+        recorded here too, under the lock this takes anyway.
         """
         inst.uses += 1
         if discard is None and inst.uses >= self._limits.max_uses:
             discard = "max_uses"
-        with self._cond:
+        with self._lock:
+            stats = self._stats
+            stats.checkouts += 1
+            if inst.waited:
+                stats.checkout_wait.observe(inst.waited)
+            else:
+                self._zero_waits[0] += 1  # what observe(0.0) does, without the bisect
             if kind is not None:
-                self._stats.record_call(kind, seconds, fuel)
-            self._in_use -= 1
+                stats.record_call(kind, seconds, fuel)
             if discard is None and not self._closed:
                 inst.last_used = time.monotonic()
                 self._idle.append(inst)
@@ -147,15 +167,16 @@ class InstancePool:
         cutoff = now - self._limits.idle_seconds
         evicted: list[PluginInstance] = []
         with self._cond:
-            keep: list[PluginInstance] = []
-            # Oldest first: the stack's bottom has waited longest.
-            for inst in self._idle:
+            # Oldest first: the stack's bottom has waited longest. remove() is atomic, like the
+            # lock-free pop in checkout: an instance taken meanwhile is simply not evicted.
+            for inst in list(self._idle):
                 if inst.last_used < cutoff and self._total > self._limits.min_instances:
+                    try:
+                        self._idle.remove(inst)
+                    except ValueError:
+                        continue
                     self._total -= 1
                     evicted.append(inst)
-                else:
-                    keep.append(inst)
-            self._idle = keep
         for _ in evicted:
             self._metrics.recycle("idle")
         return len(evicted)
@@ -166,13 +187,18 @@ class InstancePool:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-            while self._in_use:
+            while self.in_use:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     break
                 self._cond.wait(remaining)
-            drained = self._in_use == 0
-            idle, self._idle = self._idle, []
+            drained = self.in_use == 0
+            idle: list[PluginInstance] = []
+            while True:  # pop, never swap the list: a lock-free checkout may be popping it too
+                try:
+                    idle.append(self._idle.pop())
+                except IndexError:
+                    break
             self._total -= len(idle)
         for _ in idle:
             self._metrics.recycle("closed")
@@ -185,12 +211,15 @@ class InstancePool:
         except BaseException:
             with self._cond:
                 self._total -= 1
+                self._filling -= 1
                 self._cond.notify()
             raise
         inst.last_used = time.monotonic()
         with self._cond:
+            self._filling -= 1
             if self._closed:
                 self._total -= 1
+                self._cond.notify_all()
                 return
             self._idle.append(inst)
             self._cond.notify()

@@ -51,6 +51,7 @@ from gonext_plugins.runtime.pool import InstancePool
 
 logger = logging.getLogger("gonext_plugins.runtime")
 _R = TypeVar("_R")  # what a guarded guest call returns
+_clock = time.perf_counter  # a call's latency clock (the ticker compares soft deadlines against it)
 
 DEFAULT_TICK_MS = 5
 IDLE_SCAN_SECONDS = 1.0
@@ -95,7 +96,7 @@ class _Ticker(threading.Thread):
             self._engine.increment_epoch()
             now = time.monotonic()
             if self._inflight:
-                self._scan_calls(time.perf_counter())  # the clock _guarded stamps calls with
+                self._scan_calls(_clock())  # the clock _guarded stamps calls with
             if now >= next_idle_scan:
                 next_idle_scan = now + IDLE_SCAN_SECONDS
                 for plugin in list(self._plugins):
@@ -304,7 +305,7 @@ class Plugin:
     def call(self, export: str, *args: int) -> Any:
         """Call any exported function with integer arguments, under the plugin's limits."""
         inst = self._checkout()
-        return self._guarded(inst, "raw", export, lambda: inst.dispatcher.call_raw(export, *args))
+        return self._guarded(inst, "raw", export, inst.dispatcher.call_raw, export, *args)
 
     def close(self, timeout: float | None = None) -> bool:
         """Refuse new calls, let in-flight ones finish; False if ``timeout`` ran out first."""
@@ -351,21 +352,22 @@ class Plugin:
 
     def _run(self, kind: str, export: str, hook: str, payload: bytes) -> bytes | None:
         inst = self._checkout()
-        name = hook.encode()
-        return self._guarded(inst, kind, hook, lambda: inst.dispatcher.call(export, name, payload))
+        return self._guarded(inst, kind, hook, inst.dispatcher.call, export, hook.encode(), payload)
 
-    def _guarded(self, inst: PluginInstance, kind: str, hook: str, fn: Callable[[], _R]) -> _R:
-        """Run one guest call on a checked-out instance: soft-deadline watch, metrics, checkin."""
+    def _guarded(self, inst: PluginInstance, kind: str, hook: str, fn: Callable[..., _R], *args: Any) -> _R:
+        """Run ``fn(*args)``, one guest call on a checked-out instance: soft-deadline watch, metrics,
+        checkin. (Arguments, not a closure: this is every hook call's path.)"""
         discard: str | None = None
-        started = time.perf_counter()
+        started = _clock()
         ctx = inst.ctx
-        if self._soft_s is not None:  # the ticker watches ctx.soft_at while the call runs
+        soft_s = self._soft_s
+        if soft_s is not None:  # the ticker watches ctx.soft_at while the call runs
             ctx.call_hook = hook
             ctx.call_started = started
-            ctx.soft_at = started + self._soft_s
+            ctx.soft_at = started + soft_s
             self._inflight[id(ctx)] = ctx
         try:
-            return fn()
+            return fn(*args)
         except PluginTimeout:
             discard = "timeout"
             self._metrics.trap("timeout")
@@ -381,7 +383,6 @@ class Plugin:
             raise
         finally:
             ctx.flush_stdio()  # WASI output without a final newline still reaches the log
-            if self._soft_s is not None:
+            if soft_s is not None:
                 self._inflight.pop(id(ctx), None)
-            self._pool.checkin(inst, discard, kind, time.perf_counter() - started,
-                               inst.dispatcher.fuel_used)
+            self._pool.checkin(inst, discard, kind, _clock() - started, inst.dispatcher.fuel_used)
