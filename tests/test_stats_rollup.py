@@ -151,7 +151,7 @@ def test_two_processes_add_up_in_the_rollup_and_the_admin(tmp_path: Path) -> Non
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for calls in (30, 20)]
     outs = [proc.communicate(timeout=180) for proc in callers]
-    for proc, (out, err) in zip(callers, outs, strict=True):
+    for proc, (_, err) in zip(callers, outs, strict=True):
         assert proc.returncode == 0, err
     results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
     assert all(r["flushed"] for r in results) and results[0]["process"] != results[1]["process"]

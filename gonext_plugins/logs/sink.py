@@ -72,8 +72,7 @@ class Sink:
             cache = shared_cache()
             rate, burst, _, _ = self.config()
             shared = self._shared = SharedLogBudget(cache, rate, burst) if cache is not None else None
-        assert shared is not True
-        return shared
+        return shared if isinstance(shared, SharedLogBudget) else None
 
     def config(self) -> tuple[float, float, int, int]:
         """(rate, burst, max message chars, backlog), read once and re-read on setting changes."""
@@ -101,7 +100,7 @@ class Sink:
         """Queue one rate-limited line; False when it was dropped (and counted). Never blocks on I/O."""
         rate, burst, max_chars, _ = self._config or self.config()
         bucket = self.buckets.get(plugin) or self._bucket(plugin)
-        shared = self._shared if self._shared is not False else self.shared()
+        shared = self.shared()
         with bucket.lock:
             allowed = None  # None: this process's own bucket decides
             if shared is not None and len(self.queue) < QUEUE_MAX:
