@@ -102,12 +102,10 @@ class SharedLogBudget:
     def _lease(self, plugin: str, window: int) -> int:
         """Take up to ``lease_size`` tokens of ``window`` from the shared counter; how many we got."""
         key = f"{KEY_PREFIX}:{plugin}:{window}"
-        timeout = int(self.window_seconds * 2) + 1
-        self.cache.add(key, 0, timeout=timeout)
         try:
             used = int(self.cache.incr(key, self.lease_size))
-        except ValueError:  # the key expired between the two calls: create it again, once
-            self.cache.add(key, 0, timeout=timeout)
+        except ValueError:  # the window's first lease: create its counter (once, whoever wins)
+            self.cache.add(key, 0, timeout=int(self.window_seconds * 2) + 1)
             used = int(self.cache.incr(key, self.lease_size))
         before = used - self.lease_size
         return max(0, min(self.lease_size, self.budget - before))
