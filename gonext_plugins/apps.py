@@ -13,6 +13,7 @@ from functools import partial
 from typing import Any
 
 from django.apps import AppConfig
+from django.core.signals import request_finished
 
 
 class GonextPluginsConfig(AppConfig):
@@ -25,6 +26,7 @@ class GonextPluginsConfig(AppConfig):
         # app registry is ready (Django's documented place for such imports).
         from . import bridge, bundle, checks, hook_catalogue, host_functions, jobs, lifecycle, loading, logs  # noqa: F401  (checks: on import)
         from .registry import registry
+        from .stats import on_request_finished
 
         host_functions.register_all()
         host_functions.info.set_hook_source(partial(_offered_hooks, hook_catalogue))
@@ -35,6 +37,7 @@ class GonextPluginsConfig(AppConfig):
         registry.add_listener(bridge.connect, bridge.disconnect)
         registry.add_listener(jobs.register_jobs, jobs.unregister_jobs)
         logs.version_source = partial(_loaded_version, registry)
+        request_finished.connect(on_request_finished, dispatch_uid="gonext_plugins_stats_flush")
 
 
 def _offered_hooks(hook_catalogue: Any) -> list[tuple[str, str]]:

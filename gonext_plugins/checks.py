@@ -401,3 +401,28 @@ def check_media_root(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMe
         hint='Set MEDIA_ROOT = BASE_DIR / "media" (or GONEXT_PLUGINS["STORAGE"] and ["CACHE_DIR"]).',
         id="gonext_plugins.W010",
     )]
+
+
+@register(Tags.caches)
+def check_shared_cache(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMessage]:
+    """``SHARED_CACHE`` must name a configured cache, and one every process sees (not a local one)."""
+    alias = settings.known("SHARED_CACHE")
+    if not alias:
+        return []
+    if not isinstance(alias, str):
+        return [Error(f"GONEXT_PLUGINS['SHARED_CACHE'] = {alias!r} is not a CACHES alias or None.",
+                      hint='Set it to the alias of a shared cache, e.g. "shared", or None.',
+                      id="gonext_plugins.E016")]
+    caches = getattr(django_settings, "CACHES", {}) or {}
+    if alias not in caches:
+        return [Error(f"GONEXT_PLUGINS['SHARED_CACHE'] = {alias!r} is not an alias in CACHES.",
+                      hint=f"Add CACHES[{alias!r}] (django.core.cache.backends.redis.RedisCache) or set "
+                           "SHARED_CACHE to None for per-process limits.",
+                      id="gonext_plugins.E016")]
+    backend = str(caches[alias].get("BACKEND", ""))
+    if backend.endswith(("LocMemCache", "DummyCache")):
+        return [Warning(f"GONEXT_PLUGINS['SHARED_CACHE'] = {alias!r} is a {backend.rsplit('.', 1)[-1]}, "
+                        "which no other process sees.",
+                        hint="Point it at a cache all processes share (Redis, Memcached), or set it to None.",
+                        id="gonext_plugins.W011")]
+    return []

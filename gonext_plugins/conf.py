@@ -195,6 +195,18 @@ class PluginSettings:
     LOG_BACKLOG = Setting(2_000, int, (10, 10**7), doc="log lines kept per plugin in the database")
     LOG_MAX_MESSAGE_BYTES = Setting(4096, int, (64, MiB), doc="longer log messages are cut")
 
+    # --- Past one process: state that must be the cluster's, not each process's own.
+    SHARED_CACHE: Setting[str | None] = Setting(
+        None, (str, NoneType),
+        doc="a CACHES alias shared by every process (Redis): the log rate limit and API throttles "
+            "become cluster-wide; None keeps them per process")
+    STATS_FLUSH_INTERVAL: Setting[float | None] = Setting(
+        10.0, (float, int, NoneType), (0.1, 3_600),
+        doc="seconds between two flushes of a process's call figures into the database rollup; "
+            "None turns the rollup off")
+    STATS_RETENTION_HOURS = Setting(
+        48, int, (1, 24 * 366), doc="hours of per-minute call figures kept in the rollup")
+
     # --- Trap reports: a module's source map over this size is not parsed (parsing runs at about
     # 2 MB a second, on the request that trapped; each map is parsed once and cached).
     TRAP_SOURCE_MAP_MAX_BYTES = Setting(

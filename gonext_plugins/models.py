@@ -350,3 +350,33 @@ class PluginJobRun(models.Model):
     @property
     def finished(self) -> bool:
         return self.status in self.FINAL
+
+
+class PluginStatsBucket(models.Model):
+    """One process's call figures for one plugin in one minute: the rollup every process writes to
+    (``gonext_plugins.stats``), so the admin shows the cluster's figures, not one process's.
+
+    A process overwrites its own row of a minute with its running totals (an idempotent upsert, no
+    read-modify-write); readers sum the rows of all processes. ``histogram`` holds call counts per
+    latency bucket (``runtime.metrics.LATENCY_BUCKETS`` and +Inf), from which p50/p99 are estimated.
+    """
+
+    plugin_slug = models.SlugField(max_length=64, db_index=False)
+    minute = models.DateTimeField(help_text="start of the minute (UTC)")
+    process = models.CharField(max_length=80, help_text="host:pid:nonce of the writing process")
+    calls = models.PositiveBigIntegerField(default=0)
+    faults = models.PositiveIntegerField(default=0, help_text="guest calls that trapped")
+    time_sum = models.FloatField(default=0.0, help_text="seconds spent in guest calls")
+    fuel_sum = models.PositiveBigIntegerField(default=0)
+    histogram = models.JSONField(default=list)
+    jobs_run = models.PositiveIntegerField(default=0)
+    jobs_failed = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["plugin_slug", "minute", "process"],
+                                               name="gonext_stats_one_row_per_process_minute")]
+        indexes = [models.Index(fields=["minute"], name="gonext_stats_minute")]
+        verbose_name = "plugin stats bucket"
+
+    def __str__(self) -> str:
+        return f"{self.plugin_slug} {self.minute:%Y-%m-%d %H:%M} {self.process}"

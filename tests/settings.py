@@ -43,3 +43,9 @@ for _key, _var in (("SYNC_INTERVAL", "GONEXT_SYNC_INTERVAL"),
         GONEXT_PLUGINS[_key] = float(os.environ[_var])
 if os.environ.get("GONEXT_HARD_TIMEOUT_MS"):
     GONEXT_PLUGINS["HARD_TIMEOUT_MS"] = int(os.environ["GONEXT_HARD_TIMEOUT_MS"])
+
+# The stats rollup (a flush at request end every STATS_FLUSH_INTERVAL) is off in tests unless one
+# turns it on (override, or GONEXT_STATS_FLUSH_INTERVAL in a child process): a flush due in the middle
+# of an unrelated test would add queries to its request.
+GONEXT_PLUGINS["STATS_FLUSH_INTERVAL"] = (float(os.environ["GONEXT_STATS_FLUSH_INTERVAL"])
+                                          if os.environ.get("GONEXT_STATS_FLUSH_INTERVAL") else None)

@@ -128,3 +128,15 @@ def test_a_site_without_the_plugin_queue_starts_and_is_told_how_to_fix_it(tmp_pa
     enqueued = subprocess.run([sys.executable, "-c", ENQUEUE], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=120)
     assert enqueued.stdout.strip() == "refused: jobs_not_configured", enqueued.stdout + enqueued.stderr
+
+
+def test_shared_cache_must_name_a_cache_every_process_sees() -> None:
+    redis = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
+    local = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    with override_settings(GONEXT_PLUGINS={"SHARED_CACHE": "shared"}):
+        with override_settings(CACHES={"default": local}):
+            assert "gonext_plugins.E016" in _ids()
+        with override_settings(CACHES={"default": local, "shared": local}):
+            assert {"gonext_plugins.W011"} <= _ids() and "gonext_plugins.E016" not in _ids()
+        with override_settings(CACHES={"default": local, "shared": redis}):
+            assert not {"gonext_plugins.E016", "gonext_plugins.W011"} & _ids()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.contrib import admin, messages
@@ -34,7 +34,7 @@ from ..models import (
     PluginVersion,
     PublisherKey,
 )
-from ..stats import stats
+from ..stats import Point, cluster_figures_available, rollup, stats, summaries
 from .catalogue import HookCatalogueAdminViews
 from .keys import PublisherKeyAdminViews
 from .plugins import PluginAdminViews
@@ -56,6 +56,29 @@ def log_page_url(slug: str) -> str:
 
 def _started() -> datetime:
     return datetime.fromtimestamp(stats.started_at, tz=UTC)
+
+
+CLUSTER_WINDOW = timedelta(hours=1)
+"""The span of the cluster figures the admin shows ("all processes, last hour")."""
+
+
+def cluster_figures(slugs: list[str]) -> dict[str, Point] | None:
+    """Every process's figures of the last hour from the stats rollup, after writing this process's
+    own; None when the rollup is off or nobody has flushed yet (then the page shows this process's)."""
+    rollup.flush()
+    if not cluster_figures_available():
+        return None
+    return summaries(slugs, datetime.now(tz=UTC) - CLUSTER_WINDOW)
+
+
+def cluster_cell(point: Point | None) -> str:
+    """The changelist's calls cell from the cluster figures: calls, p50 and p99, faults."""
+    if point is None or not point.calls:
+        return format_html('<span class="gn-quiet">{}</span>', "no calls")
+    faults = format_html(' · <span class="gn-risk-high">{} fault{}</span>', point.faults,
+                         "" if point.faults == 1 else "s") if point.faults else ""
+    return format_html('{}<br><span class="gn-quiet">p50 {} ms · p99 {} ms</span>{}', f"{point.calls:,}",
+                       f"{point.p50_ms or 0:.2f}", f"{point.p99_ms or 0:.2f}", faults)
 
 
 def state_badge(state: str, reason: str = "") -> str:
@@ -114,6 +137,18 @@ class PluginAdmin(HookCatalogueAdminViews, PluginAdminViews, ReadOnlyAdmin):
     readonly_fields = ["state_display"]
 
     # queryset and columns
+
+    def get_list_display(self, request: HttpRequest) -> list[Any]:
+        """The calls column shows the cluster's last hour when the stats rollup has it."""
+        figures = cluster_figures(list(Plugin.objects.values_list("slug", flat=True)))
+        if figures is None:
+            return list(self.list_display)
+
+        @admin.display(description="Calls · p50 · p99 (all processes, last hour)")
+        def calls_column(obj: Plugin) -> str:
+            return cluster_cell(figures.get(obj.slug))
+
+        return [calls_column if name == "calls_column" else name for name in self.list_display]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Plugin]:
         last_fault = PluginFault.objects.filter(plugin=OuterRef("pk")).order_by("-created_at", "-id")
@@ -240,8 +275,8 @@ class PluginAdmin(HookCatalogueAdminViews, PluginAdminViews, ReadOnlyAdmin):
 
     def changelist_view(self, request: HttpRequest,
                         extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        extra = {"can_install": policy.can_start_install(request.user),
-                 "stats_since": _started(), **(extra_context or {})}
+        extra = {"can_install": policy.can_start_install(request.user), "stats_since": _started(),
+                 "cluster_stats": cluster_figures_available(), **(extra_context or {})}
         return super().changelist_view(request, extra)
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
@@ -268,7 +303,10 @@ class PluginAdmin(HookCatalogueAdminViews, PluginAdminViews, ReadOnlyAdmin):
                          "asked": cap.name in asked})
         rows.sort(key=lambda row: (not row["required"], row["cap"].name))
         snap = stats.snapshot(plugin.slug)
+        cluster = cluster_figures([plugin.slug])
         return {
+            "cluster": None if cluster is None else (
+                cluster.get(plugin.slug) or Point.empty(datetime.now(tz=UTC) - CLUSTER_WINDOW)),
             "plugin": plugin, "manifest": manifest, "versions": versions, "current_version": current,
             "capability_rows": rows,
             "audit_events": [(event, json.dumps(event.details, ensure_ascii=False, sort_keys=True))

@@ -19,6 +19,7 @@ from .. import logs
 from ..errors import HookError, PluginClosed, PluginError, PluginTrap, PoolTimeout
 from ..models import JobStatus, Plugin, PluginJobRun
 from ..registry import registry
+from ..stats import rollup
 from .enqueue import DEFAULT_MAX_RETRIES, backoff, declared, enqueue_task
 from .recovery import maybe_recover_stalled
 
@@ -61,7 +62,16 @@ def _ms(seconds: float) -> str:
 
 def execute(slug: str, job: str, payload: Any, *, key: str, attempt: int, task_id: str) -> dict[str, Any]:
     """Run one delivery of a job (the body of ``run_plugin_job``). Returns a summary for the task
-    result; the record in ``PluginJobRun`` is the source of truth."""
+    result; the record in ``PluginJobRun`` is the source of truth. Counted in the stats rollup,
+    which a worker flushes here (it serves no requests)."""
+    outcome = _execute(slug, job, payload, key=key, attempt=attempt, task_id=task_id)
+    if outcome["status"] in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.RETRYING):  # the guest ran
+        rollup.count_job(slug, failed=outcome["status"] == JobStatus.FAILED)
+    rollup.flush_if_due()
+    return outcome
+
+
+def _execute(slug: str, job: str, payload: Any, *, key: str, attempt: int, task_id: str) -> dict[str, Any]:
     maybe_recover_stalled()
     _ensure_row(key, slug, job, payload, attempt, task_id)
     if not _claim(key, attempt, task_id):

@@ -2,10 +2,13 @@
 
 The runtime calls the sink from inside a guest call, so :class:`Sink` does as little as it can: a
 per-plugin token bucket (``LOG_RATE`` lines/s, ``LOG_BURST`` burst), a length cap and an append to a
-bounded in-memory queue. Memory stays bounded under a flood: the rate limit drops most lines before
-they are queued, and the queue itself holds at most :data:`QUEUE_MAX` lines. Dropped lines are
-counted per plugin and come back as one "N lines dropped" line per plugin and report period
-(:meth:`Sink.drop_reports`). The writer (:mod:`.writing`) subclasses it and empties the queue.
+bounded in-memory queue. With a ``SHARED_CACHE`` the budget is the cluster's instead
+(:class:`~gonext_plugins.cluster.SharedLogBudget`, leased a few dozen lines at a time); the local
+bucket takes over while that cache is unreachable. Memory stays bounded under a flood: the rate
+limit drops most lines before they are queued, and the queue itself holds at most
+:data:`QUEUE_MAX` lines. Dropped lines are counted per plugin and come back as one "N lines
+dropped" line per plugin and report period (:meth:`Sink.drop_reports`). The writer
+(:mod:`.writing`) subclasses it and empties the queue.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import time
 from collections import deque
 
 from .. import logs as _package
+from ..cluster import LeaseState, SharedLogBudget, shared_cache
 from ..conf import settings
 from ..runtime.levels import WARNING
 
@@ -39,7 +43,7 @@ class _Bucket:
     """Token bucket and drop counter of one plugin. Its lock is never contended for long: it only
     guards a few float operations, so the guest call never waits on the writer."""
 
-    __slots__ = ("dropped", "last", "lock", "reported_at", "tokens", "total_dropped")
+    __slots__ = ("dropped", "last", "lease", "lock", "reported_at", "tokens", "total_dropped")
 
     def __init__(self, burst: float) -> None:
         self.tokens = burst
@@ -47,6 +51,7 @@ class _Bucket:
         self.dropped = 0  # since the last report
         self.total_dropped = 0  # since the process started (benchmarks, metrics)
         self.reported_at = 0.0
+        self.lease = LeaseState()  # this process's share of the cluster budget (with SHARED_CACHE)
         self.lock = threading.Lock()
 
 
@@ -58,6 +63,16 @@ class Sink:
         self.buckets: dict[str, _Bucket] = {}
         self._buckets_lock = threading.Lock()
         self._config: tuple[float, float, int, int] | None = None
+        self._shared: SharedLogBudget | bool | None = False  # False: not resolved yet
+
+    def shared(self) -> SharedLogBudget | None:
+        """The cluster-wide budget when ``SHARED_CACHE`` names a cache, else None (per process)."""
+        shared = self._shared
+        if shared is False:
+            cache = shared_cache()
+            rate, burst, _, _ = self.config()
+            shared = self._shared = SharedLogBudget(cache, rate, burst) if cache is not None else None
+        return shared if isinstance(shared, SharedLogBudget) else None
 
     def config(self) -> tuple[float, float, int, int]:
         """(rate, burst, max message chars, backlog), read once and re-read on setting changes."""
@@ -72,6 +87,7 @@ class Sink:
         self.queue.clear()
         self.buckets.clear()
         self._config = None
+        self._shared = False
 
     def _bucket(self, plugin: str) -> _Bucket:
         bucket = self.buckets.get(plugin)
@@ -84,24 +100,39 @@ class Sink:
         """Queue one rate-limited line; False when it was dropped (and counted). Never blocks on I/O."""
         rate, burst, max_chars, _ = self._config or self.config()
         bucket = self.buckets.get(plugin) or self._bucket(plugin)
+        shared = self.shared()
         with bucket.lock:
-            now = time.monotonic()
-            tokens = bucket.tokens + (now - bucket.last) * rate
-            bucket.last = now
-            if tokens > burst:
-                tokens = burst
-            if tokens < 1.0 or len(self.queue) >= QUEUE_MAX:
-                bucket.tokens = tokens
-                bucket.dropped += 1
-                bucket.total_dropped += 1
+            allowed = None  # None: this process's own bucket decides
+            if shared is not None and len(self.queue) < QUEUE_MAX:
+                allowed = shared.take(plugin, bucket.lease)
+                if allowed is False:
+                    bucket.dropped += 1
+                    bucket.total_dropped += 1
+                    return False
+            if allowed is None and not self._take_local(bucket, rate, burst):
                 return False
-            bucket.tokens = tokens - 1.0
         if len(message) > max_chars:  # bytes are cut exactly by the writer; this bounds memory
             message = message[:max_chars]
         if version is None:
             version = version_of(plugin)
         self.queue.append((time.time(), plugin, version, level, message, source, 0))
         self._kick()
+        return True
+
+    def _take_local(self, bucket: _Bucket, rate: float, burst: float) -> bool:
+        """Spend one token of this process's own bucket (the caller holds ``bucket.lock``); a
+        refusal is counted as a drop."""
+        now = time.monotonic()
+        tokens = bucket.tokens + (now - bucket.last) * rate
+        bucket.last = now
+        if tokens > burst:
+            tokens = burst
+        if tokens < 1.0 or len(self.queue) >= QUEUE_MAX:
+            bucket.tokens = tokens
+            bucket.dropped += 1
+            bucket.total_dropped += 1
+            return False
+        bucket.tokens = tokens - 1.0
         return True
 
     def event(self, plugin: str, level: int, message: str, version: str | None = None) -> None:

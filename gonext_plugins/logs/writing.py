@@ -226,8 +226,9 @@ def flush(timeout: float = 5.0) -> bool:
 
 @receiver(setting_changed, dispatch_uid="gonext_logs_settings")
 def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
-    if setting == "GONEXT_PLUGINS":
+    if setting in ("GONEXT_PLUGINS", "CACHES"):
         writer._config = None
+        writer._shared = False
         writer.buckets.clear()
 
 

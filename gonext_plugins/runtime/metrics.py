@@ -60,7 +60,7 @@ class PluginStats:
     """Per-plugin hot-path figures. One per plugin name for the life of the process, so counters
     stay monotonic across reloads and upgrades."""
 
-    __slots__ = ("calls", "checkout_wait", "checkouts", "fuel", "name", "recent")
+    __slots__ = ("calls", "checkout_wait", "checkouts", "fuel", "name", "recent", "traps")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -69,6 +69,7 @@ class PluginStats:
         self.calls: dict[str, LightHistogram] = {}
         self.fuel = 0
         self.recent: deque[float] = deque(maxlen=RECENT_CALLS)
+        self.traps = 0  # every kind together: the cross-process rollup's fault count (rare: unlocked)
 
     def record_call(self, kind: str, seconds: float, fuel: int) -> None:
         histogram = self.calls.get(kind)
@@ -148,6 +149,7 @@ class PluginMetrics:
 
     def trap(self, kind: str) -> None:
         TRAPS_TOTAL.labels(self.name, kind).inc()
+        self.stats.traps += 1
 
     def recycle(self, reason: str) -> None:
         POOL_RECYCLE_TOTAL.labels(self.name, reason).inc()
