@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from ..bundle import Bundle
 from ..models import PluginVersion
-from ..storage import PREFIX, delete_blob, get_storage, save_blob
+from ..storage import PREFIX, delete_blob, get_storage, reaching_storage, save_blob
 
 T = TypeVar("T")
 
@@ -52,24 +52,28 @@ def collect_blobs(grace_seconds: float = 3600, *, dry_run: bool = False) -> list
     installing them right now. Returns the names deleted (with ``dry_run``: that would be).
     ``manage.py plugin gc`` runs it."""
     storage = get_storage()
-    try:
-        folders, _ = storage.listdir(PREFIX)
-    except (FileNotFoundError, NotImplementedError):
-        return []
+    with reaching_storage(f"list {PREFIX}"):
+        try:
+            folders, _ = storage.listdir(PREFIX)
+        except (FileNotFoundError, NotImplementedError):
+            return []
     referenced = set(PluginVersion.objects.values_list("blob_name", flat=True))
     cutoff = timezone.now() - timedelta(seconds=grace_seconds)
     deleted = []
     for folder in folders:
-        for name in storage.listdir(f"{PREFIX}/{folder}")[1]:
+        with reaching_storage(f"list {PREFIX}/{folder}"):
+            names = storage.listdir(f"{PREFIX}/{folder}")[1]
+        for name in names:
             path = f"{PREFIX}/{folder}/{name}"
             if path in referenced:
                 continue
-            try:
-                if grace_seconds and storage.get_modified_time(path) > cutoff:
-                    continue
-            except NotImplementedError:
-                pass
-            if not dry_run:
-                storage.delete(path)
+            with reaching_storage(f"collect {path}"):
+                try:
+                    if grace_seconds and storage.get_modified_time(path) > cutoff:
+                        continue
+                except NotImplementedError:
+                    pass
+                if not dry_run:
+                    storage.delete(path)
             deleted.append(path)
     return sorted(deleted)
