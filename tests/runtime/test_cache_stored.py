@@ -60,8 +60,8 @@ def test_a_hit_never_fetches_the_blob(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", ["flip-payload", "flip-header", "truncate", "swap-other"])
-def test_a_damaged_artifact_is_discarded_and_recompiled_from_the_blob(tmp_path: Path, damage: str,
-                                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_a_damaged_artifact_is_discarded_and_recompiled_from_the_blob(
+        tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture) -> None:
     wasm = _wasm()
     sha256 = hashlib.sha256(wasm).hexdigest()
     with Runtime(cache_dir=tmp_path, dispatcher="slow") as runtime:
