@@ -116,6 +116,22 @@ def test_an_unreachable_s3_is_a_typed_error(s3: S3Server, make_bundle: Any, publ
     assert not PluginVersion.objects.filter(plugin__slug__in=["nos3", "nos3api"]).exists()
 
 
+def test_an_uninstall_during_an_outage_commits_and_leaves_the_blob_to_gc(
+        s3: S3Server, make_bundle: Any, django_capture_on_commit_callbacks: Any) -> None:
+    wasm = marker_wasm()
+    name = blob_name(hashlib.sha256(wasm).hexdigest())
+    with on_s3(s3):
+        lifecycle.install(make_bundle(wasm=wasm, slug="gone", hooks=CONTENT_HOOKS, capabilities=CAPS),
+                          CAPS, "tests")
+    with on_s3(unreachable(s3)), django_capture_on_commit_callbacks(execute=True):
+        lifecycle.uninstall("gone", "tests")  # the delete after commit fails: logged, not raised
+    assert not PluginVersion.objects.filter(plugin__slug="gone").exists()
+    assert name in stored_keys(s3)
+    with on_s3(s3):
+        call_command("plugin", "gc", "--grace", "0")
+    assert name not in stored_keys(s3)
+
+
 # --- fresh processes ------------------------------------------------------------------------------
 
 
