@@ -170,6 +170,7 @@ def test_fresh_processes_fetch_from_s3_once_and_then_use_their_cache(s3: S3Serve
     assert first["result"] == "HELLO", first
     assert first["s3_calls"].get("GetObject", 0) >= 1, first
     assert (first["cache_hits"], first["cache_misses"]) == (0, 1), first
+    print(f"\nload with an empty cache (S3 GET + compile): {first['load_ms']} ms")
     (artifact,) = (tmp_path / "machine-b").rglob("*.gnmod")
 
     # Again, a new process: a cache hit, and not one S3 request.
@@ -177,6 +178,7 @@ def test_fresh_processes_fetch_from_s3_once_and_then_use_their_cache(s3: S3Serve
     assert second["result"] == "AGAIN", second
     assert second["s3_calls"] == {}, second
     assert (second["cache_hits"], second["cache_misses"]) == (1, 0), second
+    print(f"load from the artifact cache, no S3 request: {second['load_ms']} ms")
 
     # A tampered artifact is discarded, the blob fetched again and recompiled.
     data = bytearray(artifact.read_bytes())
