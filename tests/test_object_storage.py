@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,7 +28,9 @@ from django.test import override_settings
 
 from gonext_plugins import lifecycle
 from gonext_plugins.errors import BlobStorageUnavailable
-from gonext_plugins.models import PluginVersion
+from gonext_plugins.loading import close_runtime
+from gonext_plugins.models import PluginFault, PluginVersion
+from gonext_plugins.registry import registry
 from gonext_plugins.storage import PREFIX, blob_name, get_storage
 
 from .api.helpers import CONTENT_HOOKS, MARKER_V2, assert_error, marker_wasm, signed_bundle
@@ -130,6 +133,26 @@ def test_an_uninstall_during_an_outage_commits_and_leaves_the_blob_to_gc(
     with on_s3(s3):
         call_command("plugin", "gc", "--grace", "0")
     assert name not in stored_keys(s3)
+
+
+def test_the_registry_rides_out_an_outage_and_loads_when_storage_returns(
+        s3: S3Server, make_bundle: Any, settings: Any) -> None:
+    """A process that must fetch a blob while S3 is down loads nothing, records no fault (five
+    would quarantine the plugin everywhere), and loads it at its next sync once S3 answers: no
+    change of generation, no restart."""
+    with on_s3(s3):
+        lifecycle.install(make_bundle(slug="outage", hooks=[{"name": "upper", "kind": "filter"}],
+                                      capabilities=CAPS), CAPS, "tests", activate=True)
+    close_runtime()
+    shutil.rmtree(Path(settings.MEDIA_ROOT) / "gonext_plugins" / "cache")  # a fresh machine
+    with on_s3(unreachable(s3)):
+        registry.sync(force=True)
+        assert registry.get("outage", sync=False) is None
+    assert not PluginFault.objects.filter(plugin__slug="outage").exists()
+    with on_s3(s3):
+        assert registry.sync() is True  # the same generation: retried because it was incomplete
+        loaded = registry.get("outage", sync=False)
+        assert loaded is not None and loaded.invoke("filter", "upper", "back") == "BACK"
 
 
 # --- fresh processes ------------------------------------------------------------------------------
