@@ -18,6 +18,7 @@ from django.utils.module_loading import import_string
 
 from .asgi import PluginsApplication, RequestBodyLimit
 from .conf import DEFAULTS, RANGES, SETTINGS, parse_networks, settings
+from .storage import STORAGE_ALIAS
 
 # RANGES is imported from conf for the check below (and so that checks.RANGES, its old home, still
 # works): each bound is declared once, beside its setting's default, type and doc.
@@ -392,13 +393,15 @@ def check_media_root(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMe
         return []
     storages = getattr(django_settings, "STORAGES", {}) or {}
     default_backend = storages.get("default", {}).get("BACKEND", FILE_STORAGE_DEFAULT)
-    blobs_on_disk = settings.known("STORAGE") is None and default_backend == FILE_STORAGE_DEFAULT
+    blobs_on_disk = (settings.known("STORAGE") is None and STORAGE_ALIAS not in storages
+                     and default_backend == FILE_STORAGE_DEFAULT)
     if not blobs_on_disk and settings.known("CACHE_DIR"):
         return []
     return [Warning(
         "MEDIA_ROOT is empty: plugin bundles and compiled modules would be stored relative to the "
         "working directory and under /gonext_plugins/cache.",
-        hint='Set MEDIA_ROOT = BASE_DIR / "media" (or GONEXT_PLUGINS["STORAGE"] and ["CACHE_DIR"]).',
+        hint='Set MEDIA_ROOT = BASE_DIR / "media" (or STORAGES["gonext_plugins"] and '
+             'GONEXT_PLUGINS["CACHE_DIR"]).',
         id="gonext_plugins.W010",
     )]
 
@@ -426,3 +429,18 @@ def check_shared_cache(app_configs: Any = None, **kwargs: Any) -> Iterable[Check
                         hint="Point it at a cache all processes share (Redis, Memcached), or set it to None.",
                         id="gonext_plugins.W011")]
     return []
+
+
+@register()
+def check_blob_storage(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMessage]:
+    """Two ways to name the blob store, one of which silently wins: say which."""
+    storages = getattr(django_settings, "STORAGES", {}) or {}
+    if settings.known("STORAGE") is None or STORAGE_ALIAS not in storages:
+        return []
+    return [Warning(
+        f'Both GONEXT_PLUGINS["STORAGE"] and STORAGES["{STORAGE_ALIAS}"] are set: plugin blobs go '
+        'to GONEXT_PLUGINS["STORAGE"].',
+        hint=f'Keep one: STORAGES["{STORAGE_ALIAS}"] (Django\'s storage aliases) is the way to '
+             'configure it; remove GONEXT_PLUGINS["STORAGE"].',
+        id="gonext_plugins.W012",
+    )]

@@ -160,7 +160,8 @@ class PluginSettings:
     RAISE_FAULTS = Setting(
         False, bool, doc="strict mode: a plugin fault raises instead of passing the value through")
 
-    # --- Storage for plugin blobs: a dotted path to a Storage class, or None for default_storage.
+    # --- Storage for plugin blobs: a dotted path to a Storage class (the older way; Django's
+    # STORAGES["gonext_plugins"] alias is preferred, see storage.get_storage), or None.
     STORAGE: Setting[type[Storage] | None] = Setting(
         None, (str, type, NoneType), doc="dotted path of a Storage class for plugin blobs",
         import_string=True)

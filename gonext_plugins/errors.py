@@ -53,6 +53,13 @@ class CompileLimitExceeded(PluginLoadError):
     code = "compile_limit"
 
 
+class BlobStorageUnavailable(PluginLoadError):
+    """The blob store (Django storage: a disk, S3, ...) did not answer or refused the operation:
+    a network error or an outage, not a fault of the plugin. The API answers 503."""
+
+    code = "storage_unavailable"
+
+
 class PluginTrap(PluginError):
     """The guest trapped: an explicit ``gn_panic``, a wasm trap, running out of fuel, a deadline."""
 

@@ -114,6 +114,13 @@ def compile(wasm: bytes, slug: str) -> Module:
     return runtime().compile(wasm, slug)
 
 
+def compile_stored(slug: str, blob_name: str, wasm_sha256: str) -> Module:
+    """An installed version's module: from this machine's artifact cache by its sha256, the blob
+    store (remote, maybe) read only on a miss, and the bytes read checked against the sha256."""
+    return runtime().compile_stored(
+        wasm_sha256, lambda: read_blob(blob_name, wasm_sha256, plugin=slug), slug)
+
+
 def check_loadable(slug: str, module: Module, manifest: Manifest) -> None:
     """Shape-check a compiled version against its manifest before it may be activated."""
     limits = plugin_limits(manifest, runtime().limits)
@@ -129,9 +136,9 @@ def check_loadable(slug: str, module: Module, manifest: Manifest) -> None:
 
 @dataclass
 class LoadedPlugin:
-    """One active plugin as this process runs it. Built complete: constructing it loads the wasm
-    (``InitVar`` ``wasm`` and ``runtime``), with the object itself as the runtime plugin's context,
-    which host functions read (``slug``, ``hosts``)."""
+    """One active plugin as this process runs it. Built complete: constructing it loads the module
+    (``InitVar`` ``module``, compiled already, and ``runtime``), with the object itself as the
+    runtime plugin's context, which host functions read (``slug``, ``hosts``)."""
 
     slug: str
     version: str
@@ -139,7 +146,7 @@ class LoadedPlugin:
     wasm_sha256: str
     manifest: Manifest
     capabilities: frozenset[str]
-    wasm: InitVar[bytes]
+    module: InitVar[Module]
     runtime: InitVar[Runtime]
     hosts: tuple[str, ...] = ()
     extras: dict[str, Any] = field(default_factory=dict)  # for listeners (hook receivers, ...)
@@ -149,9 +156,9 @@ class LoadedPlugin:
     settings: dict[str, Any] = field(default_factory=dict)
     runtime_plugin: RuntimePlugin = field(init=False)
 
-    def __post_init__(self, wasm: bytes, runtime: Runtime) -> None:
+    def __post_init__(self, module: Module, runtime: Runtime) -> None:
         self.runtime_plugin = runtime.load(
-            wasm, name=self.slug, limits=plugin_limits(self.manifest, runtime.limits),
+            module, name=self.slug, limits=plugin_limits(self.manifest, runtime.limits),
             capabilities=self.capabilities, context=self,
         )
         self.runtime_plugin.denial_hint = self.denial_hint
@@ -236,10 +243,11 @@ def _module_bytes(blob_name: str, sha256: str, slug: str) -> bytes | None:
 
 
 def load(slug: str, version: PluginVersion, caps: frozenset[str], hosts: tuple[str, ...]) -> LoadedPlugin:
-    """Read a version's blob (hash-checked), compile it (through the cache), shape-check it and
-    fill its instance pool: a :class:`LoadedPlugin` ready to call."""
+    """A version's module from the artifact cache (its blob read, hash-checked and compiled on a
+    miss: :func:`compile_stored`), shape-checked, its instance pool filled: a
+    :class:`LoadedPlugin` ready to call."""
     return LoadedPlugin(slug=slug, version=version.version, version_pk=version.pk,
                         wasm_sha256=version.wasm_sha256, manifest=manifest_of(version),
                         capabilities=caps, hosts=hosts, blob_name=version.blob_name,
-                        wasm=read_blob(version.blob_name, version.wasm_sha256, plugin=slug),
+                        module=compile_stored(slug, version.blob_name, version.wasm_sha256),
                         runtime=runtime())

@@ -31,7 +31,7 @@ from django.db import DatabaseError
 
 from . import hooks, loading, signals
 from .conf import settings
-from .errors import PluginError
+from .errors import BlobStorageUnavailable, PluginError
 from .lifecycle import current_generation, manifest_of, record_fault
 from .lifecycle.preflight import effective, effective_hosts
 from .lifecycle.settings import effective_values
@@ -179,8 +179,10 @@ class Registry:
                 return False
             if generation == self._generation and not force:
                 return False
-            changed = self._apply(self._desired())
-            self._generation = generation
+            changed, complete = self._apply(self._desired())
+            # A plugin the blob store could not deliver is retried at the next sync, not only at the
+            # next change: forget the generation so the next check applies it again.
+            self._generation = generation if complete else -1
             return changed
 
     def _desired(self) -> Desired:
@@ -203,8 +205,10 @@ class Registry:
                                     effective_values(manifest, plugin.settings))
         return desired
 
-    def _apply(self, desired: Desired) -> bool:
+    def _apply(self, desired: Desired) -> tuple[bool, bool]:
+        """(anything changed, every desired plugin is loaded or failed for good)."""
         changed = False
+        complete = True
         for slug in list(self._loaded):
             if slug not in desired or desired[slug][0].pk != self._loaded[slug].version_pk:
                 self._unload(slug)
@@ -227,10 +231,13 @@ class Registry:
             try:
                 self._load(slug, version, caps, hosts, values)
                 changed = True
+            except BlobStorageUnavailable as exc:  # an outage, not the plugin's fault: no quarantine
+                logger.warning("plugin %s not loaded yet (retried at the next sync): %s", slug, exc)
+                complete = False
             except PluginError as exc:
                 logger.error("plugin %s could not be loaded: %s", slug, exc)
                 record_fault(slug, "load_error", exc.message, version=version.version)
-        return changed
+        return changed, complete
 
     def _load(self, slug: str, version: PluginVersion, caps: frozenset[str],
               hosts: tuple[str, ...], values: dict[str, Any] | None = None) -> LoadedPlugin:

@@ -122,6 +122,24 @@ STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "var" / "static"))
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "var" / "media"))
 
+# Plugin blobs: on local disk under MEDIA_ROOT, or in S3-compatible object storage shared by every
+# machine when GONEXT_S3_BUCKET is set (django-storages; credentials from AWS_ACCESS_KEY_ID and
+# AWS_SECRET_ACCESS_KEY, which boto3 reads itself). Compiled modules stay per machine, under
+# MEDIA_ROOT (GONEXT_PLUGINS["CACHE_DIR"]).
+if os.environ.get("GONEXT_S3_BUCKET"):
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        "gonext_plugins": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
+            "bucket_name": os.environ["GONEXT_S3_BUCKET"],
+            "endpoint_url": os.environ.get("GONEXT_S3_ENDPOINT_URL") or None,  # None: AWS itself
+            "region_name": os.environ.get("GONEXT_S3_REGION") or None,
+            # "path" for servers without virtual-host buckets (MinIO, SeaweedFS).
+            "addressing_style": os.environ.get("GONEXT_S3_ADDRESSING_STYLE") or None,
+            "file_overwrite": True,  # blob names are their sha256: the same name is the same bytes
+        }},
+    }
+
 # Form fields (not files) up to the body cap: a bundle is capped at 10 MiB, the body at 12 MiB
 # (GONEXT_PLUGINS["MAX_REQUEST_BYTES"], enforced by gonext_plugins.asgi.RequestBodyLimit).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 12 * 1024 * 1024

@@ -49,3 +49,19 @@ if os.environ.get("GONEXT_HARD_TIMEOUT_MS"):
 # of an unrelated test would add queries to its request.
 GONEXT_PLUGINS["STATS_FLUSH_INTERVAL"] = (float(os.environ["GONEXT_STATS_FLUSH_INTERVAL"])
                                           if os.environ.get("GONEXT_STATS_FLUSH_INTERVAL") else None)
+# GONEXT_TEST_BLOB_STORAGE: a JSON ``STORAGES`` entry for the plugin blob store (tests/servers.py's
+# ``S3Server.storages_entry()``), so a child process keeps its blobs on the S3 server the test
+# started. boto3's client settings are not JSON: short timeouts and few retries are set here, so an
+# unreachable server fails a call in seconds, as the outage tests expect.
+if os.environ.get("GONEXT_TEST_BLOB_STORAGE"):
+    import json
+
+    from botocore.config import Config
+    from django.conf import global_settings
+
+    _blob_storage = json.loads(os.environ["GONEXT_TEST_BLOB_STORAGE"])
+    if _blob_storage["BACKEND"].startswith("storages.backends.s3"):
+        _blob_storage["OPTIONS"]["client_config"] = Config(
+            connect_timeout=2, read_timeout=10, retries={"max_attempts": 2, "mode": "standard"},
+            s3={"addressing_style": "path"})
+    STORAGES = {**global_settings.STORAGES, "gonext_plugins": _blob_storage}

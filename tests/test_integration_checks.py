@@ -9,11 +9,14 @@ from typing import Any
 
 import pytest
 from channels.routing import ProtocolTypeRouter
+from django.conf import settings
 from django.core.asgi import get_asgi_application
 from django.core.checks import run_checks
+from django.core.files.storage import InMemoryStorage, default_storage, storages
 from django.test import modify_settings, override_settings
 
 from gonext_plugins.asgi import RequestBodyLimit, with_plugins
+from gonext_plugins.storage import get_storage
 from tests.conftest import REPO
 
 bare_application = get_asgi_application()
@@ -97,6 +100,32 @@ def test_an_empty_media_root_warns() -> None:
         with override_settings(GONEXT_PLUGINS={"CACHE_DIR": "/var/cache/plugins",
                                                "STORAGE": "django.core.files.storage.InMemoryStorage"}):
             assert "gonext_plugins.W010" not in _ids()
+        with override_settings(GONEXT_PLUGINS={"CACHE_DIR": "/var/cache/plugins"},
+                               STORAGES={**settings.STORAGES, "gonext_plugins": IN_MEMORY}):
+            assert "gonext_plugins.W010" not in _ids()
+
+
+IN_MEMORY = {"BACKEND": "django.core.files.storage.InMemoryStorage"}
+
+
+def test_the_blob_storage_is_the_storages_alias_or_the_older_setting() -> None:
+    """``STORAGES["gonext_plugins"]`` names the blob store; ``GONEXT_PLUGINS["STORAGE"]`` still
+    works, wins when both are set, and W012 says so."""
+    assert get_storage() is default_storage
+    with override_settings(STORAGES={**settings.STORAGES, "gonext_plugins": IN_MEMORY}):
+        assert get_storage() is storages["gonext_plugins"]
+        assert isinstance(get_storage(), InMemoryStorage)
+        assert "gonext_plugins.W012" not in _ids()
+        with override_settings(GONEXT_PLUGINS={"STORAGE": "tests.test_integration_checks.OtherStorage"}):
+            assert isinstance(get_storage(), OtherStorage)
+            assert "gonext_plugins.W012" in _ids()
+    with override_settings(GONEXT_PLUGINS={"STORAGE": "tests.test_integration_checks.OtherStorage"}):
+        assert isinstance(get_storage(), OtherStorage)
+        assert "gonext_plugins.W012" not in _ids()
+
+
+class OtherStorage(InMemoryStorage):
+    """A storage class named by ``GONEXT_PLUGINS["STORAGE"]``."""
 
 
 NO_PLUGIN_QUEUE = """

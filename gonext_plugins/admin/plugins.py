@@ -87,10 +87,10 @@ class PluginAdminViews(AdminViewsMixin):
             try:
                 bundle = bundle_module.read(raw)
                 self._check_target(bundle, plugin)
+                token = hold_upload(raw, request.user, purpose)  # the blob storage may be down
             except PluginError as exc:
                 error, problems = bundle_error_lines(exc)
             else:
-                token = hold_upload(raw, request.user, purpose)
                 if plugin is None:
                     return HttpResponseRedirect(self._url("install_confirm", token))
                 return HttpResponseRedirect(self._url("upgrade_confirm", plugin.pk, token))

@@ -10,6 +10,7 @@ Tokens and files expire after an hour.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 from datetime import timedelta
@@ -19,8 +20,8 @@ from django.core import signing
 from django.core.files.base import ContentFile
 from django.utils import timezone
 
-from ..errors import PendingError
-from ..storage import get_storage
+from ..errors import BlobStorageUnavailable, PendingError
+from ..storage import get_storage, reaching_storage
 
 PENDING_PREFIX = "gonext_plugins/pending"
 PENDING_MAX_AGE = 3600  # seconds an uploaded bundle waits for the admin's decision
@@ -35,15 +36,17 @@ def _sweep_pending() -> None:
     storage = get_storage()
     cutoff = timezone.now() - timedelta(seconds=PENDING_MAX_AGE)
     try:
-        names = storage.listdir(PENDING_PREFIX)[1]
-    except (FileNotFoundError, NotImplementedError, OSError):
-        return
+        with reaching_storage(f"list {PENDING_PREFIX}"):
+            names = storage.listdir(PENDING_PREFIX)[1]
+    except (FileNotFoundError, NotImplementedError, BlobStorageUnavailable):
+        return  # a sweep is housekeeping: the next upload tries again
     for name in names:
         path = f"{PENDING_PREFIX}/{name}"
         try:
-            if storage.get_modified_time(path) < cutoff:
-                storage.delete(path)
-        except (NotImplementedError, OSError):
+            with reaching_storage(f"sweep {path}"):
+                if storage.get_modified_time(path) < cutoff:
+                    storage.delete(path)
+        except (NotImplementedError, FileNotFoundError, BlobStorageUnavailable):
             continue
 
 
@@ -51,7 +54,8 @@ def hold_upload(raw: bytes, user: Any, purpose: str) -> str:
     """Keep ``raw`` until the admin confirms; return the signed token that names it."""
     _sweep_pending()
     storage = get_storage()
-    name = storage.save(f"{PENDING_PREFIX}/{secrets.token_hex(16)}.gnplugin", ContentFile(raw))
+    with reaching_storage("hold the upload"):
+        name = storage.save(f"{PENDING_PREFIX}/{secrets.token_hex(16)}.gnplugin", ContentFile(raw))
     return signing.dumps(
         {"n": name, "h": hashlib.sha256(raw).hexdigest(), "u": user.pk, "p": purpose}, salt=PENDING_SALT
     )
@@ -77,7 +81,7 @@ def fetch_upload(token: str, user: Any, purpose: str) -> bytes:
     data = _token_data(token, user, purpose)
     storage = get_storage()
     try:
-        with storage.open(data["n"], "rb") as handle:
+        with reaching_storage("read the held upload"), storage.open(data["n"], "rb") as handle:
             raw = handle.read()
     except (FileNotFoundError, OSError) as exc:
         raise PendingError("This upload is no longer on the server (it expired or was already used). "
@@ -95,5 +99,7 @@ def discard_upload(token: str, user: Any, purpose: str) -> None:
     except PendingError:
         return
     storage = get_storage()
-    if storage.exists(name):
-        storage.delete(name)
+    # Best effort: the decision is already made; an upload left behind is swept after an hour.
+    with contextlib.suppress(BlobStorageUnavailable), reaching_storage("discard the held upload"):
+        if storage.exists(name):
+            storage.delete(name)

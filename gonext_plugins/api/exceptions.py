@@ -29,6 +29,7 @@ from rest_framework.views import set_rollback
 
 from .. import capabilities
 from ..errors import (
+    BlobStorageUnavailable,
     BundleError,
     ConsentRequired,
     InvalidSettings,
@@ -48,6 +49,7 @@ logger = logging.getLogger("gonext_plugins.api")
 # Most specific first: the first class an error is an instance of decides its status.
 PLUGIN_ERROR_STATUS: tuple[tuple[type[PluginError], int], ...] = (
     (PluginNotFound, status.HTTP_404_NOT_FOUND),
+    (BlobStorageUnavailable, status.HTTP_503_SERVICE_UNAVAILABLE),
     (KeyNotFound, status.HTTP_404_NOT_FOUND),
     (InvalidSettings, status.HTTP_400_BAD_REQUEST),
     (ConsentRequired, status.HTTP_409_CONFLICT),

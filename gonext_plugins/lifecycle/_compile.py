@@ -18,7 +18,6 @@ from wasmtime import Module
 
 from ..manifest import Manifest
 from ..models import PluginVersion
-from ..storage import read_blob
 
 Compiled = Mapping[str, Module]
 """Modules compiled before a transaction opened, by the sha256 of their wasm."""
@@ -28,6 +27,8 @@ class Loader(Protocol):
     """What lifecycle needs from the layer that runs plugins."""
 
     def compile(self, wasm: bytes, slug: str) -> Module: ...
+
+    def compile_stored(self, slug: str, blob_name: str, wasm_sha256: str) -> Module: ...
 
     def check_loadable(self, slug: str, module: Module, manifest: Manifest) -> None: ...
 
@@ -54,8 +55,8 @@ def compile_wasm(slug: str, wasm: bytes, wasm_sha256: str) -> Compiled:
 
 
 def compile_version(slug: str, version: PluginVersion | None) -> Compiled:
-    """:func:`compile_wasm` for an installed version (its stored blob)."""
+    """:func:`compile_wasm` for an installed version: from the artifact cache, its stored blob
+    (maybe remote) read only when this machine has not compiled it yet."""
     if version is None:
         return {}
-    return compile_wasm(slug, read_blob(version.blob_name, version.wasm_sha256, plugin=slug),
-                        version.wasm_sha256)
+    return {version.wasm_sha256: loader().compile_stored(slug, version.blob_name, version.wasm_sha256)}

@@ -3,6 +3,7 @@ and blobs are deleted only after the rows that referenced them are gone for good
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import TypeVar
@@ -11,10 +12,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..bundle import Bundle
+from ..errors import BlobStorageUnavailable
 from ..models import PluginVersion
-from ..storage import PREFIX, delete_blob, get_storage, save_blob
+from ..storage import PREFIX, delete_blob, get_storage, reaching_storage, save_blob
 
 T = TypeVar("T")
+
+logger = logging.getLogger("gonext_plugins.storage")
 
 
 def run_guarded(bundle: Bundle, body: Callable[[str], T]) -> T:
@@ -26,7 +30,7 @@ def run_guarded(bundle: Bundle, body: Callable[[str], T]) -> T:
     except BaseException:
         # Remove the blob only if this operation created it and no version (of any plugin) uses it.
         if created and not PluginVersion.objects.filter(blob_name=name).exists():
-            delete_blob(name)
+            _delete_or_leave_for_gc(name)
         raise
 
 
@@ -40,9 +44,19 @@ def remove_unreferenced_on_commit(names: Iterable[str]) -> None:
     def remove() -> None:
         for name in blobs:
             if not PluginVersion.objects.filter(blob_name=name).exists():
-                delete_blob(name)
+                _delete_or_leave_for_gc(name)
 
     transaction.on_commit(remove)
+
+
+def _delete_or_leave_for_gc(name: str) -> None:
+    """Delete a blob nothing references; with the storage down, leave it to ``plugin gc``: the
+    operation that made it unreferenced has committed (or failed for its own reason) and must not
+    report a storage error instead."""
+    try:
+        delete_blob(name)
+    except BlobStorageUnavailable as exc:
+        logger.warning("blob %s left for `plugin gc`: %s", name, exc)
 
 
 def collect_blobs(grace_seconds: float = 3600, *, dry_run: bool = False) -> list[str]:
@@ -52,24 +66,28 @@ def collect_blobs(grace_seconds: float = 3600, *, dry_run: bool = False) -> list
     installing them right now. Returns the names deleted (with ``dry_run``: that would be).
     ``manage.py plugin gc`` runs it."""
     storage = get_storage()
-    try:
-        folders, _ = storage.listdir(PREFIX)
-    except (FileNotFoundError, NotImplementedError):
-        return []
+    with reaching_storage(f"list {PREFIX}"):
+        try:
+            folders, _ = storage.listdir(PREFIX)
+        except (FileNotFoundError, NotImplementedError):
+            return []
     referenced = set(PluginVersion.objects.values_list("blob_name", flat=True))
     cutoff = timezone.now() - timedelta(seconds=grace_seconds)
     deleted = []
     for folder in folders:
-        for name in storage.listdir(f"{PREFIX}/{folder}")[1]:
+        with reaching_storage(f"list {PREFIX}/{folder}"):
+            names = storage.listdir(f"{PREFIX}/{folder}")[1]
+        for name in names:
             path = f"{PREFIX}/{folder}/{name}"
             if path in referenced:
                 continue
-            try:
-                if grace_seconds and storage.get_modified_time(path) > cutoff:
-                    continue
-            except NotImplementedError:
-                pass
-            if not dry_run:
-                storage.delete(path)
+            with reaching_storage(f"collect {path}"):
+                try:
+                    if grace_seconds and storage.get_modified_time(path) > cutoff:
+                        continue
+                except NotImplementedError:
+                    pass
+                if not dry_run:
+                    storage.delete(path)
             deleted.append(path)
     return sorted(deleted)

@@ -6,6 +6,7 @@ offending import, export or limit, so nothing about the module's shape can fail 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -226,6 +228,10 @@ def compile_in_child(wasm: bytes, name: str, key: bytes, path: Path, limits: Com
 class ModuleCache:
     """``Module.serialize`` output under ``cache_dir``, keyed by wasm sha256 + wasmtime + settings.
 
+    The key needs only the wasm's sha256 (:meth:`load_stored`), so a site whose blobs are remote
+    (S3) loads a cached module without fetching its blob: the blob store is read once per machine,
+    on the first load, and the cache is disposable (a lost directory is refilled from the blobs).
+
     A miss is compiled by a child process under ``compile_limits`` (:func:`compile_in_child`),
     which writes the file; a hit costs no process. ``Module.deserialize`` trusts its input
     completely, so a file is only handed to it when our header matches: magic, the full key, the
@@ -247,7 +253,11 @@ class ModuleCache:
         self.rejected = 0
 
     def key(self, wasm: bytes) -> bytes:
-        return hashlib.sha256(hashlib.sha256(wasm).digest() + self._settings.encode()).digest()
+        return self.key_for_digest(hashlib.sha256(wasm).digest())
+
+    def key_for_digest(self, wasm_sha256: bytes) -> bytes:
+        """The key of the module whose wasm has this sha256 (digest bytes) under these settings."""
+        return hashlib.sha256(wasm_sha256 + self._settings.encode()).digest()
 
     def path(self, key: bytes) -> Path:
         return self.directory / f"{key.hex()}.gnmod"
@@ -255,13 +265,35 @@ class ModuleCache:
     def load(self, wasm: bytes, name: str) -> Module:
         """The compiled module, from the cache when a trustworthy entry exists, else compiled by a
         limited child process into the cache and read back from there."""
-        key = self.key(wasm)
+        return self._load(self.key(wasm), lambda: wasm, name)
+
+    def load_stored(self, wasm_sha256: str, fetch: Callable[[], bytes], name: str) -> Module:
+        """The compiled module of the wasm whose sha256 (hex) is ``wasm_sha256``: from the cache
+        without calling ``fetch``, else ``fetch()`` the bytes (once), check they hash to
+        ``wasm_sha256`` (a ``PluginLoadError`` if not) and compile them into the cache."""
+        try:
+            digest = bytes.fromhex(wasm_sha256)
+        except ValueError:
+            digest = b""
+        if len(digest) != hashlib.sha256().digest_size:
+            raise PluginLoadError(f"{wasm_sha256!r} is not a sha256", plugin=name)
+
+        def fetched() -> bytes:
+            wasm = fetch()
+            if hashlib.sha256(wasm).digest() != digest:
+                raise PluginLoadError("the module's bytes do not match their recorded sha256", plugin=name)
+            return wasm
+
+        return self._load(self.key_for_digest(digest), fetched, name)
+
+    def _load(self, key: bytes, wasm_of: Callable[[], bytes], name: str) -> Module:
         path = self.path(key)
         module = self._read(path, key)
         if module is not None:
             self.hits += 1
             return module
         self.misses += 1
+        wasm = wasm_of()
         validate(self._engine, wasm, name)
         compile_in_child(wasm, name, key, path, self.compile_limits)
         module = self._read(path, key)
@@ -289,6 +321,8 @@ class ModuleCache:
             return None
 
     def _reject(self, path: Path, why: str) -> None:
+        """Discard an untrustworthy file (it is never deserialized); the caller recompiles."""
         self.rejected += 1
-        logger.warning("ignoring compiled cache file %s (%s); recompiling", path, why)
-        return None
+        logger.warning("discarding compiled cache file %s (%s); recompiling", path, why)
+        with contextlib.suppress(OSError):
+            path.unlink()

@@ -8,6 +8,7 @@ evicts idle instances; wasmtime-py has no epoch callback, so the soft deadline i
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import logging
 import math
@@ -28,6 +29,7 @@ from gonext_plugins.errors import (
     PayloadTooLarge,
     PluginClosed,
     PluginError,
+    PluginLoadError,
     PluginTimeout,
     PluginTrap,
 )
@@ -166,16 +168,34 @@ class Runtime:
         validate(self.engine, wasm, name)
         return compile_module(self.engine, wasm, name)
 
-    def load(self, source: bytes | str, name: str = "plugin", limits: Limits | None = None,
+    def compile_stored(self, wasm_sha256: str, fetch: Callable[[], bytes], name: str = "plugin") -> Module:
+        """A module stored elsewhere (a blob store), known by its sha256 (hex): with a cache, a hit
+        never calls ``fetch``; otherwise the fetched bytes must hash to ``wasm_sha256``."""
+
+        def fetched() -> bytes:
+            wasm = fetch()
+            check_compile_caps(wasm, name, self.compile_limits)
+            return wasm
+
+        if self.cache is not None:
+            return self.cache.load_stored(wasm_sha256, fetched, name)
+        wasm = fetched()
+        if hashlib.sha256(wasm).hexdigest() != wasm_sha256:
+            raise PluginLoadError("the module's bytes do not match their recorded sha256", plugin=name)
+        validate(self.engine, wasm, name)
+        return compile_module(self.engine, wasm, name)
+
+    def load(self, source: bytes | str | Module, name: str = "plugin", limits: Limits | None = None,
              capabilities: frozenset[str] | set[str] = frozenset(), context: Any = None) -> Plugin:
         """Check, compile and instantiate a plugin; every problem is a ``PluginLoadError``.
+        ``source`` may be a module compiled already (:meth:`compile_stored`).
 
         ``limits`` can only lower the runtime's (see :meth:`Limits.capped_by`).
         """
         if self._closed:
             raise PluginClosed("runtime is closed", plugin=name)
         effective = limits.capped_by(self.limits) if limits is not None else self.limits
-        module = self.compile(source, name)
+        module = source if isinstance(source, Module) else self.compile(source, name)
         imports, has_job = check_shape(module, name, effective.memory_pages)
         plugin = Plugin(self, name, module, imports, has_job, effective, frozenset(capabilities), context)
         plugin._pool.fill()
