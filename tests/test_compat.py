@@ -124,7 +124,7 @@ def test_upgrade_refuses_an_incompatible_version_and_the_old_one_keeps_running(m
     hooked = {"capabilities": ["kv", "hooks.subscribe"], "hooks": [{"name": "upper", "kind": "filter"}]}
     lifecycle.install(make_bundle(**hooked), ["kv", "hooks.subscribe"], "tests", activate=True)
     bad = make_bundle(wasm=wasmtime.wat2wasm(UNLINKED_IMPORT_WAT), version="1.1.0", **hooked)
-    with pytest.raises(IncompatiblePlugin, match="env.gn_gone"):
+    with pytest.raises(IncompatiblePlugin, match=r"env\.gn_gone"):
         lifecycle.upgrade("demo", bad, [], "tests")
     assert list(PluginVersion.objects.values_list("version", flat=True)) == ["1.0.0"]
     assert registry.get("demo").invoke("filter", "upper", "ok") == "OK"  # type: ignore[union-attr]

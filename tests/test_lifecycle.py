@@ -177,7 +177,7 @@ def test_failure_inside_install_leaves_database_and_storage_as_they_were(make_bu
 
     bad = make_bundle(wasm=wasmtime.wat2wasm(WRONG_IMPORT_TYPE_WAT))
     before_events = AuditEvent.objects.count()
-    with pytest.raises(PluginLoadError, match="env.gn_log has the wrong type"):
+    with pytest.raises(PluginLoadError, match=r"env\.gn_log has the wrong type"):
         lifecycle.install(bad, ["kv"], "tests", activate=True)  # activation fails inside the transaction
     assert not Plugin.objects.exists() and not PluginVersion.objects.exists()
     assert AuditEvent.objects.count() == before_events
