@@ -5,7 +5,7 @@ it: ``lifecycle`` compiles through ``loading``; ``loading``'s runtime logs throu
 encodes hook arguments through ``bridge``; the registry reacts to committed lifecycle changes and
 syncs before each hook dispatch; the plugin bridge and the jobs bridge follow loads and unloads;
 the log writer learns which version of a plugin this process runs; ``plugin.info`` reads the
-hook catalogue. Also registers the system
+hook catalogue, and so does the compatibility rule's hook warnings. Also registers the system
 checks and the built-in host functions.
 """
 
@@ -24,7 +24,18 @@ class GonextPluginsConfig(AppConfig):
     def ready(self) -> None:
         # Imported here, not at the top: these import models, which Django allows only once the
         # app registry is ready (Django's documented place for such imports).
-        from . import bridge, bundle, checks, hook_catalogue, host_functions, jobs, lifecycle, loading, logs  # noqa: F401  (checks: on import)
+        from . import (  # noqa: F401  (checks: on import)
+            bridge,
+            bundle,
+            checks,
+            compat,
+            hook_catalogue,
+            host_functions,
+            jobs,
+            lifecycle,
+            loading,
+            logs,
+        )
         from .registry import registry
         from .stats import on_request_finished
 
@@ -33,6 +44,7 @@ class GonextPluginsConfig(AppConfig):
         bundle.set_default_key_lookup(lifecycle.db_key_lookup)
         loading.configure(log_sink=logs.runtime_log_sink, json_default=bridge.json_default)
         lifecycle.set_loader(loading)
+        compat.set_hook_rule(hook_catalogue.unoffered)
         registry.install()
         registry.add_listener(bridge.connect, bridge.disconnect)
         registry.add_listener(jobs.register_jobs, jobs.unregister_jobs)

@@ -6,6 +6,7 @@ warning knowingly with ``SILENCED_SYSTEM_CHECKS``.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -18,7 +19,10 @@ from django.utils.module_loading import import_string
 
 from .asgi import PluginsApplication, RequestBodyLimit
 from .conf import DEFAULTS, RANGES, SETTINGS, parse_networks, settings
+from .lifecycle.compat import incompatible_active
 from .storage import STORAGE_ALIAS
+
+logger = logging.getLogger("gonext_plugins.checks")
 
 # RANGES is imported from conf for the check below (and so that checks.RANGES, its old home, still
 # works): each bound is declared once, beside its setting's default, type and doc.
@@ -444,3 +448,21 @@ def check_blob_storage(app_configs: Any = None, **kwargs: Any) -> Iterable[Check
              'configure it; remove GONEXT_PLUGINS["STORAGE"].',
         id="gonext_plugins.W012",
     )]
+
+
+@register()
+def check_incompatible_plugins(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMessage]:
+    """An active plugin this site cannot run any more (after an upgrade of the site or the app) is
+    skipped, not fatal: say so at start-up, with why, so the site owner can act."""
+    try:
+        found = incompatible_active()
+    except Exception:  # no database yet, not migrated, or not reachable: nothing to report here
+        logger.debug("incompatible plugins not checked: the database cannot be read", exc_info=True)
+        return []
+    return [Warning(
+        f"Plugin {slug!r} is active but this site cannot run it, so it is skipped: "
+        f"{'; '.join(reason.message for reason in reasons)}.",
+        hint="Register what it needs again (the site's capabilities and host functions), install a version "
+        "of the plugin made for this site, or deactivate it. It runs again by itself once compatible.",
+        obj=slug, id="gonext_plugins.W013",
+    ) for slug, reasons in found.items()]

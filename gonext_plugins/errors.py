@@ -290,6 +290,24 @@ class ConsentRequired(LifecycleError):
         return data
 
 
+class IncompatiblePlugin(LifecycleError):
+    """The version needs something this site does not offer (an ABI version, a registered capability,
+    a host version, a module import the runtime links): refused before anything is stored or run.
+    ``reasons`` lists each as ``{"code", "subject", "message"}`` (codes in ``gonext_plugins.compat``)."""
+
+    code = "incompatible_plugin"
+
+    def __init__(self, message: str, *, reasons: Iterable[dict[str, str]], plugin: str | None = None) -> None:
+        self.reasons: list[dict[str, str]] = list(reasons)
+        lines = "; ".join(reason["message"] for reason in self.reasons)
+        super().__init__(f"{message}: {lines}" if lines else message, plugin=plugin)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = super().as_dict()
+        data["problems"] = list(self.reasons)
+        return data
+
+
 class PublisherChanged(ConsentRequired):
     """An upgrade is signed by another publisher key than the running version: whoever holds that
     key now decides what runs, so the admin must accept the new publisher explicitly."""

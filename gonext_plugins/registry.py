@@ -29,10 +29,11 @@ from typing import Any
 from django.core.signals import request_finished, request_started
 from django.db import DatabaseError
 
-from . import hooks, loading, signals
+from . import compat, hooks, loading, signals
 from .conf import settings
 from .errors import BlobStorageUnavailable, PluginError
 from .lifecycle import current_generation, manifest_of, record_fault
+from .lifecycle.compat import version_reasons
 from .lifecycle.preflight import effective, effective_hosts
 from .lifecycle.settings import effective_values
 from .loading import (  # re-exported: their home was here
@@ -67,6 +68,11 @@ class Registry:
         self._next_check = 0.0
         self._stale = True  # a change committed in this process waits for the next sync
         self._listeners: list[tuple[Listener | None, Listener | None]] = []
+        # Active plugins this site cannot run now (lifecycle.compat), skipped with one warning per
+        # process, and the site they were judged on: when it changes they are judged again.
+        self._incompatible: dict[str, list[compat.Reason]] = {}
+        self._warned: set[tuple[str, tuple[compat.Reason, ...]]] = set()
+        self._judged_on: tuple[Any, ...] = ()
 
     # --- runtime ---------------------------------------------------------------------------
 
@@ -155,6 +161,10 @@ class Registry:
     def generation(self) -> int:
         return self._generation
 
+    def incompatible(self) -> dict[str, list[compat.Reason]]:
+        """Active plugins this process skipped at its last sync because this site cannot run them."""
+        return dict(self._incompatible)
+
     # --- syncing ---------------------------------------------------------------------------
 
     def invalidate(self) -> None:
@@ -177,13 +187,29 @@ class Registry:
             except DatabaseError:
                 logger.warning("plugin sync skipped: database not reachable", exc_info=True)
                 return False
-            if generation == self._generation and not force:
+            if generation == self._generation and not force and not self._site_changed():
                 return False
             changed, complete = self._apply(self._desired())
             # A plugin the blob store could not deliver is retried at the next sync, not only at the
             # next change: forget the generation so the next check applies it again.
             self._generation = generation if complete else -1
             return changed
+
+    def _site_changed(self) -> bool:
+        """Whether a skipped incompatible plugin may run now (a capability registered again...)."""
+        return bool(self._incompatible) and compat.site_fingerprint() != self._judged_on
+
+    def _compatible(self, plugin: Plugin, version: PluginVersion, site: compat.Site) -> bool:
+        """Skip a version this site cannot run, with a warning once per process (not per request)."""
+        reasons = version_reasons(plugin.slug, version, site)
+        if not reasons:
+            return True
+        self._incompatible[plugin.slug] = reasons
+        if (plugin.slug, tuple(reasons)) not in self._warned:
+            self._warned.add((plugin.slug, tuple(reasons)))
+            logger.warning("plugin %s %s is skipped: this site cannot run it: %s", plugin.slug,
+                           version.version, "; ".join(reason.message for reason in reasons))
+        return False
 
     def _desired(self) -> Desired:
         """slug → (active PluginVersion, effective capabilities, allowed hosts, effective settings)
@@ -194,10 +220,14 @@ class Registry:
         ).values_list("plugin_id", "capability", "hosts"):
             grants.setdefault(plugin_id, {})[capability] = hosts or []
         desired: Desired = {}
+        site = compat.this_site()
+        self._incompatible, self._judged_on = {}, compat.site_fingerprint(site)
         for plugin in Plugin.objects.filter(state=PluginState.ACTIVE, active_version__isnull=False) \
                 .select_related("active_version"):
             version = plugin.active_version
             assert version is not None  # the query asks for active_version__isnull=False
+            if not self._compatible(plugin, version, site):
+                continue
             manifest = manifest_of(version)
             granted = grants.get(plugin.pk, {})
             desired[plugin.slug] = (version, effective(granted, manifest),
@@ -264,6 +294,7 @@ class Registry:
             self._generation = -1
             self._next_check = 0.0
             self._stale = True
+            self._incompatible = {}
 
     def close(self) -> None:
         with self._lock:

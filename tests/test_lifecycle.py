@@ -41,8 +41,10 @@ ON_COMMIT = pytest.mark.django_db(transaction=True)
 
 HOOKED = {"capabilities": ["kv", "hooks.subscribe"], "hooks": [{"name": "upper", "kind": "filter"}]}
 GRANTS = ["kv", "hooks.subscribe"]
-FORBIDDEN_IMPORT_WAT = """(module
-  (import "wasi_unstable" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+# Loads only at activation: its imports are linked (so install's compatibility check passes) but
+# ``gn_log`` has the wrong type, which the shape check inside the transaction finds.
+WRONG_IMPORT_TYPE_WAT = """(module
+  (import "env" "gn_log" (func (param i32 i32)))
   (memory (export "memory") 1)
   (func (export "gn_alloc") (param i32) (result i32) (i32.const 0))
   (func (export "gn_free") (param i32 i32))
@@ -173,9 +175,9 @@ def test_key_revoked_after_reading_is_refused_at_install(make_bundle, publisher)
 def test_failure_inside_install_leaves_database_and_storage_as_they_were(make_bundle) -> None:  # type: ignore[no-untyped-def]
     import wasmtime
 
-    bad = make_bundle(wasm=wasmtime.wat2wasm(FORBIDDEN_IMPORT_WAT))
+    bad = make_bundle(wasm=wasmtime.wat2wasm(WRONG_IMPORT_TYPE_WAT))
     before_events = AuditEvent.objects.count()
-    with pytest.raises(PluginLoadError, match="wasi_unstable"):
+    with pytest.raises(PluginLoadError, match=r"env\.gn_log has the wrong type"):
         lifecycle.install(bad, ["kv"], "tests", activate=True)  # activation fails inside the transaction
     assert not Plugin.objects.exists() and not PluginVersion.objects.exists()
     assert AuditEvent.objects.count() == before_events

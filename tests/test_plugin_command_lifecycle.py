@@ -357,6 +357,7 @@ def test_list_text_and_json(installed: Path) -> None:
     assert json.loads(out) == [{
         "slug": "demo", "name": "Demo plugin", "state": "inactive", "state_reason": "",
         "version": "1.0.0", "signed": True, "versions": ["1.0.0"], "grants": ["hooks.subscribe", "kv"],
+        "incompatible": [],
     }]
 
 
@@ -374,7 +375,7 @@ def test_show_text_and_json(installed: Path, publisher: Any) -> None:
     data = json.loads(out)
     assert set(data) == {"slug", "name", "state", "state_reason", "version", "signed", "versions", "grants",
                          "description", "author", "homepage", "installed_at", "updated_at",
-                         "capabilities", "audit"}
+                         "capabilities", "audit", "incompatible"}
     assert data["state"] == "active" and data["version"] == "1.0.0"
     [version] = data["versions"]
     assert version["active"] is True and version["fingerprint"] == publisher.fingerprint

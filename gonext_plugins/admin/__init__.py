@@ -23,6 +23,7 @@ from django.utils.timesince import timesince
 from .. import capabilities, lifecycle
 from .. import permissions as policy
 from ..errors import PluginError
+from ..lifecycle.compat import incompatible_active, version_reasons
 from ..manifest import version_key
 from ..models import (
     AuditEvent,
@@ -276,7 +277,8 @@ class PluginAdmin(HookCatalogueAdminViews, PluginAdminViews, ReadOnlyAdmin):
     def changelist_view(self, request: HttpRequest,
                         extra_context: dict[str, Any] | None = None) -> HttpResponse:
         extra = {"can_install": policy.can_start_install(request.user), "stats_since": _started(),
-                 "cluster_stats": cluster_figures_available(), **(extra_context or {})}
+                 "cluster_stats": cluster_figures_available(), "incompatible_plugins": incompatible_active(),
+                 **(extra_context or {})}
         return super().changelist_view(request, extra)
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
@@ -317,6 +319,7 @@ class PluginAdmin(HookCatalogueAdminViews, PluginAdminViews, ReadOnlyAdmin):
             "job_counts": dict(PluginJobRun.objects.filter(plugin_slug=plugin.slug).values_list("status")
                                .annotate(n=Count("pk")).order_by()),
             "state_badge": state_badge(plugin.state, plugin.state_reason),
+            "incompatible_reasons": version_reasons(plugin.slug, current) if current else [],
             "can_install": policy.can_upgrade(user),  # upgrade, roll back, uninstall
             "can_activate": policy.can_activate(user),
             "can_grant": policy.can_grant(user),

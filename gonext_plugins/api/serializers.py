@@ -11,6 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .. import capabilities
+from ..lifecycle.compat import version_reasons
 from ..manifest import version_key
 from ..models import (
     AuditEvent,
@@ -132,6 +133,14 @@ class VersionSerializer(serializers.ModelSerializer):
         return _requested(version)
 
 
+class IncompatibleReasonSerializer(serializers.Serializer):
+    """One reason this site cannot run a version (codes: ``gonext_plugins.compat.REASON_CODES``)."""
+
+    code = serializers.CharField(help_text="abi, capability, host_version, import or manifest")
+    subject = serializers.CharField(help_text="what is missing: the ABI, capability, range or import")
+    message = serializers.CharField()
+
+
 class PluginSerializer(serializers.ModelSerializer):
     version = serializers.SerializerMethodField(help_text="the current version (running when active)")
     versions = serializers.SerializerMethodField(help_text="every installed version, oldest first")
@@ -140,13 +149,15 @@ class PluginSerializer(serializers.ModelSerializer):
     capabilities = serializers.SerializerMethodField(help_text="what the current version asks for")
     grants = GrantSerializer(many=True, read_only=True)
     hooks = serializers.SerializerMethodField()
+    incompatible = serializers.SerializerMethodField(
+        help_text="why this site cannot run the current version (an active one is skipped); empty if it can")
     state = serializers.ChoiceField(choices=PluginState.choices)
 
     class Meta:
         model = Plugin
         fields = ["slug", "name", "description", "author", "homepage", "state", "state_reason", "version",
-                  "versions", "signed", "publisher", "capabilities", "grants", "hooks", "created_at",
-                  "updated_at"]
+                  "versions", "signed", "publisher", "capabilities", "grants", "hooks", "incompatible",
+                  "created_at", "updated_at"]
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_version(self, plugin: Plugin) -> str | None:
@@ -172,6 +183,11 @@ class PluginSerializer(serializers.ModelSerializer):
         raw = plugin.active_version.manifest if plugin.active_version else {}
         return [{"name": h.get("name", ""), "kind": h.get("kind", ""), "priority": h.get("priority", 10)}
                 for h in raw.get("hooks", [])]
+
+    @extend_schema_field(IncompatibleReasonSerializer(many=True))
+    def get_incompatible(self, plugin: Plugin) -> list[dict[str, str]]:
+        version = plugin.active_version
+        return [reason.as_dict() for reason in version_reasons(plugin.slug, version)] if version else []
 
 
 class PluginResultSerializer(PluginSerializer):

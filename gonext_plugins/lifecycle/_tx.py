@@ -134,4 +134,7 @@ def manifest_of(version: PluginVersion) -> Manifest:
 
 @lru_cache(maxsize=256)
 def _validated(manifest_json: str) -> Manifest:
-    return validate(manifest_json)  # a ManifestError is not cached: the next read reports it again
+    # ``requires.host`` was checked at install; whether it still holds after the host is upgraded
+    # is the compatibility rule's question (lifecycle.compat), not a reason for every read to fail.
+    # A ManifestError is not cached: the next read reports it again.
+    return validate(manifest_json, check_host=False)

@@ -34,6 +34,7 @@ from ._tx import (
     send_on_commit,
 )
 from .blobs import remove_unreferenced_on_commit, run_guarded
+from .compat import check_bundle
 from .grants import write_grants
 from .preflight import (
     check_grants,
@@ -80,6 +81,7 @@ def install(bundle: Bundle, granted: Iterable[str], actor: Actor, activate: bool
     must be in it); optionally activate it in the same transaction."""
     manifest = bundle.manifest
     check_install(manifest.slug)
+    check_bundle(bundle)
     key, signed = check_signature(bundle)
     names = check_grants(manifest, granted)
     host_list = check_hosts(manifest, hosts) if "http.fetch" in names else None
@@ -148,6 +150,7 @@ def upgrade(plugin: Plugin | str, bundle: Bundle, granted: Iterable[str], actor:
     same = check_upgrade(current, bundle)
     if same is not None:
         return Result(current, same, changed=False)
+    check_bundle(bundle)
     key, signed = check_signature(bundle)
     change = publisher_change(current, key)
     if change is not None and not accept_new_publisher:

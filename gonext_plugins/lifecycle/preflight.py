@@ -25,6 +25,7 @@ from ..manifest import Manifest, version_key
 from ..models import Plugin, PluginVersion, PublisherKey
 from ._compile import Compiled, loader
 from ._tx import manifest_of
+from .compat import check_version
 from .settings import problems_of
 
 INSTALL_HINT = "upgrade it instead"
@@ -192,7 +193,8 @@ def check_settings(plugin: Plugin, version: PluginVersion, manifest: Manifest) -
 def validate_activation(plugin: Plugin, version: PluginVersion, compiled: Compiled) -> Manifest:
     """Everything that must hold before a version may run: consent, hooks and jobs capabilities,
     settings its schema accepts, and wasm that this host can load (``compiled`` before the
-    transaction opened)."""
+    transaction opened). An incompatible version is refused first, with every reason."""
+    check_version(plugin.slug, version)
     manifest = manifest_of(version)
     granted = granted_capabilities(plugin)
     missing = set(manifest.capabilities) - granted - capabilities.ALWAYS_GRANTED

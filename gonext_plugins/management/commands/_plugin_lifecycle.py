@@ -170,6 +170,8 @@ class LifecycleCommands:
 
     @staticmethod
     def _summary(plugin: Any) -> dict[str, Any]:
+        from gonext_plugins.lifecycle.compat import version_reasons
+
         version = plugin.active_version
         return {
             "slug": plugin.slug,
@@ -180,6 +182,7 @@ class LifecycleCommands:
             "signed": version.signed if version else None,
             "versions": sorted(v.version for v in plugin.versions.all()),
             "grants": sorted(g.capability for g in plugin.grants.all()),
+            "incompatible": [r.as_dict() for r in version_reasons(plugin.slug, version)] if version else [],
         }
 
     def handle_list(self, *, as_json: bool, **_: Any) -> None:
@@ -194,7 +197,8 @@ class LifecycleCommands:
             self.say("no plugins installed")
             return
         rows = [("SLUG", "VERSION", "STATE", "GRANTS")] + [
-            (p["slug"], p["version"] or "-", p["state"], ",".join(p["grants"]) or "-") for p in plugins]
+            (p["slug"], p["version"] or "-", p["state"] + (" (incompatible)" if p["incompatible"] else ""),
+             ",".join(p["grants"]) or "-") for p in plugins]
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
         for row in rows:
             self.say("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
@@ -254,6 +258,10 @@ class LifecycleCommands:
         lines = [f"{data['slug']}: {data['name']}",
                  f"state:    {data['state']}{reason}",
                  f"version:  {data['version'] or '-'}"]
+        if data["incompatible"]:
+            skipped = ", skipped" if data["state"] == "active" else ""
+            lines.append(f"incompatible (this site cannot run it{skipped}): "
+                         + "; ".join(reason["message"] for reason in data["incompatible"]))
         if data["author"]:
             lines.append(f"author:   {data['author']}")
         lines.append("versions:")
