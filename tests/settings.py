@@ -34,6 +34,7 @@ GONEXT_PLUGINS = {**GONEXT_PLUGINS}
 #   GONEXT_SYNC_INTERVAL           how often a process polls the generation number (cross-process tests)
 #   GONEXT_JOB_RETRY_BASE_SECONDS  first retry delay of a trapped job (the jobs worker tests)
 #   GONEXT_LOG_RATE / _BURST       the plugin log rate limit (the live-log browser test shows drops)
+#   GONEXT_JOB_MAX_QUEUED          unfinished jobs per plugin (the RQ jobs test fills the quota)
 #   GONEXT_HARD_TIMEOUT_MS         a guest call's hard deadline (the cross-process kv races wait for
 #                                  SQLite's write lock, whose busy handler is not fair, on a loaded box)
 for _key, _var in (("SYNC_INTERVAL", "GONEXT_SYNC_INTERVAL"),
@@ -41,5 +42,6 @@ for _key, _var in (("SYNC_INTERVAL", "GONEXT_SYNC_INTERVAL"),
                    ("LOG_RATE", "GONEXT_LOG_RATE"), ("LOG_BURST", "GONEXT_LOG_BURST")):
     if os.environ.get(_var):
         GONEXT_PLUGINS[_key] = float(os.environ[_var])
-if os.environ.get("GONEXT_HARD_TIMEOUT_MS"):
-    GONEXT_PLUGINS["HARD_TIMEOUT_MS"] = int(os.environ["GONEXT_HARD_TIMEOUT_MS"])
+for _key, _var in (("HARD_TIMEOUT_MS", "GONEXT_HARD_TIMEOUT_MS"), ("JOB_MAX_QUEUED", "GONEXT_JOB_MAX_QUEUED")):
+    if os.environ.get(_var):
+        GONEXT_PLUGINS[_key] = int(os.environ[_var])

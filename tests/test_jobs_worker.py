@@ -41,11 +41,14 @@ FINAL = ["succeeded", "failed", "plugin_inactive", "skipped"]
 class Worker:
     """``manage.py db_worker --queue-name plugin`` in its own process, its output kept for failures."""
 
+    command = ["db_worker", "--queue-name", "plugin", "--interval", "0.05", "--no-startup-delay",
+               "--no-reload", "--worker-id", "{name}", "-v", "1"]
+    ready_line = "Starting worker"
+
     def __init__(self, env: dict[str, str], name: str) -> None:
         self.name = name
         self.proc = subprocess.Popen(
-            [sys.executable, "manage.py", "db_worker", "--queue-name", "plugin", "--interval", "0.05",
-             "--no-startup-delay", "--no-reload", "--worker-id", name, "-v", "1"],
+            [sys.executable, "manage.py", *(arg.format(name=name) for arg in self.command)],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
         self.output: list[str] = []
         self.started = threading.Event()
@@ -55,7 +58,7 @@ class Worker:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.output.append(line)
-            if "Starting worker" in line:
+            if self.ready_line in line:
                 self.started.set()
 
     def wait_started(self, timeout: float = 30) -> None:
@@ -75,7 +78,9 @@ class Worker:
 class Site:
     """The shared database, the actor, and helpers over it."""
 
-    def __init__(self, workdir: Path, database_url: str | None = None) -> None:
+    worker_class: type[Worker] = Worker
+
+    def __init__(self, workdir: Path, database_url: str | None = None, **env: str) -> None:
         from gonext_plugins import signing
 
         self.workdir = workdir
@@ -83,6 +88,7 @@ class Site:
         media.mkdir()
         self.env = base_env(database_url or f"sqlite:///{workdir / 'db.sqlite3'}", media)
         self.env["GONEXT_JOB_RETRY_BASE_SECONDS"] = str(RETRY_BASE)
+        self.env.update(env)
         manage(self.env, "migrate", "--noinput", "-v0")
         self.private, public = signing.generate_key()
         self.actor = JsonProcess([sys.executable, str(PROCS / "jobs_actor.py")], self.env, "jobs actor")
@@ -97,7 +103,7 @@ class Site:
         return done
 
     def worker(self, name: str) -> Worker:
-        worker = Worker(self.env, name)
+        worker = self.worker_class(self.env, name)
         self.workers.append(worker)
         return worker
 
