@@ -17,6 +17,7 @@ BENCHMARKS = {
     "languages": "benchmarks.languages",
     "devloop": "benchmarks.devloop",
     "guest_fuel": "benchmarks.guest_fuel",
+    "memory": "benchmarks.memory",
 }
 
 

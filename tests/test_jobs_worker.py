@@ -138,6 +138,17 @@ class Site:
                 return lines
             time.sleep(0.1)
 
+    def queued_by_seo(self, timeout: float = 10) -> str:
+        """The id of the job the SEO plugin's save_post queued through ``jobs.enqueue`` (its log
+        says "queued seo.recompute-scores (job ID)" after its other save_post lines)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            queued = [line for line in self.guest_lines("seo") if line.startswith("queued seo.recompute-scores")]
+            if queued:
+                return queued[-1].rsplit("job ", 1)[1].rstrip(")")
+            assert time.monotonic() < deadline, self.guest_lines("seo")
+            time.sleep(0.1)
+
     def host_lines(self, slug: str, *needles: str, timeout: float = 5) -> list[str]:
         """The plugin's host log lines, once every one of ``needles`` is in one of them (each
         worker's log writer stores its lines a little after the job's record is final)."""
@@ -215,10 +226,7 @@ def test_seo_job_recomputes_every_score_through_host_functions(site: Site) -> No
 
     # Saving a post (what the admin does) scores it inline and queues the job through jobs.enqueue.
     site.do("save_post", id=posts[0]["id"], title="A much better title about growing tomatoes")
-    queued = [line for line in site.guest_lines("seo", expect=3)
-              if line.startswith("queued seo.recompute-scores")]
-    assert queued, site.guest_lines("seo")
-    plugin_job = queued[-1].rsplit("job ", 1)[1].rstrip(")")
+    plugin_job = site.queued_by_seo()
     [run] = site.wait([plugin_job])
     assert run["status"] == "succeeded" and run["enqueued_by"] == "plugin", run
     host = site.host_lines("seo", f"{plugin_job}: started", f"{plugin_job}: succeeded")
