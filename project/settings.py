@@ -103,8 +103,9 @@ else:
 # TASKS_BACKEND=rq (with REDIS_URL) queues them in Redis instead, run by
 # `manage.py rqworker plugin --job-class django_tasks_rq.Job --worker-class rq.worker.SimpleWorker
 # --with-scheduler` (docs/jobs.md "Queue engines").
+TASK_BACKENDS = {"db": "django_tasks_db.DatabaseBackend", "rq": "django_tasks_rq.RQBackend"}
 TASKS_BACKEND = os.environ.get("TASKS_BACKEND", "db")
-if TASKS_BACKEND not in ("db", "rq"):
+if TASKS_BACKEND not in TASK_BACKENDS:
     raise ValueError(f"TASKS_BACKEND must be 'db' or 'rq', not {TASKS_BACKEND!r}")
 if TASKS_BACKEND == "rq":
     if not REDIS_URL:
@@ -113,7 +114,7 @@ if TASKS_BACKEND == "rq":
     RQ_QUEUES = {name: {"URL": REDIS_URL} for name in ("default", "plugin")}
 TASKS = {
     "default": {
-        "BACKEND": "django_tasks_rq.RQBackend" if TASKS_BACKEND == "rq" else "django_tasks_db.DatabaseBackend",
+        "BACKEND": TASK_BACKENDS[TASKS_BACKEND],
         "QUEUES": ["default", "plugin"],
     }
 }

@@ -42,6 +42,7 @@ for _key, _var in (("SYNC_INTERVAL", "GONEXT_SYNC_INTERVAL"),
                    ("LOG_RATE", "GONEXT_LOG_RATE"), ("LOG_BURST", "GONEXT_LOG_BURST")):
     if os.environ.get(_var):
         GONEXT_PLUGINS[_key] = float(os.environ[_var])
-for _key, _var in (("HARD_TIMEOUT_MS", "GONEXT_HARD_TIMEOUT_MS"), ("JOB_MAX_QUEUED", "GONEXT_JOB_MAX_QUEUED")):
+for _key, _var in (("HARD_TIMEOUT_MS", "GONEXT_HARD_TIMEOUT_MS"),
+                   ("JOB_MAX_QUEUED", "GONEXT_JOB_MAX_QUEUED")):
     if os.environ.get(_var):
         GONEXT_PLUGINS[_key] = int(os.environ[_var])

@@ -174,3 +174,24 @@ def test_a_settings_file_cannot_pick_rq_without_redis(tmp_path: Path) -> None:
                           env={"PATH": "/usr/bin:/bin", "TASKS_BACKEND": "rq",
                                "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}, timeout=120)
     assert done.returncode != 0 and "TASKS_BACKEND=rq needs REDIS_URL" in done.stderr, done.stderr
+
+
+
+def test_a_job_redis_refuses_is_failed_not_left_queued(tmp_path: Path) -> None:
+    """Redis down when the record commits: site code gets JobQueueUnavailable, and the record is
+    failed (``queue_unavailable``) instead of waiting for ever for a task that was never sent."""
+    with redis_server(tmp_path) as redis_url:
+        site = RQSite(tmp_path, REDIS_URL=redis_url, TASKS_BACKEND="rq")
+        site.install_job_guest("rq-down")
+        [waiting] = site.enqueue("rq-down", "echo")  # no worker in this test: it waits in Redis
+    try:  # redis-server is stopped now
+        refused = site.do("enqueue", slug="rq-down", job="echo", ok=False, wait_for=120)
+        assert refused["error"] == "job_queue_unavailable", refused
+        [line] = [line for line in site.host_lines("rq-down", "not queued") if "not queued" in line]
+        key = line.split()[2].rstrip(":")
+        [run] = site.do("runs", ids=[key])["runs"]
+        assert run["status"] == "failed" and run["error_code"] == "queue_unavailable", run
+        assert run["attempts"] == 0 and "ConnectionError" in run["error"], run
+        assert site.do("runs", ids=[waiting])["runs"][0]["status"] == "queued"  # committed before: kept
+    finally:
+        site.close()

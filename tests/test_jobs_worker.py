@@ -143,7 +143,8 @@ class Site:
         says "queued seo.recompute-scores (job ID)" after its other save_post lines)."""
         deadline = time.monotonic() + timeout
         while True:
-            queued = [line for line in self.guest_lines("seo") if line.startswith("queued seo.recompute-scores")]
+            queued = [line for line in self.guest_lines("seo")
+                      if line.startswith("queued seo.recompute-scores")]
             if queued:
                 return queued[-1].rsplit("job ", 1)[1].rstrip(")")
             assert time.monotonic() < deadline, self.guest_lines("seo")

@@ -195,9 +195,13 @@ def queues_in_transaction(backend: Any) -> bool:
 
 
 def enqueue_task(slug: str, job: str, payload: Any, *, key: str | None, attempt: int,
-                 run_after: datetime | None) -> Queued:
+                 run_after: datetime | None, raise_unsent: bool = True) -> Queued:
     """One delivery of the job on the ``plugin`` queue (``key`` None: the first one). A backend that
-    cannot defer (the immediate backend of a test settings file) runs it now instead of later."""
+    cannot defer (the immediate backend of a test settings file) runs it now instead of later.
+
+    ``raise_unsent``: whether a task a backend outside the database refuses at commit raises
+    ``JobQueueUnavailable`` there; False when that commit is the site's own (an admin save that
+    queued a job), whose caller is not ours to fail: the record still fails and the log says why."""
     if not queue_configured:
         raise JobsNotConfigured(f"the default Tasks backend has no {QUEUE!r} queue: add it to "
                                 "TASKS['default']['QUEUES'] (system check gonext_plugins.E006)",
@@ -213,11 +217,13 @@ def enqueue_task(slug: str, job: str, payload: Any, *, key: str | None, attempt:
     # Outside the database: the key is chosen here (every task, the first included, carries it) and
     # the task is sent once the record that lets a worker claim this attempt has committed.
     key = key or uuid.uuid4().hex
-    transaction.on_commit(functools.partial(_send_after_commit, queued, slug, job, payload, key, attempt))
+    transaction.on_commit(functools.partial(_send_after_commit, queued, slug, job, payload, key, attempt,
+                                            raise_unsent))
     return Queued(key, "")
 
 
-def _send_after_commit(queued: Any, slug: str, job: str, payload: Any, key: str, attempt: int) -> None:
+def _send_after_commit(queued: Any, slug: str, job: str, payload: Any, key: str, attempt: int,
+                       raise_unsent: bool) -> None:
     """Send a committed attempt's task; if the backend cannot take it (Redis down), fail the
     record with ``queue_unavailable`` rather than leave it waiting for a task that never comes."""
     try:
@@ -229,6 +235,8 @@ def _send_after_commit(queued: Any, slug: str, job: str, payload: Any, key: str,
                                                    error=message[:2000], finished_at=timezone.now(),
                                                    run_after=None)
         logs.log_event(slug, logs.ERROR, f"job {job} {key}: not queued, {message}")
+        if not raise_unsent:
+            return
         raise JobQueueUnavailable(f"job {job} {key} could not be queued: {message}", plugin=slug) from exc
 
 
@@ -302,9 +310,11 @@ def enqueue(slug: str, job: str, payload: Any = None, run_after: datetime | time
         run_after = now + run_after
     elif run_after is not None and timezone.is_naive(run_after):
         raise ValueError("run_after must be an aware datetime or a timedelta")
+    in_callers_transaction = transaction.get_connection().in_atomic_block
     with transaction.atomic():
         _check_quota(slug, job, size)
-        queued = enqueue_task(slug, job, data, key=None, attempt=1, run_after=run_after)
+        queued = enqueue_task(slug, job, data, key=None, attempt=1, run_after=run_after,
+                              raise_unsent=not in_callers_transaction)
         run, _ = PluginJobRun.objects.get_or_create(pk=queued.key, defaults={
             "plugin_slug": slug, "version": version.version, "job": job, "payload": data,
             "payload_bytes": size,
