@@ -35,6 +35,14 @@ RECENT = timedelta(hours=1)
 class PluginStateCollector(Collector):
     """Plugin states, unfinished and recently finished jobs (database), log drops (this process)."""
 
+    def describe(self) -> Iterator[Metric]:
+        """The families, empty: what registration asks for, so importing this runs no query."""
+        yield CounterMetricFamily("gonext_plugin_log_dropped", "", labels=["plugin"])
+        yield GaugeMetricFamily("gonext_plugins_database_up", "")
+        yield GaugeMetricFamily("gonext_plugin_state", "", labels=["plugin", "state"])
+        yield GaugeMetricFamily("gonext_plugin_jobs_unfinished", "", labels=["plugin", "status"])
+        yield GaugeMetricFamily("gonext_plugin_jobs_finished_recent", "", labels=["plugin", "status"])
+
     def collect(self) -> Iterator[Metric]:
         dropped = CounterMetricFamily(
             "gonext_plugin_log_dropped", "Log lines this process dropped over the plugin's log rate limit.",
@@ -46,8 +54,9 @@ class PluginStateCollector(Collector):
                                "1 when the plugin state and job figures could be read from the database.")
         try:
             states, unfinished, finished = self._from_database()
-        except Exception:  # an outage must not take /metrics down with it
-            logger.warning("plugin state metrics: the database could not be read", exc_info=True)
+        except Exception as exc:  # an outage must not take /metrics down with it
+            logger.warning("plugin state metrics: the database could not be read: %s: %s",
+                           type(exc).__name__, exc)
             up.add_metric([], 0)
             yield up
             return
