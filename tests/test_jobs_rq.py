@@ -136,9 +136,10 @@ def test_the_quota_counts_jobs_waiting_in_redis(site: RQSite) -> None:
 
 
 def test_a_deferred_job_runs_after_its_delay(site: RQSite) -> None:
+    """RQ schedules to the whole second, rounded down: a job may start up to a second early."""
     site.install_job_guest("rq-later")
     queued_at = time.time()
-    [job_id] = site.enqueue("rq-later", "echo", delay=2)
+    [job_id] = site.enqueue("rq-later", "echo", delay=3)
     assert site.do("runs", ids=[job_id])["runs"][0]["status"] == "queued"
     [run] = site.wait([job_id])
     assert run["status"] == "succeeded" and run["started_at"] >= queued_at + 2, run
@@ -193,5 +194,9 @@ def test_a_job_redis_refuses_is_failed_not_left_queued(tmp_path: Path) -> None:
         assert run["status"] == "failed" and run["error_code"] == "queue_unavailable", run
         assert run["attempts"] == 0 and "ConnectionError" in run["error"], run
         assert site.do("runs", ids=[waiting])["runs"][0]["status"] == "queued"  # committed before: kept
+        # Queued inside the site's own transaction: its commit is not failed for it; the record is.
+        [inside] = site.enqueue("rq-down", "echo", atomic=True, wait_for=120)
+        [run] = site.do("runs", ids=[inside])["runs"]
+        assert run["status"] == "failed" and run["error_code"] == "queue_unavailable", run
     finally:
         site.close()

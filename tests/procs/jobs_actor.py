@@ -8,7 +8,8 @@ processes; this process never runs a job itself.
     {"op": "install", "bundle": PATH, "grant": [...], "activate": true}
     {"op": "upgrade", "slug", "bundle": PATH, "grant": [...]}
     {"op": "activate" | "deactivate", "slug"}
-    {"op": "enqueue", "slug", "job", "payload"?, "delay"?, "count"?}        -> {"ids": [...]}
+    {"op": "enqueue", "slug", "job", "payload"?, "delay"?, "count"?, "atomic"?}  -> {"ids": [...]}
+                                ("atomic": queued inside the caller's transaction, as in an admin save)
     {"op": "redeliver", "id"}   queue the same attempt of a job again       -> {"task": id}
     {"op": "wait", "ids", "until": [statuses], "timeout"}                   -> {"runs": [...]}
     {"op": "runs", "ids"}                                                   -> {"runs": [...]}
@@ -23,6 +24,7 @@ processes; this process never runs a job itself.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -88,10 +90,13 @@ def run(command: dict[str, Any]) -> dict[str, Any]:
     if op in ("activate", "deactivate"):
         return {"changed": getattr(lifecycle, op)(command["slug"], ACTOR).changed}
     if op == "enqueue":
+        from django.db import transaction
+
         delay = command.get("delay")
-        ids = [jobs.enqueue(command["slug"], command["job"], command.get("payload"),
-                            timedelta(seconds=delay) if delay else None).id
-               for _ in range(command.get("count", 1))]
+        with transaction.atomic() if command.get("atomic") else contextlib.nullcontext():
+            ids = [jobs.enqueue(command["slug"], command["job"], command.get("payload"),
+                                timedelta(seconds=delay) if delay else None).id
+                   for _ in range(command.get("count", 1))]
         return {"ids": ids}
     if op == "redeliver":
         from gonext_plugins.tasks import run_plugin_job
