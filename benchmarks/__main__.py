@@ -18,6 +18,7 @@ BENCHMARKS = {
     "devloop": "benchmarks.devloop",
     "guest_fuel": "benchmarks.guest_fuel",
     "startup": "benchmarks.startup",
+    "memory": "benchmarks.memory",
 }
 
 

@@ -360,6 +360,13 @@ class JobQuotaExceeded(JobError):
     code = "job_quota_exceeded"
 
 
+class JobQueueUnavailable(JobError):
+    """A Tasks backend outside the database (RQ on Redis) refused the job's task when the record
+    committed: the record is marked failed (``queue_unavailable``), never left queued with no task."""
+
+    code = "job_queue_unavailable"
+
+
 # --- built-in host functions (layer 4) ----------------------------------------------------------
 
 

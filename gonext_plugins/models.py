@@ -309,7 +309,8 @@ class JobStatus(models.TextChoices):
 class PluginJobRun(models.Model):
     """One background job of a plugin, from enqueue to its final outcome.
 
-    ``id`` is the idempotency key the guest sees (the first task's id); retries are new tasks that
+    ``id`` is the idempotency key the guest sees (the first task's id, or on a queue outside the
+    database an id chosen at enqueue); retries are new tasks that
     carry this key, so the row counts attempts across them. Keyed by slug, like logs, so the record
     outlives an uninstall. Written only by ``gonext_plugins.jobs``.
     """

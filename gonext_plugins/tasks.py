@@ -7,7 +7,8 @@ whole flow); this module only re-exports it.
 Django's Tasks API: ``django.tasks`` on Django 6, the ``django-tasks`` backport before it. The site's
 ``TASKS`` setting picks the backend; the app needs one that accepts the ``plugin`` queue (a system
 check says so) and, for retry backoff, can defer (``django_tasks_db.DatabaseBackend`` can; run its
-worker with ``manage.py db_worker --queue-name plugin``).
+worker with ``manage.py db_worker --queue-name plugin``; so can ``django_tasks_rq.RQBackend``, see
+docs/jobs.md "Queue engines").
 """
 
 from .jobs import run_plugin_job

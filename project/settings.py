@@ -100,9 +100,21 @@ else:
 
 # Background jobs: Django's Tasks framework (the django-tasks backport on Django 5.2) with the database
 # backend; `manage.py db_worker --queue-name plugin` runs plugin jobs (`make demo` starts one).
+# TASKS_BACKEND=rq (with REDIS_URL) queues them in Redis instead, run by
+# `manage.py rqworker plugin --job-class django_tasks_rq.Job --worker-class rq.worker.SimpleWorker
+# --with-scheduler` (docs/jobs.md "Queue engines").
+TASK_BACKENDS = {"db": "django_tasks_db.DatabaseBackend", "rq": "django_tasks_rq.RQBackend"}
+TASKS_BACKEND = os.environ.get("TASKS_BACKEND", "db")
+if TASKS_BACKEND not in TASK_BACKENDS:
+    raise ValueError(f"TASKS_BACKEND must be 'db' or 'rq', not {TASKS_BACKEND!r}")
+if TASKS_BACKEND == "rq":
+    if not REDIS_URL:
+        raise ValueError("TASKS_BACKEND=rq needs REDIS_URL")
+    INSTALLED_APPS += ["django_rq", "django_tasks_rq"]
+    RQ_QUEUES = {name: {"URL": REDIS_URL} for name in ("default", "plugin")}
 TASKS = {
     "default": {
-        "BACKEND": "django_tasks_db.DatabaseBackend",
+        "BACKEND": TASK_BACKENDS[TASKS_BACKEND],
         "QUEUES": ["default", "plugin"],
     }
 }

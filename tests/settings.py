@@ -34,6 +34,7 @@ GONEXT_PLUGINS = {**GONEXT_PLUGINS}
 #   GONEXT_SYNC_INTERVAL           how often a process polls the generation number (cross-process tests)
 #   GONEXT_JOB_RETRY_BASE_SECONDS  first retry delay of a trapped job (the jobs worker tests)
 #   GONEXT_LOG_RATE / _BURST       the plugin log rate limit (the live-log browser test shows drops)
+#   GONEXT_JOB_MAX_QUEUED          unfinished jobs per plugin (the RQ jobs test fills the quota)
 #   GONEXT_HARD_TIMEOUT_MS         a guest call's hard deadline (the cross-process kv races wait for
 #                                  SQLite's write lock, whose busy handler is not fair, on a loaded box)
 for _key, _var in (("SYNC_INTERVAL", "GONEXT_SYNC_INTERVAL"),
@@ -65,3 +66,7 @@ if os.environ.get("GONEXT_TEST_BLOB_STORAGE"):
             connect_timeout=2, read_timeout=10, retries={"max_attempts": 2, "mode": "standard"},
             s3={"addressing_style": "path"})
     STORAGES = {**global_settings.STORAGES, "gonext_plugins": _blob_storage}
+for _key, _var in (("HARD_TIMEOUT_MS", "GONEXT_HARD_TIMEOUT_MS"),
+                   ("JOB_MAX_QUEUED", "GONEXT_JOB_MAX_QUEUED")):
+    if os.environ.get(_var):
+        GONEXT_PLUGINS[_key] = int(os.environ[_var])

@@ -41,11 +41,14 @@ FINAL = ["succeeded", "failed", "plugin_inactive", "skipped"]
 class Worker:
     """``manage.py db_worker --queue-name plugin`` in its own process, its output kept for failures."""
 
+    command = ["db_worker", "--queue-name", "plugin", "--interval", "0.05", "--no-startup-delay",
+               "--no-reload", "--worker-id", "{name}", "-v", "1"]
+    ready_line = "Starting worker"
+
     def __init__(self, env: dict[str, str], name: str) -> None:
         self.name = name
         self.proc = subprocess.Popen(
-            [sys.executable, "manage.py", "db_worker", "--queue-name", "plugin", "--interval", "0.05",
-             "--no-startup-delay", "--no-reload", "--worker-id", name, "-v", "1"],
+            [sys.executable, "manage.py", *(arg.format(name=name) for arg in self.command)],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
         self.output: list[str] = []
         self.started = threading.Event()
@@ -55,7 +58,7 @@ class Worker:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.output.append(line)
-            if "Starting worker" in line:
+            if self.ready_line in line:
                 self.started.set()
 
     def wait_started(self, timeout: float = 30) -> None:
@@ -75,7 +78,9 @@ class Worker:
 class Site:
     """The shared database, the actor, and helpers over it."""
 
-    def __init__(self, workdir: Path, database_url: str | None = None) -> None:
+    worker_class: type[Worker] = Worker
+
+    def __init__(self, workdir: Path, database_url: str | None = None, **env: str) -> None:
         from gonext_plugins import signing
 
         self.workdir = workdir
@@ -83,6 +88,7 @@ class Site:
         media.mkdir()
         self.env = base_env(database_url or f"sqlite:///{workdir / 'db.sqlite3'}", media)
         self.env["GONEXT_JOB_RETRY_BASE_SECONDS"] = str(RETRY_BASE)
+        self.env.update(env)
         manage(self.env, "migrate", "--noinput", "-v0")
         self.private, public = signing.generate_key()
         self.actor = JsonProcess([sys.executable, str(PROCS / "jobs_actor.py")], self.env, "jobs actor")
@@ -97,7 +103,7 @@ class Site:
         return done
 
     def worker(self, name: str) -> Worker:
-        worker = Worker(self.env, name)
+        worker = self.worker_class(self.env, name)
         self.workers.append(worker)
         return worker
 
@@ -130,6 +136,18 @@ class Site:
                      if line["source"] == "guest"]
             if expect is None or len(lines) >= expect or time.monotonic() > deadline:
                 return lines
+            time.sleep(0.1)
+
+    def queued_by_seo(self, timeout: float = 10) -> str:
+        """The id of the job the SEO plugin's save_post queued through ``jobs.enqueue`` (its log
+        says "queued seo.recompute-scores (job ID)" after its other save_post lines)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            queued = [line for line in self.guest_lines("seo")
+                      if line.startswith("queued seo.recompute-scores")]
+            if queued:
+                return queued[-1].rsplit("job ", 1)[1].rstrip(")")
+            assert time.monotonic() < deadline, self.guest_lines("seo")
             time.sleep(0.1)
 
     def host_lines(self, slug: str, *needles: str, timeout: float = 5) -> list[str]:
@@ -209,10 +227,7 @@ def test_seo_job_recomputes_every_score_through_host_functions(site: Site) -> No
 
     # Saving a post (what the admin does) scores it inline and queues the job through jobs.enqueue.
     site.do("save_post", id=posts[0]["id"], title="A much better title about growing tomatoes")
-    queued = [line for line in site.guest_lines("seo", expect=3)
-              if line.startswith("queued seo.recompute-scores")]
-    assert queued, site.guest_lines("seo")
-    plugin_job = queued[-1].rsplit("job ", 1)[1].rstrip(")")
+    plugin_job = site.queued_by_seo()
     [run] = site.wait([plugin_job])
     assert run["status"] == "succeeded" and run["enqueued_by"] == "plugin", run
     host = site.host_lines("seo", f"{plugin_job}: started", f"{plugin_job}: succeeded")

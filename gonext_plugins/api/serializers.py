@@ -244,7 +244,8 @@ class JobRunSerializer(serializers.ModelSerializer):
                   "enqueued_by", "enqueued_at", "run_after", "started_at", "last_attempt_at", "finished_at",
                   "duration_ms", "error_code", "error", "payload", "result"]
         extra_kwargs = {
-            "id": {"help_text": "the idempotency key the guest sees (the first task's id; kept on retries)"},
+            "id": {"help_text": "the idempotency key the guest sees, kept on retries (the first task's id; "
+                                "on a queue outside the database, an id chosen when it was queued)"},
             "status": {"help_text": "queued, running, retrying, waiting (plugin inactive), succeeded, "
                                     "failed, plugin_inactive (stayed inactive through every retry), "
                                     "skipped (uninstalled)"},

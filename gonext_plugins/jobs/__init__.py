@@ -13,10 +13,11 @@ The package: :mod:`.enqueue` (the task, the jobs this process knows, :func:`enqu
 ``gonext_plugins.host_functions.jobs``. Note that ``gonext_plugins.jobs.enqueue`` is the function,
 as it always was; the module is reached as ``from gonext_plugins.jobs.enqueue import ...``.
 
-**The idempotency key** is the id of the first task. The backend has no retries of its own: a
-retry is a new task whose arguments carry the original key (``job_id=``) and the attempt number,
-so the guest sees the same ``id`` in its job envelope on every attempt and can use it to make its
-own side effects idempotent (ABI.md, job envelope).
+**The idempotency key** is the id of the first task (with a queue outside the database, such as
+RQ, an id chosen at enqueue: see :func:`~.enqueue.queues_in_transaction`). The backend has no
+retries of its own: a retry is a new task whose arguments carry the original key (``job_id=``)
+and the attempt number, so the guest sees the same ``id`` in its job envelope on every attempt
+and can use it to make its own side effects idempotent (ABI.md, job envelope).
 
 **At most one run per attempt.** A delivery runs only if it wins a conditional UPDATE of the row
 (``status`` still queued/retrying/waiting and ``attempts == attempt - 1`` → running). That single

@@ -10,7 +10,9 @@ queued now, resolve to the same object.
 
 from __future__ import annotations
 
+import functools
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +28,7 @@ from ..bridge import json_default
 from ..conf import settings
 from ..errors import (
     InvalidPayload,
+    JobQueueUnavailable,
     JobQuotaExceeded,
     JobsNotConfigured,
     PayloadTooLarge,
@@ -36,7 +39,7 @@ from ..errors import (
 from ..host_rules import MAX_DELAY_SECONDS
 from ..lifecycle import manifest_of
 from ..manifest import format_path
-from ..models import Plugin, PluginJobRun, PluginState
+from ..models import JobStatus, Plugin, PluginJobRun, PluginState
 from ..registry import LoadedPlugin
 from ..storable import unstorable_paths
 
@@ -46,6 +49,16 @@ try:  # Django 6+
 except ImportError:  # Django 5.2: the backport, same API
     from django_tasks import TaskContext, task  # type: ignore[assignment,no-redef,unused-ignore]
     from django_tasks.exceptions import InvalidTaskError  # type: ignore[assignment,no-redef,unused-ignore]
+try:  # Django 6+
+    from django.tasks.backends.dummy import DummyBackend  # type: ignore[import-not-found,unused-ignore]
+    from django.tasks.backends.immediate import ImmediateBackend  # type: ignore[import-not-found,unused-ignore]
+except ImportError:
+    from django_tasks.backends.dummy import DummyBackend  # type: ignore[assignment,no-redef,unused-ignore]
+    from django_tasks.backends.immediate import ImmediateBackend  # type: ignore[assignment,no-redef,unused-ignore]
+from django_tasks_db.backend import DatabaseBackend
+
+_IN_TRANSACTION: tuple[type, ...] = (DatabaseBackend, ImmediateBackend, DummyBackend)
+"""Backends whose queue is the site's database, or that have no queue (see :func:`queues_in_transaction`)."""
 
 QUEUE = "plugin"
 DEFAULT_MAX_RETRIES = 3
@@ -160,21 +173,71 @@ def run_plugin_job(context: TaskContext, slug: str, job: str, payload: Any = Non
     return _runner(slug, job, payload, key=job_id or task_id, attempt=int(attempt), task_id=task_id)
 
 
+@dataclass(frozen=True)
+class Queued:
+    """What :func:`enqueue_task` queued: the job's idempotency key, and the task's id when the
+    backend handed one out now ("" when the task is only sent once the transaction commits)."""
+
+    key: str
+    task_id: str
+
+
+def queues_in_transaction(backend: Any) -> bool:
+    """Whether queuing a task on ``backend`` joins the caller's database transaction.
+
+    The one rule for every backend: a task is queued in the same transaction as the record it runs
+    only where the queue is the site's database (``django_tasks_db``) or there is no queue (the
+    immediate and dummy backends of tests). Any other backend (RQ on Redis) keeps its queue outside
+    the database, so its task is sent when the transaction commits: a worker can then never see a
+    task before its record, and a rolled-back enqueue leaves no task behind.
+    """
+    return isinstance(backend, _IN_TRANSACTION)
+
+
 def enqueue_task(slug: str, job: str, payload: Any, *, key: str | None, attempt: int,
-                 run_after: datetime | None) -> Any:
-    """One delivery of the job on the ``plugin`` queue. A backend that cannot defer (the immediate
-    backend of a test settings file) runs it now instead of later."""
+                 run_after: datetime | None, raise_unsent: bool = True) -> Queued:
+    """One delivery of the job on the ``plugin`` queue (``key`` None: the first one). A backend that
+    cannot defer (the immediate backend of a test settings file) runs it now instead of later.
+
+    ``raise_unsent``: whether a task a backend outside the database refuses at commit raises
+    ``JobQueueUnavailable`` there; False when that commit is the site's own (an admin save that
+    queued a job), whose caller is not ours to fail: the record still fails and the log says why."""
     if not queue_configured:
         raise JobsNotConfigured(f"the default Tasks backend has no {QUEUE!r} queue: add it to "
                                 "TASKS['default']['QUEUES'] (system check gonext_plugins.E006)",
                                 plugin=slug)
     queued = run_plugin_job
-    if run_after is not None and queued.get_backend().supports_defer:
+    backend = queued.get_backend()
+    if run_after is not None and backend.supports_defer:
         queued = queued.using(run_after=run_after)
-    kwargs: dict[str, Any] = {}
-    if key is not None:
-        kwargs = {"job_id": key, "attempt": attempt}
-    return queued.enqueue(slug, job, payload, **kwargs)
+    if queues_in_transaction(backend):
+        kwargs: dict[str, Any] = {} if key is None else {"job_id": key, "attempt": attempt}
+        result = queued.enqueue(slug, job, payload, **kwargs)
+        return Queued(key or str(result.id), str(result.id))
+    # Outside the database: the key is chosen here (every task, the first included, carries it) and
+    # the task is sent once the record that lets a worker claim this attempt has committed.
+    key = key or uuid.uuid4().hex
+    transaction.on_commit(functools.partial(_send_after_commit, queued, slug, job, payload, key, attempt,
+                                            raise_unsent))
+    return Queued(key, "")
+
+
+def _send_after_commit(queued: Any, slug: str, job: str, payload: Any, key: str, attempt: int,
+                       raise_unsent: bool) -> None:
+    """Send a committed attempt's task; if the backend cannot take it (Redis down), fail the
+    record with ``queue_unavailable`` rather than leave it waiting for a task that never comes."""
+    try:
+        queued.enqueue(slug, job, payload, job_id=key, attempt=attempt)
+    except Exception as exc:
+        message = f"the Tasks backend refused attempt {attempt}: {type(exc).__name__}: {exc}"
+        PluginJobRun.objects.filter(pk=key, attempts=attempt - 1).exclude(
+            status__in=PluginJobRun.FINAL).update(status=JobStatus.FAILED, error_code="queue_unavailable",
+                                                   error=message[:2000], finished_at=timezone.now(),
+                                                   run_after=None)
+        logs.log_event(slug, logs.ERROR, f"job {job} {key}: not queued, {message}")
+        if not raise_unsent:
+            return
+        raise JobQueueUnavailable(f"job {job} {key} could not be queued: {message}", plugin=slug) from exc
 
 
 # --- enqueue -----------------------------------------------------------------------------------
@@ -247,14 +310,16 @@ def enqueue(slug: str, job: str, payload: Any = None, run_after: datetime | time
         run_after = now + run_after
     elif run_after is not None and timezone.is_naive(run_after):
         raise ValueError("run_after must be an aware datetime or a timedelta")
+    in_callers_transaction = transaction.get_connection().in_atomic_block
     with transaction.atomic():
         _check_quota(slug, job, size)
-        result = enqueue_task(slug, job, data, key=None, attempt=1, run_after=run_after)
-        run, _ = PluginJobRun.objects.get_or_create(pk=str(result.id), defaults={
+        queued = enqueue_task(slug, job, data, key=None, attempt=1, run_after=run_after,
+                              raise_unsent=not in_callers_transaction)
+        run, _ = PluginJobRun.objects.get_or_create(pk=queued.key, defaults={
             "plugin_slug": slug, "version": version.version, "job": job, "payload": data,
             "payload_bytes": size,
             "max_retries": declaration.max_retries, "enqueued_by": enqueued_by, "enqueued_at": now,
-            "run_after": run_after, "task_id": str(result.id),
+            "run_after": run_after, "task_id": queued.task_id,
         })
     when = f", runs after {run_after:%H:%M:%S}" if run_after else ""
     logs.log_event(slug, logs.INFO, f"job {job} queued (id {run.id}, by {enqueued_by}{when})",

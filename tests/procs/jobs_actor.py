@@ -8,7 +8,8 @@ processes; this process never runs a job itself.
     {"op": "install", "bundle": PATH, "grant": [...], "activate": true}
     {"op": "upgrade", "slug", "bundle": PATH, "grant": [...]}
     {"op": "activate" | "deactivate", "slug"}
-    {"op": "enqueue", "slug", "job", "payload"?, "delay"?, "count"?}        -> {"ids": [...]}
+    {"op": "enqueue", "slug", "job", "payload"?, "delay"?, "count"?, "atomic"?}  -> {"ids": [...]}
+                                ("atomic": queued inside the caller's transaction, as in an admin save)
     {"op": "redeliver", "id"}   queue the same attempt of a job again       -> {"task": id}
     {"op": "wait", "ids", "until": [statuses], "timeout"}                   -> {"runs": [...]}
     {"op": "runs", "ids"}                                                   -> {"runs": [...]}
@@ -16,11 +17,14 @@ processes; this process never runs a job itself.
     {"op": "posts", "count"}    create published posts                      -> {"ids": [...]}
     {"op": "save_post", "id"}   save a post again (fires save_post)
     {"op": "scores"}            -> {"posts": [{post, score}, ...]}
-    {"op": "tasks", "ids"}      the task backend's rows carrying these jobs -> {"tasks": [...]}
+    {"op": "tasks", "ids"}      the task backend's tasks carrying these jobs -> {"tasks": [...]}
+                                (database rows, or RQ jobs in Redis with TASKS_BACKEND=rq)
+    {"op": "api_jobs", "slug"}  GET /api/plugins/{slug}/jobs/ as a superuser -> {"status", "body"}
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -41,7 +45,30 @@ def _run_row(run: Any) -> dict[str, Any]:
     }
 
 
+def _rq_tasks(ids: list[str]) -> list[dict[str, Any]]:
+    """The RQ jobs (in Redis) carrying these plugin jobs: queued, scheduled, running or finished."""
+    import django_rq
+    from rq.job import Job
+    from rq.registry import FinishedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+
+    queue = django_rq.get_queue("plugin")
+    job_ids = set(queue.get_job_ids())
+    for registry in (ScheduledJobRegistry, StartedJobRegistry, FinishedJobRegistry):
+        job_ids.update(registry(queue=queue).get_job_ids())
+    tasks = []
+    for job in Job.fetch_many(sorted(job_ids), connection=queue.connection):
+        if job is None:
+            continue
+        key = job.kwargs.get("job_id") or job.id
+        if key in ids:
+            tasks.append({"id": job.id, "key": key, "status": getattr(job.get_status(), "value", None),
+                          "worker_ids": [job.worker_name] if job.worker_name else [],
+                          "attempt": job.kwargs.get("attempt", 1)})
+    return tasks
+
+
 def run(command: dict[str, Any]) -> dict[str, Any]:
+    from django.conf import settings
     from django.db import close_old_connections
 
     from gonext_plugins import bundle, jobs, lifecycle
@@ -63,10 +90,13 @@ def run(command: dict[str, Any]) -> dict[str, Any]:
     if op in ("activate", "deactivate"):
         return {"changed": getattr(lifecycle, op)(command["slug"], ACTOR).changed}
     if op == "enqueue":
+        from django.db import transaction
+
         delay = command.get("delay")
-        ids = [jobs.enqueue(command["slug"], command["job"], command.get("payload"),
-                            timedelta(seconds=delay) if delay else None).id
-               for _ in range(command.get("count", 1))]
+        with transaction.atomic() if command.get("atomic") else contextlib.nullcontext():
+            ids = [jobs.enqueue(command["slug"], command["job"], command.get("payload"),
+                                timedelta(seconds=delay) if delay else None).id
+                   for _ in range(command.get("count", 1))]
         return {"ids": ids}
     if op == "redeliver":
         from gonext_plugins.tasks import run_plugin_job
@@ -110,6 +140,20 @@ def run(command: dict[str, Any]) -> dict[str, Any]:
 
         return {"posts": [{**post.to_plugin_json(), "score": post.meta_value("seo_score")}
                           for post in Post.objects.order_by("id")]}
+    if op == "tasks" and settings.TASKS_BACKEND == "rq":
+        return {"tasks": _rq_tasks(command["ids"])}
+    if op == "api_jobs":
+        import json
+
+        from django.contrib.auth.models import User
+        from django.test import Client
+
+        admin = User.objects.filter(username="jobs-admin").first() or User.objects.create_superuser(
+            "jobs-admin", "admin@example.com", "x")
+        client = Client()
+        client.force_login(admin)
+        response = client.get(f"/api/plugins/{command['slug']}/jobs/")
+        return {"status": response.status_code, "body": json.loads(response.content)}
     if op == "tasks":
         from django_tasks_db.models import DBTaskResult
 
