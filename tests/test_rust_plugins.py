@@ -139,7 +139,7 @@ def rust_builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     cargo.write_text(cargo.read_text().replace("../../../sdk/rust", str(REPO / "sdk" / "rust")))
     out["example"] = builders.build(example)
     out["example_wasm"] = out["example"][1].wasm
-    out["release"] = builders.build(example, optimize="ReleaseSmall")
+    out["release"] = builders.build(example, release=True)
     probe = root / "probe"
     scaffold.create(probe, "rust")
     lib = probe / "src" / "lib.rs"
