@@ -298,7 +298,7 @@ def test_the_rust_guide_runs_as_written(tmp_path: Path) -> None:
         done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=900, check=False)
         assert done.returncode == 0, f"{block}\n{done.stdout}\n{done.stderr}"
-    packed = bundle.read((tmp_path / "hello-rust.gnplugin").read_bytes(), require_signature=False)
+    packed = bundle.read((tmp_path / "hello-rust-0.1.0.gnplugin").read_bytes(), require_signature=False)
     assert packed.manifest.slug == "hello-rust"
 
 
