@@ -69,7 +69,7 @@ def test_release_build_is_smaller_and_still_runs(tmp_path: Path, asc_modules: Pa
     scaffold.create(project, "assemblyscript")
     with_compiler(project, asc_modules)
     dev = builders.compile_project(project).wasm_path.read_bytes()
-    release = builders.compile_project(project, optimize="release", source_map=False)
+    release = builders.compile_project(project, release=True, source_map=False)
     wasm = release.wasm_path.read_bytes()
     assert len(wasm) < len(dev) and b"sourceMappingURL" not in wasm
     with Runtime() as runtime:
