@@ -17,11 +17,13 @@ a 2-core machine. This is a benchmark, not a test: nothing fails when a goal is 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,8 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gonext_plugins.devtools import scaffold
-from gonext_plugins.errors import BuildError
+from gonext_plugins.devtools import build_rust, scaffold
+from gonext_plugins.devtools.build_assemblyscript import ASSEMBLYSCRIPT_VERSION
+from gonext_plugins.errors import BuildError, ToolchainMissing
 from tests.devloop_helpers import DevServer, Proc, poll_page, zig_cache_env
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,7 +56,13 @@ class EditTarget:
 EDIT_TARGETS: dict[str, EditTarget] = {
     "zig": EditTarget("main.zig", "Hello from"),
     "wat": EditTarget("plugin.wat", "content\\22: \\22{slug}"),
+    "rust": EditTarget("src/lib.rs", "Hello from"),
+    "c": EditTarget("main.c", "Hello from"),  # twice (the string and its gn_strlen): both change
+    "assemblyscript": EditTarget("assembly/index.ts", "Hello from"),
 }
+# Where the tests keep the pinned AssemblyScript compiler (tests/conftest.py's asc_modules): linked
+# into the scaffold when present, else the scaffold gets the `npm install` an author runs once.
+ASC_CACHE = Path(os.environ.get("GONEXT_TEST_CACHE", Path.home() / ".cache" / "gonext-tests"))
 
 
 def _token(target: EditTarget, slug: str) -> str:
@@ -75,15 +84,30 @@ def toolchain_missing(lang: str) -> str | None:
     """Why ``lang`` cannot be built here (None when it can)."""
     if lang not in EDIT_TARGETS:
         return "no edit target for this scaffold yet (add one to EDIT_TARGETS)"
-    if lang == "zig":
-        import importlib.util
-
+    if lang in ("zig", "c"):
         return None if importlib.util.find_spec("ziglang") else "ziglang is not installed"
-    if lang == "rust" and shutil.which("rustc") is None:
-        return "rustc not found"
-    if lang == "assemblyscript" and shutil.which("npx") is None:
-        return "npx not found"
+    if lang == "rust":
+        try:
+            build_rust.find_rustc()
+        except ToolchainMissing as exc:
+            return exc.message
+    if lang == "assemblyscript" and (shutil.which("node") is None or shutil.which("npm") is None):
+        return "node and npm not found"
     return None
+
+
+def install_compiler(lang: str, project: Path) -> None:
+    """What an author runs once after ``plugin new`` (AssemblyScript: ``npm install``), not timed."""
+    if lang != "assemblyscript":
+        return
+    cached = ASC_CACHE / f"assemblyscript-{ASSEMBLYSCRIPT_VERSION}" / "node_modules"
+    if (cached / "assemblyscript" / "package.json").is_file():
+        (project / "node_modules").symlink_to(cached, target_is_directory=True)
+        return
+    done = subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=project, capture_output=True,
+                          text=True, timeout=600, check=False)
+    if done.returncode != 0:
+        raise BuildError(f"npm install failed: {done.stderr[-500:]}")
 
 
 def run_language(lang: str, edits: int, root: Path, sync_interval: float) -> dict[str, Any]:
@@ -99,6 +123,7 @@ def run_language(lang: str, edits: int, root: Path, sync_interval: float) -> dic
     loop: Proc | None = None
     try:
         scaffold.create(project, lang, slug=slug)
+        install_compiler(lang, project)
         target = EDIT_TARGETS[lang]
         source = project / target.file
         token = _token(target, slug)

@@ -14,7 +14,6 @@ document, then a table. Builds take most of the time (Zig release builds: second
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import platform
@@ -26,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.devloop import install_compiler
 from gonext_plugins.devtools import builders, scaffold
 from gonext_plugins.devtools import lang as langs
 from gonext_plugins.errors import PluginError, ToolchainMissing
@@ -36,16 +36,9 @@ FIXTURES = EXAMPLES / "reading-time-fixtures"
 
 
 def _compile(project: Path, *, release: bool) -> tuple[float, Path]:
-    """One cold build; (seconds, output). ``release`` asks the builders for the optimized build when
-    they know one (``release=True``), else Zig's ReleaseSmall, else the dev build again."""
-    options: dict[str, Any] = {}
-    accepted = inspect.signature(builders.compile_project).parameters
-    if release and "release" in accepted:
-        options["release"] = True
-    elif release and langs.detect(project) == "zig":
-        options["optimize"] = "ReleaseSmall"
+    """One cold build; (seconds, output): the dev build, or with ``release`` the one ``pack`` ships."""
     started = time.perf_counter()
-    built = builders.compile_project(project, **options)
+    built = builders.compile_project(project, release=release)
     return time.perf_counter() - started, built.wasm_path
 
 
@@ -73,6 +66,8 @@ def bench_project(label: str, source: Path, *, fixtures: bool, runs: int) -> dic
                                                                        ".zig-cache", "zig-out"))
         if (source / "node_modules").is_dir():  # an npm install is not part of a build
             (project / "node_modules").symlink_to(source / "node_modules")
+        elif langs.detect(project) == "assemblyscript":
+            install_compiler("assemblyscript", project)
         saved = os.environ.get("ZIG_GLOBAL_CACHE_DIR")
         os.environ["ZIG_GLOBAL_CACHE_DIR"] = str(Path(tmp) / "zig-global-cache")
         try:
@@ -132,6 +127,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--runs", type=int, default=50, help="timed calls per fixture (default 50)")
     parser.add_argument("--no-extras", action="store_true", help="only the reading-time examples")
     options = parser.parse_args(argv)
+    load_before = [round(x, 2) for x in os.getloadavg()]
     rows = []
     for directory in sorted(EXAMPLES.glob("reading-time-*")):
         if directory.is_dir() and directory != FIXTURES:
@@ -142,10 +138,12 @@ def main(argv: list[str]) -> int:
             for label, directory in _scaffolds(Path(tmp)):
                 rows.append(bench_project(label, directory, fixtures=False, runs=options.runs))
     document = {"benchmark": "languages", "python": platform.python_version(), "machine": platform.machine(),
-                "cpus": os.cpu_count(), "rows": rows}
+                "cpus": os.cpu_count(), "load_before": load_before,
+                "load_after": [round(x, 2) for x in os.getloadavg()], "rows": rows}
     print(json.dumps(document, indent=2))
     print()
     print(table(rows))
+    print(f"({document['cpus']} CPUs, load average {load_before} before, {document['load_after']} after)")
     failed = [row["row"] for row in rows for f in row.get("fixtures", []) if not f["passed"]]
     if failed:
         print(f"\nfixtures failed in: {', '.join(sorted(set(failed)))}", file=sys.stderr)

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import shutil
+import subprocess
 import sys
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 GUESTS = Path(__file__).resolve().parent / "guests"
+EXAMPLES = REPO / "examples" / "plugins"
+# Toolchains fetched once per machine (the pinned AssemblyScript compiler), shared by every run.
+TOOL_CACHE = Path(os.environ.get("GONEXT_TEST_CACHE", Path.home() / ".cache" / "gonext-tests"))
 
 
 @pytest.fixture
@@ -99,3 +110,70 @@ def _isolated_plugin_state(request, tmp_path):  # type: ignore[no-untyped-def]
         from gonext_plugins.registry import registry
 
         registry.close()
+
+
+# --- toolchains and the reading-time examples, built once per session ----------------------------
+
+
+@pytest.fixture(scope="session")
+def asc_modules() -> Path:
+    """A ``node_modules`` holding the pinned assemblyscript, npm-installed once per machine into
+    ``TOOL_CACHE`` (a file lock keeps two xdist workers from installing at once) and reused."""
+    from gonext_plugins.devtools.build_assemblyscript import ASSEMBLYSCRIPT_VERSION
+
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node and npm are needed to build AssemblyScript plugins")
+    home = TOOL_CACHE / f"assemblyscript-{ASSEMBLYSCRIPT_VERSION}"
+    home.mkdir(parents=True, exist_ok=True)
+    modules = home / "node_modules"
+    marker = modules / "assemblyscript" / "package.json"
+    with open(home / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not marker.is_file() or json.loads(marker.read_text())["version"] != ASSEMBLYSCRIPT_VERSION:
+            (home / "package.json").write_text('{"private": true}\n')
+            done = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--no-save",
+                                   f"assemblyscript@{ASSEMBLYSCRIPT_VERSION}"],
+                                  cwd=home, capture_output=True, text=True, timeout=600, check=False)
+            if done.returncode != 0:
+                pytest.skip(f"npm install assemblyscript@{ASSEMBLYSCRIPT_VERSION}: {done.stderr[-500:]}")
+    return modules
+
+
+def with_compiler(project: Path, modules: Path) -> Path:
+    """What `npm install` leaves in an AssemblyScript project, as a link to the shared install."""
+    (project / "node_modules").symlink_to(modules, target_is_directory=True)
+    return project
+
+
+@pytest.fixture(scope="session")
+def reading_time_build(tmp_path_factory: pytest.TempPathFactory,
+                       request: pytest.FixtureRequest) -> Callable[[str], Any]:
+    """``reading_time_build(lang) -> (Built, Checked)``: the dev build of
+    ``examples/plugins/reading-time-<lang>`` (what `plugin dev` uploads), compiled once per session
+    in a copy (the repository's example stays clean) and shared by every test that needs it. A
+    missing toolchain skips the test that asked."""
+    from gonext_plugins.devtools import build_rust, builders
+    from gonext_plugins.errors import ToolchainMissing
+
+    root = tmp_path_factory.mktemp("reading-time")
+
+    @cache
+    def build(lang: str) -> Any:
+        source = EXAMPLES / f"reading-time-{lang}"
+        project = root / source.name
+        shutil.copytree(source, project, ignore=shutil.ignore_patterns("build", "node_modules"))
+        if lang == "rust":
+            build_rust.find_rustc()  # ToolchainMissing before any copy is built
+            cargo = project / "Cargo.toml"
+            cargo.write_text(cargo.read_text().replace("../../../sdk/rust", str(REPO / "sdk" / "rust")))
+        elif lang == "assemblyscript":
+            with_compiler(project, request.getfixturevalue("asc_modules"))
+        return builders.build(project)
+
+    def built(lang: str) -> Any:
+        try:
+            return build(lang)
+        except ToolchainMissing as exc:
+            pytest.skip(f"no {lang} toolchain: {exc}")
+
+    return built

@@ -29,7 +29,7 @@ import wasmtime
 
 from gonext_plugins import manifest as manifests
 from gonext_plugins.devtools import build_assemblyscript as asbuild
-from gonext_plugins.devtools import build_rust, build_wat, build_zig
+from gonext_plugins.devtools import build_c, build_rust, build_wat, build_zig
 from gonext_plugins.devtools import lang as langs
 from gonext_plugins.devtools.fsutil import (
     output_path,
@@ -42,9 +42,6 @@ from gonext_plugins.runtime import Limits, Runtime
 
 MANIFEST_NAME = "manifest.json"
 DEFAULT_TIMEOUT = 600.0
-
-
-
 
 
 @dataclass
@@ -88,8 +85,9 @@ def compile_project(project_dir: str | os.PathLike[str], lang: str = langs.AUTO,
     elif language == "wat":
         cached = build_wat.build(project, out, source_map=source_map, release=release, timeout=timeout)
     elif language == "rust":
-        cached = build_rust.build(project, out, source_map=source_map,
-                                  release=optimize not in (None, "Debug"), timeout=timeout)
+        cached = build_rust.build(project, out, source_map=source_map, release=release, timeout=timeout)
+    elif language == "c":
+        cached = build_c.build(project, out, source_map=source_map, release=release, timeout=timeout)
     elif language == "tinygo":
         cached = _build_tinygo(project, out, timeout=timeout)
     else:

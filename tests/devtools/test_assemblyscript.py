@@ -1,20 +1,18 @@
 """AssemblyScript plugins, built from source with the pinned compiler: the scaffold builds and runs
-as generated, the reading-time example answers every fixture through the real runtime and host
-functions on a real database, a trap names ``assembly/index.ts`` lines in every frame, and a project
-without the compiler is a ToolchainMissing that says to run ``npm install``.
+as generated, the reading-time example answers unknown hooks and bad payloads (its fixtures are run
+for every language by tests/test_reading_time_examples.py), a trap names ``assembly/index.ts``
+lines in every frame, and a project without the compiler is a ToolchainMissing that says to run
+``npm install``.
 
 The compiler (``assemblyscript`` at ``ASSEMBLYSCRIPT_VERSION``) is npm-installed once per machine
-into ``~/.cache/gonext-tests/assemblyscript-<version>/`` (a file lock keeps two xdist workers from
-installing at once); each test project gets a ``node_modules`` symlink to it, which the builder
-finds exactly as it finds a real ``npm install``.
+(tests/conftest.py's ``asc_modules``); each test project gets a ``node_modules`` symlink to it,
+which the builder finds exactly as it finds a real ``npm install``.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -27,38 +25,9 @@ from gonext_plugins.devtools.build_assemblyscript import ASSEMBLYSCRIPT_VERSION
 from gonext_plugins.diagnostics import traps
 from gonext_plugins.errors import PluginTrap, ToolchainMissing
 from gonext_plugins.runtime import Runtime
-from tests.conftest import REPO
+from tests.conftest import REPO, with_compiler
 
 EXAMPLE = REPO / "examples" / "plugins" / "reading-time-assemblyscript"
-FIXTURES = REPO / "examples" / "plugins" / "reading-time-fixtures"
-CACHE = Path(os.environ.get("GONEXT_TEST_CACHE", Path.home() / ".cache" / "gonext-tests"))
-
-
-@pytest.fixture(scope="session")
-def asc_modules() -> Path:
-    """A ``node_modules`` holding the pinned assemblyscript, installed once and reused."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are needed to build AssemblyScript plugins")
-    home = CACHE / f"assemblyscript-{ASSEMBLYSCRIPT_VERSION}"
-    home.mkdir(parents=True, exist_ok=True)
-    modules = home / "node_modules"
-    marker = modules / "assemblyscript" / "package.json"
-    with open(home / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not marker.is_file() or json.loads(marker.read_text())["version"] != ASSEMBLYSCRIPT_VERSION:
-            (home / "package.json").write_text('{"private": true}\n')
-            done = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--no-save",
-                                   f"assemblyscript@{ASSEMBLYSCRIPT_VERSION}"],
-                                  cwd=home, capture_output=True, text=True, timeout=600, check=False)
-            if done.returncode != 0:
-                pytest.skip(f"npm install assemblyscript@{ASSEMBLYSCRIPT_VERSION}: {done.stderr[-500:]}")
-    return modules
-
-
-def with_compiler(project: Path, modules: Path) -> Path:
-    """What `npm install` leaves in a project, as a link to the shared install."""
-    (project / "node_modules").symlink_to(modules, target_is_directory=True)
-    return project
 
 
 class Logs:
@@ -100,7 +69,7 @@ def test_release_build_is_smaller_and_still_runs(tmp_path: Path, asc_modules: Pa
     scaffold.create(project, "assemblyscript")
     with_compiler(project, asc_modules)
     dev = builders.compile_project(project).wasm_path.read_bytes()
-    release = builders.compile_project(project, optimize="release", source_map=False)
+    release = builders.compile_project(project, release=True, source_map=False)
     wasm = release.wasm_path.read_bytes()
     assert len(wasm) < len(dev) and b"sourceMappingURL" not in wasm
     with Runtime() as runtime:
@@ -112,61 +81,17 @@ def test_release_build_is_smaller_and_still_runs(tmp_path: Path, asc_modules: Pa
 
 
 @pytest.fixture(scope="session")
-def example_wasm(tmp_path_factory: pytest.TempPathFactory, asc_modules: Path) -> bytes:
-    project = tmp_path_factory.mktemp("as-example") / EXAMPLE.name
-    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("build", "node_modules"))
-    built, _ = builders.build(with_compiler(project, asc_modules))
-    return built.wasm_path.read_bytes()
+def example_wasm(reading_time_build: Callable[[str], Any]) -> bytes:
+    """The example's dev build, shared with tests/test_reading_time_examples.py (which runs it
+    against every fixture)."""
+    _, checked = reading_time_build("assemblyscript")
+    wasm: bytes = checked.wasm
+    return wasm
 
 
 def test_example_pins_the_same_compiler() -> None:
     package = json.loads((EXAMPLE / "package.json").read_text())
     assert package["devDependencies"] == {"assemblyscript": ASSEMBLYSCRIPT_VERSION}
-
-
-FIXTURE_FILES = sorted(FIXTURES.glob("*.json"))
-
-
-@pytest.mark.django_db
-@pytest.mark.parametrize("fixture_path", FIXTURE_FILES, ids=[p.stem for p in FIXTURE_FILES])
-def test_example_answers_every_fixture(fixture_path: Path, example_wasm: bytes,
-                                       make_bundle: Callable[..., Any],
-                                       django_capture_on_commit_callbacks: Any) -> None:
-    from gonext_plugins import lifecycle, logs
-    from gonext_plugins.host_functions.kv import kv_set
-    from gonext_plugins.models import PluginKV, PluginLogEntry
-    from gonext_plugins.registry import registry
-
-    fixture = json.loads(fixture_path.read_text())
-    manifest = json.loads((EXAMPLE / "manifest.json").read_text())
-    slug = manifest["slug"]
-    asked = manifest["capabilities"] + manifest.get("optionalCapabilities", [])
-    # an install grants the required capabilities; "grants" decides the optional ones
-    grants = sorted(set(manifest["capabilities"]) | set(fixture.get("grants", asked)))
-    b = make_bundle(wasm=example_wasm, **manifest)
-    with django_capture_on_commit_callbacks(execute=True):
-        lifecycle.install(b, grants, "tests", activate=True)
-    if fixture.get("settings"):
-        with django_capture_on_commit_callbacks(execute=True):
-            lifecycle.settings.update(slug, fixture["settings"], "tests")
-    loaded = registry.get(slug)
-    assert loaded is not None
-    for key, value in fixture.get("kv", {}).items():  # the store before the call, by the app's own kv.set
-        kv_set(loaded, {"key": key, "value": value})
-    logs.writer.reset()
-    if fixture["kind"] == "filter":
-        result = loaded.invoke("filter", fixture["hook"], fixture["value"], *fixture.get("args", []))
-    else:
-        result = loaded.invoke("action", fixture["hook"], *fixture.get("args", []))
-    expect = fixture["expect"]
-    assert result == expect["result"]
-    if "kv" in expect:
-        stored = dict(PluginKV.objects.filter(plugin_slug=slug).values_list("key", "value"))
-        assert stored == expect["kv"]
-    if "logs" in expect:
-        logs.flush()
-        lines = PluginLogEntry.objects.filter(plugin=slug, source="guest").order_by("id")
-        assert [list(line) for line in lines.values_list("level", "message")] == expect["logs"]
 
 
 def test_example_answers_unknown_hooks_and_bad_payloads(example_wasm: bytes) -> None:

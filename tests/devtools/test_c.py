@@ -22,6 +22,7 @@ from gonext_plugins.errors import AmbiguousLanguage, BuildError, HookError, Plug
 from gonext_plugins.models import PluginLogEntry
 from gonext_plugins.registry import LoadedPlugin, registry
 from gonext_plugins.runtime import Plugin, Runtime
+from gonext_plugins.runtime.levels import INFO
 from tests.conftest import GUESTS
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("ziglang") is None,
@@ -113,6 +114,32 @@ def test_release_builds_are_smaller_and_carry_no_debug_info(tmp_path: Path) -> N
     assert sourcemap.custom_section(release.read_bytes(), ".debug_line") is None
     assert release.stat().st_size < dev.stat().st_size
     assert build_c.build(project, release, source_map=False, release=True, timeout=600) is True
+
+
+def test_a_wasi_project_builds_loads_and_printf_reaches_the_plugin_log(tmp_path: Path) -> None:
+    """``--target=wasm32-wasi`` in compile_flags.txt links wasi-libc as a reactor; the module imports
+    WASI preview 1, which the host links as a sandboxed subset: stdout is the plugin log."""
+    project = tmp_path / "hello-c"
+    scaffold.create(project, "c")
+    (project / "compile_flags.txt").write_text("# WASI's libc\n--target=wasm32-wasi\n")
+    main = project / "main.c"
+    logf = '    gn_logf(GN_DEBUG, "the_content: %zu bytes in", html.len);\n'
+    header = '#include "gonext.h"\n'
+    main.write_text(main.read_text().replace(header, header + "#include <stdio.h>\n")
+                    .replace(logf, logf + '    printf("libc says: %zu bytes\\n", html.len);\n'))
+    built, checked = builders.build(project)
+    assert built.lang == "c" and "wasi_snapshot_preview1.fd_write" in checked.imports
+    assert {i.split(".")[0] for i in checked.imports} == {"env", "wasi_snapshot_preview1"}
+    lines: list[tuple[int, str, str]] = []
+    with Runtime(log_sink=lambda _plugin, level, message, source: lines.append((level, message, source))) \
+            as runtime:
+        loaded = runtime.load(checked.wasm, name="hello-c")
+        try:
+            assert loaded.invoke_filter("the_content", "<p>Post</p>") == \
+                '<p>Post</p><p class="hello-c-hello">Hello from Hello C!</p>'
+        finally:
+            loaded.close()
+    assert (INFO, "libc says: 11 bytes", "guest") in lines
 
 
 # --- build errors --------------------------------------------------------------------------------

@@ -74,7 +74,8 @@ class DevCommands:
                             help="the project's language (default: detect from its files)")
         parser.add_argument("--logs", action="store_true", help="tail the plugin's log stream")
         parser.add_argument("--optimize", choices=("Debug", "ReleaseSafe", "ReleaseFast", "ReleaseSmall"),
-                            help="Zig optimize mode (default for dev builds: Debug, the fastest to compile)")
+                            help="Zig only: the dev build's optimize mode (default Debug, the fastest to "
+                                 "compile); release builds, for every language, come from `plugin pack DIR`")
         parser.add_argument("--color", action=argparse.BooleanOptionalAction, default=None,
                             help="ANSI colours (default: when stdout is a terminal and NO_COLOR is unset)")
 
