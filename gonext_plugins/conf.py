@@ -192,7 +192,7 @@ class PluginSettings:
     # gone) and is retried; None = five minutes or ten HARD_TIMEOUT_MS, whichever is longer.
     JOB_STALL_SECONDS: Setting[float | None] = Setting(
         None, (float, int, NoneType), (1, 86_400),
-        doc="seconds after which a running job whose worker vanished is retried (None: 300 s or 10 hard timeouts)")
+        doc="seconds after which a running job whose worker vanished is retried")
 
     # --- Logs.
     LOG_RATE = Setting(200.0, float, (1, 10**6), doc="per-plugin log rate limit, lines a second")

@@ -31,6 +31,7 @@ from .. import capabilities
 from ..errors import (
     BundleError,
     ConsentRequired,
+    DatabaseUnavailable,
     InvalidSettings,
     KeyNotFound,
     LifecycleError,
@@ -42,6 +43,7 @@ from ..errors import (
     UnknownCapability,
     VersionConflict,
 )
+from ..middleware import DATABASE_DOWN, RETRY_AFTER_SECONDS
 
 logger = logging.getLogger("gonext_plugins.api")
 
@@ -139,6 +141,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, PluginError):
         set_rollback()
         return Response(plugin_error_body(exc), status=status_for(exc))
+    if isinstance(exc, DATABASE_DOWN):
+        set_rollback()
+        return Response(DatabaseUnavailable().as_dict(), status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                        headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     if isinstance(exc, RequestDataTooBig):
         exc = _RequestTooLarge()
     elif isinstance(exc, TooManyFilesSent | TooManyFieldsSent):
