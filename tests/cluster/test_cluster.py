@@ -1,0 +1,155 @@
+"""Issue #19's cluster, checked end to end: PostgreSQL, Redis, three web processes and two job
+workers (tests/cluster/harness.py), one cluster for all the checks below, which run in this order
+and build on each other's state (a plugin installed in the first is deactivated in the second).
+
+Wall-clock bounds are the issue's guarantees, measured from the moment the change's API call
+answered to the start of the first request that saw it (so the request's own time never counts
+against the bound): a new plugin serves everywhere within SYNC_INTERVAL (+ slack, said below), a
+deactivation is gone everywhere within 1 s, a worker's log line reaches a WebSocket on another
+process within 500 ms. The figures are printed (``pytest -s``).
+
+Two checks depend on the other parts of #19 and are marked so (``xfail`` until they land):
+the log flood needs the shared-cache rate limit, the S3 check needs the SeaweedFS helper.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from ..conftest import guest_wasm
+from .harness import JOB_SLUG, MARKER, SYNC_INTERVAL, Cluster
+
+pytestmark = pytest.mark.slow
+
+CONTENT_HOOKS = [{"name": "the_content", "kind": "filter"}]
+# Loading the plugin (artifact cache, instance pool) and a page request on a loaded 2-core box:
+# generous on purpose; the figure printed is the real one.
+LOAD_SLACK = 1.5
+DEACTIVATION_BOUND = 1.0  # the issue's bound, asserted as it is
+LOG_LINE_BOUND = 0.5  # the issue's bound, asserted as it is
+
+
+def until_pages(cluster: Cluster, webs: Iterable[int], *, marked: bool, since: float,
+                bound: float) -> dict[int, float]:
+    """Poll each web's blog page until its marker is there (or gone); returns, per web, seconds
+    from ``since`` to the start of the first request that saw it. Keeps polling past ``bound``
+    (10 s more) so a miss reports the real figure."""
+    seen: dict[int, float] = {}
+    webs = list(webs)
+    deadline = since + bound + 10
+    while len(seen) < len(webs) and time.monotonic() < deadline:
+        for web in webs:
+            if web in seen:
+                continue
+            started = time.monotonic()
+            status, body, _ = cluster.page(web)
+            assert status == 200, (web, status, body[:500])
+            if (MARKER in body) == marked:
+                seen[web] = round(started - since, 3)
+        time.sleep(0.02)
+    assert set(seen) == set(webs), f"not seen on every web within {bound + 10:g} s: {seen}\n{cluster.tails()}"
+    assert all(latency <= bound for latency in seen.values()), f"over {bound} s: {seen}"
+    return seen
+
+
+def guest_lines(cluster: Cluster, slug: str) -> list[str]:
+    return [line["message"] for line in cluster.do("logs", slug=slug)["lines"] if line["source"] == "guest"]
+
+
+def host_lines(cluster: Cluster, slug: str, *needles: str, timeout: float = 10) -> list[str]:
+    """The plugin's host lines once each needle is in one (each process's log writer stores its
+    lines a moment after the fact)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [line["message"] for line in cluster.do("logs", slug=slug)["lines"]
+                 if line["source"] == "host"]
+        if all(any(needle in line for line in lines) for needle in needles) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.1)
+
+
+def wait_runs(cluster: Cluster, ids: list[str], until: list[str],
+              timeout: float = 30) -> list[dict[str, Any]]:
+    done = cluster.do("wait", ids=ids, until=until, timeout=timeout, wait_for=timeout + 30)
+    assert not done["timed_out"], (done["runs"], cluster.tails())
+    return list(done["runs"])
+
+
+def receive_line(ws: Any, wanted: str, timeout: float) -> tuple[dict[str, Any], float]:
+    """The first streamed line whose message is ``wanted``, and when it arrived (time.time())."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no line {wanted!r} within {timeout} s"
+        message = json.loads(ws.recv(timeout=left))
+        arrived = time.time()
+        for line in message.get("lines", []) if message.get("type") == "lines" else []:
+            if line["message"] == wanted:
+                return line, arrived
+
+
+# --- (a) and (b): plugin state crosses processes ------------------------------------------------
+
+
+def test_a_plugin_installed_through_the_api_on_web1_serves_on_web2_and_web3(cluster: Cluster) -> None:
+    for web in (1, 2, 3):
+        assert MARKER not in cluster.page(web)[1]
+    raw = cluster.signed_bundle("marker", guest_wasm("marker_guest"), capabilities=["hooks.subscribe"],
+                                hooks=CONTENT_HOOKS)
+    response = cluster.api(1, "POST", "/api/plugins/", files={"bundle": ("marker.gnplugin", raw)},
+                           data={"grant": ["hooks.subscribe"], "activate": "true"})
+    answered = time.monotonic()
+    assert response.status_code == 201, response.text
+    assert response.json()["state"] == "active"
+    latencies = until_pages(cluster, (2, 3), marked=True, since=answered, bound=SYNC_INTERVAL + LOAD_SLACK)
+    print(f"\ninstall on web 1 -> serving on web 2 / web 3 after {latencies} s "
+          f"(SYNC_INTERVAL {SYNC_INTERVAL} s)")
+
+
+def test_a_deactivation_on_web3_is_gone_everywhere_within_a_second(cluster: Cluster) -> None:
+    for web in (1, 2, 3):
+        assert MARKER in cluster.page(web)[1]
+    response = cluster.api(3, "POST", "/api/plugins/marker/deactivate/")
+    answered = time.monotonic()
+    assert response.status_code == 200, response.text
+    latencies = until_pages(cluster, (1, 2, 3), marked=False, since=answered, bound=DEACTIVATION_BOUND)
+    print(f"\ndeactivate on web 3 -> gone on webs 1/2/3 after {latencies} s")
+
+
+# --- (c) and (d): jobs ------------------------------------------------------------------------------
+
+
+def test_a_job_log_line_from_worker2_reaches_a_websocket_on_web1_within_500_ms(cluster: Cluster) -> None:
+    """Measured twice: the first line a worker ever sends pays for its writer's event loop and
+    Redis connection (bounded generously, printed); the next is the steady state the issue's
+    500 ms bound is about."""
+    response = cluster.api(1, "POST", "/api/plugins/", data={"grant": ["kv", "jobs.enqueue"],
+                                                             "activate": "true"},
+                           files={"bundle": ("jobs.gnplugin", cluster.job_bundle())})
+    assert response.status_code == 201, response.text
+    worker1, worker2 = cluster.workers[0], cluster.workers[1]
+    latencies: list[float] = []
+    with cluster.websocket(1, JOB_SLUG) as ws:
+        assert json.loads(ws.recv(timeout=15))["type"] == "backlog"
+        worker1.send_signal(signal.SIGSTOP)  # paused, so worker 2 takes the jobs
+        try:
+            for n in (1, 2):
+                [key] = cluster.do("enqueue", slug=JOB_SLUG, job="echo", payload={"n": n})["ids"]
+                line, arrived = receive_line(ws, f"ran {key}", timeout=30)
+                latencies.append(arrived - datetime.fromisoformat(line["time"]).timestamp())
+                [task] = cluster.do("tasks", ids=[key])["tasks"]
+                assert task["worker_ids"] == [worker2.name], task
+        finally:
+            worker1.send_signal(signal.SIGCONT)
+    cold, warm = latencies
+    print(f"\njob log line: worker 2 -> WebSocket on web 1 in {cold * 1000:.0f} ms (first line of the "
+          f"worker), {warm * 1000:.0f} ms (next)")
+    assert cold < 5.0, f"{cold:.3f} s"
+    assert warm < LOG_LINE_BOUND, f"{warm:.3f} s"
