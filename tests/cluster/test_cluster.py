@@ -153,3 +153,28 @@ def test_a_job_log_line_from_worker2_reaches_a_websocket_on_web1_within_500_ms(c
           f"worker), {warm * 1000:.0f} ms (next)")
     assert cold < 5.0, f"{cold:.3f} s"
     assert warm < LOG_LINE_BOUND, f"{warm:.3f} s"
+
+
+def test_a_worker_killed_mid_job_has_its_job_retried_and_finished_exactly_once(cluster: Cluster) -> None:
+    """``stall`` marks its id in kv, then spins (fuel metering is off in the cluster) until its
+    hard deadline: long enough to SIGKILL the worker running it. The survivor takes the run
+    back after JOB_STALL_SECONDS (on its recovery timer: no other job is queued) and the retry,
+    seeing the mark, finishes."""
+    [key] = cluster.do("enqueue", slug=JOB_SLUG, job="stall")["ids"]
+    [run] = wait_runs(cluster, [key], until=["running"], timeout=30)
+    assert run["attempts"] == 1
+    [task] = cluster.do("tasks", ids=[key])["tasks"]
+    [victim] = [worker for worker in cluster.workers if [worker.name] == task["worker_ids"]]
+    victim.kill(signal.SIGKILL)
+    killed = time.monotonic()
+    assert wait_runs(cluster, [key], until=["running"])[0]["attempts"] == 1  # the kill left it so
+
+    [run] = wait_runs(cluster, [key], until=["succeeded", "failed"], timeout=60)
+    print(f"\nkilled worker's job finished by the other {time.monotonic() - killed:.1f} s after the kill")
+    assert (run["status"], run["attempts"], run["duplicates"], run["error_code"]) == ("succeeded", 2, 0, ""), run
+    assert run["result"] == {"ok": True}
+    assert guest_lines(cluster, JOB_SLUG).count(f"ran {key}") == 1
+    lines = [line for line in host_lines(cluster, JOB_SLUG, f"{key}: succeeded") if key in line]
+    assert sum("stopped answering" in line for line in lines) == 1, lines
+    assert sum(": succeeded" in line for line in lines) == 1, lines
+    cluster.start_worker("worker3")  # two workers again for the checks after this one
