@@ -16,7 +16,7 @@ from django.apps import apps
 from . import logs
 from . import permissions as policy
 from .conf import settings
-from .middleware import DATABASE_DOWN
+from .db_outage import DATABASE_DOWN
 from .models import Plugin
 from .runtime import levels
 

@@ -23,17 +23,13 @@ from collections.abc import Callable
 from typing import Any
 
 from django.core.signals import got_request_exception
-from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from .asgi import check_declared_length, parse_content_length
 from .conf import settings
+from .db_outage import DATABASE_DOWN, RETRY_AFTER_SECONDS
 from .errors import DatabaseUnavailable, RequestTooLarge
 
-DATABASE_DOWN = (OperationalError, InterfaceError)
-"""What the database driver raises while the server is unreachable (and what Django raises for a
-connection cut under a running request)."""
-RETRY_AFTER_SECONDS = 5
 _DATABASE_DOWN_FLAG = "_gonext_database_down"
 
 

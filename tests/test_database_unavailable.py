@@ -14,7 +14,7 @@ from django.db import connection
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
-from gonext_plugins.middleware import RETRY_AFTER_SECONDS
+from gonext_plugins.db_outage import RETRY_AFTER_SECONDS
 from project.blog.models import Post
 
 pytestmark = pytest.mark.django_db

@@ -28,6 +28,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
 from .. import capabilities
+from ..db_outage import DATABASE_DOWN, RETRY_AFTER_SECONDS
 from ..errors import (
     BundleError,
     ConsentRequired,
@@ -43,7 +44,6 @@ from ..errors import (
     UnknownCapability,
     VersionConflict,
 )
-from ..middleware import DATABASE_DOWN, RETRY_AFTER_SECONDS
 
 logger = logging.getLogger("gonext_plugins.api")
 

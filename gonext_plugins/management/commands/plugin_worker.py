@@ -21,9 +21,9 @@ from typing import Any
 from django.db import close_old_connections, connections
 from django_tasks_db.management.commands import db_worker
 
+from ...db_outage import DATABASE_DOWN
 from ...jobs.enqueue import QUEUE
 from ...jobs.recovery import RECOVERY_PERIOD, recover_stalled, stall_limit
-from ...middleware import DATABASE_DOWN
 
 logger = logging.getLogger("gonext_plugins.jobs")
 
