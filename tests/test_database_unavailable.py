@@ -6,15 +6,19 @@ The cluster test (tests/cluster) stops a real PostgreSQL under running servers."
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.handlers.exception import convert_exception_to_response
 from django.db import connection
-from django.test import Client
+from django.http import HttpRequest, HttpResponse
+from django.test import Client, RequestFactory
 from rest_framework.authtoken.models import Token
 
 from gonext_plugins.db_outage import RETRY_AFTER_SECONDS
+from gonext_plugins.middleware import DatabaseUnavailableMiddleware
 from project.blog.models import Post
 
 pytestmark = pytest.mark.django_db
@@ -29,7 +33,7 @@ def _assert_503(response: Any) -> None:
     assert response.status_code == 503
     assert response["Retry-After"] == str(RETRY_AFTER_SECONDS)
     assert response["Content-Type"] == "application/json"
-    body = response.json()
+    body = json.loads(response.content)
     assert body["error"] == "database_unavailable" and body["problems"] == []
     assert "Traceback" not in response.content.decode()
 
@@ -51,7 +55,28 @@ def test_the_api_answers_503_when_authentication_cannot_read_its_table() -> None
     _assert_503(client.get("/api/plugins/"))
 
 
-def test_other_server_errors_stay_500() -> None:
-    """Only the database's unavailability is a 503: a missing page is still a 404."""
+def test_a_missing_page_stays_a_404() -> None:
+    """Only the database's unavailability is a 503."""
     client = Client(raise_request_exception=False)
     assert client.get("/posts/no-such-post/").status_code == 404
+
+
+def test_an_error_in_another_middleware_becomes_503_too() -> None:
+    """An outage met outside the view (a session saved on the way out) has become Django's 500
+    before it reaches this middleware: the 500 is replaced by the 503 all the same."""
+
+    def inner_middleware(request: HttpRequest) -> HttpResponse:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT * FROM no_such_table_here")  # sqlite3: OperationalError
+        return HttpResponse("unreachable")
+
+    wrapped = DatabaseUnavailableMiddleware(convert_exception_to_response(inner_middleware))
+    _assert_503(wrapped(RequestFactory().get("/")))
+
+
+def test_any_other_error_in_another_middleware_stays_a_500() -> None:
+    def inner_middleware(request: HttpRequest) -> HttpResponse:
+        raise ValueError("not an outage")
+
+    wrapped = DatabaseUnavailableMiddleware(convert_exception_to_response(inner_middleware))
+    assert wrapped(RequestFactory().get("/")).status_code == 500
