@@ -140,9 +140,9 @@ def test_a_deactivation_on_web3_is_gone_everywhere_within_a_second(cluster: Clus
 
 
 def test_a_job_log_line_from_worker2_reaches_a_websocket_on_web1_within_500_ms(cluster: Cluster) -> None:
-    """Measured twice: the first line a worker ever sends pays for its writer's event loop and
-    Redis connection (bounded generously, printed); the next is the steady state the issue's
-    500 ms bound is about."""
+    """The first line a worker ever sends pays for its writer's event loop and Redis connection
+    (bounded generously, printed); the issue's 500 ms bound is about the steady state after it,
+    asserted on the median of three more lines (one slow answer on a loaded box is not a miss)."""
     response = cluster.api(1, "POST", "/api/plugins/", data={"grant": ["kv", "jobs.enqueue"],
                                                              "activate": "true"},
                            files={"bundle": ("jobs.gnplugin", cluster.job_bundle())})
@@ -153,7 +153,7 @@ def test_a_job_log_line_from_worker2_reaches_a_websocket_on_web1_within_500_ms(c
         assert json.loads(ws.recv(timeout=15))["type"] == "backlog"
         worker1.send_signal(signal.SIGSTOP)  # paused, so worker 2 takes the jobs
         try:
-            for n in (1, 2):
+            for n in range(4):
                 [key] = cluster.do("enqueue", slug=JOB_SLUG, job="echo", payload={"n": n})["ids"]
                 line, arrived = receive_line(ws, f"ran {key}", timeout=30)
                 latencies.append(arrived - datetime.fromisoformat(line["time"]).timestamp())
@@ -161,11 +161,11 @@ def test_a_job_log_line_from_worker2_reaches_a_websocket_on_web1_within_500_ms(c
                 assert task["worker_ids"] == [worker2.name], task
         finally:
             worker1.send_signal(signal.SIGCONT)
-    cold, warm = latencies
+    cold, warm = latencies[0], sorted(latencies[1:])[1]
     print(f"\njob log line: worker 2 -> WebSocket on web 1 in {cold * 1000:.0f} ms (first line of the "
-          f"worker), {warm * 1000:.0f} ms (next)")
+          f"worker), then {', '.join(f'{x * 1000:.0f}' for x in latencies[1:])} ms")
     assert cold < 5.0, f"{cold:.3f} s"
-    assert warm < LOG_LINE_BOUND, f"{warm:.3f} s"
+    assert warm < LOG_LINE_BOUND, f"median {warm:.3f} s of {latencies[1:]}"
 
 
 def test_a_worker_killed_mid_job_has_its_job_retried_and_finished_exactly_once(cluster: Cluster) -> None:
