@@ -56,8 +56,8 @@ demo-plugin: migrate
 serve:
 	$(PY) manage.py collectstatic --noinput -v0
 	@echo "Serving on http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/)"
-	@echo "Plugin job worker: manage.py db_worker --queue-name plugin (stops with the server)"
-	@$(PY) manage.py db_worker --queue-name plugin --no-reload & worker=$$!; \
+	@echo "Plugin job worker: manage.py plugin_worker (stops with the server)"
+	@$(PY) manage.py plugin_worker --no-reload & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT; \
 	$(VENV)/bin/uvicorn project.asgi:application --host $(HOST) --port $(PORT) --lifespan off \
 	  --ws-max-size 65536

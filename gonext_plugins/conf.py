@@ -189,6 +189,11 @@ class PluginSettings:
     JOB_MAX_QUEUED = Setting(100, int, (1, 10**6), doc="per-plugin cap on unfinished jobs")
     JOB_MAX_QUEUED_BYTES = Setting(
         4 * MiB, int, (1024, 64 * GiB), doc="per-plugin cap on unfinished jobs' JSON payloads together")
+    # A run still "running" this long after its attempt began lost its worker (SIGKILL, machine
+    # gone) and is retried; None = five minutes or ten HARD_TIMEOUT_MS, whichever is longer.
+    JOB_STALL_SECONDS: Setting[float | None] = Setting(
+        None, (float, int, NoneType), (1, 86_400),
+        doc="seconds after which a running job whose worker vanished is retried")
 
     # --- Logs.
     LOG_RATE = Setting(200.0, float, (1, 10**6), doc="per-plugin log rate limit, lines a second")

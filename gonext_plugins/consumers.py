@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -15,6 +16,7 @@ from django.apps import apps
 from . import logs
 from . import permissions as policy
 from .conf import settings
+from .db_outage import DATABASE_DOWN
 from .models import Plugin
 from .runtime import levels
 
@@ -30,6 +32,10 @@ job worker, other web processes) wrote to the backlog: that layer cannot carry t
 
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
+CLOSE_TRY_AGAIN = 1013
+"""RFC 6455's "Try Again Later": the database or the channel layer (Redis) is unreachable for now."""
+
+logger = logging.getLogger("gonext_plugins.logs")
 
 
 def _allowed(user: Any) -> bool:
@@ -59,6 +65,12 @@ class PluginLogConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         self.slug = self.scope["url_route"]["kwargs"]["slug"]
         await self.accept()
+        try:
+            await self._start()
+        except DATABASE_DOWN:
+            await self.close(code=CLOSE_TRY_AGAIN)  # a restart or failover: the page reconnects
+
+    async def _start(self) -> None:
         user = self.scope.get("user")
         if not await database_sync_to_async(_allowed)(user):
             user = await database_sync_to_async(_token_user)(self.scope)
@@ -73,11 +85,26 @@ class PluginLogConsumer(AsyncJsonWebsocketConsumer):
         self._set_filters(_query_params(self.scope))
         # Join before reading the backlog: a batch written in between arrives live too (and is
         # deduplicated by id), so nothing falls in the gap.
-        await self.channel_layer.group_add(logs.group_name(self.slug), self.channel_name)
+        if not await self._join():
+            await self.close(code=CLOSE_TRY_AGAIN)
+            return
         self.joined = True
         await self._send_backlog()
         if _layer_is_process_local(self.channel_layer):
             self.poller = asyncio.ensure_future(self._poll_backlog())
+
+    async def _join(self) -> bool:
+        """Join the plugin's group, trying twice: after a Redis restart the first command on each
+        pooled connection fails (and drops it); the second gets a new one."""
+        for attempt in (1, 2):
+            try:
+                await self.channel_layer.group_add(logs.group_name(self.slug), self.channel_name)
+                return True
+            except Exception:  # each layer raises its own (redis-py's ConnectionError, ...)
+                if attempt == 2:
+                    logger.warning("the live log of %s cannot join its channel group", self.slug,
+                                   exc_info=True)
+        return False
 
     async def disconnect(self, code: int) -> None:
         poller = getattr(self, "poller", None)

@@ -214,6 +214,18 @@ class RequestTooLarge(PluginError):
         self.declared = declared
 
 
+class DatabaseUnavailable(PluginError):
+    """The site's database cannot be reached (restarting, failing over): the request did not
+    happen and may be sent again after ``Retry-After`` seconds. Answered with a 503 by
+    ``middleware.DatabaseUnavailableMiddleware`` and the API's exception handler."""
+
+    code = "database_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("The database is unavailable for a moment (restarting or failing over); "
+                         "nothing was changed. Try again shortly.")
+
+
 # --- lifecycle (layer 3) ----------------------------------------------------------------------
 
 

@@ -6,6 +6,11 @@ read. Under ASGI the body is already buffered when any Django middleware runs: t
 :class:`gonext_plugins.asgi.RequestBodyLimit` does the real work, and this middleware only repeats
 the same rule (``check_declared_length``) as a second line.
 
+``DatabaseUnavailableMiddleware`` answers a request that met a database outage (a restart, a
+failover: ``OperationalError``/``InterfaceError``) with a 503 in the app's one error shape and a
+``Retry-After``, never a traceback or a 500 page; the next request opens a new connection, so pages
+recover by themselves when the database is back.
+
 ``ContentSecurityPolicyMiddleware`` sends a strict Content-Security-Policy on the admin's and this
 app's responses: should markup ever reach those pages unsanitized, the browser still runs no inline
 or foreign script there, so it cannot use an admin's session against the API.
@@ -13,13 +18,19 @@ or foreign script there, so it cannot use an admin's session against the API.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from typing import Any
 
+from django.core.signals import got_request_exception
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from .asgi import check_declared_length, parse_content_length
 from .conf import settings
-from .errors import RequestTooLarge
+from .db_outage import DATABASE_DOWN, RETRY_AFTER_SECONDS
+from .errors import DatabaseUnavailable, RequestTooLarge
+
+_DATABASE_DOWN_FLAG = "_gonext_database_down"
 
 
 class RequestSizeLimitMiddleware:
@@ -52,3 +63,41 @@ class ContentSecurityPolicyMiddleware:
                 and set(match.namespaces) & set(settings.CONTENT_SECURITY_POLICY_NAMESPACES)):
             response["Content-Security-Policy"] = policy
         return response
+
+
+def database_unavailable_response() -> JsonResponse:
+    """The 503 every interface answers during a database outage (the one error shape)."""
+    response = JsonResponse(DatabaseUnavailable().as_dict(), status=503)
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+class DatabaseUnavailableMiddleware:
+    """A database outage is a 503 with ``Retry-After``, not a 500. Views' errors arrive through
+    ``process_exception``; an error in another middleware (the session saved on the way out) has
+    already become Django's 500 by the time it reaches this one, so the ``got_request_exception``
+    receiver below marks such a request and the 500 is replaced here. Put it first in
+    ``MIDDLEWARE`` (after django-prometheus' "before" middleware) so it wraps all the others."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.status_code == 500 and getattr(request, _DATABASE_DOWN_FLAG, False):
+            return database_unavailable_response()
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, DATABASE_DOWN):
+            return database_unavailable_response()
+        return None
+
+
+def _mark_database_down(sender: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:
+    """Sent by Django while it turns an exception into a 500; the exception is the one being handled."""
+    if request is not None and isinstance(sys.exc_info()[1], DATABASE_DOWN):
+        setattr(request, _DATABASE_DOWN_FLAG, True)
+
+
+got_request_exception.connect(_mark_database_down, dispatch_uid="gonext_plugins.database_down")

@@ -36,6 +36,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "gonext_plugins.middleware.DatabaseUnavailableMiddleware",
     "gonext_plugins.middleware.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "gonext_plugins.middleware.ContentSecurityPolicyMiddleware",
@@ -70,7 +71,9 @@ WSGI_APPLICATION = None
 
 # Database: DATABASE_URL (sqlite:///path by default, postgres://... past one machine).
 DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+# CONN_HEALTH_CHECKS: a connection cut by a database restart is replaced at the next request
+# instead of failing it (matters when CONN_MAX_AGE keeps connections between requests).
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0, conn_health_checks=True)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes share the file: wait for locks instead of failing at once, and use WAL
     # so readers do not block the writer.

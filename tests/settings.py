@@ -42,6 +42,13 @@ for _key, _var in (("SYNC_INTERVAL", "GONEXT_SYNC_INTERVAL"),
                    ("LOG_RATE", "GONEXT_LOG_RATE"), ("LOG_BURST", "GONEXT_LOG_BURST")):
     if os.environ.get(_var):
         GONEXT_PLUGINS[_key] = float(os.environ[_var])
+#   GONEXT_FUEL                    "none" turns fuel metering off (the cluster test's job spins
+#                                  until its worker is killed); a number sets the budget
+#   GONEXT_JOB_STALL_SECONDS       when a killed worker's job is retried (the cluster test)
+if os.environ.get("GONEXT_FUEL"):
+    GONEXT_PLUGINS["FUEL"] = None if os.environ["GONEXT_FUEL"] == "none" else int(os.environ["GONEXT_FUEL"])
+if os.environ.get("GONEXT_JOB_STALL_SECONDS"):
+    GONEXT_PLUGINS["JOB_STALL_SECONDS"] = float(os.environ["GONEXT_JOB_STALL_SECONDS"])
 if os.environ.get("GONEXT_HARD_TIMEOUT_MS"):
     GONEXT_PLUGINS["HARD_TIMEOUT_MS"] = int(os.environ["GONEXT_HARD_TIMEOUT_MS"])
 

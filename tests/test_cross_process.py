@@ -11,16 +11,11 @@ real processes, real databases, real wasmtime, a bundle signed here and trusted 
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
-import pwd
 import queue
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +25,7 @@ from typing import Any
 import pytest
 
 from .conftest import REPO, guest_wasm, make_manifest
+from .servers import postgres_server
 
 SYNC_INTERVAL = 0.5
 # The one wall-clock bound kept here: seeing a change "within SYNC_INTERVAL" is the guarantee under
@@ -206,73 +202,11 @@ def test_sqlite_file_two_processes(tmp_path: Path) -> None:
 # --- PostgreSQL -----------------------------------------------------------------------------------
 
 
-def _pg_bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    if not found:
-        pytest.fail(f"PostgreSQL's {name} is not installed under /usr/lib/postgresql/*/bin; "
-                    "`make test` installs Debian's postgresql package")
-    return found[-1]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _as_postgres(args: list[str]) -> list[str]:
-    """Run server commands as the ``postgres`` user when we are root (initdb and postgres refuse
-    root, and must never run as root anyway); as ourselves otherwise."""
-    if os.geteuid() != 0:
-        return args
-    return ["runuser", "-u", "postgres", "--", *args]
-
-
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster on a free port of 127.0.0.1 (trust auth, socket in the temp
-    dir), stopped and removed afterwards. Failing to start is a test failure with the server log."""
-    base = Path(tempfile.mkdtemp(prefix="gonext-pg-"))
-    data, sockets, log = base / "data", base / "sockets", base / "server.log"
-    sockets.mkdir()
-    if os.geteuid() == 0:
-        try:
-            pg = pwd.getpwnam("postgres")
-        except KeyError:
-            shutil.rmtree(base, ignore_errors=True)
-            pytest.fail("running as root and there is no `postgres` user to run the server as")
-        for path in (base, sockets):
-            os.chown(path, pg.pw_uid, pg.pw_gid)
-
-    def run(args: list[str], what: str, *, retry_busy_port: bool = False) -> bool:
-        done = subprocess.run(_as_postgres(args), capture_output=True, text=True, timeout=120)
-        if done.returncode == 0:
-            return True
-        server_log = log.read_text(errors="replace") if log.exists() else "(no server log)"
-        if retry_busy_port and "Address already in use" in server_log:
-            return False  # another process took the free port in between: pick another
-        pytest.fail(f"PostgreSQL {what} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}\n"
-                    f"server log:\n{server_log}")
-
-    pg_ctl = _pg_bin("pg_ctl")
-    try:
-        run([_pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-             "--locale=C", "--no-sync"], "initdb")
-        for attempt in range(3):
-            port = _free_port()
-            if run([pg_ctl, "start", "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o",
-                    f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
-                    "-c synchronous_commit=off -c full_page_writes=off"], "start",
-                   retry_busy_port=attempt < 2):
-                break
-        run([_pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "gonext"],
-            "createdb")
-        yield f"postgres://postgres@127.0.0.1:{port}/gonext"
-    finally:
-        if (data / "postmaster.pid").exists():
-            subprocess.run(_as_postgres([pg_ctl, "stop", "-D", str(data), "-m", "fast", "-w", "-t", "30"]),
-                           capture_output=True, timeout=60)
-        shutil.rmtree(base, ignore_errors=True)
+    """A throwaway PostgreSQL cluster (``tests.servers``); failing to start fails the test."""
+    with postgres_server() as server:
+        yield server.url
 
 
 def test_postgresql_two_processes(postgres_url: str, tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from rest_framework.test import APIClient
 from gonext_plugins import jobs, lifecycle, logs
 from gonext_plugins.checks import check_task_backend
 from gonext_plugins.errors import InvalidPayload, PayloadTooLarge, PluginInactive, PluginNotFound, UnknownJob
+from gonext_plugins.jobs import recovery
 from gonext_plugins.jobs.worker import _claim
 from gonext_plugins.models import PluginJobRun, PluginKV, PluginLogEntry
 from gonext_plugins.registry import LoadedPlugin, registry
@@ -404,6 +405,20 @@ def test_a_run_whose_worker_died_is_retried_then_succeeds(job_plugin: Any, setti
     final = work_until_final(run.pk)
     assert (final.status, final.attempts) == ("succeeded", 2)
     assert any("stopped answering" in line for line in host_lines("jobs"))
+
+
+def test_job_stall_seconds_sets_when_a_lost_run_is_taken_back(job_plugin: Any, settings: Any) -> None:
+    """A cluster that wants a killed worker's job back sooner than five minutes says so."""
+    settings.GONEXT_PLUGINS = {"JOB_STALL_SECONDS": 30}
+    job_plugin()
+    run = jobs.enqueue("jobs", "echo")
+    _leave_running(run, minutes=0.25)
+    assert recovery.stall_limit() == 30.0
+    assert jobs.recover_stalled() == []  # 15 s is not 30 s
+    PluginJobRun.objects.filter(pk=run.pk).update(last_attempt_at=timezone.now() - timedelta(seconds=31))
+    assert jobs.recover_stalled() == [run.pk]
+    settings.GONEXT_PLUGINS = {"HARD_TIMEOUT_MS": 60_000}
+    assert recovery.stall_limit() == 600.0  # unset: ten hard timeouts when that is over five minutes
 
 
 def test_a_run_whose_worker_died_with_no_retries_left_fails(job_plugin: Any) -> None:

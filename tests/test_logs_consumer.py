@@ -13,9 +13,11 @@ from channels.db import database_sync_to_async
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
 
 from gonext_plugins import logs
+from gonext_plugins.consumers import CLOSE_TRY_AGAIN
 from gonext_plugins.registry import LoadedPlugin
 
 from .test_logs import clean_writer, install_flood, staff  # noqa: F401  (fixture)
@@ -232,3 +234,17 @@ def test_lines_stored_by_another_process_arrive_with_the_in_memory_layer(flood: 
         await comm.disconnect()
 
     run(scenario)
+
+
+def test_a_database_outage_closes_the_stream_with_try_again(flood: LoadedPlugin) -> None:
+    """The plugin's table is unreachable (renamed inside the test's transaction, so the driver
+    raises a real ``OperationalError``): the stream closes with 1013 "try again later", which the
+    page answers by reconnecting, instead of dying with a traceback."""
+    cookie = cookie_for(staff())
+    with connection.cursor() as cursor:
+        cursor.execute('ALTER TABLE "gonext_plugins_plugin" RENAME TO "gonext_plugins_plugin_gone"')
+
+    async def scenario() -> int | None:
+        return await refusal(communicator(cookie))
+
+    assert run(scenario) == CLOSE_TRY_AGAIN == 1013

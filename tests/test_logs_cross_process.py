@@ -5,14 +5,10 @@ wasmtime, a real page request. Also the helpers the browser test uses to run a s
 
 from __future__ import annotations
 
-import contextlib
 import json
-import shutil
-import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +16,7 @@ import pytest
 
 from .api.server import free_port, manage, serve_command, site_env
 from .conftest import REPO
+from .servers import redis_server, wait_for_port
 
 POST_SLUG = "hello-logs"
 
@@ -45,17 +42,6 @@ client = Client()
 client.force_login(user)
 print(json.dumps({"sessionid": client.cookies["sessionid"].value}))
 """.replace("POST_SLUG", POST_SLUG)
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[Any], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"{what} exited with {proc.returncode} before listening on {port}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not listen on port {port} within {timeout} s")
 
 
 class Site:
@@ -108,24 +94,6 @@ class Site:
     def get(self, port: int, path: str) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
             return response.read().decode()
-
-
-@contextlib.contextmanager
-def redis_server(tmp: Path) -> Iterator[str]:
-    """A throwaway redis-server (no persistence) on a free port; fails when it cannot start."""
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    assert Path(binary).exists(), "redis-server is not installed (make test installs it)"
-    port = free_port()
-    (tmp / "redis").mkdir()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp / "redis")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(port, proc, "redis-server", timeout=15)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.mark.slow

@@ -28,10 +28,12 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
 from .. import capabilities
+from ..db_outage import DATABASE_DOWN, RETRY_AFTER_SECONDS
 from ..errors import (
     BlobStorageUnavailable,
     BundleError,
     ConsentRequired,
+    DatabaseUnavailable,
     InvalidSettings,
     KeyNotFound,
     LifecycleError,
@@ -141,6 +143,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, PluginError):
         set_rollback()
         return Response(plugin_error_body(exc), status=status_for(exc))
+    if isinstance(exc, DATABASE_DOWN):
+        set_rollback()
+        return Response(DatabaseUnavailable().as_dict(), status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                        headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     if isinstance(exc, RequestDataTooBig):
         exc = _RequestTooLarge()
     elif isinstance(exc, TooManyFilesSent | TooManyFieldsSent):

@@ -22,7 +22,18 @@ logger = logging.getLogger("gonext_plugins.jobs")
 
 STALL_SECONDS = 300.0
 """A guest call is bounded by ``HARD_TIMEOUT_MS``; a run still ``running`` this long after its
-attempt began lost its worker (killed, machine gone) and is treated like a trap."""
+attempt began lost its worker (killed, machine gone) and is treated like a trap. The default of
+``JOB_STALL_SECONDS`` (with ten hard timeouts, whichever is longer)."""
+RECOVERY_PERIOD = 60.0
+"""Longest time between two recovery passes of one worker (shorter when the stall limit is short)."""
+
+
+def stall_limit() -> float:
+    """Seconds after which a running attempt counts as lost: ``JOB_STALL_SECONDS`` when the site
+    sets it (a cluster that wants a killed worker's job back sooner), else the safe default."""
+    if settings.JOB_STALL_SECONDS is not None:
+        return float(settings.JOB_STALL_SECONDS)
+    return max(STALL_SECONDS, settings.HARD_TIMEOUT_MS / 1000 * 10)
 
 _next_recovery = 0.0
 
@@ -31,8 +42,7 @@ def recover_stalled(*, stall_seconds: float | None = None) -> list[str]:
     """Retry (or, with no retries left, fail as ``worker_lost``) every run stuck in ``running``.
     Each run is taken back by one conditional UPDATE, so two processes recovering at once queue
     its next attempt once. Returns the keys recovered."""
-    limit = stall_seconds if stall_seconds is not None else max(
-        STALL_SECONDS, settings.HARD_TIMEOUT_MS / 1000 * 10)
+    limit = stall_seconds if stall_seconds is not None else stall_limit()
     cutoff = timezone.now() - timedelta(seconds=limit)
     recovered = []
     for run in PluginJobRun.objects.filter(status=JobStatus.RUNNING, last_attempt_at__lt=cutoff):
@@ -60,12 +70,13 @@ def recover_stalled(*, stall_seconds: float | None = None) -> list[str]:
 
 
 def maybe_recover_stalled() -> None:
-    """Run :func:`recover_stalled` at most once a minute per process (workers call it per job)."""
+    """Run :func:`recover_stalled` at most once per period per process (workers call it per job):
+    a quarter of the stall limit, at most a minute, so a lost run is noticed soon after it is due."""
     global _next_recovery
     now = time.monotonic()
     if now < _next_recovery:
         return
-    _next_recovery = now + 60
+    _next_recovery = now + min(RECOVERY_PERIOD, stall_limit() / 4)
     try:
         recover_stalled()
     except Exception:  # recovery is housekeeping: it must never fail the job at hand

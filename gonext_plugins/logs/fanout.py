@@ -47,10 +47,13 @@ class ChannelFanOut:
                                            {"type": "log.lines", "lines": records[start:start + SEND_MAX]})
                     self.sent += 1
 
-        try:
-            self._run_async(send_all, own_loop=own_loop)
-        except Exception:
-            logger.exception("could not send plugin log lines to the channel layer")
+        for attempt in (1, 2):  # after a Redis restart the first send on a pooled connection fails
+            try:
+                self._run_async(send_all, own_loop=own_loop)
+                return
+            except Exception:
+                if attempt == 2:
+                    logger.exception("could not send plugin log lines to the channel layer")
 
     def _run_async(self, make_coro: Callable[[], Coroutine[Any, Any, None]], *, own_loop: bool) -> None:
         """Run a channel-layer coroutine from a sync thread. The in-memory layer's queues belong

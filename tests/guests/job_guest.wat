@@ -8,6 +8,8 @@
 ;;   flaky   kv.get <id>: not found -> kv.set <id> = 1, then traps (the first attempt fails after
 ;;           leaving a mark); found -> logs "ran <id>" and returns {"ok":true} (the retry, which
 ;;           carries the same id, succeeds);
+;;   stall   like flaky, but the first attempt spins forever instead of trapping (until its hard
+;;           deadline, or until the cluster test kills its worker with SIGKILL);
 ;;   fail    returns the guest error status (-1);
 ;;   trap    always traps;
 ;;   other   -4 (unknown job). Hooks: -4.
@@ -31,6 +33,7 @@
   (data (i32.const 128) "whoami")          ;; 6 bytes
   (data (i32.const 144) "{\"v\":\"v1\"}")  ;; 10 bytes
   (data (i32.const 160) "{\"ok\":true}")   ;; 11 bytes
+  (data (i32.const 176) "stall")           ;; 5 bytes
 
   (func $pack (param $p i32) (param $l i32) (result i64)
     (i64.or (i64.shl (i64.extend_i32_u (local.get $p)) (i64.const 32))
@@ -133,7 +136,8 @@
       (then (return (call $pack (i32.const 0) (i32.const -1)))))
     (if (call $is (local.get $np) (local.get $nl) (i32.const 120) (i32.const 4))  ;; trap
       (then unreachable))
-    (if (call $is (local.get $np) (local.get $nl) (i32.const 104) (i32.const 5))  ;; flaky
+    (if (i32.or (call $is (local.get $np) (local.get $nl) (i32.const 104) (i32.const 5))   ;; flaky
+                (call $is (local.get $np) (local.get $nl) (i32.const 176) (i32.const 5)))  ;; stall
       (then
         ;; kv.get {"key":"<id>"}
         (local.set $buf (call $wrap (i32.const 32) (i32.const 8) (local.get $idp) (local.get $idl)
@@ -157,6 +161,8 @@
                                           (i32.add (local.get $idl) (i32.const 20))))
         (if (i32.lt_s (i32.wrap_i64 (local.get $r)) (i32.const 0))
           (then (return (call $pack (i32.const 0) (i32.const -1)))))
+        (if (call $is (local.get $np) (local.get $nl) (i32.const 176) (i32.const 5))
+          (then (loop $spin (br $spin))))
         unreachable))
     (call $pack (i32.const 0) (i32.const -4)))
 )

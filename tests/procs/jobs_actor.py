@@ -14,6 +14,7 @@ processes; this process never runs a job itself.
     {"op": "wait", "ids", "until": [statuses], "timeout"}                   -> {"runs": [...]}
     {"op": "runs", "ids"}                                                   -> {"runs": [...]}
     {"op": "logs", "slug"}      every stored line of the plugin             -> {"lines": [...]}
+    {"op": "kv", "slug"}        the plugin's key-value pairs                -> {"kv": {key: value}}
     {"op": "posts", "count"}    create published posts                      -> {"ids": [...]}
     {"op": "save_post", "id"}   save a post again (fires save_post)
     {"op": "scores"}            -> {"posts": [{post, score}, ...]}
@@ -120,6 +121,11 @@ def run(command: dict[str, Any]) -> dict[str, Any]:
         lines = PluginLogEntry.objects.filter(plugin=command["slug"]).order_by("id")
         return {"lines": [{"message": line.message, "source": line.source, "level": line.level,
                            "version": line.version} for line in lines]}
+    if op == "kv":
+        from gonext_plugins.models import PluginKV
+
+        rows = PluginKV.objects.filter(plugin_slug=command["slug"]).order_by("key")
+        return {"kv": {row.key: row.value for row in rows}}
     if op == "posts":
         from project.blog.models import Post
 
