@@ -152,8 +152,43 @@ class Hook:
                 call(entry)
 
 
+class _HookView(Hook):
+    """A hook as one context sees it under an :func:`overlay`: the shared callbacks minus the hidden
+    ones plus the context's own, snapshotted when the run starts (the shared hook is not touched)."""
+
+    def __init__(self, name: str, callbacks: dict[int, dict[Any, _Entry]]) -> None:
+        self.name = name
+        self.callbacks = callbacks
+
+
+class _Overlay:
+    """Receivers added and hidden for one context only (a preview request)."""
+
+    __slots__ = ("added", "hide")
+
+    def __init__(self, added: dict[str, list[tuple[int, Callback]]],
+                 hide: Callable[[Callback], bool]) -> None:
+        self.added = added
+        self.hide = hide
+
+    def view(self, name: str, hook: Hook | None) -> Hook | None:
+        extra = self.added.get(name, ())
+        if hook is None and not extra:
+            return None
+        merged: dict[int, dict[Any, _Entry]] = {}
+        for priority, bucket in list((hook.callbacks if hook else {}).items()):
+            kept = {key: entry for key, entry in list(bucket.items()) if not self.hide(entry.callback)}
+            if kept:
+                merged[priority] = kept
+        for priority, callback in extra:
+            merged.setdefault(priority, {}).setdefault(_key(callback), _Entry(callback))
+        return _HookView(name, merged)
+
+
 _hooks: dict[str, Hook] = {}
 _hooks_lock = threading.RLock()
+# Receivers that only the current context sees (``overlay``); None almost always.
+_overlay: ContextVar[_Overlay | None] = ContextVar("gonext_hook_overlay", default=None)
 _action_counts: defaultdict[str, int] = defaultdict(int)
 _filter_counts: defaultdict[str, int] = defaultdict(int)
 _current: ContextVar[tuple[str, ...]] = ContextVar("gonext_current_hooks", default=())
@@ -181,6 +216,30 @@ def current_run_kind() -> RunKind | None:
     ``None`` outside any hook. Callbacks that hand back untrusted values (the plugin bridge) key
     their cleaning on this, not on their own declared kind nor on the value a step received."""
     return _run_kind.get()
+
+
+def _dispatch_hook(name: str) -> Hook | None:
+    """The hook a dispatch in this context runs: the shared one, or its :func:`overlay` view."""
+    hook = _hooks.get(name)
+    layer = _overlay.get()
+    return hook if layer is None else layer.view(name, hook)
+
+
+@contextmanager
+def overlay(added: list[tuple[str, Callback, int]],
+            hide: Callable[[Callback], bool] = lambda callback: False) -> Iterator[None]:
+    """Within the ``with`` block, and only in this context (thread or task), dispatches also run
+    ``added`` ``(hook, callback, priority)`` and skip the shared callbacks ``hide`` picks. Why: a
+    preview makes one plugin version active for one request while every other request, in this
+    process or any other, keeps seeing the shared hooks unchanged."""
+    by_hook: dict[str, list[tuple[int, Callback]]] = {}
+    for name, callback, priority in added:
+        by_hook.setdefault(name, []).append((priority, callback))
+    token = _overlay.set(_Overlay(by_hook, hide))
+    try:
+        yield
+    finally:
+        _overlay.reset(token)
 
 
 def _hook(name: str) -> Hook:
@@ -325,7 +384,7 @@ def apply_filters(name: str, value: Any, *args: Any) -> Any:
     """Pass ``value`` through every filter of ``name``; each gets ``(value, *args)``."""
     _filter_counts[name] += 1
     _sync_plugins()
-    hook = _hooks.get(name)
+    hook = _dispatch_hook(name)
     if hook is None or not hook.callbacks:
         return value
     state = [value]
@@ -347,7 +406,7 @@ def _run_action(name: str, args: tuple[Any, ...],
     instead of propagating (``HookSignal.send_robust``)."""
     _action_counts[name] += 1
     _sync_plugins()
-    hook = _hooks.get(name)
+    hook = _dispatch_hook(name)
     bodies: list[Any] = []
     if hook is None or not hook.callbacks:
         return bodies
