@@ -1,0 +1,177 @@
+"""Preview (issue #20, item 1): a page rendered with one more plugin version active for that render
+only, leaving no trace. Real wasmtime (a WAT guest written from ABI.md alone), the real database,
+the demo site's real views and templates."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from django.apps import apps
+from django.core.cache import cache
+from django.core.management import call_command
+from django.test import Client
+
+from gonext_plugins import hooks, lifecycle, preview
+from gonext_plugins.errors import InvalidPreviewPath, PreviewError
+from gonext_plugins.host_functions import kv
+from gonext_plugins.models import Plugin, PluginJobRun, PluginKV, PluginState
+from gonext_plugins.registry import registry
+from project.blog.models import Post
+
+from .conftest import guest_wasm
+
+pytestmark = pytest.mark.django_db
+
+CAPS = ["hooks.subscribe", "kv", "jobs.enqueue", "http.fetch"]
+HOOKS = [{"name": "wp_head", "kind": "action"}, {"name": "the_content", "kind": "filter"}]
+FIELDS: dict[str, Any] = {"slug": "previewer", "capabilities": CAPS, "hooks": HOOKS,
+                          "jobs": [{"name": "ping"}], "http": {"allowedHosts": ["example.com"]}}
+MARK = '<meta name="gn-preview" content="on">'
+
+
+@pytest.fixture
+def previewer(make_bundle):  # type: ignore[no-untyped-def]
+    """The guest installed with every grant it asks for, inactive, its kv holding views=10."""
+    result = lifecycle.install(make_bundle(wasm=guest_wasm("preview_guest"), **FIELDS), CAPS, "tests",
+                               hosts=["example.com"])
+    handle = SimpleNamespace(name="previewer", context=SimpleNamespace(slug="previewer"))
+    kv.kv_set(handle, {"key": "views", "value": 10})
+    return result.plugin
+
+
+@pytest.fixture
+def post() -> Post:
+    return Post.objects.create(title="Hello", slug="hello", body="<p>Body of the post</p>")
+
+
+def _footprint() -> dict[str, int]:
+    """Rows of every table of the plugin app and the blog."""
+    counts = {}
+    for label in ("gonext_plugins", "blog"):
+        for model in apps.get_app_config(label).get_models():
+            counts[model._meta.label] = model.objects.count()
+    return counts
+
+
+def test_a_preview_shows_the_page_before_and_after_and_leaves_no_trace(previewer, post) -> None:  # type: ignore[no-untyped-def]
+    cache.set("site-key", "site-value")
+    cache_keys_before = sorted(cache._cache.keys())  # type: ignore[attr-defined]
+    rows_before = _footprint()
+
+    result = preview.preview(preview.candidate_for_plugin(previewer), "/posts/hello/")
+
+    assert result.before.status == result.after.status == 200
+    assert MARK not in result.before.html and MARK in result.after.html
+    assert "+" + MARK in result.diff.splitlines()
+    assert [(c["hook"], c["kind"], c["status"]) for c in result.calls] == [
+        ("wp_head", "action", "ok"), ("the_content", "filter", "ok")]
+    assert all(c["fuel"] > 0 and c["memory_bytes"] >= 65536 for c in result.calls)
+    messages = [line["message"] for line in result.logs if line["source"] == "guest"]
+    # kv: the real store's 10, then the preview's own writes read back by its later calls.
+    assert messages[:2] == ['{"value":11}', '{"found":true,"value":11}']
+    assert messages[4:6] == ['{"value":12}', '{"found":true,"value":12}']
+    assert messages[2].startswith('{"id":"preview-') and messages[3] == "refused"
+    assert [(w["function"], w["outcome"]) for w in result.writes] == [
+        ("kv.incr", "throwaway"), ("jobs.enqueue", "not queued"), ("http.fetch", "refused")] * 2
+    assert result.faults == []
+    assert any("http.fetch is refused in a preview" in line["message"] for line in result.logs)
+
+    # No trace: rows, kv, jobs, cache, and the plugin is as inactive as before.
+    assert _footprint() == rows_before
+    assert PluginKV.objects.get(plugin_slug="previewer", key="views").value == 10
+    assert not PluginJobRun.objects.exists()
+    assert sorted(cache._cache.keys()) == cache_keys_before  # type: ignore[attr-defined]
+    assert registry.get("previewer") is None
+    previewer.refresh_from_db()
+    assert previewer.state == PluginState.INACTIVE
+    assert MARK not in Client().get("/posts/hello/").content.decode()
+
+
+def test_the_sites_own_writes_during_a_preview_are_rolled_back(previewer, post) -> None:  # type: ignore[no-untyped-def]
+    def write_on_render(*args: Any) -> None:
+        Post.objects.create(title="written by a view", slug="side-effect", body="x")
+
+    with hooks.register_temporarily("wp_head", write_on_render):
+        preview.preview(preview.candidate_for_plugin(previewer), "/")
+    assert not Post.objects.filter(slug="side-effect").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_concurrent_request_never_sees_the_previewed_plugin(previewer, post) -> None:  # type: ignore[no-untyped-def]
+    """While the preview's "after" page renders (held inside its wp_head, after the plugin's call),
+    another thread's request of the same page runs: it does not get the plugin's markup, and the
+    preview does."""
+    inside, other_done = threading.Event(), threading.Event()
+    seen: dict[str, str] = {}
+
+    def other_request() -> None:
+        inside.wait(30)
+        seen["html"] = Client().get("/posts/hello/").content.decode()
+        other_done.set()
+
+    def hold(*args: Any) -> None:
+        session = preview._session.get()
+        if session is not None and session.calls and not other_done.is_set():  # the "after" render
+            inside.set()
+            other_done.wait(30)
+
+    thread = threading.Thread(target=other_request)
+    thread.start()
+    with hooks.register_temporarily("wp_head", hold, priority=99):
+        result = preview.preview(preview.candidate_for_plugin(previewer), "/posts/hello/")
+    thread.join(30)
+    assert other_done.is_set()
+    assert MARK in result.after.html and MARK not in seen["html"]
+
+
+def test_an_upgrade_preview_shows_the_new_version_instead_of_the_active_one(  # type: ignore[no-untyped-def]
+        make_bundle, post, django_capture_on_commit_callbacks) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        lifecycle.install(make_bundle(wasm=guest_wasm("marker_guest"), slug="previewer",
+                                      capabilities=["hooks.subscribe"], hooks=HOOKS),
+                          ["hooks.subscribe"], "tests", activate=True)
+    staged = make_bundle(wasm=guest_wasm("preview_guest"), version="2.0.0", **FIELDS)
+    plugin = Plugin.objects.get(slug="previewer")
+    result = preview.preview(preview.candidate_for_bundle(staged, plugin), "/posts/hello/")
+    assert result.before_label == "with 1.0.0 (active now)" and result.source == "staged"
+    assert "gn-marker" in result.before.html and "gn-marker" not in result.after.html
+    assert MARK in result.after.html
+    assert "gn-marker" in Client().get("/posts/hello/").content.decode()  # the site still runs 1.0.0
+
+
+def test_bad_paths_are_refused_with_a_typed_error(previewer) -> None:  # type: ignore[no-untyped-def]
+    candidate = preview.candidate_for_plugin(previewer)
+    for path in ("https://evil.example/", "//evil.example/x", "posts/hello/", "/admin/", "/api/plugins/",
+                 "/\\evil", ""):
+        with pytest.raises(InvalidPreviewPath) as caught:
+            preview.preview(candidate, path)
+        assert caught.value.code == "bad_preview_path"
+    assert preview.check_path("/no-such-page/") == "/no-such-page/"  # its 404 is what a visitor sees
+
+
+def test_an_active_plugin_with_one_version_has_nothing_to_preview(make_bundle) -> None:  # type: ignore[no-untyped-def]
+    result = lifecycle.install(make_bundle(wasm=guest_wasm("preview_guest"), **FIELDS), CAPS, "tests",
+                               activate=True, hosts=["example.com"])
+    with pytest.raises(PreviewError) as caught:
+        preview.candidate_for_plugin(result.plugin)
+    assert caught.value.code == "preview_error"
+    with pytest.raises(PreviewError):
+        preview.candidate_for_plugin(result.plugin, "9.9.9")
+
+
+def test_the_command_prints_the_preview_as_json(previewer, post) -> None:  # type: ignore[no-untyped-def]
+    out = io.StringIO()
+    call_command("plugin", "preview", "previewer", "/posts/hello/", "--json", stdout=out)
+    data = json.loads(out.getvalue())
+    assert data["version"] == "1.0.0" and MARK in data["after"]["html"]
+    assert [c["hook"] for c in data["calls"]] == ["wp_head", "the_content"]
+    out = io.StringIO()
+    call_command("plugin", "preview", "previewer", "/posts/hello/", stdout=out)
+    text = out.getvalue()
+    assert "+" + MARK in text and "wp_head" in text and "not queued" in text
+    assert PluginKV.objects.get(plugin_slug="previewer", key="views").value == 10
