@@ -41,7 +41,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Literal
@@ -226,7 +226,7 @@ def _dispatch_hook(name: str) -> Hook | None:
 
 
 @contextmanager
-def overlay(added: list[tuple[str, Callback, int]],
+def overlay(added: Sequence[tuple[str, Callback, int]],
             hide: Callable[[Callback], bool] = lambda callback: False) -> Iterator[None]:
     """Within the ``with`` block, and only in this context (thread or task), dispatches also run
     ``added`` ``(hook, callback, priority)`` and skip the shared callbacks ``hide`` picks. Why: a

@@ -104,7 +104,7 @@ class Candidate:
     capabilities: frozenset[str]
     hosts: tuple[str, ...]
     settings: dict[str, Any]
-    source: str  # "installed" or "staged"
+    origin: str  # "installed" or "staged"
     blob_name: str = ""
 
 
@@ -141,7 +141,7 @@ def candidate_for_plugin(plugin: Plugin, version: str | None = None) -> Candidat
                      wasm=read_blob(chosen.blob_name, chosen.wasm_sha256, plugin=plugin.slug),
                      wasm_sha256=chosen.wasm_sha256, capabilities=effective(granted, manifest),
                      hosts=effective_hosts(granted.get("http.fetch", []), manifest),
-                     settings=effective_values(manifest, plugin.settings), source="installed",
+                     settings=effective_values(manifest, plugin.settings), origin="installed",
                      blob_name=chosen.blob_name)
 
 
@@ -154,7 +154,7 @@ def candidate_for_bundle(bundle: Bundle, plugin: Plugin | None = None) -> Candid
                      capabilities=effective(manifest.all_capabilities, manifest),
                      hosts=tuple(sorted(manifest.allowed_hosts)),
                      settings=effective_values(manifest, plugin.settings if plugin else {}),
-                     source="staged")
+                     origin="staged")
 
 
 def check_path(path: str) -> str:
@@ -205,7 +205,7 @@ class Page:
 class PreviewResult:
     slug: str
     version: str
-    source: str
+    origin: str
     path: str
     before_label: str
     before: Page
@@ -506,8 +506,9 @@ def _render(path: str, host: str) -> Page:
 @contextmanager
 def _sandbox() -> Iterator[None]:
     """Dummy caches in this context and a rolled-back transaction on every database."""
+    per_context: Any = caches._connections  # type: ignore[attr-defined]  # asgiref Local: per context
     for alias in django_settings.CACHES:
-        setattr(caches._connections, alias, DummyCache(f"gonext-preview-{alias}", {}))
+        setattr(per_context, alias, DummyCache(f"gonext-preview-{alias}", {}))
     with ExitStack() as stack:
         for alias in connections:
             stack.enter_context(transaction.atomic(using=alias))
@@ -570,7 +571,7 @@ def preview(candidate: Candidate, path: str, *, host: str | None = None) -> Prev
     if session.dropped_logs:
         logs.append({"level": 2, "message": f"{session.dropped_logs} more lines not kept", "source": "host"})
     return PreviewResult(
-        slug=candidate.slug, version=candidate.version, source=candidate.source, path=path,
+        slug=candidate.slug, version=candidate.version, origin=candidate.origin, path=path,
         before_label=_before_label(plugin), before=before, after=after,
         diff=html_diff(before.html, after.html), calls=session.calls, logs=logs,
         faults=session.faults, writes=session.writes,

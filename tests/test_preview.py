@@ -138,7 +138,7 @@ def test_an_upgrade_preview_shows_the_new_version_instead_of_the_active_one(  # 
     staged = make_bundle(wasm=guest_wasm("preview_guest"), version="2.0.0", **FIELDS)
     plugin = Plugin.objects.get(slug="previewer")
     result = preview.preview(preview.candidate_for_bundle(staged, plugin), "/posts/hello/")
-    assert result.before_label == "with 1.0.0 (active now)" and result.source == "staged"
+    assert result.before_label == "with 1.0.0 (active now)" and result.origin == "staged"
     assert "gn-marker" in result.before.html and "gn-marker" not in result.after.html
     assert MARK in result.after.html
     assert "gn-marker" in Client().get("/posts/hello/").content.decode()  # the site still runs 1.0.0

@@ -31,6 +31,7 @@ from .. import capabilities
 from ..errors import (
     BundleError,
     ConsentRequired,
+    InvalidPreviewPath,
     InvalidSettings,
     KeyNotFound,
     LifecycleError,
@@ -50,6 +51,7 @@ PLUGIN_ERROR_STATUS: tuple[tuple[type[PluginError], int], ...] = (
     (PluginNotFound, status.HTTP_404_NOT_FOUND),
     (KeyNotFound, status.HTTP_404_NOT_FOUND),
     (InvalidSettings, status.HTTP_400_BAD_REQUEST),
+    (InvalidPreviewPath, status.HTTP_400_BAD_REQUEST),
     (ConsentRequired, status.HTTP_409_CONFLICT),
     (PluginExists, status.HTTP_409_CONFLICT),
     (VersionConflict, status.HTTP_409_CONFLICT),

@@ -69,7 +69,7 @@ class PreviewCommands:
         self.exit_code = DONE
 
     def _print(self, result: Any) -> None:
-        self.say(f"{result.slug} {result.version} ({result.source}) on {result.path}: before "
+        self.say(f"{result.slug} {result.version} ({result.origin}) on {result.path}: before "
                  f"{result.before.status} {result.before_label}, after {result.after.status}")
         self.say(result.diff or "(the HTML is the same)")
         self.say(f"hook calls ({len(result.calls)}):")
