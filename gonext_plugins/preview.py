@@ -244,8 +244,9 @@ class _Session:
     writes: list[dict[str, Any]] = field(default_factory=list)
     dropped_logs: int = 0
 
-    def write(self, function: str, outcome: str, **details: Any) -> None:
-        self.writes.append({"function": function, "outcome": outcome, **details})
+    def write(self, function: str, outcome: str, target: str, **details: Any) -> None:
+        """Note one write held back: ``target`` is what it named (a key, a job, a URL)."""
+        self.writes.append({"function": function, "outcome": outcome, "target": target, **details})
 
 
 _session: contextvars.ContextVar[_Session | None] = contextvars.ContextVar("gonext_preview_session",
@@ -290,7 +291,7 @@ def _kv_put(session: _Session, function: str, key: str, value: Any) -> None:
     quotas = KVQuotas(settings.KV_MAX_KEYS, settings.KV_MAX_VALUE_BYTES, settings.KV_MAX_TOTAL_BYTES)
     kv_value_size(value, function, key, session.slug, quotas)
     session.kv[key] = (True, value)
-    session.write(function, "throwaway", key=key, value=value)
+    session.write(function, "throwaway", key, value=value)
 
 
 def _kv_set(plugin: PluginHandle, payload: Any) -> dict[str, Any]:
@@ -328,7 +329,7 @@ def _kv_delete(plugin: PluginHandle, payload: Any) -> dict[str, Any]:
     key = kv_key(fields(payload, "kv.delete", session.slug, ["key"]), "kv.delete", session.slug)
     found, _ = _kv_lookup(session, plugin, key)
     session.kv[key] = (False, None)
-    session.write("kv.delete", "throwaway", key=key)
+    session.write("kv.delete", "throwaway", key)
     return {"deleted": found}
 
 
@@ -339,14 +340,14 @@ def _jobs_enqueue(plugin: PluginHandle, payload: Any) -> dict[str, Any]:
     if manifest is None or manifest.job(job) is None:
         raise undeclared_job(job, session.slug)
     fake = f"preview-{uuid.uuid4().hex}"
-    session.write("jobs.enqueue", "not queued", job=job, payload=job_payload, delaySeconds=delay, id=fake)
+    session.write("jobs.enqueue", "not queued", job, payload=job_payload, delaySeconds=delay, id=fake)
     return {"id": fake}
 
 
 def _http_fetch(plugin: PluginHandle, payload: Any) -> dict[str, Any]:
     session = _current(plugin, "http.fetch")
     url = payload.get("url") if isinstance(payload, dict) else None
-    session.write("http.fetch", "refused", url=url)
+    session.write("http.fetch", "refused", str(url or ""))
     raise HostFunctionError("http.fetch is refused in a preview: nothing leaves the site",
                             plugin=session.slug)
 

@@ -175,3 +175,50 @@ def test_the_command_prints_the_preview_as_json(previewer, post) -> None:  # typ
     text = out.getvalue()
     assert "+" + MARK in text and "wp_head" in text and "not queued" in text
     assert PluginKV.objects.get(plugin_slug="previewer", key="views").value == 10
+
+
+# --- the API and the admin --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def admin_user(django_user_model):  # type: ignore[no-untyped-def]
+    return django_user_model.objects.create_superuser("root", "root@example.com", "pw")
+
+
+def test_the_api_previews_and_refuses_bad_input_in_its_error_shape(previewer, post, admin_user) -> None:  # type: ignore[no-untyped-def]
+    from rest_framework.test import APIClient
+
+    from .api.helpers import assert_error
+
+    api = APIClient()
+    api.force_authenticate(admin_user)
+    response = api.post("/api/plugins/previewer/preview/", {"path": "/posts/hello/"}, format="json")
+    assert response.status_code == 200, response.content
+    data = response.json()
+    assert data["origin"] == "installed" and MARK in data["after"]["html"]
+    assert [w["outcome"] for w in data["writes"]][:3] == ["throwaway", "not queued", "refused"]
+    assert_error(api.post("/api/plugins/previewer/preview/", {"path": "https://evil.example/"},
+                          format="json"), 400, "bad_preview_path")
+    assert_error(api.post("/api/plugins/previewer/preview/", {"path": "/", "version": "7.0.0"},
+                          format="json"), 409, "preview_error")
+    assert_error(api.post("/api/plugins/previewer/preview/", {"path": "/", "grants": []}, format="json"),
+                 400)
+    assert PluginKV.objects.get(plugin_slug="previewer", key="views").value == 10
+
+
+def test_the_plugin_page_previews_in_sandboxed_frames(previewer, post, admin_user) -> None:  # type: ignore[no-untyped-def]
+    from django.urls import reverse
+
+    client = Client()
+    client.force_login(admin_user)
+    page = client.get(reverse("admin:gonext_plugins_plugin_change", args=[previewer.pk])).content.decode()
+    url = reverse("admin:gonext_plugins_plugin_preview", args=[previewer.pk])
+    assert url in page
+    response = client.post(url, {"path": "/posts/hello/", "version": ""})
+    html = response.content.decode()
+    assert response.status_code == 200 and 'id="gn-preview-result"' in html
+    assert html.count('sandbox=""') == 2 and "srcdoc=" in html
+    assert "gn-diff-add" in html and "&lt;meta name=&quot;gn-preview&quot;" in html
+    assert "script-src" in response["Content-Security-Policy"]
+    refused = client.post(url, {"path": "/admin/"})
+    assert "the admin" in refused.content.decode() and 'id="gn-preview-result"' not in refused.content.decode()

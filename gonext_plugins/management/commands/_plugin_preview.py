@@ -81,8 +81,7 @@ class PreviewCommands:
         for fault in result.faults:
             self.say(f"  fault on {fault['hook']} ({fault['kind']}): {fault['message']}")
         for write in result.writes:
-            detail = write.get("key") or write.get("job") or write.get("url") or ""
-            self.say(f"  held back: {write['function']} {detail} -> {write['outcome']}")
+            self.say(f"  held back: {write['function']} {write['target']} -> {write['outcome']}")
 
 
 def _usage(message: str) -> CommandError:
