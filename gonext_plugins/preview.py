@@ -216,6 +216,7 @@ class PreviewResult:
     faults: list[dict[str, Any]]
     writes: list[dict[str, Any]]
     policy: dict[str, str]
+    elapsed_ms: float  # both renders, the candidate's load excluded
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -576,4 +577,4 @@ def preview(candidate: Candidate, path: str, *, host: str | None = None) -> Prev
         before_label=_before_label(plugin), before=before, after=after,
         diff=html_diff(before.html, after.html), calls=session.calls, logs=logs,
         faults=session.faults, writes=session.writes,
-        policy={**POLICY, "elapsed_ms": f"{elapsed * 1000:.1f}"})
+        policy=dict(POLICY), elapsed_ms=round(elapsed * 1000, 1))

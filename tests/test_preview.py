@@ -221,4 +221,5 @@ def test_the_plugin_page_previews_in_sandboxed_frames(previewer, post, admin_use
     assert "gn-diff-add" in html and "&lt;meta name=&quot;gn-preview&quot;" in html
     assert "script-src" in response["Content-Security-Policy"]
     refused = client.post(url, {"path": "/admin/"})
-    assert "the admin" in refused.content.decode() and 'id="gn-preview-result"' not in refused.content.decode()
+    text = refused.content.decode()
+    assert "the admin" in text and 'id="gn-preview-result"' not in text

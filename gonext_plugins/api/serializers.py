@@ -373,6 +373,7 @@ class PreviewSerializer(serializers.Serializer):
                                    help_text="kv writes kept in a throwaway layer, jobs not queued, "
                                              "fetches refused")
     policy = serializers.DictField(child=serializers.CharField())
+    elapsed_ms = serializers.FloatField(help_text="both renders, the version's load excluded")
 
 
 class GrantRequestSerializer(BodySerializer):

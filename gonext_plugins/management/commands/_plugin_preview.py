@@ -70,7 +70,8 @@ class PreviewCommands:
 
     def _print(self, result: Any) -> None:
         self.say(f"{result.slug} {result.version} ({result.origin}) on {result.path}: before "
-                 f"{result.before.status} {result.before_label}, after {result.after.status}")
+                 f"{result.before.status} {result.before_label}, after {result.after.status} "
+                 f"({result.elapsed_ms} ms)")
         self.say(result.diff or "(the HTML is the same)")
         self.say(f"hook calls ({len(result.calls)}):")
         for call in result.calls:
