@@ -223,3 +223,36 @@ def test_the_plugin_page_previews_in_sandboxed_frames(previewer, post, admin_use
     refused = client.post(url, {"path": "/admin/"})
     text = refused.content.decode()
     assert "the admin" in text and 'id="gn-preview-result"' not in text
+
+
+TRAPPING = """
+(module
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 1024))
+  (func (export "gn_alloc") (param $size i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $size)))
+    (local.get $p))
+  (func (export "gn_free") (param i32 i32))
+  (func (export "gn_handle_hook") (param i32 i32 i32 i32) (result i64)
+    unreachable))
+"""
+
+
+def test_a_fault_in_preview_is_reported_not_recorded_and_the_page_still_renders(make_bundle, post) -> None:  # type: ignore[no-untyped-def]
+    import wasmtime
+
+    from gonext_plugins.models import PluginFault
+
+    installed = lifecycle.install(make_bundle(wasm=wasmtime.wat2wasm(TRAPPING), slug="trapper",
+                                              capabilities=["hooks.subscribe"], hooks=HOOKS),
+                                  ["hooks.subscribe"], "tests").plugin
+    result = preview.preview(preview.candidate_for_plugin(installed), "/posts/hello/")
+    assert result.after.status == 200 and "Body of the post" in result.after.html
+    assert [c["status"] for c in result.calls] == ["trap", "trap"]
+    assert [f["hook"] for f in result.faults] == ["wp_head", "the_content"]
+    assert all(f["kind"] == "trap" and "unreachable" in f["message"] for f in result.faults)
+    assert not PluginFault.objects.exists()  # a preview never counts towards quarantine
+    installed.refresh_from_db()
+    assert installed.state == PluginState.INACTIVE
