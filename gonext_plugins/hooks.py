@@ -218,13 +218,6 @@ def current_run_kind() -> RunKind | None:
     return _run_kind.get()
 
 
-def _dispatch_hook(name: str) -> Hook | None:
-    """The hook a dispatch in this context runs: the shared one, or its :func:`overlay` view."""
-    hook = _hooks.get(name)
-    layer = _overlay.get()
-    return hook if layer is None else layer.view(name, hook)
-
-
 @contextmanager
 def overlay(added: Sequence[tuple[str, Callback, int]],
             hide: Callable[[Callback], bool] = lambda callback: False) -> Iterator[None]:
@@ -384,7 +377,10 @@ def apply_filters(name: str, value: Any, *args: Any) -> Any:
     """Pass ``value`` through every filter of ``name``; each gets ``(value, *args)``."""
     _filter_counts[name] += 1
     _sync_plugins()
-    hook = _dispatch_hook(name)
+    hook = _hooks.get(name)
+    layer = _overlay.get()  # inlined (the hot path): a preview's view of the hook, almost always None
+    if layer is not None:
+        hook = layer.view(name, hook)
     if hook is None or not hook.callbacks:
         return value
     state = [value]
@@ -406,7 +402,10 @@ def _run_action(name: str, args: tuple[Any, ...],
     instead of propagating (``HookSignal.send_robust``)."""
     _action_counts[name] += 1
     _sync_plugins()
-    hook = _dispatch_hook(name)
+    hook = _hooks.get(name)
+    layer = _overlay.get()  # inlined (the hot path): a preview's view of the hook, almost always None
+    if layer is not None:
+        hook = layer.view(name, hook)
     bodies: list[Any] = []
     if hook is None or not hook.callbacks:
         return bodies
