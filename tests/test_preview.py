@@ -256,3 +256,38 @@ def test_a_fault_in_preview_is_reported_not_recorded_and_the_page_still_renders(
     assert not PluginFault.objects.exists()  # a preview never counts towards quarantine
     installed.refresh_from_db()
     assert installed.state == PluginState.INACTIVE
+
+
+def test_the_site_suggests_its_home_and_latest_post(post) -> None:  # type: ignore[no-untyped-def]
+    assert preview.suggestions() == [("/", "Home page"), ("/posts/hello/", "Latest post: Hello")]
+
+
+def test_a_failing_suggestions_hook_falls_back_to_the_home_page(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "PREVIEW_SUGGESTIONS": "builtins.len"}
+    assert preview.suggestions() == [("/", "Home page")]
+
+
+def test_the_upgrade_dialog_previews_the_held_bundle(make_bundle, publisher, post, admin_user,  # type: ignore[no-untyped-def]
+                                                     django_capture_on_commit_callbacks) -> None:
+    from django.urls import reverse
+
+    from gonext_plugins.admin_views import hold_upload
+
+    from .api.helpers import signed_bundle
+
+    with django_capture_on_commit_callbacks(execute=True):
+        installed = lifecycle.install(make_bundle(wasm=guest_wasm("marker_guest"), slug="previewer",
+                                                  capabilities=["hooks.subscribe"], hooks=HOOKS),
+                                      ["hooks.subscribe"], "tests", activate=True).plugin
+    raw = signed_bundle(publisher.private_key, guest_wasm("preview_guest"), version="2.0.0", **FIELDS)
+    token = hold_upload(raw, admin_user, "upgrade:previewer")
+    client = Client()
+    client.force_login(admin_user)
+    dialog = client.get(reverse("admin:gonext_plugins_plugin_upgrade_confirm", args=[installed.pk, token]))
+    url = reverse("admin:gonext_plugins_plugin_upgrade_preview", args=[installed.pk, token])
+    assert url in dialog.content.decode()
+    html = client.post(url, {"path": "/posts/hello/"}).content.decode()
+    assert "Before: with 1.0.0 (active now)" in html and "After: with 2.0.0" in html
+    assert "gn-diff-del" in html and "gn-marker" in html  # the old version's marker goes away
+    installed.refresh_from_db()
+    assert installed.active_version.version == "1.0.0"  # nothing was upgraded
