@@ -494,11 +494,11 @@ def _body(response: HttpResponseBase) -> tuple[str, bool]:
     return raw[:cap].decode(charset, "replace"), len(raw) > cap
 
 
-def _render(path: str, host: str) -> Page:
+def _render(path: str, host: str, secure: bool) -> Page:
     """One anonymous ``GET`` of ``path`` through the site's middleware and views, in this context
     (signals of a request's start and end are not sent: they would close the connection that holds
     the preview's transaction)."""
-    request = RequestFactory().get(path, HTTP_HOST=host, secure=host.endswith(":443"))
+    request = RequestFactory().get(path, HTTP_HOST=host, secure=secure)
     response = WSGIHandler().get_response(request)
     html, truncated = _body(response)
     return Page(status=response.status_code, content_type=response.get("Content-Type", ""), html=html,
@@ -536,10 +536,15 @@ def _before_label(plugin: Plugin | None) -> str:
     return f"with {plugin.active_version.version} (active now)"
 
 
-def preview(candidate: Candidate, path: str, *, host: str | None = None) -> PreviewResult:
-    """Render ``path`` before and with ``candidate`` active, for this call only (module doc)."""
+def preview(candidate: Candidate, path: str, *, host: str | None = None,
+            secure: bool | None = None) -> PreviewResult:
+    """Render ``path`` before and with ``candidate`` active, for this call only (module doc).
+    ``host`` and ``secure`` describe the request (the admin's own; by default the first plain
+    ``ALLOWED_HOSTS`` name, and HTTPS when ``SECURE_SSL_REDIRECT`` is on, so the page is not a
+    redirect)."""
     path = check_path(path)
     host = host or default_host()
+    secure = django_settings.SECURE_SSL_REDIRECT if secure is None else secure
     plugin = Plugin.objects.filter(slug=candidate.slug).select_related("active_version").first()
     session = _Session(slug=candidate.slug)
     runtime = _runtime()
@@ -559,9 +564,9 @@ def preview(candidate: Candidate, path: str, *, host: str | None = None) -> Prev
         def run() -> tuple[Page, Page]:
             _session.set(session)
             with _sandbox():
-                before = contextvars.copy_context().run(_render, path, host)
+                before = contextvars.copy_context().run(_render, path, host, secure)
                 with hooks.overlay(added, _is_plugin(candidate.slug)):
-                    after = contextvars.copy_context().run(_render, path, host)
+                    after = contextvars.copy_context().run(_render, path, host, secure)
             return before, after
 
         started = time.perf_counter()

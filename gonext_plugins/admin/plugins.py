@@ -250,7 +250,8 @@ class PluginAdminViews(AdminViewsMixin):
         if request.method == "POST" and form.is_valid():
             try:
                 result = preview.preview(candidate(form.cleaned_data.get("version") or None),
-                                         form.cleaned_data["path"], host=request.get_host())
+                                         form.cleaned_data["path"], host=request.get_host(),
+                                         secure=request.is_secure())
             except PluginError as exc:
                 error = sentence(exc.message)
         return self._render(request, "admin/gonext_plugins/plugin/preview.html", f"Preview {subject}",

@@ -258,7 +258,8 @@ class PluginViewSet(APIBase, GenericViewSet):
         form.is_valid(raise_exception=True)
         data = form.validated_data
         candidate = preview.candidate_for_plugin(plugin, data.get("version"))
-        return Response(preview.preview(candidate, data["path"], host=request.get_host()).as_dict())
+        result = preview.preview(candidate, data["path"], host=request.get_host(), secure=request.is_secure())
+        return Response(result.as_dict())
 
     @extend_schema(summary="List a plugin's installed versions", parameters=[SLUG_PARAM],
                    responses={200: s.VersionSerializer(many=True), **errors(*COMMON_ERRORS)})
