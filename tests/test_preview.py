@@ -291,3 +291,12 @@ def test_the_upgrade_dialog_previews_the_held_bundle(make_bundle, publisher, pos
     assert "gn-diff-del" in html and "gn-marker" in html  # the old version's marker goes away
     installed.refresh_from_db()
     assert installed.active_version.version == "1.0.0"  # nothing was upgraded
+
+
+def test_a_page_over_the_html_cap_is_kept_truncated_and_says_so(previewer, post, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "PREVIEW_MAX_HTML_BYTES": 1024}
+    post.body = "<p>long</p>" * 500
+    post.save()
+    result = preview.preview(preview.candidate_for_plugin(previewer), "/posts/hello/")
+    assert result.before.truncated and result.after.truncated
+    assert len(result.after.html.encode()) <= 1024 and result.after.html.startswith("<!doctype html>")
