@@ -134,15 +134,22 @@ class PluginHookProxy:
             raise exc
 
 
+def proxies_for(loaded: LoadedPlugin, proxy_class: type[PluginHookProxy] = PluginHookProxy) \
+        -> list[PluginHookProxy]:
+    """One proxy per manifest hook of ``loaded``, none without ``hooks.subscribe``: the one rule of
+    which hooks a plugin takes part in, for the bus (:func:`connect`) and a preview's overlay."""
+    if "hooks.subscribe" not in loaded.capabilities:
+        return []
+    return [proxy_class(loaded, hook.name, hook.kind, hook.priority) for hook in loaded.manifest.hooks]
+
+
 def connect(loaded: LoadedPlugin) -> None:
     """Registry listener: wire a freshly loaded plugin's hooks into the bus."""
-    if "hooks.subscribe" not in loaded.capabilities or not loaded.manifest.hooks:
+    proxies = proxies_for(loaded)
+    if not proxies:
         return
-    proxies = []
-    for hook in loaded.manifest.hooks:
-        proxy = PluginHookProxy(loaded, hook.name, hook.kind, hook.priority)
-        hooks.add_filter(hook.name, proxy, hook.priority)
-        proxies.append(proxy)
+    for proxy in proxies:
+        hooks.add_filter(proxy.hook, proxy, proxy.priority)
     loaded.extras["hook_proxies"] = proxies
 
 

@@ -14,9 +14,9 @@ range checks (``gonext_plugins.E003`` in :mod:`gonext_plugins.checks`).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from importlib import import_module
-from types import NoneType
+from types import FunctionType, NoneType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 from django.core.exceptions import ImproperlyConfigured
@@ -165,6 +165,14 @@ class PluginSettings:
     STORAGE: Setting[type[Storage] | None] = Setting(
         None, (str, type, NoneType), doc="dotted path of a Storage class for plugin blobs",
         import_string=True)
+
+    # --- Previews: a page rendered with one more plugin version active, for one request only.
+    PREVIEW_SUGGESTIONS: Setting[Callable[[], Sequence[tuple[str, str]]] | None] = Setting(
+        None, (str, FunctionType, NoneType),
+        doc="dotted path of a callable() -> [(path, label), ...] of pages to suggest for a preview "
+            "(None: the home page)", import_string=True)
+    PREVIEW_MAX_HTML_BYTES = Setting(
+        2 * MiB, int, (1024, 64 * MiB), doc="bytes of a previewed page kept for the side-by-side and diff")
 
     # --- Built-in host functions.
     KV_MAX_KEYS = Setting(host_rules.DEFAULT_KV_MAX_KEYS, int, doc="per-plugin key-value quota: keys")

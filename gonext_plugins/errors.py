@@ -579,3 +579,19 @@ class NotBuilt(BuildError):
     """A project directory has no build output to run yet; ``message`` says how to build it."""
 
     code = "not_built"
+
+
+# --- previews (issue #20) ----------------------------------------------------------------------------
+
+
+class PreviewError(PluginError):
+    """A preview cannot run: nothing to preview, or the version named is not installed."""
+
+    code = "preview_error"
+
+
+class InvalidPreviewPath(PreviewError):
+    """The page to preview is not a path of this site that a visitor could open: a scheme or host,
+    a path not starting with ``/``, or one of the admin's or this app's own URLs."""
+
+    code = "bad_preview_path"

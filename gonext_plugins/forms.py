@@ -5,11 +5,13 @@ from the API and the commands."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 
+from . import preview
 from .conf import settings
+from .errors import InvalidPreviewPath
 
 
 class UploadBundleForm(forms.Form):
@@ -113,3 +115,26 @@ def settings_form(described: list[dict[str, Any]], data: Any = None) -> forms.Fo
 def _as_text(value: Any) -> str:
     """A value as the form shows it: strings as they are, the rest as JSON (``true``, ``250``)."""
     return value if isinstance(value, str) else json.dumps(value)
+
+
+class PreviewForm(forms.Form):
+    """The "Preview on a page" form: a path of the site (checked by ``preview.check_path``) and, on the
+    plugin page, which installed version."""
+
+    path = forms.CharField(max_length=2000, initial="/", label="Page",
+                           help_text="a path of this site, e.g. / or /posts/hello/")
+    version = forms.ChoiceField(required=False, choices=(), label="Version")
+
+    def __init__(self, *args: Any, versions: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if versions:
+            field = cast(forms.ChoiceField, self.fields["version"])
+            field.choices = [("", "the default"), *((v, v) for v in versions)]
+        else:
+            del self.fields["version"]
+
+    def clean_path(self) -> str:
+        try:
+            return preview.check_path(self.cleaned_data["path"])
+        except InvalidPreviewPath as exc:
+            raise forms.ValidationError(exc.message, code=exc.code) from exc

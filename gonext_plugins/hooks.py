@@ -41,7 +41,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Literal
@@ -152,8 +152,43 @@ class Hook:
                 call(entry)
 
 
+class _HookView(Hook):
+    """A hook as one context sees it under an :func:`overlay`: the shared callbacks minus the hidden
+    ones plus the context's own, snapshotted when the run starts (the shared hook is not touched)."""
+
+    def __init__(self, name: str, callbacks: dict[int, dict[Any, _Entry]]) -> None:
+        self.name = name
+        self.callbacks = callbacks
+
+
+class _Overlay:
+    """Receivers added and hidden for one context only (a preview request)."""
+
+    __slots__ = ("added", "hide")
+
+    def __init__(self, added: dict[str, list[tuple[int, Callback]]],
+                 hide: Callable[[Callback], bool]) -> None:
+        self.added = added
+        self.hide = hide
+
+    def view(self, name: str, hook: Hook | None) -> Hook | None:
+        extra = self.added.get(name, ())
+        if hook is None and not extra:
+            return None
+        merged: dict[int, dict[Any, _Entry]] = {}
+        for priority, bucket in list((hook.callbacks if hook else {}).items()):
+            kept = {key: entry for key, entry in list(bucket.items()) if not self.hide(entry.callback)}
+            if kept:
+                merged[priority] = kept
+        for priority, callback in extra:
+            merged.setdefault(priority, {}).setdefault(_key(callback), _Entry(callback))
+        return _HookView(name, merged)
+
+
 _hooks: dict[str, Hook] = {}
 _hooks_lock = threading.RLock()
+# Receivers that only the current context sees (``overlay``); None almost always.
+_overlay: ContextVar[_Overlay | None] = ContextVar("gonext_hook_overlay", default=None)
 _action_counts: defaultdict[str, int] = defaultdict(int)
 _filter_counts: defaultdict[str, int] = defaultdict(int)
 _current: ContextVar[tuple[str, ...]] = ContextVar("gonext_current_hooks", default=())
@@ -181,6 +216,23 @@ def current_run_kind() -> RunKind | None:
     ``None`` outside any hook. Callbacks that hand back untrusted values (the plugin bridge) key
     their cleaning on this, not on their own declared kind nor on the value a step received."""
     return _run_kind.get()
+
+
+@contextmanager
+def overlay(added: Sequence[tuple[str, Callback, int]],
+            hide: Callable[[Callback], bool] = lambda callback: False) -> Iterator[None]:
+    """Within the ``with`` block, and only in this context (thread or task), dispatches also run
+    ``added`` ``(hook, callback, priority)`` and skip the shared callbacks ``hide`` picks. Why: a
+    preview makes one plugin version active for one request while every other request, in this
+    process or any other, keeps seeing the shared hooks unchanged."""
+    by_hook: dict[str, list[tuple[int, Callback]]] = {}
+    for name, callback, priority in added:
+        by_hook.setdefault(name, []).append((priority, callback))
+    token = _overlay.set(_Overlay(by_hook, hide))
+    try:
+        yield
+    finally:
+        _overlay.reset(token)
 
 
 def _hook(name: str) -> Hook:
@@ -326,6 +378,9 @@ def apply_filters(name: str, value: Any, *args: Any) -> Any:
     _filter_counts[name] += 1
     _sync_plugins()
     hook = _hooks.get(name)
+    layer = _overlay.get()  # inlined (the hot path): a preview's view of the hook, almost always None
+    if layer is not None:
+        hook = layer.view(name, hook)
     if hook is None or not hook.callbacks:
         return value
     state = [value]
@@ -348,6 +403,9 @@ def _run_action(name: str, args: tuple[Any, ...],
     _action_counts[name] += 1
     _sync_plugins()
     hook = _hooks.get(name)
+    layer = _overlay.get()  # inlined (the hot path): a preview's view of the hook, almost always None
+    if layer is not None:
+        hook = layer.view(name, hook)
     bodies: list[Any] = []
     if hook is None or not hook.callbacks:
         return bodies

@@ -163,6 +163,12 @@ def can_dev_install(user: Any) -> bool:
     return _has(user, *DEV_INSTALL)
 
 
+def can_preview(user: Any) -> bool:
+    """A preview runs a plugin's code on a page of the site (for that render only, its writes held
+    back): what activating does, seen first. So it needs what activation needs, plus seeing plugins."""
+    return _has(user, VIEW_PLUGIN, ACTIVATE_PLUGIN)
+
+
 def can_view_metrics(user: Any) -> bool:
     """Metrics name plugins and count their calls and faults: what ``view_plugin`` shows."""
     return _has(user, VIEW_PLUGIN)

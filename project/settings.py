@@ -172,6 +172,8 @@ REST_FRAMEWORK: dict[str, object] = {}
 GONEXT_PLUGINS = {
     # Dev mode (unsigned bundles, the dev install endpoint) only where DEBUG is on and asked for.
     "DEV_MODE": DEBUG and os.environ.get("GONEXT_DEV_MODE", "0") == "1",
+    # The pages "Preview on a page" suggests: the home page and the latest post.
+    "PREVIEW_SUGGESTIONS": "project.blog.plugins.preview_suggestions",
 }
 # The test knobs (sync interval, job retry delay, log rate) live in tests/settings.py.
 

@@ -540,3 +540,30 @@ def test_template_tags(name: str) -> None:
     assert "[<p>safe</p><aside>1</aside>]" in rendered
     assert "[<meta name='x'>\n<link rel='y'>]" in rendered
     hooks.remove_all_actions(name + ":head")
+
+
+def test_an_overlay_is_seen_by_its_own_context_only() -> None:
+    """``hooks.overlay``: added receivers run and hidden ones do not, in this context only; another
+    thread meanwhile sees the shared hook unchanged, and nothing is left after the block."""
+    import threading
+
+    from gonext_plugins import hooks
+
+    def shared(value: str) -> str:
+        return value + "+shared"
+
+    def added(value: str) -> str:
+        return value + "+added"
+
+    seen: list[str] = []
+    with hooks.register_temporarily("overlay_test", shared):
+        with hooks.overlay([("overlay_test", added, 5)], hide=lambda callback: callback is shared):
+            assert hooks.apply_filters("overlay_test", "v") == "v+added"
+            thread = threading.Thread(target=lambda: seen.append(hooks.apply_filters("overlay_test", "v")))
+            thread.start()
+            thread.join()
+        assert seen == ["v+shared"]
+        assert hooks.apply_filters("overlay_test", "v") == "v+shared"
+    with hooks.overlay([("overlay_only", added, 10)]):
+        assert hooks.apply_filters("overlay_only", "v") == "v+added"
+    assert hooks.apply_filters("overlay_only", "v") == "v"

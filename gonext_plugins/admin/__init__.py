@@ -271,6 +271,11 @@ class PluginAdmin(HookCatalogueAdminViews, PluginAdminViews, ReadOnlyAdmin):
                  name=name("revoke_grant")),
             path("<int:object_id>/uninstall/", wrap(self.uninstall_view), name=name("uninstall")),
             path("<int:object_id>/settings/", wrap(self.settings_view), name=name("settings")),
+            path("<int:object_id>/preview/", wrap(self.preview_view), name=name("preview")),
+            path("install/<str:token>/preview/", wrap(self.install_preview_view),
+                 name=name("install_preview")),
+            path("<int:object_id>/upgrade/<str:token>/preview/", wrap(self.upgrade_preview_view),
+                 name=name("upgrade_preview")),
         ]
         return custom + super().get_urls()
 
@@ -324,6 +329,7 @@ class PluginAdmin(HookCatalogueAdminViews, PluginAdminViews, ReadOnlyAdmin):
             "can_activate": policy.can_activate(user),
             "can_grant": policy.can_grant(user),
             "can_view_logs": policy.can_view_logs(user),
+            "can_preview": policy.can_preview(user),
             "can_view_audit": policy.can_view_audit(user),
             "log_url": log_page_url(plugin.slug),
             "version_key_current": version_key(current.version) if current else None,

@@ -9,6 +9,7 @@ views parse, ask the permission policy and render (:mod:`.presenters` says what 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
@@ -19,7 +20,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from .. import bundle as bundle_module
-from .. import capabilities, lifecycle
+from .. import capabilities, lifecycle, preview
 from .. import permissions as policy
 from ..errors import (
     ConsentRequired,
@@ -29,7 +30,7 @@ from ..errors import (
     PluginError,
     PublisherChanged,
 )
-from ..forms import ConfirmForm, UninstallForm, UploadBundleForm, settings_form
+from ..forms import ConfirmForm, PreviewForm, UninstallForm, UploadBundleForm, settings_form
 from ..lifecycle import preflight
 from ..manifest import version_key
 from ..models import CapabilityGrant, Plugin, PluginKV, PluginState, PluginVersion
@@ -37,6 +38,7 @@ from ._common import AdminViewsMixin, posted
 from .presenters import (
     bundle_error_lines,
     describe_bundle,
+    diff_rows,
     install_capabilities,
     sentence,
     upgrade_capabilities,
@@ -200,10 +202,63 @@ class PluginAdminViews(AdminViewsMixin):
             high_risk=[row for row in rows if row.risk == "high" and not row.granted], chosen=chosen,
             chosen_hosts=chosen_hosts, error=error, missing=missing, form=form, restart_url=restart,
             publisher_change=publisher_change,
+            preview_url=("" if not policy.can_preview(request.user) else
+                         self._url("upgrade_preview", plugin.pk, token) if plugin
+                         else self._url("install_preview", token)),
             downgrade=bool(current and version_key(manifest.version) <= version_key(current.version)),
             can_activate=policy.can_activate(request.user), can_grant=policy.can_grant(request.user),
             **info,
         )
+
+    # preview on a page (gonext_plugins.preview): the plugin page, and both dialogs' held bundle
+
+    def preview_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        self._require(policy.can_preview(request.user))
+        plugin = get_object_or_404(Plugin, pk=object_id)
+        versions = sorted((v.version for v in plugin.versions.all()), key=version_key, reverse=True)
+        return self._preview(request, plugin, lambda version: preview.candidate_for_plugin(plugin, version),
+                             back=self._plugin_url(plugin), versions=versions, subject=plugin.name)
+
+    def install_preview_view(self, request: HttpRequest, token: str) -> HttpResponse:
+        self._require(policy.can_start_install(request.user) and policy.can_preview(request.user))
+        return self._staged_preview(request, token, "install", None, self._url("install_confirm", token))
+
+    def upgrade_preview_view(self, request: HttpRequest, object_id: int, token: str) -> HttpResponse:
+        self._require(policy.can_upgrade(request.user) and policy.can_preview(request.user))
+        plugin = get_object_or_404(Plugin, pk=object_id)
+        return self._staged_preview(request, token, f"upgrade:{plugin.slug}", plugin,
+                                    self._url("upgrade_confirm", plugin.pk, token))
+
+    def _staged_preview(self, request: HttpRequest, token: str, purpose: str, plugin: Plugin | None,
+                        back: str) -> HttpResponse:
+        """The held upload of a dialog, previewed as it would be installed (it is not installed)."""
+        try:
+            staged = self._reread(request, token, purpose)
+        except PluginError as exc:
+            messages.error(request, bundle_error_lines(exc)[0] if not isinstance(exc, PendingError)
+                           else exc.message)
+            return HttpResponseRedirect(self._url("upgrade", plugin.pk) if plugin else self._url("install"))
+        manifest = staged.manifest
+        return self._preview(request, plugin, lambda version: preview.candidate_for_bundle(staged, plugin),
+                             back=back, versions=[], subject=f"{manifest.name} {manifest.version}")
+
+    def _preview(self, request: HttpRequest, plugin: Plugin | None,
+                 candidate: Callable[[str | None], preview.Candidate], *, back: str, versions: list[str],
+                 subject: str) -> HttpResponse:
+        form = PreviewForm(*posted(request), versions=versions)
+        result, error = None, ""
+        if request.method == "POST" and form.is_valid():
+            try:
+                result = preview.preview(candidate(form.cleaned_data.get("version") or None),
+                                         form.cleaned_data["path"], host=request.get_host(),
+                                         secure=request.is_secure())
+            except PluginError as exc:
+                error = sentence(exc.message)
+        return self._render(request, "admin/gonext_plugins/plugin/preview.html", f"Preview {subject}",
+                            form=form, result=result, error=error, suggestions=preview.suggestions(),
+                            diff_rows=diff_rows(result.diff) if result else [],
+                            policy_rows=sorted(result.policy.items()) if result else [],
+                            back_url=back, original=plugin, plugin=plugin, crumb="Preview")
 
     # the plugin page's actions
 

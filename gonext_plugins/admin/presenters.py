@@ -144,3 +144,19 @@ def upgrade_capabilities(plugin: Plugin, manifest: Manifest) -> tuple[list[Capab
 
 def recent_audit(plugin: Plugin, limit: int = 50) -> list[AuditEvent]:
     return list(AuditEvent.objects.filter(plugin_slug=plugin.slug).select_related("actor")[:limit])
+
+
+def diff_rows(diff: str) -> list[tuple[str, str]]:
+    """A unified diff's lines with the CSS class that colours them (added, removed, hunk header)."""
+    rows = []
+    for line in diff.splitlines():
+        if line.startswith(("+++", "---")):
+            cls = "gn-diff-hunk"
+        elif line.startswith("+"):
+            cls = "gn-diff-add"
+        elif line.startswith("-"):
+            cls = "gn-diff-del"
+        else:
+            cls = "gn-diff-hunk" if line.startswith("@@") else ""
+        rows.append((cls, line))
+    return rows

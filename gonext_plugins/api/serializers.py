@@ -347,6 +347,52 @@ class RollbackSerializer(BodySerializer):
                                     help_text="an installed version; default: the newest older one")
 
 
+class PreviewRequestSerializer(BodySerializer):
+    path = serializers.CharField(max_length=2000,
+                                 help_text="a path of this site, e.g. `/` or `/posts/hello/`")
+    version = serializers.CharField(
+        required=False, max_length=64,
+        help_text="an installed version; default: the one activation would run (an inactive plugin), "
+                  "or the newest version that is not the active one")
+
+
+class PreviewPageSerializer(serializers.Serializer):
+    status = serializers.IntegerField()
+    content_type = serializers.CharField()
+    html = serializers.CharField()
+    truncated = serializers.BooleanField()
+
+
+class PreviewCallSerializer(serializers.Serializer):
+    hook = serializers.CharField()
+    kind = serializers.CharField()
+    ms = serializers.FloatField()
+    fuel = serializers.IntegerField()
+    memory_bytes = serializers.IntegerField()
+    status = serializers.CharField(help_text="`ok`, or the fault's status (trap, timeout, error, ...)")
+
+
+class PreviewSerializer(serializers.Serializer):
+    """What ``gonext_plugins.preview.preview`` returns (``PreviewResult.as_dict``)."""
+
+    slug = serializers.CharField()
+    version = serializers.CharField()
+    origin = serializers.CharField(help_text="`installed` or `staged`")
+    path = serializers.CharField()
+    before_label = serializers.CharField()
+    before = PreviewPageSerializer()
+    after = PreviewPageSerializer()
+    diff = serializers.CharField(help_text="a unified diff of the two pages' HTML, one tag per line")
+    calls = PreviewCallSerializer(many=True)
+    logs = serializers.ListField(child=serializers.DictField())
+    faults = serializers.ListField(child=serializers.DictField())
+    writes = serializers.ListField(child=serializers.DictField(),
+                                   help_text="kv writes kept in a throwaway layer, jobs not queued, "
+                                             "fetches refused")
+    policy = serializers.DictField(child=serializers.CharField())
+    elapsed_ms = serializers.FloatField(help_text="both renders, the version's load excluded")
+
+
 class GrantRequestSerializer(BodySerializer):
     grant = CapabilityListField(min_length=1, help_text="capabilities the current version asks for")
     hosts = HostListField(required=False, help_text="for http.fetch: the manifest's hosts to allow")

@@ -21,7 +21,7 @@ from rest_framework.views import APIView
 from rest_framework.viewsets import GenericViewSet
 
 from .. import bundle as bundle_module
-from .. import capabilities, lifecycle, logs
+from .. import capabilities, lifecycle, logs, preview
 from .. import permissions as policy
 from ..errors import PluginNotFound
 from ..manifest import version_key
@@ -78,7 +78,7 @@ class PluginViewSet(APIBase, GenericViewSet):
                     "faults": ("page", "page_size"),
                     "destroy": ("keep_data",), "grants.delete": ("capability",),
                     "logs": ("since", "level", "limit"), "jobs": ("status", "job", "page", "page_size")}
-    body_actions = frozenset({"create", "upgrade", "rollback", "grants.post", "plugin_settings"})
+    body_actions = frozenset({"create", "upgrade", "rollback", "grants.post", "plugin_settings", "preview"})
 
     # action -> the policy's rule (GET/POST/DELETE of grants differ by method); create and upgrade
     # are asked again with the parsed body (activation, grants)
@@ -89,7 +89,7 @@ class PluginViewSet(APIBase, GenericViewSet):
         "create": policy.can_start_install, "upgrade": policy.can_upgrade,
         "rollback": policy.can_rollback, "destroy": policy.can_uninstall,
         "activate": policy.can_activate, "deactivate": policy.can_activate,
-        "logs": policy.can_view_logs,
+        "logs": policy.can_view_logs, "preview": policy.can_preview,
     }
 
     def permission_rule(self, request: Request) -> Callable[[Any], bool]:
@@ -236,6 +236,30 @@ class PluginViewSet(APIBase, GenericViewSet):
         form.is_valid(raise_exception=True)
         result = lifecycle.rollback(plugin, _actor(request), to_version=form.validated_data.get("version"))
         return self._result(result)
+
+    @extend_schema(
+        summary="Preview a page with a plugin version active for that render only",
+        description="Renders `path` of this site (as an anonymous visitor) twice: as it is, and with the "
+                    "version active for that render only. Nothing persists: kv writes go to a throwaway "
+                    "layer, jobs are answered with a fake id and not queued, http.fetch is refused, the "
+                    "site's caches are bypassed and the database writes of the render are rolled back. "
+                    "Other requests never see the version.",
+        parameters=[SLUG_PARAM],
+        request=s.PreviewRequestSerializer,
+        responses={200: s.PreviewSerializer,
+                   **errors(*WRITE_ERRORS, e400="`bad_preview_path`: not a visitor's path of this site",
+                            e409="`preview_error`: nothing to preview, or the version is not installed "
+                                 "or cannot load")},
+    )
+    @action(detail=True, methods=["post"])
+    def preview(self, request: Request, slug: str) -> Response:
+        plugin = self.get_object()
+        form = s.PreviewRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        candidate = preview.candidate_for_plugin(plugin, data.get("version"))
+        result = preview.preview(candidate, data["path"], host=request.get_host(), secure=request.is_secure())
+        return Response(result.as_dict())
 
     @extend_schema(summary="List a plugin's installed versions", parameters=[SLUG_PARAM],
                    responses={200: s.VersionSerializer(many=True), **errors(*COMMON_ERRORS)})

@@ -220,6 +220,9 @@ class Runtime:
         self.close()
 
 
+CallObserver = Callable[[str, str, float, int, int], None]
+
+
 def _generic_denial_hint(capability: str) -> str:
     return f'the manifest must ask for "{capability}" and an admin must grant it'
 
@@ -249,6 +252,9 @@ class Plugin:
         self._inflight = runtime._inflight
         self._deadline_ticks = runtime.deadline_ticks(limits)
         self._pool = InstancePool(name, self._new_instance, limits, self._metrics)
+        self.call_observer: CallObserver | None = None
+        """``observer(kind, hook, seconds, fuel, memory_bytes)`` after each guest call, for a caller
+        that reports calls one by one (a preview); None, the usual case, costs one attribute read."""
 
     # --- public API ---------------------------------------------------------------------------
 
@@ -405,4 +411,9 @@ class Plugin:
             ctx.flush_stdio()  # WASI output without a final newline still reaches the log
             if soft_s is not None:
                 self._inflight.pop(id(ctx), None)
-            self._pool.checkin(inst, discard, kind, _clock() - started, inst.dispatcher.fuel_used)
+            elapsed = _clock() - started
+            observer = self.call_observer
+            if observer is not None:
+                memory = ctx.memory.data_len(inst.store) if ctx.memory is not None else 0
+                observer(kind, hook, elapsed, inst.dispatcher.fuel_used, memory)
+            self._pool.checkin(inst, discard, kind, elapsed, inst.dispatcher.fuel_used)

@@ -80,3 +80,13 @@ def posts_meta_set(plugin: Any, payload: Any) -> dict[str, bool]:
 def fire_save_post(sender: type[Post], instance: Post, **kwargs: Any) -> None:
     """WordPress's ``save_post``: plugins see every saved post."""
     hooks.do_action("save_post", instance)
+
+
+def preview_suggestions() -> list[tuple[str, str]]:
+    """Pages the admin's "Preview on a page" suggests (``GONEXT_PLUGINS["PREVIEW_SUGGESTIONS"]``): the
+    home page and the latest published post, where most plugins show what they do."""
+    suggestions = [("/", "Home page")]
+    latest = Post.objects.filter(published=True).first()  # Meta.ordering: newest first
+    if latest is not None:
+        suggestions.append((latest.get_absolute_url(), f"Latest post: {latest.title}"))
+    return suggestions
