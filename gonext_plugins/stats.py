@@ -168,6 +168,8 @@ class Rollup:
         self._identify()
         minute = _minute(timezone.now())
         for runtime in all_stats():
+            if ":" in runtime.name:  # a preview's "<slug>:preview" runtime: a rehearsal, not the plugin's cost
+                continue
             now = _cumulative(runtime)
             seen = self._seen.get(runtime.name)
             self._seen[runtime.name] = now
