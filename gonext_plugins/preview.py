@@ -49,6 +49,7 @@ from django.db import connections, transaction
 from django.http import HttpResponseBase
 from django.test import RequestFactory
 from django.urls import Resolver404, resolve
+from wasmtime import Module
 
 from . import bridge, capabilities, hooks, loading
 from .bundle import Bundle
@@ -407,9 +408,9 @@ class _PreviewPlugin(LoadedPlugin):
     """The candidate as loaded for a preview: runs as ``<slug>:preview`` and reports its calls and
     faults to the preview instead of the plugin's figures and fault record."""
 
-    def __post_init__(self, wasm: bytes, runtime: Runtime) -> None:
+    def __post_init__(self, module: Module, runtime: Runtime) -> None:
         self.runtime_plugin = runtime.load(
-            wasm, name=self.slug + RUNTIME_SUFFIX,
+            module, name=self.slug + RUNTIME_SUFFIX,
             limits=loading.plugin_limits(self.manifest, runtime.limits),
             capabilities=self.capabilities, context=self)
         self.runtime_plugin.denial_hint = self.denial_hint
@@ -553,7 +554,8 @@ def preview(candidate: Candidate, path: str, *, host: str | None = None,
             loaded = _PreviewPlugin(slug=candidate.slug, version=candidate.version, version_pk=0,
                                     wasm_sha256=candidate.wasm_sha256, manifest=candidate.manifest,
                                     capabilities=candidate.capabilities, hosts=candidate.hosts,
-                                    blob_name=candidate.blob_name, wasm=candidate.wasm, runtime=runtime)
+                                    blob_name=candidate.blob_name, runtime=runtime,
+                                    module=runtime.compile(candidate.wasm, candidate.slug))
         except PluginError as exc:
             raise PreviewError(f"version {candidate.version} cannot be loaded: {exc.message}",
                                plugin=candidate.slug) from exc

@@ -168,7 +168,7 @@ class Rollup:
         self._identify()
         minute = _minute(timezone.now())
         for runtime in all_stats():
-            if ":" in runtime.name:  # a preview's "<slug>:preview" runtime: a rehearsal, not the plugin's cost
+            if ":" in runtime.name:  # a preview's "<slug>:preview" runtime: a rehearsal, not a cost
                 continue
             now = _cumulative(runtime)
             seen = self._seen.get(runtime.name)
