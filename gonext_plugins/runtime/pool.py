@@ -132,14 +132,18 @@ class InstancePool:
                 seconds: float = 0.0, fuel: int = 0) -> None:
         """Give ``inst`` back; ``discard`` names why it must not be reused (e.g. ``"trap"``).
 
-        ``kind``/``seconds``/``fuel`` record the call just made, and the checkout's own figures are
-        recorded here too, under the lock this takes anyway.
+        ``kind``/``seconds``/``fuel`` record the call just made (with the instance's memory size, for
+        the plugin's peak), and the checkout's own figures are recorded here too, under the lock this
+        takes anyway.
         """
         inst.uses += 1
         if discard is None and inst.uses >= self._limits.max_uses:
             discard = "max_uses"
+        memory = inst.dispatcher.memory_bytes() if kind is not None else 0  # outside the lock
         with self._lock:
             stats = self._stats
+            if memory > stats.memory_peak:
+                stats.memory_peak = memory
             stats.checkouts += 1
             if inst.waited:
                 stats.checkout_wait.observe(inst.waited)
