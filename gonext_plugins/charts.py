@@ -129,8 +129,8 @@ def _describe(title: str, values: Sequence[float | None], fmt: Callable[[Value],
     present = [v for v in values if v is not None]
     if not present:
         return f"{title}: no data {window}."
-    return (f"{title} {window}: {len(values)} steps, lowest {fmt(min(present))}, highest {fmt(max(present))}, "
-            f"latest {fmt(_latest(values))}.")
+    return (f"{title} {window}: {len(values)} steps, lowest {fmt(min(present))}, "
+            f"highest {fmt(max(present))}, latest {fmt(_latest(values))}.")
 
 
 def _latest(values: Sequence[float | None]) -> float | None:
@@ -165,22 +165,23 @@ def sparkline(values: Sequence[Value], title: str, *, window: str = "", width: i
 
 
 def line_chart(values: Sequence[Value], title: str, *, window: str, fmt: Callable[[Value], str] = number,
-               bars: bool = False, width: int = 240, height: int = 72) -> Markup:
+               bars: bool = False, width: int = 240, height: int = 72, label: str | None = None) -> Markup:
     """A small chart with its range and latest value written on it: a line (times, memory) or, with
-    ``bars``, one bar per step (counts: calls, faults, jobs). ``window`` says what span it covers."""
+    ``bars``, one bar per step (counts: calls, faults, jobs). ``window`` says what span it covers;
+    ``label`` is the short name written on it (the full ``title`` is for screen readers)."""
     clean = [_finite(v) for v in values]
     scale = Scale.of(clean)
     left, top, right, bottom = 2.0, 14.0, 2.0, 12.0
     plot_w, plot_h = width - left - right, height - top - bottom
     body = [
         f'<text class="gn-chart-label" x="{left}" y="10" font-size="10" fill="currentColor">'
-        f'{escape(title)}</text>',
+        f'{escape(label or title)}</text>',
         f'<text class="gn-chart-latest" x="{width - right}" y="10" font-size="10" text-anchor="end" '
         f'fill="currentColor">{escape(fmt(_latest(clean)))}</text>',
         f'<line class="gn-chart-base" x1="{left}" y1="{top + plot_h}" x2="{width - right}" '
         f'y2="{top + plot_h}" stroke="currentColor" stroke-width="0.5"/>',
         f'<text class="gn-chart-range" x="{left}" y="{height - 1}" font-size="9" fill="currentColor">'
-        f'{escape(f"{fmt(scale.low)} – {fmt(scale.high)}")}</text>',
+        f'{escape(f"{fmt(scale.low)} to {fmt(scale.high)}")}</text>',
         f'<text class="gn-chart-window" x="{width - right}" y="{height - 1}" font-size="9" '
         f'text-anchor="end" fill="currentColor">{escape(window)}</text>',
     ]

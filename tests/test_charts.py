@@ -41,7 +41,7 @@ def test_a_line_rises_with_its_values_and_says_range_and_latest() -> None:
     assert ys[0] > ys[1] > ys[2]  # SVG's y grows downwards: a larger value is higher up
     labels = texts(root)
     assert labels["gn-chart-latest"] == "4 ms"
-    assert labels["gn-chart-range"] == "0 ms – 4 ms"
+    assert labels["gn-chart-range"] == "0 ms to 4 ms"
     assert labels["gn-chart-window"] == "last hour"
     assert "latest 4 ms" in "".join(root.find(f"{SVG}desc").itertext())  # type: ignore[union-attr]
 
