@@ -200,4 +200,4 @@ def line_chart(values: Sequence[Value], title: str, *, window: str, fmt: Callabl
                         f'height="{max(abs(zero - y), 0.5):.1f}" fill="currentColor"/>')
     else:
         body += _line_body(clean, scale, left, top, plot_w, plot_h)
-    return _svg("bars" if bars else "line", width, height, title, _describe(title, clean, fmt, window), body)
+    return _svg("bars" if bars else "lines", width, height, title, _describe(title, clean, fmt, window), body)

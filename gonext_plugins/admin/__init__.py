@@ -154,7 +154,7 @@ class PluginAdmin(CostAdminViews, HookCatalogueAdminViews, PluginAdminViews, Rea
         def calls_column(obj: Plugin) -> str:
             return format_html("{}<br>{}", lines[obj.slug], cluster_cell(figures.get(obj.slug)))
 
-        @admin.display(description="Added per request (last hour)")
+        @admin.display(description="Added per request")
         def added_column(obj: Plugin) -> str:
             return added_cell(added.get(obj.slug)) if obj.state == PluginState.ACTIVE else "—"
 
