@@ -158,8 +158,10 @@ class PluginAdmin(CostAdminViews, HookCatalogueAdminViews, PluginAdminViews, Rea
         def added_column(obj: Plugin) -> str:
             return added_cell(added.get(obj.slug)) if obj.state == PluginState.ACTIVE else "—"
 
-        columns = [calls_column if name == "calls_column" else name for name in self.list_display]
-        return [*columns, added_column]
+        columns: list[Any] = []
+        for name in self.list_display:  # the added time before the wide calls column, so it shows
+            columns += [added_column, calls_column] if name == "calls_column" else [name]
+        return columns
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Plugin]:
         last_fault = PluginFault.objects.filter(plugin=OuterRef("pk")).order_by("-created_at", "-id")
