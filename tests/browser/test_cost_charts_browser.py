@@ -97,7 +97,8 @@ def test_cost_charts_render_under_the_strict_csp(page: Any, publisher: Any, djan
     bars = page.locator('#gn-costs-hour figure[data-metric="calls"] rect.gn-chart-bar')
     assert bars.count() >= 1 and (bars.first.bounding_box() or {}).get("height", 0) > 1
     expect(page.locator('#gn-costs-day figure[data-metric="calls"] .gn-chart-latest')).to_have_text("40")
-    expect(page.locator('#gn-costs-hour figure[data-metric="memory"] .gn-chart-latest')).to_contain_text("KiB")
+    memory = page.locator('#gn-costs-hour figure[data-metric="memory"] .gn-chart-latest')
+    expect(memory).to_contain_text("KiB")
     colour = page.locator('#gn-costs-hour figure[data-metric="calls"] rect.gn-chart-bar').first.evaluate(
         "el => getComputedStyle(el).fill")
     assert colour not in ("", "none", "rgb(0, 0, 0)")  # admin.css gave it the admin's link colour
