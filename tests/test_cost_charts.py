@@ -19,7 +19,7 @@ from gonext_plugins.charts import byte_size, number
 from gonext_plugins.hooks import apply_filters
 from gonext_plugins.models import Plugin, PluginStatsBucket, SiteRequestBucket
 from gonext_plugins.runtime.metrics import stats_for
-from gonext_plugins.stats import added_ms_per_request, rollup, series
+from gonext_plugins.stats import added_ms, added_ms_per_request, request_series, rollup, series
 from tests.test_admin import admin_url, client_for, make_user, signed_bundle
 
 pytestmark = pytest.mark.django_db
@@ -157,3 +157,19 @@ def test_without_the_rollup_the_pages_say_so(settings: Any, plugins: dict[str, P
 
 def test_anonymous_is_sent_to_log_in(plugins: dict[str, Plugin]) -> None:
     assert Client().get(admin_url("plugin_costs")).status_code == 302  # to the login page
+
+
+def test_two_processes_rows_peak_memory_is_a_maximum_and_requests_add_up() -> None:
+    start = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+    for process, pages, calls, requests in (("a", 3, 10, 40), ("b", 5, 30, 60)):
+        PluginStatsBucket.objects.create(plugin_slug="two", minute=start, process=process, calls=calls,
+                                         time_sum=calls * 0.001, job_time_sum=0.002, memory_peak=pages * PAGE,
+                                         histogram=[])
+        SiteRequestBucket.objects.create(minute=start, process=process, requests=requests, time_sum=1.0)
+    [point] = series("two", start, timedelta(minutes=1), until=start + timedelta(minutes=1))
+    assert point.memory_peak == 5 * PAGE and point.calls == 40
+    assert point.hook_ms == pytest.approx(40 - 4)  # 40 ms of guest time, 4 ms of it in jobs
+    [site] = request_series(start, timedelta(minutes=1), until=start + timedelta(minutes=1))
+    assert (site.requests, site.time_sum) == (100, 2.0)
+    assert added_ms(point, site.requests) == pytest.approx(0.36)
+    assert added_ms(point, 0) is None
