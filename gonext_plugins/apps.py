@@ -13,7 +13,7 @@ from functools import partial
 from typing import Any
 
 from django.apps import AppConfig
-from django.core.signals import request_finished
+from django.core.signals import request_finished, request_started
 
 
 class GonextPluginsConfig(AppConfig):
@@ -37,7 +37,7 @@ class GonextPluginsConfig(AppConfig):
             logs,
         )
         from .registry import registry
-        from .stats import on_request_finished
+        from .stats import on_request_finished, on_request_started
 
         host_functions.register_all()
         host_functions.info.set_hook_source(partial(_offered_hooks, hook_catalogue))
@@ -49,6 +49,7 @@ class GonextPluginsConfig(AppConfig):
         registry.add_listener(bridge.connect, bridge.disconnect)
         registry.add_listener(jobs.register_jobs, jobs.unregister_jobs)
         logs.version_source = partial(_loaded_version, registry)
+        request_started.connect(on_request_started, dispatch_uid="gonext_plugins_stats_request_start")
         request_finished.connect(on_request_finished, dispatch_uid="gonext_plugins_stats_flush")
 
 

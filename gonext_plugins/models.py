@@ -372,6 +372,9 @@ class PluginStatsBucket(models.Model):
     histogram = models.JSONField(default=list)
     jobs_run = models.PositiveIntegerField(default=0)
     jobs_failed = models.PositiveIntegerField(default=0)
+    job_time_sum = models.FloatField(default=0.0, help_text="seconds of time_sum spent in job calls")
+    memory_peak = models.PositiveBigIntegerField(
+        default=0, help_text="largest linear memory of one instance after a call, in bytes")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["plugin_slug", "minute", "process"],
@@ -381,3 +384,24 @@ class PluginStatsBucket(models.Model):
 
     def __str__(self) -> str:
         return f"{self.plugin_slug} {self.minute:%Y-%m-%d %H:%M} {self.process}"
+
+
+class SiteRequestBucket(models.Model):
+    """One process's count of the site's requests in one minute, beside ``PluginStatsBucket``: what
+    turns a plugin's hook time into its added time per request (``stats.added_ms_per_request``).
+
+    Written by the same flush, with the same idempotent upsert of running totals."""
+
+    minute = models.DateTimeField(help_text="start of the minute (UTC)")
+    process = models.CharField(max_length=80, help_text="host:pid:nonce of the writing process")
+    requests = models.PositiveBigIntegerField(default=0)
+    time_sum = models.FloatField(default=0.0, help_text="seconds from request_started to request_finished")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["minute", "process"],
+                                               name="gonext_requests_one_row_per_process_minute")]
+        indexes = [models.Index(fields=["minute"], name="gonext_requests_minute")]
+        verbose_name = "site request bucket"
+
+    def __str__(self) -> str:
+        return f"{self.minute:%Y-%m-%d %H:%M} {self.process}: {self.requests}"

@@ -12,7 +12,10 @@ updated under the pool lock it holds anyway) and keeps a bounded reservoir of re
   process of a site shares through the database. Rows older than ``STATS_RETENTION_HOURS`` are
   deleted on flush, at most once a minute per process: no cron.
 - :func:`series` and :func:`summaries` read the rollup (calls, faults, p50/p99 estimated from the
-  summed latency histograms, fuel, jobs) for the admin and for charts.
+  summed latency histograms, fuel, jobs, peak memory) for the admin and for charts.
+- The same flush writes the site's request count per minute (``SiteRequestBucket``, counted between
+  ``request_started`` and ``request_finished``), so :func:`added_ms_per_request` can say what each
+  plugin's hook calls add to an average request.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import statistics
 import threading
 import time
 from collections.abc import Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,7 +37,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from .conf import settings
-from .models import PluginStatsBucket
+from .models import PluginStatsBucket, SiteRequestBucket
 from .runtime.metrics import LATENCY_BUCKETS, PluginStats, all_stats, existing_stats
 
 logger = logging.getLogger("gonext_plugins.stats")
@@ -91,8 +95,14 @@ class _Figures:
     histogram: list[int] = field(default_factory=lambda: [0] * BUCKETS)
     jobs_run: int = 0
     jobs_failed: int = 0
+    job_time: float = 0.0  # the part of time_sum spent in job calls (not in a request's hooks)
+    memory: int = 0  # peak linear memory of one instance: a maximum, not a sum
 
     def add(self, other: _Figures, sign: int = 1) -> None:
+        """Add (or, with ``sign=-1``, take away) the additive figures; memory keeps the larger peak."""
+        if sign > 0:
+            self.memory = max(self.memory, other.memory)
+        self.job_time += sign * other.job_time
         self.calls += sign * other.calls
         self.faults += sign * other.faults
         self.time_sum += sign * other.time_sum
@@ -109,12 +119,20 @@ class _Figures:
 def _cumulative(runtime: PluginStats) -> _Figures:
     """A plugin's figures since this process started, from the runtime's counters."""
     figures = _Figures(faults=runtime.traps, fuel=runtime.fuel)
-    for histogram in list(runtime.calls.values()):
+    for kind, histogram in list(runtime.calls.items()):
         figures.time_sum += histogram.sum
+        if kind == JOB_KIND:
+            figures.job_time += histogram.sum
         for i, count in enumerate(list(histogram.counts)):
             figures.histogram[i] += count
     figures.calls = sum(figures.histogram)
     return figures
+
+
+JOB_KIND = "job"
+"""The runtime's call kind of a job delivery (``Plugin.run_job``): its time is no request's."""
+
+_request_started: ContextVar[float | None] = ContextVar("gonext_request_started", default=None)
 
 
 def _minute(now: datetime) -> datetime:
@@ -131,6 +149,8 @@ class Rollup:
         self._seen: dict[str, _Figures] = {}  # cumulative runtime figures at the last collect
         self._rows: dict[tuple[str, datetime], _Figures] = {}  # this process's totals per minute
         self._dirty: set[tuple[str, datetime]] = set()
+        self._requests: dict[datetime, list[float]] = {}  # minute -> [requests, seconds]: running totals
+        self._requests_dirty: set[datetime] = set()
         self._last_flush = time.monotonic()
         self._last_cleanup = 0.0
         self.flushes = 0  # successful flushes (tests, the admin's "before the first flush")
@@ -146,6 +166,20 @@ class Rollup:
             self.process = f"{socket.gethostname()[:50]}:{self._pid}:{secrets.token_hex(4)}"
             self._rows.clear()
             self._dirty.clear()
+            self._requests.clear()
+            self._requests_dirty.clear()
+
+    def count_request(self, seconds: float | None) -> None:
+        """A request of the site finished (``seconds`` long, when its start was seen)."""
+        if not self.enabled:
+            return
+        with self._lock:
+            self._identify()
+            minute = _minute(timezone.now())
+            totals = self._requests.setdefault(minute, [0, 0.0])
+            totals[0] += 1
+            totals[1] += seconds or 0.0
+            self._requests_dirty.add(minute)
 
     def count_job(self, slug: str, failed: bool) -> None:
         """A job delivery of ``slug`` finished (a worker): counted in the current minute's row."""
@@ -177,6 +211,7 @@ class Rollup:
             delta.add(now)
             if seen is not None:
                 delta.add(seen, -1)
+            delta.memory = runtime.take_memory_peak()
             if delta.empty():
                 continue
             key = (runtime.name, minute)
@@ -200,22 +235,33 @@ class Rollup:
             dirty = sorted(self._dirty)
             rows = [PluginStatsBucket(plugin_slug=slug, minute=minute, process=self.process,
                                       calls=f.calls, faults=f.faults, time_sum=f.time_sum, fuel_sum=f.fuel,
-                                      histogram=f.histogram, jobs_run=f.jobs_run, jobs_failed=f.jobs_failed)
+                                      histogram=f.histogram, jobs_run=f.jobs_run, jobs_failed=f.jobs_failed,
+                                      job_time_sum=f.job_time, memory_peak=f.memory)
                     for slug, minute in dirty for f in [self._rows[(slug, minute)]]]
+            requests = [SiteRequestBucket(minute=minute, process=self.process, requests=int(totals[0]),
+                                          time_sum=totals[1])
+                        for minute in sorted(self._requests_dirty) for totals in [self._requests[minute]]]
             try:
                 if rows:
                     PluginStatsBucket.objects.bulk_create(
                         rows, update_conflicts=True, unique_fields=["plugin_slug", "minute", "process"],
                         update_fields=["calls", "faults", "time_sum", "fuel_sum", "histogram", "jobs_run",
-                                       "jobs_failed"])
+                                       "jobs_failed", "job_time_sum", "memory_peak"])
+                if requests:
+                    SiteRequestBucket.objects.bulk_create(
+                        requests, update_conflicts=True, unique_fields=["minute", "process"],
+                        update_fields=["requests", "time_sum"])
                 self._cleanup()
             except DatabaseError as exc:
                 logger.warning("call figures not flushed (kept for the next flush): %s", exc)
                 return False
             self._dirty.clear()
+            self._requests_dirty.clear()
             current = _minute(timezone.now())
             for key in [key for key in self._rows if key[1] < current]:
                 del self._rows[key]  # written, and no later delta goes to a past minute
+            for minute in [minute for minute in self._requests if minute < current]:
+                del self._requests[minute]
             self.flushes += 1
             return True
         finally:
@@ -228,13 +274,18 @@ class Rollup:
         self._last_cleanup = now
         cutoff = timezone.now() - timedelta(hours=settings.STATS_RETENTION_HOURS)
         PluginStatsBucket.objects.filter(minute__lt=cutoff).delete()
+        SiteRequestBucket.objects.filter(minute__lt=cutoff).delete()
 
     def reset(self) -> None:
         """Forget what was seen and pending (tests): the next collect counts from the runtime's now."""
         with self._lock:
             self._seen = {stats.name: _cumulative(stats) for stats in all_stats()}
+            for runtime in all_stats():
+                runtime.take_memory_peak()
             self._rows.clear()
             self._dirty.clear()
+            self._requests.clear()
+            self._requests_dirty.clear()
             self._last_cleanup = 0.0
             self.flushes = 0
 
@@ -242,8 +293,17 @@ class Rollup:
 rollup = Rollup()
 
 
+def on_request_started(**kwargs: Any) -> None:
+    """``request_started`` receiver (connected in ``AppConfig.ready``): when this request began."""
+    _request_started.set(time.perf_counter())
+
+
 def on_request_finished(**kwargs: Any) -> None:
-    """``request_finished`` receiver (connected in ``AppConfig.ready``): the flush, when due."""
+    """``request_finished`` receiver (connected in ``AppConfig.ready``): count the request, and
+    the flush, when due."""
+    started = _request_started.get()
+    _request_started.set(None)
+    rollup.count_request(None if started is None else time.perf_counter() - started)
     rollup.flush_if_due()
 
 
@@ -281,6 +341,8 @@ class Point:
     fuel: int
     jobs_run: int
     jobs_failed: int
+    hook_ms: float = 0.0  # guest time in hook calls (not jobs): what requests waited for
+    memory_peak: int = 0  # bytes: the largest linear memory of one instance after a call
 
     @classmethod
     def empty(cls, start: datetime) -> Point:
@@ -294,30 +356,37 @@ class Point:
         return cls(start=start, calls=figures.calls, faults=figures.faults,
                    p50_ms=ms(quantile(figures.histogram, 0.5)), p99_ms=ms(quantile(figures.histogram, 0.99)),
                    mean_ms=ms(figures.time_sum / figures.calls) if figures.calls else None,
-                   fuel=figures.fuel, jobs_run=figures.jobs_run, jobs_failed=figures.jobs_failed)
+                   fuel=figures.fuel, jobs_run=figures.jobs_run, jobs_failed=figures.jobs_failed,
+                   hook_ms=max(0.0, figures.time_sum - figures.job_time) * 1000, memory_peak=figures.memory)
 
 
 def _rows(slugs: Iterable[str], since: datetime, until: datetime) -> Iterable[tuple[str, datetime, _Figures]]:
     fields = ("plugin_slug", "minute", "calls", "faults", "time_sum", "fuel_sum", "histogram", "jobs_run",
-              "jobs_failed")
+              "jobs_failed", "job_time_sum", "memory_peak")
     query = PluginStatsBucket.objects.filter(plugin_slug__in=list(slugs), minute__gte=_minute(since),
                                              minute__lt=until).values_list(*fields)
-    for slug, minute, calls, faults, time_sum, fuel, histogram, jobs_run, jobs_failed in query:
+    for (slug, minute, calls, faults, time_sum, fuel, histogram, jobs_run, jobs_failed, job_time,
+         memory) in query:
         figures = _Figures(calls=calls, faults=faults, time_sum=time_sum, fuel=fuel, jobs_run=jobs_run,
-                           jobs_failed=jobs_failed)
+                           jobs_failed=jobs_failed, job_time=job_time, memory=memory)
         for i, count in enumerate(list(histogram or [])[:BUCKETS]):
             figures.histogram[i] = int(count)
         yield slug, minute, figures
 
 
-def series(plugin: str, since: datetime, step: timedelta, until: datetime | None = None) -> list[Point]:
-    """``plugin``'s figures from ``since`` (rounded down to its minute) to ``until`` (now), one
-    :class:`Point` per ``step`` (a whole number of minutes), empty steps included: what charts draw."""
+def _steps(since: datetime, step: timedelta, until: datetime | None) -> tuple[datetime, datetime, int]:
+    """The first minute, the end and the number of steps of a series (``step``: whole minutes)."""
     if step < timedelta(minutes=1) or step % timedelta(minutes=1):
         raise ValueError("step must be a whole number of minutes")
     start = _minute(since.astimezone(UTC))
     end = until or timezone.now()
-    steps = max(1, -(-(end - start) // step))
+    return start, end, max(1, -(-(end - start) // step))
+
+
+def series(plugin: str, since: datetime, step: timedelta, until: datetime | None = None) -> list[Point]:
+    """``plugin``'s figures from ``since`` (rounded down to its minute) to ``until`` (now), one
+    :class:`Point` per ``step`` (a whole number of minutes), empty steps included: what charts draw."""
+    start, end, steps = _steps(since, step, until)
     totals = [_Figures() for _ in range(steps)]
     for _, minute, figures in _rows([plugin], start, end):
         index = (minute - start) // step
@@ -338,3 +407,42 @@ def summaries(slugs: Iterable[str], since: datetime) -> dict[str, Point]:
 def cluster_figures_available() -> bool:
     """The admin shows the cluster's figures: the rollup is on and some process has flushed."""
     return rollup.enabled and PluginStatsBucket.objects.exists()
+
+
+@dataclass(frozen=True)
+class RequestPoint:
+    """One step of the site's requests, all processes together."""
+
+    start: datetime
+    requests: int
+    time_sum: float  # seconds
+
+
+def request_series(since: datetime, step: timedelta, until: datetime | None = None) -> list[RequestPoint]:
+    """The site's requests per ``step`` from ``since`` to ``until`` (now), aligned with :func:`series`."""
+    start, end, steps = _steps(since, step, until)
+    counts = [0] * steps
+    seconds = [0.0] * steps
+    query = SiteRequestBucket.objects.filter(minute__gte=start, minute__lt=end).values_list(
+        "minute", "requests", "time_sum")
+    for minute, requests, time_sum in query:
+        index = (minute - start) // step
+        if 0 <= index < steps:
+            counts[index] += requests
+            seconds[index] += time_sum
+    return [RequestPoint(start + i * step, counts[i], seconds[i]) for i in range(steps)]
+
+
+def added_ms(point: Point, requests: int) -> float | None:
+    """A plugin's hook time per request in one step (or window); None when no request was counted."""
+    return point.hook_ms / requests if requests else None
+
+
+def added_ms_per_request(slugs: Iterable[str], since: datetime) -> dict[str, float | None]:
+    """Each plugin's hook time from ``since`` to now divided by the site's requests in that time:
+    what it adds to an average request (None for every plugin while no request was counted)."""
+    start = _minute(since.astimezone(UTC))
+    requests = sum(SiteRequestBucket.objects.filter(minute__gte=start).values_list("requests", flat=True))
+    points = summaries(slugs, start)
+    return {slug: added_ms(points[slug], requests) if slug in points else (0.0 if requests else None)
+            for slug in slugs}

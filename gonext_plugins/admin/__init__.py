@@ -35,8 +35,9 @@ from ..models import (
     PluginVersion,
     PublisherKey,
 )
-from ..stats import Point, cluster_figures_available, rollup, stats, summaries
+from ..stats import Point, added_ms_per_request, cluster_figures_available, rollup, stats, summaries
 from .catalogue import HookCatalogueAdminViews
+from .costs import CostAdminViews, added_cell, calls_sparklines, plugin_page_charts
 from .keys import PublisherKeyAdminViews
 from .plugins import PluginAdminViews
 from .presenters import recent_audit
@@ -125,7 +126,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Plugin)
-class PluginAdmin(HookCatalogueAdminViews, PluginAdminViews, ReadOnlyAdmin):
+class PluginAdmin(CostAdminViews, HookCatalogueAdminViews, PluginAdminViews, ReadOnlyAdmin):
     change_list_template = "admin/gonext_plugins/plugin/change_list.html"
     change_form_template = "admin/gonext_plugins/plugin/change_form.html"
     list_display = ["name_column", "state_column", "publisher_column", "capabilities_column",
@@ -140,16 +141,27 @@ class PluginAdmin(HookCatalogueAdminViews, PluginAdminViews, ReadOnlyAdmin):
     # queryset and columns
 
     def get_list_display(self, request: HttpRequest) -> list[Any]:
-        """The calls column shows the cluster's last hour when the stats rollup has it."""
-        figures = cluster_figures(list(Plugin.objects.values_list("slug", flat=True)))
+        """The calls column shows the cluster's last hour when the stats rollup has it, with a
+        sparkline of calls per minute and each active plugin's added time per request."""
+        slugs = list(Plugin.objects.values_list("slug", flat=True))
+        figures = cluster_figures(slugs)
         if figures is None:
             return list(self.list_display)
+        lines = calls_sparklines(slugs)
+        added = added_ms_per_request(slugs, datetime.now(tz=UTC) - CLUSTER_WINDOW)
 
         @admin.display(description="Calls · p50 · p99 (all processes, last hour)")
         def calls_column(obj: Plugin) -> str:
-            return cluster_cell(figures.get(obj.slug))
+            return format_html("{}<br>{}", lines[obj.slug], cluster_cell(figures.get(obj.slug)))
 
-        return [calls_column if name == "calls_column" else name for name in self.list_display]
+        @admin.display(description="Added per request")
+        def added_column(obj: Plugin) -> str:
+            return added_cell(added.get(obj.slug)) if obj.state == PluginState.ACTIVE else "—"
+
+        columns: list[Any] = []
+        for name in self.list_display:  # the added time before the wide calls column, so it shows
+            columns += [added_column, calls_column] if name == "calls_column" else [name]
+        return columns
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Plugin]:
         last_fault = PluginFault.objects.filter(plugin=OuterRef("pk")).order_by("-created_at", "-id")
@@ -260,6 +272,7 @@ class PluginAdmin(HookCatalogueAdminViews, PluginAdminViews, ReadOnlyAdmin):
         custom = [
             path("install/", wrap(self.install_upload_view), name=name("install")),
             path("hooks/", wrap(self.hooks_view), name=name("hooks")),
+            path("costs/", wrap(self.costs_view), name=name("costs")),
             path("install/<str:token>/", wrap(self.install_confirm_view), name=name("install_confirm")),
             path("<int:object_id>/upgrade/", wrap(self.upgrade_upload_view), name=name("upgrade")),
             path("<int:object_id>/upgrade/<str:token>/", wrap(self.upgrade_confirm_view),
@@ -319,6 +332,7 @@ class PluginAdmin(HookCatalogueAdminViews, PluginAdminViews, ReadOnlyAdmin):
             "audit_events": [(event, json.dumps(event.details, ensure_ascii=False, sort_keys=True))
                              for event in (recent_audit(plugin) if policy.can_view_audit(user) else [])],
             "faults": list(plugin.faults.all()[:10]), "snapshot": snap, "stats_since": _started(),
+            "costs": plugin_page_charts(plugin.slug),
             "job_runs": [(run, json.dumps(run.result, ensure_ascii=False, sort_keys=True))
                          for run in PluginJobRun.objects.filter(plugin_slug=plugin.slug)[:JOB_ROWS]],
             "job_counts": dict(PluginJobRun.objects.filter(plugin_slug=plugin.slug).values_list("status")

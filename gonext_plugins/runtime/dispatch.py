@@ -89,6 +89,10 @@ class Dispatcher(Protocol):
 
     def call_raw(self, export: str, *args: int) -> Any: ...
 
+    def memory_bytes(self) -> int:
+        """The instance's linear memory size now (the pool records its peak per plugin)."""
+        ...
+
 
 UNLIMITED_FUEL = (1 << 63) - 1
 """What ``fuel=None`` sets: the engine always consumes fuel, so "off" means a budget never reached."""

@@ -164,6 +164,10 @@ class FastDispatcher:
         key = export.decode() if isinstance(export, bytes) else export
         raise HookError(f"the module has no export {key}", status="unknown_hook", plugin=self._name)
 
+    def memory_bytes(self) -> int:
+        """The memory size now: one ``held_*`` read (the GIL kept), which also refreshes the bound."""
+        return self._grown()
+
     def _grown(self) -> int:
         """Read the memory size again (it only grows); the base pointer stays where it was."""
         size: int = _mem_size(self._caddr, self._maddr)

@@ -35,6 +35,10 @@ class SlowDispatcher:
         self._buf_cap = 0
         self.fuel_used = 0
 
+    def memory_bytes(self) -> int:
+        """The instance's linear memory size now."""
+        return int(self._memory.data_len(self._store))
+
     def call(self, export: str | bytes, name: bytes, payload: bytes) -> bytes | None:
         key = export.decode() if isinstance(export, bytes) else export
         func = self._exports.get(key)

@@ -60,7 +60,7 @@ class PluginStats:
     """Per-plugin hot-path figures. One per plugin name for the life of the process, so counters
     stay monotonic across reloads and upgrades."""
 
-    __slots__ = ("calls", "checkout_wait", "checkouts", "fuel", "name", "recent", "traps")
+    __slots__ = ("calls", "checkout_wait", "checkouts", "fuel", "memory_peak", "name", "recent", "traps")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -70,6 +70,12 @@ class PluginStats:
         self.fuel = 0
         self.recent: deque[float] = deque(maxlen=RECENT_CALLS)
         self.traps = 0  # every kind together: the cross-process rollup's fault count (rare: unlocked)
+        self.memory_peak = 0  # largest linear memory seen at a checkin since the rollup last took it
+
+    def take_memory_peak(self) -> int:
+        """The peak since the last take, and start a new interval (the stats rollup, once a flush)."""
+        peak, self.memory_peak = self.memory_peak, 0
+        return peak
 
     def record_call(self, kind: str, seconds: float, fuel: int) -> None:
         histogram = self.calls.get(kind)

@@ -25,6 +25,9 @@ from gonext_plugins.runtime.instance import PluginInstance
 from gonext_plugins.runtime.limits import Limits
 from gonext_plugins.runtime.metrics import PluginMetrics
 
+MEMORY_SAMPLE_EVERY = 8
+"""An instance's memory size is read at every 8th of its calls (and at its discard): see checkin."""
+
 
 class InstancePool:
     def __init__(self, name: str, factory: Callable[[], PluginInstance], limits: Limits,
@@ -132,14 +135,22 @@ class InstancePool:
                 seconds: float = 0.0, fuel: int = 0) -> None:
         """Give ``inst`` back; ``discard`` names why it must not be reused (e.g. ``"trap"``).
 
-        ``kind``/``seconds``/``fuel`` record the call just made, and the checkout's own figures are
-        recorded here too, under the lock this takes anyway.
+        ``kind``/``seconds``/``fuel`` record the call just made (with, now and then, the instance's
+        memory size, for the plugin's peak), and the checkout's own figures are recorded here too,
+        under the lock this takes anyway.
         """
         inst.uses += 1
         if discard is None and inst.uses >= self._limits.max_uses:
             discard = "max_uses"
+        # The memory size is a C call (~0.5 µs, 6% of a small hook call), so it is read at an
+        # instance's 1st, 9th, 17th... call and when it is thrown away: memory only grows, so the
+        # plugin's peak is at most MEMORY_SAMPLE_EVERY calls of one instance late, never more than it was.
+        sample = discard is not None or inst.uses % MEMORY_SAMPLE_EVERY == 1
+        memory = inst.dispatcher.memory_bytes() if kind is not None and sample else 0
         with self._lock:
             stats = self._stats
+            if memory > stats.memory_peak:
+                stats.memory_peak = memory
             stats.checkouts += 1
             if inst.waited:
                 stats.checkout_wait.observe(inst.waited)

@@ -176,6 +176,8 @@ ACTIONS: list[Action] = [
            lambda c: c.client.get(admin_url("plugin_changelist"))),
     Action("admin.plugin_page", "admin", (VIEW,), False,
            lambda c: c.client.get(admin_url("plugin_change", c.plugin.pk))),
+    Action("admin.plugin_costs", "admin", (VIEW,), False,
+           lambda c: c.client.get(admin_url("plugin_costs"))),
     Action("admin.install_form", "admin", (INSTALL,), False,
            lambda c: c.client.get(admin_url("plugin_install"))),
     Action("admin.install", "admin", (INSTALL,), True,
