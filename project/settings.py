@@ -123,6 +123,17 @@ TASKS = {
 }
 
 CACHES = {"default": {"BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache"}}
+# GONEXT_SHARED_CACHE_URL (redis://...; usually REDIS_URL's server): a cache every process shares, so
+# the plugin log rate limit and the API throttles are the cluster's, not each process's. Short
+# socket timeouts: a hung Redis costs a log call one second, after which the process falls back to
+# its local limit for a few seconds (gonext_plugins/cluster.py).
+SHARED_CACHE_URL = os.environ.get("GONEXT_SHARED_CACHE_URL")
+if SHARED_CACHE_URL:
+    CACHES["shared"] = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": SHARED_CACHE_URL,
+        "OPTIONS": {"socket_timeout": 1, "socket_connect_timeout": 1},
+    }
 
 AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []
 
@@ -172,6 +183,7 @@ REST_FRAMEWORK: dict[str, object] = {}
 GONEXT_PLUGINS = {
     # Dev mode (unsigned bundles, the dev install endpoint) only where DEBUG is on and asked for.
     "DEV_MODE": DEBUG and os.environ.get("GONEXT_DEV_MODE", "0") == "1",
+    "SHARED_CACHE": "shared" if SHARED_CACHE_URL else None,
 }
 # The test knobs (sync interval, job retry delay, log rate) live in tests/settings.py.
 
