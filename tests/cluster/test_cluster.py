@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from django.core.cache import caches
-from websockets.exceptions import WebSocketException
+from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from gonext_plugins.cluster import SharedLogBudget
 
@@ -308,10 +308,24 @@ def streams_again(cluster: Cluster, web: int, tries: int = 10) -> float:
     raise AssertionError(f"no log line streamed to web {web} after {tries} tries\n{cluster.tails()}")
 
 
+def close_code_of_a_new_websocket(cluster: Cluster, web: int) -> int | None:
+    """Open a log WebSocket on ``web`` and return the code it is closed with (None: not closed
+    within 10 s). A refused handshake (an HTTP error status) raises instead."""
+    with cluster.websocket(web, JOB_SLUG) as ws:
+        try:
+            ws.recv(timeout=10)
+        except ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd is not None else None
+        except TimeoutError:
+            return None
+    return None
+
+
 def test_restarting_redis_then_postgresql_loses_nothing_and_everything_recovers(cluster: Cluster) -> None:
     """Our processes are never restarted: after each server comes back, pages answer, the log
     stream works and new jobs run. During the PostgreSQL outage pages and the API answer 200 or
-    a clean 503 in the one error shape (never a 500 or a traceback)."""
+    a clean 503 in the one error shape (never a 500 or a traceback), and a new log WebSocket is
+    closed with 1013 "try again later" (never a failed handshake)."""
     ours = [*cluster.webs, *[worker for worker in cluster.workers if worker.alive]]
     before = snapshot(cluster)
     assert before["kv"], "the stall job's kv mark should be there"
@@ -333,6 +347,7 @@ def test_restarting_redis_then_postgresql_loses_nothing_and_everything_recovers(
         assert_clean_503_or_200(response.status_code, response.text, dict(response.headers),
                                 f"API on web {web}")
         answers.append((status, response.status_code))
+        assert close_code_of_a_new_websocket(cluster, web) == 1013, f"WebSocket on web {web}"
     cluster.postgres.start()
     recovered = time.monotonic()
     for web in (1, 2, 3):
