@@ -474,7 +474,8 @@ def check_job_stall_seconds(app_configs: Any = None, **kwargs: Any) -> Iterable[
     the hard deadline of its guest call, a job that is merely slow would be retried while it still
     runs (twice the work, and side effects done twice)."""
     stall, hard_ms = settings.known("JOB_STALL_SECONDS"), settings.known("HARD_TIMEOUT_MS")
-    numbers = all(isinstance(value, int | float) and not isinstance(value, bool) for value in (stall, hard_ms))
+    numbers = all(isinstance(value, int | float) and not isinstance(value, bool)
+                  for value in (stall, hard_ms))
     if stall is None or not numbers or stall > hard_ms / 1000:
         return []  # unset (the safe default) or not numbers (E003 says so)
     return [Warning(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 
@@ -122,7 +123,9 @@ TASKS = {
     }
 }
 
-CACHES = {"default": {"BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache"}}
+CACHES: dict[str, dict[str, Any]] = {
+    "default": {"BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache"},
+}
 # GONEXT_SHARED_CACHE_URL (redis://...; usually REDIS_URL's server): a cache every process shares, so
 # the plugin log rate limit and the API throttles are the cluster's, not each process's. Short
 # socket timeouts: a hung Redis costs a log call one second, after which the process falls back to
