@@ -466,3 +466,22 @@ def check_incompatible_plugins(app_configs: Any = None, **kwargs: Any) -> Iterab
         "of the plugin made for this site, or deactivate it. It runs again by itself once compatible.",
         obj=slug, id="gonext_plugins.W013",
     ) for slug, reasons in found.items()]
+
+
+@register()
+def check_job_stall_seconds(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMessage]:
+    """Stall recovery takes back a job still ``running`` after ``JOB_STALL_SECONDS``: at or below
+    the hard deadline of its guest call, a job that is merely slow would be retried while it still
+    runs (twice the work, and side effects done twice)."""
+    stall, hard_ms = settings.known("JOB_STALL_SECONDS"), settings.known("HARD_TIMEOUT_MS")
+    numbers = all(isinstance(value, int | float) and not isinstance(value, bool)
+                  for value in (stall, hard_ms))
+    if stall is None or not numbers or stall > hard_ms / 1000:
+        return []  # unset (the safe default) or not numbers (E003 says so)
+    return [Warning(
+        f"JOB_STALL_SECONDS ({stall:g}) is not above the hard timeout of a job's call "
+        f"(HARD_TIMEOUT_MS {hard_ms:g} ms): a job still running would be taken back and retried.",
+        hint="Set JOB_STALL_SECONDS well above HARD_TIMEOUT_MS / 1000 (a few times it), or to None "
+             "for the default.",
+        id="gonext_plugins.W014",
+    )]

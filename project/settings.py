@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 
@@ -122,7 +123,20 @@ TASKS = {
     }
 }
 
-CACHES = {"default": {"BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache"}}
+CACHES: dict[str, dict[str, Any]] = {
+    "default": {"BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache"},
+}
+# GONEXT_SHARED_CACHE_URL (redis://...; usually REDIS_URL's server): a cache every process shares, so
+# the plugin log rate limit and the API throttles are the cluster's, not each process's. Short
+# socket timeouts: a hung Redis costs a log call one second, after which the process falls back to
+# its local limit for a few seconds (gonext_plugins/cluster.py).
+SHARED_CACHE_URL = os.environ.get("GONEXT_SHARED_CACHE_URL")
+if SHARED_CACHE_URL:
+    CACHES["shared"] = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": SHARED_CACHE_URL,
+        "OPTIONS": {"socket_timeout": 1, "socket_connect_timeout": 1},
+    }
 
 AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []
 
@@ -174,6 +188,7 @@ GONEXT_PLUGINS = {
     "DEV_MODE": DEBUG and os.environ.get("GONEXT_DEV_MODE", "0") == "1",
     # The pages "Preview on a page" suggests: the home page and the latest post.
     "PREVIEW_SUGGESTIONS": "project.blog.plugins.preview_suggestions",
+    "SHARED_CACHE": "shared" if SHARED_CACHE_URL else None,
 }
 # The test knobs (sync interval, job retry delay, log rate) live in tests/settings.py.
 

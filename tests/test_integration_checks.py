@@ -169,3 +169,11 @@ def test_shared_cache_must_name_a_cache_every_process_sees() -> None:
             assert {"gonext_plugins.W011"} <= _ids() and "gonext_plugins.E016" not in _ids()
         with override_settings(CACHES={"default": local, "shared": redis}):
             assert not {"gonext_plugins.E016", "gonext_plugins.W011"} & _ids()
+
+
+def test_a_job_stall_limit_within_the_hard_timeout_warns() -> None:
+    """W014: stall recovery would retry a job whose call may still be running."""
+    for stall, hard_ms, warns in ((1, 1000, True), (2.0, 3000, True), (1.5, 1000, False),
+                                  (None, 600_000, False)):
+        with override_settings(GONEXT_PLUGINS={"JOB_STALL_SECONDS": stall, "HARD_TIMEOUT_MS": hard_ms}):
+            assert ("gonext_plugins.W014" in _ids()) is warns, (stall, hard_ms)

@@ -248,3 +248,17 @@ def test_a_database_outage_closes_the_stream_with_try_again(flood: LoadedPlugin)
         return await refusal(communicator(cookie))
 
     assert run(scenario) == CLOSE_TRY_AGAIN == 1013
+
+
+def test_a_websocket_opened_during_a_database_outage_is_refused_with_try_again(flood: LoadedPlugin) -> None:
+    """The session table is unreachable (renamed inside the test's transaction: a real
+    ``OperationalError``), so Channels' auth middleware fails before the consumer runs: the
+    handshake still ends in a clean 1013 "try again later" instead of a server error."""
+    cookie = cookie_for(staff())
+    with connection.cursor() as cursor:
+        cursor.execute('ALTER TABLE "django_session" RENAME TO "django_session_gone"')
+
+    async def scenario() -> int | None:
+        return await refusal(communicator(cookie))
+
+    assert run(scenario) == CLOSE_TRY_AGAIN

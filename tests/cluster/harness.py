@@ -6,13 +6,12 @@ that queues jobs and reads results the way site code does. Nothing is mocked.
 Every process logs to ``<tmp>/logs/<name>.log``; :meth:`Cluster.tails` prints their ends when a
 check fails. :meth:`Cluster.close` kills every process group, even after an error.
 
-Slots for the other parts of issue #19 (see tests/cluster/test_cluster.py):
-- S3 blobs: when ``tests.servers`` has ``seaweedfs_server`` (the S3 part's helper, a context manager
-  yielding an object with ``env``: the environment variables that point the demo site's
-  ``STORAGES`` at it), the cluster starts it and gives each process its own ``MEDIA_ROOT``, so no
-  blob can come from a shared local disk.
-- The shared cache: ``SHARED_CACHE_ENV`` is what the demo site needs to put the log rate limit and
-  the throttles in Redis; the shared-cache part fills it in.
+The deployment the issue describes, configured the way docs/deploy.md says, through the demo
+site's environment variables:
+- S3 blobs: a SeaweedFS S3 gateway (``tests.servers.s3_server``, started while PostgreSQL and Redis
+  start) holds every plugin blob (``GONEXT_S3_*``), and each process has its own ``MEDIA_ROOT``, so
+  no blob can come from a shared local disk: only the compiled cache lives there, per process.
+- The shared cache: ``GONEXT_SHARED_CACHE_URL`` puts the log rate limit and the throttles in Redis.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,6 @@ SYNC_INTERVAL = 0.5
 LOG_RATE, LOG_BURST = 2.0, 20  # one plugin's log budget: 20 lines at once, then 2 a second
 HARD_TIMEOUT_MS = 3000  # the 'stall' job spins until this deadline unless its worker is killed first
 JOB_STALL_SECONDS = 4.0  # over the hard deadline: no attempt still alive is ever taken back
-SHARED_CACHE_ENV: dict[str, str] = {}  # filled in by the shared-cache part of #19
 
 SETUP = """
 import json
@@ -116,7 +115,8 @@ class Cluster:
         self.log_dir.mkdir()
         self.postgres = servers.PostgresServer()
         self.redis = servers.RedisServer(tmp)
-        self.s3: Any = None  # the S3 part's server, when its helper exists
+        self.s3: servers.S3Server | None = None
+        self._s3_starting: Future[servers.S3Server] | None = None
         self._stack = contextlib.ExitStack()
         self.webs: list[Proc] = []
         self.ports: list[int] = []
@@ -132,29 +132,32 @@ class Cluster:
         for the test knobs) pointed at this cluster's servers."""
         env = {key: value for key, value in os.environ.items()
                if key not in ("TEST_DATABASE_NAME", "GONEXT_DEV_MODE", "PYTEST_CURRENT_TEST")}
-        media = self.tmp / ("media" if self.s3 is None else f"media-{name}")
+        assert self.s3 is not None, "the S3 server starts before any of our processes"
         env.update(
             DJANGO_SETTINGS_MODULE="tests.settings", DATABASE_URL=self.postgres.url, REDIS_URL=self.redis.url,
-            MEDIA_ROOT=str(media), STATIC_ROOT=str(self.tmp / "static"), DEBUG="0",
+            MEDIA_ROOT=str(self.tmp / f"media-{name}"), STATIC_ROOT=str(self.tmp / "static"), DEBUG="0",
             SECRET_KEY="cluster-test-secret-key-not-for-production", ALLOWED_HOSTS="127.0.0.1,localhost",
             PYTHONUNBUFFERED="1", LOG_LEVEL="INFO",
             GONEXT_SYNC_INTERVAL=str(SYNC_INTERVAL), GONEXT_JOB_RETRY_BASE_SECONDS="0.2",
             GONEXT_LOG_RATE=str(LOG_RATE), GONEXT_LOG_BURST=str(LOG_BURST), GONEXT_FUEL="none",
             GONEXT_HARD_TIMEOUT_MS=str(HARD_TIMEOUT_MS), GONEXT_JOB_STALL_SECONDS=str(JOB_STALL_SECONDS),
-            **SHARED_CACHE_ENV,
+            GONEXT_SHARED_CACHE_URL=self.redis.url,
+            GONEXT_S3_BUCKET=self.s3.bucket, GONEXT_S3_ENDPOINT_URL=self.s3.endpoint_url,
+            GONEXT_S3_REGION="us-east-1", GONEXT_S3_ADDRESSING_STYLE="path",
+            AWS_ACCESS_KEY_ID=self.s3.access_key, AWS_SECRET_ACCESS_KEY=self.s3.secret_key,
         )
-        if self.s3 is not None:
-            env.update(self.s3.env)
         return env
 
     def start(self) -> Cluster:
         from gonext_plugins import signing
 
-        self.postgres.create()
-        self.redis.start()
-        seaweedfs = getattr(servers, "seaweedfs_server", None)
-        if seaweedfs is not None:
-            self.s3 = self._stack.enter_context(seaweedfs(self.tmp))
+        # SeaweedFS takes the longest to come up (master, volume, filer, gateway): start it first,
+        # on a thread, while PostgreSQL and Redis start here.
+        with ThreadPoolExecutor(1) as pool:
+            self._s3_starting = pool.submit(self._stack.enter_context, servers.s3_server())
+            self.postgres.create()
+            self.redis.start()
+            self.s3 = self._s3_starting.result()
         setup_env = self.env("setup")
         manage(setup_env, "migrate", "--noinput", "-v0")
         self.private_key, public = signing.generate_key()
@@ -208,6 +211,9 @@ class Cluster:
             proc.kill(signal.SIGTERM)
         if self.actor is not None:
             self.actor.stop()
+        if self._s3_starting is not None:  # PostgreSQL failed while weed was starting: let it finish
+            with contextlib.suppress(BaseException):
+                self._s3_starting.result()
         with contextlib.suppress(Exception):
             self._stack.close()
         self.redis.stop()
