@@ -6,6 +6,10 @@ read. Under ASGI the body is already buffered when any Django middleware runs: t
 :class:`gonext_plugins.asgi.RequestBodyLimit` does the real work, and this middleware only repeats
 the same rule (``check_declared_length``) as a second line.
 
+``RolloutMiddleware`` decides once per request which plugins in a staged rollout it runs (see
+:mod:`gonext_plugins.rollout`); place it after ``AuthenticationMiddleware`` (staff-only rollouts
+read ``request.user``).
+
 ``ContentSecurityPolicyMiddleware`` sends a strict Content-Security-Policy on the admin's and this
 app's responses: should markup ever reach those pages unsanitized, the browser still runs no inline
 or foreign script there, so it cannot use an admin's session against the API.
@@ -17,6 +21,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from . import rollout
 from .asgi import check_declared_length, parse_content_length
 from .conf import settings
 from .errors import RequestTooLarge
@@ -51,4 +56,25 @@ class ContentSecurityPolicyMiddleware:
         if (policy and match is not None and "Content-Security-Policy" not in response
                 and set(match.namespaces) & set(settings.CONTENT_SECURITY_POLICY_NAMESPACES)):
             response["Content-Security-Policy"] = policy
+        return response
+
+
+class RolloutMiddleware:
+    """Run each plugin in rollout only for its cohort, time the request for the rollout's figures,
+    and give a visitor of a percent rollout the cookie that keeps them on their side."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        decision = rollout.begin(getattr(request, "user", None), request.COOKIES.get(rollout.COOKIE))
+        if decision is None:
+            return self.get_response(request)
+        try:
+            response = self.get_response(request)
+        finally:
+            rollout.finish(decision)
+        if decision.set_cookie:
+            response.set_cookie(rollout.COOKIE, decision.visitor, max_age=rollout.COOKIE_MAX_AGE,
+                                httponly=True, samesite="Lax", secure=request.is_secure())
         return response

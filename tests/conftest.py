@@ -99,3 +99,8 @@ def _isolated_plugin_state(request, tmp_path):  # type: ignore[no-untyped-def]
         from gonext_plugins.registry import registry
 
         registry.close()
+    if "gonext_plugins.rollout" in sys.modules:
+        from gonext_plugins import rollout
+
+        rollout.forget_rules()
+        rollout.recorder.reset()
