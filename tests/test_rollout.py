@@ -10,6 +10,7 @@ import pytest
 import wasmtime
 from django.contrib.auth.models import User
 from django.test import Client
+from rest_framework.test import APIClient
 
 from gonext_plugins import bundle, lifecycle, rollout
 from gonext_plugins.errors import InvalidRollout, RolloutError
@@ -17,6 +18,7 @@ from gonext_plugins.models import AuditEvent, Plugin, PluginRollout, PluginState
 from gonext_plugins.stats import rollup
 from project.blog.models import Post
 
+from .api.helpers import assert_error
 from .conftest import guest_wasm
 from .test_admin import marker_manifest
 
@@ -210,3 +212,43 @@ def test_manual_rollback_deactivates_and_deactivation_ends_the_rollout(publisher
     lifecycle.rollout.start("marker", "tests", mode="staff")
     lifecycle.deactivate("marker", "tests")
     assert not PluginRollout.objects.exists()
+
+
+# --- the API --------------------------------------------------------------------------------------
+
+
+def api_client() -> APIClient:
+    client = APIClient()
+    client.force_authenticate(User.objects.create_superuser("root", "root@example.com", "pw"))
+    return client
+
+
+def test_api_starts_reads_promotes_and_rolls_back(publisher: Any, post: Post) -> None:
+    install(publisher)
+    api = api_client()
+    empty = api.get("/api/plugins/marker/rollout/")
+    assert empty.status_code == 200 and empty.json() == {"slug": "marker", "state": "inactive", "rollout": None}
+    started = api.post("/api/plugins/marker/rollout/", {"mode": "percent", "percent": 30}, format="json")
+    assert started.status_code == 200, started.content
+    body = started.json()
+    assert body["state"] == "active" and body["rollout"]["mode"] == "percent"
+    assert body["rollout"]["percent"] == 30 and body["rollout"]["version"] == "1.0.0"
+    assert body["rollout"]["started_by"] == "root"
+    for n in range(6):
+        visitor(n).get(f"/posts/{post.slug}/")
+    figures = api.get("/api/plugins/marker/rollout/").json()["rollout"]["figures"]
+    assert figures["with_requests"] + figures["without_requests"] == 6
+    assert figures["max_added_ms"] == 5.0 and figures["min_requests"] == 4
+    assert_error(api.post("/api/plugins/marker/rollout/", {"mode": "percent", "percent": 100}, format="json"),
+                 400)
+    assert_error(api.post("/api/plugins/marker/rollout/", {"mode": "staff", "extra": 1}, format="json"), 400)
+    promoted = api.post("/api/plugins/marker/rollout/promote/")
+    assert promoted.status_code == 200 and promoted.json()["rollout"] is None
+    assert_error(api.post("/api/plugins/marker/rollout/promote/"), 409, "rollout_error")
+    assert_error(api.post("/api/plugins/marker/rollout/", {"mode": "staff"}, format="json"), 409, "rollout_error")
+    assert_error(api.post("/api/plugins/nope/rollout/", {"mode": "staff"}, format="json"), 404)
+    api.post("/api/plugins/marker/deactivate/")
+    api.post("/api/plugins/marker/rollout/", {"mode": "staff"}, format="json")
+    back = api.post("/api/plugins/marker/rollout/rollback/", {"reason": "not today"}, format="json")
+    assert back.status_code == 200 and back.json() == {"slug": "marker", "state": "inactive", "rollout": None}
+    assert AuditEvent.objects.get(action="rollout_rollback").details["reason"] == "not today"

@@ -115,6 +115,10 @@ def _activate(plugin: Plugin) -> None:
     lifecycle.activate(plugin, "tests")
 
 
+def _in_rollout(plugin: Plugin) -> None:
+    lifecycle.rollout.start(plugin, "tests", mode="staff")
+
+
 def new_key() -> dict[str, str]:
     """A fresh publisher key to trust."""
     return {"name": "New", "public_key": signing.generate_key()[1]}
@@ -231,6 +235,14 @@ ACTIONS: list[Action] = [
     Action("api.activate", "api", (ACTIVATE,), True, lambda c: c.api.post("/api/plugins/demo/activate/")),
     Action("api.deactivate", "api", (ACTIVATE,), True,
            lambda c: c.api.post("/api/plugins/demo/deactivate/"), _activate),
+    Action("api.rollout", "api", (VIEW,), False, lambda c: c.api.get("/api/plugins/demo/rollout/")),
+    Action("api.rollout_start", "api", (ACTIVATE,), True,
+           lambda c: c.api.post("/api/plugins/demo/rollout/", {"mode": "percent", "percent": 10},
+                                format="json")),
+    Action("api.rollout_promote", "api", (ACTIVATE,), True,
+           lambda c: c.api.post("/api/plugins/demo/rollout/promote/"), _in_rollout),
+    Action("api.rollout_rollback", "api", (ACTIVATE,), True,
+           lambda c: c.api.post("/api/plugins/demo/rollout/rollback/"), _in_rollout),
     Action("api.grant", "api", (GRANT,), True,
            lambda c: c.api.post("/api/plugins/demo/grants/", {"grant": ["posts.read"]}, format="json")),
     Action("api.revoke_grant", "api", (GRANT,), True,
