@@ -4,11 +4,14 @@ rows, and refusals."""
 
 from __future__ import annotations
 
+import io
+import json
 from typing import Any
 
 import pytest
 import wasmtime
 from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
 from django.test import Client
 from rest_framework.test import APIClient
 
@@ -252,3 +255,33 @@ def test_api_starts_reads_promotes_and_rolls_back(publisher: Any, post: Post) ->
     back = api.post("/api/plugins/marker/rollout/rollback/", {"reason": "not today"}, format="json")
     assert back.status_code == 200 and back.json() == {"slug": "marker", "state": "inactive", "rollout": None}
     assert AuditEvent.objects.get(action="rollout_rollback").details["reason"] == "not today"
+
+
+# --- the CLI --------------------------------------------------------------------------------------
+
+
+def cli(*args: str) -> str:
+    out = io.StringIO()
+    call_command("plugin", "rollout", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_cli_rollout_status_promote_and_refusals(publisher: Any, post: Post) -> None:
+    install(publisher)
+    assert "not in a rollout (inactive)" in cli("marker", "--status")
+    assert "rolling out: marker for 25% of visitors" in cli("marker", "--percent", "25")
+    for n in range(5):
+        visitor(n).get(f"/posts/{post.slug}/")
+    text = cli("marker", "--status")
+    assert "rolling out to 25% of visitors" in text and "judged after 4 requests per cohort" in text
+    data = json.loads(cli("marker", "--status", "--json"))
+    figures = data["rollout"]["figures"]
+    assert data["state"] == "active" and figures["with_requests"] + figures["without_requests"] == 5
+    assert AuditEvent.objects.get(action="rollout_start").actor_label.startswith("cli:")
+    with pytest.raises(CommandError, match="invalid_rollout"):
+        cli("marker", "--percent", "0")
+    assert "promoted" in cli("marker", "--promote")
+    with pytest.raises(CommandError, match="rollout_error: the plugin is not in a rollout"):
+        cli("marker", "--rollback")
+    with pytest.raises(CommandError):
+        cli("marker", "--staff", "--promote")  # one action at a time (a usage error)
