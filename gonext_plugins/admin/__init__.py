@@ -39,6 +39,7 @@ from ..stats import Point, cluster_figures_available, rollup, stats, summaries
 from .catalogue import HookCatalogueAdminViews
 from .keys import PublisherKeyAdminViews
 from .plugins import PluginAdminViews
+from .rollout import RolloutAdminViews, rollout_context
 from .presenters import recent_audit
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Plugin)
-class PluginAdmin(HookCatalogueAdminViews, PluginAdminViews, ReadOnlyAdmin):
+class PluginAdmin(HookCatalogueAdminViews, PluginAdminViews, RolloutAdminViews, ReadOnlyAdmin):
     change_list_template = "admin/gonext_plugins/plugin/change_list.html"
     change_form_template = "admin/gonext_plugins/plugin/change_form.html"
     list_display = ["name_column", "state_column", "publisher_column", "capabilities_column",
@@ -267,6 +268,7 @@ class PluginAdmin(HookCatalogueAdminViews, PluginAdminViews, ReadOnlyAdmin):
             path("<int:object_id>/activate/", wrap(self.activate_view), name=name("activate")),
             path("<int:object_id>/deactivate/", wrap(self.deactivate_view), name=name("deactivate")),
             path("<int:object_id>/rollback/", wrap(self.rollback_view), name=name("rollback")),
+            path("<int:object_id>/rollout/", wrap(self.rollout_view), name=name("rollout")),
             path("<int:object_id>/grants/<str:capability>/revoke/", wrap(self.revoke_grant_view),
                  name=name("revoke_grant")),
             path("<int:object_id>/uninstall/", wrap(self.uninstall_view), name=name("uninstall")),
@@ -322,6 +324,7 @@ class PluginAdmin(HookCatalogueAdminViews, PluginAdminViews, ReadOnlyAdmin):
             "incompatible_reasons": version_reasons(plugin.slug, current) if current else [],
             "can_install": policy.can_upgrade(user),  # upgrade, roll back, uninstall
             "can_activate": policy.can_activate(user),
+            **rollout_context(plugin, user),
             "can_grant": policy.can_grant(user),
             "can_view_logs": policy.can_view_logs(user),
             "can_view_audit": policy.can_view_audit(user),
