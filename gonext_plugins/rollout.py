@@ -322,8 +322,10 @@ def figures(rollout: PluginRollout) -> Figures:
         with_mean_ms=_ms(with_mean), without_mean_ms=_ms(without_mean),
         with_p50_ms=_ms(stats.quantile(_summed_histogram(h for h, _ in histograms), 0.5)),
         without_p50_ms=_ms(stats.quantile(_summed_histogram(h for _, h in histograms), 0.5)),
-        added_ms=_ms(with_mean - without_mean) if with_mean is not None and without_mean is not None else None,
-        calls=calls, faults=faults, fault_rate=faults / max(calls, faults) if faults else (0.0 if calls else None),
+        added_ms=None if with_mean is None or without_mean is None else _ms(with_mean - without_mean),
+        # a trapped call may not be in ``calls``: the rate never exceeds 1
+        calls=calls, faults=faults,
+        fault_rate=faults / max(calls, faults) if faults else (0.0 if calls else None),
         min_requests=settings.ROLLOUT_MIN_REQUESTS, max_fault_rate=float(settings.ROLLOUT_MAX_FAULT_RATE),
         max_added_ms=float(settings.ROLLOUT_MAX_ADDED_MS))
 

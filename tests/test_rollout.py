@@ -35,7 +35,8 @@ TRAPPING = """(module (memory (export "memory") 1)
   (func (export "gn_free") (param i32 i32))
   (func (export "gn_handle_hook") (param i32 i32 i32 i32) (result i64) unreachable))"""
 
-# A filter that spins 5 million loop steps (~40 million fuel, under the site's 50 million), then answers "no change".
+# A filter that spins 5 million loop steps (~40 million fuel, under the site's 50 million), then
+# answers "no change".
 SPINNING = """(module (memory (export "memory") 1)
   (func (export "gn_alloc") (param i32) (result i32) (i32.const 1024))
   (func (export "gn_free") (param i32 i32))
@@ -184,8 +185,9 @@ def test_promote_runs_it_for_everyone_and_is_audited(publisher: Any, post: Post)
     assert not PluginRollout.objects.exists()
     assert MARKER in Client().get(f"/posts/{post.slug}/").content.decode()
     promote = AuditEvent.objects.get(action="rollout_promote")
-    assert promote.actor_label == "admin-x" and promote.details["before"] == {"mode": "percent", "percent": 10}
-    assert AuditEvent.objects.get(action="rollout_change").details["after"] == {"mode": "percent", "percent": 10}
+    ten = {"mode": "percent", "percent": 10}
+    assert promote.actor_label == "admin-x" and promote.details["before"] == ten
+    assert AuditEvent.objects.get(action="rollout_change").details["after"] == ten
 
 
 def test_refusals_are_typed(publisher: Any) -> None:
@@ -230,7 +232,8 @@ def test_api_starts_reads_promotes_and_rolls_back(publisher: Any, post: Post) ->
     install(publisher)
     api = api_client()
     empty = api.get("/api/plugins/marker/rollout/")
-    assert empty.status_code == 200 and empty.json() == {"slug": "marker", "state": "inactive", "rollout": None}
+    assert empty.status_code == 200
+    assert empty.json() == {"slug": "marker", "state": "inactive", "rollout": None}
     started = api.post("/api/plugins/marker/rollout/", {"mode": "percent", "percent": 30}, format="json")
     assert started.status_code == 200, started.content
     body = started.json()
@@ -248,7 +251,8 @@ def test_api_starts_reads_promotes_and_rolls_back(publisher: Any, post: Post) ->
     promoted = api.post("/api/plugins/marker/rollout/promote/")
     assert promoted.status_code == 200 and promoted.json()["rollout"] is None
     assert_error(api.post("/api/plugins/marker/rollout/promote/"), 409, "rollout_error")
-    assert_error(api.post("/api/plugins/marker/rollout/", {"mode": "staff"}, format="json"), 409, "rollout_error")
+    assert_error(api.post("/api/plugins/marker/rollout/", {"mode": "staff"}, format="json"), 409,
+                 "rollout_error")
     assert_error(api.post("/api/plugins/nope/rollout/", {"mode": "staff"}, format="json"), 404)
     api.post("/api/plugins/marker/deactivate/")
     api.post("/api/plugins/marker/rollout/", {"mode": "staff"}, format="json")

@@ -39,8 +39,8 @@ from ..stats import Point, cluster_figures_available, rollup, stats, summaries
 from .catalogue import HookCatalogueAdminViews
 from .keys import PublisherKeyAdminViews
 from .plugins import PluginAdminViews
-from .rollout import RolloutAdminViews, rollout_context
 from .presenters import recent_audit
+from .rollout import RolloutAdminViews, rollout_context
 
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations

@@ -40,8 +40,8 @@ from .base import APIBase
 from .log_serializers import LOG_LEVELS, LogLineSerializer, LogPageSerializer, LogQuerySerializer
 from .openapi import COMMON_ERRORS, ERROR, SLUG_PARAM, WRITE_ERRORS, errors, extend_schema
 from .pagination import PluginPagination
-from .rollout import RolloutActions
 from .parsers import UntrustedJSONParser
+from .rollout import RolloutActions
 
 # Moved to their own modules; named here too, for imports from before the split.
 __all__ = ["COMMON_ERRORS", "ERROR", "LOG_LEVELS", "SLUG_PARAM", "WRITE_ERRORS", "APIBase",

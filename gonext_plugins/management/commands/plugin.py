@@ -84,7 +84,8 @@ class Command(DevCommands, HooksCommands, LifecycleCommands, RolloutCommands, Ru
             "watch, diff capabilities, tail logs; see docs/plugin-authors.md; run: one hook against a "
             "fixture, no site needed), keys and bundles (keygen, "
             "pack, sign, verify) and installed plugins (install, list, show, activate, deactivate, "
-            "upgrade, rollback, rollout, uninstall, grant, revoke, settings, trust-key, revoke-key, gc), and the "
+            "upgrade, rollback, rollout, uninstall, grant, revoke, settings, trust-key, revoke-key, gc), "
+            "and the "
             "hooks this site offers (hooks). Exit codes: 0 done, "
             "1 refused (stderr: 'error: <code>: <message>'), 2 usage error, 3 nothing to do (already in "
             "that state).")
