@@ -15,7 +15,8 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from rest_framework.test import APIClient
 
-from gonext_plugins import bundle, lifecycle, rollout
+from gonext_plugins import bundle, hooks, lifecycle, rollout
+from gonext_plugins.checks import ROLLOUT_MIDDLEWARE, check_rollout_middleware
 from gonext_plugins.errors import InvalidRollout, RolloutError
 from gonext_plugins.models import AuditEvent, Plugin, PluginRollout, PluginState, RolloutBucket
 from gonext_plugins.stats import rollup
@@ -109,7 +110,6 @@ def test_staff_only_rollout_shows_the_plugin_to_staff_alone(publisher: Any, post
     row = RolloutBucket.objects.get(plugin_slug="marker")
     assert (row.with_requests, row.without_requests) == (1, 1)
     # Outside requests (a job, a command) nothing is excluded: the plugin runs.
-    from gonext_plugins import hooks
     assert MARKER in hooks.apply_filters("the_content", "x", post)
 
 
@@ -289,3 +289,13 @@ def test_cli_rollout_status_promote_and_refusals(publisher: Any, post: Post) -> 
         cli("marker", "--rollback")
     with pytest.raises(CommandError):
         cli("marker", "--staff", "--promote")  # one action at a time (a usage error)
+
+
+def test_check_w014_when_a_rollout_runs_without_the_middleware(publisher: Any, settings: Any) -> None:
+    install(publisher)
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m != ROLLOUT_MIDDLEWARE]
+    assert check_rollout_middleware() == []  # no rollout: nothing to say
+    lifecycle.rollout.start("marker", "tests", mode="staff")
+    assert [(m.id, m.obj) for m in check_rollout_middleware()] == [("gonext_plugins.W014", "marker")]
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, ROLLOUT_MIDDLEWARE]
+    assert check_rollout_middleware() == []
