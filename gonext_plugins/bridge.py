@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 from prometheus_client import Counter
 
-from . import hooks, markup
+from . import hooks, markup, rollout
 from .conf import settings
 from .errors import InvalidPayload, PluginClosed, PluginError
 from .loading import LoadedPlugin
@@ -91,6 +91,8 @@ class PluginHookProxy:
         raw = markup.RAW_HTML in self.loaded.capabilities
         run = hooks.current_run_kind() or self.kind
         value = args[0] if args else None
+        if self.loaded.slug in rollout.excluded():  # in rollout, and this request is not in its cohort
+            return None if run == "action" else value
         try:
             if self.kind == "filter":
                 result = self.loaded.invoke("filter", self.hook, value,

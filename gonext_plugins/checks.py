@@ -20,6 +20,7 @@ from django.utils.module_loading import import_string
 from .asgi import PluginsApplication, RequestBodyLimit
 from .conf import DEFAULTS, RANGES, SETTINGS, parse_networks, settings
 from .lifecycle.compat import incompatible_active
+from .models import PluginRollout
 from .storage import STORAGE_ALIAS
 
 logger = logging.getLogger("gonext_plugins.checks")
@@ -485,3 +486,26 @@ def check_job_stall_seconds(app_configs: Any = None, **kwargs: Any) -> Iterable[
              "for the default.",
         id="gonext_plugins.W014",
     )]
+
+
+ROLLOUT_MIDDLEWARE = "gonext_plugins.middleware.RolloutMiddleware"
+
+
+@register()
+def check_rollout_middleware(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMessage]:
+    """Without the middleware nothing excludes a request from a plugin in rollout: a "staff only"
+    rollout would run for everyone. Said only when a rollout is running (a site that never rolls
+    out needs no middleware)."""
+    if ROLLOUT_MIDDLEWARE in getattr(django_settings, "MIDDLEWARE", []):
+        return []
+    try:
+        slugs = list(PluginRollout.objects.values_list("plugin__slug", flat=True))
+    except Exception:  # no database yet, not migrated, or not reachable: nothing to report here
+        logger.debug("rollouts not checked: the database cannot be read", exc_info=True)
+        return []
+    return [Warning(
+        f"Plugin {slug!r} is in a staged rollout, but {ROLLOUT_MIDDLEWARE} is not in MIDDLEWARE: it runs "
+        "for every request.",
+        hint=f"Add {ROLLOUT_MIDDLEWARE!r} to MIDDLEWARE after AuthenticationMiddleware, or promote or roll "
+        "back the rollout.", obj=slug, id="gonext_plugins.W015",
+    ) for slug in slugs]

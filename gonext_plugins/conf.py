@@ -221,6 +221,20 @@ class PluginSettings:
     STATS_RETENTION_HOURS = Setting(
         48, int, (1, 24 * 366), doc="hours of per-minute call figures kept in the rollup")
 
+    # --- Staged rollout (gonext_plugins.rollout): an activation for staff or a share of visitors
+    # first, rolled back on its own when its cohort's figures pass these thresholds.
+    ROLLOUT_MAX_FAULT_RATE = Setting(
+        0.05, (float, int), (0.0, 1.0),
+        doc="a plugin in rollout is rolled back when its faults per call exceed this share")
+    ROLLOUT_MAX_ADDED_MS = Setting(
+        200.0, (float, int), (0.0, 600_000),
+        doc="... or when its requests take longer than the others by more than this, in ms (mean)")
+    ROLLOUT_MIN_REQUESTS = Setting(
+        100, int, (1, 10**7), doc="requests each cohort needs before its figures are judged")
+    ROLLOUT_CHECK_INTERVAL = Setting(
+        30.0, (float, int), (0.0, 3_600),
+        doc="seconds between a process's flushes of rollout figures and its check of the thresholds")
+
     # --- Trap reports: a module's source map over this size is not parsed (parsing runs at about
     # 2 MB a second, on the request that trapped; each map is parsed once and cached).
     TRAP_SOURCE_MAP_MAX_BYTES = Setting(

@@ -280,6 +280,19 @@ class NoOlderVersion(LifecycleError):
     code = "no_older_version"
 
 
+class RolloutError(LifecycleError):
+    """A rollout change the plugin's state does not allow: starting one on a plugin already active
+    for everyone, promoting or rolling back when none runs."""
+
+    code = "rollout_error"
+
+
+class InvalidRollout(LifecycleError):
+    """A rollout asked for with a mode or a percentage that does not exist."""
+
+    code = "invalid_rollout"
+
+
 class KeyNotFound(LifecycleError):
     """No publisher key (or more than one) matches a fingerprint prefix."""
 

@@ -10,6 +10,9 @@ the same rule (``check_declared_length``) as a second line.
 failover: ``OperationalError``/``InterfaceError``) with a 503 in the app's one error shape and a
 ``Retry-After``, never a traceback or a 500 page; the next request opens a new connection, so pages
 recover by themselves when the database is back.
+``RolloutMiddleware`` decides once per request which plugins in a staged rollout it runs (see
+:mod:`gonext_plugins.rollout`); place it after ``AuthenticationMiddleware`` (staff-only rollouts
+read ``request.user``).
 
 ``ContentSecurityPolicyMiddleware`` sends a strict Content-Security-Policy on the admin's and this
 app's responses: should markup ever reach those pages unsanitized, the browser still runs no inline
@@ -25,6 +28,7 @@ from typing import Any
 from django.core.signals import got_request_exception
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from . import rollout
 from .asgi import check_declared_length, parse_content_length
 from .conf import settings
 from .db_outage import DATABASE_DOWN, RETRY_AFTER_SECONDS
@@ -101,3 +105,23 @@ def _mark_database_down(sender: Any, request: HttpRequest | None = None, **kwarg
 
 
 got_request_exception.connect(_mark_database_down, dispatch_uid="gonext_plugins.database_down")
+
+
+class RolloutMiddleware:
+    """Run each plugin in rollout only for its cohort, time the request for the rollout's figures,
+    and give a visitor of a percent rollout the cookie that keeps them on their side."""
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        decision = rollout.begin(getattr(request, "user", None), request.COOKIES.get(rollout.COOKIE))
+        if decision is None:
+            return self.get_response(request)
+        try:
+            response = self.get_response(request)
+        finally:
+            rollout.finish(decision)
+        if decision.set_cookie:
+            response.set_cookie(rollout.COOKIE, decision.visitor, max_age=rollout.COOKIE_MAX_AGE,
+                                httponly=True, samesite="Lax", secure=request.is_secure())
+        return response

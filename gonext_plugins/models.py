@@ -405,3 +405,55 @@ class SiteRequestBucket(models.Model):
 
     def __str__(self) -> str:
         return f"{self.minute:%Y-%m-%d %H:%M} {self.process}: {self.requests}"
+
+
+class RolloutMode(models.TextChoices):
+    STAFF = "staff", "Staff only"
+    PERCENT = "percent", "A percentage of visitors"
+
+
+class PluginRollout(models.Model):
+    """An activation that is not yet for everyone: the plugin is active, but the requests outside its
+    cohort (``gonext_plugins.rollout``) skip its hooks. Deleted when it is promoted (the plugin then
+    runs for everyone) or rolled back (the plugin is deactivated); the audit trail keeps its history.
+    Written only by ``lifecycle.rollout``."""
+
+    plugin = models.OneToOneField(Plugin, on_delete=models.CASCADE, related_name="rollout")
+    version = models.ForeignKey(PluginVersion, on_delete=models.CASCADE, related_name="+",
+                                help_text="the version rolled out")
+    mode = models.CharField(max_length=10, choices=RolloutMode.choices)
+    percent = models.PositiveSmallIntegerField(default=0, help_text="share of visitors in percent mode, 1-99")
+    started_at = models.DateTimeField(help_text="figures are watched from this minute on")
+    started_by = models.CharField(max_length=200, blank=True, help_text="who started it (audit label)")
+
+    class Meta:
+        verbose_name = "plugin rollout"
+
+    def __str__(self) -> str:
+        return f"{self.plugin_id} {self.mode} {self.percent}"
+
+
+class RolloutBucket(models.Model):
+    """One process's request figures for one plugin in rollout in one minute: the requests that ran
+    with the plugin and those that skipped it, with their total time and latency histograms (the
+    bounds of ``runtime.metrics.LATENCY_BUCKETS`` and +Inf). Written like ``PluginStatsBucket``: a
+    process upserts its own row's running totals; readers sum all processes' rows."""
+
+    plugin_slug = models.SlugField(max_length=64, db_index=False)
+    minute = models.DateTimeField(help_text="start of the minute (UTC)")
+    process = models.CharField(max_length=80, help_text="host:pid:nonce of the writing process")
+    with_requests = models.PositiveBigIntegerField(default=0)
+    with_time = models.FloatField(default=0.0, help_text="seconds of the requests that ran the plugin")
+    with_histogram = models.JSONField(default=list)
+    without_requests = models.PositiveBigIntegerField(default=0)
+    without_time = models.FloatField(default=0.0, help_text="seconds of the requests that skipped it")
+    without_histogram = models.JSONField(default=list)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["plugin_slug", "minute", "process"],
+                                               name="gonext_rollout_one_row_per_process_minute")]
+        indexes = [models.Index(fields=["minute"], name="gonext_rollout_minute")]
+        verbose_name = "rollout bucket"
+
+    def __str__(self) -> str:
+        return f"{self.plugin_slug} {self.minute:%Y-%m-%d %H:%M} {self.process}"

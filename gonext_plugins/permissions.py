@@ -36,7 +36,7 @@ VIEW_PLUGIN = f"{APP_LABEL}.view_plugin"
 INSTALL_PLUGIN = f"{APP_LABEL}.install_plugin"
 """Install, upgrade, roll back and uninstall (activation and grants are separate permissions)."""
 ACTIVATE_PLUGIN = f"{APP_LABEL}.activate_plugin"
-"""Activate and deactivate."""
+"""Activate and deactivate, and a staged rollout (start, change, promote, roll back)."""
 GRANT_CAPABILITY = f"{APP_LABEL}.grant_capability"
 """Grant and revoke capabilities, at install, at upgrade or on their own."""
 VIEW_PLUGIN_LOGS = f"{APP_LABEL}.view_plugin_logs"
@@ -123,6 +123,11 @@ def can_uninstall(user: Any) -> bool:
 
 def can_activate(user: Any) -> bool:
     """Activate and deactivate."""
+    return _has(user, ACTIVATE_PLUGIN)
+
+
+def can_roll_out(user: Any) -> bool:
+    """Start, change, promote or roll back a staged rollout: an activation in steps."""
     return _has(user, ACTIVATE_PLUGIN)
 
 

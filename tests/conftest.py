@@ -110,6 +110,11 @@ def _isolated_plugin_state(request, tmp_path):  # type: ignore[no-untyped-def]
         from gonext_plugins.registry import registry
 
         registry.close()
+    if "gonext_plugins.rollout" in sys.modules:
+        from gonext_plugins import rollout
+
+        rollout.forget_rules()
+        rollout.recorder.reset()
 
 
 # --- toolchains and the reading-time examples, built once per session ----------------------------

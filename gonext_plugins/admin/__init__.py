@@ -41,6 +41,7 @@ from .costs import CostAdminViews, added_cell, calls_sparklines, plugin_page_cha
 from .keys import PublisherKeyAdminViews
 from .plugins import PluginAdminViews
 from .presenters import recent_audit
+from .rollout import RolloutAdminViews, rollout_context
 
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
@@ -126,7 +127,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Plugin)
-class PluginAdmin(CostAdminViews, HookCatalogueAdminViews, PluginAdminViews, ReadOnlyAdmin):
+class PluginAdmin(CostAdminViews, HookCatalogueAdminViews, PluginAdminViews, RolloutAdminViews,
+                  ReadOnlyAdmin):
     change_list_template = "admin/gonext_plugins/plugin/change_list.html"
     change_form_template = "admin/gonext_plugins/plugin/change_form.html"
     list_display = ["name_column", "state_column", "publisher_column", "capabilities_column",
@@ -280,6 +282,7 @@ class PluginAdmin(CostAdminViews, HookCatalogueAdminViews, PluginAdminViews, Rea
             path("<int:object_id>/activate/", wrap(self.activate_view), name=name("activate")),
             path("<int:object_id>/deactivate/", wrap(self.deactivate_view), name=name("deactivate")),
             path("<int:object_id>/rollback/", wrap(self.rollback_view), name=name("rollback")),
+            path("<int:object_id>/rollout/", wrap(self.rollout_view), name=name("rollout")),
             path("<int:object_id>/grants/<str:capability>/revoke/", wrap(self.revoke_grant_view),
                  name=name("revoke_grant")),
             path("<int:object_id>/uninstall/", wrap(self.uninstall_view), name=name("uninstall")),
@@ -341,6 +344,7 @@ class PluginAdmin(CostAdminViews, HookCatalogueAdminViews, PluginAdminViews, Rea
             "incompatible_reasons": version_reasons(plugin.slug, current) if current else [],
             "can_install": policy.can_upgrade(user),  # upgrade, roll back, uninstall
             "can_activate": policy.can_activate(user),
+            **rollout_context(plugin, user),
             "can_grant": policy.can_grant(user),
             "can_view_logs": policy.can_view_logs(user),
             "can_preview": policy.can_preview(user),

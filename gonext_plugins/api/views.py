@@ -41,6 +41,7 @@ from .log_serializers import LOG_LEVELS, LogLineSerializer, LogPageSerializer, L
 from .openapi import COMMON_ERRORS, ERROR, SLUG_PARAM, WRITE_ERRORS, errors, extend_schema
 from .pagination import PluginPagination
 from .parsers import UntrustedJSONParser
+from .rollout import RolloutActions
 
 # Moved to their own modules; named here too, for imports from before the split.
 __all__ = ["COMMON_ERRORS", "ERROR", "LOG_LEVELS", "SLUG_PARAM", "WRITE_ERRORS", "APIBase",
@@ -65,7 +66,7 @@ def _read_bundle(upload: Any) -> bundle_module.Bundle:
     return bundle_module.read(upload)
 
 
-class PluginViewSet(APIBase, GenericViewSet):
+class PluginViewSet(APIBase, RolloutActions, GenericViewSet):
     """Installed plugins and every lifecycle operation on them."""
 
     lookup_field = "slug"
@@ -78,7 +79,8 @@ class PluginViewSet(APIBase, GenericViewSet):
                     "faults": ("page", "page_size"),
                     "destroy": ("keep_data",), "grants.delete": ("capability",),
                     "logs": ("since", "level", "limit"), "jobs": ("status", "job", "page", "page_size")}
-    body_actions = frozenset({"create", "upgrade", "rollback", "grants.post", "plugin_settings", "preview"})
+    body_actions = frozenset({"create", "upgrade", "rollback", "grants.post", "plugin_settings", "preview",
+                              "rollout", "rollout_rollback"})
 
     # action -> the policy's rule (GET/POST/DELETE of grants differ by method); create and upgrade
     # are asked again with the parsed body (activation, grants)
@@ -90,11 +92,14 @@ class PluginViewSet(APIBase, GenericViewSet):
         "rollback": policy.can_rollback, "destroy": policy.can_uninstall,
         "activate": policy.can_activate, "deactivate": policy.can_activate,
         "logs": policy.can_view_logs, "preview": policy.can_preview,
+        "rollout_promote": policy.can_roll_out, "rollout_rollback": policy.can_roll_out,
     }
 
     def permission_rule(self, request: Request) -> Callable[[Any], bool]:
         if self.action == "plugin_settings" and request.method not in ("GET", "HEAD", "OPTIONS"):
             return policy.can_change_settings
+        if self.action == "rollout" and request.method not in ("GET", "HEAD", "OPTIONS"):
+            return policy.can_roll_out
         if self.action == "grants":
             reading = request.method in ("GET", "HEAD", "OPTIONS")
             return policy.can_view_plugins if reading else policy.can_grant

@@ -9,6 +9,7 @@ writes plugin state. The package holds one job per module:
 - :mod:`.dev`: dev builds (dev mode only);
 - :mod:`.faults`: fault records and quarantine;
 - :mod:`.settings`: a plugin's settings, read (with defaults) and changed;
+- :mod:`.rollout`: a staged rollout started, changed, promoted or rolled back;
 - :mod:`.preflight`: every check made before a change (the admin shows them at upload);
 - :mod:`.blobs`: blobs of failed operations undone, unreferenced blobs removed, ``plugin gc``;
 - :mod:`._tx`: audit, generation bump, signals on commit; :mod:`._compile`: compiling before a
@@ -18,7 +19,7 @@ This module re-exports the public API, so ``from gonext_plugins import lifecycle
 lifecycle.install(...)`` keeps working.
 """
 
-from . import settings
+from . import rollout, settings
 from ._compile import Compiled, Loader, set_loader
 from ._tx import Actor, Result, bump_generation, current_generation, manifest_of
 from .blobs import collect_blobs
@@ -63,6 +64,7 @@ __all__ = [
     "revoke",
     "revoke_key",
     "rollback",
+    "rollout",
     "set_loader",
     "settings",
     "trust_key",

@@ -8,7 +8,7 @@ from django.dispatch import Signal
 
 from .. import signals
 from ..errors import LifecycleError
-from ..models import Plugin, PluginState
+from ..models import Plugin, PluginRollout, PluginState
 from ._compile import Compiled
 from ._tx import Actor, Result, audit, bump_generation, send_on_commit
 from .preflight import validate_activation
@@ -39,6 +39,7 @@ def deactivate_locked(plugin: Plugin, actor: Actor, *, state: str = PluginState.
     if plugin.state == state and not reason:
         return Result(plugin, plugin.active_version, changed=False)
     before = plugin.state
+    PluginRollout.objects.filter(plugin=plugin).delete()  # a stopped plugin is in no rollout
     plugin.state = state
     plugin.state_reason = reason[:500]
     plugin.save(update_fields=["state", "state_reason", "updated_at"])

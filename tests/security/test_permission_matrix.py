@@ -115,6 +115,10 @@ def _activate(plugin: Plugin) -> None:
     lifecycle.activate(plugin, "tests")
 
 
+def _in_rollout(plugin: Plugin) -> None:
+    lifecycle.rollout.start(plugin, "tests", mode="staff")
+
+
 def new_key() -> dict[str, str]:
     """A fresh publisher key to trust."""
     return {"name": "New", "public_key": signing.generate_key()[1]}
@@ -195,6 +199,11 @@ ACTIONS: list[Action] = [
            lambda c: c.client.post(admin_url("plugin_uninstall", c.plugin.pk), {})),
     Action("admin.activate", "admin", (ACTIVATE,), True,
            lambda c: c.client.post(admin_url("plugin_activate", c.plugin.pk))),
+    Action("admin.rollout_start", "admin", (ACTIVATE,), True,
+           lambda c: c.client.post(admin_url("plugin_rollout", c.plugin.pk), {"action": "staff"})),
+    Action("admin.rollout_promote", "admin", (ACTIVATE,), True,
+           lambda c: c.client.post(admin_url("plugin_rollout", c.plugin.pk), {"action": "promote"}),
+           _in_rollout),
     Action("admin.deactivate", "admin", (ACTIVATE,), True,
            lambda c: c.client.post(admin_url("plugin_deactivate", c.plugin.pk)), _activate),
     Action("admin.revoke_grant", "admin", (GRANT,), True,
@@ -238,6 +247,14 @@ ACTIONS: list[Action] = [
     Action("api.activate", "api", (ACTIVATE,), True, lambda c: c.api.post("/api/plugins/demo/activate/")),
     Action("api.deactivate", "api", (ACTIVATE,), True,
            lambda c: c.api.post("/api/plugins/demo/deactivate/"), _activate),
+    Action("api.rollout", "api", (VIEW,), False, lambda c: c.api.get("/api/plugins/demo/rollout/")),
+    Action("api.rollout_start", "api", (ACTIVATE,), True,
+           lambda c: c.api.post("/api/plugins/demo/rollout/", {"mode": "percent", "percent": 10},
+                                format="json")),
+    Action("api.rollout_promote", "api", (ACTIVATE,), True,
+           lambda c: c.api.post("/api/plugins/demo/rollout/promote/"), _in_rollout),
+    Action("api.rollout_rollback", "api", (ACTIVATE,), True,
+           lambda c: c.api.post("/api/plugins/demo/rollout/rollback/"), _in_rollout),
     Action("api.grant", "api", (GRANT,), True,
            lambda c: c.api.post("/api/plugins/demo/grants/", {"grant": ["posts.read"]}, format="json")),
     Action("api.revoke_grant", "api", (GRANT,), True,

@@ -28,6 +28,7 @@ from gonext_plugins.management.commands._plugin_dev import DEV_SUBCOMMANDS, DevC
 from gonext_plugins.management.commands._plugin_hooks import HOOKS_SUBCOMMANDS, HooksCommands
 from gonext_plugins.management.commands._plugin_lifecycle import LifecycleCommands
 from gonext_plugins.management.commands._plugin_preview import PREVIEW_SUBCOMMANDS, PreviewCommands
+from gonext_plugins.management.commands._plugin_rollout import ROLLOUT_SUBCOMMANDS, RolloutCommands
 from gonext_plugins.management.commands._plugin_run import RUN_SUBCOMMANDS, RunCommands
 from gonext_plugins.management.commands._plugin_settings import SETTINGS_SUBCOMMANDS, SettingsCommands
 
@@ -78,14 +79,14 @@ LIFECYCLE_SUBCOMMANDS: dict[str, str] = {
 }
 
 
-class Command(DevCommands, HooksCommands, LifecycleCommands, PreviewCommands, RunCommands, SettingsCommands,
-              BaseCommand):
+class Command(DevCommands, HooksCommands, LifecycleCommands, PreviewCommands, RolloutCommands, RunCommands,
+              SettingsCommands, BaseCommand):
     help = ("Manage gonext plugins: write them (new: scaffold a plugin; dev: build, upload to a dev site, "
             "watch, diff capabilities, tail logs; see docs/plugin-authors.md; run: one hook against a "
             "fixture, no site needed), keys and bundles (keygen, "
             "pack, sign, verify) and installed plugins (install, list, show, activate, deactivate, "
-            "upgrade, rollback, uninstall, grant, revoke, settings, trust-key, revoke-key, gc), a page "
-            "previewed with a plugin version active for that render only (preview), and the "
+            "upgrade, rollback, rollout, uninstall, grant, revoke, settings, trust-key, revoke-key, gc), "
+            "a page previewed with a plugin version active for that render only (preview), and the "
             "hooks this site offers (hooks). Exit codes: 0 done, "
             "1 refused (stderr: 'error: <code>: <message>'), 2 usage error, 3 nothing to do (already in "
             "that state).")
@@ -99,6 +100,7 @@ class Command(DevCommands, HooksCommands, LifecycleCommands, PreviewCommands, Ru
         **LIFECYCLE_SUBCOMMANDS,
         **SETTINGS_SUBCOMMANDS,
         **PREVIEW_SUBCOMMANDS,
+        **ROLLOUT_SUBCOMMANDS,
         **HOOKS_SUBCOMMANDS,
         **DEV_SUBCOMMANDS,
         **RUN_SUBCOMMANDS,
