@@ -189,7 +189,12 @@ class Registry:
                 return False
             if generation == self._generation and not force and not self._site_changed():
                 return False
-            changed, complete = self._apply(self._desired())
+            try:
+                desired = self._desired()
+            except DatabaseError:  # gone between the two reads: keep what runs, retry next check
+                logger.warning("plugin sync skipped: database not reachable", exc_info=True)
+                return False
+            changed, complete = self._apply(desired)
             # A plugin the blob store could not deliver is retried at the next sync, not only at the
             # next change: forget the generation so the next check applies it again.
             self._generation = generation if complete else -1

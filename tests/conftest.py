@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -115,6 +115,28 @@ def _isolated_plugin_state(request, tmp_path):  # type: ignore[no-untyped-def]
 
         rollout.forget_rules()
         rollout.recorder.reset()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _orm_beside_playwright(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Browser tests (marker ``browser``) call the ORM between steps of Playwright's sync API, which
+    runs an event loop in this thread, so Django's async guard must be off for them; set for the
+    module only, never at import (an xdist worker imports every test module, and every process it
+    starts afterwards would inherit it: ``check --deploy`` refuses it)."""
+    marks = getattr(request.module, "pytestmark", [])
+    marks = marks if isinstance(marks, list) else [marks]
+    if not any(mark.name == "browser" for mark in marks):
+        yield
+        return
+    before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = before
 
 
 # --- toolchains and the reading-time examples, built once per session ----------------------------

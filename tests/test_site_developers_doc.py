@@ -59,7 +59,7 @@ def test_the_page_has_the_sections_the_issue_asks_for() -> None:
     for link in ("security.md", "jobs.md", "../README.md#using-it-in-your-site"):
         assert f"]({link}" in text, link
         assert (DOC.parent / link.split("#")[0]).exists(), link
-    assert "db_worker --queue-name plugin" in text and "{% load gonext_hooks %}" in text
+    assert "manage.py plugin_worker" in text and "{% load gonext_hooks %}" in text
 
 
 def test_excerpts_match_their_source() -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,8 +27,6 @@ from tests.conftest import REPO
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes between
 # browser steps are ordinary synchronous ones.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 browser = chromium.browser  # the module-scoped fixture every browser test shares
 

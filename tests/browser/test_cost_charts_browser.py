@@ -8,7 +8,6 @@ violation. Screenshots go to ``test-artifacts/costs/``."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,6 @@ from tests.test_admin import signed_bundle
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes between
 # browser steps are ordinary synchronous ones.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 browser = chromium.browser  # the module-scoped fixture every browser test shares
 

@@ -5,7 +5,6 @@ reconnecting after the server restarts. Screenshots go to ``test-artifacts/logs/
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -16,8 +15,6 @@ import pytest
 
 from ..test_logs_cross_process import POST_SLUG, Site
 from .chromium import launch
-
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop here
 
 pytestmark = pytest.mark.browser
 

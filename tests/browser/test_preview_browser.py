@@ -5,7 +5,6 @@ back. Screenshots under ``test-artifacts/preview/``. Nothing is installed by any
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,6 @@ from gonext_plugins.models import Plugin, PluginKV
 from project.blog.models import Post
 from tests.browser import chromium
 from tests.conftest import REPO, guest_wasm, make_manifest
-
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs a loop in this thread
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 browser = chromium.browser

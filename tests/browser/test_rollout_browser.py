@@ -6,7 +6,6 @@ console errors and no Content-Security-Policy violations. Screenshots: ``test-ar
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,6 @@ from project.blog.models import Post
 from tests.browser import chromium
 from tests.browser.test_settings_browser import WATCH_CSP
 from tests.test_admin import MARKER, signed_bundle
-
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # ORM calls between browser steps, as the others
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 browser = chromium.browser

@@ -9,7 +9,6 @@ and no Content-Security-Policy violations on the way. Screenshots go to ``test-a
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,6 @@ from tests.conftest import guest_wasm
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes between
 # browser steps are ordinary synchronous ones.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 browser = chromium.browser  # the module-scoped fixture every browser test shares
 

@@ -11,7 +11,6 @@ violation. Screenshots go to ``test-artifacts/security-markup/``.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,6 @@ from tests.conftest import REPO, guest_wasm, make_manifest
 
 from ..test_logs_cross_process import Site
 from .test_plugin_markup import HOOKS, install_markup_guest
-
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop here
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 browser = chromium.browser  # the module-scoped fixture every browser test shares
