@@ -245,11 +245,18 @@ class Registry:
         changed = False
         complete = True
         for slug in list(self._loaded):
-            if slug not in desired or desired[slug][0].pk != self._loaded[slug].version_pk:
+            if slug not in desired:
                 self._unload(slug)
                 changed = True
         for slug, (version, caps, hosts, values) in desired.items():
             current = self._loaded.get(slug)
+            if current is not None and current.version_pk != version.pk:
+                # Another version: compiled and loaded before the running one goes, so a request
+                # served meanwhile (other threads do not wait for this sync) still has a plugin.
+                replaced = current
+                current = None
+            else:
+                replaced = None
             if current is not None and current.settings != values:
                 current.settings = values  # settings.get reads them from here: no re-wiring
                 changed = True
@@ -264,22 +271,29 @@ class Registry:
                     changed = True
                 continue
             try:
-                self._load(slug, version, caps, hosts, values)
-                changed = True
+                loaded = loading.load(slug, version, caps, hosts)
             except BlobStorageUnavailable as exc:  # an outage, not the plugin's fault: no quarantine
                 logger.warning("plugin %s not loaded yet (retried at the next sync): %s", slug, exc)
                 complete = False
+                continue
             except PluginError as exc:
                 logger.error("plugin %s could not be loaded: %s", slug, exc)
                 record_fault(slug, "load_error", exc.message, version=version.version)
+                if replaced is not None:  # the version asked for cannot run: neither does the old one
+                    self._unload(slug)
+                    changed = True
+                continue
+            if replaced is not None:
+                self._unload(slug)
+            self._adopt(loaded, values)
+            changed = True
         return changed, complete
 
-    def _load(self, slug: str, version: PluginVersion, caps: frozenset[str],
-              hosts: tuple[str, ...], values: dict[str, Any] | None = None) -> LoadedPlugin:
-        loaded = loading.load(slug, version, caps, hosts)
+    def _adopt(self, loaded: LoadedPlugin, values: dict[str, Any] | None = None) -> LoadedPlugin:
+        """Put a loaded plugin in service: its settings, the table, the listeners (its hooks)."""
         loaded.settings = values or {}
-        self._loaded[slug] = loaded
-        logger.info("plugin %s %s loaded", slug, version.version)
+        self._loaded[loaded.slug] = loaded
+        logger.info("plugin %s %s loaded", loaded.slug, loaded.version)
         self._notify_all(loaded, load=True)
         return loaded
 
