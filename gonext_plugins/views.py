@@ -14,8 +14,8 @@ from django.urls import reverse
 from django_prometheus.exports import ExportToDjangoView
 
 from . import permissions as policy
-from .api.exceptions import error_body
 from .conf import settings
+from .errors import error_body
 from .models import Plugin
 
 
