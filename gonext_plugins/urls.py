@@ -50,7 +50,7 @@ class DeferredURLResolver(URLResolver):
 
     def _reverse_with_prefix(self, lookup_view: Any, _prefix: str, *args: Any, **kwargs: Any) -> str:
         self._load()
-        return super()._reverse_with_prefix(lookup_view, _prefix, *args, **kwargs)
+        return super()._reverse_with_prefix(lookup_view, _prefix, *args, **kwargs)  # type: ignore[misc]
 
     @property
     def reverse_dict(self) -> Any:
