@@ -15,6 +15,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 
+def error_body(code: str, detail: str, problems: list[Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """The API's error shape, ``{"error", "detail", "problems", ...}``: here, not in ``api/``, so a
+    view outside the API (the log pages) answers in it without importing DRF."""
+    return {"error": code, "detail": detail, "problems": problems or [], **extra}
+
+
 class PluginError(Exception):
     """Base class: something about a plugin went wrong."""
 
@@ -27,7 +33,7 @@ class PluginError(Exception):
 
     def as_dict(self) -> dict[str, Any]:
         """The API's error shape: ``{"error", "detail", "problems"}``."""
-        return {"error": self.code, "detail": self.message, "problems": []}
+        return error_body(self.code, self.message)
 
 
 # --- runtime (layer 1) -----------------------------------------------------------------------

@@ -15,8 +15,8 @@ from django_prometheus.exports import ExportToDjangoView
 
 from . import permissions as policy
 from . import state_metrics  # noqa: F401  (registers the plugin state figures /metrics serves)
-from .api.exceptions import error_body
 from .conf import settings
+from .errors import error_body
 from .models import Plugin
 
 

@@ -46,6 +46,7 @@ from ..errors import (
     SignatureError,
     UnknownCapability,
     VersionConflict,
+    error_body,
 )
 
 logger = logging.getLogger("gonext_plugins.api")
@@ -70,10 +71,6 @@ PLUGIN_ERROR_STATUS: tuple[tuple[type[PluginError], int], ...] = (
 
 # DRF's default codes, renamed where the default says less than it could.
 DRF_CODES = {"invalid": "invalid_request", "error": "invalid_request"}
-
-
-def error_body(code: str, detail: str, problems: list[Any] | None = None, **extra: Any) -> dict[str, Any]:
-    return {"error": code, "detail": detail, "problems": problems or [], **extra}
 
 
 def status_for(exc: PluginError) -> int:

@@ -7,12 +7,18 @@ copy), so stores, functions and memories created through wasmtime-py are valid h
 
 The struct layouts mirror wasmtime-py's generated ``_bindings.py`` for wasmtime 50; ``_check_layout``
 compares them against wasmtime-py's ctypes definitions at import, so a wheel upgrade that changes
-them fails loudly instead of corrupting memory.
+them fails loudly instead of corrupting memory. The declarations (``CDEF``) are loaded already parsed
+from the generated ``_wasmtime_cdef`` module when it matches them (see ``load_ffi``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import hashlib
+import importlib
+import io
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +26,7 @@ import cffi
 import wasmtime
 from wasmtime import _ffi as _wffi
 
-ffi = cffi.FFI()
-ffi.cdef("""
+CDEF = """
 typedef struct wasmtime_context wasmtime_context_t;
 typedef struct wasmtime_error wasmtime_error_t;
 typedef struct wasm_trap_t wasm_trap_t;
@@ -48,7 +53,55 @@ void wasmtime_error_delete(wasmtime_error_t *error);
 void wasmtime_error_message(const wasmtime_error_t *error, wasm_byte_vec_t *message);
 void wasm_trap_delete(wasm_trap_t *trap);
 void wasm_byte_vec_delete(wasm_byte_vec_t *vec);
-""")
+"""
+
+GENERATED_MODULE = "gonext_plugins.runtime._wasmtime_cdef"
+"""``CDEF`` already parsed: cffi's out-of-line ABI mode (``set_source(name, None)``), a plain Python
+module written by :func:`write_generated_module` and shipped in the package. Parsing ``CDEF`` at
+import takes pycparser about 45 ms (more on a busy machine) in every fresh process; importing the
+generated module takes well under one."""
+
+
+def cdef_digest() -> str:
+    """What the generated module must have been built from (``CDEF`` and the cffi version)."""
+    return hashlib.sha256(f"{cffi.__version__}\n{CDEF}".encode()).hexdigest()
+
+
+def load_ffi(module_name: str = GENERATED_MODULE) -> tuple[Any, str]:
+    """The FFI for ``CDEF`` and where it came from: ``"generated"`` when ``module_name`` exists and
+    was built from this ``CDEF`` with this cffi, else ``"cdef"`` (parsed now): a stale or missing
+    module costs start-up time, never correctness."""
+    try:
+        generated = importlib.import_module(module_name)
+    except ImportError:  # not generated (or an older cffi backend refusing its format)
+        generated = None
+    if generated is not None and getattr(generated, "CDEF_DIGEST", None) == cdef_digest():
+        return generated.ffi, "generated"
+    parsed = cffi.FFI()
+    parsed.cdef(CDEF)
+    return parsed, "cdef"
+
+
+def write_generated_module(path: Path | None = None) -> Path:
+    """(Re)write the generated module after a change to ``CDEF`` or a cffi upgrade (a test compares
+    the shipped file with a fresh one): ``python -c "from gonext_plugins.runtime._wasmtime_ffi
+    import write_generated_module as w; w()"``."""
+    target = path or Path(__file__).with_name(GENERATED_MODULE.rsplit(".", 1)[1] + ".py")
+    builder = cffi.FFI()
+    builder.cdef(CDEF)
+    builder.set_source(GENERATED_MODULE, None)
+    with tempfile.TemporaryDirectory() as scratch, contextlib.redirect_stdout(io.StringIO()):
+        emitted = Path(scratch) / "out.py"
+        builder.emit_python_code(str(emitted))  # prints "generating ..."
+        code = emitted.read_text()
+    header = ("# auto-generated file: gonext_plugins.runtime._wasmtime_ffi.write_generated_module\n"
+              "# ruff: noqa: E501\n")
+    code = code.replace("# auto-generated file\n", header, 1)
+    target.write_text(f"{code}\nCDEF_DIGEST = {cdef_digest()!r}\n")
+    return target
+
+
+ffi, FFI_SOURCE = load_ffi()
 
 LIBRARY_PATH = Path(_wffi.filename)
 lib: Any = ffi.dlopen(str(LIBRARY_PATH))

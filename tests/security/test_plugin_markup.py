@@ -173,3 +173,68 @@ def test_admin_and_api_carry_a_strict_csp_and_the_site_keeps_its_own(client, set
     assert "gonext_plugins.W006" not in {m.id for m in checks.run_checks()}
     settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m != CSP_MIDDLEWARE]
     assert "gonext_plugins.W006" in {m.id for m in checks.run_checks()}
+
+
+# Issue #18: a filter chain of plugins each adding to already sanitized content sanitizes what each
+# one added, not the whole content again; what they add is held to the same allowlist.
+SANITIZED_POST = "<p>Post &amp; <a href='https://example.com/'>a link</a> <b>bold</p>&"
+RAW_TEXT_ELEMENTS = {"script", "style", "title", "textarea", "xmp", "iframe", "noembed", "noframes",
+                     "plaintext", "noscript", "template"}
+ADDED_VECTORS = [
+    "<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "<svg onload=alert(1)>",
+    "<a href='java\tscript:alert(1)'>x</a>", "<iframe src=//evil></iframe>", "<style>*{}</style>",
+    "<noscript><p title='</noscript><img src=x onerror=alert(1)>'>", "<!--<img src=x onerror=alert(1)>-->",
+    "</p></b><script>alert(1)</script>",  # closing what the content left open changes nothing
+    "lt;img src=x onerror=alert(1)&gt;",  # after the content's escaped "&": text, not a tag
+    "\" onmouseover=\"alert(1)",  # no attribute of the content is open to receive it
+]
+
+
+def assert_inert(html: str) -> None:
+    page = Page(html)
+    for tag, attrs in page.elements:
+        assert tag not in FORBIDDEN_TAGS | {"meta", "link"}
+        assert not [name for name in attrs if name.startswith("on") or name in ("style", "srcdoc")]
+        for value in attrs.values():
+            assert "javascript" not in value.lower()
+
+
+def test_the_sanitizer_allows_no_element_that_would_swallow_what_follows() -> None:
+    assert not RAW_TEXT_ELEMENTS & markup.ALLOWED_TAGS
+
+
+@pytest.mark.parametrize("added", ADDED_VECTORS)
+def test_html_added_to_sanitized_content_is_sanitized_alone(added: str) -> None:
+    content = markup.sanitize(SANITIZED_POST)
+    appended = markup.clean_filter_value(content, content + added, raw=False, html=True)
+    prepended = markup.clean_filter_value(content, added + content, raw=False, html=True)
+    assert isinstance(appended, markup.Sanitized) and isinstance(prepended, markup.Sanitized)
+    assert appended.startswith(content) and prepended.endswith(content)  # kept as it was
+    assert appended[len(content):] == markup.sanitize(added)
+    assert prepended[:len(prepended) - len(content)] == markup.sanitize(added)
+    assert_inert(appended)
+    assert_inert(prepended)
+
+
+def test_a_change_inside_sanitized_content_is_sanitized_whole() -> None:
+    content = markup.sanitize(SANITIZED_POST)
+    changed = content.replace("a link", "a link<img src=x onerror=alert(1)>")
+    result = markup.clean_filter_value(content, changed + "<p>more</p>", raw=False, html=True)
+    assert result == markup.sanitize(changed + "<p>more</p>")
+    assert_inert(result)
+
+
+def test_site_markup_is_not_taken_for_sanitized_content() -> None:
+    """The site's own SafeData was never through the sanitizer: a plugin result that extends it is
+    sanitized whole (what the site trusted is not what the plugin returned)."""
+    site = mark_safe("<p>Site</p><iframe src='https://video.example/'></iframe>")
+    result = markup.clean_filter_value(site, site + "<p>more</p>", raw=False, html=True)
+    assert result == markup.sanitize(site + "<p>more</p>")
+    assert "<iframe" not in result
+
+
+def test_html_raw_results_are_trusted_whole() -> None:
+    content = markup.sanitize(SANITIZED_POST)
+    result = markup.clean_filter_value(content, content + "<script>ok()</script>", raw=True, html=True)
+    assert result == content + "<script>ok()</script>" and isinstance(result, SafeData)
+    assert not isinstance(result, markup.Sanitized)
