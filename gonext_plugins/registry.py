@@ -67,6 +67,7 @@ class Registry:
         self._generation = -1
         self._next_check = 0.0
         self._stale = True  # a change committed in this process waits for the next sync
+        self._swapping = False  # a sync is changing the loaded plugins (another thread may wait)
         self._listeners: list[tuple[Listener | None, Listener | None]] = []
         # Active plugins this site cannot run now (lifecycle.compat), skipped with one warning per
         # process, and the site they were judged on: when it changes they are judged again.
@@ -109,6 +110,9 @@ class Registry:
         every hook of the page sees the same plugins (no version swap between ``wp_head`` and
         ``the_content``) and a page with many hook calls pays for one check; a change this request
         committed itself still applies at once. Elsewhere each dispatch checks."""
+        if self._swapping:  # another thread is swapping plugins: dispatch after it, not halfway
+            with self._lock:
+                pass
         if _request_checked.get() and not self._stale:
             return
         self.maybe_sync()
@@ -194,7 +198,11 @@ class Registry:
             except DatabaseError:  # gone between the two reads: keep what runs, retry next check
                 logger.warning("plugin sync skipped: database not reachable", exc_info=True)
                 return False
-            changed, complete = self._apply(desired)
+            self._swapping = True
+            try:
+                changed, complete = self._apply(desired)
+            finally:
+                self._swapping = False
             # A plugin the blob store could not deliver is retried at the next sync, not only at the
             # next change: forget the generation so the next check applies it again.
             self._generation = generation if complete else -1

@@ -260,7 +260,7 @@ def test_an_author_repository_tests_its_plugin_without_django(tmp_path: Path) ->
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     env["PYTHONPATH"] = str(REPO)
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:django",
-                           "-p", "gonext_plugins.testing.pytest_plugin", "test_plugin.py"],
+                           "test_plugin.py"],  # the fixture: the installed package's pytest11 entry point
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "4 passed" in done.stdout
