@@ -204,3 +204,38 @@ def reading_time_build(tmp_path_factory: pytest.TempPathFactory,
             pytest.skip(f"no {lang} toolchain: {exc}")
 
     return built
+
+
+# --- scheduling ------------------------------------------------------------------------------------
+
+# The files that start servers, browsers or toolchains, longest first. `make test` runs the suite on
+# two xdist workers with --dist loadfile, which hands out whole files in collection order: a long
+# file collected last keeps one worker busy after the other has finished. Running these first lets
+# the many short files fill in around them.
+HEAVY_FIRST = (
+    "tests/cluster/test_cluster.py",
+    "tests/test_rust_plugins.py",
+    "tests/test_reading_time_examples.py",
+    "tests/devtools/test_assemblyscript.py",
+    "tests/test_reusable_app.py",
+    "tests/site/test_plugin_authors_doc.py",
+    "tests/test_compat_startup.py",
+    "tests/test_object_storage.py",
+    "tests/test_jobs_rq.py",
+    "tests/test_dev_loop_live.py",
+    "tests/test_plugin_worker.py",
+    "tests/test_stats_rollup.py",
+    "tests/devtools/test_c.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Collected items, the heavy files (``HEAVY_FIRST``) first, in that order; the rest as they were
+    (every worker sorts alike, as xdist requires)."""
+    rank = {path: index for index, path in enumerate(HEAVY_FIRST)}
+
+    def key(item: pytest.Item) -> int:
+        relative = Path(str(item.path)).resolve().relative_to(REPO).as_posix()
+        return rank.get(relative, len(rank))
+
+    items.sort(key=key)  # stable: within a file, and among the rest, the collection order stays
