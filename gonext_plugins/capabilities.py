@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from .conf import DEFAULTS, MiB
 from .errors import UnknownCapability
+from .host_rules import ALWAYS_GRANTED as ALWAYS_GRANTED  # re-exported: its home is host_rules (Django-free)
 from .runtime.host import HostCallable, HostFunctions
 
 Risk = Literal["low", "medium", "high"]
@@ -45,9 +46,6 @@ class Capability:
 _lock = threading.Lock()
 _registry: dict[str, Capability] = {}
 
-ALWAYS_GRANTED: frozenset[str] = frozenset({"log", "self"})
-"""Capabilities every plugin holds without asking: writing to its own log, and reading facts about
-itself and its own settings (``plugin.info``, ``settings.get``)."""
 
 host_functions = HostFunctions()
 """The process-wide registry every runtime routes ``gn_host_call`` through."""

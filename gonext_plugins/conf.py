@@ -207,7 +207,8 @@ class PluginSettings:
     LOG_RATE = Setting(200.0, float, (1, 10**6), doc="per-plugin log rate limit, lines a second")
     LOG_BURST = Setting(1_000, int, (1, 10**7), doc="per-plugin log rate limit, burst")
     LOG_BACKLOG = Setting(2_000, int, (10, 10**7), doc="log lines kept per plugin in the database")
-    LOG_MAX_MESSAGE_BYTES = Setting(4096, int, (64, MiB), doc="longer log messages are cut")
+    LOG_MAX_MESSAGE_BYTES = Setting(host_rules.DEFAULT_LOG_MAX_MESSAGE_BYTES, int, (64, MiB),
+                                    doc="longer log messages are cut")
 
     # --- Past one process: state that must be the cluster's, not each process's own.
     SHARED_CACHE: Setting[str | None] = Setting(

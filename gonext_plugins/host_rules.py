@@ -69,6 +69,12 @@ def require_storable(value: Any, what: str, plugin: str) -> None:
 MAX_KEY_LENGTH = 255  # PluginKV.key
 MAX_TTL_SECONDS = 10 * 365 * 24 * 3600  # ten years: longer is a typo, not a cache
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what every guest language reads as an integer
+ALWAYS_GRANTED: frozenset[str] = frozenset({"log", "self"})
+"""Capabilities every plugin holds without asking: writing to its own log, and reading facts about
+itself and its own settings (``plugin.info``, ``settings.get``). Here, not in ``capabilities``, so
+the Django-free test harness grants exactly what the app grants."""
+DEFAULT_LOG_MAX_MESSAGE_BYTES = 4096
+
 DEFAULT_KV_MAX_KEYS = 1_000
 DEFAULT_KV_MAX_VALUE_BYTES = 64 * 1024
 DEFAULT_KV_MAX_TOTAL_BYTES = 4 * 1024 * 1024

@@ -17,6 +17,8 @@ from typing import Any
 
 from ..errors import FetchError, FixtureError, HostFunctionError, PluginError
 from ..host_rules import (
+    ALWAYS_GRANTED,
+    DEFAULT_LOG_MAX_MESSAGE_BYTES,
     KVQuotas,
     allowed_hosts,
     cas_matches,
@@ -40,8 +42,6 @@ from ..runtime import HostFunctions
 from ..runtime.host import PluginHandle
 
 SELF = "self"  # the capability of settings.get and plugin.info, always granted (as in the app)
-ALWAYS_GRANTED = frozenset({"log", SELF})
-LOG_MAX_MESSAGE_BYTES = 4096  # the site's default LOG_MAX_MESSAGE_BYTES
 
 
 @dataclass
@@ -238,7 +238,7 @@ def build_registry(state: HostState, site: Iterable[tuple[str, str, SiteFunction
         return {"found": key in state.settings, "value": state.settings.get(key)}
 
     def log(payload: Any) -> dict[str, Any]:
-        state.log_line(*log_request(payload, LOG_MAX_MESSAGE_BYTES, slug))
+        state.log_line(*log_request(payload, DEFAULT_LOG_MAX_MESSAGE_BYTES, slug))
         return {"ok": True}
 
     builtins: list[tuple[str, str, SiteFunction]] = [
