@@ -20,10 +20,10 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
+from gonext_plugins.devtools.fsutil import run_tool
 from gonext_plugins.devtools.sdks import sdk_dir
 from gonext_plugins.diagnostics import sourcemap
 from gonext_plugins.errors import BuildError, ToolchainMissing
@@ -119,7 +119,7 @@ def build(project: Path, out: Path, *, source_map: bool, release: bool, timeout:
     with tempfile.TemporaryDirectory(prefix=".asc-", dir=out.parent) as tmp_dir:
         tmp = Path(tmp_dir) / out.name
         cmd = [node, str(asc), *entries, *config, *flags, "--outFile", str(tmp), "--noColors"]
-        done = _run(cmd, project, timeout)
+        done = run_tool(cmd, project, timeout, "asc")
         if done.returncode != 0 or not tmp.is_file():
             output = (done.stderr.strip() or done.stdout.strip())
             raise BuildError(f"asc failed (exit {done.returncode}):\n{output}", stderr=output, command=cmd)
@@ -135,15 +135,6 @@ def build(project: Path, out: Path, *, source_map: bool, release: bool, timeout:
         os.replace(tmp, out)  # after the map: post_process keeps a map no older than the module
     key_file.write_text(key + "\n")
     return False
-
-
-def _run(cmd: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise BuildError(f"asc timed out after {timeout:g} s", command=cmd) from exc
-    except OSError as exc:
-        raise BuildError(f"could not run {cmd[0]}: {exc}", command=cmd) from exc
 
 
 def rewrite_map(data: dict[str, object]) -> dict[str, object]:

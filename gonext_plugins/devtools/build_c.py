@@ -18,14 +18,13 @@ import contextlib
 import hashlib
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from gonext_plugins.devtools import zigbuild
-from gonext_plugins.devtools.fsutil import output_path
+from gonext_plugins.devtools.fsutil import output_path, run_tool
 from gonext_plugins.devtools.sdks import sdk_dir
 from gonext_plugins.diagnostics.wasmbin import wasm_imports
 from gonext_plugins.errors import BuildError
@@ -118,13 +117,7 @@ def build(project: Path, out: Path, *, source_map: bool, release: bool, timeout:
     # Relative inputs from the project directory: __FILE__ and the DWARF line table say "main.c".
     cmd = [*zigbuild.zig_command(), "cc", *flags, "-o", str(tmp), *names]
     try:
-        try:
-            done = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=timeout,
-                                  check=False)
-        except subprocess.TimeoutExpired as exc:
-            raise BuildError(f"zig cc timed out after {timeout:g} s", command=cmd) from exc
-        except OSError as exc:
-            raise BuildError(f"could not run zig cc: {exc}", command=cmd) from exc
+        done = run_tool(cmd, project, timeout, "zig cc")
         if done.returncode != 0:
             raise compile_error(done.stderr.strip() or done.stdout.strip(), cmd)
         check_imports(tmp.read_bytes(), project, cmd, wasi=wants_wasi(extra_flags(project)))

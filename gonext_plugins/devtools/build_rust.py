@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from gonext_plugins.devtools.fsutil import run_tool
 from gonext_plugins.devtools.sdks import sdk_dir
 from gonext_plugins.errors import BuildError, ToolchainMissing
 
@@ -133,12 +134,7 @@ def _rustc_identity(rustc: str) -> bytes:
 
 
 def _compile(cmd: list[str], cwd: Path, timeout: float, what: Path) -> None:
-    try:
-        done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise BuildError(f"rustc timed out after {timeout:g} s", command=cmd) from exc
-    except OSError as exc:
-        raise BuildError(f"could not run {cmd[0]}: {exc}", command=cmd) from exc
+    done = run_tool(cmd, cwd, timeout, "rustc")
     if done.returncode != 0:
         output = done.stderr.strip() or done.stdout.strip()
         raise BuildError(f"rustc of {what} failed (exit {done.returncode}):\n{output}", stderr=output,

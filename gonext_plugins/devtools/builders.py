@@ -33,6 +33,7 @@ from gonext_plugins.devtools import build_c, build_rust, build_wat, build_zig
 from gonext_plugins.devtools import lang as langs
 from gonext_plugins.devtools.fsutil import (
     output_path,
+    run_tool,
     write_atomic,
 )
 from gonext_plugins.diagnostics import dwarf, sourcemap
@@ -126,15 +127,6 @@ def post_process(wasm_path: Path, project: Path, *, source_map: bool = True,
     return map_path
 
 
-def _run(cmd: list[str], cwd: Path, timeout: float, what: str) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise BuildError(f"{what} timed out after {timeout:g} s", command=cmd) from exc
-    except OSError as exc:
-        raise BuildError(f"could not run {cmd[0]}: {exc}", command=cmd) from exc
-
-
 def _fail(done: subprocess.CompletedProcess[str], cmd: list[str], what: str) -> BuildError:
     output = (done.stderr.strip() or done.stdout.strip())
     return BuildError(f"{what} failed (exit {done.returncode}):\n{output}", stderr=output, command=cmd)
@@ -146,7 +138,7 @@ def _build_tinygo(project: Path, out: Path, *, timeout: float) -> bool:
         raise ToolchainMissing("tinygo not found",
                                hint="install TinyGo 0.33 or later: https://tinygo.org/getting-started/install/")
     cmd = [tinygo, "build", "-target", "wasm-unknown", "-no-debug", "-o", str(out), "."]
-    done = _run(cmd, project, timeout, "tinygo build")
+    done = run_tool(cmd, project, timeout, "tinygo build")
     if done.returncode != 0:
         raise _fail(done, cmd, "tinygo build")
     return False

@@ -1,5 +1,5 @@
-"""Where builds go and how files are written, shared by the author's tools (the builders of every
-language, the post-processing, the CLIs).
+"""Where builds go, how files are written and how compilers are run, shared by the author's tools
+(the builders of every language, the post-processing, the CLIs).
 
 Why its own module: ``builders`` imports each ``build_<lang>`` module, so a helper they all use
 cannot live in ``builders`` without an import cycle. No Django here.
@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import tempfile
 from pathlib import Path
+
+from gonext_plugins.errors import BuildError
 
 BUILD_DIR = "build"
 DEV_DIR, RELEASE_DIR = "dev", "release"  # build/dev/ for the dev loop, build/release/ for pack
@@ -34,3 +37,15 @@ def write_atomic(path: Path, data: bytes) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def run_tool(cmd: list[str], cwd: Path, timeout: float, what: str) -> subprocess.CompletedProcess[str]:
+    """Run a compiler (``what`` names it in messages) and return its result, whatever its exit
+    status; a timeout or a binary that cannot start is a :class:`BuildError`, never a traceback."""
+    try:
+        return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        stderr = exc.stderr.decode("utf-8", "replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
+        raise BuildError(f"{what} timed out after {timeout:g} s", command=cmd, stderr=stderr) from exc
+    except OSError as exc:
+        raise BuildError(f"could not run {what} ({cmd[0]}): {exc}", command=cmd) from exc

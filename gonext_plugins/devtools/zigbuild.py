@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
+from gonext_plugins.devtools.fsutil import run_tool
 from gonext_plugins.devtools.sdks import sdk_dir as find_sdk
 from gonext_plugins.diagnostics.wasmbin import wasm_imports
 from gonext_plugins.errors import BuildError
@@ -148,14 +149,7 @@ def build_zig(project_dir: str | os.PathLike[str], out: str | os.PathLike[str] |
         "--dep", SDK_MODULE, f"-Mroot={source}", f"-M{SDK_MODULE}={sdk / (SDK_MODULE + '.zig')}",
     ]
     try:
-        try:
-            done = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=timeout,
-                                  check=False)
-        except subprocess.TimeoutExpired as exc:
-            raise BuildError(f"zig build timed out after {timeout:g} s", command=cmd,
-                             stderr=_text(exc.stderr)) from exc
-        except OSError as exc:
-            raise BuildError(f"could not run zig: {exc}", command=cmd) from exc
+        done = run_tool(cmd, project, timeout, "zig build")
         if done.returncode != 0:
             stderr = done.stderr.strip()
             raise BuildError(f"zig build of {source} failed:\n{stderr}", stderr=stderr, command=cmd)
@@ -167,11 +161,6 @@ def build_zig(project_dir: str | os.PathLike[str], out: str | os.PathLike[str] |
     key_file.write_text(key + "\n")
     return output
 
-
-def _text(data: bytes | str | None) -> str:
-    if data is None:
-        return ""
-    return data.decode("utf-8", "replace") if isinstance(data, bytes) else data
 
 
 def _check_module(wasm: bytes, source: Path, cmd: list[str]) -> None:
