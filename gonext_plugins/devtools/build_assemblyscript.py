@@ -23,7 +23,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from gonext_plugins.devtools.fsutil import run_tool
+from gonext_plugins.devtools.fsutil import forget_build_key, is_up_to_date, record_build_key, run_tool
 from gonext_plugins.devtools.sdks import sdk_dir
 from gonext_plugins.diagnostics import sourcemap
 from gonext_plugins.errors import BuildError, ToolchainMissing
@@ -110,10 +110,8 @@ def build(project: Path, out: Path, *, source_map: bool, release: bool, timeout:
     config, entries = _entries(project)
     flags = compiler_flags(source_map=source_map, release=release)
     key = _cache_key(project, asc, flags)
-    key_file = out.with_name(out.name + ".buildkey")
     map_path = out.with_name(out.name + ".map")
-    if out.is_file() and key_file.is_file() and key_file.read_text().strip() == key \
-            and (map_path.is_file() or not source_map):
+    if is_up_to_date(out, key) and (map_path.is_file() or not source_map):
         return True
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".asc-", dir=out.parent) as tmp_dir:
@@ -124,8 +122,7 @@ def build(project: Path, out: Path, *, source_map: bool, release: bool, timeout:
             output = (done.stderr.strip() or done.stdout.strip())
             raise BuildError(f"asc failed (exit {done.returncode}):\n{output}", stderr=output, command=cmd)
         tmp_map = tmp.with_name(tmp.name + ".map")
-        with contextlib.suppress(FileNotFoundError):
-            key_file.unlink()
+        forget_build_key(out)
         if source_map and tmp_map.is_file():
             tmp_map.write_text(json.dumps(rewrite_map(json.loads(tmp_map.read_text(encoding="utf-8")))))
             os.replace(tmp_map, map_path)
@@ -133,7 +130,7 @@ def build(project: Path, out: Path, *, source_map: bool, release: bool, timeout:
             with contextlib.suppress(FileNotFoundError):
                 map_path.unlink()
         os.replace(tmp, out)  # after the map: post_process keeps a map no older than the module
-    key_file.write_text(key + "\n")
+    record_build_key(out, key)
     return False
 
 

@@ -14,17 +14,21 @@ stripped. Both are cached on content like Zig builds (``<out>.buildkey``). No Dj
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import os
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from gonext_plugins.devtools import zigbuild
-from gonext_plugins.devtools.fsutil import output_path, run_tool
+from gonext_plugins.devtools.fsutil import (
+    is_up_to_date,
+    output_path,
+    record_build_key,
+    run_tool,
+    staged_output,
+)
 from gonext_plugins.devtools.sdks import sdk_dir
 from gonext_plugins.diagnostics.wasmbin import wasm_imports
 from gonext_plugins.errors import BuildError
@@ -107,25 +111,16 @@ def build(project: Path, out: Path, *, source_map: bool, release: bool, timeout:
     flags = compile_flags(project, release=release)
     names = [f.name for f in files]
     key = cache_key(project, [*flags, *names])
-    key_file = out.with_name(out.name + ".buildkey")
-    if out.is_file() and key_file.is_file() and key_file.read_text().strip() == key:
+    if is_up_to_date(out, key):
         return True
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".plugin-c-", suffix=".wasm", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    # Relative inputs from the project directory: __FILE__ and the DWARF line table say "main.c".
-    cmd = [*zigbuild.zig_command(), "cc", *flags, "-o", str(tmp), *names]
-    try:
+    with staged_output(out) as tmp:
+        # Relative inputs from the project directory: __FILE__ and the DWARF line table say "main.c".
+        cmd = [*zigbuild.zig_command(), "cc", *flags, "-o", str(tmp), *names]
         done = run_tool(cmd, project, timeout, "zig cc")
         if done.returncode != 0:
             raise compile_error(done.stderr.strip() or done.stdout.strip(), cmd)
         check_imports(tmp.read_bytes(), project, cmd, wasi=wants_wasi(extra_flags(project)))
-        os.replace(tmp, out)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    key_file.write_text(key + "\n")
+    record_build_key(out, key)
     return False
 
 

@@ -14,7 +14,6 @@ the first whose sysroot has the target's ``libstd``. No Django here.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shutil
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from gonext_plugins.devtools.fsutil import run_tool
+from gonext_plugins.devtools.fsutil import is_up_to_date, record_build_key, run_tool, staged_output
 from gonext_plugins.devtools.sdks import sdk_dir
 from gonext_plugins.errors import BuildError, ToolchainMissing
 
@@ -177,23 +176,16 @@ def build(project: Path, out: Path, *, source_map: bool, release: bool, timeout:
     sdk = sdk_dir("rust")
     key = _fingerprint(_rustc_identity(rustc), config.target.encode(), " ".join(flags).encode(),
                        config.crate_name.encode(), config.edition.encode(), *_tree(project), *_tree(sdk))
-    key_file = out.with_name(out.name + ".buildkey")
-    if out.is_file() and key_file.is_file() and key_file.read_text().strip() == key:
+    if is_up_to_date(out, key):
         return True
     out.parent.mkdir(parents=True, exist_ok=True)
     rlib = _sdk_rlib(rustc, config.target, flags, out.parent / ".rust-sdk", timeout)
-    fd, tmp_name = tempfile.mkstemp(prefix=".plugin-rust-", suffix=".wasm", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    # Run in the project with a relative source path: DWARF (and panics) then name src/lib.rs.
-    cmd = [rustc, "--edition", config.edition, "--crate-type", "cdylib", "--crate-name", config.crate_name,
-           "--target", config.target, *flags, "--color", "never", "-L", f"dependency={rlib.parent}",
-           "--extern", f"{SDK_CRATE}={rlib}", "-o", str(tmp), os.path.relpath(config.source, project)]
-    try:
+    with staged_output(out) as tmp:
+        # Run in the project with a relative source path: DWARF (and panics) then name src/lib.rs.
+        cmd = [rustc, "--edition", config.edition, "--crate-type", "cdylib", "--crate-name",
+               config.crate_name, "--target", config.target, *flags, "--color", "never",
+               "-L", f"dependency={rlib.parent}", "--extern", f"{SDK_CRATE}={rlib}", "-o", str(tmp),
+               os.path.relpath(config.source, project)]
         _compile(cmd, project, timeout, config.source)
-        os.replace(tmp, out)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    key_file.write_text(key + "\n")
+    record_build_key(out, key)
     return False

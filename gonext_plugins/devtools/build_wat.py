@@ -8,12 +8,11 @@ produce is what trap reports show. No Django here.
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import wasmtime
 
-from gonext_plugins.devtools.fsutil import write_atomic
+from gonext_plugins.devtools.fsutil import forget_build_key, write_atomic
 from gonext_plugins.errors import BuildError
 
 
@@ -34,7 +33,6 @@ def build(project: Path, out: Path, *, source_map: bool, release: bool, timeout:
     except (wasmtime.WasmtimeError, UnicodeDecodeError) as exc:
         raise BuildError(f"{source.name} does not compile:\n{exc}", stderr=str(exc)) from exc
     write_atomic(out, bytes(wasm))
-    with contextlib.suppress(FileNotFoundError):
-        out.with_name(out.name + ".buildkey").unlink()
+    forget_build_key(out)
     return False
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gonext_plugins.devtools import zigbuild
+from gonext_plugins.devtools.fsutil import build_key_file
 from gonext_plugins.errors import BuildError
 
 # Measured on the scaffold and the SEO example (docs/plugin-authors.md, "How fast is the loop"):
@@ -33,7 +34,7 @@ def build(project: Path, out: Path, *, source_map: bool, release: bool, timeout:
         raise BuildError(f"no main.zig in {project}: Zig plugins are built from main.zig with the "
                          "gonext SDK (build.zig is not run)")
     mode = optimize or (RELEASE_OPTIMIZE if release else DEV_OPTIMIZE)
-    key_file = out.with_name(out.name + ".buildkey")
+    key_file = build_key_file(out)
     before = key_file.read_text() if key_file.is_file() and out.is_file() else None
     zigbuild.build_zig(project, out, optimize=mode, timeout=timeout, debug_info=source_map)
     return before is not None and key_file.read_text() == before

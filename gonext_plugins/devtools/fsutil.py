@@ -11,6 +11,7 @@ import contextlib
 import os
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from gonext_plugins.errors import BuildError
@@ -29,14 +30,48 @@ def output_path(project_dir: str | os.PathLike[str], *, release: bool = False) -
 def write_atomic(path: Path, data: bytes) -> None:
     """Write under a temporary name and move into place: a reader (a watcher, an uploader) never
     sees half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    with staged_output(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def build_key_file(output: Path) -> Path:
+    """Where a build records the key (a digest of its inputs and flags) it was made from."""
+    return output.with_name(output.name + ".buildkey")
+
+
+def is_up_to_date(output: Path, key: str) -> bool:
+    """True when ``output`` exists and was built from ``key``: the builder can skip the compiler."""
+    key_file = build_key_file(output)
+    return output.is_file() and key_file.is_file() and key_file.read_text().strip() == key
+
+
+def record_build_key(output: Path, key: str) -> None:
+    """Say that ``output`` (now in place) was built from ``key``."""
+    build_key_file(output).write_text(key + "\n")
+
+
+def forget_build_key(output: Path) -> None:
+    """Drop the key, so the next build of ``output`` is not skipped (a builder that keeps no key, or
+    one about to replace the output)."""
+    with contextlib.suppress(FileNotFoundError):
+        build_key_file(output).unlink()
+
+
+@contextlib.contextmanager
+def staged_output(output: Path) -> Iterator[Path]:
+    """A temporary path beside ``output`` for a compiler to write. It is moved over ``output`` only
+    when the block ends without an exception, and deleted otherwise: a reader (the watcher, the
+    uploader, a concurrent build) never sees half a module, nor a failed build's output."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.stem}-", suffix=output.suffix, dir=output.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
+        yield tmp
+        os.replace(tmp, output)
     finally:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+            tmp.unlink()
 
 
 def run_tool(cmd: list[str], cwd: Path, timeout: float, what: str) -> subprocess.CompletedProcess[str]:

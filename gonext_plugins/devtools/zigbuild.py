@@ -13,19 +13,17 @@ Django here.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import importlib.util
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
-from gonext_plugins.devtools.fsutil import run_tool
+from gonext_plugins.devtools.fsutil import is_up_to_date, record_build_key, run_tool, staged_output
 from gonext_plugins.devtools.sdks import sdk_dir as find_sdk
 from gonext_plugins.diagnostics.wasmbin import wasm_imports
 from gonext_plugins.errors import BuildError
@@ -132,33 +130,24 @@ def build_zig(project_dir: str | os.PathLike[str], out: str | os.PathLike[str] |
                         debug_info=debug_info)
     # `main` is part of the key: the same tree built from another root file is another module.
     key = cache_key(project, sdk, [*flags, f"main={main}"])
-    key_file = output.with_name(output.name + ".buildkey")
-    if not force and output.is_file() and key_file.is_file() and key_file.read_text().strip() == key:
+    if not force and is_up_to_date(output, key):
         return output
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.stem}-", suffix=".wasm", dir=output.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    cmd = [
-        *zig_command(), "build-exe", *flags,
-        "--name", output.stem,
-        "--cache-dir", str(output.parent / ".zig-cache"),
-        f"-femit-bin={tmp}",
-        # Module graph: the root module (the plugin) may @import("gonext").
-        "--dep", SDK_MODULE, f"-Mroot={source}", f"-M{SDK_MODULE}={sdk / (SDK_MODULE + '.zig')}",
-    ]
-    try:
+    with staged_output(output) as tmp:  # a concurrent reader never sees half a module
+        cmd = [
+            *zig_command(), "build-exe", *flags,
+            "--name", output.stem,
+            "--cache-dir", str(output.parent / ".zig-cache"),
+            f"-femit-bin={tmp}",
+            # Module graph: the root module (the plugin) may @import("gonext").
+            "--dep", SDK_MODULE, f"-Mroot={source}", f"-M{SDK_MODULE}={sdk / (SDK_MODULE + '.zig')}",
+        ]
         done = run_tool(cmd, project, timeout, "zig build")
         if done.returncode != 0:
             stderr = done.stderr.strip()
             raise BuildError(f"zig build of {source} failed:\n{stderr}", stderr=stderr, command=cmd)
         _check_module(tmp.read_bytes(), source, cmd)
-        os.replace(tmp, output)  # atomic: a concurrent reader never sees half a module
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    key_file.write_text(key + "\n")
+    record_build_key(output, key)
     return output
 
 
