@@ -18,7 +18,6 @@ from gonext_plugins import bundle, lifecycle
 from gonext_plugins.hooks import apply_filters
 from gonext_plugins.stats import rollup
 from tests.browser import chromium
-from tests.browser.test_settings_browser import WATCH_CSP
 from tests.test_admin import signed_bundle
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes between
@@ -35,29 +34,22 @@ def page(browser: Any, live_server: Any, settings: Any) -> Iterator[Any]:
     rollup.reset()
     context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=live_server.url)
     context.set_default_timeout(15_000)
-    context.add_init_script(WATCH_CSP)
+    context.add_init_script(chromium.WATCH_CSP)
     tab = context.new_page()
     yield tab
     context.close()
 
 
 def no_csp_violations(page: Any) -> None:
-    csp = page.evaluate("window.__gnCsp")
-    assert csp == [], f"Content-Security-Policy violations: {csp}"
+    assert chromium.csp_violations(page) == []
 
 
 def test_cost_charts_render_under_the_strict_csp(page: Any, publisher: Any, django_user_model: Any,
                                                  artifacts_dir: Path) -> None:
     from playwright.sync_api import expect
 
-    shots = artifacts_dir / "costs"
-    shots.mkdir(exist_ok=True)
-    for old in shots.glob("*.png"):
-        old.unlink()
-    console: list[tuple[str, str, str]] = []
-    page.on("console", lambda message: console.append(
-        (message.type, message.text, message.location.get("url", ""))))
-    page.on("pageerror", lambda exc: console.append(("pageerror", str(exc), "")))
+    shots = chromium.fresh_shots(artifacts_dir, "costs")
+    console = chromium.capture_console(page)
 
     root = django_user_model.objects.create_superuser("admin", "admin@example.com", PASSWORD)
     marker = lifecycle.install(bundle.read(signed_bundle(publisher.private_key)), ["hooks.subscribe"], root,
@@ -114,7 +106,4 @@ def test_cost_charts_render_under_the_strict_csp(page: Any, publisher: Any, djan
     page.screenshot(path=str(shots / "04-dashboard.png"), full_page=True)
 
     no_csp_violations(page)
-    # Chromium asks for /favicon.ico by itself; the admin has none, and that 404 is not the page's.
-    problems = [(kind, text, where) for kind, text, where in console
-                if kind in ("error", "warning", "pageerror") and not where.endswith("/favicon.ico")]
-    assert problems == [], problems
+    assert chromium.console_problems(console) == []

@@ -16,7 +16,6 @@ from gonext_plugins import bundle, lifecycle
 from gonext_plugins.models import AuditEvent, Plugin, PluginRollout
 from project.blog.models import Post
 from tests.browser import chromium
-from tests.browser.test_settings_browser import WATCH_CSP
 from tests.test_admin import MARKER, signed_bundle
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -29,7 +28,7 @@ PASSWORD = "correct horse battery staple"
 def context(browser: Any, live_server: Any) -> Iterator[Any]:
     ctx = browser.new_context(viewport={"width": 1280, "height": 1000}, base_url=live_server.url)
     ctx.set_default_timeout(15_000)
-    ctx.add_init_script(WATCH_CSP)
+    ctx.add_init_script(chromium.WATCH_CSP)
     yield ctx
     ctx.close()
 
@@ -40,10 +39,7 @@ def test_rollout_controls_start_show_figures_and_promote(
     from playwright.sync_api import expect
 
     settings.GONEXT_PLUGINS = {"ROLLOUT_CHECK_INTERVAL": 0, "ROLLOUT_MIN_REQUESTS": 50, "SYNC_INTERVAL": 0.0}
-    shots = artifacts_dir / "rollout"
-    shots.mkdir(exist_ok=True)
-    for old in shots.glob("*.png"):
-        old.unlink()
+    shots = chromium.fresh_shots(artifacts_dir, "rollout")
     page = context.new_page()
     problems: list[str] = []
     page.on("console", lambda m: problems.append(f"{m.text} at {m.location.get('url', '')}")
@@ -101,5 +97,5 @@ def test_rollout_controls_start_show_figures_and_promote(
     assert [e.action for e in AuditEvent.objects.filter(action__startswith="rollout").order_by("id")] == \
         ["rollout_start", "rollout_change", "rollout_promote"]
     page.screenshot(path=str(shots / "04-promoted.png"), full_page=True)
-    assert page.evaluate("window.__gnCsp") == []
+    assert chromium.csp_violations(page) == []
     assert problems == []

@@ -39,20 +39,11 @@ SETTINGS: dict[str, Any] = {
     },
 }
 
-# Records console messages, uncaught errors and CSP violations. The listener is installed by the
-# browser before any page script runs (not an inline script, so the page's CSP does not apply).
-WATCH_CSP = """window.__gnCsp = [];
-document.addEventListener('securitypolicyviolation', e => window.__gnCsp.push(
-    e.violatedDirective + ' blocked ' + (e.blockedURI || 'inline') +
-    ' at ' + e.sourceFile + ':' + e.lineNumber));
-"""
-
-
 @pytest.fixture
 def page(browser: Any, live_server: Any) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=live_server.url)
     context.set_default_timeout(15_000)
-    context.add_init_script(WATCH_CSP)
+    context.add_init_script(chromium.WATCH_CSP)
     tab = context.new_page()
     yield tab
     context.close()
@@ -62,14 +53,8 @@ def test_settings_form_renders_refuses_saves_and_hides_the_secret(
         page: Any, make_bundle: Any, django_user_model: Any, artifacts_dir: Path) -> None:
     from playwright.sync_api import expect
 
-    shots = artifacts_dir / "settings"
-    shots.mkdir(exist_ok=True)
-    for old in shots.glob("*.png"):
-        old.unlink()
-    console: list[tuple[str, str, str]] = []
-    page.on("console", lambda message: console.append(
-        (message.type, message.text, message.location.get("url", ""))))
-    page.on("pageerror", lambda exc: console.append(("pageerror", str(exc), "")))
+    shots = chromium.fresh_shots(artifacts_dir, "settings")
+    console = chromium.capture_console(page)
 
     django_user_model.objects.create_superuser("admin", "admin@example.com", PASSWORD)
     bundle = make_bundle(wasm=guest_wasm("hostcall_guest"), settings=SETTINGS)
@@ -150,9 +135,5 @@ def test_settings_form_renders_refuses_saves_and_hides_the_secret(
     assert plugin.settings["apiKey"] == SECRET and plugin.settings["wordsPerMinute"] == 300
     assert SECRET not in page.content()
 
-    csp = page.evaluate("window.__gnCsp")
-    assert csp == [], f"Content-Security-Policy violations: {csp}"
-    # Chromium asks for /favicon.ico by itself; the admin has none, and that 404 is not the page's.
-    problems = [(kind, text, where) for kind, text, where in console
-                if kind in ("error", "warning", "pageerror") and not where.endswith("/favicon.ico")]
-    assert problems == [], f"console errors: {problems}"
+    assert chromium.csp_violations(page) == []
+    assert chromium.console_problems(console) == []
