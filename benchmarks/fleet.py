@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gonext_plugins.diagnostics.wasmbin import write_uleb
+
 REPO = Path(__file__).resolve().parent.parent
 MARKER_WAT = REPO / "tests" / "guests" / "marker_guest.wat"
 ACTOR = "benchmark"
@@ -21,20 +23,12 @@ def slug(index: int) -> str:
     return f"bench-{index:02d}"
 
 
-def _leb(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
 
 def member_wasm(base: bytes, name: str) -> bytes:
     """``base`` with a custom section ``gonext-bench`` holding ``name``: same code, own hash."""
     section_name = b"gonext-bench"
-    body = _leb(len(section_name)) + section_name + name.encode()
-    return base + b"\x00" + _leb(len(body)) + body
+    body = write_uleb(len(section_name)) + section_name + name.encode()
+    return base + b"\x00" + write_uleb(len(body)) + body
 
 
 def install(count: int, key_path: Path) -> list[str]:

@@ -19,6 +19,7 @@ from django.core.checks import Error
 
 from gonext_plugins import bundle, lifecycle, signing
 from gonext_plugins.checks import check_settings
+from gonext_plugins.diagnostics.wasmbin import write_uleb
 from gonext_plugins.errors import CompileLimitExceeded, PluginLoadError
 from gonext_plugins.models import Plugin
 from gonext_plugins.registry import registry
@@ -37,21 +38,13 @@ WRITE_BOUND = 1.0  # seconds: the bound the issue demands for a concurrent write
 # --- the bomb ---------------------------------------------------------------------------------------
 
 
-def _uleb(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
 
 def _section(section_id: int, body: bytes) -> bytes:
-    return bytes([section_id]) + _uleb(len(body)) + body
+    return bytes([section_id]) + write_uleb(len(body)) + body
 
 
 def _vector(items: list[bytes]) -> bytes:
-    return _uleb(len(items)) + b"".join(items)
+    return write_uleb(len(items)) + b"".join(items)
 
 
 def function_bomb(empty_functions: int = BOMB_FUNCTIONS) -> bytes:
@@ -62,15 +55,15 @@ def function_bomb(empty_functions: int = BOMB_FUNCTIONS) -> bytes:
              b"\x60\x01" + i32 + b"\x01" + i32,       # 1: gn_alloc (i32) -> i32
              b"\x60\x02" + i32 * 2 + b"\x00",         # 2: gn_free (i32, i32) -> ()
              b"\x60\x04" + i32 * 4 + b"\x01" + i64]   # 3: gn_handle_hook (i32 x4) -> i64
-    exports = [_uleb(6) + b"memory" + b"\x02\x00",
-               _uleb(8) + b"gn_alloc" + b"\x00\x00",
-               _uleb(7) + b"gn_free" + b"\x00\x01",
-               _uleb(14) + b"gn_handle_hook" + b"\x00\x02"]
+    exports = [write_uleb(6) + b"memory" + b"\x02\x00",
+               write_uleb(8) + b"gn_alloc" + b"\x00\x00",
+               write_uleb(7) + b"gn_free" + b"\x00\x01",
+               write_uleb(14) + b"gn_handle_hook" + b"\x00\x02"]
     bodies = [b"\x00\x41\x80\x08\x0b",  # i32.const 1024
               b"\x00\x0b",
               b"\x00\x42\x00\x0b"]      # i64.const 0
-    functions = _uleb(3 + empty_functions) + b"\x01\x02\x03" + b"\x00" * empty_functions
-    code = _uleb(3 + empty_functions) + b"".join(_uleb(len(b)) + b for b in bodies) \
+    functions = write_uleb(3 + empty_functions) + b"\x01\x02\x03" + b"\x00" * empty_functions
+    code = write_uleb(3 + empty_functions) + b"".join(write_uleb(len(b)) + b for b in bodies) \
         + b"\x02\x00\x0b" * empty_functions
     return (b"\0asm\x01\0\0\0" + _section(1, _vector(types)) + _section(3, functions)
             + _section(5, b"\x01\x00\x01") + _section(7, _vector(exports)) + _section(10, code))
