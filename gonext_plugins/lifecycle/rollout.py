@@ -162,13 +162,13 @@ def start(plugin: Plugin | str, actor: Actor, *, mode: str, percent: int | None 
                 "the plugin is already active for everyone: a rollout starts from an inactive plugin, "
                 "or rolls out its next version (an upgrade with a rollout)", plugin=locked.slug)
         result = activate_locked(locked, actor, compiled)
-        version = result.version
-        assert version is not None  # activate_locked refuses a plugin without one
-        PluginRollout.objects.create(plugin=locked, version=version, mode=mode, percent=share,
+        activated = result.version
+        assert activated is not None  # activate_locked refuses a plugin without one
+        PluginRollout.objects.create(plugin=locked, version=activated, mode=mode, percent=share,
                                      started_at=timezone.now(),
                                      started_by=actor_fields(actor)["actor_label"][:200])
-        audit("rollout_start", locked, actor, version=version.version, mode=mode, percent=share)
-        return Result(locked, version)
+        audit("rollout_start", locked, actor, version=activated.version, mode=mode, percent=share)
+        return Result(locked, activated)
 
 
 def promote(plugin: Plugin | str, actor: Actor) -> Result:
