@@ -7,7 +7,8 @@ each rollout it decides whether the request is in the cohort (staff mode: the us
 percent mode: a stable hash of the plugin's slug and the visitor's first-party cookie
 ``gonext_visitor`` falls under the percentage, so a visitor keeps their side) and puts the slugs it
 is *not* in into a context variable that the hook bridge reads: their hooks pass the value through
-as if they were not there (an upgrade's rollout: the previous version's hooks run instead). Outside a request (jobs, commands, WebSocket consumers) nothing is
+as if they were not there (an upgrade's rollout: the previous version's hooks run instead).
+Outside a request (jobs, commands, WebSocket consumers) nothing is
 excluded: a plugin in rollout runs its jobs.
 
 Each request's time is recorded per plugin in rollout as "with" or "without" it, in this process's
