@@ -48,7 +48,8 @@ class GonextPluginsConfig(AppConfig):
         registry.install()
         registry.add_listener(bridge.connect, bridge.disconnect)
         registry.add_listener(jobs.register_jobs, jobs.unregister_jobs)
-        logs.version_source = partial(_loaded_version, registry)
+        registry.add_listener(bridge.connect_previous, bridge.disconnect, previous=True)
+        logs.version_source = registry.version_of
         request_started.connect(on_request_started, dispatch_uid="gonext_plugins_stats_request_start")
         request_finished.connect(on_request_finished, dispatch_uid="gonext_plugins_stats_flush")
 
@@ -57,8 +58,3 @@ def _offered_hooks(hook_catalogue: Any) -> list[tuple[str, str]]:
     """The site's hook catalogue as ``(name, kind)`` pairs, for ``plugin.info``."""
     return [(hook.name, hook.kind) for hook in hook_catalogue.catalogue()]
 
-
-def _loaded_version(registry: Any, slug: str) -> str:
-    """The version of ``slug`` this process has loaded ("" when none): the log lines' version."""
-    loaded = registry.get(slug, sync=False)
-    return loaded.version if loaded is not None else ""

@@ -32,6 +32,7 @@ from . import hooks, markup, rollout
 from .conf import settings
 from .errors import InvalidPayload, PluginClosed, PluginError
 from .loading import LoadedPlugin
+from .registry import registry
 
 logger = logging.getLogger("gonext_plugins.bridge")
 
@@ -71,6 +72,7 @@ class PluginHookProxy:
     """One manifest hook of one loaded plugin, as a hook-bus callback."""
 
     collect = True  # do_action returns the bodies plugin actions produce
+    outside_cohort = False  # runs for the requests in its rollout's cohort (and every other one)
 
     def __init__(self, loaded: LoadedPlugin, hook: str, kind: str, priority: int) -> None:
         self.loaded = loaded
@@ -91,7 +93,9 @@ class PluginHookProxy:
         raw = markup.RAW_HTML in self.loaded.capabilities
         run = hooks.current_run_kind() or self.kind
         value = args[0] if args else None
-        if self.loaded.slug in rollout.excluded():  # in rollout, and this request is not in its cohort
+        # In rollout: the active version runs for the cohort only, an upgrade's previous version
+        # (PreviousVersionProxy) for the requests outside it only.
+        if (self.loaded.slug in rollout.excluded()) is not self.outside_cohort:
             return None if run == "action" else value
         try:
             if self.kind == "filter":
@@ -130,10 +134,28 @@ class PluginHookProxy:
             return  # unloaded while this run was under way; the new version takes the next call
         kind = getattr(exc, "status", None) or exc.code
         HOOK_FAULTS.labels(self.loaded.slug, self.hook, kind).inc()
-        logger.warning("plugin %s failed on %s %r (%s): %s", self.loaded.slug, self.kind, self.hook,
-                       kind, exc.message)
+        logger.warning("plugin %s failed on %s %r (%s), version %s: %s", self.loaded.slug, self.kind,
+                       self.hook, kind, self.loaded.version, exc.message)
         if settings.RAISE_FAULTS:
             raise exc
+
+
+class PreviousVersionProxy(PluginHookProxy):
+    """A hook of an upgrade's previous version, kept loaded while the new one rolls out
+    (``registry.previous``): it runs for the requests outside the cohort, and only them, with its
+    log lines tagged with its own version."""
+
+    outside_cohort = True
+
+    def __repr__(self) -> str:
+        return f"<PreviousVersionProxy {self.loaded.slug} {self.loaded.version}:{self.kind}:{self.hook}>"
+
+    def __call__(self, *args: Any) -> Any:
+        token = registry.serving(self.loaded)
+        try:
+            return super().__call__(*args)
+        finally:
+            registry.done_serving(token)
 
 
 def proxies_for(loaded: LoadedPlugin, proxy_class: type[PluginHookProxy] = PluginHookProxy) \
@@ -150,6 +172,15 @@ def connect(loaded: LoadedPlugin) -> None:
     proxies = proxies_for(loaded)
     if not proxies:
         return
+    for proxy in proxies:
+        hooks.add_filter(proxy.hook, proxy, proxy.priority)
+    loaded.extras["hook_proxies"] = proxies
+
+
+def connect_previous(loaded: LoadedPlugin) -> None:
+    """Registry listener (``previous=True``): wire an upgrade's previous version's hooks, which run
+    for the requests outside the rollout's cohort."""
+    proxies = proxies_for(loaded, PreviousVersionProxy)
     for proxy in proxies:
         hooks.add_filter(proxy.hook, proxy, proxy.priority)
     loaded.extras["hook_proxies"] = proxies

@@ -413,14 +413,19 @@ class RolloutMode(models.TextChoices):
 
 
 class PluginRollout(models.Model):
-    """An activation that is not yet for everyone: the plugin is active, but the requests outside its
-    cohort (``gonext_plugins.rollout``) skip its hooks. Deleted when it is promoted (the plugin then
-    runs for everyone) or rolled back (the plugin is deactivated); the audit trail keeps its history.
-    Written only by ``lifecycle.rollout``."""
+    """An activation or an upgrade that is not yet for everyone: the plugin is active, but the requests
+    outside its cohort (``gonext_plugins.rollout``) skip its hooks (a new activation) or run
+    ``previous_version``'s (an upgrade). Deleted when it is promoted (the plugin then runs for
+    everyone) or rolled back (deactivated, or back to ``previous_version``); the audit trail keeps
+    its history. Written only by ``lifecycle.rollout``."""
 
     plugin = models.OneToOneField(Plugin, on_delete=models.CASCADE, related_name="rollout")
     version = models.ForeignKey(PluginVersion, on_delete=models.CASCADE, related_name="+",
                                 help_text="the version rolled out")
+    previous_version = models.ForeignKey(
+        PluginVersion, on_delete=models.CASCADE, related_name="+", null=True, blank=True,
+        help_text="an upgrade's rollout: the version the requests outside the cohort keep running "
+                  "(empty for a new activation, whose outside requests run nothing)")
     mode = models.CharField(max_length=10, choices=RolloutMode.choices)
     percent = models.PositiveSmallIntegerField(default=0, help_text="share of visitors in percent mode, 1-99")
     started_at = models.DateTimeField(help_text="figures are watched from this minute on")

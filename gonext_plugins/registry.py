@@ -15,6 +15,13 @@ bus's before-dispatch step (skipped within a request that already checked), so n
 
 Other layers react to loads and unloads through listeners (the hook bridge connects a plugin's
 receivers, the jobs bridge registers its jobs): ``registry.add_listener(on_load, on_unload)``.
+
+A plugin in an upgrade's staged rollout (``lifecycle.rollout``) runs two versions here: the new one,
+its active version, in the table every other layer reads, and the previous one, kept for the
+requests outside the cohort (:meth:`Registry.previous`). Only listeners added with
+``previous=True`` (the hook bridge, which picks one per request) see the previous one: its jobs are
+not registered (the active version runs the jobs). When the rollout starts, the running version
+moves to that role instead of being unloaded; a rollback moves it back; a promotion unloads it.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any
 
 from django.core.signals import request_finished, request_started
@@ -43,7 +50,7 @@ from .loading import (  # re-exported: their home was here
     host_limits,
     plugin_limits,
 )
-from .models import CapabilityGrant, Plugin, PluginState, PluginVersion
+from .models import CapabilityGrant, Plugin, PluginRollout, PluginState, PluginVersion
 from .runtime import Runtime
 
 __all__ = ["LoadedPlugin", "Registry", "_trap_debug_info", "compile_limits", "get", "host_limits",
@@ -56,6 +63,7 @@ _request_checked: ContextVar[bool] = ContextVar("gonext_registry_request_checked
 
 Listener = Callable[[LoadedPlugin], None]
 Desired = dict[str, tuple[PluginVersion, frozenset[str], tuple[str, ...], dict[str, Any]]]
+_ServingVersion: ContextVar[LoadedPlugin | None] = ContextVar("gonext_registry_serving", default=None)
 
 
 class Registry:
@@ -64,11 +72,13 @@ class Registry:
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._loaded: dict[str, LoadedPlugin] = {}
+        self._previous: dict[str, LoadedPlugin] = {}  # upgrades in rollout: the version others run
         self._generation = -1
         self._next_check = 0.0
         self._stale = True  # a change committed in this process waits for the next sync
         self._swapping = False  # a sync is changing the loaded plugins (another thread may wait)
         self._listeners: list[tuple[Listener | None, Listener | None]] = []
+        self._previous_listeners: list[tuple[Listener | None, Listener | None]] = []
         # Active plugins this site cannot run now (lifecycle.compat), skipped with one warning per
         # process, and the site they were judged on: when it changes they are judged again.
         self._incompatible: dict[str, list[compat.Reason]] = {}
@@ -119,26 +129,33 @@ class Registry:
 
     # --- listeners -------------------------------------------------------------------------
 
-    def add_listener(self, on_load: Listener | None = None, on_unload: Listener | None = None) -> None:
+    def add_listener(self, on_load: Listener | None = None, on_unload: Listener | None = None, *,
+                     previous: bool = False) -> None:
         """Call ``on_load(loaded)`` after a plugin loads here and ``on_unload(loaded)`` before it
         goes; listeners added late are replayed for plugins already loaded. Adding the same pair
         again does nothing: ``AppConfig.ready`` runs again whenever ``INSTALLED_APPS`` is
         overridden (tests, ``modify_settings``), and a second pair would connect every plugin's hooks
-        twice."""
+        twice. ``previous=True``: the pair hears of the previous versions of upgrades in rollout
+        instead (:meth:`previous`)."""
         with self._lock:
-            if (on_load, on_unload) in self._listeners:
+            pairs = self._previous_listeners if previous else self._listeners
+            if (on_load, on_unload) in pairs:
                 return
-            self._listeners.append((on_load, on_unload))
+            pairs.append((on_load, on_unload))
             if on_load:
-                for loaded in self._loaded.values():
+                for loaded in (self._previous if previous else self._loaded).values():
                     self._notify(on_load, loaded)
 
-    def remove_listener(self, on_load: Listener | None = None, on_unload: Listener | None = None) -> None:
+    def remove_listener(self, on_load: Listener | None = None, on_unload: Listener | None = None, *,
+                        previous: bool = False) -> None:
         with self._lock:
-            self._listeners = [pair for pair in self._listeners if pair != (on_load, on_unload)]
+            if previous:
+                self._previous_listeners = [p for p in self._previous_listeners if p != (on_load, on_unload)]
+            else:
+                self._listeners = [pair for pair in self._listeners if pair != (on_load, on_unload)]
 
-    def _notify_all(self, loaded: LoadedPlugin, *, load: bool) -> None:
-        for on_load, on_unload in list(self._listeners):
+    def _notify_all(self, loaded: LoadedPlugin, *, load: bool, previous: bool = False) -> None:
+        for on_load, on_unload in list(self._previous_listeners if previous else self._listeners):
             listener = on_load if load else on_unload
             if listener:
                 self._notify(listener, loaded)
@@ -160,6 +177,30 @@ class Registry:
         if sync:
             self.maybe_sync()
         return dict(self._loaded)
+
+    def previous(self, slug: str, *, sync: bool = True) -> LoadedPlugin | None:
+        """The version the requests outside an upgrade's rollout cohort run (None: no such rollout)."""
+        if sync:
+            self.maybe_sync()
+        return self._previous.get(slug)
+
+    def version_of(self, slug: str) -> str:
+        """The version of ``slug`` this context is running ("" when not loaded here): the previous
+        one inside :meth:`serving` it, else the active one. Log lines are tagged with it."""
+        serving = _ServingVersion.get()
+        if serving is not None and serving.slug == slug:
+            return serving.version
+        loaded = self._loaded.get(slug)
+        return loaded.version if loaded is not None else ""
+
+    @staticmethod
+    def serving(loaded: LoadedPlugin) -> Token[LoadedPlugin | None]:
+        """Mark ``loaded`` as the version this context calls (until :meth:`done_serving`)."""
+        return _ServingVersion.set(loaded)
+
+    @staticmethod
+    def done_serving(token: Token[LoadedPlugin | None]) -> None:
+        _ServingVersion.reset(token)
 
     @property
     def generation(self) -> int:
@@ -194,13 +235,13 @@ class Registry:
             if generation == self._generation and not force and not self._site_changed():
                 return False
             try:
-                desired = self._desired()
+                desired, previous = self._desired()
             except DatabaseError:  # gone between the two reads: keep what runs, retry next check
                 logger.warning("plugin sync skipped: database not reachable", exc_info=True)
                 return False
             self._swapping = True
             try:
-                changed, complete = self._apply(desired)
+                changed, complete = self._apply(desired, previous)
             finally:
                 self._swapping = False
             # A plugin the blob store could not deliver is retried at the next sync, not only at the
@@ -224,15 +265,22 @@ class Registry:
                            version.version, "; ".join(reason.message for reason in reasons))
         return False
 
-    def _desired(self) -> Desired:
+    def _desired(self) -> tuple[Desired, Desired]:
         """slug → (active PluginVersion, effective capabilities, allowed hosts, effective settings)
-        from the database, by the rules of ``lifecycle.preflight`` (two queries for every plugin)."""
+        from the database, by the rules of ``lifecycle.preflight`` (three queries for every plugin);
+        and the same for the previous versions of upgrades in rollout (each with the capabilities
+        its own manifest asks for, never the union of both versions')."""
         grants: dict[int, dict[str, list[str]]] = {}
         for plugin_id, capability, hosts in CapabilityGrant.objects.filter(
             plugin__state=PluginState.ACTIVE
         ).values_list("plugin_id", "capability", "hosts"):
             grants.setdefault(plugin_id, {})[capability] = hosts or []
         desired: Desired = {}
+        previous: Desired = {}
+        previous_versions = {rollout.plugin_id: rollout.previous_version for rollout in
+                             PluginRollout.objects.filter(plugin__state=PluginState.ACTIVE,
+                                                          previous_version__isnull=False)
+                             .select_related("previous_version")}
         site = compat.this_site()
         self._incompatible, self._judged_on = {}, compat.site_fingerprint(site)
         for plugin in Plugin.objects.filter(state=PluginState.ACTIVE, active_version__isnull=False) \
@@ -241,15 +289,16 @@ class Registry:
             assert version is not None  # the query asks for active_version__isnull=False
             if not self._compatible(plugin, version, site):
                 continue
-            manifest = manifest_of(version)
             granted = grants.get(plugin.pk, {})
-            desired[plugin.slug] = (version, effective(granted, manifest),
-                                    effective_hosts(granted.get("http.fetch", []), manifest),
-                                    effective_values(manifest, plugin.settings))
-        return desired
+            desired[plugin.slug] = _wanted(version, granted, plugin.settings)
+            older = previous_versions.get(plugin.pk)
+            if older is not None and self._compatible(plugin, older, site):
+                previous[plugin.slug] = _wanted(older, granted, plugin.settings)
+        return desired, previous
 
-    def _apply(self, desired: Desired) -> tuple[bool, bool]:
+    def _apply(self, desired: Desired, previous: Desired | None = None) -> tuple[bool, bool]:
         """(anything changed, every desired plugin is loaded or failed for good)."""
+        previous = previous or {}
         changed = False
         complete = True
         for slug in list(self._loaded):
@@ -257,6 +306,9 @@ class Registry:
                 self._unload(slug)
                 changed = True
         for slug, (version, caps, hosts, values) in desired.items():
+            if self._promote_previous(slug, version, caps, hosts, values, previous):
+                changed = True
+                continue
             current = self._loaded.get(slug)
             if current is not None and current.version_pk != version.pk:
                 # Another version: compiled and loaded before the running one goes, so a request
@@ -292,10 +344,77 @@ class Registry:
                     changed = True
                 continue
             if replaced is not None:
-                self._unload(slug)
+                self._retire(slug, previous)
             self._adopt(loaded, values)
             changed = True
-        return changed, complete
+        return self._apply_previous(previous) or changed, complete
+
+    def _promote_previous(self, slug: str, version: PluginVersion, caps: frozenset[str],
+                          hosts: tuple[str, ...], values: dict[str, Any], previous: Desired) -> bool:
+        """A rolled-back upgrade: the previous version, loaded already, becomes the active one again
+        (no reload, no moment without it). False when that is not the case."""
+        held = self._previous.get(slug)
+        if held is None or held.version_pk != version.pk or slug in previous:
+            return False
+        self._unload_previous(slug, close=False)
+        if slug in self._loaded:
+            self._unload(slug)
+        self._rewire(held, caps, hosts)
+        self._adopt(held, values)
+        return True
+
+    def _retire(self, slug: str, previous: Desired) -> None:
+        """The active version is replaced: unload it, or (an upgrade's rollout starting) keep it
+        loaded as the previous version the requests outside the cohort run."""
+        replaced = self._loaded[slug]
+        wanted = previous.get(slug)
+        if wanted is None or wanted[0].pk != replaced.version_pk or slug in self._previous:
+            self._unload(slug)
+            return
+        self._unload(slug, close=False)
+        _, caps, hosts, values = wanted
+        self._rewire(replaced, caps, hosts)
+        replaced.settings = values
+        self._previous[slug] = replaced
+        logger.info("plugin %s %s kept for the requests outside the rollout", slug, replaced.version)
+        self._notify_all(replaced, load=True, previous=True)
+
+    @staticmethod
+    def _rewire(loaded: LoadedPlugin, caps: frozenset[str], hosts: tuple[str, ...]) -> None:
+        loaded.capabilities = caps
+        loaded.hosts = hosts
+        loaded.runtime_plugin.capabilities = caps
+
+    def _apply_previous(self, previous: Desired) -> bool:
+        """Load or unload the previous versions of upgrades in rollout; True when anything changed."""
+        changed = False
+        for slug in list(self._previous):
+            wanted = previous.get(slug)
+            if wanted is None or wanted[0].pk != self._previous[slug].version_pk:
+                self._unload_previous(slug)
+                changed = True
+        for slug, (version, caps, hosts, values) in previous.items():
+            held = self._previous.get(slug)
+            if held is not None:
+                held.settings = values
+                if held.capabilities != caps or held.hosts != hosts:
+                    self._notify_all(held, load=False, previous=True)
+                    self._rewire(held, caps, hosts)
+                    self._notify_all(held, load=True, previous=True)
+                    changed = True
+                continue
+            try:
+                loaded = loading.load(slug, version, caps, hosts)
+            except PluginError as exc:  # the outside requests then run nothing of it
+                logger.error("plugin %s %s (previous version) could not be loaded: %s", slug,
+                             version.version, exc)
+                continue
+            loaded.settings = values
+            self._previous[slug] = loaded
+            logger.info("plugin %s %s loaded for the requests outside the rollout", slug, version.version)
+            self._notify_all(loaded, load=True, previous=True)
+            changed = True
+        return changed
 
     def _adopt(self, loaded: LoadedPlugin, values: dict[str, Any] | None = None) -> LoadedPlugin:
         """Put a loaded plugin in service: its settings, the table, the listeners (its hooks)."""
@@ -305,19 +424,25 @@ class Registry:
         self._notify_all(loaded, load=True)
         return loaded
 
-    def _unload(self, slug: str) -> None:
+    def _unload(self, slug: str, *, close: bool = True) -> None:
         loaded = self._loaded.pop(slug)
         self._notify_all(loaded, load=False)
-        # In-flight calls finish on the old instances; the pool refuses new ones.
-        threading.Thread(target=loaded.runtime_plugin.close, daemon=True,
-                         name=f"gonext-close-{slug}").start()
-        logger.info("plugin %s %s unloaded", slug, loaded.version)
+        if close:
+            _close(loaded)
+
+    def _unload_previous(self, slug: str, *, close: bool = True) -> None:
+        loaded = self._previous.pop(slug)
+        self._notify_all(loaded, load=False, previous=True)
+        if close:
+            _close(loaded)
 
     def reset(self) -> None:
         """Unload everything and forget the generation (tests, and process shutdown)."""
         with self._lock:
             for slug in list(self._loaded):
                 self._unload(slug)
+            for slug in list(self._previous):
+                self._unload_previous(slug)
             self._generation = -1
             self._next_check = 0.0
             self._stale = True
@@ -327,6 +452,21 @@ class Registry:
         with self._lock:
             self.reset()
             loading.close_runtime()
+
+
+def _wanted(version: PluginVersion, granted: dict[str, list[str]], stored: dict[str, Any]) \
+        -> tuple[PluginVersion, frozenset[str], tuple[str, ...], dict[str, Any]]:
+    """What ``version`` runs with: its effective capabilities, hosts and settings."""
+    manifest = manifest_of(version)
+    return (version, effective(granted, manifest), effective_hosts(granted.get("http.fetch", []), manifest),
+            effective_values(manifest, stored))
+
+
+def _close(loaded: LoadedPlugin) -> None:
+    """Close a plugin's pool: in-flight calls finish on the old instances; new ones are refused."""
+    threading.Thread(target=loaded.runtime_plugin.close, daemon=True,
+                     name=f"gonext-close-{loaded.slug}").start()
+    logger.info("plugin %s %s unloaded", loaded.slug, loaded.version)
 
 
 registry = Registry()

@@ -7,7 +7,8 @@ each rollout it decides whether the request is in the cohort (staff mode: the us
 percent mode: a stable hash of the plugin's slug and the visitor's first-party cookie
 ``gonext_visitor`` falls under the percentage, so a visitor keeps their side) and puts the slugs it
 is *not* in into a context variable that the hook bridge reads: their hooks pass the value through
-as if they were not there. Outside a request (jobs, commands, WebSocket consumers) nothing is
+as if they were not there (an upgrade's rollout: the previous version's hooks run instead).
+Outside a request (jobs, commands, WebSocket consumers) nothing is
 excluded: a plugin in rollout runs its jobs.
 
 Each request's time is recorded per plugin in rollout as "with" or "without" it, in this process's
@@ -36,13 +37,13 @@ from datetime import datetime
 from typing import Any
 
 from django.db import DatabaseError
-from django.db.models import Sum
+from django.db.models import Count, Sum
 from django.utils import timezone
 
 from . import stats
 from .conf import settings
 from .lifecycle import rollout as lifecycle_rollout
-from .models import PluginRollout, PluginState, RolloutBucket, RolloutMode
+from .models import PluginFault, PluginRollout, PluginState, RolloutBucket, RolloutMode
 from .registry import registry
 from .runtime.metrics import LightHistogram
 
@@ -274,6 +275,12 @@ class Figures:
     min_requests: int
     max_fault_rate: float
     max_added_ms: float
+    fault_basis: str = "calls"
+    """What ``calls`` counts: guest calls (a new activation), or the cohort's requests (an upgrade:
+    the call counters are per plugin, its faults are per version)."""
+    previous_faults: int | None = None
+    previous_fault_rate: float | None = None
+    """An upgrade: the previous version's faults per request outside the cohort, to compare."""
 
     def as_dict(self) -> dict[str, Any]:
         return {key: round(value, 4) if isinstance(value, float) else value
@@ -284,8 +291,8 @@ class Figures:
         cohort with the plugin has enough requests; the added time once both cohorts have."""
         enough_with = self.with_requests >= self.min_requests
         if enough_with and self.fault_rate is not None and self.fault_rate > self.max_fault_rate:
-            return (f"fault rate {self.fault_rate:.1%} ({self.faults} of {self.calls} calls) is over "
-                    f"{self.max_fault_rate:.1%}")
+            return (f"fault rate {self.fault_rate:.1%} ({self.faults} of {self.calls} {self.fault_basis}) "
+                    f"is over {self.max_fault_rate:.1%}")
         if (enough_with and self.without_requests >= self.min_requests and self.added_ms is not None
                 and self.added_ms > self.max_added_ms):
             return f"requests with it took {self.added_ms:.1f} ms longer, over {self.max_added_ms:g} ms"
@@ -304,8 +311,15 @@ def _summed_histogram(rows: Iterable[list[int]]) -> list[int]:
     return total
 
 
+def _rate(faults: int, total: int) -> float | None:
+    # a trapped call may not be in ``total``: the rate never exceeds 1
+    return faults / max(total, faults) if faults else (0.0 if total else None)
+
+
 def figures(rollout: PluginRollout) -> Figures:
-    """The figures of ``rollout`` from the minute it started (three queries)."""
+    """The figures of ``rollout`` from the minute it started (three or four queries). For an
+    upgrade, the faults are each version's own (``PluginFault`` rows name it) per request of its
+    cohort; for a new activation, faults per guest call from the stats rollup."""
     slug = rollout.plugin.slug
     since = _minute(rollout.started_at)
     buckets = RolloutBucket.objects.filter(plugin_slug=slug, minute__gte=since)
@@ -315,28 +329,41 @@ def figures(rollout: PluginRollout) -> Figures:
     with_mean = sums["wt"] / with_n if with_n else None
     without_mean = sums["nt"] / without_n if without_n else None
     histograms = list(buckets.values_list("with_histogram", "without_histogram"))
-    point = stats.summaries([slug], since).get(slug)
-    calls, faults = (point.calls, point.faults) if point else (0, 0)
+    previous = rollout.previous_version
+    upgrade: dict[str, Any] = {}
+    if previous is None:
+        point = stats.summaries([slug], since).get(slug)
+        calls, faults = (point.calls, point.faults) if point else (0, 0)
+    else:
+        by_version = dict(PluginFault.objects.filter(
+            plugin_id=rollout.plugin_id, created_at__gte=since,
+            version__in=[rollout.version.version, previous.version]).order_by().values("version")
+            .annotate(n=Count("id")).values_list("version", "n"))
+        calls, faults = with_n, by_version.get(rollout.version.version, 0)
+        upgrade = {"fault_basis": "requests", "previous_faults": by_version.get(previous.version, 0),
+                   "previous_fault_rate": _rate(by_version.get(previous.version, 0), without_n)}
     return Figures(
         with_requests=with_n, without_requests=without_n,
         with_mean_ms=_ms(with_mean), without_mean_ms=_ms(without_mean),
         with_p50_ms=_ms(stats.quantile(_summed_histogram(h for h, _ in histograms), 0.5)),
         without_p50_ms=_ms(stats.quantile(_summed_histogram(h for _, h in histograms), 0.5)),
         added_ms=None if with_mean is None or without_mean is None else _ms(with_mean - without_mean),
-        # a trapped call may not be in ``calls``: the rate never exceeds 1
-        calls=calls, faults=faults,
-        fault_rate=faults / max(calls, faults) if faults else (0.0 if calls else None),
+        calls=calls, faults=faults, fault_rate=_rate(faults, calls),
         min_requests=settings.ROLLOUT_MIN_REQUESTS, max_fault_rate=float(settings.ROLLOUT_MAX_FAULT_RATE),
-        max_added_ms=float(settings.ROLLOUT_MAX_ADDED_MS))
+        max_added_ms=float(settings.ROLLOUT_MAX_ADDED_MS), **upgrade)
 
 
 def state(slug: str) -> dict[str, Any] | None:
-    """A plugin's rollout for the admin, the API and the CLI: mode, share, version, who started it
-    and when, and its figures; None when it is not in one."""
-    rollout = PluginRollout.objects.select_related("plugin", "version").filter(plugin__slug=slug).first()
+    """A plugin's rollout for the admin, the API and the CLI: mode, share, version (and an upgrade's
+    previous version, which the others run), who started it and when, and its figures; None when
+    it is not in one."""
+    rollout = PluginRollout.objects.select_related("plugin", "version", "previous_version") \
+        .filter(plugin__slug=slug).first()
     if rollout is None:
         return None
+    previous = rollout.previous_version
     return {"mode": rollout.mode, "percent": rollout.percent, "version": rollout.version.version,
+            "upgrade": previous is not None, "previous_version": previous.version if previous else None,
             "started_at": rollout.started_at.isoformat(), "started_by": rollout.started_by,
             "figures": figures(rollout).as_dict()}
 
@@ -346,7 +373,8 @@ def watch() -> list[str]:
     if stats.rollup.enabled:
         stats.rollup.flush()  # this process's calls and faults up to now count in the judgement
     rolled_back = []
-    for rollout in PluginRollout.objects.select_related("plugin").filter(plugin__state=PluginState.ACTIVE):
+    for rollout in PluginRollout.objects.select_related("plugin", "version", "previous_version") \
+            .filter(plugin__state=PluginState.ACTIVE):
         found = figures(rollout)
         why = found.breach()
         if why is None:

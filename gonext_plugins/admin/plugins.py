@@ -43,6 +43,7 @@ from .presenters import (
     sentence,
     upgrade_capabilities,
 )
+from .rollout import percent_of
 from .staging import discard_upload, fetch_upload, hold_upload
 
 if TYPE_CHECKING:
@@ -162,11 +163,24 @@ class PluginAdminViews(AdminViewsMixin):
                 self._require(policy.can_install(request.user, activate=activate, grants=granted))
             else:
                 self._require(policy.can_upgrade(request.user, plugin, granted, hosts))
+            staged = request.POST.get("rollout", "") if plugin is not None else ""
+            if staged:
+                self._require(policy.can_roll_out(request.user))
+                running = plugin.active_version.version if plugin and plugin.active_version else "-"
             try:
                 if plugin is None:
                     result = lifecycle.install(bundle, granted, request.user, activate=activate, hosts=hosts)
                     done = f"Installed {manifest.name} {manifest.version}" + (" and activated it"
                                                                                if activate else "")
+                elif staged:
+                    share = (percent_of(request.POST.get("rollout_percent", "")) if staged == "percent"
+                             else None)
+                    result = lifecycle.rollout.start_upgrade(
+                        plugin, bundle, granted, request.user, mode=staged, percent=share, hosts=hosts,
+                        accept_new_publisher=form.cleaned_data["accept_new_publisher"])
+                    cohort = "staff only" if staged == "staff" else f"{share}% of visitors"
+                    done = (f"Rolling out {manifest.name} {manifest.version} to {cohort}; everyone else "
+                            f"keeps {running}")
                 else:
                     result = lifecycle.upgrade(
                         plugin, bundle, granted, request.user, hosts=hosts,
@@ -207,6 +221,10 @@ class PluginAdminViews(AdminViewsMixin):
                          else self._url("install_preview", token)),
             downgrade=bool(current and version_key(manifest.version) <= version_key(current.version)),
             can_activate=policy.can_activate(request.user), can_grant=policy.can_grant(request.user),
+            can_stage=plugin is not None and plugin.state == PluginState.ACTIVE
+            and policy.can_roll_out(request.user),
+            staged=request.POST.get("rollout", "") if request.method == "POST" else "",
+            staged_percent=request.POST.get("rollout_percent", "10") if request.method == "POST" else "10",
             **info,
         )
 

@@ -27,7 +27,8 @@ def rollout_context(plugin: Plugin, user: Any) -> dict[str, Any]:
             and plugin.active_version_id is not None}
 
 
-def _percent(text: str) -> int:
+def percent_of(text: str) -> int:
+    """A posted percentage as a number (the range is ``lifecycle.rollout``'s to judge)."""
     try:
         return int(text)
     except ValueError as exc:
@@ -52,11 +53,13 @@ class RolloutAdminViews:
                 lifecycle.rollout.promote(plugin, request.user)
                 messages.success(request, f"{plugin.name} now runs for everyone.")
             elif action == "rollback":
-                lifecycle.rollout.roll_back(plugin, request.user,
-                                            reason=request.POST.get("reason", "")[:400])
-                messages.success(request, f"{plugin.name}'s rollout is rolled back: it is deactivated.")
+                result = lifecycle.rollout.roll_back(plugin, request.user,
+                                                     reason=request.POST.get("reason", "")[:400])
+                back = (f"everyone runs {result.version.version} again" if result.version is not None
+                        and result.plugin.state == PluginState.ACTIVE else "it is deactivated")
+                messages.success(request, f"{plugin.name}'s rollout is rolled back: {back}.")
             elif action in ("staff", "percent"):
-                percent = _percent(request.POST.get("percent", "")) if action == "percent" else None
+                percent = percent_of(request.POST.get("percent", "")) if action == "percent" else None
                 result = lifecycle.rollout.start(plugin, request.user, mode=action, percent=percent)
                 cohort = "staff only" if action == "staff" else f"{percent}% of visitors"
                 if result.changed:

@@ -22,6 +22,9 @@ class RolloutRequestSerializer(BodySerializer):
     mode = serializers.ChoiceField(choices=RolloutMode.values, help_text="staff, or percent of visitors")
     percent = serializers.IntegerField(required=False, min_value=1, max_value=99,
                                        help_text="percent mode: the share of visitors, 1-99")
+    version = serializers.CharField(required=False, max_length=64,
+                                    help_text="roll out an upgrade to this installed version, newer than "
+                                              "the running one (the others keep running it)")
 
 
 class RollbackRequestSerializer(BodySerializer):
@@ -33,7 +36,8 @@ class RolloutStateSerializer(serializers.Serializer):
 
     slug = serializers.CharField()
     state = serializers.CharField(help_text="the plugin's state")
-    rollout = serializers.DictField(allow_null=True, help_text="mode, percent, version, started_at, "
+    rollout = serializers.DictField(allow_null=True, help_text="mode, percent, version, upgrade, "
+                                    "previous_version (an upgrade: what the others run), started_at, "
                                     "started_by and figures (cohort requests, mean/p50 ms, added_ms, "
                                     "calls, faults, fault_rate, and the thresholds)")
 
@@ -51,7 +55,8 @@ class RolloutActions:
     @extend_schema(summary="A plugin's staged rollout: read it, or start or change it",
                    parameters=[SLUG_PARAM], request=RolloutRequestSerializer,
                    responses={200: RolloutStateSerializer,
-                              **errors(*WRITE_ERRORS, e409="rollout_error: already active for everyone")})
+                              **errors(*WRITE_ERRORS, e409="rollout_error: already active for everyone, "
+                                        "another rollout runs, or the version is not newer")})
     @action(detail=True, methods=["get", "post"], url_path="rollout")
     def rollout(self, request: Request, slug: str) -> Response:
         plugin = self.get_object()
@@ -59,7 +64,8 @@ class RolloutActions:
             form = RolloutRequestSerializer(data=request.data)
             form.is_valid(raise_exception=True)
             lifecycle.rollout.start(plugin, request.user, mode=form.validated_data["mode"],
-                                    percent=form.validated_data.get("percent"))
+                                    percent=form.validated_data.get("percent"),
+                                    version=form.validated_data.get("version"))
         return Response(rollout_state(plugin))
 
     @extend_schema(summary="Promote a rollout: the plugin runs for every request", request=None,
@@ -71,7 +77,8 @@ class RolloutActions:
         lifecycle.rollout.promote(plugin, request.user)
         return Response(rollout_state(plugin))
 
-    @extend_schema(summary="Roll a rollout back: the plugin is deactivated", parameters=[SLUG_PARAM],
+    @extend_schema(summary="Roll a rollout back: the plugin is deactivated (an upgrade: back to the "
+                           "previous version)", parameters=[SLUG_PARAM],
                    request=RollbackRequestSerializer,
                    responses={200: RolloutStateSerializer, **errors(*WRITE_ERRORS, e409="rollout_error")})
     @action(detail=True, methods=["post"], url_path="rollout/rollback")

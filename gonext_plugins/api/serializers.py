@@ -335,6 +335,12 @@ class UpgradeSerializer(BundleUploadSerializer):
         required=False, default=False,
         help_text="consent to a version signed by another publisher key than the running one "
                   "(409 `publisher_changed` without it)")
+    rollout = serializers.ChoiceField(
+        choices=["staff", "percent"], required=False,
+        help_text="roll the new version out first to staff only or a percentage of visitors (the others "
+                  "keep the running version; needs `activate_plugin`); default: everyone at once")
+    rollout_percent = serializers.IntegerField(required=False, min_value=1, max_value=99,
+                                               help_text="with `rollout=percent`: the share, 1-99")
 
 
 class InstallSerializer(BundleUploadSerializer):

@@ -206,7 +206,10 @@ class PluginViewSet(APIBase, RolloutActions, GenericViewSet):
                     "`consent_required` and the current version keeps running. The same version with "
                     "the same bytes is a no-op (`changed: false`); with other bytes, 409 "
                     "`version_conflict`. A version signed by another publisher key than the running one "
-                    "is a 409 `publisher_changed` (naming both keys) unless `accept_new_publisher`.",
+                    "is a 409 `publisher_changed` (naming both keys) unless `accept_new_publisher`. "
+                    "With `rollout`, the new version runs for staff or `rollout_percent`% of visitors "
+                    "first and the others keep the running one (see `/plugins/{slug}/rollout/`); "
+                    "409 `rollout_error` when another rollout runs or the plugin is not active.",
         parameters=[SLUG_PARAM],
         request={"multipart/form-data": s.UpgradeSerializer},
         responses={200: s.PluginResultSerializer,
@@ -220,10 +223,19 @@ class PluginViewSet(APIBase, RolloutActions, GenericViewSet):
         form = s.UpgradeSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        self.require(policy.can_upgrade(request.user, plugin, data["grant"], data.get("hosts")),
-                     policy.needed_to_upgrade(plugin, data["grant"], data.get("hosts")))
-        result = lifecycle.upgrade(plugin, _read_bundle(data["bundle"]), data["grant"], _actor(request),
-                                   hosts=data.get("hosts"), accept_new_publisher=data["accept_new_publisher"])
+        needed = policy.needed_to_upgrade(plugin, data["grant"], data.get("hosts"))
+        mode = data.get("rollout")
+        self.require(policy.can_upgrade(request.user, plugin, data["grant"], data.get("hosts"))
+                     and (mode is None or policy.can_roll_out(request.user)),
+                     [*needed, *([policy.ACTIVATE_PLUGIN] if mode else [])])
+        options = {"hosts": data.get("hosts"), "accept_new_publisher": data["accept_new_publisher"]}
+        if mode is None:
+            result = lifecycle.upgrade(plugin, _read_bundle(data["bundle"]), data["grant"], _actor(request),
+                                       **options)
+        else:
+            result = lifecycle.rollout.start_upgrade(
+                plugin, _read_bundle(data["bundle"]), data["grant"], _actor(request), mode=mode,
+                percent=data.get("rollout_percent"), **options)
         return self._result(result)
 
     @extend_schema(

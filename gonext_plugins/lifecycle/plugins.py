@@ -9,7 +9,7 @@ is compiled (or loaded from the artifact cache) *before* its transaction opens
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -135,8 +135,13 @@ def deactivate(plugin: Plugin | str, actor: Actor, *, reason: str = "") -> Resul
         return deactivate_locked(locked, actor, reason=reason)
 
 
+Within = Callable[[Plugin, PluginVersion | None, PluginVersion], None]
+"""``within(plugin, old, new)``: more work in an upgrade's transaction (a staged rollout's row)."""
+
+
 def upgrade(plugin: Plugin | str, bundle: Bundle, granted: Iterable[str], actor: Actor, *,
-            hosts: Iterable[str] | None = None, accept_new_publisher: bool = False) -> Result:
+            hosts: Iterable[str] | None = None, accept_new_publisher: bool = False,
+            within: Within | None = None) -> Result:
     """Install a newer version and switch to it. New required capabilities must be granted in
     ``granted`` (or already); otherwise :class:`ConsentRequired` and the current version keeps
     running. The same version with the same bytes is a no-op; with other bytes it is refused.
@@ -144,7 +149,8 @@ def upgrade(plugin: Plugin | str, bundle: Bundle, granted: Iterable[str], actor:
     A capability counts as granted only when the running version asks for it: a grant kept for an
     older version (for a rollback) is not consent to a newer version that asks for it again. A
     version signed by another publisher key needs ``accept_new_publisher``
-    (:class:`PublisherChanged` otherwise)."""
+    (:class:`PublisherChanged` otherwise). ``within`` runs last in the same transaction (a staged
+    rollout of the upgrade: ``lifecycle.rollout.start_upgrade``)."""
     current = fresh(plugin)
     manifest = bundle.manifest
     same = check_upgrade(current, bundle)
@@ -197,6 +203,8 @@ def upgrade(plugin: Plugin | str, bundle: Bundle, granted: Iterable[str], actor:
               capabilities_dropped=sorted(old_caps - new_caps), granted=sorted({*added, *revived}),
               revoked=withdrawn, publisher_changed=change is not None,
               **_signature_details(key, signed))
+        if within is not None:
+            within(locked, old, version)
         bump_generation()
         send_on_commit(signals.plugin_upgraded, locked, version, actor,
                        before=old.version if old else None)

@@ -319,18 +319,35 @@ class LifecycleCommands:
         self._grant_args(parser)
         parser.add_argument("--accept-new-publisher", action="store_true", dest="accept_new_publisher",
                             help="upgrade even though the new version is signed by another publisher key")
+        first = parser.add_mutually_exclusive_group()
+        first.add_argument("--rollout-staff", action="store_true", dest="rollout_staff",
+                           help="run the new version for staff only first (the others keep the running one)")
+        first.add_argument("--rollout-percent", type=int, metavar="N", dest="rollout_percent",
+                           help="run the new version for N%% of visitors first (1-99)")
 
     def handle_upgrade(self, *, slug: str, bundle: str, grants: list[str], hosts: list[str] | None,
-                       accept_new_publisher: bool = False, **_: Any) -> None:
+                       accept_new_publisher: bool = False, rollout_staff: bool = False,
+                       rollout_percent: int | None = None, **_: Any) -> None:
         from gonext_plugins import lifecycle
 
         data = self._read_bundle(bundle)
         before = self._plugin(slug).active_version
+        staged = rollout_staff or rollout_percent is not None
         with _consent_hint("flags"):
-            result = lifecycle.upgrade(slug, data, grants, actor_label(), hosts=hosts,
-                                       accept_new_publisher=accept_new_publisher)
+            if staged:
+                result = lifecycle.rollout.start_upgrade(
+                    slug, data, grants, actor_label(), mode="staff" if rollout_staff else "percent",
+                    percent=rollout_percent, hosts=hosts, accept_new_publisher=accept_new_publisher)
+            else:
+                result = lifecycle.upgrade(slug, data, grants, actor_label(), hosts=hosts,
+                                           accept_new_publisher=accept_new_publisher)
         if not result.changed:
             self.nothing_to_do(f"{slug} {data.version} is already installed with these exact contents")
+        elif staged:
+            cohort = "staff only" if rollout_staff else f"{rollout_percent}% of visitors"
+            self.done(f"rolling out {slug} {before.version if before else '-'} -> {data.version} to "
+                      f"{cohort}; the others keep {before.version if before else '-'} "
+                      f"(manage.py plugin rollout {slug} --promote | --rollback)")
         else:
             self.done(f"upgraded {slug} {before.version if before else '-'} -> {data.version} "
                       f"({result.plugin.state})")

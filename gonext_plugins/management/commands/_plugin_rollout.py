@@ -1,6 +1,7 @@
-"""``manage.py plugin rollout SLUG --staff | --percent N | --promote | --rollback [--reason TEXT] |
---status [--json]``: a staged rollout from the shell, through :mod:`gonext_plugins.lifecycle.rollout`
-(the same checks and audit as the admin and the API). A mixin of ``plugin.py``."""
+"""``manage.py plugin rollout SLUG --staff | --percent N [--version V] | --promote | --rollback
+[--reason TEXT] | --status [--json]``: a staged rollout from the shell, through
+:mod:`gonext_plugins.lifecycle.rollout` (the same checks and audit as the admin and the API). A
+mixin of ``plugin.py``."""
 
 from __future__ import annotations
 
@@ -33,11 +34,13 @@ class RolloutCommands:
         what.add_argument("--promote", action="store_true", help="run it for everyone")
         what.add_argument("--rollback", action="store_true", help="end the rollout: deactivate it")
         what.add_argument("--status", action="store_true", help="show the rollout and its figures")
+        parser.add_argument("--version", metavar="V", help="with --staff/--percent: roll out an upgrade "
+                            "to this installed version, newer than the running one")
         parser.add_argument("--reason", default="", help="with --rollback: kept in the audit row")
         parser.add_argument("--json", action="store_true", help="with --status: print JSON")
 
     def handle_rollout(self, *, slug: str, staff: bool, percent: int | None, promote: bool, rollback: bool,
-                       status: bool, reason: str, json: bool, **_: Any) -> None:
+                       status: bool, reason: str, json: bool, version: str | None = None, **_: Any) -> None:
         # Imported here, as the lifecycle subcommands do: keygen/pack/sign run without a database.
         from gonext_plugins import lifecycle, rollout
         from gonext_plugins.lifecycle._tx import fresh
@@ -52,11 +55,14 @@ class RolloutCommands:
             self.say(f"promoted: {slug} runs for everyone")
             return
         if rollback:
-            lifecycle.rollout.roll_back(plugin, actor_label(), reason=reason)
-            self.say(f"rolled back: {slug} is deactivated")
+            result = lifecycle.rollout.roll_back(plugin, actor_label(), reason=reason)
+            if result.plugin.state == "active" and result.version is not None:
+                self.say(f"rolled back: {slug} is back to {result.version.version} for everyone")
+            else:
+                self.say(f"rolled back: {slug} is deactivated")
             return
         mode = "staff" if staff else "percent"
-        result = lifecycle.rollout.start(plugin, actor_label(), mode=mode, percent=percent)
+        result = lifecycle.rollout.start(plugin, actor_label(), mode=mode, percent=percent, version=version)
         self.exit_code = DONE if result.changed else NOTHING_TO_DO
         cohort = "staff only" if staff else f"{percent}% of visitors"
         self.say(f"{'rolling out' if result.changed else 'nothing to do: already rolling out'}: "
@@ -76,10 +82,15 @@ class RolloutCommands:
             return "-" if value is None else f"{value:.1f} ms"
 
         rate = "-" if f["fault_rate"] is None else f"{f['fault_rate']:.1%}"
-        self.say(f"{slug} {current['version']}: rolling out to {cohort} since {current['started_at']} "
+        what = (f"upgrade {current['previous_version']} -> {current['version']}" if current.get("upgrade")
+                else current["version"])
+        self.say(f"{slug} {what}: rolling out to {cohort} since {current['started_at']} "
                  f"(by {current['started_by'] or 'system'})")
         self.say(f"  requests with it: {f['with_requests']} (mean {ms(f['with_mean_ms'])}), "
                  f"without: {f['without_requests']} (mean {ms(f['without_mean_ms'])}), "
                  f"added: {ms(f['added_ms'])} (limit {f['max_added_ms']:g} ms)")
-        self.say(f"  calls: {f['calls']}, faults: {f['faults']}, fault rate: {rate} "
+        self.say(f"  {f['fault_basis']}: {f['calls']}, faults: {f['faults']}, fault rate: {rate} "
                  f"(limit {f['max_fault_rate']:.1%}); judged after {f['min_requests']} requests per cohort")
+        if f.get("previous_fault_rate") is not None:
+            self.say(f"  previous version {current['previous_version']}: {f['previous_faults']} faults in "
+                     f"{f['without_requests']} requests ({f['previous_fault_rate']:.1%})")
