@@ -98,11 +98,17 @@ def _log_writer_without_thread(request):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(autouse=True)
 def _isolated_plugin_state(request, tmp_path):  # type: ignore[no-untyped-def]
-    """Each Django test gets its own media root (blobs, artifact cache) and a registry with nothing
-    loaded. Runtime-only tests (run without the Django plugin too) are left alone."""
+    """Each Django test gets its own media root (blobs, artifact cache), an empty default cache and a
+    registry with nothing loaded. Runtime-only tests (run without the Django plugin too) are left
+    alone. The cache holds the API throttles' counts, keyed by user id, and test databases hand out
+    the same ids again: without the clear, a test's requests count against a budget earlier tests
+    spent, and a long run gets 429s that no single test earned."""
     if not request.config.pluginmanager.hasplugin("django") or "runtime" in request.node.path.parts:
         yield
         return
+    from django.core.cache import caches
+
+    caches["default"].clear()
     settings = request.getfixturevalue("settings")
     settings.MEDIA_ROOT = str(tmp_path / "media")
     yield

@@ -16,7 +16,6 @@ from gonext_plugins import bundle, lifecycle
 from gonext_plugins.models import AuditEvent, Plugin, PluginRollout
 from project.blog.models import Post
 from tests.browser import chromium
-from tests.browser.test_settings_browser import WATCH_CSP
 from tests.test_admin import marker_manifest
 from tests.test_rollout_upgrade import said_by, versioned_guest
 
@@ -30,7 +29,7 @@ PASSWORD = "correct horse battery staple"
 def context(browser: Any, live_server: Any) -> Iterator[Any]:
     ctx = browser.new_context(viewport={"width": 1280, "height": 1000}, base_url=live_server.url)
     ctx.set_default_timeout(15_000)
-    ctx.add_init_script(WATCH_CSP)
+    ctx.add_init_script(chromium.WATCH_CSP)
     yield ctx
     ctx.close()
 
@@ -45,10 +44,7 @@ def test_upgrade_dialog_rolls_out_to_staff_then_the_panel_rolls_back(
     from playwright.sync_api import expect
 
     settings.GONEXT_PLUGINS = {"ROLLOUT_CHECK_INTERVAL": 0, "ROLLOUT_MIN_REQUESTS": 50, "SYNC_INTERVAL": 0.0}
-    shots = artifacts_dir / "rollout-upgrade"
-    shots.mkdir(exist_ok=True)
-    for old in shots.glob("*.png"):
-        old.unlink()
+    shots = chromium.fresh_shots(artifacts_dir, "rollout-upgrade")
     page = context.new_page()
     problems: list[str] = []
     page.on("console", lambda m: problems.append(f"{m.text} at {m.location.get('url', '')}")
@@ -116,5 +112,5 @@ def test_upgrade_dialog_rolls_out_to_staff_then_the_panel_rolls_back(
     page.goto("/posts/hello/")
     expect(page.locator("p.gn-marker")).to_have_text(said_by("1.0.0").ljust(34, "."))
     page.screenshot(path=str(shots / "04-rolled-back.png"), full_page=True)
-    assert page.evaluate("window.__gnCsp") == []
+    assert chromium.csp_violations(page) == []
     assert problems == []
