@@ -16,6 +16,9 @@ glibc may still have started a notify thread for an expiration just before, so t
 only :data:`RETIRE_GRACE_S` later (by a later start or stop in this process; one left over at exit
 is left to the operating system, never freed while a thread might still use it).
 
+A forked child inherits no POSIX timer: every running :class:`EpochTimer` starts a new one in the
+child (``os.register_at_fork``), so a runtime created before a fork keeps its hard deadline.
+
 Where any of this is missing (not Linux/glibc, no clone symbol, ``timer_create`` failing),
 :meth:`EpochTimer.start` returns None and the runtime keeps advancing the epoch from Python.
 """
@@ -24,9 +27,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import sys
 import threading
 import time
+import weakref
 from typing import Any
 
 from wasmtime import Engine
@@ -117,14 +122,38 @@ def available() -> bool:
     return _API is not None
 
 
+def _new_timer(clone: int, tick_ms: int) -> ctypes.c_void_p | None:
+    """A periodic timer calling increment_epoch(``clone``) every ``tick_ms``; None if refused."""
+    assert _API is not None
+    (create, settime, delete), (_clone, _free, tick) = _API
+    event = _Sigevent()
+    event.value = clone
+    event.notify = SIGEV_THREAD
+    event.un.thread.function = tick
+    timer_id = ctypes.c_void_p()
+    if create(CLOCK_MONOTONIC, ctypes.byref(event), ctypes.byref(timer_id)) != 0:
+        return None
+    seconds, millis = divmod(tick_ms, 1000)
+    period = _Timespec(seconds, millis * 1_000_000)
+    if settime(timer_id, 0, ctypes.byref(_Itimerspec(period, period)), None) != 0:
+        delete(timer_id)
+        return None
+    return timer_id
+
+
+_running: weakref.WeakSet[EpochTimer] = weakref.WeakSet()
+
+
 class EpochTimer:
     """One periodic native timer advancing one engine's epoch; :meth:`stop` before forgetting it."""
 
-    def __init__(self, timer_id: ctypes.c_void_p, clone: int) -> None:
+    def __init__(self, timer_id: ctypes.c_void_p, clone: int, tick_ms: int) -> None:
         self._timer_id = timer_id
         self._clone = clone
+        self._tick_ms = tick_ms
         self._lock = threading.Lock()
         self._stopped = False
+        _running.add(self)
 
     @classmethod
     def start(cls, engine: Engine, tick_ms: int) -> EpochTimer | None:
@@ -132,28 +161,27 @@ class EpochTimer:
         (the caller then ticks from Python)."""
         if _API is None:
             return None
-        (create, settime, delete), (clone_engine, free, tick) = _API
+        clone_engine, free = _API[1][0], _API[1][1]
         _free_retired(time.monotonic())
-        engine_address = ctypes.cast(engine.ptr(), ctypes.c_void_p).value
-        clone = clone_engine(engine_address)
+        clone = clone_engine(ctypes.cast(engine.ptr(), ctypes.c_void_p).value)
         if not clone:
             return None
-        event = _Sigevent()
-        event.value = clone
-        event.notify = SIGEV_THREAD
-        event.un.thread.function = tick
-        timer_id = ctypes.c_void_p()
-        if create(CLOCK_MONOTONIC, ctypes.byref(event), ctypes.byref(timer_id)) != 0:
+        timer_id = _new_timer(clone, tick_ms)
+        if timer_id is None:
             free(clone)  # no timer exists, so nothing can tick on it
             return None
-        seconds, millis = divmod(tick_ms, 1000)
-        period = _Timespec(seconds, millis * 1_000_000)
-        if settime(timer_id, 0, ctypes.byref(_Itimerspec(period, period)), None) != 0:
-            delete(timer_id)
-            with _retired_lock:
-                _retired.append((time.monotonic(), clone))
-            return None
-        return cls(timer_id, clone)
+        return cls(timer_id, clone, tick_ms)
+
+    def _restart_in_child(self) -> None:
+        """After a fork: the child has no timer (and no notify thread), so start a new one."""
+        self._lock = threading.Lock()
+        if self._stopped:
+            return
+        timer_id = _new_timer(self._clone, self._tick_ms)
+        if timer_id is None:  # the child cannot tick natively: a stopped timer, clone kept
+            self._stopped = True
+        else:
+            self._timer_id = timer_id
 
     @property
     def running(self) -> bool:
@@ -166,6 +194,7 @@ class EpochTimer:
             if self._stopped:
                 return
             self._stopped = True
+        _running.discard(self)
         assert _API is not None  # an EpochTimer exists only when the API loaded
         with contextlib.suppress(OSError):
             _API[0][2](self._timer_id)  # EINVAL in a forked child: timers are not inherited
@@ -173,3 +202,12 @@ class EpochTimer:
         with _retired_lock:
             _retired.append((now, self._clone))
         _free_retired(now)
+
+
+def _after_fork_in_child() -> None:
+    for timer in list(_running):
+        timer._restart_in_child()
+
+
+if _API is not None:
+    os.register_at_fork(after_in_child=_after_fork_in_child)

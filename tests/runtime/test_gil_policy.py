@@ -170,3 +170,30 @@ def test_timer_is_deleted_on_close_and_a_dropped_runtime_never_ticks_into_freed_
         print("ok", timers() - base)
     """)
     assert out.split() == ["ok", "0"]
+
+
+@needs_native_timer
+def test_a_forked_child_gets_its_own_timer() -> None:
+    """POSIX timers are not inherited: without a new one, a child forked from a process that had
+    loaded plugins would never reach a hard deadline, and a held infinite loop would hang it."""
+    out = run_python(f"""
+        import os
+        from pathlib import Path
+        from gonext_plugins.errors import PluginTimeout
+        from gonext_plugins.runtime import Limits, Runtime
+        runtime = Runtime(limits=Limits(fuel=None, soft_timeout_ms=None, hard_timeout_ms=100))
+        plugin = runtime.load(Path({str(GUESTS / "gil_guest.wat")!r}).read_text(), name="forked")
+        while not plugin.gil_policy.hold:
+            plugin.invoke_action("short")
+        pid = os.fork()
+        if pid == 0:
+            try:
+                plugin.invoke_action("forever")
+            except PluginTimeout:
+                os._exit(7 if runtime.native_epoch else 1)
+            os._exit(2)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status))
+        runtime.close()
+    """)
+    assert out.split() == ["7"]
