@@ -1,6 +1,7 @@
 """Many threads on one plugin: every result right, never two calls in one instance at once.
 
-The fast dispatcher releases the GIL only while guest code runs, and the pool hands out idle
+The fast dispatcher releases the GIL only while guest code runs (or not at all, for a plugin whose
+calls are short: gil_policy "adaptive"), and the pool hands out idle
 instances without a lock; these tests hammer both with real threads and a real guest that
 returns an error if it is ever entered while a call is already inside it (``exclusive_guest.wat``).
 """
