@@ -28,6 +28,7 @@ go through the shared ``trap_error``, so errors are exactly the slow dispatcher'
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Mapping
 from typing import Any, ClassVar, NoReturn
 
@@ -52,7 +53,8 @@ _set_fuel = cffi_wasmtime.held_set_fuel
 _get_fuel = cffi_wasmtime.held_get_fuel
 _set_deadline = cffi_wasmtime.held_set_epoch_deadline
 _error_at = cffi_wasmtime.error_at
-_address_of = cffi_wasmtime.address_of
+_held_arg = cffi_wasmtime.held_arg
+_FOUR, _TWO = ctypes.c_size_t(4), ctypes.c_size_t(2)  # argument counts, as ready held_* arguments
 _memmove = _ffi.memmove
 _unpack = _ffi.unpack
 
@@ -75,32 +77,33 @@ class FastDispatcher:
         # The fuel set before each call and read after: the limit, or (fuel off) a budget never
         # reached, so the adaptive policy still sees how much guest work each call did.
         self._meter = limits.fuel if limits.fuel is not None or self._gil is None else UNLIMITED_FUEL
+        self._meter_arg = ctypes.c_uint64(self._meter or 0)
         self._max_output = limits.max_output_bytes
         self._cctx = cffi_wasmtime.context_of(store)
         self._mem = cffi_wasmtime.memory_of(memory)
-        self._caddr = _address_of(self._cctx)  # the same two as integers, for the held_* calls
-        self._maddr = _address_of(self._mem)
+        self._caddr = _held_arg(self._cctx)  # the same two as ready held_* arguments
+        self._maddr = _held_arg(self._mem)
         self._alloc = cffi_wasmtime.func_of(exports["gn_alloc"])
         self._free = cffi_wasmtime.func_of(exports["gn_free"])
         # Handle functions by str and bytes name; only i32x4 -> i64 exports qualify (the loader
         # checked gn_handle_hook/gn_handle_job; call() accepts nothing else).
-        # Each as (cffi pointer, its address): the address is what held_func_call takes.
-        self._handlers: dict[str | bytes, tuple[Any, int]] = {}
+        # Each as (cffi pointer, its address as a ready held_func_call argument).
+        self._handlers: dict[str | bytes, tuple[Any, ctypes.c_void_p]] = {}
         for key in ("gn_handle_hook", "gn_handle_job"):
             func = exports.get(key)
             if isinstance(func, Func):
                 handle = cffi_wasmtime.func_of(func)
-                self._handlers[key] = self._handlers[key.encode()] = (handle, _address_of(handle))
-        self._free_addr = _address_of(self._free)
+                self._handlers[key] = self._handlers[key.encode()] = (handle, _held_arg(handle))
+        self._free_arg = _held_arg(self._free)
         self._args = _ffi.new("wasmtime_val_raw_t[4]")
-        self._args_addr = _address_of(self._args)
+        self._args_arg = _held_arg(self._args)
         # Flat views of the same array: indexing a pointer is cheaper than ``args[i].i32``.
         self._a32 = _ffi.cast("uint32_t *", self._args)  # arg i at [4 * i] (16-byte slots)
         self._a64 = _ffi.cast("int64_t *", self._args)  # result at [0]
         self._trap = _ffi.new("wasm_trap_t **")
-        self._trap_addr = _address_of(self._trap)
+        self._trap_arg = _held_arg(self._trap)
         self._fuel_out = _ffi.new("uint64_t *")
-        self._fuel_out_addr = _address_of(self._fuel_out)
+        self._fuel_out_arg = _held_arg(self._fuel_out)
         self._size = 0  # memory size last read: a lower bound of the size now
         self._base: Any = _ffi.cast("char *", _mem_data(self._caddr, self._maddr))  # never moves
         self._grown()
@@ -122,7 +125,7 @@ class FastDispatcher:
         # arm(): the same three steps as dispatch.arm, without wasmtime-py in between.
         ctx.begin_call()
         if fuel is not None:
-            failed = _set_fuel(caddr, fuel)
+            failed = _set_fuel(caddr, self._meter_arg)
             if failed:
                 raise trap_error(cffi_wasmtime.fault_from(_error_at(failed), self._trap), ctx, self._limits)
         _set_deadline(caddr, ctx.deadline_ticks)
@@ -138,7 +141,7 @@ class FastDispatcher:
             a32[8] = ptr + name_len
             a32[12] = need - name_len
             if held:
-                failed = _call_held(caddr, handler[1], self._args_addr, 4, self._trap_addr)
+                failed = _call_held(caddr, handler[1], self._args_arg, _FOUR, self._trap_arg)
                 err = _error_at(failed) if failed else _NULL
             else:
                 err = _call(self._cctx, handler[0], self._args, 4, self._trap)
@@ -159,7 +162,7 @@ class FastDispatcher:
             a32[4] = blen
             ctx.placing = "gn_free"  # imports made there follow ABI.md's no-re-entry rule
             if held:
-                failed = _call_held(caddr, self._free_addr, self._args_addr, 2, self._trap_addr)
+                failed = _call_held(caddr, self._free_arg, self._args_arg, _TWO, self._trap_arg)
                 err = _error_at(failed) if failed else _NULL
             else:
                 err = _call(self._cctx, self._free, self._args, 2, self._trap)
@@ -248,7 +251,7 @@ class FastDispatcher:
     def _account(self, fuel: int) -> int:
         """The fuel the call used out of ``fuel``; recorded as ``fuel_used`` only when the plugin
         meters fuel (the dispatcher contract: 0 when fuel is off)."""
-        failed = _get_fuel(self._caddr, self._fuel_out_addr)
+        failed = _get_fuel(self._caddr, self._fuel_out_arg)
         if failed:
             cffi_wasmtime.consume_error(_error_at(failed))
             used = fuel
