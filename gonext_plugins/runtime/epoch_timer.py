@@ -25,7 +25,6 @@ Where any of this is missing (not Linux/glibc, no clone symbol, ``timer_create``
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import sys
@@ -189,15 +188,14 @@ class EpochTimer:
 
     def stop(self) -> None:
         """Delete the timer, then retire the engine clone (freed after the grace period).
-        Idempotent and safe from any thread; a no-op in a forked child, where the timer is gone."""
+        Idempotent and safe from any thread (in a forked child, it deletes the child's timer)."""
         with self._lock:
             if self._stopped:
                 return
             self._stopped = True
         _running.discard(self)
         assert _API is not None  # an EpochTimer exists only when the API loaded
-        with contextlib.suppress(OSError):
-            _API[0][2](self._timer_id)  # EINVAL in a forked child: timers are not inherited
+        _API[0][2](self._timer_id)  # its result is not needed: the timer is gone either way
         now = time.monotonic()
         with _retired_lock:
             _retired.append((now, self._clone))
@@ -205,6 +203,8 @@ class EpochTimer:
 
 
 def _after_fork_in_child() -> None:
+    global _retired_lock
+    _retired_lock = threading.Lock()  # another thread may have held it at the fork
     for timer in list(_running):
         timer._restart_in_child()
 
