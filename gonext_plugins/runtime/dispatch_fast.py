@@ -176,12 +176,8 @@ class FastDispatcher:
         finally:
             if fuel is not None:
                 used = self._account(fuel)
-                if gil is None:
-                    pass
-                elif timed_out:
-                    gil.long_call(held)
-                else:
-                    gil.observe(used, held)
+                if gil is not None:
+                    gil.observe(used, held, timed_out)
 
     # --- the rest ------------------------------------------------------------------------------
 

@@ -51,23 +51,20 @@ class GilPolicy:
         self.long_while_held = 0
         """How many held calls turned out long (each switched the plugin back to releasing)."""
 
-    def observe(self, fuel_used: int, held: bool) -> None:
-        """Record one finished call, ``held`` if it kept the GIL."""
-        if fuel_used > LONG_CALL_FUEL:
-            self.long_call(held)
+    def observe(self, fuel_used: int, held: bool, timed_out: bool = False) -> None:
+        """Record one finished call, ``held`` if it kept the GIL. A call that hit the hard deadline
+        is long whatever ``fuel_used`` says: wasmtime does not write back the fuel a loop burnt
+        when the epoch traps it."""
+        if timed_out or fuel_used > LONG_CALL_FUEL:
+            self.short_streak = 0
+            if held:
+                self.hold = False
+                self.long_while_held += 1
+                self.hold_after = min(self.hold_after * 2, MAX_HOLD_AFTER)
         elif not self.hold:
             self.short_streak += 1
             if self.short_streak >= self.hold_after:
                 self.hold = True
-
-    def long_call(self, held: bool) -> None:
-        """Record a long call; the dispatcher calls this directly for one that hit the hard
-        deadline (wasmtime does not write back the fuel a loop burnt when the epoch traps it)."""
-        self.short_streak = 0
-        if held:
-            self.hold = False
-            self.long_while_held += 1
-            self.hold_after = min(self.hold_after * 2, MAX_HOLD_AFTER)
 
     def __repr__(self) -> str:
         return (f"<GilPolicy {'hold' if self.hold else 'release'} streak={self.short_streak}/"

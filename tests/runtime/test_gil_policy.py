@@ -19,7 +19,7 @@ import pytest
 
 from gonext_plugins.runtime import Limits, Runtime
 from gonext_plugins.runtime import epoch_timer as native
-from gonext_plugins.runtime.gil import HOLD_AFTER_SHORT_CALLS, LONG_CALL_FUEL, GilPolicy
+from gonext_plugins.runtime.gil import HOLD_AFTER_SHORT_CALLS, LONG_CALL_FUEL, MAX_HOLD_AFTER, GilPolicy
 
 from .conftest import GUESTS, LogRecorder, require_fast_dispatcher, wat
 
@@ -197,3 +197,24 @@ def test_a_forked_child_gets_its_own_timer() -> None:
         runtime.close()
     """)
     assert out.split() == ["7"]
+
+
+def test_policy_hysteresis_doubles_up_to_its_cap() -> None:
+    policy = GilPolicy()
+    short, long = LONG_CALL_FUEL, LONG_CALL_FUEL + 1  # the threshold itself is still short
+    flips = 0
+    while policy.hold_after < MAX_HOLD_AFTER:
+        for _ in range(policy.hold_after - 1):
+            policy.observe(short, held=False)
+        assert not policy.hold
+        policy.observe(short, held=False)
+        assert policy.hold
+        policy.observe(long, held=True)
+        flips += 1
+        assert not policy.hold and policy.long_while_held == flips and policy.short_streak == 0
+    assert policy.hold_after == MAX_HOLD_AFTER == HOLD_AFTER_SHORT_CALLS << flips
+    policy.observe(0, held=False, timed_out=True)  # a deadline trap is long, whatever the fuel read
+    assert policy.short_streak == 0 and not policy.hold
+    policy.hold = True
+    policy.observe(0, held=True, timed_out=True)
+    assert not policy.hold and policy.hold_after == MAX_HOLD_AFTER
