@@ -2,16 +2,17 @@
 
 Every row does the same guest work: a filter on a ~140-byte string that upper-cases it, with the JSON
 envelope in and ``{"value": ...}`` out (guests in ``benchmarks/guests/``, sharing one transform).
-Rows: gonext (fast and slow dispatchers, through the public API), Extism's Python SDK, a naive
-wasmtime-py host (``Func.__call__``, ``Memory.read/write``, fresh ``gn_alloc`` per call) and a plain
-Python function; the guest instructions (fuel) one filter call costs. Then load time (cold vs
-compiled cache), pool checkout overhead, and the thread rows: calls per second with 1, 2, 4 and 8
-threads calling one plugin, for the tiny filter and for a ~0.5 ms guest call
-(``guests/spin_gonext.wat``), each with its ratio to one thread (the figure that matters: below 1.0
-threads make tiny calls slower, and long calls should approach the number of cores) and the process
-CPU time per call (which a busy machine disturbs less than the wall clock). The thread rows' plugins
-allow 8 instances, so no row waits for the pool. Prints a JSON document, then a table. Takes about
-twenty seconds.
+Rows: gonext (fast dispatcher under both GIL policies, slow dispatcher, through the public API),
+Extism's Python SDK, a naive wasmtime-py host (``Func.__call__``, ``Memory.read/write``, fresh
+``gn_alloc`` per call) and a plain Python function; the guest instructions (fuel) one filter call
+costs. Then load time (cold vs compiled cache), pool checkout overhead, and the thread rows: calls
+per second with 1, 2, 4 and 8 threads calling one plugin, for the tiny filter and for a ~0.5 ms
+guest call (``guests/spin_gonext.wat``), each under ``gil_policy="release"`` and ``"adaptive"``
+side by side, each with its ratio to one thread (the figure that matters: below 1.0 threads make
+tiny calls slower, and long calls should approach the number of cores) and the process CPU time per
+call (which a busy machine disturbs less than the wall clock). The thread rows' plugins allow 8
+instances, so no row waits for the pool. Prints a JSON document, then a table. Takes about half a
+minute.
 """
 
 from __future__ import annotations
@@ -133,12 +134,13 @@ def thread_limits() -> Any:
     return Limits(max_instances=max(THREADS))
 
 
-def gonext(dispatcher: str) -> tuple[Callable[[], Any], Any, Any]:
-    """gonext through its public API: Runtime(dispatcher=...).load(...).invoke_filter(...)."""
+def gonext(dispatcher: str, gil_policy: str = "adaptive") -> tuple[Callable[[], Any], Any, Any]:
+    """gonext through its public API: Runtime(dispatcher=..., gil_policy=...).load(...).invoke_filter(...)."""
     from gonext_plugins.runtime import Runtime
 
-    runtime = Runtime(dispatcher=dispatcher)
-    plugin = runtime.load(_wat("upper_gonext.wat"), name=f"bench-{dispatcher}", limits=thread_limits())
+    runtime = Runtime(dispatcher=dispatcher, gil_policy=gil_policy)  # type: ignore[arg-type]
+    plugin = runtime.load(_wat("upper_gonext.wat"), name=f"bench-{dispatcher}-{gil_policy}",
+                          limits=thread_limits())
 
     def call() -> Any:
         return plugin.invoke_filter(HOOK, VALUE)
@@ -203,9 +205,15 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _switches() -> int:
+    """The process's voluntary context switches: a thread blocking, on the GIL above all."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
+
+
 def thread_row(call: Callable[[], Any], threads: int, seconds: float) -> dict[str, float]:
-    """Calls per second with ``threads`` threads calling as fast as they can, and the process CPU
-    µs per call over the same interval."""
+    """Calls per second with ``threads`` threads calling as fast as they can, the process CPU µs per
+    call over the same interval, and its voluntary context switches per call (each GIL hand-off to
+    a waiting thread is one: the convoy this shows does not depend on the machine's load)."""
     stop = threading.Event()
     counts = [0] * threads
     barrier = threading.Barrier(threads + 1)
@@ -222,14 +230,15 @@ def thread_row(call: Callable[[], Any], threads: int, seconds: float) -> dict[st
     for t in pool:
         t.start()
     barrier.wait()
-    start, cpu = time.perf_counter(), _cpu_seconds()
+    start, cpu, switches = time.perf_counter(), _cpu_seconds(), _switches()
     time.sleep(seconds)
     stop.set()
     for t in pool:
         t.join()
-    elapsed, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
+    elapsed, cpu, switches = time.perf_counter() - start, _cpu_seconds() - cpu, _switches() - switches
     calls = max(1, sum(counts))
-    return {"calls_per_second": round(calls / elapsed), "cpu_us_per_call": round(cpu / calls * 1e6, 2)}
+    return {"calls_per_second": round(calls / elapsed), "cpu_us_per_call": round(cpu / calls * 1e6, 2),
+            "switches_per_call": round(switches / calls, 3)}
 
 
 def thread_rows(call: Callable[[], Any], seconds: float) -> dict[str, dict[str, float]]:
@@ -243,7 +252,7 @@ def thread_rows(call: Callable[[], Any], seconds: float) -> dict[str, dict[str, 
 
 def spin_plugin(runtime: Any) -> tuple[Callable[[], Any], Any]:
     """The ~0.5 ms guest call of the thread rows: an action that spins and returns no body."""
-    plugin = runtime.load((GUESTS / "spin_gonext.wat").read_text(), name="bench-spin",
+    plugin = runtime.load((GUESTS / "spin_gonext.wat").read_text(), name=f"bench-spin-{runtime.gil_policy}",
                           limits=thread_limits())
     return (lambda: plugin.invoke_action("spin")), plugin
 
@@ -282,13 +291,15 @@ def run(calls: int, seconds: float) -> dict[str, Any]:
     keep: list[Any] = []
 
     fast_call, fast_plugin, fast_rt = gonext("fast")
+    release_call, release_plugin, release_rt = gonext("fast", "release")
     slow_call, slow_plugin, slow_rt = gonext("slow")
     direct_call, direct_inst = gonext_dispatcher_only(fast_plugin)
     extism_call, extism_plugin = extism_sdk()
     naive_call, naive_store = naive_wasmtime()
-    keep += [fast_rt, slow_rt, extism_plugin, naive_store]
+    keep += [fast_rt, release_rt, slow_rt, extism_plugin, naive_store]
     candidates = {
         "gonext (fast)": (fast_call, calls),
+        "gonext fast, gil release": (release_call, calls),
         "gonext fast, dispatcher only": (direct_call, calls),
         "gonext (slow dispatcher)": (slow_call, max(500, calls // 10)),
         "extism python sdk": (extism_call, calls),
@@ -307,17 +318,28 @@ def run(calls: int, seconds: float) -> dict[str, Any]:
     results["fast_vs_extism"] = {"speedup_median": round(ext / fast, 2), "target": EXTISM_TARGET,
                                  "met": ext / fast >= EXTISM_TARGET}
     results["fuel_per_call"] = {"filter": fuel_per_call(fast_plugin, fast_call)}
+    results["gil_policy"] = {"runtime": fast_rt.gil_policy, "native_epoch": fast_rt.native_epoch,
+                             "tiny filter": repr(fast_plugin.gil_policy)}
     results["load"] = load_times(repeat=3)
     results["pool_checkout"] = pool_checkout(fast_plugin, calls)
     results["zig_guest_fuel_per_call"] = zig_guest_fuel()
     fast_plugin.pool.checkin(direct_inst)
     spin_call, spin = spin_plugin(fast_rt)
+    release_spin_call, release_spin = spin_plugin(release_rt)
     results["fuel_per_call"]["spin"] = fuel_per_call(spin, spin_call)
     results["spin_call"] = measure(spin_call, 200, warmup=20)
-    results["threads"] = {"tiny filter": thread_rows(fast_call, seconds),
-                          "~0.5 ms guest call": thread_rows(spin_call, seconds)}
+    measure(release_spin_call, 20, warmup=0)
+    # Release and adaptive side by side, row after row, so neither gets a quieter machine.
+    results["threads"] = {
+        "tiny, release": thread_rows(release_call, seconds),
+        "tiny, adaptive": thread_rows(fast_call, seconds),
+        "~0.5 ms, release": thread_rows(release_spin_call, seconds),
+        "~0.5 ms, adaptive": thread_rows(spin_call, seconds),
+    }
+    results["gil_policy"]["~0.5 ms"] = repr(spin.gil_policy)
     results["calls_per_second"] = {"extism python sdk x1": throughput(extism_call, 1, seconds)}
-    for closable in (spin, fast_plugin, slow_plugin, fast_rt, slow_rt):
+    for closable in (spin, release_spin, fast_plugin, release_plugin, slow_plugin, fast_rt, release_rt,
+                     slow_rt):
         closable.close()
     results["machine"]["load_average_end"] = os.getloadavg()
     return results
@@ -338,10 +360,14 @@ def table(results: dict[str, Any]) -> str:
     lines.append(f"load: cold {load['cold_ms']} ms, from compiled cache {load['cached_ms']} ms")
     pool = results["pool_checkout"]
     lines.append(f"pool checkout+return: median {pool['median_us']} µs, p99 {pool['p99_us']} µs")
-    lines.append("threads on one plugin: calls/s, ratio to 1 thread, process CPU µs per call")
+    gil = results["gil_policy"]
+    lines.append(f"gil_policy {gil['runtime']} (native epoch ticker: {gil['native_epoch']}); tiny filter "
+                 f"{gil['tiny filter']}, ~0.5 ms {gil['~0.5 ms']}")
+    lines.append("threads on one plugin: calls/s, ratio to 1 thread, process CPU µs per call, context "
+                 "switches per call")
     for label, thread_set in results["threads"].items():
         cells = "  ".join(f"x{n} {row['calls_per_second']:>7} {row['vs_1_thread']:>5.2f}x "
-                          f"{row['cpu_us_per_call']:>7.2f}" for n, row in
+                          f"{row['cpu_us_per_call']:>7.2f} {row['switches_per_call']:>5.2f}" for n, row in
                           ((key[1:], value) for key, value in thread_set.items()))
         lines.append(f"  {label:<20}{cells}")
     for label, rate in results["calls_per_second"].items():

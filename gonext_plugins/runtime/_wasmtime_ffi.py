@@ -105,14 +105,14 @@ ffi, FFI_SOURCE = load_ffi()
 
 LIBRARY_PATH = Path(_wffi.filename)
 lib: Any = ffi.dlopen(str(LIBRARY_PATH))
-"""Every call through ``lib`` releases the GIL and takes it back: right for running guest code
-(long calls run in parallel, and the epoch ticker keeps running), wrong for the calls below."""
+"""Every call through ``lib`` releases the GIL and takes it back: right for running long guest code
+(it runs in parallel, and a Python epoch ticker keeps running), wrong for the calls below."""
 
 # --- calls that keep the GIL --------------------------------------------------------------------
 # Setting fuel or a deadline, or reading a memory's size, takes nanoseconds. Releasing the GIL around
 # them hands it to any thread waiting for it, and the caller then waits until that thread gives it
 # back: with two threads making small hook calls, that made them slower than one. A ``PyDLL``
-# function is called with the GIL held. No guest code ever runs through these.
+# function is called with the GIL held. Guest code runs through ``held_func_call`` only.
 _held = ctypes.PyDLL(str(LIBRARY_PATH))
 
 
@@ -131,11 +131,22 @@ held_get_fuel = _keeping_gil("wasmtime_context_get_fuel", _ptr, _ptr, _ptr)
 held_set_epoch_deadline = _keeping_gil("wasmtime_context_set_epoch_deadline", None, _ptr, _u64)
 held_memory_data_size = _keeping_gil("wasmtime_memory_data_size", ctypes.c_size_t, _ptr, _ptr)
 held_memory_data = _keeping_gil("wasmtime_memory_data", _ptr, _ptr, _ptr)
+held_func_call = _keeping_gil("wasmtime_func_call_unchecked", _ptr, _ptr, _ptr, _ptr, ctypes.c_size_t, _ptr)
+"""(context, func, args_and_results, len, trap slot addresses) -> address of a ``wasmtime_error_t`` or
+None: guest code run *keeping* the GIL, for calls ``gil.GilPolicy`` judged short, and only while a
+native epoch ticker (``epoch_timer``) bounds them. Host functions the guest calls re-take the GIL
+re-entrantly (ctypes callbacks use ``PyGILState_Ensure``)."""
 
 
 def address_of(pointer: Any) -> int:
     """A cffi pointer as the integer the ``held_*`` functions take."""
     return int(ffi.cast("uintptr_t", pointer))
+
+
+def held_arg(pointer: Any) -> ctypes.c_void_p:
+    """A cffi pointer as a ready ``held_*`` argument: ctypes passes a ``c_void_p`` object as is,
+    while an int is converted on every call (about 0.1 µs each, several per hook call)."""
+    return ctypes.c_void_p(address_of(pointer))
 
 
 def error_at(address: int) -> Any:

@@ -7,10 +7,14 @@ ctypes arrays), not in the guest. Here, per call:
 
 - no Python object is built for the call: one preallocated ``wasmtime_val_raw_t[4]`` array and one
   trap slot per instance feed ``wasmtime_func_call_unchecked`` (cffi ABI mode, about 0.3 µs a call);
-- only guest code runs with the GIL released (the hook call and the ``gn_free`` of its body: two
+- only guest code may run with the GIL released (the hook call and the ``gn_free`` of its body: two
   releases a call). Fuel, the epoch deadline and the memory size go through the ``held_*``
   functions of ``_wasmtime_ffi``, which keep the GIL: releasing it for a call of nanoseconds let
   another thread take it, and under two threads every call waited for it several times over;
+- with the runtime's ``gil_policy="adaptive"`` (and a native epoch ticker), a plugin whose recent
+  calls were all short (:class:`~gonext_plugins.runtime.gil.GilPolicy`, measured in fuel) runs
+  the hook call and ``gn_free`` through ``held_func_call``, keeping the GIL too: no release at all
+  for a tiny call. A held call that turns out long switches the plugin back to releasing;
 - name and payload go with ``ffi.memmove`` into one ``gn_alloc`` block reused across calls;
 - the body is copied out with one ``ffi.unpack`` from the linear-memory base pointer read once per
   instance (the engine is built with ``memory_may_move`` off, ``compiler.ENGINE_SETTINGS``), and
@@ -24,14 +28,15 @@ go through the shared ``trap_error``, so errors are exactly the slow dispatcher'
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Mapping
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn
 
 from wasmtime import Func, Memory, Store
 
-from gonext_plugins.errors import HookError
+from gonext_plugins.errors import HookError, PluginTimeout
 from gonext_plugins.runtime import _wasmtime_ffi as cffi_wasmtime
-from gonext_plugins.runtime.dispatch import TRAP_TYPES, arm, decode_result, trap_error
+from gonext_plugins.runtime.dispatch import TRAP_TYPES, UNLIMITED_FUEL, arm, decode_result, trap_error
 from gonext_plugins.runtime.host import HostContext
 from gonext_plugins.runtime.limits import Limits
 
@@ -41,19 +46,24 @@ _ffi = cffi_wasmtime.ffi
 _lib = cffi_wasmtime.lib
 _NULL = _ffi.NULL
 _call = _lib.wasmtime_func_call_unchecked  # runs guest code: releases the GIL
+_call_held = cffi_wasmtime.held_func_call  # runs guest code keeping it (short calls, adaptive policy)
 _mem_size = cffi_wasmtime.held_memory_data_size  # the rest keep it (see the module docstring)
 _mem_data = cffi_wasmtime.held_memory_data
 _set_fuel = cffi_wasmtime.held_set_fuel
 _get_fuel = cffi_wasmtime.held_get_fuel
 _set_deadline = cffi_wasmtime.held_set_epoch_deadline
 _error_at = cffi_wasmtime.error_at
-_address_of = cffi_wasmtime.address_of
+_held_arg = cffi_wasmtime.held_arg
+_FOUR, _TWO = ctypes.c_size_t(4), ctypes.c_size_t(2)  # argument counts, as ready held_* arguments
 _memmove = _ffi.memmove
 _unpack = _ffi.unpack
 
 
 class FastDispatcher:
     """Drives one instance through ``wasmtime_func_call_unchecked``; see the module docstring."""
+
+    keeps_gil_when_short: ClassVar[bool] = True
+    """Tells the runtime this dispatcher follows ``ctx.gil`` (the adaptive GIL policy)."""
 
     def __init__(self, store: Store, exports: Mapping[str, Any], memory: Memory, limits: Limits,
                  ctx: HostContext) -> None:
@@ -63,27 +73,37 @@ class FastDispatcher:
         self._ctx = ctx
         self._name = ctx.name
         self._fuel = limits.fuel
+        self._gil = ctx.gil  # the plugin's GilPolicy; None: always release
+        # The fuel set before each call and read after: the limit, or (fuel off) a budget never
+        # reached, so the adaptive policy still sees how much guest work each call did.
+        self._meter = limits.fuel if limits.fuel is not None or self._gil is None else UNLIMITED_FUEL
+        self._meter_arg = ctypes.c_uint64(self._meter or 0)
         self._max_output = limits.max_output_bytes
         self._cctx = cffi_wasmtime.context_of(store)
         self._mem = cffi_wasmtime.memory_of(memory)
-        self._caddr = _address_of(self._cctx)  # the same two as integers, for the held_* calls
-        self._maddr = _address_of(self._mem)
+        self._caddr = _held_arg(self._cctx)  # the same two as ready held_* arguments
+        self._maddr = _held_arg(self._mem)
         self._alloc = cffi_wasmtime.func_of(exports["gn_alloc"])
         self._free = cffi_wasmtime.func_of(exports["gn_free"])
         # Handle functions by str and bytes name; only i32x4 -> i64 exports qualify (the loader
         # checked gn_handle_hook/gn_handle_job; call() accepts nothing else).
-        self._handlers: dict[str | bytes, Any] = {}
+        # Each as (cffi pointer, its address as a ready held_func_call argument).
+        self._handlers: dict[str | bytes, tuple[Any, ctypes.c_void_p]] = {}
         for key in ("gn_handle_hook", "gn_handle_job"):
             func = exports.get(key)
             if isinstance(func, Func):
-                self._handlers[key] = self._handlers[key.encode()] = cffi_wasmtime.func_of(func)
+                handle = cffi_wasmtime.func_of(func)
+                self._handlers[key] = self._handlers[key.encode()] = (handle, _held_arg(handle))
+        self._free_arg = _held_arg(self._free)
         self._args = _ffi.new("wasmtime_val_raw_t[4]")
+        self._args_arg = _held_arg(self._args)
         # Flat views of the same array: indexing a pointer is cheaper than ``args[i].i32``.
         self._a32 = _ffi.cast("uint32_t *", self._args)  # arg i at [4 * i] (16-byte slots)
         self._a64 = _ffi.cast("int64_t *", self._args)  # result at [0]
         self._trap = _ffi.new("wasm_trap_t **")
+        self._trap_arg = _held_arg(self._trap)
         self._fuel_out = _ffi.new("uint64_t *")
-        self._fuel_out_addr = _address_of(self._fuel_out)
+        self._fuel_out_arg = _held_arg(self._fuel_out)
         self._size = 0  # memory size last read: a lower bound of the size now
         self._base: Any = _ffi.cast("char *", _mem_data(self._caddr, self._maddr))  # never moves
         self._grown()
@@ -94,19 +114,22 @@ class FastDispatcher:
     # --- the hot path --------------------------------------------------------------------------
 
     def call(self, export: str | bytes, name: bytes, payload: bytes) -> bytes | None:
-        func = self._handlers.get(export)
-        if func is None:
+        handler = self._handlers.get(export)
+        if handler is None:
             return self._no_handler(export)
         caddr = self._caddr
         ctx = self._ctx
-        fuel = self._fuel
+        fuel = self._meter
+        gil = self._gil
+        held = gil is not None and gil.hold
         # arm(): the same three steps as dispatch.arm, without wasmtime-py in between.
         ctx.begin_call()
         if fuel is not None:
-            failed = _set_fuel(caddr, fuel)
+            failed = _set_fuel(caddr, self._meter_arg)
             if failed:
                 raise trap_error(cffi_wasmtime.fault_from(_error_at(failed), self._trap), ctx, self._limits)
         _set_deadline(caddr, ctx.deadline_ticks)
+        timed_out = False
         try:
             name_len = len(name)
             need = name_len + len(payload)
@@ -117,7 +140,11 @@ class FastDispatcher:
             a32[4] = name_len
             a32[8] = ptr + name_len
             a32[12] = need - name_len
-            err = _call(self._cctx, func, self._args, 4, self._trap)
+            if held:
+                failed = _call_held(caddr, handler[1], self._args_arg, _FOUR, self._trap_arg)
+                err = _error_at(failed) if failed else _NULL
+            else:
+                err = _call(self._cctx, handler[0], self._args, 4, self._trap)
             if err != _NULL or self._trap[0] != _NULL:
                 raise trap_error(cffi_wasmtime.fault_from(err, self._trap), ctx, self._limits)
             packed = self._a64[0]
@@ -134,14 +161,23 @@ class FastDispatcher:
             a32[0] = bptr
             a32[4] = blen
             ctx.placing = "gn_free"  # imports made there follow ABI.md's no-re-entry rule
-            err = _call(self._cctx, self._free, self._args, 2, self._trap)
+            if held:
+                failed = _call_held(caddr, self._free_arg, self._args_arg, _TWO, self._trap_arg)
+                err = _error_at(failed) if failed else _NULL
+            else:
+                err = _call(self._cctx, self._free, self._args, 2, self._trap)
             ctx.placing = ""
             if err != _NULL or self._trap[0] != _NULL:
                 raise trap_error(cffi_wasmtime.fault_from(err, self._trap), ctx, self._limits)
             return body
+        except PluginTimeout:
+            timed_out = True
+            raise
         finally:
             if fuel is not None:
-                self._account(fuel)
+                used = self._account(fuel)
+                if gil is not None:
+                    gil.observe(used, held, timed_out)
 
     # --- the rest ------------------------------------------------------------------------------
 
@@ -208,10 +244,15 @@ class FastDispatcher:
         self._buf_ptr, self._buf_cap = ptr, want
         return ptr
 
-    def _account(self, fuel: int) -> None:
-        failed = _get_fuel(self._caddr, self._fuel_out_addr)
+    def _account(self, fuel: int) -> int:
+        """The fuel the call used out of ``fuel``; recorded as ``fuel_used`` only when the plugin
+        meters fuel (the dispatcher contract: 0 when fuel is off)."""
+        failed = _get_fuel(self._caddr, self._fuel_out_arg)
         if failed:
             cffi_wasmtime.consume_error(_error_at(failed))
-            self.fuel_used = fuel
+            used = fuel
         else:
-            self.fuel_used = fuel - int(self._fuel_out[0])
+            used = fuel - int(self._fuel_out[0])
+        if self._fuel is not None:
+            self.fuel_used = used
+        return used

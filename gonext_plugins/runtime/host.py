@@ -56,6 +56,7 @@ from gonext_plugins.errors import (
     ReentrantHostCall,
 )
 from gonext_plugins.runtime import levels
+from gonext_plugins.runtime.gil import GilPolicy
 from gonext_plugins.runtime.levels import DEBUG, ERROR, INFO, WARNING  # noqa: F401  (ABI.md levels, re-exported)
 from gonext_plugins.runtime.trap_errors import trap_error
 
@@ -160,7 +161,7 @@ class HostContext:
     the typed error a host function recorded (panic message, host-call limit), if any.
     """
 
-    __slots__ = ("alloc", "call_hook", "call_started", "deadline", "deadline_ticks", "error", "handle",
+    __slots__ = ("alloc", "call_hook", "call_started", "deadline", "deadline_ticks", "error", "gil", "handle",
                  "host_calls", "host_functions", "limits", "log_calls", "log_sink", "memory", "name",
                  "placing", "soft_at", "stdio")
 
@@ -177,6 +178,8 @@ class HostContext:
         self.log_calls = 0
         self.error: PluginTrap | None = None
         self.deadline_ticks = 1 << 62  # the runtime sets the real one from hard_timeout_ms
+        # The plugin's adaptive GIL state (gil.GilPolicy), set by the runtime; None: always release.
+        self.gil: GilPolicy | None = None
         # The call's hard deadline on the monotonic clock, for time spent in host functions.
         self.deadline = math.inf
         # "gn_alloc" or "gn_free" while the host is inside that export; "" otherwise.

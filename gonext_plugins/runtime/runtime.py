@@ -1,8 +1,11 @@
 """``Runtime`` (engine, ticker, loading) and ``Plugin`` (one loaded module and its pool).
 
-One wasmtime ``Engine`` per runtime, with fuel and epoch interruption on. One ticker thread per
-runtime advances the epoch (hard deadlines), watches in-flight calls for the soft deadline, and
-evicts idle instances; wasmtime-py has no epoch callback, so the soft deadline is ours to watch.
+One wasmtime ``Engine`` per runtime, with fuel and epoch interruption on. A native timer
+(:mod:`.epoch_timer`, Linux/glibc) advances the epoch for hard deadlines without the GIL, which lets
+the fast dispatcher keep the GIL through short guest calls (``gil_policy``); elsewhere the ticker
+thread advances it. The ticker thread, one per runtime, also watches in-flight calls for the soft
+deadline and evicts idle instances; wasmtime-py has no epoch callback, so the soft deadline is ours
+to watch.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from gonext_plugins.errors import (
 from gonext_plugins.runtime.compiler import new_engine
 from gonext_plugins.runtime.dispatch import HOOK_EXPORT, JOB_EXPORT, Dispatcher
 from gonext_plugins.runtime.dispatch_slow import SlowDispatcher
+from gonext_plugins.runtime.epoch_timer import EpochTimer
+from gonext_plugins.runtime.gil import GIL_POLICIES, GilPolicy, GilPolicyName
 from gonext_plugins.runtime.host import HostContext, HostFunctions, ImportSpec, LogSink, default_log_sink
 from gonext_plugins.runtime.instance import PluginInstance, instantiate
 from gonext_plugins.runtime.levels import WARNING
@@ -76,9 +81,10 @@ def resolve_dispatcher(kind: str | type[Dispatcher]) -> type[Dispatcher]:
 
 
 class _Ticker(threading.Thread):
-    """Advances the engine's epoch every tick; scans calls and pools. Holds no ref to the Runtime."""
+    """Scans calls and pools every tick, and advances the engine's epoch when ``engine`` is given
+    (no native timer does it). Holds no ref to the Runtime."""
 
-    def __init__(self, engine: Engine, tick_s: float, inflight: dict[int, HostContext],
+    def __init__(self, engine: Engine | None, tick_s: float, inflight: dict[int, HostContext],
                  plugins: weakref.WeakSet[Plugin]) -> None:
         super().__init__(name="gonext-plugins-epoch", daemon=True)
         self._engine = engine
@@ -94,8 +100,10 @@ class _Ticker(threading.Thread):
 
     def run(self) -> None:
         next_idle_scan = time.monotonic() + IDLE_SCAN_SECONDS
+        engine = self._engine
         while not self._stop_event.wait(self._tick_s):
-            self._engine.increment_epoch()
+            if engine is not None:
+                engine.increment_epoch()
             now = time.monotonic()
             if self._inflight:
                 self._scan_calls(_clock())  # the clock _guarded stamps calls with
@@ -126,16 +134,24 @@ class Runtime:
                  dispatcher: Literal["fast", "slow"] | type[Dispatcher] = "fast",
                  epoch_tick_ms: int = DEFAULT_TICK_MS,
                  json_default: Callable[[Any], Any] | None = None,
-                 compile_limits: CompileLimits | None = None) -> None:
+                 compile_limits: CompileLimits | None = None,
+                 gil_policy: GilPolicyName = "adaptive") -> None:
         """``json_default(obj)`` gives objects orjson cannot encode a JSON form (as orjson's
         ``default``): the Django layer turns models into dicts there, inside orjson's C encoder,
         instead of walking every argument in Python before each call.
 
         ``compile_limits`` caps every module's size and function count; with a ``cache_dir``, a
         module missing from the cache is compiled by a child process under its CPU and memory
-        limits. Without one (tests, one-off tools) compilation runs in this process."""
+        limits. Without one (tests, one-off tools) compilation runs in this process.
+
+        ``gil_policy="adaptive"`` lets the fast dispatcher keep the GIL through the guest calls of
+        a plugin whose calls are short (:mod:`.gil`); ``"release"`` always releases it. Adaptive
+        needs the native epoch ticker: without one (or with the slow dispatcher) the effective
+        policy, :attr:`gil_policy`, is ``"release"``."""
         if epoch_tick_ms <= 0:
             raise ValueError("epoch_tick_ms must be positive")
+        if gil_policy not in GIL_POLICIES:
+            raise ValueError(f"gil_policy must be one of {GIL_POLICIES}, got {gil_policy!r}")
         self.json_default = json_default
         self.limits = limits or Limits()
         self.log_sink: LogSink = log_sink or default_log_sink
@@ -149,13 +165,25 @@ class Runtime:
         self._plugins: weakref.WeakSet[Plugin] = weakref.WeakSet()
         self._inflight: dict[int, HostContext] = {}
         self._closed = False
-        self._ticker = _Ticker(self.engine, epoch_tick_ms / 1000, self._inflight, self._plugins)
+        self._epoch_timer = EpochTimer.start(self.engine, epoch_tick_ms)
+        adaptive = (gil_policy == "adaptive" and self._epoch_timer is not None
+                    and getattr(self.dispatcher_class, "keeps_gil_when_short", False))
+        self.gil_policy: GilPolicyName = "adaptive" if adaptive else "release"
+        self._ticker = _Ticker(self.engine if self._epoch_timer is None else None, epoch_tick_ms / 1000,
+                               self._inflight, self._plugins)
         self._ticker.start()
-        self._finalizer = weakref.finalize(self, self._ticker.stop)
+        # The timer ticks on its own engine handle, so no order against the engine's release is
+        # needed; stopping it here only ends the ticks of a runtime nobody closed.
+        self._finalizer = weakref.finalize(self, _stop_tickers, self._ticker, self._epoch_timer)
 
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def native_epoch(self) -> bool:
+        """Whether a native timer (not a Python thread) advances the epoch."""
+        return self._epoch_timer is not None and self._epoch_timer.running
 
     def compile(self, source: bytes | str, name: str = "plugin") -> Module:
         """Bytes or WAT → validated, compiled module (through the cache when there is one).
@@ -207,17 +235,27 @@ class Runtime:
         return math.ceil(limits.hard_timeout_ms / self.epoch_tick_ms) + 1
 
     def close(self, timeout: float | None = None) -> None:
-        """Close every plugin (letting in-flight calls finish), then stop the ticker."""
+        """Close every plugin (letting in-flight calls finish), then stop the tickers. If a call is
+        still running when ``timeout`` ends, the native timer keeps ticking so that its hard
+        deadline still ends it (the finalizer stops the timer when the runtime is collected)."""
         self._closed = True
-        for plugin in list(self._plugins):
-            plugin.close(timeout)
+        finished = [plugin.close(timeout) for plugin in list(self._plugins)]
         self._ticker.stop()
+        if self._epoch_timer is not None and all(finished):
+            self._epoch_timer.stop()
 
     def __enter__(self) -> Runtime:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _stop_tickers(ticker: _Ticker, epoch_timer: EpochTimer | None) -> None:
+    """A runtime's finalizer (it must not refer to the runtime itself)."""
+    ticker.stop()
+    if epoch_timer is not None:
+        epoch_timer.stop()
 
 
 CallObserver = Callable[[str, str, float, int, int], None]
@@ -251,6 +289,7 @@ class Plugin:
         self._soft_s = None if limits.soft_timeout_ms is None else limits.soft_timeout_ms / 1000
         self._inflight = runtime._inflight
         self._deadline_ticks = runtime.deadline_ticks(limits)
+        self._gil = GilPolicy() if runtime.gil_policy == "adaptive" else None
         self._pool = InstancePool(name, self._new_instance, limits, self._metrics)
         self.call_observer: CallObserver | None = None
         """``observer(kind, hook, seconds, fuel, memory_bytes)`` after each guest call, for a caller
@@ -285,6 +324,11 @@ class Plugin:
     @property
     def pool(self) -> InstancePool:
         return self._pool
+
+    @property
+    def gil_policy(self) -> GilPolicy | None:
+        """The adaptive GIL state its instances share; None when the runtime always releases."""
+        return self._gil
 
     @property
     def closed(self) -> bool:
@@ -346,6 +390,7 @@ class Plugin:
         runtime = self._runtime
         ctx = HostContext(self.name, self, self.limits, runtime.log_sink, runtime.host_functions)
         ctx.deadline_ticks = self._deadline_ticks
+        ctx.gil = self._gil
         return instantiate(runtime.engine, self._module, self._imports, self.limits, ctx,
                            runtime.dispatcher_class)
 

@@ -1,8 +1,9 @@
 """Many threads on one plugin: every result right, never two calls in one instance at once.
 
-The fast dispatcher releases the GIL only while guest code runs, and the pool hands out idle
-instances without a lock; these tests hammer both with real threads and a real guest that
-returns an error if it is ever entered while a call is already inside it (``exclusive_guest.wat``).
+The fast dispatcher releases the GIL only while guest code runs (or not at all, for a plugin whose
+calls are short: gil_policy "adaptive"), and the pool hands out idle instances without a lock; these
+tests hammer both, under both policies, with real threads and a real guest that returns an error if
+it is ever entered while a call is already inside it (``exclusive_guest.wat``).
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ THREADS = 8
 CALLS = 150
 
 
-@pytest.fixture
-def fast_rt() -> Iterator[Runtime]:
+@pytest.fixture(params=["adaptive", "release"])
+def fast_rt(request: pytest.FixtureRequest) -> Iterator[Runtime]:
+    """Both GIL policies: under "adaptive" the calls soon run with the GIL held."""
     require_fast_dispatcher()
-    runtime = Runtime(dispatcher="fast")
+    runtime = Runtime(dispatcher="fast", gil_policy=request.param)
     yield runtime
     runtime.close()
 
@@ -56,6 +58,8 @@ def test_threads_get_their_own_results_and_never_share_an_instance(fast_rt: Runt
     with ThreadPoolExecutor(THREADS) as executor:
         wrong = [line for lines in executor.map(work, range(THREADS)) for line in lines]
     assert wrong == []  # a guest entered twice returns an error, which raises HookError instead
+    policy = plugin.gil_policy
+    assert (policy is not None and policy.hold) == (fast_rt.gil_policy == "adaptive")  # held calls ran
     pool = plugin.pool
     assert pool.in_use == 0 and pool.idle == pool.size and 1 <= pool.size <= max_instances
     assert stats.checkouts - checkouts_before == THREADS * CALLS
