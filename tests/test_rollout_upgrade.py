@@ -157,6 +157,39 @@ def test_a_faulting_new_version_is_rolled_back_to_the_previous(publisher: Any, p
     assert rollout.watch() == []
 
 
+def test_quarantine_of_the_version_rolled_out_returns_everyone_to_the_previous(
+        publisher: Any, post: Post, settings: Any) -> None:
+    """Quarantine reached before the watch (which here never judges: too few requests) rolls the
+    upgrade back rather than deactivating the plugin for the visitors the previous version served."""
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "QUARANTINE_FAULTS": 3,
+                               "ROLLOUT_MIN_REQUESTS": 10_000}
+    running_a(publisher)
+    lifecycle.rollout.start_upgrade("marker", signed(publisher, "1.1.0", wasmtime.wat2wasm(TRAPPING)), [],
+                                    "tests", mode="staff")
+    staff = staff_client()
+    for _ in range(3):
+        assert staff.get(f"/posts/{post.slug}/").status_code == 200
+    plugin = Plugin.objects.get(slug="marker")
+    assert plugin.state == PluginState.ACTIVE and plugin.active_version.version == "1.0.0"
+    assert not PluginRollout.objects.exists()
+    event = AuditEvent.objects.get(action="rollout_rollback")
+    assert event.actor_label == "system: quarantine"
+    assert event.details["reason"].startswith("quarantine: 3 faults")
+    assert not AuditEvent.objects.filter(action="quarantine").exists()
+    assert said_by("1.0.0") in page(staff, post) and said_by("1.0.0") in page(visitor(1), post)
+
+
+def test_quarantine_of_the_previous_version_still_quarantines(publisher: Any, post: Post,
+                                                                settings: Any) -> None:
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "QUARANTINE_FAULTS": 2}
+    running_a(publisher)
+    lifecycle.rollout.start_upgrade("marker", signed(publisher, "1.1.0"), [], "tests", mode="staff")
+    for _ in range(2):
+        lifecycle.record_fault("marker", "trap", "the previous version trapped", version="1.0.0")
+    assert Plugin.objects.get(slug="marker").state == PluginState.QUARANTINED
+    assert AuditEvent.objects.filter(action="quarantine").exists()
+
+
 def test_each_version_runs_with_its_own_capabilities(publisher: Any, post: Post) -> None:
     running_a(publisher, optionalCapabilities=[])  # 1.0.0 does not ask for kv
     # 1.1.0 asks for kv (optional): granted with the upgrade, for 1.1.0 alone.

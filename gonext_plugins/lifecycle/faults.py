@@ -11,12 +11,15 @@ from django.utils import timezone
 
 from .. import signals
 from ..conf import settings
-from ..models import Plugin, PluginFault, PluginState
+from ..models import Plugin, PluginFault, PluginRollout, PluginState
 from ._states import deactivate_locked
 from ._tx import Actor, Result, lock
+from .rollout import roll_back
+
+SYSTEM_QUARANTINE = "system: quarantine"
 
 
-def quarantine(plugin: Plugin | str, reason: str, actor: Actor = "system: quarantine") -> Result:
+def quarantine(plugin: Plugin | str, reason: str, actor: Actor = SYSTEM_QUARANTINE) -> Result:
     """Deactivate a plugin that keeps faulting."""
     with transaction.atomic():
         locked = lock(plugin)
@@ -31,6 +34,10 @@ def record_fault(slug: str, kind: str, message: str, *, version: str = "", hook:
     """Store a fault and quarantine the plugin once it has faulted ``QUARANTINE_FAULTS`` times
     within ``QUARANTINE_WINDOW`` seconds. Returns True when this fault quarantined it. ``report``
     is a trap report (``TrapReport.as_dict()`` plus ``text``).
+
+    A plugin whose *upgrade* is in staged rollout, faulting in the version rolled out, is not
+    quarantined: the rollout is rolled back instead, so everyone returns to the version that was
+    running (quarantine would take the plugin away from the visitors it worked for).
 
     :data:`~gonext_plugins.signals.plugin_faulted` goes out first, at once (a fault is not a
     transaction's change): the plugin's log writes its line there."""
@@ -48,5 +55,10 @@ def record_fault(slug: str, kind: str, message: str, *, version: str = "", hook:
     if count >= settings.QUARANTINE_FAULTS and plugin.state == PluginState.ACTIVE:
         reason = (f"{count} faults in the last {settings.QUARANTINE_WINDOW:g} s; last: {kind}: "
                   f"{message[:200]}")
+        upgrade = (PluginRollout.objects.filter(plugin=plugin, previous_version__isnull=False)
+                   .select_related("version").first())
+        if upgrade is not None and upgrade.version.version == version:
+            return roll_back(plugin, SYSTEM_QUARANTINE, reason=f"quarantine: {reason}",
+                             started_at=upgrade.started_at).changed
         return quarantine(plugin, reason).changed
     return False
