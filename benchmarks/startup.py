@@ -5,10 +5,12 @@ plugins from :mod:`benchmarks.fleet`, active). Then each sample is a fresh Pytho
 times ``django.setup()`` of the demo site, its first request of a post page (which loads every
 active plugin: blob, compiled artifact, instance pool) and its second one. "cold" samples start
 with the compiled-artifact cache emptied (every plugin is compiled again, in child processes under
-the compile limits), "warm" ones with it filled, as after a restart. Cold and warm samples
-alternate so a busy machine's drift hits both. Bytecode is written (to a private
-``PYTHONPYCACHEPREFIX``, filled by one unmeasured run) even where ``PYTHONDONTWRITEBYTECODE`` is
-set, as in a deployed site. Prints a JSON document, then a table.
+the compile limits), "warm" ones with it filled, as after a restart. The "warm-up" rows run
+:func:`gonext_plugins.warmup.warm_up` between ``django.setup()`` and the first request, as the
+demo's asgi.py does before the server accepts a connection: "ready" is set-up plus warm-up, and
+their first page is a visitor's first page. All rows alternate so a busy machine's drift hits
+each. Bytecode is written (to a private ``PYTHONPYCACHEPREFIX``, filled by one unmeasured run) even
+where ``PYTHONDONTWRITEBYTECODE`` is set, as in a deployed site. Prints a JSON document, then a table.
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ from typing import Any
 from benchmarks import fleet, page
 
 FIRST_PAGE_WARM_GOAL_MS = 150.0
+# label -> (compiled-artifact cache emptied first, warm_up() before the first request)
+ROWS: dict[str, tuple[bool, bool]] = {
+    "cold cache": (True, False),
+    "warm cache": (False, False),
+    "cold cache, warm-up": (True, True),
+    "warm cache, warm-up": (False, True),
+}
 
 
 def child() -> dict[str, float]:
@@ -39,6 +48,12 @@ def child() -> dict[str, float]:
     setup_done, setup_cpu_done = time.perf_counter(), time.process_time()
     from django.test import Client
 
+    if os.environ.get("GONEXT_BENCH_WARM_UP") == "1":
+        from gonext_plugins.warmup import warm_up
+
+        warm_up()
+    ready, ready_cpu = time.perf_counter(), time.process_time()
+
     url = os.environ["GONEXT_BENCH_URL"]
     client = Client()
     response = client.get(url)
@@ -49,18 +64,21 @@ def child() -> dict[str, float]:
     second_done = time.perf_counter()
     return {
         "setup_ms": (setup_done - started) * 1000,
-        "first_request_ms": (first_done - setup_done) * 1000,
+        "warm_up_ms": (ready - setup_done) * 1000,
+        "ready_ms": (ready - started) * 1000,
+        "first_request_ms": (first_done - ready) * 1000,
         "second_request_ms": (second_done - first_done) * 1000,
         # This process's CPU time: on a busy machine other processes stretch the wall clock, not
         # this (a cold cache's compiles run in child processes and are not counted here).
         "setup_cpu_ms": (setup_cpu_done - cpu_started) * 1000,
-        "first_request_cpu_ms": (first_cpu_done - setup_cpu_done) * 1000,
+        "first_request_cpu_ms": (first_cpu_done - ready_cpu) * 1000,
         "plugins_on_page": markers,
         "modules": len(sys.modules),
     }
 
 
-def _sample(env: dict[str, str]) -> dict[str, float]:
+def _sample(env: dict[str, str], warm_up: bool) -> dict[str, float]:
+    env = {**env, "GONEXT_BENCH_WARM_UP": "1" if warm_up else "0"}
     out = subprocess.run([sys.executable, "-m", "benchmarks", "startup", "--child"], env=env, check=True,
                          capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
@@ -82,13 +100,13 @@ def run(samples: int, plugins: int) -> dict[str, Any]:
     env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
     env.update(GONEXT_BENCH_URL=url, PYTHONPYCACHEPREFIX=str(workdir / "pycache"),
                PYTHONPATH=os.pathsep.join(filter(None, [str(page.REPO), os.environ.get("PYTHONPATH")])))
-    _sample(env)  # fills the bytecode cache
-    rows: dict[str, list[dict[str, float]]] = {"cold cache": [], "warm cache": []}
+    _sample(env, warm_up=False)  # fills the bytecode cache
+    rows: dict[str, list[dict[str, float]]] = {label: [] for label in ROWS}
     for _ in range(samples):
-        for label in rows:
-            if label == "cold cache":
+        for label, (cold, warm_up) in ROWS.items():
+            if cold:
                 shutil.rmtree(cache_dir, ignore_errors=True)
-            rows[label].append(_sample(env))
+            rows[label].append(_sample(env, warm_up))
     results: dict[str, Any] = {
         "benchmark": "startup",
         "plugins": plugins,
@@ -100,12 +118,13 @@ def run(samples: int, plugins: int) -> dict[str, Any]:
         assert all(v["plugins_on_page"] == plugins for v in values)
         results["rows"][label] = {
             key: round(statistics.median(v[key] for v in values), 1)
-            for key in ("setup_ms", "first_request_ms", "second_request_ms", "setup_cpu_ms",
-                        "first_request_cpu_ms", "modules")
+            for key in ("setup_ms", "warm_up_ms", "ready_ms", "first_request_ms", "second_request_ms",
+                        "setup_cpu_ms", "first_request_cpu_ms", "modules")
         }
         results["rows"][label]["setup_ms_samples"] = [round(v["setup_ms"], 1) for v in values]
         results["rows"][label]["first_request_ms_samples"] = [round(v["first_request_ms"], 1) for v in values]
-    warm = results["rows"]["warm cache"]["first_request_ms"]
+    # The goal is read as a visitor's first page: a server warms up before it accepts connections.
+    warm = results["rows"]["warm cache, warm-up"]["first_request_ms"]
     results["first_page_warm_goal_ms"] = FIRST_PAGE_WARM_GOAL_MS
     results["first_page_warm_meets_goal"] = warm <= FIRST_PAGE_WARM_GOAL_MS
     return results
@@ -113,13 +132,15 @@ def run(samples: int, plugins: int) -> dict[str, Any]:
 
 def table(results: dict[str, Any]) -> str:
     lines = [f"fresh process, {results['plugins']} active plugins"
-             f"{'setup ms':>12} {'1st page ms':>12} {'2nd page ms':>12} {'setup CPU':>10} {'1st CPU':>8}"
-             f" {'modules':>8}", "-" * 104]
+             f"{'setup ms':>12} {'warm-up':>9} {'ready ms':>9} {'1st page ms':>12} {'2nd page ms':>12}"
+             f" {'setup CPU':>10} {'1st CPU':>8} {'modules':>8}", "-" * 124]
     for label, row in results["rows"].items():
-        lines.append(f"{label:<36}{row['setup_ms']:>12.1f} {row['first_request_ms']:>12.1f} "
+        lines.append(f"{label:<36}{row['setup_ms']:>12.1f} {row['warm_up_ms']:>9.1f} {row['ready_ms']:>9.1f} "
+                     f"{row['first_request_ms']:>12.1f} "
                      f"{row['second_request_ms']:>12.1f} {row['setup_cpu_ms']:>10.1f} "
                      f"{row['first_request_cpu_ms']:>8.1f} {row['modules']:>8.0f}")
-    lines.append(f"first page, warm cache: goal <= {results['first_page_warm_goal_ms']:.0f} ms: "
+    lines.append(f"a visitor's first page (warm cache, warm-up): goal <= "
+                 f"{results['first_page_warm_goal_ms']:.0f} ms: "
                  f"{'met' if results['first_page_warm_meets_goal'] else 'NOT met'}   "
                  f"(medians of {results['samples']}; load average {results['load_average']})")
     return "\n".join(lines)

@@ -159,5 +159,13 @@ def with_plugins(http_app: ASGIApp, websocket_app: ASGIApp | None = None) -> Plu
     live log WebSocket wherever the site included ``gonext_plugins.urls`` (resolved through the
     URLconf, behind ``AllowedHostsOriginValidator`` and ``AuthMiddlewareStack``). A site with
     WebSocket routes of its own passes them as ``websocket_app``: paths that are not this app's go
-    there."""
-    return PluginsApplication(http_app, websocket_app)
+    there. With ``GONEXT_PLUGINS["WARM_UP"]`` on, it also warms the process up (the active plugins
+    loaded, the template engine built: :mod:`gonext_plugins.warmup`) before the server, which
+    imports the application first, accepts a connection."""
+    # Imported here for the reason PluginsApplication imports the router late: the warm-up needs the
+    # models, and this module is imported before get_asgi_application() sets Django up.
+    from .warmup import warm_up_on_start
+
+    application = PluginsApplication(http_app, websocket_app)
+    warm_up_on_start()
+    return application
