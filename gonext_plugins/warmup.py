@@ -19,9 +19,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
-from django.template import engines
+from django.template import Engine, engines
 from django.urls import URLResolver, get_resolver
+from django.urls.resolvers import get_ns_resolver
 
 from .conf import settings
 from .registry import registry
@@ -53,19 +55,29 @@ def _load_plugins(report: WarmUpReport) -> None:
 
 
 def _build_template_engines(report: WarmUpReport) -> None:
-    """Every configured engine; a Django engine imports all template tag libraries as it is built."""
-    engines.all()
+    """Every configured engine (a Django engine imports all template tag libraries as it is built),
+    with a Django engine's loaders and context processors, which it imports on its first render."""
+    for backend in engines.all():
+        engine = getattr(backend, "engine", None)
+        if isinstance(engine, Engine):
+            engine.template_loaders  # noqa: B018  (cached properties: the first read imports)
+            engine.template_context_processors  # noqa: B018
 
 
-def _populate(resolver: URLResolver) -> None:
-    """Fill a resolver's reverse tables and those of the namespaces under it, as a ``reverse`` would
-    (Django fills them lazily, one namespace at a time). The API's URLconf stays deferred
+def _populate(resolver: URLResolver, ns_pattern: str = "", converters: dict[str, Any] | None = None) -> None:
+    """Fill the reverse tables ``reverse()`` reads, for this resolver and every namespace under it.
+    Django fills them lazily, one namespace at a time, and reverses a name inside a prefixed
+    namespace (``admin:index``) through a resolver of its own, built and cached by
+    ``get_ns_resolver`` from the prefix accumulated the way ``reverse()`` accumulates it: that
+    resolver is built and filled here too. The API's URLconf stays deferred
     (``urls.DeferredURLResolver``): it brings DRF and drf-spectacular, which a page never needs."""
     if isinstance(resolver, DeferredURLResolver):
         return
     resolver._populate()
-    for _prefix, child in resolver.namespace_dict.values():
-        _populate(child)
+    if ns_pattern:
+        get_ns_resolver(ns_pattern, resolver, tuple((converters or {}).items()))._populate()
+    for extra, child in resolver.namespace_dict.values():
+        _populate(child, ns_pattern + extra, {**(converters or {}), **child.pattern.converters})
 
 
 def _populate_url_resolvers(report: WarmUpReport) -> None:
