@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -113,3 +114,25 @@ def test_what_django_setup_no_longer_imports_stays_unimported_until_used() -> No
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out == {"after_setup": [], "after_validate": True}
+
+
+UNREACHABLE_PROBE = r"""
+import json
+import project.asgi
+from gonext_plugins.registry import registry
+ready = callable(project.asgi.application)
+print(json.dumps({"loaded": sorted(registry.loaded(sync=False)), "ready": ready}))
+"""
+
+
+def test_a_warm_up_without_a_database_still_starts(tmp_path: Path) -> None:
+    """The database down while a process starts (a failover): the warm-up logs it and the process
+    starts anyway; its first request syncs again."""
+    env = base_env(f"sqlite:///{tmp_path / 'no-such-directory' / 'site.sqlite3'}", tmp_path)
+    done = subprocess.run([sys.executable, "-c", UNREACHABLE_PROBE], cwd=REPO, capture_output=True, text=True,
+                          timeout=300, env={**env, "GONEXT_WARM_UP": "1",
+                                            "PYTHONPATH": os.pathsep.join(filter(None, [
+                                                str(REPO), os.environ.get("PYTHONPATH")]))})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"loaded": [], "ready": True}
+    assert "plugin sync skipped: database not reachable" in done.stderr
