@@ -256,6 +256,10 @@ class Registry:
             if slug not in desired:
                 self._unload(slug)
                 changed = True
+        # Every version to load, compiled (or read from the artifact cache) at once, not one by one.
+        modules = loading.compile_versions({
+            slug: version for slug, (version, *_rest) in desired.items()
+            if slug not in self._loaded or self._loaded[slug].version_pk != version.pk})
         for slug, (version, caps, hosts, values) in desired.items():
             current = self._loaded.get(slug)
             if current is not None and current.version_pk != version.pk:
@@ -279,7 +283,10 @@ class Registry:
                     changed = True
                 continue
             try:
-                loaded = loading.load(slug, version, caps, hosts)
+                module = modules[slug]
+                if isinstance(module, Exception):
+                    raise module
+                loaded = loading.load(slug, version, caps, hosts, module)
             except BlobStorageUnavailable as exc:  # an outage, not the plugin's fault: no quarantine
                 logger.warning("plugin %s not loaded yet (retried at the next sync): %s", slug, exc)
                 complete = False
