@@ -136,3 +136,31 @@ def test_a_warm_up_without_a_database_still_starts(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"loaded": [], "ready": True}
     assert "plugin sync skipped: database not reachable" in done.stderr
+
+
+def test_compile_versions_compiles_each_new_version_and_hands_back_each_failure(make_bundle) -> None:  # type: ignore[no-untyped-def]
+    """A sync's versions are compiled side by side; a version that cannot compile comes back as its
+    exception (the registry raises it where a one-by-one load would have), never stopping the rest."""
+    from wasmtime import Module
+
+    from gonext_plugins import lifecycle, loading
+    from gonext_plugins.errors import PluginLoadError
+    from gonext_plugins.models import PluginVersion
+    from gonext_plugins.storage import get_storage
+
+    versions = {}
+    for slug, guest in (("one", "marker_guest"), ("two", "minimal"), ("three", "abi_guest")):
+        plugin = lifecycle.install(make_bundle(wasm=guest_wasm(guest), slug=slug), ["kv"], "tests").plugin
+        versions[slug] = PluginVersion.objects.get(plugin=plugin)
+    cache = loading.runtime().cache
+    shutil.rmtree(cache.directory)  # every module compiled again, each by a child process
+    cache.directory.mkdir()
+    with get_storage().open(versions["two"].blob_name, "wb") as damaged:
+        damaged.write(b"\0asm damaged")
+    misses = cache.misses
+
+    modules = loading.compile_versions(versions)
+
+    assert isinstance(modules["one"], Module) and isinstance(modules["three"], Module)
+    assert isinstance(modules["two"], PluginLoadError) and "sha256" in modules["two"].message
+    assert cache.misses - misses == 3
