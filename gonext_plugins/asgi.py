@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextvars import ContextVar
 from typing import Any
 
 from .conf import settings
@@ -27,6 +28,10 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# True while the site's asgi.py is imported only to be looked at (the deploy check W009 imports
+# ASGI_APPLICATION): with_plugins() then builds the application without warming the process up.
+inspecting: ContextVar[bool] = ContextVar("gonext_asgi_inspecting", default=False)
 
 
 def parse_content_length(value: str | bytes | None) -> int | None:
@@ -167,5 +172,6 @@ def with_plugins(http_app: ASGIApp, websocket_app: ASGIApp | None = None) -> Plu
     from .warmup import warm_up_on_start
 
     application = PluginsApplication(http_app, websocket_app)
-    warm_up_on_start()
+    if not inspecting.get():
+        warm_up_on_start()
     return application

@@ -164,3 +164,12 @@ def test_compile_versions_compiles_each_new_version_and_hands_back_each_failure(
     assert isinstance(modules["one"], Module) and isinstance(modules["three"], Module)
     assert isinstance(modules["two"], PluginLoadError) and "sha256" in modules["two"].message
     assert cache.misses - misses == 3
+
+
+def test_the_deploy_check_imports_asgi_py_without_warming_up(site: dict[str, str]) -> None:
+    """W009 imports ASGI_APPLICATION to look at it: a ``check --deploy`` loads no plugin."""
+    done = subprocess.run([sys.executable, "manage.py", "check", "--deploy"], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, env={**site, "GONEXT_WARM_UP": "1", "LOG_LEVEL": "INFO"})
+    output = done.stdout + done.stderr
+    assert "gonext_plugins.W009" not in output  # it did import the application and found the guard
+    assert "warmed up" not in output and "plugin marker 1.0.0 loaded" not in output
