@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextvars import ContextVar
 from typing import Any
 
 from .conf import settings
@@ -27,6 +28,10 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# True while the site's asgi.py is imported only to be looked at (the deploy check W009 imports
+# ASGI_APPLICATION): with_plugins() then builds the application without warming the process up.
+inspecting: ContextVar[bool] = ContextVar("gonext_asgi_inspecting", default=False)
 
 
 def parse_content_length(value: str | bytes | None) -> int | None:
@@ -159,5 +164,14 @@ def with_plugins(http_app: ASGIApp, websocket_app: ASGIApp | None = None) -> Plu
     live log WebSocket wherever the site included ``gonext_plugins.urls`` (resolved through the
     URLconf, behind ``AllowedHostsOriginValidator`` and ``AuthMiddlewareStack``). A site with
     WebSocket routes of its own passes them as ``websocket_app``: paths that are not this app's go
-    there."""
-    return PluginsApplication(http_app, websocket_app)
+    there. With ``GONEXT_PLUGINS["WARM_UP"]`` on, it also warms the process up (the active plugins
+    loaded, the template engine built: :mod:`gonext_plugins.warmup`) before the server, which
+    imports the application first, accepts a connection."""
+    # Imported here for the reason PluginsApplication imports the router late: the warm-up needs the
+    # models, and this module is imported before get_asgi_application() sets Django up.
+    from .warmup import warm_up_on_start
+
+    application = PluginsApplication(http_app, websocket_app)
+    if not inspecting.get():
+        warm_up_on_start()
+    return application

@@ -17,7 +17,7 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.urls import NoReverseMatch, reverse
 from django.utils.module_loading import import_string
 
-from .asgi import PluginsApplication, RequestBodyLimit
+from .asgi import PluginsApplication, RequestBodyLimit, inspecting
 from .conf import DEFAULTS, RANGES, SETTINGS, parse_networks, settings
 from .lifecycle.compat import incompatible_active
 from .models import PluginRollout
@@ -368,6 +368,7 @@ def check_asgi_guard(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMe
     path = getattr(django_settings, "ASGI_APPLICATION", None)
     if not path:
         return []  # E013 says so
+    looking = inspecting.set(True)  # imported to be looked at, not served: no warm-up
     try:
         application = import_string(path)
     except Exception as exc:  # any import error of the site's asgi.py is worth reporting as such
@@ -376,6 +377,8 @@ def check_asgi_guard(app_configs: Any = None, **kwargs: Any) -> Iterable[CheckMe
             hint=f"Fix the import; asgi.py should end with:\n{ASGI_SNIPPET}",
             id="gonext_plugins.W009",
         )]
+    finally:
+        inspecting.reset(looking)
     if _guarded(application):
         return []
     return [Warning(

@@ -264,6 +264,12 @@ class PluginSettings:
     # drf_spectacular nor drf_spectacular_sidecar in INSTALLED_APPS (system check E011).
     API_DOCS = Setting(True, bool, doc="serve the API's schema and docs pages")
 
+    # --- Start-up: with_plugins() (the site's ASGI entry point, imported by the server before it
+    # listens) runs gonext_plugins.warmup.warm_up(), so a process's first visitor does not pay for
+    # loading the active plugins and building the template engine (docs/deploy.md "Start-up").
+    WARM_UP = Setting(
+        False, bool, doc="with_plugins() loads the active plugins and builds the template engine at once")
+
     def __init__(self) -> None:
         self._cache: dict[str, Any] = {}
         self._user: dict[str, Any] | None = None

@@ -12,8 +12,10 @@ by :func:`configure` from ``AppConfig.ready``, so nothing here imports them.
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import InitVar, dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -242,12 +244,41 @@ def _module_bytes(blob_name: str, sha256: str, slug: str) -> bytes | None:
         return None
 
 
-def load(slug: str, version: PluginVersion, caps: frozenset[str], hosts: tuple[str, ...]) -> LoadedPlugin:
+# Versions compiled at once by :func:`compile_versions`: each miss is a child process using a core
+# (and up to COMPILE_MEMORY_BYTES), so no more of them than cores, and never many.
+_COMPILE_THREADS = min(8, os.cpu_count() or 1)
+
+
+def compile_versions(versions: Mapping[str, PluginVersion]) -> dict[str, Module | Exception]:
+    """slug → the version's module (:func:`compile_stored`), or the exception compiling it raised,
+    several at once. A cold start compiles every module missing from the artifact cache in a child
+    process, and this thread only waits for it (as it waits for wasmtime's deserialize, which
+    releases the GIL): compiled one after another, a restart with an emptied cache took the sum of
+    all compiles before its first page. The caller raises each exception where it would have been
+    raised, so a plugin that fails is reported as if compiled alone."""
+
+    def compiled(version: PluginVersion, slug: str) -> Module | Exception:
+        try:
+            return compile_stored(slug, version.blob_name, version.wasm_sha256)
+        except Exception as exc:  # handed back: the caller raises it in its own handlers
+            return exc
+
+    runtime()  # built once here, not raced for by the threads
+    if len(versions) < 2 or _COMPILE_THREADS < 2:
+        return {slug: compiled(version, slug) for slug, version in versions.items()}
+    with ThreadPoolExecutor(max_workers=min(_COMPILE_THREADS, len(versions)),
+                            thread_name_prefix="gonext-compile") as pool:
+        return dict(zip(versions, pool.map(compiled, versions.values(), versions), strict=True))
+
+
+def load(slug: str, version: PluginVersion, caps: frozenset[str], hosts: tuple[str, ...],
+         module: Module | None = None) -> LoadedPlugin:
     """A version's module from the artifact cache (its blob read, hash-checked and compiled on a
-    miss: :func:`compile_stored`), shape-checked, its instance pool filled: a
-    :class:`LoadedPlugin` ready to call."""
+    miss: :func:`compile_stored`; or ``module``, compiled already by :func:`compile_versions`),
+    shape-checked, its instance pool filled: a :class:`LoadedPlugin` ready to call."""
+    if module is None:
+        module = compile_stored(slug, version.blob_name, version.wasm_sha256)
     return LoadedPlugin(slug=slug, version=version.version, version_pk=version.pk,
                         wasm_sha256=version.wasm_sha256, manifest=manifest_of(version),
                         capabilities=caps, hosts=hosts, blob_name=version.blob_name,
-                        module=compile_stored(slug, version.blob_name, version.wasm_sha256),
-                        runtime=runtime())
+                        module=module, runtime=runtime())

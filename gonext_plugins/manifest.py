@@ -18,15 +18,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
-
-import jsonschema
 
 import gonext_plugins
 from gonext_plugins import netpolicy, untrusted_json
 from gonext_plugins.errors import ManifestError
 from gonext_plugins.storable import unstorable_paths
+
+if TYPE_CHECKING:
+    import jsonschema
 
 API_VERSION = "gonext.io/v1"
 SCHEMA_RESOURCE = "schemas/manifest-v1.json"
@@ -112,8 +113,10 @@ def _whole_string_pattern(validator: Any, pattern: str, instance: Any,
     """JSON Schema's ``pattern`` is a *search*, and Python's ``$`` also matches before a trailing
     newline, so ``^[a-z]+$`` would pass ``"x\\n"``. Every manifest pattern describes a whole value,
     so it must match the whole string."""
+    from jsonschema import ValidationError  # loaded by _dialect() before any validator runs
+
     if validator.is_type(instance, "string") and not re.fullmatch(pattern, instance):
-        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
 def _is_python_int(checker: Any, instance: Any) -> bool:
@@ -122,17 +125,26 @@ def _is_python_int(checker: Any, instance: Any) -> bool:
     return isinstance(instance, int) and not isinstance(instance, bool)
 
 
-# The manifest's own dialect: Draft 2020-12 with whole-string patterns and integers that are ints.
-# (validators.extend is untyped in types-jsonschema: hence the ignore.)
-_ManifestValidator: type[jsonschema.Draft202012Validator] = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
-    jsonschema.Draft202012Validator, {"pattern": _whole_string_pattern},
-    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_python_int),
-)
+@cache
+def _dialect() -> type[jsonschema.Draft202012Validator]:
+    """The manifest's own dialect: Draft 2020-12 with whole-string patterns and integers that are
+    ints. jsonschema is imported here, on the first manifest or settings object checked, not with
+    this module: with referencing and rpds it was ~50 ms of every process's ``django.setup()``,
+    and a management command or a job worker may check none (issue #18, start-up)."""
+    import jsonschema
+
+    # (validators.extend is untyped in types-jsonschema: hence the ignore.)
+    dialect: type[jsonschema.Draft202012Validator] = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+        jsonschema.Draft202012Validator, {"pattern": _whole_string_pattern},
+        type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_python_int),
+    )
+    return dialect
 
 
 @cache
 def _validator() -> jsonschema.Draft202012Validator:
-    return _ManifestValidator(schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    dialect = _dialect()
+    return dialect(schema(), format_checker=dialect.FORMAT_CHECKER)
 
 
 # --- paths and sentences ----------------------------------------------------------------------------
@@ -368,10 +380,8 @@ def _semantic_problems(data: Mapping[str, Any], host_version: str | None) -> lis
 # https with a host) and ``email``.
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_SETTING_FORMATS = jsonschema.FormatChecker(formats=())
 
 
-@_SETTING_FORMATS.checks("url")
 def _is_url(value: object) -> bool:
     if not isinstance(value, str):
         return True
@@ -379,9 +389,19 @@ def _is_url(value: object) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in value)
 
 
-@_SETTING_FORMATS.checks("email")
 def _is_email(value: object) -> bool:
     return not isinstance(value, str) or bool(_EMAIL.fullmatch(value))
+
+
+@cache
+def _setting_formats() -> jsonschema.FormatChecker:
+    """Only our two formats (``url``, ``email``); jsonschema imported late, as in :func:`_dialect`."""
+    import jsonschema
+
+    checker = jsonschema.FormatChecker(formats=())
+    checker.checks("url")(_is_url)
+    checker.checks("email")(_is_email)
+    return checker
 
 
 _SCHEMA_KEYS = ("type", "enum", "minimum", "maximum", "minLength", "maxLength", "format")
@@ -417,7 +437,7 @@ def settings_problems(declared: Mapping[str, Mapping[str, Any]], values: Any,
     unsafe = untrusted_json.problems(values)
     if unsafe:
         return sorted({(format_path(path), message) for path, message in unsafe})
-    validator = _ManifestValidator(settings_schema(declared, required), format_checker=_SETTING_FORMATS)
+    validator = _dialect()(settings_schema(declared, required), format_checker=_setting_formats())
     errors = list(validator.iter_errors(values))
     typed = {tuple(e.absolute_path) for e in errors if e.validator == "type"}  # the rest is noise there
     found: set[tuple[str, str]] = set()

@@ -47,7 +47,6 @@ from django.core.cache.backends.dummy import DummyCache
 from django.core.handlers.wsgi import WSGIHandler
 from django.db import connections, transaction
 from django.http import HttpResponseBase
-from django.test import RequestFactory
 from django.urls import Resolver404, resolve
 from wasmtime import Module
 
@@ -499,6 +498,10 @@ def _render(path: str, host: str, secure: bool) -> Page:
     """One anonymous ``GET`` of ``path`` through the site's middleware and views, in this context
     (signals of a request's start and end are not sent: they would close the connection that holds
     the preview's transaction)."""
+    # django.test (with unittest and the test runner's machinery, ~17 ms) is imported on the first
+    # preview, not with the admin's forms in every process's django.setup() (issue #18, start-up).
+    from django.test import RequestFactory
+
     request = RequestFactory().get(path, HTTP_HOST=host, secure=secure)
     response = WSGIHandler().get_response(request)
     html, truncated = _body(response)

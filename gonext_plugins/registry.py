@@ -305,6 +305,12 @@ class Registry:
             if slug not in desired:
                 self._unload(slug)
                 changed = True
+        # Every version to load, compiled (or read from the artifact cache) at once, not one by one.
+        # (Not the version a rolled-back upgrade returns to: it is loaded already, as the previous.)
+        modules = loading.compile_versions({
+            slug: version for slug, (version, *_rest) in desired.items()
+            if self._version_pk(self._loaded, slug) != version.pk
+            and self._version_pk(self._previous, slug) != version.pk})
         for slug, (version, caps, hosts, values) in desired.items():
             if self._promote_previous(slug, version, caps, hosts, values, previous):
                 changed = True
@@ -331,7 +337,10 @@ class Registry:
                     changed = True
                 continue
             try:
-                loaded = loading.load(slug, version, caps, hosts)
+                module = modules.get(slug)  # None: compiled (or read from the cache) by load()
+                if isinstance(module, Exception):
+                    raise module
+                loaded = loading.load(slug, version, caps, hosts, module)
             except BlobStorageUnavailable as exc:  # an outage, not the plugin's fault: no quarantine
                 logger.warning("plugin %s not loaded yet (retried at the next sync): %s", slug, exc)
                 complete = False
@@ -348,6 +357,11 @@ class Registry:
             self._adopt(loaded, values)
             changed = True
         return self._apply_previous(previous) or changed, complete
+
+    @staticmethod
+    def _version_pk(held: dict[str, LoadedPlugin], slug: str) -> int | None:
+        loaded = held.get(slug)
+        return None if loaded is None else loaded.version_pk
 
     def _promote_previous(self, slug: str, version: PluginVersion, caps: frozenset[str],
                           hosts: tuple[str, ...], values: dict[str, Any], previous: Desired) -> bool:

@@ -190,6 +190,10 @@ GONEXT_PLUGINS = {
     # The pages "Preview on a page" suggests: the home page and the latest post.
     "PREVIEW_SUGGESTIONS": "project.blog.plugins.preview_suggestions",
     "SHARED_CACHE": "shared" if SHARED_CACHE_URL else None,
+    # Load the active plugins and build the template engine when asgi.py is imported, before the
+    # server accepts connections (docs/deploy.md "Start-up"); GONEXT_WARM_UP=0 leaves it to the
+    # first request.
+    "WARM_UP": os.environ.get("GONEXT_WARM_UP", "1") == "1",
 }
 # The test knobs (sync interval, job retry delay, log rate) live in tests/settings.py.
 

@@ -29,6 +29,9 @@ elif DATABASES["default"]["ENGINE"].endswith(".sqlite3"):
     DATABASES["default"]["TEST"]["NAME"] = ":memory:"
 
 GONEXT_PLUGINS = {**GONEXT_PLUGINS}
+# Test modules build the ASGI application at import, before the test database exists: no warm-up
+# there; the start-up tests turn it on in the processes they start (GONEXT_WARM_UP=1).
+GONEXT_PLUGINS["WARM_UP"] = os.environ.get("GONEXT_WARM_UP") == "1"
 # Knobs the tests lower in the child processes they start (the test process itself overrides
 # ``settings.GONEXT_PLUGINS`` directly):
 #   GONEXT_SYNC_INTERVAL           how often a process polls the generation number (cross-process tests)
