@@ -77,6 +77,10 @@ class PluginHookProxy:
         self.hook = hook
         self.kind = kind
         self.priority = priority
+        # Fixed for the proxy's life: a grant change re-wires the plugin with new proxies
+        # (the registry disconnects, sets the capabilities, connects), so these are read once.
+        self.slug = loaded.slug
+        self.raw = markup.RAW_HTML in loaded.capabilities
 
     def __repr__(self) -> str:
         return f"<PluginHookProxy {self.loaded.slug}:{self.kind}:{self.hook}@{self.priority}>"
@@ -88,10 +92,10 @@ class PluginHookProxy:
         gets every string it returns sanitized where it renders as HTML."""
         # Arguments go to the runtime's orjson encoder, which calls json_default for objects
         # (models), far cheaper than converting them here first; once per hook run, not per plugin.
-        raw = markup.RAW_HTML in self.loaded.capabilities
+        raw = self.raw
         run = hooks.current_run_kind() or self.kind
         value = args[0] if args else None
-        if self.loaded.slug in rollout.excluded():  # in rollout, and this request is not in its cohort
+        if self.slug in rollout.excluded():  # in rollout, and this request is not in its cohort
             return None if run == "action" else value
         try:
             if self.kind == "filter":
@@ -100,7 +104,7 @@ class PluginHookProxy:
             else:
                 result = self.loaded.invoke(self.kind, self.hook, encoded_args=self._encoded_args(args))
             if run == "action":
-                return markup.clean_action_body(result, slug=self.loaded.slug, raw=raw)
+                return markup.clean_action_body(result, slug=self.slug, raw=raw)
             if self.kind == "action" and result is None:
                 return value  # an action in a filter chain with nothing to say changes nothing
             return markup.clean_filter_value(value, result, raw=raw, html=run == "html")

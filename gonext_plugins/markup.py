@@ -22,6 +22,8 @@ database, no plugin state.
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from html import escape as html_escape
 from typing import Any
@@ -83,9 +85,67 @@ class Sanitized(SafeString):
     __slots__ = ()
 
 
+class _BoundedCache:
+    """A thread-safe LRU of ``str -> str`` bounded by entries and by the characters it holds (keys
+    and values): only for pure functions of the key's exact characters, so a hit is the very result
+    a fresh call would give. Strings over ``max_item_chars`` are never kept."""
+
+    def __init__(self, max_entries: int, max_chars: int, max_item_chars: int) -> None:
+        self.max_entries = max_entries
+        self.max_chars = max_chars
+        self.max_item_chars = max_item_chars
+        self._items: OrderedDict[str, str] = OrderedDict()
+        self._chars = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: str, value: str) -> None:
+        size = len(key) + len(value)
+        if size > self.max_item_chars:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = value
+            self._chars += size
+            while len(self._items) > self.max_entries or self._chars > self.max_chars:
+                old_key, old_value = self._items.popitem(last=False)
+                self._chars -= len(old_key) + len(old_value)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._chars = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+# Sanitizing is a pure function of the exact input and this module's fixed policy, and a plugin
+# usually returns the same markup on every page (a badge, a paragraph, the post it was given): each
+# distinct string is cleaned once, then served from here (a dict lookup instead of an Ammonia parse).
+_sanitized = _BoundedCache(max_entries=1024, max_chars=4 * 1024 * 1024, max_item_chars=256 * 1024)
+
+
+def _clean(html: str) -> str:
+    """``_cleaner.clean(html)``, remembered by the exact string (:data:`_sanitized`)."""
+    key = str.__str__(html)  # a str subclass (SafeString) keys by its characters, like a str
+    cleaned = _sanitized.get(key)
+    if cleaned is None:
+        cleaned = _cleaner.clean(key)
+        _sanitized.put(key, cleaned)
+    return cleaned
+
+
 def sanitize(html: str) -> SafeString:
     """The allowlisted form of untrusted ``html``, safe to render anywhere in a page."""
-    return Sanitized(_cleaner.clean(html))
+    return Sanitized(_clean(html))
 
 
 def _trusted_or_sanitized(html: str, raw: bool) -> SafeString:
@@ -111,9 +171,9 @@ def clean_filter_value(original: Any, result: Any, *, raw: bool, html: bool = Fa
         return original
     if isinstance(original, Sanitized) and not raw and isinstance(result, str):
         if result.startswith(original):
-            return Sanitized(original + _cleaner.clean(result[len(original):]))
+            return Sanitized(original + _clean(result[len(original):]))
         if result.endswith(original):
-            return Sanitized(_cleaner.clean(result[:len(result) - len(original)]) + original)
+            return Sanitized(_clean(result[:len(result) - len(original)]) + original)
     if (html or isinstance(original, SafeData)) and isinstance(result, str):
         return _trusted_or_sanitized(result, raw)
     return result
