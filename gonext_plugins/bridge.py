@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import decimal
 import logging
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -123,7 +124,7 @@ class PluginHookProxy:
         memo = hooks.run_memo()
         key = (_ARGS_MEMO, id(runtime_plugin.runtime), len(args))
         cached: tuple[tuple[Any, ...], orjson.Fragment] | None = memo.get(key)
-        if cached is not None and all(a is b for a, b in zip(cached[0], args, strict=True)):
+        if cached is not None and all(map(operator.is_, cached[0], args)):  # same length: in the key
             return cached[1]
         encoded = runtime_plugin.encode_args(args)
         memo[key] = (args, encoded)

@@ -70,9 +70,6 @@ _cleaner = nh3.Cleaner(
     strip_comments=True,
 )
 
-# The characters that could end a <script> element or an HTML comment inside it; U+2028/U+2029
-# are escaped too (json.dumps' ensure_ascii already does) so the text is also valid JavaScript.
-_SCRIPT_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026"}
 
 
 class Sanitized(SafeString):
@@ -251,9 +248,18 @@ def is_safe_url(url: str) -> bool:
     return scheme in ("", "http", "https")
 
 
+# ``json.dumps`` with any non-default option builds a new encoder per call (most of its cost on a
+# small JSON-LD object); this one is built once, with the same options, so the output is the same.
+_script_json = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
+
+
 def json_for_script(data: Any) -> str:
     """JSON that cannot end or comment out the ``<script>`` element it sits in."""
-    return json.dumps(data, ensure_ascii=True, separators=(",", ":")).translate(_SCRIPT_ESCAPES)
+    # The characters that could end a <script> element or an HTML comment inside it become JSON
+    # \uXXXX escapes; U+2028/U+2029 too (ensure_ascii), so the text is also valid JavaScript.
+    # Three C-level replaces: the output is ASCII, and this is far cheaper than str.translate.
+    return (_script_json.encode(data).replace("&", "\\u0026").replace("<", "\\u003c")
+            .replace(">", "\\u003e"))
 
 
 def escape(value: Any) -> str:

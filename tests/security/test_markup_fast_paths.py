@@ -1,12 +1,15 @@
-"""The sanitizer's cache (``markup._sanitized``): a plugin that returns the same markup on every page
-is sanitized once, and the cache never hands one input's result to another input.
+"""The markup module's fast paths give exactly what the slow ones gave.
 
-Each check compares with Ammonia itself (``markup._cleaner.clean``, uncached): a cache that served a
-stale, shared or unsanitized string fails here.
+The sanitizer's cache (``markup._sanitized``): a plugin that returns the same markup on every page
+is sanitized once, and the cache never hands one input's result to another input. Each check
+compares with Ammonia itself (``markup._cleaner.clean``, uncached): a cache that served a stale,
+shared or unsanitized string fails here. ``json_for_script`` is compared with ``json.dumps`` and
+the escapes it documents.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -105,3 +108,17 @@ def test_html_raw_results_never_come_from_the_cache(make_bundle) -> None:  # typ
                       caps, "tests", activate=True)
     registry.sync(force=True)
     assert hooks.apply_filters("upper", mark_safe(hostile)) == hostile.upper()
+
+
+@pytest.mark.parametrize("data", [
+    {"headline": "</script><script>alert(1)</script><!--", "n": 1.5, "ok": True, "none": None},
+    ["&amp; &lt; <!-- --> \u2028 \u2029 é 😀", float("nan"), -0.0, 10**20],
+    "plain",
+])
+def test_json_for_script_is_json_dumps_with_the_script_breaking_characters_escaped(data: Any) -> None:
+    expected = json.dumps(data, ensure_ascii=True, separators=(",", ":"))
+    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        expected = expected.replace(char, escape)
+    result = markup.json_for_script(data)
+    assert result == expected
+    assert not {"<", ">", "&"} & set(result) and result.isascii()
