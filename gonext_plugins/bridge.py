@@ -82,6 +82,9 @@ class PluginHookProxy:
         # (the registry disconnects, sets the capabilities, connects), so these are read once.
         self.slug = loaded.slug
         self.raw = markup.RAW_HTML in loaded.capabilities
+        # The run memo's key for this proxy's encoded arguments (with their count): the runtime
+        # that encodes them, fixed for the loaded plugin's life.
+        self._args_key = (_ARGS_MEMO, id(loaded.runtime_plugin.runtime))
 
     def __repr__(self) -> str:
         return f"<PluginHookProxy {self.loaded.slug}:{self.kind}:{self.hook}@{self.priority}>"
@@ -120,13 +123,12 @@ class PluginHookProxy:
         reused by the others (``hooks.run_memo``): with 20 plugins on ``the_content`` the post is
         turned into JSON once, not 20 times. Reused only for the very same argument objects and
         runtime (an action declared on a filter chain gets that step's value, which differs)."""
-        runtime_plugin = self.loaded.runtime_plugin
         memo = hooks.run_memo()
-        key = (_ARGS_MEMO, id(runtime_plugin.runtime), len(args))
+        key = (self._args_key, len(args))
         cached: tuple[tuple[Any, ...], orjson.Fragment] | None = memo.get(key)
         if cached is not None and all(map(operator.is_, cached[0], args)):  # same length: in the key
             return cached[1]
-        encoded = runtime_plugin.encode_args(args)
+        encoded = self.loaded.runtime_plugin.encode_args(args)
         memo[key] = (args, encoded)
         return encoded
 

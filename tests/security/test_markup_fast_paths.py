@@ -122,3 +122,18 @@ def test_json_for_script_is_json_dumps_with_the_script_breaking_characters_escap
     result = markup.json_for_script(data)
     assert result == expected
     assert not {"<", ">", "&"} & set(result) and result.isascii()
+
+
+@pytest.mark.django_db
+def test_revoking_html_raw_sanitizes_the_very_next_call(make_bundle) -> None:  # type: ignore[no-untyped-def]
+    """A proxy reads the plugin's ``html.raw`` grant once, when it is made: a grant change re-wires
+    the plugin with new proxies, so a revoked grant holds from the next call on."""
+    bundle = make_bundle(capabilities=["hooks.subscribe"], optionalCapabilities=["html.raw"],
+                         hooks=[{"name": "upper", "kind": "filter"}])
+    lifecycle.install(bundle, ["hooks.subscribe", "html.raw"], "tests", activate=True)
+    registry.sync(force=True)
+    hostile = mark_safe("<b>x</b><script>site()</script>")
+    assert hooks.apply_filters("upper", hostile) == "<B>X</B><SCRIPT>SITE()</SCRIPT>"
+    lifecycle.revoke(bundle.manifest.slug, "html.raw", "tests")
+    registry.sync(force=True)
+    assert hooks.apply_filters("upper", hostile) == "<b>X</b>"
