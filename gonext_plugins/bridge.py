@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import decimal
 import logging
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -79,6 +80,13 @@ class PluginHookProxy:
         self.hook = hook
         self.kind = kind
         self.priority = priority
+        # Fixed for the proxy's life: a grant change re-wires the plugin with new proxies
+        # (the registry disconnects, sets the capabilities, connects), so these are read once.
+        self.slug = loaded.slug
+        self.raw = markup.RAW_HTML in loaded.capabilities
+        # The run memo's key for this proxy's encoded arguments (with their count): the runtime
+        # that encodes them, fixed for the loaded plugin's life.
+        self._args_key = (_ARGS_MEMO, id(loaded.runtime_plugin.runtime))
 
     def __repr__(self) -> str:
         return f"<PluginHookProxy {self.loaded.slug}:{self.kind}:{self.hook}@{self.priority}>"
@@ -90,12 +98,12 @@ class PluginHookProxy:
         gets every string it returns sanitized where it renders as HTML."""
         # Arguments go to the runtime's orjson encoder, which calls json_default for objects
         # (models), far cheaper than converting them here first; once per hook run, not per plugin.
-        raw = markup.RAW_HTML in self.loaded.capabilities
+        raw = self.raw
         run = hooks.current_run_kind() or self.kind
         value = args[0] if args else None
         # In rollout: the active version runs for the cohort only, an upgrade's previous version
         # (PreviousVersionProxy) for the requests outside it only.
-        if (self.loaded.slug in rollout.excluded()) is not self.outside_cohort:
+        if (self.slug in rollout.excluded()) is not self.outside_cohort:
             return None if run == "action" else value
         try:
             if self.kind == "filter":
@@ -104,7 +112,7 @@ class PluginHookProxy:
             else:
                 result = self.loaded.invoke(self.kind, self.hook, encoded_args=self._encoded_args(args))
             if run == "action":
-                return markup.clean_action_body(result, slug=self.loaded.slug, raw=raw)
+                return markup.clean_action_body(result, slug=self.slug, raw=raw)
             if self.kind == "action" and result is None:
                 return value  # an action in a filter chain with nothing to say changes nothing
             return markup.clean_filter_value(value, result, raw=raw, html=run == "html")
@@ -119,13 +127,12 @@ class PluginHookProxy:
         reused by the others (``hooks.run_memo``): with 20 plugins on ``the_content`` the post is
         turned into JSON once, not 20 times. Reused only for the very same argument objects and
         runtime (an action declared on a filter chain gets that step's value, which differs)."""
-        runtime_plugin = self.loaded.runtime_plugin
         memo = hooks.run_memo()
-        key = (_ARGS_MEMO, id(runtime_plugin.runtime), len(args))
+        key = (self._args_key, len(args))
         cached: tuple[tuple[Any, ...], orjson.Fragment] | None = memo.get(key)
-        if cached is not None and all(a is b for a, b in zip(cached[0], args, strict=True)):
+        if cached is not None and all(map(operator.is_, cached[0], args)):  # same length: in the key
             return cached[1]
-        encoded = runtime_plugin.encode_args(args)
+        encoded = self.loaded.runtime_plugin.encode_args(args)
         memo[key] = (args, encoded)
         return encoded
 

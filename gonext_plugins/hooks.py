@@ -344,13 +344,15 @@ def register_temporarily(name: str, callback: Callback,
 # --- running ---------------------------------------------------------------------------------
 
 
-@contextmanager
-def _running(name: str, kind: RunKind) -> Iterator[None]:
-    token = _current.set((*_current.get(), name))
+def _run_hook(hook: Hook, kind: RunKind, call: Callable[[_Entry], None]) -> None:
+    """``hook.run(call)`` with the run's context (the stack of running hooks, its kind, its memo)
+    set for its length. A plain try/finally, not a ``@contextmanager``: this wraps every hook run
+    that has callbacks, and the generator machinery cost more than the three context variables."""
+    token = _current.set((*_current.get(), hook.name))
     kind_token = _run_kind.set(kind)
     memo_token = _run_memo.set({})
     try:
-        yield
+        hook.run(call)
     finally:
         _run_memo.reset(memo_token)
         _run_kind.reset(kind_token)
@@ -391,8 +393,7 @@ def apply_filters(name: str, value: Any, *args: Any) -> Any:
         else:
             state[0] = entry.callback(state[0], *args)
 
-    with _running(name, "html" if isinstance(value, SafeData) else "text"):
-        hook.run(call)
+    _run_hook(hook, "html" if isinstance(value, SafeData) else "text", call)
     return state[0]
 
 
@@ -429,8 +430,7 @@ def _run_action(name: str, args: tuple[Any, ...],
         if result is not None and getattr(entry.callback, "collect", False):
             bodies.append(result)
 
-    with _running(name, "action"):
-        hook.run(call)
+    _run_hook(hook, "action", call)
     return bodies
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 MAX_DEPTH = 32
 """Deepest nesting of objects and arrays accepted; real manifests and API bodies use under 5."""
 
@@ -46,6 +48,8 @@ def problems(value: Any, *, max_depth: int = MAX_DEPTH) -> list[Problem]:
     its path; walks iteratively so the check itself cannot overflow the stack. An ASCII string
     (``str.isascii`` is O(1) in CPython) holds no surrogate: it is not encoded, and like a number
     it is not even pushed."""
+    if _clearly_fine(value, max_depth):
+        return []
     found: list[Problem] = []
     stack: list[tuple[_Link, int, Any]] = [(None, 0, value)]
     surrogate = "contains a lone surrogate (an unpaired \\ud800-\\udfff escape), which is not text"
@@ -70,3 +74,16 @@ def problems(value: Any, *, max_depth: int = MAX_DEPTH) -> list[Problem]:
                 continue  # nothing to find there: not even pushed
             stack.append(((link, key), depth + 1, child))
     return found
+
+
+def _clearly_fine(value: Any, max_depth: int) -> bool:
+    """A proof in C that :func:`problems` would find nothing, for the common case (every guest
+    result, on every hook call): orjson refuses to encode a lone surrogate (in a key or a value), and
+    each level of dict or list nesting writes at least one ``{`` or ``[``, so an encoding with at
+    most ``max_depth`` of them (brackets inside strings only add to the count) nests no deeper.
+    False when unsure: anything orjson will not encode, or too many brackets, gets the full walk."""
+    try:
+        encoded = orjson.dumps(value)
+    except TypeError:
+        return False
+    return encoded.count(b"{") + encoded.count(b"[") <= max_depth
