@@ -49,8 +49,10 @@ SPINNING = """(module (memory (export "memory") 1)
 
 @pytest.fixture(autouse=True)
 def rollout_settings(settings: Any) -> None:
+    # Added time is wall-clock: only the test about it sets a threshold a loaded machine could reach
+    # by noise alone (with a guest that adds far more), so no other test is rolled back mid-way.
     settings.GONEXT_PLUGINS = {"ROLLOUT_CHECK_INTERVAL": 0, "ROLLOUT_MIN_REQUESTS": 4,
-                               "ROLLOUT_MAX_FAULT_RATE": 0.5, "ROLLOUT_MAX_ADDED_MS": 5.0,
+                               "ROLLOUT_MAX_FAULT_RATE": 0.5, "ROLLOUT_MAX_ADDED_MS": 60_000.0,
                                "STATS_FLUSH_INTERVAL": 3600.0, "QUARANTINE_FAULTS": 1000,
                                "SYNC_INTERVAL": 0.0}
     rollup.reset()
@@ -244,7 +246,7 @@ def test_api_starts_reads_promotes_and_rolls_back(publisher: Any, post: Post) ->
         visitor(n).get(f"/posts/{post.slug}/")
     figures = api.get("/api/plugins/marker/rollout/").json()["rollout"]["figures"]
     assert figures["with_requests"] + figures["without_requests"] == 6
-    assert figures["max_added_ms"] == 5.0 and figures["min_requests"] == 4
+    assert figures["max_added_ms"] == 60_000.0 and figures["min_requests"] == 4
     assert_error(api.post("/api/plugins/marker/rollout/", {"mode": "percent", "percent": 100}, format="json"),
                  400)
     assert_error(api.post("/api/plugins/marker/rollout/", {"mode": "staff", "extra": 1}, format="json"), 400)
