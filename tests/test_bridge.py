@@ -106,7 +106,7 @@ def test_a_fault_never_breaks_the_page(active, caplog) -> None:  # type: ignore[
 
 
 def test_strict_mode_raises_faults(active, settings) -> None:  # type: ignore[no-untyped-def]
-    settings.GONEXT_PLUGINS = {"RAISE_FAULTS": True}
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "RAISE_FAULTS": True}
     with pytest.raises(PluginTrap, match="something broke"):
         hooks.apply_filters("panic", "x")
 

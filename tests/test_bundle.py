@@ -241,7 +241,7 @@ def test_over_packed_size_is_refused_before_opening() -> None:
 
 
 def test_packed_cap_from_settings(settings: Any) -> None:
-    settings.GONEXT_PLUGINS = {"MAX_BUNDLE_BYTES": 100}
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "MAX_BUNDLE_BYTES": 100}
     with pytest.raises(BundleTooLarge, match="100-byte limit"):
         bundle.read(signed(), key_lookup=TRUSTED)
 
@@ -262,7 +262,7 @@ def test_compression_ratio_per_entry() -> None:
 
 
 def test_ratio_cap_from_settings(settings: Any) -> None:
-    settings.GONEXT_PLUGINS = {"MAX_COMPRESSION_RATIO": 5}
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "MAX_COMPRESSION_RATIO": 5}
     data = zip_of(("manifest.json", manifest_bytes()), ("plugin.wasm", b"\x00asm" + bytes(5000)))
     with pytest.raises(BundleTooLarge, match="5:1"):
         bundle.read(data, key_lookup=TRUSTED)
@@ -416,9 +416,9 @@ def test_unsigned_refused_when_required_and_accepted_in_dev_mode() -> None:
 
 
 def test_require_signature_follows_dev_mode(settings: Any) -> None:
-    settings.GONEXT_PLUGINS = {"DEV_MODE": True}
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "DEV_MODE": True}
     assert bundle.read(bundle.pack(MANIFEST, WASM)).signature.status == "unsigned"
-    settings.GONEXT_PLUGINS = {"DEV_MODE": False}
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "DEV_MODE": False}
     with pytest.raises(SignatureMissing):
         bundle.read(bundle.pack(MANIFEST, WASM))
 

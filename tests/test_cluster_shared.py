@@ -48,7 +48,8 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def shared(redis_url: str, settings: Any) -> str:
     settings.CACHES = redis_caches(redis_url)
-    settings.GONEXT_PLUGINS = {"SHARED_CACHE": "shared", "LOG_RATE": RATE, "LOG_BURST": BURST}
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS,
+                               "SHARED_CACHE": "shared", "LOG_RATE": RATE, "LOG_BURST": BURST}
     return redis_url
 
 
@@ -85,7 +86,7 @@ def test_two_sinks_share_one_budget_within_the_stated_bound(shared: str) -> None
 
 
 def test_without_a_shared_cache_each_process_keeps_its_own_budget(settings: Any) -> None:
-    settings.GONEXT_PLUGINS = {"LOG_RATE": RATE, "LOG_BURST": BURST}
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "LOG_RATE": RATE, "LOG_BURST": BURST}
     a, b = Sink(), Sink()
     assert a.shared() is None
     assert flood([a, b], 1_500) == [BURST, BURST]

@@ -29,7 +29,8 @@ PAGE = 65536
 
 @pytest.fixture(autouse=True)
 def rollup_on(settings: Any) -> None:
-    settings.GONEXT_PLUGINS = {"STATS_FLUSH_INTERVAL": 3600.0, "STATS_RETENTION_HOURS": 48}
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS,
+                               "STATS_FLUSH_INTERVAL": 3600.0, "STATS_RETENTION_HOURS": 48}
     rollup.reset()
 
 
@@ -147,7 +148,7 @@ def test_dashboard_needs_view_plugin(plugins: dict[str, Plugin]) -> None:
 
 
 def test_without_the_rollup_the_pages_say_so(settings: Any, plugins: dict[str, Plugin], root: User) -> None:
-    settings.GONEXT_PLUGINS = {"STATS_FLUSH_INTERVAL": None}
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "STATS_FLUSH_INTERVAL": None}
     client = client_for(root)
     page = client.get(admin_url("plugin_change", plugins["marker"].pk)).content.decode()
     assert "The stats rollup is off" in page and "gn-chart" not in page

@@ -38,7 +38,7 @@ def dev_mode(settings: Any) -> None:
     process cache) must not throttle these."""
     from django.core.cache import cache
 
-    settings.GONEXT_PLUGINS = {"DEV_MODE": True}
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "DEV_MODE": True}
     cache.clear()
 
 
@@ -147,7 +147,7 @@ def test_refusals_in_the_api_error_shape(settings: Any) -> None:
     helper.force_login(User.objects.get(username="staffer"))
     assert post(helper, manifest_bytes(), wasm).status_code == 201
     # outside dev mode the endpoint does not exist, whoever asks
-    settings.GONEXT_PLUGINS = {"DEV_MODE": False}
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "DEV_MODE": False}
     assert_error(post(token_client(installer("late")), manifest_bytes(), wasm), 404, "not_found")
     assert_error(post(Client(), manifest_bytes(), wasm), 404)
 
@@ -237,7 +237,7 @@ def test_log_socket_accepts_an_api_token(settings: Any) -> None:
     _, message = _ws(path, [(b"authorization", b"Token wrong")])
     assert message == {"type": "websocket.close", "code": 4403}
     # the query-string form is for dev sites only (URLs end up in access logs)
-    settings.GONEXT_PLUGINS = {"DEV_MODE": False}
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "DEV_MODE": False}
     _, message = _ws(f"{path}?token={key}", [])
     assert message == {"type": "websocket.close", "code": 4403}
     # a token of a user without the permission is refused like a session would be

@@ -391,7 +391,7 @@ def _leave_running(run: PluginJobRun, minutes: float) -> None:
 
 
 def test_a_run_whose_worker_died_is_retried_then_succeeds(job_plugin: Any, settings: Any) -> None:
-    settings.GONEXT_PLUGINS = {"JOB_RETRY_BASE_SECONDS": 0.01}
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "JOB_RETRY_BASE_SECONDS": 0.01}
     job_plugin()
     run = jobs.enqueue("jobs", "echo", {"n": 1})
     _leave_running(run, minutes=1)
@@ -409,7 +409,7 @@ def test_a_run_whose_worker_died_is_retried_then_succeeds(job_plugin: Any, setti
 
 def test_job_stall_seconds_sets_when_a_lost_run_is_taken_back(job_plugin: Any, settings: Any) -> None:
     """A cluster that wants a killed worker's job back sooner than five minutes says so."""
-    settings.GONEXT_PLUGINS = {"JOB_STALL_SECONDS": 30}
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "JOB_STALL_SECONDS": 30}
     job_plugin()
     run = jobs.enqueue("jobs", "echo")
     _leave_running(run, minutes=0.25)
@@ -417,7 +417,8 @@ def test_job_stall_seconds_sets_when_a_lost_run_is_taken_back(job_plugin: Any, s
     assert jobs.recover_stalled() == []  # 15 s is not 30 s
     PluginJobRun.objects.filter(pk=run.pk).update(last_attempt_at=timezone.now() - timedelta(seconds=31))
     assert jobs.recover_stalled() == [run.pk]
-    settings.GONEXT_PLUGINS = {"HARD_TIMEOUT_MS": 60_000}
+    unset = {key: value for key, value in settings.GONEXT_PLUGINS.items() if key != "JOB_STALL_SECONDS"}
+    settings.GONEXT_PLUGINS = {**unset, "HARD_TIMEOUT_MS": 60_000}
     assert recovery.stall_limit() == 600.0  # unset: ten hard timeouts when that is over five minutes
 
 

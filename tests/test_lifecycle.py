@@ -156,7 +156,7 @@ def test_unsigned_bundle_needs_dev_mode_and_is_audited_loudly(make_bundle, setti
     with pytest.raises(SignatureError, match="not signed"):
         lifecycle.install(bundle, ["kv"], "tests")
     assert not Plugin.objects.exists()
-    settings.GONEXT_PLUGINS = {"DEV_MODE": True}
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "DEV_MODE": True}
     lifecycle.install(bundle, ["kv"], "tests")
     assert actions() == ["install", "unsigned_install"]
     event = AuditEvent.objects.get(action="install")

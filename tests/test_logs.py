@@ -97,7 +97,7 @@ def test_quarantine_is_logged(flood: LoadedPlugin, settings: Any,
                               django_capture_on_commit_callbacks: Any) -> None:
     from gonext_plugins import hooks
 
-    settings.GONEXT_PLUGINS = {"QUARANTINE_FAULTS": 2}
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "QUARANTINE_FAULTS": 2}
     with django_capture_on_commit_callbacks(execute=True):
         hooks.do_action("crash")
         hooks.do_action("crash")
@@ -108,7 +108,7 @@ def test_quarantine_is_logged(flood: LoadedPlugin, settings: Any,
 
 
 def test_rate_limit_drops_and_reports_once(flood: LoadedPlugin, settings: Any) -> None:
-    settings.GONEXT_PLUGINS = {"LOG_RATE": 0.001, "LOG_BURST": 10}
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "LOG_RATE": 0.001, "LOG_BURST": 10}
     flood.invoke("action", "flood", 50)
     flood.invoke("action", "flood", 25)
     logs.flush()
@@ -123,7 +123,7 @@ def test_rate_limit_drops_and_reports_once(flood: LoadedPlugin, settings: Any) -
 
 
 def test_rate_limit_is_per_plugin(make_bundle: Any, settings: Any) -> None:
-    settings.GONEXT_PLUGINS = {"LOG_RATE": 0.001, "LOG_BURST": 5}
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "LOG_RATE": 0.001, "LOG_BURST": 5}
     a = install_flood(make_bundle, "alpha")
     b = install_flood(make_bundle, "beta")
     a.invoke("action", "flood", 100)
@@ -135,7 +135,7 @@ def test_rate_limit_is_per_plugin(make_bundle: Any, settings: Any) -> None:
 
 
 def test_tokens_refill_at_the_rate(settings: Any) -> None:
-    settings.GONEXT_PLUGINS = {"LOG_RATE": 200.0, "LOG_BURST": 1}
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "LOG_RATE": 200.0, "LOG_BURST": 1}
     assert logs.writer.submit("demo", 1, "one", "guest", version="1")
     assert not logs.writer.submit("demo", 1, "two", "guest", version="1")
     time.sleep(0.02)  # 200/s: one token back after 5 ms
@@ -179,7 +179,8 @@ def test_guest_log_of_a_huge_range_is_cut(make_bundle: Any) -> None:
 
 
 def test_backlog_is_trimmed_to_the_newest(settings: Any) -> None:
-    settings.GONEXT_PLUGINS = {"LOG_BACKLOG": 100, "LOG_RATE": 1e9, "LOG_BURST": 1e9}
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS,
+                               "LOG_BACKLOG": 100, "LOG_RATE": 1e9, "LOG_BURST": 1e9}
     for i in range(1000):
         logs.runtime_log_sink("demo", 1, f"line {i}", "guest")
     logs.runtime_log_sink("other", 1, "keep me", "guest")
@@ -190,7 +191,7 @@ def test_backlog_is_trimmed_to_the_newest(settings: Any) -> None:
 
 def test_the_queue_stays_bounded_under_a_flood(settings: Any) -> None:
     """Nothing drains (no writer thread): the queue stops at QUEUE_MAX and counts the rest."""
-    settings.GONEXT_PLUGINS = {"LOG_RATE": 1e9, "LOG_BURST": 1e9}
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "LOG_RATE": 1e9, "LOG_BURST": 1e9}
     total = logs.QUEUE_MAX + 5_000
     for i in range(total):
         logs.runtime_log_sink(f"p{i % 50}", 1, "flood line", "guest")

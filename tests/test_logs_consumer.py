@@ -190,7 +190,7 @@ def test_level_and_text_filters(flood: LoadedPlugin) -> None:
 
 
 def test_rate_limit_report_reaches_the_client(flood: LoadedPlugin, settings: Any) -> None:
-    settings.GONEXT_PLUGINS = {"LOG_RATE": 0.001, "LOG_BURST": 10}
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "LOG_RATE": 0.001, "LOG_BURST": 10}
     user = cookie_for(staff())
 
     async def scenario() -> None:

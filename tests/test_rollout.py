@@ -51,7 +51,8 @@ SPINNING = """(module (memory (export "memory") 1)
 def rollout_settings(settings: Any) -> None:
     # Added time is wall-clock: only the test about it sets a threshold a loaded machine could reach
     # by noise alone (with a guest that adds far more), so no other test is rolled back mid-way.
-    settings.GONEXT_PLUGINS = {"ROLLOUT_CHECK_INTERVAL": 0, "ROLLOUT_MIN_REQUESTS": 4,
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS,
+                               "ROLLOUT_CHECK_INTERVAL": 0, "ROLLOUT_MIN_REQUESTS": 4,
                                "ROLLOUT_MAX_FAULT_RATE": 0.5, "ROLLOUT_MAX_ADDED_MS": 60_000.0,
                                "STATS_FLUSH_INTERVAL": 3600.0, "QUARANTINE_FAULTS": 1000,
                                "SYNC_INTERVAL": 0.0}

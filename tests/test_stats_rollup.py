@@ -27,7 +27,8 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def rollup_on(settings: Any) -> None:
-    settings.GONEXT_PLUGINS = {"STATS_FLUSH_INTERVAL": 3600.0, "STATS_RETENTION_HOURS": 48}
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS,
+                               "STATS_FLUSH_INTERVAL": 3600.0, "STATS_RETENTION_HOURS": 48}
     rollup.reset()
 
 
@@ -77,7 +78,7 @@ def test_flush_writes_deltas_of_the_runtime_counters() -> None:
 
 
 def test_nothing_is_written_when_the_rollup_is_off(settings: Any) -> None:
-    settings.GONEXT_PLUGINS = {"STATS_FLUSH_INTERVAL": None}
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "STATS_FLUSH_INTERVAL": None}
     stats_for("off").record_call("filter", 0.001, 1)
     assert not rollup.flush() and not PluginStatsBucket.objects.exists()
 

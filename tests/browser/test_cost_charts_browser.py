@@ -30,7 +30,8 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture
 def page(browser: Any, live_server: Any, settings: Any) -> Iterator[Any]:
-    settings.GONEXT_PLUGINS = {"STATS_FLUSH_INTERVAL": 3600.0, "STATS_RETENTION_HOURS": 48}
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS,
+                               "STATS_FLUSH_INTERVAL": 3600.0, "STATS_RETENTION_HOURS": 48}
     rollup.reset()
     context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=live_server.url)
     context.set_default_timeout(15_000)

@@ -38,7 +38,8 @@ def test_rollout_controls_start_show_figures_and_promote(
         artifacts_dir: Path, settings: Any) -> None:
     from playwright.sync_api import expect
 
-    settings.GONEXT_PLUGINS = {"ROLLOUT_CHECK_INTERVAL": 0, "ROLLOUT_MIN_REQUESTS": 50, "SYNC_INTERVAL": 0.0}
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS,
+                               "ROLLOUT_CHECK_INTERVAL": 0, "ROLLOUT_MIN_REQUESTS": 50, "SYNC_INTERVAL": 0.0}
     shots = chromium.fresh_shots(artifacts_dir, "rollout")
     page = context.new_page()
     problems: list[str] = []

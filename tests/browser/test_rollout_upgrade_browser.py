@@ -43,7 +43,8 @@ def test_upgrade_dialog_rolls_out_to_staff_then_the_panel_rolls_back(
         artifacts_dir: Path, settings: Any, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
-    settings.GONEXT_PLUGINS = {"ROLLOUT_CHECK_INTERVAL": 0, "ROLLOUT_MIN_REQUESTS": 50, "SYNC_INTERVAL": 0.0}
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS,
+                               "ROLLOUT_CHECK_INTERVAL": 0, "ROLLOUT_MIN_REQUESTS": 50, "SYNC_INTERVAL": 0.0}
     shots = chromium.fresh_shots(artifacts_dir, "rollout-upgrade")
     page = context.new_page()
     problems: list[str] = []

@@ -71,7 +71,7 @@ def test_each_capability_not_asked_for_is_one_warning_saying_the_manifest_change
 
 @pytest.fixture
 def dev_site(settings: Any, live_server: Any) -> tuple[str, str]:
-    settings.GONEXT_PLUGINS = {"DEV_MODE": True}
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "DEV_MODE": True}
     user = User.objects.create_user("dev", password="pw", is_staff=True)
     user.user_permissions.add(*Permission.objects.filter(codename__in=[
         "install_plugin", "grant_capability", "activate_plugin", "view_plugin"]))

@@ -96,7 +96,7 @@ def test_default_caps_refuse_the_bomb_before_compiling(make_bundle: Callable[...
 
 @pytest.mark.django_db
 def test_module_over_the_byte_cap_is_refused(make_bundle: Callable[..., Any], settings: Any) -> None:
-    settings.GONEXT_PLUGINS = {"MAX_MODULE_BYTES": 1024}
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "MAX_MODULE_BYTES": 1024}
     wasm = function_bomb(400)
     with pytest.raises(CompileLimitExceeded, match=f"the module is {len(wasm)} bytes, over the cap of 1024"):
         lifecycle.install(make_bundle(wasm=wasm, slug="big"), ["kv"], "tests", activate=True)
@@ -131,7 +131,7 @@ def test_first_compile_runs_in_a_child_then_the_cache_serves(make_bundle: Callab
 
 
 def test_compile_settings_out_of_range_fail_the_system_check(settings: Any) -> None:
-    settings.GONEXT_PLUGINS = {"MAX_MODULE_BYTES": 0, "MAX_FUNCTIONS": 2_000_000,
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "MAX_MODULE_BYTES": 0, "MAX_FUNCTIONS": 2_000_000,
                                "COMPILE_CPU_SECONDS": 0, "COMPILE_MEMORY_BYTES": 1024}
     messages = [m.msg for m in check_settings() if isinstance(m, Error) and m.id == "gonext_plugins.E003"]
     for key in ("MAX_MODULE_BYTES", "MAX_FUNCTIONS", "COMPILE_CPU_SECONDS", "COMPILE_MEMORY_BYTES"):

@@ -125,7 +125,7 @@ def new_key() -> dict[str, str]:
 
 
 def _dev_install(ctx: Ctx) -> Any:
-    ctx.settings.GONEXT_PLUGINS = {"DEV_MODE": True}
+    ctx.settings.GONEXT_PLUGINS = {**ctx.settings.GONEXT_PLUGINS, "DEV_MODE": True}
     manifest = make_manifest(slug="devfresh", version="0.1.0", capabilities=["kv"])
     files = {"manifest": SimpleUploadedFile("manifest.json", json.dumps(manifest).encode()),
              "wasm": SimpleUploadedFile("plugin.wasm", guest_wasm("minimal"))}
