@@ -179,7 +179,7 @@ class HostContext:
         # What the trampolines use of them, prepared once by attach (see there): None before.
         self.memory_handle: Any = None  # the cffi handle memory_arg points to: kept alive here
         self.memory_arg: ctypes.c_void_p | None = None
-        self.memory_base = 0
+        self.memory_base: Any = _NULL  # a cffi ``char *``: slicing it reads guest memory without ctypes
         self.alloc_func: Any = None
         self.alloc_arg: ctypes.c_void_p | None = None
         self.alloc_vals: Any = None
@@ -215,7 +215,8 @@ class HostContext:
         self.memory_handle = cffi_wasmtime.memory_of(memory)
         context = cffi_wasmtime.held_arg(cffi_wasmtime.context_of(store))
         self.memory_arg = cffi_wasmtime.held_arg(self.memory_handle)
-        self.memory_base = cffi_wasmtime.held_memory_data(context, self.memory_arg) or 0
+        base = cffi_wasmtime.held_memory_data(context, self.memory_arg) or 0
+        self.memory_base = cffi_wasmtime.ffi.cast("char *", base)
         self.alloc_func = cffi_wasmtime.func_of(alloc)
         self.alloc_arg = cffi_wasmtime.held_arg(self.alloc_func)
         self.alloc_vals = cffi_wasmtime.ffi.new("wasmtime_val_raw_t[1]")
@@ -276,6 +277,8 @@ _call_held = cffi_wasmtime.held_func_call
 _call_releasing = cffi_wasmtime.lib.wasmtime_func_call_unchecked
 _error_at = cffi_wasmtime.error_at
 _NULL = cffi_wasmtime.ffi.NULL
+_unpack = cffi_wasmtime.ffi.unpack
+_memmove = cffi_wasmtime.ffi.memmove
 _ONE = ctypes.c_size_t(1)
 
 CALLBACK_CDECL = "uintptr_t(uintptr_t, uintptr_t, wasmtime_val_raw_t *, size_t)"
@@ -295,9 +298,10 @@ def trap(message: str) -> int:
     return ctypes.cast(ptr, ctypes.c_void_p).value or 0
 
 
-def guest_memory(caller: int, ctx: HostContext) -> tuple[int, int, int]:
-    """(context address, base address, size) of the guest memory as seen from inside a host call:
-    two C calls that keep the GIL (the base never moves, :meth:`HostContext.attach`)."""
+def guest_memory(caller: int, ctx: HostContext) -> tuple[int, Any, int]:
+    """(context address, base pointer, size) of the guest memory as seen from inside a host call:
+    two C calls that keep the GIL (the base never moves, :meth:`HostContext.attach`). Memory only
+    grows, so a range inside ``size`` stays inside memory for the rest of the host call."""
     cctx: int = _caller_context(caller)
     memory = ctx.memory_arg
     if memory is None:  # a start function, before the instance exists
@@ -305,21 +309,22 @@ def guest_memory(caller: int, ctx: HostContext) -> tuple[int, int, int]:
     return cctx, ctx.memory_base, _memory_size(cctx, memory)
 
 
-def read_guest(base: int, size: int, ptr: int, length: int) -> bytes | None:
-    """Bytes ``[ptr, ptr+length)`` or None when the range is outside memory."""
+def read_guest(base: Any, size: int, ptr: int, length: int) -> bytes | None:
+    """Bytes ``[ptr, ptr+length)`` or None when the range is outside memory (``base``, ``size``:
+    from :func:`guest_memory`)."""
     ptr &= _U32
     if length < 0 or ptr + length > size:
         return None
-    return ctypes.string_at(base + ptr, length) if length else b""
+    return _unpack(base + ptr, length) if length else b""
 
 
-def write_guest(base: int, size: int, ptr: int, data: bytes) -> bool:
+def write_guest(base: Any, size: int, ptr: int, data: bytes) -> bool:
     """Copy ``data`` to ``[ptr, ptr+len)``; False (nothing written) when the range is outside memory."""
     ptr &= _U32
     if ptr + len(data) > size:
         return False
     if data:
-        ctypes.memmove(base + ptr, data, len(data))
+        _memmove(base + ptr, data, len(data))
     return True
 
 
@@ -537,11 +542,13 @@ def _host_call(ctx: HostContext, caller: Any, name_ptr: int, name_len: int, payl
     ptr = _guest_alloc(ctx, cctx, len(result))
     if ptr is None:  # the guest trapped inside gn_alloc; ctx.error says why
         raise _GuestTrapped
-    _, base, size = guest_memory(caller, ctx)  # gn_alloc may have grown memory
     ptr &= _U32
-    if ptr == 0 or ptr + len(result) > size:
+    end = ptr + len(result)
+    if end > size and ctx.memory_arg is not None:  # past the size read before: gn_alloc may have grown it
+        size = _memory_size(cctx, ctx.memory_arg)
+    if ptr == 0 or end > size:
         return pack(0, HC_OUT_OF_MEMORY)
-    ctypes.memmove(base + ptr, result, len(result))
+    _memmove(base + ptr, result, len(result))
     return pack(ptr, len(result))
 
 
