@@ -137,7 +137,7 @@ held_func_call = _keeping_gil("wasmtime_func_call_unchecked", _ptr, _ptr, _ptr, 
 """(context, func, args_and_results, len, trap slot addresses) -> address of a ``wasmtime_error_t`` or
 None: guest code run *keeping* the GIL, for calls ``gil.GilPolicy`` judged short, and only while a
 native epoch ticker (``epoch_timer``) bounds them. Host functions the guest calls re-take the GIL
-re-entrantly (ctypes callbacks use ``PyGILState_Ensure``)."""
+re-entrantly (cffi callbacks, like ctypes ones, use ``PyGILState_Ensure``)."""
 
 
 def address_of(pointer: Any) -> int:

@@ -2,12 +2,19 @@
 
 The four ``env`` imports, and the WASI subset of :mod:`.wasi` through the same machinery
 (:func:`define_import`, :func:`link_imports`), are defined per store with
-``wasmtime_func_new_unchecked`` and our own ctypes trampolines, not ``wasmtime.Func``. Two
+``wasmtime_func_new_unchecked`` and our own cffi trampolines, not ``wasmtime.Func``. Two
 reasons: wasmtime-py's trampoline parks a Python exception in a process-global
 (``LAST_EXCEPTION``) that another thread's call may pick up, and the unchecked form skips the
 per-call ``Val`` conversions. Our trampolines never raise: they record what went
 wrong in the instance's :class:`HostContext` and return a wasm trap, and the dispatcher asks the
 context (``take_error``) what the trap meant. Both dispatchers share this module.
+
+A host call is on the page's hot path (the SEO plugin's ``settings.get`` in every ``wp_head``), so
+its C side is prepared once per instance (:meth:`HostContext.attach`): cffi callbacks (arguments
+read as plain cffi fields), the memory's base address read once (it never moves), guest memory
+read and written with cffi, the ``gn_alloc`` that places a result called with a ready argument
+array, all through C calls that keep the GIL except ``gn_alloc`` under the ``"release"`` policy
+(wasmtime-py's bindings released and re-took it around each of about ten calls per host call).
 
 Two rules of ABI.md are enforced here, in the one trampoline every import goes through, and one
 of our own:
