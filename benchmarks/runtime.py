@@ -13,6 +13,13 @@ tiny calls slower, and long calls should approach the number of cores) and the p
 call (which a busy machine disturbs less than the wall clock). The thread rows' plugins allow 8
 instances, so no row waits for the pool. Prints a JSON document, then a table. Takes about half a
 minute.
+
+The host-call rows time one ``gn_host_call`` round trip (trampoline, capability check, payload read
+and decode, the host function, result encode, the ``gn_alloc`` that places it, the write back):
+the guest ``tests/guests/hostcall_loop.wat`` makes 100 host calls per hook call, and a row is the
+hook call's time less that of the same hook making none, over 100. Functions: ``settings.get``'s
+shape (its payload rule, ``host_rules.settings_key``, over four settings; the app's own function
+needs Django) and a no-op, the path's own cost.
 """
 
 from __future__ import annotations
@@ -44,6 +51,11 @@ VALUE = ("The quick brown fox jumps over the lazy dog; a filter upper-cases this
 EXPECTED = VALUE.upper()
 
 THREADS = (1, 2, 4, 8)
+
+HOSTCALL_LOOP = Path(__file__).resolve().parents[1] / "tests" / "guests" / "hostcall_loop.wat"
+HOSTCALLS_PER_HOOK = 100  # what hostcall_loop.wat makes per hook call
+SETTINGS = {"title_suffix": " | My site", "twitter": "@site", "og_default_image": "https://example.com/og.png",
+            "jsonld": True}
 
 
 def _wat(name: str) -> str:
@@ -161,6 +173,62 @@ def gonext_dispatcher_only(plugin: Any) -> tuple[Callable[[], Any], Any]:
         return orjson.loads(dispatcher.call("gn_handle_hook", name, payload))["value"]
 
     return call, inst
+
+
+# --- host calls -----------------------------------------------------------------------------------
+
+
+def host_functions() -> Any:
+    """``settings.get`` as the app answers it (its payload rule, then the stored values), and a no-op."""
+    from gonext_plugins.host_rules import settings_key
+    from gonext_plugins.runtime import HostFunctions
+
+    def settings_get(plugin: Any, payload: Any) -> dict[str, Any]:
+        key = settings_key(payload, plugin.name)
+        if key is None:
+            return {"settings": dict(SETTINGS)}
+        return {"found": key in SETTINGS, "value": SETTINGS.get(key)}
+
+    functions = HostFunctions()
+    functions.register("settings.get", "self", settings_get)
+    functions.register("noop", "self", lambda plugin, payload: {})
+    return functions
+
+
+def host_call_round_trip(gil_policy: str, hooks: int) -> dict[str, dict[str, float]]:
+    """µs per host call (median of 5 runs of ``hooks`` hook calls, each making 100 host calls, less
+    the same hook calls making none), per function, under one GIL policy: wall clock, and the
+    thread's CPU time (which a busy machine disturbs less)."""
+    from gonext_plugins.runtime import Runtime
+
+    runtime = Runtime(host_functions=host_functions(), gil_policy=gil_policy)  # type: ignore[arg-type]
+    plugin = runtime.load(HOSTCALL_LOOP.read_text(), name=f"bench-hostcall-{gil_policy}",
+                          capabilities=frozenset({"self"}))
+
+    def per_hook(hook: str) -> tuple[float, float]:
+        for _ in range(50):
+            plugin.invoke_action(hook)
+        wall, cpu = [], []
+        for _ in range(5):
+            start, cpu_start = time.perf_counter_ns(), time.thread_time_ns()
+            for _ in range(hooks):
+                plugin.invoke_action(hook)
+            wall.append((time.perf_counter_ns() - start) / hooks)
+            cpu.append((time.thread_time_ns() - cpu_start) / hooks)
+        return statistics.median(wall), statistics.median(cpu)
+
+    def per_call(with_calls: float, without: float) -> float:
+        return round((with_calls - without) / HOSTCALLS_PER_HOOK / 1000, 2)
+
+    try:
+        row: dict[str, dict[str, float]] = {}
+        for function in ("settings.get", "noop"):
+            base, timed = per_hook("none"), per_hook(function)
+            row[function] = {"wall_us": per_call(timed[0], base[0]), "cpu_us": per_call(timed[1], base[1])}
+        return row
+    finally:
+        plugin.close()
+        runtime.close()
 
 
 # --- load time, pool, threads --------------------------------------------------------------------
@@ -323,6 +391,8 @@ def run(calls: int, seconds: float) -> dict[str, Any]:
     results["load"] = load_times(repeat=3)
     results["pool_checkout"] = pool_checkout(fast_plugin, calls)
     results["zig_guest_fuel_per_call"] = zig_guest_fuel()
+    results["host_call_round_trip_us"] = {policy: host_call_round_trip(policy, max(50, calls // 100))
+                                          for policy in ("adaptive", "release")}
     fast_plugin.pool.checkin(direct_inst)
     spin_call, spin = spin_plugin(fast_rt)
     release_spin_call, release_spin = spin_plugin(release_rt)
@@ -356,6 +426,10 @@ def table(results: dict[str, Any]) -> str:
     fuel = results["fuel_per_call"]
     lines.append(f"  guest instructions (fuel) per call: filter {fuel['filter']}, spin {fuel['spin']} "
                  f"({results['spin_call']['median_us']:.0f} µs median)")
+    for policy, row in results["host_call_round_trip_us"].items():
+        cells = ", ".join(f"{function} {us['wall_us']:.2f} (CPU {us['cpu_us']:.2f})"
+                          for function, us in row.items())
+        lines.append(f"host call round trip, µs (gil_policy {policy}): {cells}")
     load = results["load"]
     lines.append(f"load: cold {load['cold_ms']} ms, from compiled cache {load['cached_ms']} ms")
     pool = results["pool_checkout"]

@@ -46,6 +46,8 @@ def fields(payload: Any, fn: str, plugin: str, required: Iterable[str] = (),
     missing = [f for f in required if f not in payload]
     if missing:
         raise MalformedHostCallPayload(f"{fn}: missing field(s) {', '.join(missing)}", plugin=plugin)
+    if len(payload) == len(required):  # every required field and nothing else (on every host call)
+        return payload
     extra = sorted(set(payload) - set(required) - set(optional))
     if extra:
         raise MalformedHostCallPayload(f"{fn}: unknown field(s) {', '.join(extra)}; it takes "

@@ -131,11 +131,13 @@ held_get_fuel = _keeping_gil("wasmtime_context_get_fuel", _ptr, _ptr, _ptr)
 held_set_epoch_deadline = _keeping_gil("wasmtime_context_set_epoch_deadline", None, _ptr, _u64)
 held_memory_data_size = _keeping_gil("wasmtime_memory_data_size", ctypes.c_size_t, _ptr, _ptr)
 held_memory_data = _keeping_gil("wasmtime_memory_data", _ptr, _ptr, _ptr)
+held_caller_context = _keeping_gil("wasmtime_caller_context", _ptr, _ptr)
+"""(address of a ``wasmtime_caller_t``) -> address of its ``wasmtime_context_t``: inside a host function."""
 held_func_call = _keeping_gil("wasmtime_func_call_unchecked", _ptr, _ptr, _ptr, _ptr, ctypes.c_size_t, _ptr)
 """(context, func, args_and_results, len, trap slot addresses) -> address of a ``wasmtime_error_t`` or
 None: guest code run *keeping* the GIL, for calls ``gil.GilPolicy`` judged short, and only while a
 native epoch ticker (``epoch_timer``) bounds them. Host functions the guest calls re-take the GIL
-re-entrantly (ctypes callbacks use ``PyGILState_Ensure``)."""
+re-entrantly (cffi callbacks, like ctypes ones, use ``PyGILState_Ensure``)."""
 
 
 def address_of(pointer: Any) -> int:

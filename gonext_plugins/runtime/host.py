@@ -2,12 +2,19 @@
 
 The four ``env`` imports, and the WASI subset of :mod:`.wasi` through the same machinery
 (:func:`define_import`, :func:`link_imports`), are defined per store with
-``wasmtime_func_new_unchecked`` and our own ctypes trampolines, not ``wasmtime.Func``. Two
+``wasmtime_func_new_unchecked`` and our own cffi trampolines, not ``wasmtime.Func``. Two
 reasons: wasmtime-py's trampoline parks a Python exception in a process-global
 (``LAST_EXCEPTION``) that another thread's call may pick up, and the unchecked form skips the
 per-call ``Val`` conversions. Our trampolines never raise: they record what went
 wrong in the instance's :class:`HostContext` and return a wasm trap, and the dispatcher asks the
 context (``take_error``) what the trap meant. Both dispatchers share this module.
+
+A host call is on the page's hot path (the SEO plugin's ``settings.get`` in every ``wp_head``), so
+its C side is prepared once per instance (:meth:`HostContext.attach`): cffi callbacks (arguments
+read as plain cffi fields), the memory's base address read once (it never moves), guest memory
+read and written with cffi, the ``gn_alloc`` that places a result called with a ready argument
+array, all through C calls that keep the GIL except ``gn_alloc`` under the ``"release"`` policy
+(wasmtime-py's bindings released and re-took it around each of about ten calls per host call).
 
 Two rules of ABI.md are enforced here, in the one trampoline every import goes through, and one
 of our own:
@@ -45,7 +52,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
-from wasmtime import Func, FuncType, Memory, Store, Trap, ValType, WasmtimeError
+from wasmtime import Func, FuncType, Memory, Store, ValType
 from wasmtime import _ffi as ffi
 
 from gonext_plugins.errors import (
@@ -55,6 +62,7 @@ from gonext_plugins.errors import (
     PluginTrap,
     ReentrantHostCall,
 )
+from gonext_plugins.runtime import _wasmtime_ffi as cffi_wasmtime
 from gonext_plugins.runtime import levels
 from gonext_plugins.runtime.gil import GilPolicy
 from gonext_plugins.runtime.levels import DEBUG, ERROR, INFO, WARNING  # noqa: F401  (ABI.md levels, re-exported)
@@ -161,9 +169,10 @@ class HostContext:
     the typed error a host function recorded (panic message, host-call limit), if any.
     """
 
-    __slots__ = ("alloc", "call_hook", "call_started", "deadline", "deadline_ticks", "error", "gil", "handle",
-                 "host_calls", "host_functions", "limits", "log_calls", "log_sink", "memory", "name",
-                 "placing", "soft_at", "stdio")
+    __slots__ = ("alloc", "alloc_arg", "alloc_func", "alloc_trap", "alloc_trap_arg", "alloc_vals",
+                 "alloc_vals_arg", "call_hook", "call_started", "deadline", "deadline_ticks", "error", "gil",
+                 "handle", "host_calls", "host_functions", "limits", "log_calls", "log_sink", "memory",
+                 "memory_arg", "memory_base", "memory_handle", "name", "placing", "soft_at", "stdio")
 
     def __init__(self, name: str, handle: PluginHandle, limits: Limits, log_sink: LogSink,
                  host_functions: HostFunctions) -> None:
@@ -172,8 +181,18 @@ class HostContext:
         self.limits = limits
         self.log_sink = log_sink
         self.host_functions = host_functions
-        self.memory: Memory | None = None  # set once the instance exists
+        self.memory: Memory | None = None  # set once the instance exists (attach)
         self.alloc: Func | None = None
+        # What the trampolines use of them, prepared once by attach (see there): None before.
+        self.memory_handle: Any = None  # the cffi handle memory_arg points to: kept alive here
+        self.memory_arg: ctypes.c_void_p | None = None
+        self.memory_base: Any = _NULL  # a cffi ``char *``: slicing it reads guest memory without ctypes
+        self.alloc_func: Any = None
+        self.alloc_arg: ctypes.c_void_p | None = None
+        self.alloc_vals: Any = None
+        self.alloc_vals_arg: ctypes.c_void_p | None = None
+        self.alloc_trap: Any = None
+        self.alloc_trap_arg: ctypes.c_void_p | None = None
         self.host_calls = 0
         self.log_calls = 0
         self.error: PluginTrap | None = None
@@ -190,6 +209,27 @@ class HostContext:
         self.soft_at = 0.0
         # WASI fd_write's unfinished line per fd (1 stdout, 2 stderr); flush_stdio ends each call.
         self.stdio: dict[int, bytearray] = {}
+
+    def attach(self, store: Store, memory: Memory, alloc: Func) -> None:
+        """Bind the instance's memory and ``gn_alloc``, and prepare what every host call reuses:
+        the memory's base address (read once: the engine is built with ``memory_may_move`` off,
+        ``compiler.ENGINE_SETTINGS``), the memory and function handles as ready ``held_*``
+        arguments, and the argument array and trap slot of the ``gn_alloc`` call that places a
+        host function's result. Per host call that leaves two C calls that keep the GIL (caller
+        context, memory size) and the ``gn_alloc`` call itself."""
+        self.memory = memory
+        self.alloc = alloc
+        self.memory_handle = cffi_wasmtime.memory_of(memory)
+        context = cffi_wasmtime.held_arg(cffi_wasmtime.context_of(store))
+        self.memory_arg = cffi_wasmtime.held_arg(self.memory_handle)
+        base = cffi_wasmtime.held_memory_data(context, self.memory_arg) or 0
+        self.memory_base = cffi_wasmtime.ffi.cast("char *", base)
+        self.alloc_func = cffi_wasmtime.func_of(alloc)
+        self.alloc_arg = cffi_wasmtime.held_arg(self.alloc_func)
+        self.alloc_vals = cffi_wasmtime.ffi.new("wasmtime_val_raw_t[1]")
+        self.alloc_vals_arg = cffi_wasmtime.held_arg(self.alloc_vals)
+        self.alloc_trap = cffi_wasmtime.ffi.new("wasm_trap_t **")
+        self.alloc_trap_arg = cffi_wasmtime.held_arg(self.alloc_trap)
 
     def begin_call(self) -> None:
         self.host_calls = 0
@@ -238,6 +278,22 @@ def time_left() -> float | None:
 # --- the trampolines -------------------------------------------------------------------------
 
 _LIVE: dict[int, HostContext] = {}
+_caller_context = cffi_wasmtime.held_caller_context
+_memory_size = cffi_wasmtime.held_memory_data_size
+_call_held = cffi_wasmtime.held_func_call
+_call_releasing = cffi_wasmtime.lib.wasmtime_func_call_unchecked
+_error_at = cffi_wasmtime.error_at
+_NULL = cffi_wasmtime.ffi.NULL
+_unpack = cffi_wasmtime.ffi.unpack
+_memmove = cffi_wasmtime.ffi.memmove
+_ONE = ctypes.c_size_t(1)
+
+CALLBACK_CDECL = "uintptr_t(uintptr_t, uintptr_t, wasmtime_val_raw_t *, size_t)"
+"""libwasmtime's ``wasmtime_func_unchecked_callback_t`` for a cffi callback: ``(env, caller, args,
+nargs) -> trap``, with the pointers we only pass on (env, caller, the trap) as plain integers, so
+no Python object is built for them. A cffi callback, not a ctypes one: ``args`` arrives as a cffi
+pointer whose ``args[i].i32`` is a plain read (ctypes built a pointer object per argument and a
+structure per element read)."""
 _KEYS = itertools.count(1)
 _U32 = 0xFFFFFFFF
 
@@ -249,32 +305,33 @@ def trap(message: str) -> int:
     return ctypes.cast(ptr, ctypes.c_void_p).value or 0
 
 
-def guest_memory(caller: Any, ctx: HostContext) -> tuple[Any, int, int]:
-    """(context, base address, size) of the guest memory as seen from inside a host call."""
-    cctx = ffi.wasmtime_caller_context(caller)
-    mem = ctx.memory
-    if mem is None:
+def guest_memory(caller: int, ctx: HostContext) -> tuple[int, Any, int]:
+    """(context address, base pointer, size) of the guest memory as seen from inside a host call:
+    two C calls that keep the GIL (the base never moves, :meth:`HostContext.attach`). Memory only
+    grows, so a range inside ``size`` stays inside memory for the rest of the host call."""
+    cctx: int = _caller_context(caller)
+    memory = ctx.memory_arg
+    if memory is None:  # a start function, before the instance exists
         return cctx, 0, 0
-    raw = ctypes.byref(mem._memory)
-    base = ctypes.cast(ffi.wasmtime_memory_data(cctx, raw), ctypes.c_void_p).value or 0
-    return cctx, base, ffi.wasmtime_memory_data_size(cctx, raw)
+    return cctx, ctx.memory_base, _memory_size(cctx, memory)
 
 
-def read_guest(base: int, size: int, ptr: int, length: int) -> bytes | None:
-    """Bytes ``[ptr, ptr+length)`` or None when the range is outside memory."""
+def read_guest(base: Any, size: int, ptr: int, length: int) -> bytes | None:
+    """Bytes ``[ptr, ptr+length)`` or None when the range is outside memory (``base``, ``size``:
+    from :func:`guest_memory`)."""
     ptr &= _U32
     if length < 0 or ptr + length > size:
         return None
-    return ctypes.string_at(base + ptr, length) if length else b""
+    return _unpack(base + ptr, length) if length else b""
 
 
-def write_guest(base: int, size: int, ptr: int, data: bytes) -> bool:
+def write_guest(base: Any, size: int, ptr: int, data: bytes) -> bool:
     """Copy ``data`` to ``[ptr, ptr+len)``; False (nothing written) when the range is outside memory."""
     ptr &= _U32
     if ptr + len(data) > size:
         return False
     if data:
-        ctypes.memmove(base + ptr, data, len(data))
+        _memmove(base + ptr, data, len(data))
     return True
 
 
@@ -293,7 +350,8 @@ class ImportSpec:
     name: str
     params: tuple[str, ...]  # "i32" / "i64"
     results: tuple[str, ...]
-    callback: Any  # the ctypes callback; held here so it lives as long as the process
+    callback: tuple[Any, Any]  # (the cffi callback, its address as wasmtime-py's callback type): held
+    # here so the C function lives as long as the process
 
     @property
     def qualified(self) -> str:
@@ -316,8 +374,11 @@ class ImportSpec:
 def define_import(module: str, name: str, params: tuple[str, ...], results: tuple[str, ...],
                   body: ImportBody, while_placing: str) -> ImportSpec:
     """An import whose every call goes through :func:`_guarded` (the one place the rules live)."""
-    callback = ffi.wasmtime_func_unchecked_callback_t(_guarded(name, body, while_placing))
-    return ImportSpec(module, name, params, results, callback)
+    native = cffi_wasmtime.ffi.callback(CALLBACK_CDECL, _guarded(name, body, while_placing))
+    address = int(cffi_wasmtime.ffi.cast("uintptr_t", native))
+    # wasmtime-py's binding takes its own ctypes callback type: the same C function, by address.
+    callback = ffi.wasmtime_func_unchecked_callback_t(address)
+    return ImportSpec(module, name, params, results, (native, callback))
 
 
 def _guarded(name: str, fn: ImportBody, while_placing: str) -> Callable[..., int]:
@@ -325,10 +386,10 @@ def _guarded(name: str, fn: ImportBody, while_placing: str) -> Callable[..., int
     rules, and never let a Python exception escape (one escaping a ctypes callback leaves wasmtime
     with an undefined result: a wrong answer at best, a corrupted heap at worst)."""
 
-    def trampoline(env: int | None, caller: Any, args: Any, nargs: int) -> int:
+    def trampoline(env: int, caller: int, args: Any, nargs: int) -> int:
         ctx: HostContext | None = None
         try:
-            ctx = _LIVE.get(env or 0)
+            ctx = _LIVE.get(env)
             if ctx is None:
                 return trap("host context missing")
             if ctx.placing and while_placing != RUN:
@@ -488,11 +549,13 @@ def _host_call(ctx: HostContext, caller: Any, name_ptr: int, name_len: int, payl
     ptr = _guest_alloc(ctx, cctx, len(result))
     if ptr is None:  # the guest trapped inside gn_alloc; ctx.error says why
         raise _GuestTrapped
-    _, base, size = guest_memory(caller, ctx)  # gn_alloc may have grown memory
     ptr &= _U32
-    if ptr == 0 or ptr + len(result) > size:
+    end = ptr + len(result)
+    if end > size and ctx.memory_arg is not None:  # past the size read before: gn_alloc may have grown it
+        size = _memory_size(cctx, ctx.memory_arg)
+    if ptr == 0 or end > size:
         return pack(0, HC_OUT_OF_MEMORY)
-    ctypes.memmove(base + ptr, result, len(result))
+    _memmove(base + ptr, result, len(result))
     return pack(ptr, len(result))
 
 
@@ -500,29 +563,36 @@ class _GuestTrapped(Exception):
     """gn_alloc trapped while a host call was answering; ``ctx.error`` already says why."""
 
 
-def _guest_alloc(ctx: HostContext, cctx: Any, size: int) -> int | None:
+def _guest_alloc(ctx: HostContext, cctx: int, size: int) -> int | None:
     """Call the guest's gn_alloc from inside a host function (imports there follow ``placing``'s
-    rules); None if it trapped, with the trap's real reason in ``ctx.error``."""
-    func = ctx.alloc
-    if func is None:
+    rules); None if it trapped, with the trap's real reason in ``ctx.error``.
+
+    It keeps the GIL when the plugin runs under the adaptive policy (``ctx.gil``: a native timer
+    advances the epoch, so a looping gn_alloc still meets the deadline); otherwise it releases it,
+    as any guest code does, so a Python epoch ticker keeps ticking."""
+    vals = ctx.alloc_vals
+    if vals is None:
         return 0
-    vals = (ffi.wasmtime_val_raw_t * 1)()
     vals[0].i32 = size
-    trap_ptr = ctypes.POINTER(ffi.wasm_trap_t)()
+    trap_slot = ctx.alloc_trap
     ctx.placing = "gn_alloc"
     try:
-        err = ffi.wasmtime_func_call_unchecked(cctx, ctypes.byref(func._func), vals, 1,
-                                               ctypes.byref(trap_ptr))
+        if ctx.gil is not None:
+            failed = _call_held(cctx, ctx.alloc_arg, ctx.alloc_vals_arg, _ONE, ctx.alloc_trap_arg)
+            err = _error_at(failed) if failed else _NULL
+        else:
+            context = cffi_wasmtime.ffi.cast("wasmtime_context_t *", cctx)
+            err = _call_releasing(context, ctx.alloc_func, vals, 1, trap_slot)
     finally:
         ctx.placing = ""
-    if err or trap_ptr:
+    if err != _NULL or trap_slot[0] != _NULL:
         # wasmtime-py's objects take ownership (and free the C objects) and carry the frames.
-        fault: BaseException = WasmtimeError._from_ptr(err) if err else Trap._from_ptr(trap_ptr)
+        fault = cffi_wasmtime.fault_from(err, trap_slot)
         inner = trap_error(fault, ctx, ctx.limits)  # what gn_alloc's own trap means (takes ctx.error)
         ctx.error = type(inner)(f"guest trapped in gn_alloc during a host call: {inner.message}",
                                 plugin=ctx.name, guest_message=inner.guest_message, frames=inner.frames)
         return None
-    return vals[0].i32
+    return int(vals[0].i32)
 
 
 @ctypes.CFUNCTYPE(None, ctypes.c_void_p)  # type: ignore[untyped-decorator]  # typeshed leaves CFUNCTYPE untyped
@@ -563,7 +633,7 @@ def link_imports(store: Store, ctx: HostContext, specs: list[ImportSpec]) -> lis
         if func is None:
             raw = ffi.wasmtime_func_t()
             ty = spec.func_type()  # held in a local: the C call must not outlive it
-            ffi.wasmtime_func_new_unchecked(store._context(), ty.ptr(), spec.callback, key, _finalize,
+            ffi.wasmtime_func_new_unchecked(store._context(), ty.ptr(), spec.callback[1], key, _finalize,
                                             ctypes.byref(raw))
             func = made[spec.qualified] = Func._from_raw(raw)
         funcs.append(func)

@@ -57,8 +57,7 @@ def instantiate(engine: Engine, module: Module, imports: list[ImportSpec], limit
     alloc = exports["gn_alloc"]
     if not isinstance(memory, Memory) or not isinstance(alloc, Func):  # check_shape makes this unreachable
         raise PluginLoadError("memory or gn_alloc export has the wrong kind", plugin=ctx.name)
-    ctx.memory = memory
-    ctx.alloc = alloc
+    ctx.attach(store, memory, alloc)
     dispatcher = dispatcher_cls(store, exports, memory, limits, ctx)
     if isinstance(exports.get(INITIALIZE_EXPORT), Func):
         _initialize(dispatcher, ctx)
