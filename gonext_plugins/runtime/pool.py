@@ -11,6 +11,13 @@ thread, and every other place that takes instances off the idle list does it by 
 too (never by replacing the list), so nothing is handed out twice. The count of instances out is
 derived (``total - idle - filling``) instead of kept, and the checkout figures are recorded at
 checkin, under the lock it takes anyway: a call takes the lock once, not twice.
+
+Checkin takes no lock either (``list.append`` is atomic too; the figures go to
+:meth:`PluginStats.record_checkin`, which never waits). A thread that keeps the GIL through its
+guest calls (``runtime.gil``) can be switched out by the interpreter while it holds a lock; the
+other thread blocking on it at its own checkin handed the GIL back, after which the two handed it
+to each other at every call (two threads on one plugin ran at 0.4x of one). Waiters and ``close``
+are told through the lock; :meth:`InstancePool._give_back` says why that is safe.
 """
 
 from __future__ import annotations
@@ -44,7 +51,6 @@ class InstancePool:
         self._closed = False
         self._waiters = 0  # threads blocked in checkout; checkin notifies only when there are some
         self._stats = metrics.stats
-        self._zero_waits = metrics.stats.checkout_wait.counts  # bucket 0: checkouts that never waited
         metrics.bind_pool(self, lambda: float(self._total), lambda: float(self.in_use))
 
     @property
@@ -116,6 +122,11 @@ class InstancePool:
                                       f"(max_instances={self._limits.max_instances})", plugin=self.name)
                 self._waiters += 1
                 try:
+                    try:  # once more, now counted: a checkin (no lock) reads the count after it
+                        inst = self._idle.pop()  # puts its instance back (_give_back)
+                        break
+                    except IndexError:
+                        pass
                     self._cond.wait(remaining)
                 finally:
                     self._waiters -= 1
@@ -136,8 +147,7 @@ class InstancePool:
         """Give ``inst`` back; ``discard`` names why it must not be reused (e.g. ``"trap"``).
 
         ``kind``/``seconds``/``fuel`` record the call just made (with, now and then, the instance's
-        memory size, for the plugin's peak), and the checkout's own figures are recorded here too,
-        under the lock this takes anyway.
+        memory size, for the plugin's peak), and the checkout's own figures are recorded here too.
         """
         inst.uses += 1
         if discard is None and inst.uses >= self._limits.max_uses:
@@ -147,23 +157,12 @@ class InstancePool:
         # plugin's peak is at most MEMORY_SAMPLE_EVERY calls of one instance late, never more than it was.
         sample = discard is not None or inst.uses % MEMORY_SAMPLE_EVERY == 1
         memory = inst.dispatcher.memory_bytes() if kind is not None and sample else 0
+        self._stats.record_checkin((memory, inst.waited, kind, seconds, fuel))
+        if discard is None and not self._closed:
+            inst.last_used = time.monotonic()
+            self._give_back(inst)
+            return
         with self._lock:
-            stats = self._stats
-            if memory > stats.memory_peak:
-                stats.memory_peak = memory
-            stats.checkouts += 1
-            if inst.waited:
-                stats.checkout_wait.observe(inst.waited)
-            else:
-                self._zero_waits[0] += 1  # what observe(0.0) does, without the bisect
-            if kind is not None:
-                stats.record_call(kind, seconds, fuel)
-            if discard is None and not self._closed:
-                inst.last_used = time.monotonic()
-                self._idle.append(inst)
-                if self._waiters:
-                    self._cond.notify()
-                return
             self._total -= 1
             self._cond.notify_all()
             refill = not self._closed and self._total < self._limits.min_instances
@@ -171,6 +170,30 @@ class InstancePool:
         if refill:
             with contextlib.suppress(Exception):  # the next checkout retries and reports it
                 self.fill()
+
+    def _give_back(self, inst: PluginInstance) -> None:
+        """Put ``inst`` back on the idle list without taking the lock.
+
+        A waiter counts itself (``_waiters``) and then looks at the idle list once more before it
+        waits, and ``close`` sets ``_closed`` before it empties the list; here the instance goes on
+        the list *before* those two are read. So either a waiter's last look finds the instance, or
+        this reads its count and wakes it; either ``close`` takes the instance off the list, or this
+        sees ``_closed`` and does so itself (``remove`` is atomic: never both)."""
+        self._idle.append(inst)
+        if self._closed:
+            try:
+                self._idle.remove(inst)
+            except ValueError:
+                pass  # close() took it and counts it
+            else:
+                with self._cond:
+                    self._total -= 1
+                    self._cond.notify_all()
+                self._metrics.recycle("closed")
+                return
+        if self._waiters or self._closed:
+            with self._cond:
+                self._cond.notify_all()
 
     def evict_idle(self, now: float | None = None) -> int:
         """Drop instances idle for ``idle_seconds``, down to ``min_instances``; returns how many."""

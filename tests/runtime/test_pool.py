@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY
 
 from gonext_plugins.errors import PluginClosed, PoolTimeout
 from gonext_plugins.runtime import Limits, Runtime
+from gonext_plugins.runtime.metrics import existing_stats
 
 from .conftest import wat
 
@@ -122,3 +123,32 @@ def test_runtime_close_refuses_new_calls_and_loads(slow_rt: Runtime) -> None:
         plugin.invoke_action("x")
     with pytest.raises(PluginClosed):
         slow_rt.load(wat("minimal"), name="late")
+
+
+def test_a_checkin_never_waits_for_the_figures_lock_and_no_figure_is_lost(rt: Runtime) -> None:
+    """A thread switched out while it records its figures must not make the next checkin wait (with
+    the GIL kept through guest calls, that wait handed the GIL to and fro at every call): the
+    figures of a checkin that found the lock taken are queued and folded in before anyone reads."""
+    plugin = rt.load(wat("abi_guest"), name="figures", limits=Limits(max_instances=2))
+    assert plugin.invoke_filter("upper", "warm") == "WARM"
+    stats = existing_stats("figures")
+    assert stats is not None
+    before = stats.checkouts
+    calls_before = stats.call_count()
+    finished = threading.Event()
+
+    def call_while_the_lock_is_held() -> None:
+        for i in range(5):
+            assert plugin.invoke_filter("upper", f"x{i}") == f"X{i}"
+        finished.set()
+
+    with stats._lock:  # another thread "holds" it for as long as this block lasts
+        worker = threading.Thread(target=call_while_the_lock_is_held)
+        worker.start()
+        assert finished.wait(30), "a checkin waited for the figures lock"
+        assert len(stats._pending) == 5  # queued, not lost, not yet counted
+        assert plugin.pool.idle >= 1 and plugin.pool.in_use == 0  # the instance went back at once
+    worker.join()
+    settled = existing_stats("figures")  # a reader folds the queue in first
+    assert settled is stats and not stats._pending
+    assert stats.checkouts == before + 5 and stats.call_count() == calls_before + 5
