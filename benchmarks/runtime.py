@@ -346,6 +346,8 @@ def zig_guest_fuel() -> dict[str, int] | None:
 
 EXTISM_TARGET = 3.0
 """Issue #18's goal for the filter round trip: at least 3x Extism's Python SDK on any machine."""
+EXTISM_BLOCKS = 9
+"""Alternating gonext/Extism blocks behind the headline ratio (odd: the median is one block's)."""
 
 
 def run(calls: int, seconds: float) -> dict[str, Any]:
@@ -377,14 +379,22 @@ def run(calls: int, seconds: float) -> dict[str, Any]:
     for label, (fn, _n) in candidates.items():
         if fn() != EXPECTED:
             raise SystemExit(f"{label}: wrong result {fn()!r}")
-    # Interleave fast and Extism twice so neither gets a warmer machine.
-    for label in ["gonext (fast)", "extism python sdk", *candidates]:
-        fn, n = candidates[label]
+    for label, (fn, n) in candidates.items():
         rows[label] = measure(fn, n, warmup=min(n, 1000))
-
-    fast, ext = rows["gonext (fast)"]["median_us"], rows["extism python sdk"]["median_us"]
-    results["fast_vs_extism"] = {"speedup_median": round(ext / fast, 2), "target": EXTISM_TARGET,
-                                 "met": ext / fast >= EXTISM_TARGET}
+    # The headline ratio: gonext and Extism in alternating blocks, each block's ratio of medians,
+    # and the median of those. A shared machine's slow spells last seconds; they then fall on both
+    # sides of one block's ratio instead of on one host's whole row.
+    block_ratios = []
+    for _ in range(EXTISM_BLOCKS):
+        fast_block = measure(fast_call, max(200, calls // EXTISM_BLOCKS), warmup=200)["median_us"]
+        ext_block = measure(extism_call, max(200, calls // EXTISM_BLOCKS), warmup=200)["median_us"]
+        block_ratios.append(ext_block / fast_block)
+    speedup = statistics.median(block_ratios)
+    results["fast_vs_extism"] = {"speedup_median": round(speedup, 2), "target": EXTISM_TARGET,
+                                 "met": speedup >= EXTISM_TARGET,
+                                 "block_ratios": [round(r, 2) for r in block_ratios],
+                                 "method": f"median over {EXTISM_BLOCKS} alternating blocks of "
+                                           "(Extism median / gonext median)"}
     results["fuel_per_call"] = {"filter": fuel_per_call(fast_plugin, fast_call)}
     results["gil_policy"] = {"runtime": fast_rt.gil_policy, "native_epoch": fast_rt.native_epoch,
                              "tiny filter": repr(fast_plugin.gil_policy)}
@@ -422,7 +432,7 @@ def table(results: dict[str, Any]) -> str:
         lines.append(f"  {label:<28}{row['median_us']:>10.2f}{row['p99_us']:>10.2f}{row['mean_us']:>10.2f}")
     cmp = results["fast_vs_extism"]
     lines.append(f"  gonext fast vs Extism: {cmp['speedup_median']}x faster (target {cmp['target']}x, "
-                 f"{'met' if cmp['met'] else 'NOT met'})")
+                 f"{'met' if cmp['met'] else 'NOT met'}); median of alternating blocks {cmp['block_ratios']}")
     fuel = results["fuel_per_call"]
     lines.append(f"  guest instructions (fuel) per call: filter {fuel['filter']}, spin {fuel['spin']} "
                  f"({results['spin_call']['median_us']:.0f} µs median)")
