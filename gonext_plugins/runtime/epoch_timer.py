@@ -16,8 +16,12 @@ glibc may still have started a notify thread for an expiration just before, so t
 only :data:`RETIRE_GRACE_S` later (by a later start or stop in this process; one left over at exit
 is left to the operating system, never freed while a thread might still use it).
 
-A forked child inherits no POSIX timer: every running :class:`EpochTimer` starts a new one in the
-child (``os.register_at_fork``), so a runtime created before a fork keeps its hard deadline.
+A forked child inherits no POSIX timer, and must not create one: glibc's ``SIGEV_THREAD`` helper
+takes a process-wide lock (``__timer_active_sigev_thread_lock``) each time it starts a notify
+thread, every tick, and a fork at that moment leaves the child's copy locked for good; the child's
+``timer_create`` then never returns (a test caught a forked child hanging there about once in 25
+forks). So in a child every timer is marked stopped (``os.register_at_fork``), and the runtime
+falls back to its Python ticker and to releasing the GIL (``Runtime._after_fork_in_child``).
 
 Where any of this is missing (not Linux/glibc, no clone symbol, ``timer_create`` failing),
 :meth:`EpochTimer.start` returns None and the runtime keeps advancing the epoch from Python.
@@ -171,16 +175,11 @@ class EpochTimer:
             return None
         return cls(timer_id, clone, tick_ms)
 
-    def _restart_in_child(self) -> None:
-        """After a fork: the child has no timer (and no notify thread), so start a new one."""
+    def _stop_in_child(self) -> None:
+        """After a fork: the child has no timer and creates none (see the module's docstring). The
+        engine clone is kept: the parent's timer still ticks on it."""
         self._lock = threading.Lock()
-        if self._stopped:
-            return
-        timer_id = _new_timer(self._clone, self._tick_ms)
-        if timer_id is None:  # the child cannot tick natively: a stopped timer, clone kept
-            self._stopped = True
-        else:
-            self._timer_id = timer_id
+        self._stopped = True
 
     @property
     def running(self) -> bool:
@@ -188,7 +187,7 @@ class EpochTimer:
 
     def stop(self) -> None:
         """Delete the timer, then retire the engine clone (freed after the grace period).
-        Idempotent and safe from any thread (in a forked child, it deletes the child's timer)."""
+        Idempotent and safe from any thread (in a forked child the timer is already stopped)."""
         with self._lock:
             if self._stopped:
                 return
@@ -206,7 +205,8 @@ def _after_fork_in_child() -> None:
     global _retired_lock
     _retired_lock = threading.Lock()  # another thread may have held it at the fork
     for timer in list(_running):
-        timer._restart_in_child()
+        timer._stop_in_child()
+    _running.clear()
 
 
 if _API is not None:

@@ -42,7 +42,7 @@ class GilPolicy:
     flapping and settles on releasing).
     """
 
-    __slots__ = ("hold", "hold_after", "long_while_held", "short_streak")
+    __slots__ = ("forbidden", "hold", "hold_after", "long_while_held", "short_streak")
 
     def __init__(self) -> None:
         self.hold = False
@@ -50,6 +50,13 @@ class GilPolicy:
         self.short_streak = 0
         self.long_while_held = 0
         """How many held calls turned out long (each switched the plugin back to releasing)."""
+        self.forbidden = False
+        """Set when nothing native advances the epoch any more (a forked child): never hold again."""
+
+    def forbid(self) -> None:
+        """Release the GIL in every call from now on: only a Python thread can end a call now."""
+        self.forbidden = True
+        self.hold = False
 
     def observe(self, fuel_used: int, held: bool, timed_out: bool = False) -> None:
         """Record one finished call, ``held`` if it kept the GIL. A call that hit the hard deadline
@@ -61,7 +68,7 @@ class GilPolicy:
                 self.hold = False
                 self.long_while_held += 1
                 self.hold_after = min(self.hold_after * 2, MAX_HOLD_AFTER)
-        elif not self.hold:
+        elif not self.hold and not self.forbidden:
             self.short_streak += 1
             if self.short_streak >= self.hold_after:
                 self.hold = True

@@ -175,6 +175,24 @@ class Runtime:
         # The timer ticks on its own engine handle, so no order against the engine's release is
         # needed; stopping it here only ends the ticks of a runtime nobody closed.
         self._finalizer = weakref.finalize(self, _stop_tickers, self._ticker, self._epoch_timer)
+        _runtimes.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child no thread of the parent runs, and no native timer (``epoch_timer``):
+        a Python ticker that advances the epoch takes over, and the plugins stop keeping the GIL in
+        guest calls (the ticker needs it to end one). Without this a server that loads plugins
+        before it forks its workers (gunicorn ``--preload``) would have no hard deadline in them."""
+        if self._closed:
+            return
+        self._epoch_timer = None
+        self.gil_policy = "release"
+        for plugin in list(self._plugins):
+            if plugin._gil is not None:
+                plugin._gil.forbid()
+        self._ticker = _Ticker(self.engine, self.epoch_tick_ms / 1000, self._inflight, self._plugins)
+        self._ticker.start()
+        self._finalizer.detach()
+        self._finalizer = weakref.finalize(self, _stop_tickers, self._ticker, None)
 
     @property
     def closed(self) -> bool:
@@ -249,6 +267,17 @@ class Runtime:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_runtimes: weakref.WeakSet[Runtime] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for runtime in list(_runtimes):
+        runtime._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _stop_tickers(ticker: _Ticker, epoch_timer: EpochTimer | None) -> None:
