@@ -20,8 +20,11 @@ A forked child inherits no POSIX timer, and must not create one: glibc's ``SIGEV
 takes a process-wide lock (``__timer_active_sigev_thread_lock``) each time it starts a notify
 thread, every tick, and a fork at that moment leaves the child's copy locked for good; the child's
 ``timer_create`` then never returns (a test caught a forked child hanging there about once in 25
-forks). So in a child every timer is marked stopped (``os.register_at_fork``), and the runtime
-falls back to its Python ticker and to releasing the GIL (``Runtime._after_fork_in_child``).
+forks). So in a child of a process that ever started a timer, every timer is marked stopped
+(``os.register_at_fork``), no new one is made (a runtime created later in the child ticks from
+Python), and the runtimes from before the fork fall back to their Python ticker and to releasing
+the GIL (``Runtime._after_fork_in_child``). A child of a process that never started one (a
+server that forks its workers before any plugin loads) makes its own timers as usual.
 
 Where any of this is missing (not Linux/glibc, no clone symbol, ``timer_create`` failing),
 :meth:`EpochTimer.start` returns None and the runtime keeps advancing the epoch from Python.
@@ -145,6 +148,9 @@ def _new_timer(clone: int, tick_ms: int) -> ctypes.c_void_p | None:
 
 
 _running: weakref.WeakSet[EpochTimer] = weakref.WeakSet()
+_state = {"started": False, "forked_after_start": False}
+"""``started``: this process created a timer (glibc's helper thread exists from then on);
+``forked_after_start``: this process is a fork of one that had, so it creates none (module doc)."""
 
 
 class EpochTimer:
@@ -162,13 +168,14 @@ class EpochTimer:
     def start(cls, engine: Engine, tick_ms: int) -> EpochTimer | None:
         """A running timer ticking ``engine`` every ``tick_ms``, or None when the platform has none
         (the caller then ticks from Python)."""
-        if _API is None:
+        if _API is None or _state["forked_after_start"]:
             return None
         clone_engine, free = _API[1][0], _API[1][1]
         _free_retired(time.monotonic())
         clone = clone_engine(ctypes.cast(engine.ptr(), ctypes.c_void_p).value)
         if not clone:
             return None
+        _state["started"] = True  # before the call: the helper thread may exist even if it fails
         timer_id = _new_timer(clone, tick_ms)
         if timer_id is None:
             free(clone)  # no timer exists, so nothing can tick on it
@@ -207,6 +214,8 @@ def _after_fork_in_child() -> None:
     for timer in list(_running):
         timer._stop_in_child()
     _running.clear()
+    if _state["started"]:  # not even for a runtime made later in this child
+        _state["forked_after_start"] = True
 
 
 if _API is not None:

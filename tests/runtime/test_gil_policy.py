@@ -202,6 +202,12 @@ def test_forked_children_end_held_loops_with_a_python_ticker() -> None:
                 os._exit(2)
             _, status = os.waitpid(pid, 0)
             codes.append(os.waitstatus_to_exitcode(status))
+        pid = os.fork()
+        if pid == 0:  # a runtime made in the child ticks from Python too, and never holds the GIL
+            later = Runtime(limits=Limits(fuel=None, soft_timeout_ms=None, hard_timeout_ms=100))
+            os._exit(7 if not later.native_epoch and later.gil_policy == "release" else 1)
+        _, status = os.waitpid(pid, 0)
+        codes.append(os.waitstatus_to_exitcode(status))
         print(sorted(set(codes)), runtime.native_epoch, plugin.gil_policy.hold)
         runtime.close()
     """)
