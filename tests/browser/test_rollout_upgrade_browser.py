@@ -6,7 +6,6 @@ Content-Security-Policy violations. Screenshots: ``test-artifacts/rollout-upgrad
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +15,15 @@ from gonext_plugins import bundle, lifecycle
 from gonext_plugins.models import AuditEvent, Plugin, PluginRollout
 from project.blog.models import Post
 from tests.browser import chromium
+from tests.browser.test_rollout_browser import context
 from tests.test_admin import marker_manifest
 from tests.test_rollout_upgrade import said_by, versioned_guest
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 browser = chromium.browser
+__all__ = ["context"]  # a fixture used by name: the rollout browser test's context
 
 PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture
-def context(browser: Any, live_server: Any) -> Iterator[Any]:
-    ctx = browser.new_context(viewport={"width": 1280, "height": 1000}, base_url=live_server.url)
-    ctx.set_default_timeout(15_000)
-    ctx.add_init_script(chromium.WATCH_CSP)
-    yield ctx
-    ctx.close()
 
 
 def signed(publisher: Any, version: str) -> bytes:
