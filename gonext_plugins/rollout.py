@@ -27,7 +27,6 @@ import hashlib
 import logging
 import os
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Iterable
@@ -191,7 +190,7 @@ class Recorder:
         """Name this process (again after a fork: a forked worker must not share its parent's rows)."""
         if self._pid != os.getpid():
             self._pid = os.getpid()
-            self.process = f"{socket.gethostname()[:50]}:{self._pid}:{secrets.token_hex(4)}"
+            self.process = stats.process_label()
             self._rows.clear()
             self._dirty.clear()
 

@@ -139,6 +139,12 @@ def _minute(now: datetime) -> datetime:
     return now.replace(second=0, microsecond=0)
 
 
+
+def process_label() -> str:
+    """``host:pid:nonce``: one writing process's name in the rollup tables (the nonce tells apart
+    two processes that reuse a pid, on one host or after a restart)."""
+    return f"{socket.gethostname()[:50]}:{os.getpid()}:{secrets.token_hex(4)}"
+
 class Rollup:
     """This process's writer into ``PluginStatsBucket`` (see the module's doc)."""
 
@@ -163,7 +169,7 @@ class Rollup:
         """Name this process (again after a fork: a forked worker must not share its parent's rows)."""
         if self._pid != os.getpid():
             self._pid = os.getpid()
-            self.process = f"{socket.gethostname()[:50]}:{self._pid}:{secrets.token_hex(4)}"
+            self.process = process_label()
             self._rows.clear()
             self._dirty.clear()
             self._requests.clear()
