@@ -156,10 +156,9 @@ _state = {"started": False, "forked_after_start": False}
 class EpochTimer:
     """One periodic native timer advancing one engine's epoch; :meth:`stop` before forgetting it."""
 
-    def __init__(self, timer_id: ctypes.c_void_p, clone: int, tick_ms: int) -> None:
+    def __init__(self, timer_id: ctypes.c_void_p, clone: int) -> None:
         self._timer_id = timer_id
         self._clone = clone
-        self._tick_ms = tick_ms
         self._lock = threading.Lock()
         self._stopped = False
         _running.add(self)
@@ -180,7 +179,7 @@ class EpochTimer:
         if timer_id is None:
             free(clone)  # no timer exists, so nothing can tick on it
             return None
-        return cls(timer_id, clone, tick_ms)
+        return cls(timer_id, clone)
 
     def _stop_in_child(self) -> None:
         """After a fork: the child has no timer and creates none (see the module's docstring). The
