@@ -15,9 +15,10 @@ ctypes arrays), not in the guest. Here, per call:
   calls were all short (:class:`~gonext_plugins.runtime.gil.GilPolicy`, measured in fuel) runs
   the hook call and ``gn_free`` through ``held_func_call``, keeping the GIL too: no release at all
   for a tiny call. A held call that turns out long switches the plugin back to releasing;
-- name and payload go with ``ffi.memmove`` into one ``gn_alloc`` block reused across calls;
-- the body is copied out with one ``ffi.unpack`` from the linear-memory base pointer read once per
-  instance (the engine is built with ``memory_may_move`` off, ``compiler.ENGINE_SETTINGS``), and
+- name and payload are copied into one ``gn_alloc`` block reused across calls, and the body out,
+  by slicing one ``ffi.buffer`` over linear memory from its base pointer, read once per instance
+  (the engine is built with ``memory_may_move`` off, ``compiler.ENGINE_SETTINGS``) and re-sliced
+  when the memory grows (cheaper than ``ffi.memmove``/``ffi.unpack`` on a new pointer), and
   every guest pointer is bounds-checked against the memory size: first the size last read (memory
   only grows, so a range inside it is inside memory now), then, only when that check fails, the
   size read *after* the call.
@@ -46,17 +47,17 @@ _ffi = cffi_wasmtime.ffi
 _lib = cffi_wasmtime.lib
 _NULL = _ffi.NULL
 _call = _lib.wasmtime_func_call_unchecked  # runs guest code: releases the GIL
-_call_held = cffi_wasmtime.held_func_call  # runs guest code keeping it (short calls, adaptive policy)
-_mem_size = cffi_wasmtime.held_memory_data_size  # the rest keep it (see the module docstring)
+# The rest keep it (see the module docstring). The ``prepared_*`` ones take ready ctypes objects
+# only (``_held_arg``, ``c_uint64``, ``c_size_t``), every argument below is one.
+_call_held = cffi_wasmtime.prepared_func_call  # runs guest code keeping it (short calls, adaptive policy)
+_mem_size = cffi_wasmtime.prepared_memory_data_size
 _mem_data = cffi_wasmtime.held_memory_data
-_set_fuel = cffi_wasmtime.held_set_fuel
-_get_fuel = cffi_wasmtime.held_get_fuel
-_set_deadline = cffi_wasmtime.held_set_epoch_deadline
+_set_fuel = cffi_wasmtime.prepared_set_fuel
+_get_fuel = cffi_wasmtime.prepared_get_fuel
+_set_deadline = cffi_wasmtime.prepared_set_epoch_deadline
 _error_at = cffi_wasmtime.error_at
 _held_arg = cffi_wasmtime.held_arg
 _FOUR, _TWO = ctypes.c_size_t(4), ctypes.c_size_t(2)  # argument counts, as ready held_* arguments
-_memmove = _ffi.memmove
-_unpack = _ffi.unpack
 
 
 class FastDispatcher:
@@ -104,8 +105,10 @@ class FastDispatcher:
         self._trap_arg = _held_arg(self._trap)
         self._fuel_out = _ffi.new("uint64_t *")
         self._fuel_out_arg = _held_arg(self._fuel_out)
+        self._deadline_arg = ctypes.c_uint64(ctx.deadline_ticks)  # fixed per plugin (its limits)
         self._size = 0  # memory size last read: a lower bound of the size now
         self._base: Any = _ffi.cast("char *", _mem_data(self._caddr, self._maddr))  # never moves
+        self._memory: Any = _ffi.buffer(self._base, 0)  # the first _size bytes: sliced to copy
         self._grown()
         self._buf_ptr = 0  # an input block from gn_alloc, reused across calls (ABI.md allows it)
         self._buf_cap = 0
@@ -128,13 +131,13 @@ class FastDispatcher:
             failed = _set_fuel(caddr, self._meter_arg)
             if failed:
                 raise trap_error(cffi_wasmtime.fault_from(_error_at(failed), self._trap), ctx, self._limits)
-        _set_deadline(caddr, ctx.deadline_ticks)
+        _set_deadline(caddr, self._deadline_arg)
         timed_out = False
         try:
             name_len = len(name)
             need = name_len + len(payload)
             ptr = self._buf_ptr if need <= self._buf_cap else self._buffer(need)
-            _memmove(self._base + ptr, name + payload, need)
+            self._memory[ptr:ptr + need] = name + payload
             a32 = self._a32
             a32[0] = ptr
             a32[4] = name_len
@@ -157,7 +160,7 @@ class FastDispatcher:
             if not (bptr and 0 < blen <= self._max_output and bptr + blen <= self._size) and decode_result(
                     packed, self._grown(), self._max_output, self._name) is None:
                 return None
-            body: bytes = _unpack(self._base + bptr, blen)
+            body: bytes = self._memory[bptr:bptr + blen]
             a32[0] = bptr
             a32[4] = blen
             ctx.placing = "gn_free"  # imports made there follow ABI.md's no-re-entry rule
@@ -207,7 +210,9 @@ class FastDispatcher:
     def _grown(self) -> int:
         """Read the memory size again (it only grows); the base pointer stays where it was."""
         size: int = _mem_size(self._caddr, self._maddr)
-        self._size = size
+        if size != self._size:
+            self._size = size
+            self._memory = _ffi.buffer(self._base, size)
         return size
 
     def _place(self, export: str, nargs: int) -> int:

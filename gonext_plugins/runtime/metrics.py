@@ -56,6 +56,9 @@ RECENT_CALLS = 1024
 """Latencies kept per plugin for an exact median of recent calls (the admin shows it)."""
 
 
+FOLD_EVERY = 32
+"""Checkins queued before one of them folds the queue in (readers fold it whatever its length)."""
+
 Checkin = tuple[int, float, "str | None", float, int]
 """One checkin's figures: (memory size or 0, seconds waited at checkout, call kind, seconds, fuel)."""
 
@@ -68,9 +71,11 @@ class PluginStats:
     through its guest calls (``runtime.gil``) can be switched out by the interpreter while holding
     it, and the other thread blocking on it at its own checkin handed the GIL back, after which the
     two handed it to each other at every call (two threads on one plugin ran at 0.4x of one). A
-    checkin that finds the lock taken queues its figures (``deque.append`` is atomic); the next
-    holder folds them in, and so does every reader (:func:`existing_stats`, :func:`all_stats`, the
-    Prometheus collector) before it reads: no figure is lost or read late."""
+    checkin queues its figures (``deque.append`` is atomic) and folds the queue in only once it
+    holds :data:`FOLD_EVERY` of them, and only if the lock is free: taking a lock and counting one
+    call at a time was a tenth of a tiny hook call. Every reader (:func:`existing_stats`,
+    :func:`all_stats`, the Prometheus collector) folds the queue before it reads: no figure is
+    lost or read late."""
 
     __slots__ = ("_lock", "_pending", "calls", "checkout_wait", "checkouts", "fuel", "memory_peak", "name",
                  "recent", "traps")
@@ -96,14 +101,13 @@ class PluginStats:
 
     def record_checkin(self, figures: Checkin) -> None:
         """Count one checkin (and the call it ended, if ``kind`` is set); never waits for the lock."""
-        if not self._lock.acquire(blocking=False):
-            self._pending.append(figures)
-            return
-        try:
-            self._fold()
-            self._record(figures)
-        finally:
-            self._lock.release()
+        pending = self._pending
+        pending.append(figures)
+        if len(pending) >= FOLD_EVERY and self._lock.acquire(False):
+            try:
+                self._fold()
+            finally:
+                self._lock.release()
 
     def settled(self) -> PluginStats:
         """These figures with every queued checkin folded in: what a reader reads."""
@@ -113,21 +117,38 @@ class PluginStats:
         return self
 
     def _fold(self) -> None:
+        """Count the queued checkins (the lock held). Every call's path, in batches: so one loop
+        over locals, not a method call per figure."""
         pending = self._pending
+        if not pending:
+            return
+        take = pending.popleft
+        calls = self.calls
+        recent = self.recent.append
+        wait = self.checkout_wait
+        peak = self.memory_peak
+        checkouts = unwaited = fuel_total = 0
         while pending:
-            self._record(pending.popleft())
-
-    def _record(self, figures: Checkin) -> None:
-        memory, waited, kind, seconds, fuel = figures
-        if memory > self.memory_peak:
-            self.memory_peak = memory
-        self.checkouts += 1
-        if waited:
-            self.checkout_wait.observe(waited)
-        else:
-            self.checkout_wait.counts[0] += 1  # what observe(0.0) does, without the bisect
-        if kind is not None:
-            self._count_call(kind, seconds, fuel)
+            memory, waited, kind, seconds, fuel = take()
+            checkouts += 1
+            if memory > peak:
+                peak = memory
+            if waited:
+                wait.observe(waited)
+            else:
+                unwaited += 1  # what observe(0.0) does, without the bisect
+            if kind is not None:
+                histogram = calls.get(kind)
+                if histogram is None:
+                    histogram = calls[kind] = LightHistogram()
+                histogram.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+                histogram.sum += seconds
+                recent(seconds)
+                fuel_total += fuel
+        self.memory_peak = peak
+        self.checkouts += checkouts
+        wait.counts[0] += unwaited
+        self.fuel += fuel_total
 
     def record_call(self, kind: str, seconds: float, fuel: int) -> None:
         """Count one call made outside a pool's checkin (its figures only)."""

@@ -21,7 +21,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import orjson
 from wasmtime import Engine, Module
@@ -57,7 +57,6 @@ from gonext_plugins.runtime.metrics import SOFT_TIMEOUTS_TOTAL, PluginMetrics
 from gonext_plugins.runtime.pool import InstancePool
 
 logger = logging.getLogger("gonext_plugins.runtime")
-_R = TypeVar("_R")  # what a guarded guest call returns
 _clock = time.perf_counter  # a call's latency clock (the ticker compares soft deadlines against it)
 
 DEFAULT_TICK_MS = 5
@@ -375,7 +374,7 @@ class Plugin:
         ``encoded_args`` (from :meth:`encode_args`) stands for ``args`` when given."""
         payload = self._encode({"kind": "filter", "hook": hook, "value": value,
                                 "args": args if encoded_args is None else encoded_args})
-        body = self._run("filter", HOOK_EXPORT, hook, payload)
+        body = self._guarded("filter", HOOK_EXPORT, hook, payload)
         if body is None:
             return value
         decoded = self._decode(body)
@@ -388,7 +387,7 @@ class Plugin:
         :meth:`encode_args`) stands for ``args`` when given."""
         payload = self._encode({"kind": "action", "hook": hook,
                                 "args": args if encoded_args is None else encoded_args})
-        body = self._run("action", HOOK_EXPORT, hook, payload)
+        body = self._guarded("action", HOOK_EXPORT, hook, payload)
         return None if body is None else self._decode(body)
 
     def invoke_job(self, job: str, payload: Any = None, task_id: str | None = None) -> Any:
@@ -398,13 +397,12 @@ class Plugin:
                             status="unknown_hook", plugin=self.name)
         task_id = task_id or uuid.uuid4().hex
         data = self._encode({"kind": "job", "job": job, "id": task_id, "payload": payload})
-        body = self._run("job", JOB_EXPORT, job, data)
+        body = self._guarded("job", JOB_EXPORT, job, data)
         return None if body is None else self._decode(body)
 
     def call(self, export: str, *args: int) -> Any:
         """Call any exported function with integer arguments, under the plugin's limits."""
-        inst = self._checkout()
-        return self._guarded(inst, "raw", export, inst.dispatcher.call_raw, export, *args)
+        return self._guarded("raw", export, export, b"", args)
 
     def close(self, timeout: float | None = None) -> bool:
         """Refuse new calls, let in-flight ones finish; False if ``timeout`` ran out first."""
@@ -445,29 +443,29 @@ class Plugin:
             raise HookError("the guest returned a body that is not JSON", status="bad_result",
                             plugin=self.name) from None
 
-    def _checkout(self) -> PluginInstance:
+    def _guarded(self, kind: str, export: str, hook: str, payload: bytes,
+                 raw_args: tuple[int, ...] | None = None) -> Any:
+        """One guest call on an instance checked out for it: soft-deadline watch, metrics,
+        checkin. The hook's envelope goes to ``export`` (``dispatcher.call``), or, with
+        ``raw_args``, those integers do (``dispatcher.call_raw``). Every guest call's path, so one
+        frame: no closure, no ``*args`` forwarding."""
         if self._runtime._closed:
             raise PluginClosed("runtime is closed", plugin=self.name)
-        return self._pool.checkout()
-
-    def _run(self, kind: str, export: str, hook: str, payload: bytes) -> bytes | None:
-        inst = self._checkout()
-        return self._guarded(inst, kind, hook, inst.dispatcher.call, export, hook.encode(), payload)
-
-    def _guarded(self, inst: PluginInstance, kind: str, hook: str, fn: Callable[..., _R], *args: Any) -> _R:
-        """Run ``fn(*args)``, one guest call on a checked-out instance: soft-deadline watch, metrics,
-        checkin. (Arguments, not a closure: this is every hook call's path.)"""
+        inst = self._pool.checkout()
         discard: str | None = None
-        started = _clock()
         ctx = inst.ctx
+        dispatcher = inst.dispatcher
         soft_s = self._soft_s
+        started = _clock()
         if soft_s is not None:  # the ticker watches ctx.soft_at while the call runs
             ctx.call_hook = hook
             ctx.call_started = started
             ctx.soft_at = started + soft_s
             self._inflight[id(ctx)] = ctx
         try:
-            return fn(*args)
+            if raw_args is None:
+                return dispatcher.call(export, hook.encode(), payload)
+            return dispatcher.call_raw(export, *raw_args)
         except PluginTimeout:
             discard = "timeout"
             self._metrics.trap("timeout")
@@ -482,12 +480,12 @@ class Plugin:
             discard = "error"  # a host-side failure mid-call: the instance state is unknown
             raise
         finally:
-            ctx.flush_stdio()  # WASI output without a final newline still reaches the log
+            if ctx.stdio:
+                ctx.flush_stdio()  # WASI output without a final newline still reaches the log
             if soft_s is not None:
                 self._inflight.pop(id(ctx), None)
             elapsed = _clock() - started
-            observer = self.call_observer
-            if observer is not None:
+            if self.call_observer is not None:
                 memory = ctx.memory.data_len(inst.store) if ctx.memory is not None else 0
-                observer(kind, hook, elapsed, inst.dispatcher.fuel_used, memory)
-            self._pool.checkin(inst, discard, kind, elapsed, inst.dispatcher.fuel_used)
+                self.call_observer(kind, hook, elapsed, dispatcher.fuel_used, memory)
+            self._pool.checkin(inst, discard, kind, elapsed, dispatcher.fuel_used)

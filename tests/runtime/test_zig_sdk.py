@@ -514,9 +514,9 @@ def fuel_of(plugin: Plugin, call: Any) -> int:
 
     call()  # warm: the first call may grow the heap
     stats = stats_for(plugin.name)
-    before = stats.fuel
+    before = stats.settled().fuel
     call()
-    return stats.fuel - before
+    return stats.settled().fuel - before
 
 
 def test_a_string_costs_a_few_instructions_a_byte(echo: Plugin) -> None:
