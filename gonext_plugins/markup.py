@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import nh3
+import orjson
 from django.utils.safestring import SafeData, SafeString, mark_safe
 
 from .errors import BadPluginMarkup
@@ -85,26 +86,26 @@ class Sanitized(SafeString):
 
 
 class _BoundedCache:
-    """A thread-safe LRU of ``str -> str`` bounded by entries and by the characters it holds (keys
-    and values): only for pure functions of the key's exact characters, so a hit is the very result
-    a fresh call would give. Strings over ``max_item_chars`` are never kept."""
+    """A thread-safe LRU of ``str | bytes -> str`` bounded by entries and by the characters it holds
+    (keys and values): only for pure functions of the key's exact characters (or bytes), so a hit
+    is the very result a fresh call would give. Items over ``max_item_chars`` are never kept."""
 
     def __init__(self, max_entries: int, max_chars: int, max_item_chars: int) -> None:
         self.max_entries = max_entries
         self.max_chars = max_chars
         self.max_item_chars = max_item_chars
-        self._items: OrderedDict[str, str] = OrderedDict()
+        self._items: OrderedDict[str | bytes, str] = OrderedDict()
         self._chars = 0
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> str | None:
+    def get(self, key: str | bytes) -> str | None:
         with self._lock:
             value = self._items.get(key)
             if value is not None:
                 self._items.move_to_end(key)
             return value
 
-    def put(self, key: str, value: str) -> None:
+    def put(self, key: str | bytes, value: str) -> None:
         size = len(key) + len(value)
         if size > self.max_item_chars:
             return
@@ -178,6 +179,14 @@ def clean_filter_value(original: Any, result: Any, *, raw: bool, html: bool = Fa
     return result
 
 
+class PluginBody(dict[str, Any]):
+    """An action body from a plugin, as :func:`clean_action_body` checked it: JSON data (strings,
+    numbers, lists, objects) and, under ``html``, markup already sanitized. Only these are
+    rendered through :data:`_rendered`."""
+
+    __slots__ = ()
+
+
 def clean_action_body(body: Any, *, slug: str, raw: bool) -> Any:
     """A plugin action's body as ``do_action`` returns it: a string is HTML (sanitized); in a dict,
     ``html`` is HTML (sanitized) and the structured outputs are checked (:class:`BadPluginMarkup`
@@ -186,7 +195,7 @@ def clean_action_body(body: Any, *, slug: str, raw: bool) -> Any:
         return _trusted_or_sanitized(body, raw)
     if not isinstance(body, dict):
         return body
-    cleaned = dict(body)
+    cleaned = PluginBody(body)
     if "html" in cleaned:
         if not isinstance(cleaned["html"], str):
             raise BadPluginMarkup('"html" must be a string', plugin=slug)
@@ -272,16 +281,39 @@ def escape(value: Any) -> str:
     return html_escape(str(value))
 
 
+# A plugin's head is usually the same on every view of a page. Rendering is a pure function of the
+# body, and a plugin's body is JSON data, so its JSON text keys the HTML: a repeat costs one encode
+# and a lookup instead of escaping every value (the same content in another key order only misses).
+# JSON has one text per value it can hold; a body the site's code changed to hold a float NaN or
+# infinity (orjson writes null) could share a key with one holding null, both rendered escaped.
+_rendered = _BoundedCache(max_entries=512, max_chars=2 * 1024 * 1024, max_item_chars=64 * 1024)
+
+
 def render_fragment(body: Any) -> str:
     """The HTML of one action body, as the host renders it (every value escaped here).
 
     A string or ``html`` is markup: from a plugin, the bridge already sanitized it; from the site's
     own Python receivers (``collect = True``), it is the site's code, trusted like its templates.
+    A plugin's body (:class:`PluginBody`) is rendered once per distinct content (:data:`_rendered`).
     """
     if isinstance(body, str):
         return body
     if not isinstance(body, dict):
         return ""
+    if type(body) is not PluginBody:
+        return _render(body)
+    try:
+        key = orjson.dumps(body)
+    except TypeError:  # changed by the site's code into something JSON cannot say: no memo
+        return _render(body)
+    html = _rendered.get(key)
+    if html is None:
+        html = _render(body)
+        _rendered.put(key, html)
+    return html
+
+
+def _render(body: Mapping[str, Any]) -> str:
     parts: list[str] = []
     if isinstance(body.get("title"), str):
         parts.append(f"<title>{escape(body['title'])}</title>")

@@ -4,7 +4,8 @@ The sanitizer's cache (``markup._sanitized``): a plugin that returns the same ma
 is sanitized once, and the cache never hands one input's result to another input. Each check
 compares with Ammonia itself (``markup._cleaner.clean``, uncached): a cache that served a stale,
 shared or unsanitized string fails here. ``json_for_script`` is compared with ``json.dumps`` and
-the escapes it documents.
+the escapes it documents. The rendered-head memo (``markup._rendered``) is compared with the
+uncached renderer for bodies that differ by one value, one key or one type.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ NEAR_MISSES = [
 @pytest.fixture(autouse=True)
 def _empty_cache() -> Any:
     markup._sanitized.clear()
+    markup._rendered.clear()
     yield
     markup._sanitized.clear()
 
@@ -137,3 +139,59 @@ def test_revoking_html_raw_sanitizes_the_very_next_call(make_bundle) -> None:  #
     lifecycle.revoke(bundle.manifest.slug, "html.raw", "tests")
     registry.sync(force=True)
     assert hooks.apply_filters("upper", hostile) == "<b>X</b>"
+
+
+# Action bodies that differ by little: one value, its type (1 / 1.0 / "1" / true), a key, an
+# order of items. A memo keyed on anything looser than the body's content mixes them up.
+NEAR_MISS_BODIES: list[dict[str, Any]] = [
+    {"title": "Hello"},
+    {"title": "Hello "},
+    {"title": "<b>Hello</b>"},
+    {"meta": [{"name": "description", "content": "a"}]},
+    {"meta": [{"property": "description", "content": "a"}]},
+    {"meta": [{"name": "description", "content": "a\"><script>"}]},
+    {"meta": [{"name": "a", "content": "1"}, {"name": "b", "content": "2"}]},
+    {"meta": [{"name": "b", "content": "2"}, {"name": "a", "content": "1"}]},
+    {"link": [{"rel": "canonical", "href": "https://example.com/a"}]},
+    {"link": [{"rel": "canonical", "href": "https://example.com/a", "hreflang": "en"}]},
+    {"jsonld": {"n": 1}},
+    {"jsonld": {"n": 1.0}},
+    {"jsonld": {"n": "1"}},
+    {"jsonld": {"n": True}},
+    {"jsonld": {"n": "</script><script>alert(1)</script>"}},
+    {"html": "<p>x</p>"},
+    {"html": "<p>x</p>", "title": "t"},
+]
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_a_plugin_body_renders_as_the_uncached_renderer_renders_it(raw: bool) -> None:
+    bodies = [markup.clean_action_body(body, slug="p", raw=raw) for body in NEAR_MISS_BODIES]
+    assert all(type(body) is markup.PluginBody for body in bodies)
+    for _ in range(2):  # the second pass is served from the memo
+        for body in bodies:
+            assert markup.render_fragment(body) == markup._render(body)
+    assert len(markup._rendered) == len({json.dumps(body) for body in NEAR_MISS_BODIES})
+
+
+def test_a_body_changed_after_it_was_rendered_renders_anew() -> None:
+    body = markup.clean_action_body({"title": "before", "meta": [{"name": "a", "content": "x"}]},
+                                    slug="p", raw=False)
+    assert "before" in markup.render_fragment(body)
+    body["title"] = "after"
+    body["meta"][0]["content"] = "<y>"
+    assert markup.render_fragment(body) == markup._render(body) == (
+        '<title>after</title>\n<meta name="a" content="&lt;y&gt;">')
+
+
+def test_a_body_that_json_cannot_say_is_rendered_uncached() -> None:
+    body = markup.clean_action_body({"title": "t"}, slug="p", raw=False)
+    body["meta"] = [{"name": "n", "content": object()}]  # the site's code put an object there
+    assert markup.render_fragment(body) == markup._render(body)
+    assert len(markup._rendered) == 0
+
+
+def test_a_sites_own_dict_body_is_never_memoized() -> None:
+    body = {"title": "from the site's Python receiver"}
+    assert markup.render_fragment(body) == "<title>from the site&#x27;s Python receiver</title>"
+    assert len(markup._rendered) == 0
