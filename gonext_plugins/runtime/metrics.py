@@ -117,8 +117,8 @@ class PluginStats:
         return self
 
     def _fold(self) -> None:
-        """Count the queued checkins (the lock held). Every call's path, in batches: so one loop
-        over locals, not a method call per figure."""
+        """Count the queued checkins (the lock held). Every call's figures pass here, in batches:
+        so one loop over locals, with the totals written back once."""
         pending = self._pending
         if not pending:
             return
@@ -141,8 +141,7 @@ class PluginStats:
                 histogram = calls.get(kind)
                 if histogram is None:
                     histogram = calls[kind] = LightHistogram()
-                histogram.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-                histogram.sum += seconds
+                histogram.observe(seconds)
                 recent(seconds)
                 fuel_total += fuel
         self.memory_peak = peak
