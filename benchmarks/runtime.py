@@ -328,9 +328,9 @@ def spin_plugin(runtime: Any) -> tuple[Callable[[], Any], Any]:
 def fuel_per_call(plugin: Any, call: Callable[[], Any]) -> int:
     """Guest instructions (fuel) of one call, from the plugin's own fuel counter."""
     stats = plugin._metrics.stats
-    before = stats.fuel
+    before = stats.settled().fuel  # checkins queue their figures: a reader settles them first
     call()
-    return int(stats.fuel - before)
+    return int(stats.settled().fuel - before)
 
 
 def zig_guest_fuel() -> dict[str, int] | None:
