@@ -8,12 +8,13 @@ ctypes arrays), not in the guest. Here, per call:
 - no Python object is built for the call: one preallocated ``wasmtime_val_raw_t[4]`` array and one
   trap slot per instance feed ``wasmtime_func_call_unchecked`` (cffi ABI mode, about 0.3 µs a call);
 - only guest code may run with the GIL released (the hook call and the ``gn_free`` of its body: two
-  releases a call). Fuel, the epoch deadline and the memory size go through the ``held_*``
-  functions of ``_wasmtime_ffi``, which keep the GIL: releasing it for a call of nanoseconds let
-  another thread take it, and under two threads every call waited for it several times over;
+  releases a call). Fuel, the epoch deadline and the memory size go through the ``prepared_*``
+  functions of ``_wasmtime_ffi`` (its ``held_*`` ones without per-argument checks), which keep the
+  GIL: releasing it for a call of nanoseconds let another thread take it, and under two threads
+  every call waited for it several times over;
 - with the runtime's ``gil_policy="adaptive"`` (and a native epoch ticker), a plugin whose recent
   calls were all short (:class:`~gonext_plugins.runtime.gil.GilPolicy`, measured in fuel) runs
-  the hook call and ``gn_free`` through ``held_func_call``, keeping the GIL too: no release at all
+  the hook call and ``gn_free`` through ``prepared_func_call``, keeping the GIL too: no release at all
   for a tiny call. A held call that turns out long switches the plugin back to releasing;
 - name and payload are copied into one ``gn_alloc`` block reused across calls, and the body out,
   by slicing one ``ffi.buffer`` over linear memory from its base pointer, read once per instance
