@@ -140,12 +140,15 @@ native epoch ticker (``epoch_timer``) bounds them. Host functions the guest call
 re-entrantly (cffi callbacks, like ctypes ones, use ``PyGILState_Ensure``)."""
 
 
+_prepared_lib = ctypes.PyDLL(str(LIBRARY_PATH))  # a second view: its functions get no argtypes
+
+
 def _prepared(function: Any) -> Any:
     """A second handle on ``function`` without ``argtypes``, for a hot path whose every argument is
     a ready ctypes object (:func:`held_arg`, ``c_uint64``, ``c_size_t``): ctypes then passes each
     as it is, skipping the per-argument conversion checks (about a sixth of such a call). Given a
     plain int it would pass a C ``int``, so nothing else may use these."""
-    prepared = getattr(ctypes.PyDLL(str(LIBRARY_PATH)), function.__name__)
+    prepared = getattr(_prepared_lib, function.__name__)
     prepared.restype = function.restype
     return prepared
 
