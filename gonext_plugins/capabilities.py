@@ -105,10 +105,13 @@ def functions_of(capability: str) -> list[str]:
     return [f.name for f in host_functions if f.capability == capability]
 
 
-def host_function(name: str, *, capability: str) -> Callable[[HostCallable], HostCallable]:
+def host_function(name: str, *, capability: str,
+                  pure: bool = False) -> Callable[[HostCallable], HostCallable]:
     """Decorator: make ``func(plugin, payload) -> JSON`` callable from guests as ``name``.
 
     The capability must be registered first, so a typo cannot create an ungrantable function.
+    ``pure``: its answer depends only on the payload and the calling plugin's settings and grants
+    (a pure hook that calls it may still have its result reused); most functions are not.
     """
 
     def decorator(func: HostCallable) -> HostCallable:
@@ -117,7 +120,7 @@ def host_function(name: str, *, capability: str) -> Callable[[HostCallable], Hos
                 f"host function {name!r} names capability {capability!r}, which is not registered; "
                 "call gonext_plugins.capabilities.register() first"
             )
-        host_functions.register(name, capability, func)
+        host_functions.register(name, capability, func, pure=pure)
         return func
 
     return decorator

@@ -138,6 +138,10 @@ class PluginSettings:
     MAX_OUTPUT_BYTES = Setting(4 * MiB, int, (1, GiB), doc="largest body a guest may return")
     CACHE_DIR: Setting[str | None] = Setting(
         None, (str, NoneType), doc="compiled-artifact cache; None = <MEDIA_ROOT>/gonext_plugins/cache")
+    PURE_RESULT_BYTES = Setting(
+        1 * MiB, int, (0, GiB),
+        doc="per plugin and process: results of the hooks its manifest declares pure, kept by exact input "
+            "and reused; 0 turns the reuse off")
 
     # --- Compiling a module: caps checked on its bytes first, then the limits of the child process
     # that compiles a module missing from the cache (CPU seconds of all its threads, address space).

@@ -162,8 +162,19 @@ class LoadedPlugin:
         self.runtime_plugin = runtime.load(
             module, name=self.slug, limits=plugin_limits(self.manifest, runtime.limits),
             capabilities=self.capabilities, context=self,
+            pure_hooks=frozenset((hook.kind, hook.name) for hook in self.manifest.hooks if hook.pure),
+            result_bytes=settings.PURE_RESULT_BYTES,
         )
         self.runtime_plugin.denial_hint = self.denial_hint
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """New settings make the remembered results of pure hooks stale (``settings.get`` answers
+        them): they go once the new values are in place, so no call can store an old answer after."""
+        state = self.__dict__
+        changed = name == "settings" and "runtime_plugin" in state and state.get(name) != value
+        object.__setattr__(self, name, value)
+        if changed:
+            self.runtime_plugin.results.forget()
 
     def denial_hint(self, capability: str) -> str:
         """What would give this plugin ``capability``, for the one log line its first denied call

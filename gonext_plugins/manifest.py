@@ -45,6 +45,7 @@ class Hook:
     name: str
     kind: str  # "action" or "filter"
     priority: int = DEFAULT_PRIORITY
+    pure: bool = False  # its result depends only on its input and the settings: it may be reused
 
 
 @dataclass(frozen=True)
@@ -600,7 +601,7 @@ def _build(data: dict[str, Any]) -> Manifest:
         homepage=data.get("homepage", ""),
         capabilities=tuple(data["capabilities"]),
         optional_capabilities=tuple(data.get("optionalCapabilities", ())),
-        hooks=tuple(Hook(h["name"], h["kind"], h.get("priority", DEFAULT_PRIORITY))
+        hooks=tuple(Hook(h["name"], h["kind"], h.get("priority", DEFAULT_PRIORITY), h.get("pure", False))
                     for h in data.get("hooks", ())),
         jobs=tuple(Job(j["name"], j.get("maxRetries", DEFAULT_MAX_RETRIES)) for j in data.get("jobs", ())),
         limits=Limits(limits.get("memoryPages"), limits.get("fuel"), limits.get("timeoutMs")),

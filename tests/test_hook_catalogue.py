@@ -186,7 +186,7 @@ def test_admin_page_names_active_plugins_and_hooks_the_site_does_not_offer(publi
 def test_install_dialog_marks_hooks_the_site_does_not_offer(publisher: Any) -> None:
     manager = client_for(make_user("manager", ["view_plugin", "install_plugin", "activate_plugin",
                                                "grant_capability"]))
-    raw = signed_bundle(publisher.private_key, hooks=[{"name": "the_content", "kind": "filter"},
+    raw = signed_bundle(publisher.private_key, hooks=[{"name": "the_content", "kind": "filter", "pure": True},
                                                       {"name": "wp_footer", "kind": "action"},
                                                       {"name": "save_post", "kind": "filter"}])
     response = upload(manager, admin_url("plugin_install"), raw)
@@ -194,6 +194,7 @@ def test_install_dialog_marks_hooks_the_site_does_not_offer(publisher: Any) -> N
     table = dialog.split('id="gn-hooks"', 1)[1].split("</table>", 1)[0]
     rows = dict(re.findall(r'<td class="gn-mono">(\w+)(.*?)</td>', table))
     assert "not offered" not in rows["the_content"]
+    assert ">pure</span>" in rows["the_content"] and ">pure</span>" not in rows["wp_footer"]
     assert "not offered by this site" in rows["wp_footer"]
     assert "the site does not declare this hook" in rows["wp_footer"]
     assert "declares it as an action, not a filter" in rows["save_post"]

@@ -218,7 +218,7 @@ def test_seo_job_recomputes_every_score_through_host_functions(site: Site) -> No
     [run] = site.wait([job_id])
     assert run["status"] == "succeeded", run
     assert run["result"] == {"updated": 30, "next_offset": None}
-    assert run["attempts"] == 1 and run["version"] == "1.3.0" and run["enqueued_by"] == "site"
+    assert run["attempts"] == 1 and run["version"] == "1.4.0" and run["enqueued_by"] == "site"
     posts = site.do("scores")["posts"]
     assert len(posts) == 30
     assert all(post["score"] == expected_score(post) for post in posts), posts

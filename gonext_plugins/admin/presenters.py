@@ -51,6 +51,7 @@ class HookRow:
     kind: str
     priority: int
     unoffered: str = ""  # why the site does not offer it; empty when it does
+    pure: bool = False  # declared pure: a repeated input may get the remembered result
 
 
 def hook_rows(manifest: Manifest) -> list[HookRow]:
@@ -58,7 +59,7 @@ def hook_rows(manifest: Manifest) -> list[HookRow]:
     would install, but that part of it would never run unless the site fires the hook anyway."""
     why = {(name, kind): reason for name, kind, reason in
            hooks.unoffered((hook.name, hook.kind) for hook in manifest.hooks)}
-    return [HookRow(hook.name, hook.kind, hook.priority, why.get((hook.name, hook.kind), ""))
+    return [HookRow(hook.name, hook.kind, hook.priority, why.get((hook.name, hook.kind), ""), hook.pure)
             for hook in manifest.hooks]
 
 

@@ -69,6 +69,7 @@ class HookSerializer(serializers.Serializer):
     name = serializers.CharField()
     kind = serializers.ChoiceField(choices=["action", "filter"])
     priority = serializers.IntegerField()
+    pure = serializers.BooleanField(help_text="a repeated input may be answered with a remembered result")
 
 
 def _publisher(version: PluginVersion | None) -> dict[str, str] | None:
@@ -181,8 +182,8 @@ class PluginSerializer(serializers.ModelSerializer):
     @extend_schema_field(HookSerializer(many=True))
     def get_hooks(self, plugin: Plugin) -> list[dict[str, Any]]:
         raw = plugin.active_version.manifest if plugin.active_version else {}
-        return [{"name": h.get("name", ""), "kind": h.get("kind", ""), "priority": h.get("priority", 10)}
-                for h in raw.get("hooks", [])]
+        return [{"name": h.get("name", ""), "kind": h.get("kind", ""), "priority": h.get("priority", 10),
+                 "pure": bool(h.get("pure", False))} for h in raw.get("hooks", [])]
 
     @extend_schema_field(IncompatibleReasonSerializer(many=True))
     def get_incompatible(self, plugin: Plugin) -> list[dict[str, str]]:

@@ -35,22 +35,24 @@ def register_all() -> None:
         capabilities.register(settings.SELF, "Read facts about itself (its slug, version, grants and the "
                               "hooks the site offers) and its own settings. Always granted to every plugin.",
                               "low", builtin=True)
-        for name, capability, func in (
-            ("kv.get", "kv", kv.kv_get),
-            ("kv.set", "kv", kv.kv_set),
-            ("kv.delete", "kv", kv.kv_delete),
-            ("kv.list", "kv", kv.kv_list),
-            ("kv.incr", "kv", kv.kv_incr),
-            ("kv.cas", "kv", kv.kv_cas),
-            ("http.fetch", "http.fetch", http_fetch.http_fetch),
-            ("log", "log", log.log),
-            ("plugin.info", "self", info.plugin_info),
-            ("jobs.enqueue", "jobs.enqueue", jobs.enqueue_host_function),
-            ("settings.get", settings.SELF, settings.settings_get),
+        for name, capability, func, pure in (
+            ("kv.get", "kv", kv.kv_get, False),
+            ("kv.set", "kv", kv.kv_set, False),
+            ("kv.delete", "kv", kv.kv_delete, False),
+            ("kv.list", "kv", kv.kv_list, False),
+            ("kv.incr", "kv", kv.kv_incr, False),
+            ("kv.cas", "kv", kv.kv_cas, False),
+            ("http.fetch", "http.fetch", http_fetch.http_fetch, False),
+            ("log", "log", log.log, False),
+            ("plugin.info", "self", info.plugin_info, False),
+            ("jobs.enqueue", "jobs.enqueue", jobs.enqueue_host_function, False),
+            # Fixed until the settings change, which forgets every remembered result (LoadedPlugin).
+            ("settings.get", settings.SELF, settings.settings_get, True),
         ):
             existing = capabilities.host_functions.get(name)
-            if existing is None or existing.func is not func or existing.capability != capability:
-                capabilities.host_function(name, capability=capability)(func)
+            if (existing is None or existing.func is not func or existing.capability != capability
+                    or existing.pure != pure):
+                capabilities.host_function(name, capability=capability, pure=pure)(func)
 
 
 __all__ = ["http_fetch", "info", "jobs", "kv", "log", "register_all", "settings"]

@@ -118,6 +118,9 @@ class HostFunction:
     name: str
     capability: str
     func: HostCallable
+    pure: bool = False
+    """Its answer is fixed for a loaded plugin until its settings or grants change (``settings.get``):
+    a guest call that made no other host call keeps its "pure" standing (``HostContext.tainted``)."""
 
 
 class HostFunctions:
@@ -131,15 +134,16 @@ class HostFunctions:
         self._funcs: dict[str, HostFunction] = {}
         self._lock = threading.Lock()
 
-    def register(self, name: str, capability: str, func: HostCallable | None = None) -> Any:
+    def register(self, name: str, capability: str, func: HostCallable | None = None, *,
+                 pure: bool = False) -> Any:
         """Register ``func`` (or use as a decorator when ``func`` is omitted)."""
         if func is None:
             def decorator(f: HostCallable) -> HostCallable:
-                self.register(name, capability, f)
+                self.register(name, capability, f, pure=pure)
                 return f
             return decorator
         with self._lock:
-            self._funcs = {**self._funcs, name: HostFunction(name, capability, func)}
+            self._funcs = {**self._funcs, name: HostFunction(name, capability, func, pure)}
         return func
 
     def unregister(self, name: str) -> None:
@@ -167,12 +171,16 @@ class HostContext:
 
     ``begin_call`` resets the per-call counters; after a guest call fails, ``take_error`` returns
     the typed error a host function recorded (panic message, host-call limit), if any.
+    ``tainted`` says the call did something whose outcome is not fixed by its payload: any import
+    but ``gn_host_call`` (the clock, a log line, WASI), or a host function that is not ``pure``. A
+    pure hook's result is remembered only when its call was not tainted (``Plugin``).
     """
 
     __slots__ = ("alloc", "alloc_arg", "alloc_func", "alloc_trap", "alloc_trap_arg", "alloc_vals",
                  "alloc_vals_arg", "call_hook", "call_started", "deadline", "deadline_ticks", "error", "gil",
                  "handle", "host_calls", "host_functions", "limits", "log_calls", "log_sink", "memory",
-                 "memory_arg", "memory_base", "memory_handle", "name", "placing", "soft_at", "stdio")
+                 "memory_arg", "memory_base", "memory_handle", "name", "placing", "soft_at", "stdio",
+                 "tainted")
 
     def __init__(self, name: str, handle: PluginHandle, limits: Limits, log_sink: LogSink,
                  host_functions: HostFunctions) -> None:
@@ -195,6 +203,7 @@ class HostContext:
         self.alloc_trap_arg: ctypes.c_void_p | None = None
         self.host_calls = 0
         self.log_calls = 0
+        self.tainted = False
         self.error: PluginTrap | None = None
         self.deadline_ticks = 1 << 62  # the runtime sets the real one from hard_timeout_ms
         # The plugin's adaptive GIL state (gil.GilPolicy), set by the runtime; None: always release.
@@ -234,6 +243,7 @@ class HostContext:
     def begin_call(self) -> None:
         self.host_calls = 0
         self.log_calls = 0
+        self.tainted = False
         self.error = None
         self.placing = ""
         self.deadline = time.monotonic() + self.limits.hard_timeout_ms / 1000
@@ -384,7 +394,9 @@ def define_import(module: str, name: str, params: tuple[str, ...], results: tupl
 def _guarded(name: str, fn: ImportBody, while_placing: str) -> Callable[..., int]:
     """Wrap the body of import ``name``: look up its context, apply the re-entrancy and deadline
     rules, and never let a Python exception escape (one escaping a ctypes callback leaves wasmtime
-    with an undefined result: a wrong answer at best, a corrupted heap at worst)."""
+    with an undefined result: a wrong answer at best, a corrupted heap at worst). Every import
+    but ``gn_host_call`` taints the call (``HostContext.tainted``); that one decides per function."""
+    taints = name != "gn_host_call"
 
     def trampoline(env: int, caller: int, args: Any, nargs: int) -> int:
         ctx: HostContext | None = None
@@ -392,6 +404,8 @@ def _guarded(name: str, fn: ImportBody, while_placing: str) -> Callable[..., int
             ctx = _LIVE.get(env)
             if ctx is None:
                 return trap("host context missing")
+            if taints:
+                ctx.tainted = True
             if ctx.placing and while_placing != RUN:
                 if while_placing == DROP:
                     return 0
@@ -506,12 +520,13 @@ def _host_call(ctx: HostContext, caller: Any, name_ptr: int, name_len: int, payl
                payload_len: int) -> int:
     cctx, base, size = guest_memory(caller, ctx)
     raw_name = read_guest(base, size, name_ptr, name_len) if name_len <= 256 else None
-    if raw_name is None:
-        return pack(0, HC_UNKNOWN_FUNCTION)
-    name = raw_name.decode("utf-8", "replace")
-    entry = ctx.host_functions.get(name)
+    entry = None if raw_name is None else ctx.host_functions.get(raw_name.decode("utf-8", "replace"))
     if entry is None:
+        ctx.tainted = True
         return pack(0, HC_UNKNOWN_FUNCTION)
+    name = entry.name
+    if not entry.pure:
+        ctx.tainted = True
     if entry.capability not in ctx.handle.capabilities:
         hint = ctx.handle.first_denial(entry.capability)
         if hint is not None:  # once per load and capability: a denied call on every page view is no news
@@ -532,18 +547,9 @@ def _host_call(ctx: HostContext, caller: Any, name_ptr: int, name_len: int, payl
     token = _DEADLINE.set(ctx.deadline)
     try:
         result = orjson.dumps(entry.func(ctx.handle, payload))
-    except MalformedHostCallPayload as exc:  # ABI.md: a missing or unknown field is -3, bad payload
-        ctx.log(ERROR, f"host function {name} refused: {exc.message}")
-        logger.info("host function %s refused a bad payload for plugin %s: %s", name, ctx.name, exc.message)
-        return pack(0, HC_BAD_PAYLOAD)
-    except PluginError as exc:  # an expected refusal (quota, host not allowed): no traceback
-        ctx.log(ERROR, f"host function {name} refused: {exc.message}")
-        logger.info("host function %s refused for plugin %s: %s", name, ctx.name, exc.message)
-        return pack(0, HC_ERROR)
     except Exception as exc:
-        ctx.log(ERROR, f"host function {name} failed: {type(exc).__name__}: {exc}")
-        logger.warning("host function %s failed for plugin %s", name, ctx.name, exc_info=True)
-        return pack(0, HC_ERROR)
+        ctx.tainted = True  # a refusal or a failure is no fixed answer, even from a pure function
+        return pack(0, _refusal(ctx, name, exc))
     finally:
         _DEADLINE.reset(token)
     ptr = _guest_alloc(ctx, cctx, len(result))
@@ -557,6 +563,21 @@ def _host_call(ctx: HostContext, caller: Any, name_ptr: int, name_len: int, payl
         return pack(0, HC_OUT_OF_MEMORY)
     _memmove(base + ptr, result, len(result))
     return pack(ptr, len(result))
+
+
+def _refusal(ctx: HostContext, name: str, exc: Exception) -> int:
+    """The negative status for host function ``name`` raising ``exc``, logged where it belongs."""
+    if isinstance(exc, MalformedHostCallPayload):  # ABI.md: a missing or unknown field is -3
+        ctx.log(ERROR, f"host function {name} refused: {exc.message}")
+        logger.info("host function %s refused a bad payload for plugin %s: %s", name, ctx.name, exc.message)
+        return HC_BAD_PAYLOAD
+    if isinstance(exc, PluginError):  # an expected refusal (quota, host not allowed): no traceback
+        ctx.log(ERROR, f"host function {name} refused: {exc.message}")
+        logger.info("host function %s refused for plugin %s: %s", name, ctx.name, exc.message)
+        return HC_ERROR
+    ctx.log(ERROR, f"host function {name} failed: {type(exc).__name__}: {exc}")
+    logger.warning("host function %s failed for plugin %s", name, ctx.name, exc_info=exc)
+    return HC_ERROR
 
 
 class _GuestTrapped(Exception):

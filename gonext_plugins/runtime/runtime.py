@@ -55,6 +55,7 @@ from gonext_plugins.runtime.loader import (
 )
 from gonext_plugins.runtime.metrics import SOFT_TIMEOUTS_TOTAL, PluginMetrics
 from gonext_plugins.runtime.pool import InstancePool
+from gonext_plugins.runtime.results import MISSING, PureResults
 
 logger = logging.getLogger("gonext_plugins.runtime")
 _clock = time.perf_counter  # a call's latency clock (the ticker compares soft deadlines against it)
@@ -231,18 +232,23 @@ class Runtime:
         return compile_module(self.engine, wasm, name)
 
     def load(self, source: bytes | str | Module, name: str = "plugin", limits: Limits | None = None,
-             capabilities: frozenset[str] | set[str] = frozenset(), context: Any = None) -> Plugin:
+             capabilities: frozenset[str] | set[str] = frozenset(), context: Any = None, *,
+             pure_hooks: frozenset[tuple[str, str]] = frozenset(), result_bytes: int = 0) -> Plugin:
         """Check, compile and instantiate a plugin; every problem is a ``PluginLoadError``.
         ``source`` may be a module compiled already (:meth:`compile_stored`).
 
-        ``limits`` can only lower the runtime's (see :meth:`Limits.capped_by`).
+        ``limits`` can only lower the runtime's (see :meth:`Limits.capped_by`). ``pure_hooks``:
+        the ``(kind, hook)`` pairs whose results may be remembered (:mod:`.results`), in up to
+        ``result_bytes`` (0: none are).
         """
         if self._closed:
             raise PluginClosed("runtime is closed", plugin=name)
         effective = limits.capped_by(self.limits) if limits is not None else self.limits
         module = source if isinstance(source, Module) else self.compile(source, name)
         imports, has_job = check_shape(module, name, effective.memory_pages)
-        plugin = Plugin(self, name, module, imports, has_job, effective, frozenset(capabilities), context)
+        plugin = Plugin(self, name, module, imports, has_job, effective, frozenset(capabilities), context,
+                        pure_hooks=pure_hooks if result_bytes > 0 else frozenset(),
+                        result_bytes=result_bytes)
         plugin._pool.fill()
         self._plugins.add(plugin)
         return plugin
@@ -300,13 +306,17 @@ class Plugin:
     """
 
     def __init__(self, runtime: Runtime, name: str, module: Module, imports: list[ImportSpec], has_job: bool,
-                 limits: Limits, capabilities: frozenset[str], context: Any) -> None:
+                 limits: Limits, capabilities: frozenset[str], context: Any, *,
+                 pure_hooks: frozenset[tuple[str, str]] = frozenset(), result_bytes: int = 0) -> None:
         self.name = name
         self.limits = limits
         self.context = context
         self.has_job = has_job
         self._capabilities = frozenset(capabilities)
         self._denied: set[str] = set()
+        self._pure_hooks = frozenset(pure_hooks)
+        self.results = PureResults(result_bytes)
+        """Remembered bodies of its ``pure_hooks`` (:mod:`.results`)."""
         self.denial_hint: Callable[[str], str] = _generic_denial_hint
         """What the log line of a denied call says would ask for the capability; the layer that
         knows the manifest replaces it (``loading.LoadedPlugin``)."""
@@ -333,6 +343,7 @@ class Plugin:
     def capabilities(self, value: frozenset[str] | set[str]) -> None:
         self._capabilities = frozenset(value)
         self._denied = set()  # the grants changed: the next denial is news again
+        self.results.forget()  # and a pure host function may answer otherwise now
 
     def first_denial(self, capability: str) -> str | None:
         """The hint for the log line of the first call denied for ``capability`` since this plugin
@@ -374,7 +385,10 @@ class Plugin:
         ``encoded_args`` (from :meth:`encode_args`) stands for ``args`` when given."""
         payload = self._encode({"kind": "filter", "hook": hook, "value": value,
                                 "args": args if encoded_args is None else encoded_args})
-        body = self._guarded("filter", HOOK_EXPORT, hook, payload)
+        if self._pure_hooks and ("filter", hook) in self._pure_hooks:
+            body = self._pure("filter", hook, payload)
+        else:
+            body = self._guarded("filter", HOOK_EXPORT, hook, payload)
         if body is None:
             return value
         decoded = self._decode(body)
@@ -387,7 +401,10 @@ class Plugin:
         :meth:`encode_args`) stands for ``args`` when given."""
         payload = self._encode({"kind": "action", "hook": hook,
                                 "args": args if encoded_args is None else encoded_args})
-        body = self._guarded("action", HOOK_EXPORT, hook, payload)
+        if self._pure_hooks and ("action", hook) in self._pure_hooks:
+            body = self._pure("action", hook, payload)
+        else:
+            body = self._guarded("action", HOOK_EXPORT, hook, payload)
         return None if body is None else self._decode(body)
 
     def invoke_job(self, job: str, payload: Any = None, task_id: str | None = None) -> Any:
@@ -443,12 +460,24 @@ class Plugin:
             raise HookError("the guest returned a body that is not JSON", status="bad_result",
                             plugin=self.name) from None
 
+    def _pure(self, kind: str, hook: str, payload: bytes) -> bytes | None:
+        """A pure hook's body: the one remembered for this very payload, else the guest's, which is
+        remembered when the call kept its standing (:mod:`.results`)."""
+        results = self.results
+        found = results.get(payload)
+        if found is not MISSING:
+            return found  # type: ignore[return-value]  # bytes or None: what put() stored
+        body: bytes | None = self._guarded(kind, HOOK_EXPORT, hook, payload, remember=results.generation)
+        return body
+
     def _guarded(self, kind: str, export: str, hook: str, payload: bytes,
-                 raw_args: tuple[int, ...] | None = None) -> Any:
+                 raw_args: tuple[int, ...] | None = None, remember: int | None = None) -> Any:
         """One guest call on an instance checked out for it: soft-deadline watch, metrics,
         checkin. The hook's envelope goes to ``export`` (``dispatcher.call``), or, with
         ``raw_args``, those integers do (``dispatcher.call_raw``). Every guest call's path, so one
-        frame: no closure, no ``*args`` forwarding."""
+        frame: no closure, no ``*args`` forwarding. ``remember``: the results' generation when a
+        pure call began; its body is kept if nothing tainted the call (read before the checkin,
+        while the instance is still this call's)."""
         if self._runtime._closed:
             raise PluginClosed("runtime is closed", plugin=self.name)
         inst = self._pool.checkout()
@@ -464,7 +493,10 @@ class Plugin:
             self._inflight[id(ctx)] = ctx
         try:
             if raw_args is None:
-                return dispatcher.call(export, hook.encode(), payload)
+                body = dispatcher.call(export, hook.encode(), payload)
+                if remember is not None and not ctx.tainted:
+                    self.results.put(payload, body, remember)
+                return body
             return dispatcher.call_raw(export, *raw_args)
         except PluginTimeout:
             discard = "timeout"

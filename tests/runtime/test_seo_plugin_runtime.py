@@ -179,7 +179,7 @@ def test_manifest_is_valid_and_matches_the_handlers() -> None:
     from gonext_plugins import manifest
 
     m = manifest.validate((SEO_DIR / "manifest.json").read_bytes())
-    assert m.slug == "seo" and m.name == "SEO" and m.version == "1.3.0" and m.abi == 1
+    assert m.slug == "seo" and m.name == "SEO" and m.version == "1.4.0" and m.abi == 1
     assert set(m.capabilities) == ALL_CAPS
     assert m.optional_capabilities == ("kv",)
     assert m.raw["settings"]["properties"]["twitterSite"]["default"] == ""

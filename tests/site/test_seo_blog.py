@@ -130,7 +130,7 @@ def test_make_demo_plugin_step_is_idempotent(tmp_path: Path, django_capture_on_c
         call_command("demo_plugin", key=str(key))
     plugin = Plugin.objects.get(slug="seo")
     assert plugin.state == PluginState.ACTIVE and plugin.active_version.signed
-    assert (tmp_path / "seo-1.3.0.gnplugin").exists()
+    assert (tmp_path / "seo-1.4.0.gnplugin").exists()
     call_command("demo_plugin", key=str(key))  # again: nothing changes
     assert Plugin.objects.get(slug="seo").versions.count() == 1
     assert registry.get("seo") is not None
