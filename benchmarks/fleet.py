@@ -19,8 +19,8 @@ ACTOR = "benchmark"
 HOOKS = [{"name": "wp_head", "kind": "action"}, {"name": "the_content", "kind": "filter"}]
 
 
-def slug(index: int) -> str:
-    return f"bench-{index:02d}"
+def slug(index: int, pure: bool = False) -> str:
+    return f"bench-{'pure-' if pure else ''}{index:02d}"
 
 
 
@@ -31,8 +31,10 @@ def member_wasm(base: bytes, name: str) -> bytes:
     return base + b"\x00" + write_uleb(len(body)) + body
 
 
-def install(count: int, key_path: Path) -> list[str]:
-    """Install ``count`` fleet members (inactive); returns their slugs."""
+def install(count: int, key_path: Path, pure: bool = False) -> list[str]:
+    """Install ``count`` fleet members (inactive); returns their slugs. ``pure``: members whose
+    manifests declare both hooks pure (the marker guest's answers depend on its input alone), under
+    their own slugs, so a site's results reuse applies to them (docs/hooks.md)."""
     import wasmtime  # imported once Django is set up, like everything the benchmarks load
 
     from gonext_plugins import bundle, lifecycle, signing
@@ -46,11 +48,12 @@ def install(count: int, key_path: Path) -> list[str]:
     base = wasmtime.wat2wasm(MARKER_WAT.read_text())
     slugs = []
     for index in range(1, count + 1):
-        name = slug(index)
+        name = slug(index, pure)
         manifest = {
             "apiVersion": "gonext.io/v1", "slug": name, "name": f"Benchmark plugin {index}",
             "version": "1.0.0", "abi": 1, "description": "A marker plugin for benchmarks.",
-            "author": "Benchmarks", "capabilities": ["hooks.subscribe"], "hooks": HOOKS,
+            "author": "Benchmarks", "capabilities": ["hooks.subscribe"],
+            "hooks": [{**hook, "pure": True} for hook in HOOKS] if pure else HOOKS,
         }
         raw = bundle.sign(bundle.pack(manifest, member_wasm(base, name)), key.private_key)
         lifecycle.install(bundle.read(raw), ["hooks.subscribe"], ACTOR)

@@ -1,5 +1,6 @@
 """``python -m benchmarks page``: a blog post page with no plugin, the SEO plugin, and 1, 5 and 20
-small plugins (:mod:`benchmarks.fleet`, each on ``wp_head`` and ``the_content``) active.
+small plugins (:mod:`benchmarks.fleet`, each on ``wp_head`` and ``the_content``) active, and 20
+that declare both hooks pure (so their results are reused, as the SEO plugin's ``wp_head`` is).
 
 Every row renders the same page of the demo site through Django's full request path (middleware,
 URL routing, ORM, templates): one with the real SEO plugin (compiled from Zig source, signed,
@@ -62,13 +63,15 @@ def requests_per_second(client: Any, url: str, seconds: float) -> tuple[float, f
     return done / (time.perf_counter() - start), done / max(time.thread_time() - cpu_start, 1e-9)
 
 
-# (label, SEO plugin active, fleet members active): the configurations every round measures.
-CONFIGS: list[tuple[str, bool, int]] = [
-    ("no plugin", False, 0),
-    ("SEO plugin active", True, 0),
-    ("1 fleet plugin", False, 1),
-    ("5 fleet plugins", False, 5),
-    ("20 fleet plugins", False, 20),
+# (label, SEO plugin active, fleet members active, members declaring their hooks pure): the
+# configurations every round measures.
+CONFIGS: list[tuple[str, bool, int, bool]] = [
+    ("no plugin", False, 0, False),
+    ("SEO plugin active", True, 0, False),
+    ("1 fleet plugin", False, 1, False),
+    ("5 fleet plugins", False, 5, False),
+    ("20 fleet plugins", False, 20, False),
+    ("20 fleet plugins, pure hooks", False, 20, True),
 ]
 INTERLEAVED_PAIRS = 1500
 """Plain/SEO request pairs of the interleaved measurement (``interleaved``)."""
@@ -141,27 +144,30 @@ def run(rounds: int, seconds: float) -> dict[str, Any]:
     from project.blog.models import Post
 
     call_command("demo_plugin", key=str(workdir / "demo.key"), stdout=open(os.devnull, "w"))  # noqa: SIM115
-    slugs = fleet.install(max(count for _, _, count in CONFIGS), workdir / "fleet.key")
+    most = max(count for _, _, count, _ in CONFIGS)
+    slugs = {False: fleet.install(most, workdir / "fleet.key"),
+             True: fleet.install(most, workdir / "fleet.key", pure=True)}
     post = Post.objects.get(slug="hello-plugins")
     url = post.get_absolute_url()
     client = Client()
     assert b"application/ld+json" in client.get(url).content, "the SEO plugin must be active"
 
-    def configure(seo: bool, members: int) -> None:
+    def configure(seo: bool, members: int, pure: bool = False) -> None:
         (lifecycle.activate if seo else lifecycle.deactivate)("seo", "benchmark")
-        fleet.set_active(slugs, members)
+        fleet.set_active(slugs[not pure], 0)
+        fleet.set_active(slugs[pure], members)
         registry.sync(force=True)
         content = client.get(url).content
         assert (b"application/ld+json" in content) == seo
         assert content.count(b"gn-marker") == members, (members, content.count(b"gn-marker"))
 
-    samples: dict[str, list[float]] = {label: [] for label, _, _ in CONFIGS}
-    cpu_samples: dict[str, list[float]] = {label: [] for label, _, _ in CONFIGS}
-    ratios: dict[str, list[float]] = {label: [] for label, _, _ in CONFIGS}
-    cpu_ratios: dict[str, list[float]] = {label: [] for label, _, _ in CONFIGS}
+    samples: dict[str, list[float]] = {label: [] for label, *_ in CONFIGS}
+    cpu_samples: dict[str, list[float]] = {label: [] for label, *_ in CONFIGS}
+    ratios: dict[str, list[float]] = {label: [] for label, *_ in CONFIGS}
+    cpu_ratios: dict[str, list[float]] = {label: [] for label, *_ in CONFIGS}
 
-    def measure(label: str, seo: bool, members: int) -> tuple[float, float]:
-        configure(seo, members)
+    def measure(label: str, seo: bool, members: int, pure: bool) -> tuple[float, float]:
+        configure(seo, members, pure)
         requests_per_second(client, url, min(seconds, 0.3))  # warm up
         wall, cpu = requests_per_second(client, url, seconds)
         samples[label].append(wall)
@@ -172,9 +178,9 @@ def run(rounds: int, seconds: float) -> dict[str, Any]:
     # shared machine (seconds long) then lands on both sides of one ratio, not on one row only.
     plain_label = CONFIGS[0][0]
     for _ in range(rounds):
-        for label, seo, members in CONFIGS[1:]:
-            plain_wall, plain_cpu = measure(plain_label, False, 0)
-            wall, cpu = measure(label, seo, members)
+        for label, seo, members, pure in CONFIGS[1:]:
+            plain_wall, plain_cpu = measure(plain_label, False, 0, False)
+            wall, cpu = measure(label, seo, members, pure)
             ratios[label].append(wall / plain_wall)
             cpu_ratios[label].append(cpu / plain_cpu)
     ratios[plain_label] = cpu_ratios[plain_label] = [1.0]
@@ -188,6 +194,7 @@ def run(rounds: int, seconds: float) -> dict[str, Any]:
     loaded = registry.get("seo")
     seo_ratio = ratio["SEO plugin active"]
     fleet_ratio = ratio["20 fleet plugins"]
+    pure_fleet_ratio = ratio["20 fleet plugins, pure hooks"]
     return {
         "benchmark": "page",
         "url": url,
@@ -210,6 +217,8 @@ def run(rounds: int, seconds: float) -> dict[str, Any]:
         "fleet_ratio_20": round(fleet_ratio, 3),
         "fleet_goal": f">= {FLEET_GOAL:.2f}",
         "fleet_meets_goal": fleet_ratio >= FLEET_GOAL,
+        "pure_fleet_ratio_20": round(pure_fleet_ratio, 3),
+        "pure_fleet_meets_goal": pure_fleet_ratio >= FLEET_GOAL,
         "plugin_calls_per_request": {"SEO plugin active": 1, "N fleet plugins": "2 N"},
         "plugin": {"slug": "seo", "version": loaded.version if loaded else None},
     }
@@ -232,8 +241,10 @@ def table(results: dict[str, Any]) -> str:
                      f"{paired['plain_median_us']:.0f} vs {paired['seo_median_us']:.0f} µs median, "
                      f"+{paired['added_us']:.0f} µs, ratio {paired['ratio']:.3f}  "
                      f"goal {results['goal']}: {verdict}")
+    pure_verdict = "met" if results["pure_fleet_meets_goal"] else "NOT met"
     lines.append(f"ratio 20 plugins / plain: {results['fleet_ratio_20']:.3f}  goal {results['fleet_goal']}: "
-                 f"{'met' if results['fleet_meets_goal'] else 'NOT met'}")
+                 f"{'met' if results['fleet_meets_goal'] else 'NOT met'}; with their hooks declared pure: "
+                 f"{results['pure_fleet_ratio_20']:.3f}, {pure_verdict}")
     lines.append(f"load average at the end: {results['load_average']} (req/cpu-s: per second of this "
                  "thread's CPU time, steady on a shared machine)")
     return "\n".join(lines)
