@@ -11,8 +11,10 @@ guest call (``guests/spin_gonext.wat``), each under ``gil_policy="release"`` and
 side by side, each with its ratio to one thread (the figure that matters: below 1.0 threads make
 tiny calls slower, and long calls should approach the number of cores) and the process CPU time per
 call (which a busy machine disturbs less than the wall clock). The thread rows' plugins allow 8
-instances, so no row waits for the pool. Prints a JSON document, then a table. Takes about half a
-minute.
+instances, so no row waits for the pool. Then two threads against one again, in alternating
+blocks (the median of their ratios, which a shared machine's slow spells move less), for both calls
+under the default policy and for C work that releases the GIL (sha256: the machine's own ceiling
+for two threads at that moment). Prints a JSON document, then a table. Takes about a minute.
 
 The host-call rows time one ``gn_host_call`` round trip (trampoline, capability check, payload read
 and decode, the host function, result encode, the ``gn_alloc`` that places it, the write back):
@@ -25,6 +27,7 @@ needs Django) and a no-op, the path's own cost.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import json
 import os
@@ -318,6 +321,31 @@ def thread_rows(call: Callable[[], Any], seconds: float) -> dict[str, dict[str, 
     return rows
 
 
+PAIRED_BLOCKS = 8
+"""Alternating 1- and 2-thread blocks of :func:`paired_two_threads`."""
+
+
+def paired_two_threads(call: Callable[[], Any], seconds: float,
+                       blocks: int = PAIRED_BLOCKS) -> dict[str, Any]:
+    """Two threads against one, measured in turn ``blocks`` times (half a row's time each): the
+    median of the per-block ratios. A single pair of rows lands on whatever spell the shared machine
+    is in; blocks side by side share it, as the page's interleaved requests do."""
+    ratios = []
+    for _ in range(blocks):
+        one = thread_row(call, 1, seconds / 2)["calls_per_second"] or 1
+        two = thread_row(call, 2, seconds / 2)["calls_per_second"]
+        ratios.append(two / one)
+    return {"median_vs_1_thread": round(statistics.median(ratios), 2),
+            "block_ratios": [round(r, 2) for r in ratios]}
+
+
+def machine_parallel_work() -> Callable[[], Any]:
+    """Work that releases the GIL and shares nothing (sha256 of 1 MiB in C): what two threads can
+    gain on this machine at all, measured beside the guest calls as their ceiling."""
+    data = b"\0" * (1 << 20)
+    return lambda: hashlib.sha256(data).digest()
+
+
 def spin_plugin(runtime: Any) -> tuple[Callable[[], Any], Any]:
     """The ~0.5 ms guest call of the thread rows: an action that spins and returns no body."""
     plugin = runtime.load((GUESTS / "spin_gonext.wat").read_text(), name=f"bench-spin-{runtime.gil_policy}",
@@ -416,6 +444,11 @@ def run(calls: int, seconds: float) -> dict[str, Any]:
         "~0.5 ms, release": thread_rows(release_spin_call, seconds),
         "~0.5 ms, adaptive": thread_rows(spin_call, seconds),
     }
+    results["threads_paired"] = {
+        "tiny, adaptive": paired_two_threads(fast_call, seconds),
+        "~0.5 ms, adaptive": paired_two_threads(spin_call, seconds),
+        "sha256 in C (ceiling)": paired_two_threads(machine_parallel_work(), seconds),
+    }
     results["gil_policy"]["~0.5 ms"] = repr(spin.gil_policy)
     results["calls_per_second"] = {"extism python sdk x1": throughput(extism_call, 1, seconds)}
     for closable in (spin, release_spin, fast_plugin, release_plugin, slow_plugin, fast_rt, release_rt,
@@ -454,6 +487,9 @@ def table(results: dict[str, Any]) -> str:
                           f"{row['cpu_us_per_call']:>7.2f} {row['switches_per_call']:>5.2f}" for n, row in
                           ((key[1:], value) for key, value in thread_set.items()))
         lines.append(f"  {label:<20}{cells}")
+    for label, paired in results["threads_paired"].items():
+        lines.append(f"  {label:<20}2 threads vs 1, {len(paired['block_ratios'])} alternating blocks: median "
+                     f"{paired['median_vs_1_thread']:.2f}x {paired['block_ratios']}")
     for label, rate in results["calls_per_second"].items():
         lines.append(f"  {label:<20}{rate:>10} calls/s")
     machine = results["machine"]
