@@ -488,7 +488,8 @@ def table(results: dict[str, Any]) -> str:
                           ((key[1:], value) for key, value in thread_set.items()))
         lines.append(f"  {label:<20}{cells}")
     for label, paired in results["threads_paired"].items():
-        lines.append(f"  {label:<20}2 threads vs 1, {len(paired['block_ratios'])} alternating blocks: median "
+        blocks = len(paired["block_ratios"])
+        lines.append(f"  {label:<22} 2 threads vs 1, {blocks} alternating blocks: median "
                      f"{paired['median_vs_1_thread']:.2f}x {paired['block_ratios']}")
     for label, rate in results["calls_per_second"].items():
         lines.append(f"  {label:<20}{rate:>10} calls/s")
