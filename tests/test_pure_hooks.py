@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from gonext_plugins import hooks, lifecycle, manifest
 from gonext_plugins.errors import HookError, ManifestError
@@ -57,6 +58,7 @@ def guest_calls(loaded: LoadedPlugin) -> int:
 def test_a_repeated_input_is_answered_from_the_remembered_result(plugin) -> None:  # type: ignore[no-untyped-def]
     loaded = plugin("n")
     before = guest_calls(loaded)
+    reused = REGISTRY.get_sample_value("gonext_plugin_results_reused_total", {"plugin": "demo"}) or 0
     assert run(loaded, "n", "post 1") == {"n": 1}
     assert run(loaded, "n", "post 1") == {"n": 1}  # the guest did not run: its counter says so
     assert run(loaded, "n", "post 2") == {"n": 2}  # another input is another call
@@ -64,6 +66,7 @@ def test_a_repeated_input_is_answered_from_the_remembered_result(plugin) -> None
     assert run(loaded, "n", "post 1", "more") == {"n": 3}  # every argument is part of the input
     assert guest_calls(loaded) - before == 3
     assert len(loaded.runtime_plugin.results) == 3 and loaded.runtime_plugin.results.hits == 2
+    assert REGISTRY.get_sample_value("gonext_plugin_results_reused_total", {"plugin": "demo"}) - reused == 2
 
 
 def test_each_answer_is_a_fresh_object(plugin) -> None:  # type: ignore[no-untyped-def]

@@ -29,6 +29,9 @@ POOL_RECYCLE_TOTAL = Counter("gonext_plugin_pool_recycle", "Instances thrown awa
 TRAPS_TOTAL = Counter("gonext_plugin_traps", "Guest calls that trapped, by kind.", ["plugin", "kind"])
 SOFT_TIMEOUTS_TOTAL = Counter("gonext_plugin_soft_timeouts", "Calls that overran soft_timeout_ms.",
                               ["plugin"])
+RESULTS_REUSED_TOTAL = Counter("gonext_plugin_results_reused",
+                               "Calls of pure hooks answered with a remembered result (no guest call).",
+                               ["plugin"])
 
 
 class LightHistogram:
