@@ -20,6 +20,7 @@ from dataclasses import InitVar, dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import orjson
 from wasmtime import Module
 
 from . import capabilities, untrusted_json
@@ -171,7 +172,7 @@ class LoadedPlugin:
         """New settings make the remembered results of pure hooks stale (``settings.get`` answers
         them): they go once the new values are in place, so no call can store an old answer after."""
         state = self.__dict__
-        changed = name == "settings" and "runtime_plugin" in state and state.get(name) != value
+        changed = name == "settings" and "runtime_plugin" in state and not _same_json(state.get(name), value)
         object.__setattr__(self, name, value)
         if changed:
             self.runtime_plugin.results.forget()
@@ -224,6 +225,15 @@ class LoadedPlugin:
         except Exception:  # a report is a courtesy; the fault is recorded without one
             logger.warning("no trap report for plugin %s", self.slug, exc_info=True)
             return None
+
+
+def _same_json(old: Any, new: Any) -> bool:
+    """Whether a guest would read ``old`` and ``new`` as the same JSON: ``1``, ``1.0`` and ``True``
+    are equal in Python but not to ``settings.get``'s reader. Unsure (no JSON form) means no."""
+    try:
+        return old is new or orjson.dumps(old) == orjson.dumps(new)
+    except TypeError:
+        return False
 
 
 def _check_structure(result: Any, slug: str) -> None:

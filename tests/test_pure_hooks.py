@@ -16,8 +16,8 @@ import orjson
 import pytest
 from prometheus_client import REGISTRY
 
-from gonext_plugins import hooks, lifecycle, manifest
-from gonext_plugins.errors import HookError, ManifestError
+from gonext_plugins import capabilities, hooks, host_functions, lifecycle, manifest
+from gonext_plugins.errors import HookError, ManifestError, PluginClosed, PluginError
 from gonext_plugins.registry import LoadedPlugin, registry
 from gonext_plugins.runtime.results import ENTRY_OVERHEAD, MISSING, PureResults
 from tests.conftest import guest_wasm, make_manifest
@@ -28,9 +28,11 @@ SETTINGS = {"type": "object", "properties": {"greeting": {"type": "string", "def
 
 
 @pytest.fixture
-def plugin(make_bundle, django_capture_on_commit_callbacks) -> Callable[..., LoadedPlugin]:  # type: ignore[no-untyped-def]
+def plugin(make_bundle, django_capture_on_commit_callbacks, settings) -> Callable[..., LoadedPlugin]:  # type: ignore[no-untyped-def]
     """``plugin(*hook_names, pure=True, caps=("hooks.subscribe", "kv"))``: the pure guest, active,
-    with each hook an action (declared pure or not)."""
+    with each hook an action (declared pure or not). One instance, so its call counter is the
+    plugin's."""
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "MIN_INSTANCES": 1, "MAX_INSTANCES": 1}
 
     def factory(*names: str, pure: bool = True,
                 caps: tuple[str, ...] = ("hooks.subscribe", "kv")) -> LoadedPlugin:
@@ -117,6 +119,54 @@ def test_the_same_settings_again_forget_nothing(plugin) -> None:  # type: ignore
     run(loaded, "n", "p")
     loaded.settings = dict(loaded.settings)  # equal values (the registry reassigns them on each sync)
     assert run(loaded, "n", "p") == {"n": 1}
+
+
+@pytest.mark.parametrize(("old", "new"), [(1, 1.0), (1, True), ({"a": 1}, {"a": 1.0})])
+def test_settings_equal_in_python_but_not_in_json_forget_the_results(plugin, old: Any, new: Any) -> None:  # type: ignore[no-untyped-def]
+    loaded = plugin("n")
+    loaded.settings = {"greeting": old}
+    run(loaded, "n", "p")
+    loaded.settings = {"greeting": new}  # == the old ones, but settings.get would answer otherwise
+    assert run(loaded, "n", "p") == {"n": 2}
+
+
+@pytest.fixture
+def pure_kv_get():  # type: ignore[no-untyped-def]
+    """``kv.get`` registered as a pure host function answering ``answer()`` (a site's own pure
+    function, for the refusal paths); the built-in one is back afterwards."""
+    answers: list[Any] = [{"found": False, "value": None}]
+
+    def answer(plugin: Any, payload: Any) -> Any:
+        if isinstance(answers[0], Exception):
+            raise answers[0]
+        return answers[0]
+
+    capabilities.host_function("kv.get", capability="kv", pure=True)(answer)
+    yield answers
+    host_functions.register_all()
+
+
+def test_a_pure_host_function_keeps_the_call_pure_only_when_it_answers(plugin, pure_kv_get) -> None:  # type: ignore[no-untyped-def]
+    loaded = plugin("kv")
+    assert [run(loaded, "kv", "a")["n"] for _ in range(2)] == [1, 1]  # answered: remembered
+    pure_kv_get[0] = RuntimeError("the database is down")
+    assert [run(loaded, "kv", "b")["n"] for _ in range(2)] == [2, 3]  # failed: never remembered
+    pure_kv_get[0] = PluginError("refused")
+    assert [run(loaded, "kv", "c")["n"] for _ in range(2)] == [4, 5]
+
+
+def test_a_denied_pure_host_function_taints_the_call(plugin, pure_kv_get) -> None:  # type: ignore[no-untyped-def]
+    loaded = plugin("kv", caps=("hooks.subscribe",))
+    assert [run(loaded, "kv", "a")["n"] for _ in range(2)] == [1, 2]
+
+
+def test_a_closed_plugin_answers_nothing_from_memory(plugin) -> None:  # type: ignore[no-untyped-def]
+    loaded = plugin("n")
+    run(loaded, "n", "p")
+    loaded.runtime_plugin.close()
+    with pytest.raises(PluginClosed):
+        run(loaded, "n", "p")
+    assert len(loaded.runtime_plugin.results) == 0
 
 
 def test_changed_grants_forget_the_results(plugin) -> None:  # type: ignore[no-untyped-def]

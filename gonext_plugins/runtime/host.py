@@ -522,8 +522,7 @@ def _host_call(ctx: HostContext, caller: Any, name_ptr: int, name_len: int, payl
     raw_name = read_guest(base, size, name_ptr, name_len) if name_len <= 256 else None
     entry = None if raw_name is None else ctx.host_functions.get(raw_name.decode("utf-8", "replace"))
     if entry is None:
-        ctx.tainted = True
-        return pack(0, HC_UNKNOWN_FUNCTION)
+        return _refused(ctx, HC_UNKNOWN_FUNCTION)
     name = entry.name
     if not entry.pure:
         ctx.tainted = True
@@ -532,24 +531,23 @@ def _host_call(ctx: HostContext, caller: Any, name_ptr: int, name_len: int, payl
         if hint is not None:  # once per load and capability: a denied call on every page view is no news
             ctx.log(WARNING, f"host call {name} denied: capability {entry.capability!r} not granted; "
                              f"{hint} (logged once until the plugin is loaded again or its grants change)")
-        return pack(0, HC_CAPABILITY_DENIED)
+        return _refused(ctx, HC_CAPABILITY_DENIED)
     if payload_len > ctx.limits.max_input_bytes:
-        return pack(0, HC_BAD_PAYLOAD)
+        return _refused(ctx, HC_BAD_PAYLOAD)
     raw_payload = read_guest(base, size, payload_ptr, payload_len)
     if raw_payload is None:
-        return pack(0, HC_BAD_PAYLOAD)
+        return _refused(ctx, HC_BAD_PAYLOAD)
     try:
         payload = orjson.loads(raw_payload)
     except orjson.JSONDecodeError:
-        return pack(0, HC_BAD_PAYLOAD)
+        return _refused(ctx, HC_BAD_PAYLOAD)
     if time.monotonic() >= ctx.deadline:  # no budget left: do not start it (the trampoline traps)
-        return pack(0, HC_ERROR)
+        return _refused(ctx, HC_ERROR)
     token = _DEADLINE.set(ctx.deadline)
     try:
         result = orjson.dumps(entry.func(ctx.handle, payload))
     except Exception as exc:
-        ctx.tainted = True  # a refusal or a failure is no fixed answer, even from a pure function
-        return pack(0, _refusal(ctx, name, exc))
+        return _refused(ctx, _refusal(ctx, name, exc))
     finally:
         _DEADLINE.reset(token)
     ptr = _guest_alloc(ctx, cctx, len(result))
@@ -560,9 +558,16 @@ def _host_call(ctx: HostContext, caller: Any, name_ptr: int, name_len: int, payl
     if end > size and ctx.memory_arg is not None:  # past the size read before: gn_alloc may have grown it
         size = _memory_size(cctx, ctx.memory_arg)
     if ptr == 0 or end > size:
-        return pack(0, HC_OUT_OF_MEMORY)
+        return _refused(ctx, HC_OUT_OF_MEMORY)
     _memmove(base + ptr, result, len(result))
     return pack(ptr, len(result))
+
+
+def _refused(ctx: HostContext, status: int) -> int:
+    """A host call's negative ``status``. Every refusal taints the call: even a pure function's
+    refusal (denied, out of memory, out of time) is no fixed answer for the guest to build on."""
+    ctx.tainted = True
+    return pack(0, status)
 
 
 def _refusal(ctx: HostContext, name: str, exc: Exception) -> int:

@@ -423,8 +423,11 @@ class Plugin:
         return self._guarded("raw", export, export, b"", args)
 
     def close(self, timeout: float | None = None) -> bool:
-        """Refuse new calls, let in-flight ones finish; False if ``timeout`` ran out first."""
-        return self._pool.close(timeout)
+        """Refuse new calls, let in-flight ones finish; False if ``timeout`` ran out first. The
+        remembered results go too (``_pure`` already answers nothing from them once it is closed)."""
+        finished = self._pool.close(timeout)
+        self.results.forget()
+        return finished
 
     def __repr__(self) -> str:
         return f"<Plugin {self.name!r} size={self._pool.size} in_use={self._pool.in_use}>"
@@ -465,7 +468,7 @@ class Plugin:
         """A pure hook's body: the one remembered for this very payload, else the guest's, which is
         remembered when the call kept its standing (:mod:`.results`)."""
         results = self.results
-        found = results.get(payload)
+        found = results.get(payload) if not (self._runtime._closed or self._pool.closed) else MISSING
         if found is not MISSING:
             self._reused.inc()  # type: ignore[union-attr]  # set whenever there are pure hooks
             return found  # type: ignore[return-value]  # bytes or None: what put() stored
