@@ -128,13 +128,18 @@ class Site:
         assert not done["timed_out"], (done["runs"], self.worker_output())
         return list(done["runs"])
 
-    def guest_lines(self, slug: str, timeout: float = 5, expect: int | None = None) -> list[str]:
-        """The plugin's guest log lines (written by each worker's log writer thread)."""
+    def guest_lines(self, slug: str, *needles: str, timeout: float = 5,
+                    expect: int | None = None) -> list[str]:
+        """The plugin's guest log lines (written by each worker's log writer thread, a little after
+        the job's record is final): once there are ``expect`` of them and every one of ``needles``
+        is in one of them, or when ``timeout`` runs out."""
         deadline = time.monotonic() + timeout
         while True:
             lines = [line["message"] for line in self.do("logs", slug=slug)["lines"]
                      if line["source"] == "guest"]
-            if expect is None or len(lines) >= expect or time.monotonic() > deadline:
+            done = (expect is None or len(lines) >= expect) and all(any(n in line for line in lines)
+                                                                    for n in needles)
+            if done or time.monotonic() > deadline:
                 return lines
             time.sleep(0.1)
 
@@ -222,8 +227,8 @@ def test_seo_job_recomputes_every_score_through_host_functions(site: Site) -> No
     posts = site.do("scores")["posts"]
     assert len(posts) == 30
     assert all(post["score"] == expected_score(post) for post in posts), posts
-    assert any(f"recomputed 30 SEO scores (task {job_id})" in line
-               for line in site.guest_lines("seo", expect=1))
+    recomputed = f"recomputed 30 SEO scores (task {job_id})"
+    assert any(recomputed in line for line in site.guest_lines("seo", recomputed))
 
     # Saving a post (what the admin does) scores it inline and queues the job through jobs.enqueue.
     site.do("save_post", id=posts[0]["id"], title="A much better title about growing tomatoes")
