@@ -53,7 +53,7 @@ from gonext_plugins.runtime.loader import (
     to_wasm,
     validate,
 )
-from gonext_plugins.runtime.metrics import RESULTS_REUSED_TOTAL, SOFT_TIMEOUTS_TOTAL, PluginMetrics
+from gonext_plugins.runtime.metrics import SOFT_TIMEOUTS_TOTAL, PluginMetrics
 from gonext_plugins.runtime.pool import InstancePool
 from gonext_plugins.runtime.results import MISSING, PureResults
 
@@ -317,7 +317,6 @@ class Plugin:
         self._pure_hooks = frozenset(pure_hooks)
         self.results = PureResults(result_bytes)
         """Remembered bodies of its ``pure_hooks`` (:mod:`.results`)."""
-        self._reused = RESULTS_REUSED_TOTAL.labels(name) if self._pure_hooks else None
         self.denial_hint: Callable[[str], str] = _generic_denial_hint
         """What the log line of a denied call says would ask for the capability; the layer that
         knows the manifest replaces it (``loading.LoadedPlugin``)."""
@@ -470,7 +469,7 @@ class Plugin:
         results = self.results
         found = results.get(payload) if not (self._runtime._closed or self._pool.closed) else MISSING
         if found is not MISSING:
-            self._reused.inc()  # type: ignore[union-attr]  # set whenever there are pure hooks
+            self._metrics.stats.reused += 1
             return found  # type: ignore[return-value]  # bytes or None: what put() stored
         body: bytes | None = self._guarded(kind, HOOK_EXPORT, hook, payload, remember=results.generation)
         return body
