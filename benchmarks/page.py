@@ -11,9 +11,10 @@ a row's ratio is the median over rounds of its requests per second over that pla
 spell of a shared machine lands on both sides of one ratio rather than on one row. Then the SEO
 page once more, interleaved: plain and SEO requests one each, in turn (:func:`interleaved`), which
 this VM's swings disturb far less, measured twice: as a site runs it (the results reused) and with
-the reuse turned off for the plugin, so every SEO request calls the guest. Prints a JSON document,
-then a table. The goals: the SEO page
-keeps at least 90% of the plain page's requests per second, the page with 20 plugins at least 50%.
+the reuse turned off for the plugin, so every SEO request calls the guest; and the 20-plugin page
+the same way (:func:`interleaved_fleet`), with hooks not pure and pure. Prints a JSON document, then
+a table. The goals: the SEO page keeps at least 90% of the plain page's requests per second, the
+page with 20 plugins at least 50%.
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ CONFIGS: list[tuple[str, bool, int, bool]] = [
 ]
 INTERLEAVED_PAIRS = 1500
 """Plain/SEO request pairs of the interleaved measurement (``interleaved``)."""
+FLEET_PAIRS = 600
+"""Plain/20-plugin request pairs (``interleaved_fleet``; a 20-plugin page takes about 3x as long)."""
 SEO_GOAL = 0.90
 FLEET_GOAL = 0.50  # 20 plugins keep at least half of the plain page's requests per second
 
@@ -109,28 +112,48 @@ def interleaved(client: Any, url: str, pairs: int, reuse: bool = True) -> dict[s
             "added_us": round(seo_us - plain_us, 1), "ratio": round(plain_us / seo_us, 3)}
 
 
-def _pairs(client: Any, url: str, pairs: int, loaded: Any) -> tuple[list[int], list[int]]:
-    """Per-request wall times (ns) of the plain and the SEO page, in turn, after 50 warm-up pairs."""
+def _pairs(client: Any, url: str, pairs: int, loaded: Any, marker: bytes = b"application/ld+json",
+           markers: int = 1) -> tuple[list[int], list[int]]:
+    """Per-request wall times (ns) of the plain page and the page with ``loaded`` (one loaded
+    plugin or a list) on the bus, in turn, after 50 warm-up pairs. The first pair checks the pages:
+    ``markers`` times ``marker`` with the plugins, none without."""
     from gonext_plugins import bridge
 
+    group = loaded if isinstance(loaded, list) else [loaded]
     clock = time.perf_counter_ns
     plain: list[int] = []
     with_seo: list[int] = []
     for i in range(pairs + 50):  # the first 50 pairs warm up
-        bridge.disconnect(loaded)
+        for member in group:
+            bridge.disconnect(member)
         start = clock()
         off = client.get(url)
         plain_ns = clock() - start
-        bridge.connect(loaded)
+        for member in group:
+            bridge.connect(member)
         start = clock()
         on = client.get(url)
         seo_ns = clock() - start
         if i == 0:
-            assert b"application/ld+json" not in off.content and b"application/ld+json" in on.content
+            assert marker not in off.content and on.content.count(marker) == markers
         if i >= 50:
             plain.append(plain_ns)
             with_seo.append(seo_ns)
     return plain, with_seo
+
+
+def interleaved_fleet(client: Any, url: str, pairs: int, slugs: list[str]) -> dict[str, Any]:
+    """:func:`interleaved` for the fleet plugins ``slugs`` (active): all their hooks off the bus
+    for the plain request, all on for the other."""
+    from gonext_plugins.registry import registry
+
+    group = [registry.get(slug) for slug in slugs]
+    assert all(group), "every fleet plugin must be loaded"
+    plain, with_fleet = _pairs(client, url, pairs, group, marker=b"gn-marker", markers=len(group))
+    plain_us, fleet_us = statistics.median(plain) / 1000, statistics.median(with_fleet) / 1000
+    return {"pairs": pairs, "plugins": len(group), "plain_median_us": round(plain_us, 1),
+            "fleet_median_us": round(fleet_us, 1), "added_us": round(fleet_us - plain_us, 1),
+            "ratio": round(plain_us / fleet_us, 3)}
 
 
 def run(rounds: int, seconds: float) -> dict[str, Any]:
@@ -184,6 +207,10 @@ def run(rounds: int, seconds: float) -> dict[str, Any]:
             ratios[label].append(wall / plain_wall)
             cpu_ratios[label].append(cpu / plain_cpu)
     ratios[plain_label] = cpu_ratios[plain_label] = [1.0]
+    configure(False, most)
+    fleet_paired = interleaved_fleet(client, url, FLEET_PAIRS, slugs[False])
+    configure(False, most, pure=True)
+    pure_fleet_paired = interleaved_fleet(client, url, FLEET_PAIRS, slugs[True])
     configure(True, 0)
     paired = interleaved(client, url, INTERLEAVED_PAIRS)
     paired_fresh = interleaved(client, url, INTERLEAVED_PAIRS, reuse=False)
@@ -219,6 +246,9 @@ def run(rounds: int, seconds: float) -> dict[str, Any]:
         "fleet_meets_goal": fleet_ratio >= FLEET_GOAL,
         "pure_fleet_ratio_20": round(pure_fleet_ratio, 3),
         "pure_fleet_meets_goal": pure_fleet_ratio >= FLEET_GOAL,
+        "fleet_interleaved": {**fleet_paired, "meets_goal": fleet_paired["ratio"] >= FLEET_GOAL},
+        "pure_fleet_interleaved": {**pure_fleet_paired,
+                                   "meets_goal": pure_fleet_paired["ratio"] >= FLEET_GOAL},
         "plugin_calls_per_request": {"SEO plugin active": 1, "N fleet plugins": "2 N"},
         "plugin": {"slug": "seo", "version": loaded.version if loaded else None},
     }
@@ -245,6 +275,12 @@ def table(results: dict[str, Any]) -> str:
     lines.append(f"ratio 20 plugins / plain: {results['fleet_ratio_20']:.3f}  goal {results['fleet_goal']}: "
                  f"{'met' if results['fleet_meets_goal'] else 'NOT met'}; with their hooks declared pure: "
                  f"{results['pure_fleet_ratio_20']:.3f}, {pure_verdict}")
+    for key, how in (("fleet_interleaved", "hooks not pure"), ("pure_fleet_interleaved", "hooks pure")):
+        paired = results[key]
+        verdict = "met" if paired["meets_goal"] else "NOT met"
+        lines.append(f"20 plugins ({how}), plain and 20-plugin requests in turn ({paired['pairs']} pairs): "
+                     f"{paired['plain_median_us']:.0f} vs {paired['fleet_median_us']:.0f} µs median, "
+                     f"ratio {paired['ratio']:.3f}  goal {results['fleet_goal']}: {verdict}")
     lines.append(f"load average at the end: {results['load_average']} (req/cpu-s: per second of this "
                  "thread's CPU time, steady on a shared machine)")
     return "\n".join(lines)
