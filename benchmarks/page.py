@@ -254,6 +254,13 @@ def run(rounds: int, seconds: float) -> dict[str, Any]:
     }
 
 
+def _paired_line(title: str, paired: dict[str, Any], with_key: str, goal: str) -> str:
+    """One request-by-request figure of the table: the two medians, the difference, the ratio."""
+    verdict = "met" if paired["meets_goal"] else "NOT met"
+    return (f"{title}: {paired['plain_median_us']:.0f} vs {paired[with_key]:.0f} µs median, "
+            f"+{paired['added_us']:.0f} µs, ratio {paired['ratio']:.3f}  goal {goal}: {verdict}")
+
+
 def table(results: dict[str, Any]) -> str:
     lines = [f"{'page ' + results['url']:<28} {'req/s':>8} {'ratio':>6} {'req/cpu-s':>10} {'ratio':>6}  "
              "req/s rounds", "-" * 96]
@@ -265,22 +272,17 @@ def table(results: dict[str, Any]) -> str:
                  f"{'met' if results['meets_goal'] else 'NOT met'}")
     for key, how in (("interleaved", "results reused"), ("interleaved_without_reuse", "guest called")):
         paired = results[key]
-        verdict = "met" if paired["meets_goal"] else "NOT met"
-        lines.append(f"SEO page, plain and SEO requests in turn ({paired['pairs']} pairs, {how}, "
-                     f"{paired['answered_from_results']:.0%} from results): "
-                     f"{paired['plain_median_us']:.0f} vs {paired['seo_median_us']:.0f} µs median, "
-                     f"+{paired['added_us']:.0f} µs, ratio {paired['ratio']:.3f}  "
-                     f"goal {results['goal']}: {verdict}")
+        title = (f"SEO page, plain and SEO requests in turn ({paired['pairs']} pairs, {how}, "
+                 f"{paired['answered_from_results']:.0%} from results)")
+        lines.append(_paired_line(title, paired, "seo_median_us", results["goal"]))
     pure_verdict = "met" if results["pure_fleet_meets_goal"] else "NOT met"
     lines.append(f"ratio 20 plugins / plain: {results['fleet_ratio_20']:.3f}  goal {results['fleet_goal']}: "
                  f"{'met' if results['fleet_meets_goal'] else 'NOT met'}; with their hooks declared pure: "
                  f"{results['pure_fleet_ratio_20']:.3f}, {pure_verdict}")
     for key, how in (("fleet_interleaved", "hooks not pure"), ("pure_fleet_interleaved", "hooks pure")):
         paired = results[key]
-        verdict = "met" if paired["meets_goal"] else "NOT met"
-        lines.append(f"20 plugins ({how}), plain and 20-plugin requests in turn ({paired['pairs']} pairs): "
-                     f"{paired['plain_median_us']:.0f} vs {paired['fleet_median_us']:.0f} µs median, "
-                     f"ratio {paired['ratio']:.3f}  goal {results['fleet_goal']}: {verdict}")
+        title = f"20 plugins ({how}), plain and 20-plugin requests in turn ({paired['pairs']} pairs)"
+        lines.append(_paired_line(title, paired, "fleet_median_us", results["fleet_goal"]))
     lines.append(f"load average at the end: {results['load_average']} (req/cpu-s: per second of this "
                  "thread's CPU time, steady on a shared machine)")
     return "\n".join(lines)
