@@ -92,6 +92,7 @@ def interleaved(client: Any, url: str, pairs: int, reuse: bool = True) -> dict[s
     0 bytes, as ``PURE_RESULT_BYTES = 0`` would), so every SEO request calls the guest.
     """
     from gonext_plugins.registry import registry
+    from gonext_plugins.runtime.metrics import existing_stats
 
     loaded = registry.get("seo")
     assert loaded is not None, "the SEO plugin must be loaded"
@@ -100,12 +101,14 @@ def interleaved(client: Any, url: str, pairs: int, reuse: bool = True) -> dict[s
     if not reuse:
         results.max_bytes = 0
         results.forget()
-    hits_before = results.hits
+    stats = existing_stats("seo")
+    assert stats is not None
+    reused_before = stats.reused
     try:
         plain, with_seo = _pairs(client, url, pairs, loaded)
     finally:
         results.max_bytes = budget
-    reused = (results.hits - hits_before) / (pairs + 50)
+    reused = (stats.settled().reused - reused_before) / (pairs + 50)
     plain_us, seo_us = statistics.median(plain) / 1000, statistics.median(with_seo) / 1000
     return {"pairs": pairs, "results_reused": reuse, "answered_from_results": round(reused, 3),
             "plain_median_us": round(plain_us, 1), "seo_median_us": round(seo_us, 1),

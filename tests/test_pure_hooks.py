@@ -67,7 +67,7 @@ def test_a_repeated_input_is_answered_from_the_remembered_result(plugin) -> None
     assert run(loaded, "n", "post 1") == {"n": 1}
     assert run(loaded, "n", "post 1", "more") == {"n": 3}  # every argument is part of the input
     assert guest_calls(loaded) - before == 3
-    assert len(loaded.runtime_plugin.results) == 3 and loaded.runtime_plugin.results.hits == 2
+    assert len(loaded.runtime_plugin.results) == 3
     assert REGISTRY.get_sample_value("gonext_plugin_results_reused_total", {"plugin": "demo"}) - reused == 2
 
 

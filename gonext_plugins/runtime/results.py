@@ -28,7 +28,7 @@ MISSING = object()
 class PureResults:
     """Bodies (``bytes``, or None for "no body") of pure hook calls by payload, ``max_bytes`` in all."""
 
-    __slots__ = ("_bytes", "_entries", "_lock", "generation", "hits", "max_bytes", "stored")
+    __slots__ = ("_bytes", "_entries", "_lock", "generation", "max_bytes")
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
@@ -36,15 +36,11 @@ class PureResults:
         self._bytes = 0
         self._lock = threading.Lock()
         self.generation = 0
-        self.hits = 0
-        self.stored = 0
 
     def get(self, payload: bytes) -> object:
-        """The body remembered for ``payload`` (bytes or None), or :data:`MISSING`. Lock-free."""
-        found = self._entries.get(payload, MISSING)
-        if found is not MISSING:
-            self.hits += 1  # a lost increment under a race only understates the figure
-        return found
+        """The body remembered for ``payload`` (bytes or None), or :data:`MISSING`. Lock-free: the
+        answers given are counted once, in the plugin's ``PluginStats.reused``."""
+        return self._entries.get(payload, MISSING)
 
     def put(self, payload: bytes, body: bytes | None, generation: int) -> None:
         """Remember ``body`` for ``payload`` unless :meth:`forget` ran since ``generation`` was read
@@ -62,7 +58,6 @@ class PureResults:
                 self._bytes -= len(oldest) + (len(old_body) if old_body is not None else 0) + ENTRY_OVERHEAD
             entries[payload] = body
             self._bytes += size
-            self.stored += 1
 
     def forget(self) -> None:
         """Drop every result and refuse those of calls already under way."""
