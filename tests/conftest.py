@@ -84,6 +84,23 @@ def make_bundle(publisher):  # type: ignore[no-untyped-def]
     return factory
 
 
+@pytest.fixture
+def activated(django_capture_on_commit_callbacks):  # type: ignore[no-untyped-def]
+    """``activated(bundle, grants) -> LoadedPlugin``: install and activate ``bundle`` through
+    ``lifecycle`` (its on-commit work run), and return the plugin as the registry loaded it."""
+    from gonext_plugins import lifecycle
+    from gonext_plugins.registry import registry
+
+    def install(bundle, grants):  # type: ignore[no-untyped-def]
+        with django_capture_on_commit_callbacks(execute=True):
+            lifecycle.install(bundle, list(grants), "tests", activate=True)
+        loaded = registry.get(bundle.manifest.slug)
+        assert loaded is not None
+        return loaded
+
+    return install
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _log_writer_without_thread(request):  # type: ignore[no-untyped-def]
     """The plugin log writer's thread would write through its own database connection, outside each

@@ -28,7 +28,7 @@ SETTINGS = {"type": "object", "properties": {"greeting": {"type": "string", "def
 
 
 @pytest.fixture
-def plugin(make_bundle, django_capture_on_commit_callbacks, settings) -> Callable[..., LoadedPlugin]:  # type: ignore[no-untyped-def]
+def plugin(make_bundle, activated, settings) -> Callable[..., LoadedPlugin]:  # type: ignore[no-untyped-def]
     """``plugin(*hook_names, pure=True, caps=("hooks.subscribe", "kv"))``: the pure guest, active,
     with each hook an action (declared pure or not). One instance, so its call counter is the
     plugin's."""
@@ -39,10 +39,7 @@ def plugin(make_bundle, django_capture_on_commit_callbacks, settings) -> Callabl
         hooks_declared = [{"name": name, "kind": "action", "pure": pure} for name in names]
         bundle = make_bundle(wasm=guest_wasm("pure_guest"), hooks=hooks_declared, capabilities=list(caps),
                              settings=SETTINGS)
-        with django_capture_on_commit_callbacks(execute=True):
-            lifecycle.install(bundle, caps, "tests", activate=True)
-        loaded = registry.get("demo")
-        assert loaded is not None
+        loaded: LoadedPlugin = activated(bundle, caps)
         return loaded
 
     return factory

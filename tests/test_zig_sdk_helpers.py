@@ -56,17 +56,14 @@ def _wasm(project: str) -> bytes:
 
 
 @pytest.fixture
-def helpers(make_bundle, django_capture_on_commit_callbacks) -> Callable[..., LoadedPlugin]:  # type: ignore[no-untyped-def]
+def helpers(make_bundle, activated) -> Callable[..., LoadedPlugin]:  # type: ignore[no-untyped-def]
     """``helpers(grant=("kv",))``: the helpers guest installed as ``helpers`` (asks for kv as an
     optional capability, declares SETTINGS_SCHEMA), active, as the registry loaded it."""
 
     def factory(grant: tuple[str, ...] = ("kv",)) -> LoadedPlugin:
         b = make_bundle(wasm=_wasm("tests/guests/zig_sdk_helpers"), slug="helpers", version="2.1.0",
                         capabilities=[], optionalCapabilities=["kv"], settings=SETTINGS_SCHEMA)
-        with django_capture_on_commit_callbacks(execute=True):
-            lifecycle.install(b, list(grant), "tests", activate=True)
-        loaded = registry.get("helpers")
-        assert loaded is not None
+        loaded: LoadedPlugin = activated(b, grant)
         return loaded
 
     return factory
