@@ -125,12 +125,14 @@ def _runs(values: Sequence[float | None]) -> list[list[tuple[int, float]]]:
     return runs
 
 
-def _describe(title: str, values: Sequence[float | None], fmt: Callable[[Value], str], window: str) -> str:
+def _describe(title: str, values: Sequence[float | None], fmt: Callable[[Value], str], window: str,
+              *, counts: bool = False) -> str:
     present = [v for v in values if v is not None]
     if not present:
         return f"{title}: no data {window}."
+    last = f"total {fmt(sum(present))}" if counts else f"latest {fmt(_latest(values))}"
     return (f"{title} {window}: {len(values)} steps, lowest {fmt(min(present))}, "
-            f"highest {fmt(max(present))}, latest {fmt(_latest(values))}.")
+            f"highest {fmt(max(present))}, {last}.")
 
 
 def _latest(values: Sequence[float | None]) -> float | None:
@@ -154,30 +156,36 @@ def _line_body(values: Sequence[float | None], scale: Scale, left: float, top: f
 
 
 def sparkline(values: Sequence[Value], title: str, *, window: str = "", width: int = 100,
-              height: int = 22, fmt: Callable[[Value], str] = number) -> Markup:
-    """A wordless line for a table cell; its title and description carry the figures."""
+              height: int = 22, fmt: Callable[[Value], str] = number, counts: bool = False) -> Markup:
+    """A wordless line for a table cell; its title and description carry the figures (with
+    ``counts``, the window's total rather than the latest step, as :func:`line_chart`'s bars)."""
     clean = [_finite(v) for v in values]
     scale = Scale.of(clean)
     body = [f'<line class="gn-chart-base" x1="0" y1="{height - 1}" x2="{width}" y2="{height - 1}" '
             f'stroke="currentColor" stroke-width="0.5"/>']
     body += _line_body(clean, scale, 1, 2, width - 2, height - 4)
-    return _svg("spark", width, height, title, _describe(title, clean, fmt, window), body)
+    return _svg("spark", width, height, title, _describe(title, clean, fmt, window, counts=counts), body)
 
 
 def line_chart(values: Sequence[Value], title: str, *, window: str, fmt: Callable[[Value], str] = number,
                bars: bool = False, width: int = 240, height: int = 72, label: str | None = None) -> Markup:
-    """A small chart with its range and latest value written on it: a line (times, memory) or, with
-    ``bars``, one bar per step (counts: calls, faults, jobs). ``window`` says what span it covers;
-    ``label`` is the short name written on it (the full ``title`` is for screen readers)."""
+    """A small chart with its range and headline written on it: a line (times, memory) headed by its
+    latest value or, with ``bars``, one bar per step (counts: calls, faults, jobs) headed by the
+    window's total. Why a total: the latest step of a count is the minute or hour now under way,
+    often still 0, which reads as "nothing happened". ``window`` says what span it covers; ``label``
+    is the short name written on it (the full ``title`` is for screen readers)."""
     clean = [_finite(v) for v in values]
     scale = Scale.of(clean)
+    present = [v for v in clean if v is not None]
+    headline = (("gn-chart-total", f"{fmt(sum(present))} total") if bars and present
+                else ("gn-chart-latest", fmt(_latest(clean))))
     left, top, right, bottom = 2.0, 14.0, 2.0, 12.0
     plot_w, plot_h = width - left - right, height - top - bottom
     body = [
         f'<text class="gn-chart-label" x="{left}" y="10" font-size="10" fill="currentColor">'
         f'{escape(label or title)}</text>',
-        f'<text class="gn-chart-latest" x="{width - right}" y="10" font-size="10" text-anchor="end" '
-        f'fill="currentColor">{escape(fmt(_latest(clean)))}</text>',
+        f'<text class="{headline[0]}" x="{width - right}" y="10" font-size="10" text-anchor="end" '
+        f'fill="currentColor">{escape(headline[1])}</text>',
         f'<line class="gn-chart-base" x1="{left}" y1="{top + plot_h}" x2="{width - right}" '
         f'y2="{top + plot_h}" stroke="currentColor" stroke-width="0.5"/>',
         f'<text class="gn-chart-range" x="{left}" y="{height - 1}" font-size="9" fill="currentColor">'
@@ -200,4 +208,5 @@ def line_chart(values: Sequence[Value], title: str, *, window: str, fmt: Callabl
                         f'height="{max(abs(zero - y), 0.5):.1f}" fill="currentColor"/>')
     else:
         body += _line_body(clean, scale, left, top, plot_w, plot_h)
-    return _svg("bars" if bars else "lines", width, height, title, _describe(title, clean, fmt, window), body)
+    return _svg("bars" if bars else "lines", width, height, title,
+                _describe(title, clean, fmt, window, counts=bars), body)

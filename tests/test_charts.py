@@ -73,6 +73,14 @@ def test_bars_skip_zero_and_gaps_and_stay_inside_the_chart() -> None:
     assert heights[1] == pytest.approx(2 * heights[0])
     for bar in bars:
         assert 0 <= float(bar.get("y", -1)) and float(bar.get("y", 0)) + float(bar.get("height", 0)) <= 80
+    # a count is headed by its window's total: the last step (the minute under way) may still be 0
+    root = parse(line_chart([3, 12, 0], "calls", window="w", bars=True))
+    assert texts(root)["gn-chart-total"] == "15 total" and "gn-chart-latest" not in texts(root)
+    assert "total 15." in "".join(root.find(f"{SVG}desc").itertext())  # type: ignore[union-attr]
+    assert "latest" not in "".join(root.find(f"{SVG}desc").itertext())  # type: ignore[union-attr]
+    assert texts(parse(line_chart([None, None], "calls", window="w", bars=True)))["gn-chart-latest"] == "—"
+    spark = parse(sparkline([3, 0], "calls", counts=True))
+    assert "total 3." in "".join(spark.find(f"{SVG}desc").itertext())  # type: ignore[union-attr]
 
 
 def test_huge_values_scale_and_print_short() -> None:

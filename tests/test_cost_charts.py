@@ -67,8 +67,13 @@ def desc(svg: ET.Element) -> str:
     return "".join(svg.find(f"{SVG}desc").itertext())  # type: ignore[union-attr]
 
 
-def latest(svg: ET.Element) -> str:
-    return next("".join(t.itertext()) for t in svg.iter(f"{SVG}text") if t.get("class") == "gn-chart-latest")
+def latest(svg: ET.Element, kind: str = "gn-chart-latest") -> str:
+    return next("".join(t.itertext()) for t in svg.iter(f"{SVG}text") if t.get("class") == kind)
+
+
+def headline(svg: ET.Element) -> str:
+    """A count chart's total over its window (bars are headed by it, not by the step under way)."""
+    return latest(svg, "gn-chart-total")
 
 
 def test_plugin_page_draws_what_the_rollup_holds(plugins: dict[str, Plugin], root: User) -> None:
@@ -98,6 +103,8 @@ def test_plugin_page_draws_what_the_rollup_holds(plugins: dict[str, Plugin], roo
     assert f"highest {number(max(p.fuel for p in points))}," in desc(hour["fuel"])
     day = svgs(page, "gn-costs-day")
     assert "highest 12," in desc(day["calls"]) or "highest 7," in desc(day["calls"])  # 1 or 2 hour steps
+    assert headline(day["calls"]) == "12 total" and "total 12." in desc(day["calls"])
+    assert headline(hour["calls"]) == "12 total" and headline(hour["jobs"]) == "1 total"
 
 
 def test_added_time_per_request_is_hook_time_over_the_sites_requests(plugins: dict[str, Plugin],

@@ -99,7 +99,7 @@ def calls_sparklines(slugs: list[str]) -> dict[str, Markup]:
     now = datetime.now(tz=UTC)
     since = now - HOUR.span + HOUR.step
     return {slug: sparkline([p.calls for p in series(slug, since, HOUR.step, until=now)],
-                            f"Calls per minute of {slug}", window=f"{HOUR.label}, {SOURCE}")
+                            f"Calls per minute of {slug}", window=f"{HOUR.label}, {SOURCE}", counts=True)
             for slug in slugs}
 
 
