@@ -7,14 +7,18 @@ Extism's Python SDK, a naive wasmtime-py host (``Func.__call__``, ``Memory.read/
 ``gn_alloc`` per call) and a plain Python function; the guest instructions (fuel) one filter call
 costs. Then load time (cold vs compiled cache), pool checkout overhead, and the thread rows: calls
 per second with 1, 2, 4 and 8 threads calling one plugin, for the tiny filter and for a ~0.5 ms
-guest call (``guests/spin_gonext.wat``), each under ``gil_policy="release"`` and ``"adaptive"``
-side by side, each with its ratio to one thread (the figure that matters: below 1.0 threads make
-tiny calls slower, and long calls should approach the number of cores) and the process CPU time per
-call (which a busy machine disturbs less than the wall clock). The thread rows' plugins allow 8
-instances, so no row waits for the pool. Then two threads against one again, in alternating
-blocks (the median of their ratios, which a shared machine's slow spells move less), for both calls
-under the default policy and for C work that releases the GIL (sha256: the machine's own ceiling
-for two threads at that moment). Prints a JSON document, then a table. Takes about a minute.
+guest call of arithmetic (``guests/mix_gonext.wat``), each under ``gil_policy="release"`` and
+``"adaptive"`` side by side, each with its ratio to one thread (the figure that matters: below 1.0
+threads make tiny calls slower, and long calls should approach the number of cores) and the process
+CPU time per call (which a busy machine disturbs less than the wall clock). The thread rows' plugins
+allow 8 instances, so no row waits for the pool. Then two threads against one again, in alternating
+blocks (the median of their ratios, which a shared machine's slow spells move less), each call
+beside its ceiling, all taking turns within each block: the tiny call beside plain Python (work
+that holds the GIL, as a tiny call does: two threads share one interpreter); the ~0.5 ms call and a
+bare countdown loop (``guests/spin_gonext.wat``) each beside wasmtime-py alone on the same guest
+(no host around it); and C work that releases the GIL and shares nothing (sha256: the machine's own
+ceiling for two threads at that moment). Prints a JSON document, then a table. Takes about two
+minutes.
 
 The host-call rows time one ``gn_host_call`` round trip (trampoline, capability check, payload read
 and decode, the host function, result encode, the ``gn_alloc`` that places it, the write back):
@@ -325,18 +329,20 @@ PAIRED_BLOCKS = 8
 """Alternating 1- and 2-thread blocks of :func:`paired_two_threads`."""
 
 
-def paired_two_threads(call: Callable[[], Any], seconds: float,
-                       blocks: int = PAIRED_BLOCKS) -> dict[str, Any]:
-    """Two threads against one, measured in turn ``blocks`` times (half a row's time each): the
-    median of the per-block ratios. A single pair of rows lands on whatever spell the shared machine
-    is in; blocks side by side share it, as the page's interleaved requests do."""
-    ratios = []
+def paired_two_threads(calls: dict[str, Callable[[], Any]], seconds: float,
+                       blocks: int = PAIRED_BLOCKS) -> dict[str, dict[str, Any]]:
+    """Two threads against one for each of ``calls``, measured in turn ``blocks`` times (half a
+    row's time each): the median of the per-block ratios. A single pair of rows lands on whatever
+    spell the shared machine is in; blocks side by side share it, as the page's interleaved requests
+    do. The calls take their turns within each block too, so a row and its ceilings share spells."""
+    ratios: dict[str, list[float]] = {label: [] for label in calls}
     for _ in range(blocks):
-        one = thread_row(call, 1, seconds / 2)["calls_per_second"] or 1
-        two = thread_row(call, 2, seconds / 2)["calls_per_second"]
-        ratios.append(two / one)
-    return {"median_vs_1_thread": round(statistics.median(ratios), 2),
-            "block_ratios": [round(r, 2) for r in ratios]}
+        for label, call in calls.items():
+            one = thread_row(call, 1, seconds / 2)["calls_per_second"] or 1
+            two = thread_row(call, 2, seconds / 2)["calls_per_second"]
+            ratios[label].append(two / one)
+    return {label: {"median_vs_1_thread": round(statistics.median(found), 2),
+                    "block_ratios": [round(r, 2) for r in found]} for label, found in ratios.items()}
 
 
 def machine_parallel_work() -> Callable[[], Any]:
@@ -346,11 +352,34 @@ def machine_parallel_work() -> Callable[[], Any]:
     return lambda: hashlib.sha256(data).digest()
 
 
-def spin_plugin(runtime: Any) -> tuple[Callable[[], Any], Any]:
-    """The ~0.5 ms guest call of the thread rows: an action that spins and returns no body."""
-    plugin = runtime.load((GUESTS / "spin_gonext.wat").read_text(), name=f"bench-spin-{runtime.gil_policy}",
+LONG_GUESTS = {"~0.5 ms": "mix_gonext.wat", "tight loop": "spin_gonext.wat"}
+"""The long guest calls of the thread rows: ~0.5 ms of arithmetic (the thread rows' own), and a bare
+countdown loop, which two threads speed up less on this VM with or without a host around it."""
+
+
+def long_plugin(runtime: Any, guest: str = "~0.5 ms") -> tuple[Callable[[], Any], Any]:
+    """An action of one of :data:`LONG_GUESTS` through gonext: it runs and returns no body."""
+    wat = LONG_GUESTS[guest]
+    plugin = runtime.load(_wat(wat), name=f"bench-{wat.removesuffix('_gonext.wat')}-{runtime.gil_policy}",
                           limits=thread_limits())
     return (lambda: plugin.invoke_action("spin")), plugin
+
+
+def wasmtime_alone(guest: str) -> Callable[[], Any]:
+    """The same long guest through wasmtime-py alone: its own ``Func.__call__`` (which releases the
+    GIL), no fuel, no deadline, one store per thread. What two threads gain on that guest with no
+    host around it: the ceiling of the guest calls' row, as sha256 is the machine's."""
+    engine = wasmtime.Engine(wasmtime.Config())
+    module = wasmtime.Module(engine, _wat(LONG_GUESTS[guest]))
+    local = threading.local()
+
+    def call() -> Any:
+        if not hasattr(local, "store"):
+            local.store = wasmtime.Store(engine)
+            local.handle = wasmtime.Instance(local.store, module, []).exports(local.store)["gn_handle_hook"]
+        return local.handle(local.store, 0, 0, 0, 0)
+
+    return call
 
 
 def fuel_per_call(plugin: Any, call: Callable[[], Any]) -> int:
@@ -432,26 +461,35 @@ def run(calls: int, seconds: float) -> dict[str, Any]:
     results["host_call_round_trip_us"] = {policy: host_call_round_trip(policy, max(50, calls // 100))
                                           for policy in ("adaptive", "release")}
     fast_plugin.pool.checkin(direct_inst)
-    spin_call, spin = spin_plugin(fast_rt)
-    release_spin_call, release_spin = spin_plugin(release_rt)
-    results["fuel_per_call"]["spin"] = fuel_per_call(spin, spin_call)
-    results["spin_call"] = measure(spin_call, 200, warmup=20)
-    measure(release_spin_call, 20, warmup=0)
+    long_call, long = long_plugin(fast_rt)
+    release_long_call, release_long = long_plugin(release_rt)
+    loop_call, loop = long_plugin(fast_rt, "tight loop")
+    results["fuel_per_call"]["~0.5 ms"] = fuel_per_call(long, long_call)
+    results["fuel_per_call"]["tight loop"] = fuel_per_call(loop, loop_call)
+    results["long_call"] = {"~0.5 ms": measure(long_call, 200, warmup=20),
+                            "tight loop": measure(loop_call, 200, warmup=20)}
+    measure(release_long_call, 20, warmup=0)
     # Release and adaptive side by side, row after row, so neither gets a quieter machine.
     results["threads"] = {
         "tiny, release": thread_rows(release_call, seconds),
         "tiny, adaptive": thread_rows(fast_call, seconds),
-        "~0.5 ms, release": thread_rows(release_spin_call, seconds),
-        "~0.5 ms, adaptive": thread_rows(spin_call, seconds),
+        "~0.5 ms, release": thread_rows(release_long_call, seconds),
+        "~0.5 ms, adaptive": thread_rows(long_call, seconds),
     }
-    results["threads_paired"] = {
-        "tiny, adaptive": paired_two_threads(fast_call, seconds),
-        "~0.5 ms, adaptive": paired_two_threads(spin_call, seconds),
-        "sha256 in C (ceiling)": paired_two_threads(machine_parallel_work(), seconds),
-    }
-    results["gil_policy"]["~0.5 ms"] = repr(spin.gil_policy)
+    # Each guest call beside its ceiling: plain Python for the tiny call (work that holds the GIL,
+    # as a tiny call does), wasmtime-py alone on the same guest for the long ones, and sha256.
+    results["threads_paired"] = paired_two_threads({
+        "tiny, adaptive": fast_call,
+        "plain Python (GIL-bound)": plain_python(),
+        "~0.5 ms, adaptive": long_call,
+        "~0.5 ms, wasmtime-py alone": wasmtime_alone("~0.5 ms"),
+        "tight loop, adaptive": loop_call,
+        "tight loop, wasmtime-py alone": wasmtime_alone("tight loop"),
+        "sha256 in C (ceiling)": machine_parallel_work(),
+    }, seconds)
+    results["gil_policy"]["~0.5 ms"] = repr(long.gil_policy)
     results["calls_per_second"] = {"extism python sdk x1": throughput(extism_call, 1, seconds)}
-    for closable in (spin, release_spin, fast_plugin, release_plugin, slow_plugin, fast_rt, release_rt,
+    for closable in (long, release_long, loop, fast_plugin, release_plugin, slow_plugin, fast_rt, release_rt,
                      slow_rt):
         closable.close()
     results["machine"]["load_average_end"] = os.getloadavg()
@@ -467,8 +505,10 @@ def table(results: dict[str, Any]) -> str:
     lines.append(f"  gonext fast vs Extism: {cmp['speedup_median']}x faster (target {cmp['target']}x, "
                  f"{'met' if cmp['met'] else 'NOT met'}); median of alternating blocks {cmp['block_ratios']}")
     fuel = results["fuel_per_call"]
-    lines.append(f"  guest instructions (fuel) per call: filter {fuel['filter']}, spin {fuel['spin']} "
-                 f"({results['spin_call']['median_us']:.0f} µs median)")
+    long_calls = results["long_call"]
+    lines.append(f"  guest instructions (fuel) per call: filter {fuel['filter']}, "
+                 + ", ".join(f"{label} {fuel[label]} ({long_calls[label]['median_us']:.0f} µs median)"
+                             for label in LONG_GUESTS))
     for policy, row in results["host_call_round_trip_us"].items():
         cells = ", ".join(f"{function} {us['wall_us']:.2f} (CPU {us['cpu_us']:.2f})"
                           for function, us in row.items())
@@ -489,7 +529,7 @@ def table(results: dict[str, Any]) -> str:
         lines.append(f"  {label:<20}{cells}")
     for label, paired in results["threads_paired"].items():
         blocks = len(paired["block_ratios"])
-        lines.append(f"  {label:<22} 2 threads vs 1, {blocks} alternating blocks: median "
+        lines.append(f"  {label:<30} 2 threads vs 1, {blocks} alternating blocks: median "
                      f"{paired['median_vs_1_thread']:.2f}x {paired['block_ratios']}")
     for label, rate in results["calls_per_second"].items():
         lines.append(f"  {label:<20}{rate:>10} calls/s")

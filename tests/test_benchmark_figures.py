@@ -16,3 +16,22 @@ def test_fuel_per_call_is_the_guest_instructions_of_that_call() -> None:
     finally:
         plugin.close()
         runtime.close()
+
+
+def test_the_long_guests_run_through_gonext_and_through_wasmtime_alone() -> None:
+    """The thread rows' long guests, and their ceiling rows, do the work they are labelled with: a
+    whole guest call each, the same loop with or without the host (fuel: one count per instruction)."""
+    from gonext_plugins.runtime import Runtime
+
+    runtime = Runtime()
+    try:
+        for guest in bench.LONG_GUESTS:
+            call, plugin = bench.long_plugin(runtime, guest)
+            try:
+                assert call() is None
+                assert bench.fuel_per_call(plugin, call) > 100_000  # a loop, not an early return
+            finally:
+                plugin.close()
+            assert bench.wasmtime_alone(guest)() == 0  # the ABI's "no body"
+    finally:
+        runtime.close()
