@@ -122,6 +122,54 @@ def test_rate_limit_drops_and_reports_once(flood: LoadedPlugin, settings: Any) -
     assert PluginLogEntry.objects.filter(plugin="demo", dropped__gt=0).count() == 1
 
 
+def test_a_dry_bucket_drops_until_its_next_token_and_not_after(settings: Any, monkeypatch: Any) -> None:
+    """Past the burst a line is dropped without the lock until the moment the next token comes
+    (``dry_until``), and the first line at that moment is kept: the shortcut never drops a line a
+    token was there for. The sink's clock is set by hand."""
+    from gonext_plugins.logs import sink
+
+    now = [1000.0]
+    monkeypatch.setattr(sink, "_monotonic", lambda: now[0])
+    monkeypatch.setattr(sink.time, "monotonic", lambda: now[0])  # the new bucket's start
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "LOG_RATE": 10.0, "LOG_BURST": 2}
+    submit = logs.writer.submit
+    assert [submit("demo", 1, f"line {i}", "guest") for i in range(3)] == [True, True, False]
+    bucket = logs.writer.buckets["demo"]
+    assert bucket.dry_until == pytest.approx(1000.1)  # one token at 10/s
+    now[0] = 1000.099
+    assert submit("demo", 1, "too soon", "guest") is False
+    now[0] = 1000.1
+    assert submit("demo", 1, "kept", "guest") is True
+    assert submit("demo", 1, "dry again", "guest") is False
+    assert bucket.total_dropped == 3 and bucket.dropped == 3
+    [report] = logs.writer.drop_reports(force=True)
+    assert report[4] == "3 lines dropped: over the log rate limit" and report[6] == 3
+    assert bucket.dropped == 0 and bucket.total_dropped == 3  # reported once, still in the total
+    assert [line[4] for line in logs.writer.queue] == ["line 0", "line 1", "kept"]
+
+
+def test_drops_are_counted_exactly_from_many_threads(settings: Any) -> None:
+    """The drop counter takes no lock; eight threads flooding one plugin still lose no count:
+    every line is either queued or counted as dropped."""
+    import threading
+
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "LOG_RATE": 0.001, "LOG_BURST": 100}
+    kept = [0] * 8
+
+    def flood(slot: int) -> None:
+        kept[slot] = sum(logs.writer.submit("demo", 1, "flood line", "guest") for _ in range(20_000))
+
+    threads = [threading.Thread(target=flood, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    bucket = logs.writer.buckets["demo"]
+    assert sum(kept) == len(logs.writer.queue) == 100
+    assert bucket.total_dropped == 8 * 20_000 - 100
+    logs.writer.queue.clear()
+
+
 def test_rate_limit_is_per_plugin(make_bundle: Any, settings: Any) -> None:
     settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "LOG_RATE": 0.001, "LOG_BURST": 5}
     a = install_flood(make_bundle, "alpha")

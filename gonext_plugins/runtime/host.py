@@ -73,8 +73,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("gonext_plugins.runtime")
 
-LogSink = Callable[[str, int, str, str], None]
-"""``log_sink(plugin_name, level, message, source)``; source is ``"guest"`` or ``"host"``."""
+LogSink = Callable[[str, int, str, str], object]
+"""``log_sink(plugin_name, level, message, source)``; source is ``"guest"`` or ``"host"``. What it
+returns is ignored (the app's sink says whether the line was kept or dropped)."""
 
 
 # gn_host_call statuses (negative lens of the packed result).
