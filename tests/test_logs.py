@@ -4,6 +4,7 @@ suite turns its thread off (``tests/conftest.py``); one test starts the real bac
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -122,51 +123,92 @@ def test_rate_limit_drops_and_reports_once(flood: LoadedPlugin, settings: Any) -
     assert PluginLogEntry.objects.filter(plugin="demo", dropped__gt=0).count() == 1
 
 
-def test_a_dry_bucket_drops_until_its_next_token_and_not_after(settings: Any, monkeypatch: Any) -> None:
-    """Past the burst a line is dropped without the lock until the moment the next token comes
-    (``dry_until``), and the first line at that moment is kept: the shortcut never drops a line a
-    token was there for. The sink's clock is set by hand."""
+class CountingLock:
+    """A real lock that counts how often it was taken: shows which lines took the bucket's lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.taken = 0
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        self.taken += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+def test_a_dry_bucket_drops_until_its_next_token_without_the_lock(settings: Any, monkeypatch: Any) -> None:
+    """Past the burst a line is dropped without taking the bucket's lock until the moment the next
+    token comes (``dry_until``), and the first line at that moment is kept: the shortcut never
+    drops a line a token was there for. The sink's clock is set by hand."""
     from gonext_plugins.logs import sink
 
     now = [1000.0]
     monkeypatch.setattr(sink, "_monotonic", lambda: now[0])
-    monkeypatch.setattr(sink.time, "monotonic", lambda: now[0])  # the new bucket's start
     settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "LOG_RATE": 10.0, "LOG_BURST": 2}
     submit = logs.writer.submit
-    assert [submit("demo", 1, f"line {i}", "guest") for i in range(3)] == [True, True, False]
+    assert submit("demo", 1, "line 0", "guest") is True
     bucket = logs.writer.buckets["demo"]
-    assert bucket.dry_until == pytest.approx(1000.1)  # one token at 10/s
+    bucket.lock = lock = CountingLock()  # type: ignore[assignment]
+    assert [submit("demo", 1, f"line {i}", "guest") for i in (1, 2)] == [True, False]
+    assert lock.taken == 2 and bucket.dry_until == pytest.approx(1000.1)  # one token at 10/s
     now[0] = 1000.099
-    assert submit("demo", 1, "too soon", "guest") is False
+    assert [submit("demo", 1, "too soon", "guest") for _ in range(50)] == [False] * 50
+    assert lock.taken == 2  # dropped without the lock
     now[0] = 1000.1
     assert submit("demo", 1, "kept", "guest") is True
     assert submit("demo", 1, "dry again", "guest") is False
-    assert bucket.total_dropped == 3 and bucket.dropped == 3
+    assert lock.taken == 4
+    assert bucket.total_dropped == 52 and bucket.dropped == 52
     [report] = logs.writer.drop_reports(force=True)
-    assert report[4] == "3 lines dropped: over the log rate limit" and report[6] == 3
-    assert bucket.dropped == 0 and bucket.total_dropped == 3  # reported once, still in the total
+    assert report[4] == "52 lines dropped: over the log rate limit" and report[6] == 52
+    assert bucket.dropped == 0 and bucket.total_dropped == 52  # reported once, still in the total
     assert [line[4] for line in logs.writer.queue] == ["line 0", "line 1", "kept"]
 
 
-def test_drops_are_counted_exactly_from_many_threads(settings: Any) -> None:
-    """The drop counter takes no lock; eight threads flooding one plugin still lose no count:
-    every line is either queued or counted as dropped."""
-    import threading
+def test_an_infinite_rate_keeps_every_line(settings: Any, monkeypatch: Any) -> None:
+    """No time between two lines times an infinite rate is NaN tokens: a full bucket, not an empty
+    one (the system check refuses such a rate; a coarse clock makes "no time" common)."""
+    from gonext_plugins.logs import sink
 
+    monkeypatch.setattr(sink, "_monotonic", lambda: 5.0)
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "LOG_RATE": float("inf"), "LOG_BURST": 5}
+    assert [logs.writer.submit("demo", 1, "line", "guest") for _ in range(3)] == [True] * 3
+
+
+def test_drops_are_counted_exactly_from_many_threads(settings: Any) -> None:
+    """Eight threads flood one plugin while a ninth reads the count and makes the "N lines dropped"
+    reports, as the writer and the metrics do: every line is queued or counted, each drop is
+    reported once. (CPython 3.11's GIL happens to make ``+= 1`` on an attribute whole too, so this
+    guards the promise, not the choice of ``itertools.count``.)"""
     settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "LOG_RATE": 0.001, "LOG_BURST": 100}
     kept = [0] * 8
+    reported: list[int] = []
+    done = threading.Event()
 
     def flood(slot: int) -> None:
         kept[slot] = sum(logs.writer.submit("demo", 1, "flood line", "guest") for _ in range(20_000))
 
+    def report() -> None:
+        while not done.is_set():
+            reported.extend(line[6] for line in logs.writer.drop_reports(force=True))
+            bucket = logs.writer.buckets.get("demo")
+            assert bucket is None or bucket.dropped >= 0
+
+    reader = threading.Thread(target=report)
+    reader.start()
     threads = [threading.Thread(target=flood, args=(i,)) for i in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    done.set()
+    reader.join()
+    reported.extend(line[6] for line in logs.writer.drop_reports(force=True))
     bucket = logs.writer.buckets["demo"]
-    assert sum(kept) == len(logs.writer.queue) == 100
-    assert bucket.total_dropped == 8 * 20_000 - 100
+    assert sum(kept) == 100 and sum(line[4] == "flood line" for line in logs.writer.queue) == 100
+    assert bucket.total_dropped == sum(reported) == 8 * 20_000 - 100
     logs.writer.queue.clear()
 
 

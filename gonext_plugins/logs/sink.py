@@ -53,14 +53,18 @@ class _Bucket:
     dry); before it a line is dropped with no lock, only counted, and a stale read of it can only
     send a line down the locked path, never drop one a token was there for. The count is an
     ``itertools.count``: one ``next()`` is a single C call, which no other thread can interleave
-    with under the GIL, where ``+= 1`` on an attribute is several steps."""
+    with under the GIL, where ``+= 1`` on an attribute is several steps. The bucket keeps the rate and
+    burst it was made with, so its ``dry_until`` always agrees with them: new settings make new
+    buckets (:meth:`Sink.reset`, ``writing._on_setting_changed``)."""
 
-    __slots__ = ("drop_reads", "drops", "dry_until", "last", "lease", "lock", "reported", "reported_at",
-                 "tokens")
+    __slots__ = ("burst", "drop_reads", "drops", "dry_until", "last", "lease", "lock", "rate", "reported",
+                 "reported_at", "tokens")
 
-    def __init__(self, burst: float) -> None:
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
         self.tokens = burst
-        self.last = time.monotonic()
+        self.last = _monotonic()
         self.dry_until = 0.0  # monotonic time of the next token, once the bucket has run dry
         self.drops = itertools.count()  # one next() per dropped line
         self.drop_reads = 0  # next() calls made to read the count (under the lock)
@@ -69,18 +73,24 @@ class _Bucket:
         self.lease = LeaseState()  # this process's share of the cluster budget (with SHARED_CACHE)
         self.lock = threading.Lock()
 
+    def count_held(self) -> int:
+        """Lines dropped since the process started; the caller holds :attr:`lock` (readers take
+        turns: each read is itself one ``next()``)."""
+        total = next(self.drops) - self.drop_reads
+        self.drop_reads += 1
+        return total
+
     @property
     def total_dropped(self) -> int:
         """Lines dropped since the process started (benchmarks, metrics)."""
-        with self.lock:  # readers take turns: each read is itself one next()
-            total = next(self.drops) - self.drop_reads
-            self.drop_reads += 1
-        return total
+        with self.lock:
+            return self.count_held()
 
     @property
     def dropped(self) -> int:
         """Lines dropped since the last report."""
-        return self.total_dropped - self.reported
+        with self.lock:
+            return self.count_held() - self.reported
 
 
 class Sink:
@@ -111,17 +121,19 @@ class Sink:
         return cfg
 
     def reset(self) -> None:
-        """Forget buckets, queued lines and cached settings (tests, after ``override_settings``)."""
-        self.queue.clear()
-        self.buckets.clear()
+        """Forget buckets, queued lines and cached settings (tests, after ``override_settings``). The
+        settings go first: a bucket made after the clear reads the new ones."""
         self._config = None
         self._shared = False
+        self.queue.clear()
+        self.buckets.clear()
 
     def _bucket(self, plugin: str) -> _Bucket:
         bucket = self.buckets.get(plugin)
         if bucket is None:
             with self._buckets_lock:
-                bucket = self.buckets.setdefault(plugin, _Bucket(self.config()[1]))
+                rate, burst, _, _ = self.config()
+                bucket = self.buckets.setdefault(plugin, _Bucket(rate, burst))
         return bucket
 
     def submit(self, plugin: str, level: int, message: str, source: str, version: str | None = None) -> bool:
@@ -138,7 +150,7 @@ class Sink:
                 return False
         else:  # False: not resolved yet; else the cluster-wide budget
             shared = self.shared()
-        rate, burst, max_chars, _ = self._config or self.config()
+        max_chars = (self._config or self.config())[2]
         queue = self.queue
         with bucket.lock:
             allowed = None  # None: this process's own bucket decides
@@ -146,10 +158,11 @@ class Sink:
                 allowed = shared.take(plugin, bucket.lease)
             if allowed is None:
                 now = _monotonic()
+                rate = bucket.rate
                 tokens = bucket.tokens + (now - bucket.last) * rate
                 bucket.last = now
-                if tokens > burst:
-                    tokens = burst
+                if not tokens <= bucket.burst:  # also NaN (an infinite rate times no time): full
+                    tokens = bucket.burst
                 if tokens >= 1.0 and len(queue) < QUEUE_MAX:
                     bucket.tokens = tokens - 1.0
                 else:
@@ -183,12 +196,13 @@ class Sink:
         now = time.monotonic()
         lines: list[Line] = []
         for plugin, bucket in list(self.buckets.items()):
-            total = bucket.total_dropped
-            dropped = total - bucket.reported
-            if not dropped or (not force and now - bucket.reported_at < REPORT_INTERVAL):
-                continue
-            bucket.reported = total
-            bucket.reported_at = now
+            with bucket.lock:
+                total = bucket.count_held()
+                dropped = total - bucket.reported
+                if not dropped or (not force and now - bucket.reported_at < REPORT_INTERVAL):
+                    continue
+                bucket.reported = total
+                bucket.reported_at = now
             noun = "line" if dropped == 1 else "lines"
             lines.append((time.time(), plugin, version_of(plugin), WARNING,
                           f"{dropped} {noun} dropped: over the log rate limit", "host", dropped))
