@@ -148,7 +148,49 @@ def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> Iterable[Chec
                 id="gonext_plugins.W003",
             )
         ]
+    if backend == "channels_redis.core.RedisChannelLayer":
+        return _redis_layer_read_timeouts(layers["default"].get("CONFIG") or {})
     return []
+
+
+def _redis_layer_read_timeouts(config: dict[str, Any]) -> list[CheckMessage]:
+    """channels-redis receives by blocking pops of ``brpop_timeout`` (5 s); a Redis read that times
+    out first raises inside the consumer and closes its WebSocket. redis-py 8 made 5 s the default
+    read timeout, so a live log page with nothing to show for 5 s closed. Each host must set a
+    longer ``socket_timeout`` (or none)."""
+    try:
+        from channels_redis.core import RedisChannelLayer
+        from redis.asyncio import Connection
+    except ImportError:
+        return []  # channels' own checks and imports say so
+    default = Connection().socket_timeout  # redis-py's own default (no I/O until connected)
+    pop = RedisChannelLayer.brpop_timeout
+    short = []
+    for host in config.get("hosts") or ["redis://localhost:6379"]:
+        address = host.get("address", "a host") if isinstance(host, dict) else host
+        timeout = host.get("socket_timeout", default) if isinstance(host, dict) else default
+        if timeout is not None and timeout <= pop:
+            short.append(f"{_without_password(address)} ({timeout} s)")
+    if not short:
+        return []
+    return [Warning(
+        f"The Redis channel layer's reads time out no later than its {pop} s waits for a message: "
+        f"{', '.join(short)}.",
+        hint="A quiet WebSocket (a live log page with no new line) closes with a redis TimeoutError. "
+        'Give each host a longer read timeout: "hosts": [{"address": "redis://...", '
+        '"socket_timeout": 15}].',
+        id="gonext_plugins.W016",
+    )]
+
+
+def _without_password(address: Any) -> str:
+    """A Redis address to print: a URL's user and password left out."""
+    if not isinstance(address, str):
+        return str(address)
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl() if parts.netloc else address
 
 
 @register(Tags.database)

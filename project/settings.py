@@ -91,13 +91,16 @@ DATABASES["default"].setdefault("TEST", {})  # tests/settings.py may name the te
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Channels: the in-memory layer serves one process; REDIS_URL switches to channels-redis.
+# Channels: the in-memory layer serves one process; REDIS_URL switches to channels-redis. Its
+# receive waits on Redis in pops of 5 s; redis-py 8 ends any read after 5 s (socket_timeout), so a
+# quiet WebSocket (a live log page with nothing to show) would close at the first 5 s without a
+# line. A longer read timeout fixes that (check gonext_plugins.W016 says when it is missing).
 REDIS_URL = os.environ.get("REDIS_URL")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}]},
         }
     }
 else:

@@ -63,6 +63,25 @@ def test_in_memory_layer_with_several_processes_warns() -> None:
     assert "gonext_plugins.W003" in _ids()
 
 
+def test_a_redis_channel_layer_whose_reads_time_out_first_warns() -> None:
+    """redis-py 8 reads time out at 5 s, as channels-redis's pops wait 5 s: a quiet WebSocket
+    closed. The check names the host (without its password) until it reads for longer."""
+
+    def layer(*hosts: object) -> dict[str, object]:
+        return {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                            "CONFIG": {"hosts": list(hosts)}}}
+
+    url = "redis://:s3cret@cache.internal:6379/0"
+    with override_settings(CHANNEL_LAYERS=layer(url)):
+        [warning] = [m for m in run_checks() if m.id == "gonext_plugins.W016"]
+        assert "redis://cache.internal:6379/0 (5 s)" in warning.msg and "s3cret" not in warning.msg
+    with override_settings(CHANNEL_LAYERS=layer({"address": url, "socket_timeout": 3})):
+        assert "gonext_plugins.W016" in _ids()
+    for good in ({"address": url, "socket_timeout": 15}, {"address": url, "socket_timeout": None}):
+        with override_settings(CHANNEL_LAYERS=layer(good)):
+            assert "gonext_plugins.W016" not in _ids()
+
+
 @pytest.mark.django_db
 def test_no_trusted_key_warns_on_database_checks() -> None:
     assert "gonext_plugins.W001" in _ids(databases=["default"])

@@ -98,6 +98,8 @@ class Site:
 
 @pytest.mark.slow
 def test_a_line_logged_on_one_server_reaches_a_client_of_another(tmp_path: Path) -> None:
+    """Also after the client has waited with nothing to show for longer than the layer's pops."""
+    from channels_redis.core import RedisChannelLayer
     from websockets.sync.client import connect
 
     with redis_server(tmp_path) as redis_url:
@@ -111,6 +113,9 @@ def test_a_line_logged_on_one_server_reaches_a_client_of_another(tmp_path: Path)
                 backlog = json.loads(ws.recv(timeout=10))
                 assert backlog["type"] == "backlog"
                 assert [line["message"] for line in backlog["lines"]] == ["activated version 1.0.0 by setup"]
+                # Quiet for longer than channels-redis's blocking pop: the page must stay open (with
+                # redis-py 8's 5 s read timeout and no socket_timeout of the layer's own, it closed).
+                time.sleep(RedisChannelLayer.brpop_timeout + 2)
                 started = time.monotonic()
                 assert "Hello logs" in site.get(port_a, f"/posts/{POST_SLUG}/")
                 seen: list[dict[str, Any]] = []
