@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -21,6 +22,13 @@ GUESTS = Path(__file__).resolve().parent / "guests"
 EXAMPLES = REPO / "examples" / "plugins"
 # Toolchains fetched once per machine (the pinned AssemblyScript compiler), shared by every run.
 TOOL_CACHE = Path(os.environ.get("GONEXT_TEST_CACHE", Path.home() / ".cache" / "gonext-tests"))
+
+# Tests stop `plugin dev` and servers with SIGINT (Ctrl-C). A suite started in the background by a
+# shell without job control (`cmd &`, as some CI runners do) inherits SIGINT ignored, and so would
+# every process it starts: they would then run on until killed. A Python handler is not inherited
+# across exec, so with this one the children start with Ctrl-C's default again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
