@@ -461,13 +461,13 @@ def run(calls: int, seconds: float) -> dict[str, Any]:
     results["host_call_round_trip_us"] = {policy: host_call_round_trip(policy, max(50, calls // 100))
                                           for policy in ("adaptive", "release")}
     fast_plugin.pool.checkin(direct_inst)
-    long_call, long = long_plugin(fast_rt)
+    longs = {label: long_plugin(fast_rt, label) for label in LONG_GUESTS}
+    long_call, long = longs["~0.5 ms"]
     release_long_call, release_long = long_plugin(release_rt)
-    loop_call, loop = long_plugin(fast_rt, "tight loop")
-    results["fuel_per_call"]["~0.5 ms"] = fuel_per_call(long, long_call)
-    results["fuel_per_call"]["tight loop"] = fuel_per_call(loop, loop_call)
-    results["long_call"] = {"~0.5 ms": measure(long_call, 200, warmup=20),
-                            "tight loop": measure(loop_call, 200, warmup=20)}
+    results["long_call"] = {}
+    for label, (call, plugin) in longs.items():
+        results["fuel_per_call"][label] = fuel_per_call(plugin, call)
+        results["long_call"][label] = measure(call, 200, warmup=20)
     measure(release_long_call, 20, warmup=0)
     # Release and adaptive side by side, row after row, so neither gets a quieter machine.
     results["threads"] = {
@@ -478,19 +478,16 @@ def run(calls: int, seconds: float) -> dict[str, Any]:
     }
     # Each guest call beside its ceiling: plain Python for the tiny call (work that holds the GIL,
     # as a tiny call does), wasmtime-py alone on the same guest for the long ones, and sha256.
-    results["threads_paired"] = paired_two_threads({
-        "tiny, adaptive": fast_call,
-        "plain Python (GIL-bound)": plain_python(),
-        "~0.5 ms, adaptive": long_call,
-        "~0.5 ms, wasmtime-py alone": wasmtime_alone("~0.5 ms"),
-        "tight loop, adaptive": loop_call,
-        "tight loop, wasmtime-py alone": wasmtime_alone("tight loop"),
-        "sha256 in C (ceiling)": machine_parallel_work(),
-    }, seconds)
+    paired = {"tiny, adaptive": fast_call, "plain Python (GIL-bound)": plain_python()}
+    for label, (call, _) in longs.items():
+        paired[f"{label}, adaptive"] = call
+        paired[f"{label}, wasmtime-py alone"] = wasmtime_alone(label)
+    paired["sha256 in C (ceiling)"] = machine_parallel_work()
+    results["threads_paired"] = paired_two_threads(paired, seconds)
     results["gil_policy"]["~0.5 ms"] = repr(long.gil_policy)
     results["calls_per_second"] = {"extism python sdk x1": throughput(extism_call, 1, seconds)}
-    for closable in (long, release_long, loop, fast_plugin, release_plugin, slow_plugin, fast_rt, release_rt,
-                     slow_rt):
+    for closable in (*(plugin for _, plugin in longs.values()), release_long, fast_plugin, release_plugin,
+                     slow_plugin, fast_rt, release_rt, slow_rt):
         closable.close()
     results["machine"]["load_average_end"] = os.getloadavg()
     return results
