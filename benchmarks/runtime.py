@@ -17,8 +17,9 @@ beside its ceiling, all taking turns within each block: the tiny call beside pla
 that holds the GIL, as a tiny call does: two threads share one interpreter); the ~0.5 ms call and a
 bare countdown loop (``guests/spin_gonext.wat``) each beside wasmtime-py alone on the same guest
 (no host around it); and C work that releases the GIL and shares nothing (sha256: the machine's own
-ceiling for two threads at that moment). Prints a JSON document, then a table. Takes about two
-minutes.
+ceiling for two threads at that moment). Last, the tiny call and plain Python again with the
+process pinned to one CPU (:func:`one_cpu`): what the two rows lose unpinned, and only then, is the
+GIL moving between cores. Prints a JSON document, then a table. Takes about two minutes.
 
 The host-call rows time one ``gn_host_call`` round trip (trampoline, capability check, payload read
 and decode, the host function, result encode, the ``gn_alloc`` that places it, the write back):
@@ -31,6 +32,7 @@ needs Django) and a no-op, the path's own cost.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -42,7 +44,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -345,6 +347,25 @@ def paired_two_threads(calls: dict[str, Callable[[], Any]], seconds: float,
                     "block_ratios": [round(r, 2) for r in found]} for label, found in ratios.items()}
 
 
+@contextlib.contextmanager
+def one_cpu() -> Iterator[int | None]:
+    """Pin the calling thread (and so the threads it starts) to the first CPU it may run on, yield
+    that CPU, and give the thread its CPUs back after. Why: tiny calls keep the GIL, so two threads
+    take turns on it; pinned, a turn costs no move between cores, and what two threads lose unpinned
+    is that move, paid by plain Python as much as by a plugin call. Yields None where the OS cannot
+    pin a thread."""
+    if not hasattr(os, "sched_setaffinity"):
+        yield None
+        return
+    was = os.sched_getaffinity(0)
+    cpu = min(was)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield cpu
+    finally:
+        os.sched_setaffinity(0, was)
+
+
 def machine_parallel_work() -> Callable[[], Any]:
     """Work that releases the GIL and shares nothing (sha256 of 1 MiB in C): what two threads can
     gain on this machine at all, measured beside the guest calls as their ceiling."""
@@ -484,6 +505,10 @@ def run(calls: int, seconds: float) -> dict[str, Any]:
         paired[f"{label}, wasmtime-py alone"] = wasmtime_alone(label)
     paired["sha256 in C (ceiling)"] = machine_parallel_work()
     results["threads_paired"] = paired_two_threads(paired, seconds)
+    with one_cpu() as cpu:
+        if cpu is not None:  # the threads the rows start inherit the pin
+            results["threads_paired_one_cpu"] = {"cpu": cpu, "rows": paired_two_threads(
+                {"tiny, adaptive": fast_call, "plain Python (GIL-bound)": plain_python()}, seconds)}
     results["gil_policy"]["~0.5 ms"] = repr(long.gil_policy)
     results["calls_per_second"] = {"extism python sdk x1": throughput(extism_call, 1, seconds)}
     for closable in (*(plugin for _, plugin in longs.values()), release_long, fast_plugin, release_plugin,
@@ -526,7 +551,11 @@ def table(results: dict[str, Any]) -> str:
         lines.append(f"  {label:<20}{cells}")
     for label, paired in results["threads_paired"].items():
         blocks = len(paired["block_ratios"])
-        lines.append(f"  {label:<30} 2 threads vs 1, {blocks} alternating blocks: median "
+        lines.append(f"  {label:<34} 2 threads vs 1, {blocks} alternating blocks: median "
+                     f"{paired['median_vs_1_thread']:.2f}x {paired['block_ratios']}")
+    pinned = results.get("threads_paired_one_cpu") or {"rows": {}}
+    for label, paired in pinned["rows"].items():
+        lines.append(f"  {label + ', one CPU':<34} 2 threads vs 1, pinned to CPU {pinned['cpu']}: median "
                      f"{paired['median_vs_1_thread']:.2f}x {paired['block_ratios']}")
     for label, rate in results["calls_per_second"].items():
         lines.append(f"  {label:<20}{rate:>10} calls/s")

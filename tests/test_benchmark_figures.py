@@ -35,3 +35,21 @@ def test_the_long_guests_run_through_gonext_and_through_wasmtime_alone() -> None
             assert bench.wasmtime_alone(guest)() == 0  # the ABI's "no body"
     finally:
         runtime.close()
+
+
+def test_one_cpu_pins_the_threads_a_row_starts_and_gives_the_cpus_back() -> None:
+    """The pinned thread rows mean what they say only if the row's worker threads, started inside,
+    run on that one CPU too; and the rows after them must have every CPU again."""
+    import os
+    import threading
+
+    before = os.sched_getaffinity(0)
+    seen: list[set[int]] = []
+    with bench.one_cpu() as cpu:
+        assert cpu in before
+        worker = threading.Thread(target=lambda: seen.append(os.sched_getaffinity(0)))
+        worker.start()
+        worker.join()
+        assert os.sched_getaffinity(0) == {cpu}
+    assert seen == [{cpu}]
+    assert os.sched_getaffinity(0) == before
