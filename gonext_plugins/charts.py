@@ -125,14 +125,21 @@ def _runs(values: Sequence[float | None]) -> list[list[tuple[int, float]]]:
     return runs
 
 
+def _headline(values: Sequence[float | None], counts: bool) -> tuple[str, float | None]:
+    """A chart's one figure, the same on the chart and in its description: a count's window total
+    (its latest step is the minute or hour under way, often still 0), else the latest value."""
+    if counts and any(v is not None for v in values):
+        return "total", sum(v for v in values if v is not None)
+    return "latest", _latest(values)
+
+
 def _describe(title: str, values: Sequence[float | None], fmt: Callable[[Value], str], window: str,
-              *, counts: bool = False) -> str:
+              headline: tuple[str, float | None]) -> str:
     present = [v for v in values if v is not None]
     if not present:
         return f"{title}: no data {window}."
-    last = f"total {fmt(sum(present))}" if counts else f"latest {fmt(_latest(values))}"
     return (f"{title} {window}: {len(values)} steps, lowest {fmt(min(present))}, "
-            f"highest {fmt(max(present))}, {last}.")
+            f"highest {fmt(max(present))}, {headline[0]} {fmt(headline[1])}.")
 
 
 def _latest(values: Sequence[float | None]) -> float | None:
@@ -164,7 +171,8 @@ def sparkline(values: Sequence[Value], title: str, *, window: str = "", width: i
     body = [f'<line class="gn-chart-base" x1="0" y1="{height - 1}" x2="{width}" y2="{height - 1}" '
             f'stroke="currentColor" stroke-width="0.5"/>']
     body += _line_body(clean, scale, 1, 2, width - 2, height - 4)
-    return _svg("spark", width, height, title, _describe(title, clean, fmt, window, counts=counts), body)
+    return _svg("spark", width, height, title,
+                _describe(title, clean, fmt, window, _headline(clean, counts)), body)
 
 
 def line_chart(values: Sequence[Value], title: str, *, window: str, fmt: Callable[[Value], str] = number,
@@ -176,16 +184,16 @@ def line_chart(values: Sequence[Value], title: str, *, window: str, fmt: Callabl
     is the short name written on it (the full ``title`` is for screen readers)."""
     clean = [_finite(v) for v in values]
     scale = Scale.of(clean)
-    present = [v for v in clean if v is not None]
-    headline = (("gn-chart-total", f"{fmt(sum(present))} total") if bars and present
-                else ("gn-chart-latest", fmt(_latest(clean))))
+    headline = _headline(clean, bars)
+    kind, figure = headline
+    corner = f"{fmt(figure)} total" if kind == "total" else fmt(figure)
     left, top, right, bottom = 2.0, 14.0, 2.0, 12.0
     plot_w, plot_h = width - left - right, height - top - bottom
     body = [
         f'<text class="gn-chart-label" x="{left}" y="10" font-size="10" fill="currentColor">'
         f'{escape(label or title)}</text>',
-        f'<text class="{headline[0]}" x="{width - right}" y="10" font-size="10" text-anchor="end" '
-        f'fill="currentColor">{escape(headline[1])}</text>',
+        f'<text class="gn-chart-{kind}" x="{width - right}" y="10" font-size="10" text-anchor="end" '
+        f'fill="currentColor">{escape(corner)}</text>',
         f'<line class="gn-chart-base" x1="{left}" y1="{top + plot_h}" x2="{width - right}" '
         f'y2="{top + plot_h}" stroke="currentColor" stroke-width="0.5"/>',
         f'<text class="gn-chart-range" x="{left}" y="{height - 1}" font-size="9" fill="currentColor">'
@@ -209,4 +217,4 @@ def line_chart(values: Sequence[Value], title: str, *, window: str, fmt: Callabl
     else:
         body += _line_body(clean, scale, left, top, plot_w, plot_h)
     return _svg("bars" if bars else "lines", width, height, title,
-                _describe(title, clean, fmt, window, counts=bars), body)
+                _describe(title, clean, fmt, window, headline), body)
