@@ -5,7 +5,8 @@
    its background writer storing into a SQLite file and fanning out on the channel layer). Calls
    alternate between the two so neither gets a warmer machine. Rows: default settings (200 lines/s,
    burst 1000: in a tight loop almost every line is counted and dropped), and a row with the rate
-   limit off, where every line takes the queued path and the writer works flat out beside the call.
+   limit off, where every line takes the queued path and the writer works flat out beside the call,
+   and a tight loop under the cluster-wide budget (``SHARED_CACHE``, here a LocMem cache).
    The target: a guest logging in a tight loop slows the call by at most 20% (default settings).
 2. Memory: a sustained flood of 200,000 lines through the real sink, with the default limit and
    with the limit off (then only the queue bound holds): RSS and queue length before, at the
@@ -50,12 +51,31 @@ def _rss_mib() -> float:
     return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
-def _configure(rate: float | None, burst: float | None) -> None:
-    """Set the log limits as ``override_settings`` would (the writer re-reads on the signal)."""
+SHARED_CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+                 "bench-shared": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                                  "LOCATION": "bench-shared-log-budget"}}
+"""The cluster-wide row's caches: a LocMem cache named as ``SHARED_CACHE`` takes the shared
+budget's path (leases, windows) without a server; Redis adds one round trip per lease."""
+
+
+_overrides: list[Any] = []  # the settings override in force, undone before the next one
+
+
+def _configure(rate: float | None, burst: float | None, shared: bool = False) -> None:
+    """Set the log limits as ``override_settings`` would (the writer re-reads on the signal);
+    ``shared``: the cluster-wide budget (``SHARED_CACHE``) in place of each process's bucket."""
     from django.test.utils import override_settings
 
-    values = {} if rate is None else {"LOG_RATE": rate, "LOG_BURST": burst}
-    override_settings(GONEXT_PLUGINS=values).enable()
+    while _overrides:
+        _overrides.pop().disable()
+    values: dict[str, Any] = {} if rate is None else {"LOG_RATE": rate, "LOG_BURST": burst}
+    if shared:
+        override = override_settings(CACHES=SHARED_CACHES,
+                                     GONEXT_PLUGINS={**values, "SHARED_CACHE": "bench-shared"})
+    else:
+        override = override_settings(GONEXT_PLUGINS=values)
+    override.enable()
+    _overrides.append(override)
 
 
 def overhead(lines: int, calls: int, label: str) -> dict[str, Any]:
@@ -154,6 +174,8 @@ def run(calls: int, total: int) -> dict[str, Any]:
     rows["1 line, default limits"] = overhead(1, calls, "one")
     rows["100 lines, default limits"] = overhead(100, calls, "hundred")
     rows["1000 lines (tight loop), default limits"] = overhead(1000, calls // 4, "tight")
+    _configure(None, None, shared=True)
+    rows["1000 lines (tight loop), cluster-wide budget"] = overhead(1000, calls // 4, "tight-shared")
     _configure(1e12, 1e12)
     rows["100 lines, rate limit off"] = overhead(100, calls // 4, "unlimited")
     _configure(None, None)

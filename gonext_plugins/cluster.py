@@ -41,6 +41,8 @@ RETRY_AFTER = 5.0
 
 KEY_PREFIX = "gonext_plugins:lograte"
 
+_wall = time.time  # the windows' clock; the sink's lock-free drop reads the same one (sink._wall)
+
 
 def shared_cache() -> BaseCache | None:
     """The cache every process shares (``SHARED_CACHE``), or None when the site runs per process."""
@@ -51,12 +53,16 @@ def shared_cache() -> BaseCache | None:
 class LeaseState:
     """One plugin's lease in this process; its owner (the sink's bucket) serializes access."""
 
-    __slots__ = ("exhausted", "tokens", "window")
+    __slots__ = ("dry", "exhausted", "tokens", "window")
 
     def __init__(self) -> None:
         self.window = -1
         self.tokens = 0
         self.exhausted = False  # the window's budget is spent: drop without asking the cache again
+        self.dry = (0.0, 0.0)
+        """The exhausted window's [start, end) in wall-clock seconds, one tuple so that a reader
+        without the lock sees both bounds of one window: a line logged inside it is dropped
+        without the lock (``Sink.submit``); both bounds, so a clock set back drops nothing."""
 
 
 class SharedLogBudget:
@@ -74,7 +80,7 @@ class SharedLogBudget:
     def take(self, plugin: str, lease: LeaseState) -> bool | None:
         """One line's token: True (spend it), False (over the cluster's budget), or None when the
         shared cache is unreachable and the caller must use its local bucket."""
-        now = time.time()
+        now = _wall()
         window = int(now // self.window_seconds)
         if lease.window != window:
             lease.window, lease.tokens, lease.exhausted = window, 0, False
@@ -95,6 +101,7 @@ class SharedLogBudget:
             logger.warning("shared cache reachable again: the log rate limit is cluster-wide again")
         if granted <= 0:
             lease.exhausted = True
+            lease.dry = (window * self.window_seconds, (window + 1) * self.window_seconds)
             return False
         lease.tokens = granted - 1
         return True

@@ -331,3 +331,35 @@ def test_log_page_refusals(flood: LoadedPlugin) -> None:
     assert client.get("/_/plugins/logs/demo/").status_code == 403
     client.force_login(staff())
     assert client.get("/_/plugins/logs/nope/").status_code == 404
+
+
+def test_with_a_shared_budget_a_spent_window_drops_without_the_lock(settings: Any, monkeypatch: Any) -> None:
+    """Once the cluster's budget for a window is spent (the shared counter refused a lease), the
+    rest of that window's lines are dropped without the bucket's lock or the cache, and the next
+    window leases again. A clock set back before the spent window drops nothing by shortcut. The
+    shared cache is a real LocMem cache; the windows' wall clock is set by hand."""
+    from gonext_plugins import cluster
+    from gonext_plugins.logs import sink
+
+    now = [1_000_050.0]  # inside window 10_000 of 100 s: [1_000_000, 1_000_100)
+    monkeypatch.setattr(sink, "_wall", lambda: now[0])
+    monkeypatch.setattr(cluster, "_wall", lambda: now[0])
+    shared = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "test-log-budget"}
+    settings.CACHES = {**settings.CACHES, "shared": shared}
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "SHARED_CACHE": "shared", "LOG_RATE": 1.0,
+                               "LOG_BURST": 100}
+    submit = logs.writer.submit
+    kept = [submit("demo", 1, f"line {i}", "guest") for i in range(101)]
+    assert kept == [True] * 100 + [False]  # the window's budget of 100, then a refused lease
+    bucket = logs.writer.buckets["demo"]
+    assert bucket.lease.dry == (1_000_000.0, 1_000_100.0)
+    bucket.lock = lock = CountingLock()  # type: ignore[assignment]
+    now[0] = 1_000_099.9
+    assert [submit("demo", 1, "spent", "guest") for _ in range(50)] == [False] * 50
+    assert lock.taken == 0 and bucket.total_dropped == 51
+    now[0] = 999_000.0  # set back: not inside the spent window, so the locked path decides
+    assert submit("demo", 1, "back in time", "guest") is True  # that window's own lease
+    assert lock.taken > 0
+    now[0] = 1_000_100.0  # the next window: a new lease
+    assert submit("demo", 1, "next window", "guest") is True
+    logs.writer.queue.clear()

@@ -25,6 +25,7 @@ from ..conf import settings
 from ..runtime.levels import WARNING
 
 _monotonic = time.monotonic  # a global, not an attribute lookup, in the per-line path
+_wall = time.time  # the shared budget's windows are wall-clock ones (cluster._wall)
 
 QUEUE_MAX = 20_000
 """Lines waiting for the writer, across plugins. Past it lines are dropped (and counted), so a
@@ -51,7 +52,9 @@ class _Bucket:
     loop has nearly every line dropped, and taking the lock was half of what a dropped line cost.
     ``dry_until`` is the moment the next token comes (set under the lock when the bucket runs
     dry); before it a line is dropped with no lock, only counted, and a stale read of it can only
-    send a line down the locked path, never drop one a token was there for. The count is an
+    send a line down the locked path, never drop one a token was there for. With a cluster-wide
+    budget the same shortcut reads ``lease.dry``, the window whose budget the cluster has spent
+    (:class:`~gonext_plugins.cluster.LeaseState`). The count is an
     ``itertools.count``: one ``next()`` is a single C call, which no other thread can interleave
     with under the GIL, where ``+= 1`` on an attribute is several steps. The bucket keeps the rate and
     burst it was made with, so its ``dry_until`` always agrees with them: new settings make new
@@ -149,6 +152,10 @@ class Sink:
                 next(bucket.drops)
                 return False
         else:  # False: not resolved yet; else the cluster-wide budget
+            dry = bucket.lease.dry  # the cluster's budget for this window is spent: no lock
+            if dry[0] <= _wall() < dry[1]:
+                next(bucket.drops)
+                return False
             shared = self.shared()
         max_chars = (self._config or self.config())[2]
         queue = self.queue
