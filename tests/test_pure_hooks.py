@@ -229,6 +229,31 @@ def test_the_oldest_results_go_first_within_the_byte_budget() -> None:
     assert results.get(b"p00" + b"x" * 97) is MISSING and results.get(b"p08" + b"x" * 97) == b"b" * 50
 
 
+def test_a_result_answered_from_gets_a_second_chance_over_older_and_newer_ones() -> None:
+    """The post everyone reads was stored first; first in, first out would evict it first. Answered
+    from since it was stored, it moves to the back instead, and the oldest unread entry goes; once
+    passed over, it must be read again to be spared again. (``in`` looks without reading.)"""
+    entry = 100 + 50 + ENTRY_OVERHEAD
+    results = PureResults(max_bytes=entry * 8)
+    key = [b"p%02d" % i + b"x" * 97 for i in range(16)]
+    for k in key[:8]:
+        results.put(k, b"b" * 50, results.generation)
+    assert results.get(key[0]) == b"b" * 50  # the popular one, read
+    results.put(key[8], b"b" * 50, results.generation)  # full: p00 is spared, p01 goes
+    assert key[0] in results and key[1] not in results
+    results.put(key[9], b"b" * 50, results.generation)  # p00 not read since it was passed over
+    assert key[0] in results and key[2] not in results  # but it stands behind p03..p07 now
+    for k in key[10:15]:
+        results.put(k, b"b" * 50, results.generation)  # p03..p07 go
+    assert key[0] in results
+    results.put(key[15], b"b" * 50, results.generation)
+    assert key[0] not in results and len(results) == 8
+    for k in key[8:16]:
+        results.get(k)  # all read: one pass clears every flag, then the oldest goes
+    results.put(key[0], b"b" * 50, results.generation)
+    assert key[8] not in results and len(results) == 8 and results.size_bytes == 8 * entry
+
+
 def test_an_entry_over_an_eighth_of_the_budget_is_not_kept() -> None:
     results = PureResults(max_bytes=8_000)
     results.put(b"p" * 1000, b"b" * 1000, results.generation)

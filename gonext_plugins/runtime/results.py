@@ -8,8 +8,12 @@ function (``HostContext.tainted``), and ended without an error. What it cannot s
 keeps a counter in its own memory) is the author's promise; the manifest docs say so.
 
 The key is the payload itself, so two inputs share a result only when the guest would have read the
-very same bytes. Bounded by bytes (payload + body per entry), oldest out first; an entry larger than
-an eighth of the budget is not kept, so one huge page cannot flush the rest. :meth:`forget` (settings
+very same bytes. Bounded by bytes (payload + body per entry); an entry larger than an eighth of the
+budget is not kept, so one huge page cannot flush the rest. Eviction is a second chance (CLOCK):
+the oldest entry goes first unless it was answered from since it was stored or last passed over,
+then it moves to the back. Why not first in, first out: the post everyone reads was stored first,
+and would be the first to go. Why not a strict LRU: it reorders on every answer, under the lock;
+here an answer only sets its entry's flag, without one. :meth:`forget` (settings
 or grants changed) bumps a generation under the lock, and a call that started before it cannot store
 its result after it: an answer computed from the old settings never outlives them.
 """
@@ -18,11 +22,20 @@ from __future__ import annotations
 
 import threading
 
-ENTRY_OVERHEAD = 200
-"""Bytes counted per entry beyond its payload and body (dict slot, two bytes objects' headers)."""
+ENTRY_OVERHEAD = 280
+"""Bytes counted per entry beyond its payload and body (dict slot, two bytes objects' headers, the
+entry object that holds the body and its flag)."""
 
 MISSING = object()
 """:meth:`PureResults.get`'s answer when nothing is remembered (None is a remembered empty body)."""
+
+
+class _Entry:
+    __slots__ = ("answered", "body")
+
+    def __init__(self, body: bytes | None) -> None:
+        self.body = body
+        self.answered = False  # answered from since it was stored or last passed over
 
 
 class PureResults:
@@ -32,15 +45,20 @@ class PureResults:
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._entries: dict[bytes, bytes | None] = {}
+        self._entries: dict[bytes, _Entry] = {}
         self._bytes = 0
         self._lock = threading.Lock()
         self.generation = 0
 
     def get(self, payload: bytes) -> object:
         """The body remembered for ``payload`` (bytes or None), or :data:`MISSING`. Lock-free: the
-        answers given are counted once, in the plugin's ``PluginStats.reused``."""
-        return self._entries.get(payload, MISSING)
+        flag is one attribute store, and the answers given are counted once, in the plugin's
+        ``PluginStats.reused``."""
+        entry = self._entries.get(payload)
+        if entry is None:
+            return MISSING
+        entry.answered = True
+        return entry.body
 
     def put(self, payload: bytes, body: bytes | None, generation: int) -> None:
         """Remember ``body`` for ``payload`` unless :meth:`forget` ran since ``generation`` was read
@@ -52,11 +70,18 @@ class PureResults:
             if generation != self.generation or payload in self._entries:
                 return
             entries = self._entries
+            chances = len(entries)  # each entry passed over at most once a put: the loop ends
             while entries and self._bytes + size > self.max_bytes:
                 oldest = next(iter(entries))
-                old_body = entries.pop(oldest)
+                entry = entries.pop(oldest)
+                if entry.answered and chances:
+                    chances -= 1
+                    entry.answered = False
+                    entries[oldest] = entry  # to the back: answered from since it came in
+                    continue
+                old_body = entry.body
                 self._bytes -= len(oldest) + (len(old_body) if old_body is not None else 0) + ENTRY_OVERHEAD
-            entries[payload] = body
+            entries[payload] = _Entry(body)
             self._bytes += size
 
     def forget(self) -> None:
@@ -65,6 +90,10 @@ class PureResults:
             self.generation += 1
             self._entries = {}
             self._bytes = 0
+
+    def __contains__(self, payload: bytes) -> bool:
+        """Whether a result is remembered, without counting as an answer (no second chance)."""
+        return payload in self._entries
 
     def __len__(self) -> int:
         return len(self._entries)
