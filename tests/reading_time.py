@@ -15,6 +15,7 @@ from typing import Any
 from gonext_plugins import lifecycle, logs
 from gonext_plugins.models import PluginKV, PluginLogEntry
 from gonext_plugins.registry import registry
+from gonext_plugins.runtime.metrics import existing_stats
 from tests.conftest import REPO
 
 FIXTURES = REPO / "examples" / "plugins" / "reading-time-fixtures"
@@ -47,10 +48,20 @@ def run_fixture(project: Path, wasm: bytes, fixture: dict[str, Any], make_bundle
         PluginKV.objects.create(plugin_slug=slug, key=key, value=value, size=len(json.dumps(value)))
     loaded = registry.get(slug)
     assert loaded is not None, f"{slug} did not load"
-    if fixture["kind"] == "filter":
-        result = loaded.invoke("filter", fixture["hook"], fixture.get("value"), *fixture.get("args", []))
-    else:
-        result = loaded.invoke("action", fixture["hook"], *fixture.get("args", []))
+    def call() -> Any:
+        if fixture["kind"] == "filter":
+            return loaded.invoke("filter", fixture["hook"], fixture.get("value"), *fixture.get("args", []))
+        return loaded.invoke("action", fixture["hook"], *fixture.get("args", []))
+
+    result = call()
+    if any(hook["name"] == fixture["hook"] and hook.get("pure") for hook in manifest["hooks"]):
+        # Declared pure (the manifest says the answer depends on the input and settings only): the
+        # same input again is answered from the remembered result, the same answer, no guest call.
+        stats = existing_stats(slug)
+        assert stats is not None
+        reused = stats.settled().reused
+        assert call() == result
+        assert stats.settled().reused == reused + 1, f"{fixture['hook']} was not answered from memory"
     logs.flush()
     lines = PluginLogEntry.objects.filter(plugin=slug, source="guest").order_by("id")
     return {
