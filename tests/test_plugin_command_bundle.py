@@ -149,8 +149,8 @@ def test_subcommands_are_extensible() -> None:
 # --- a real process: exit codes and stderr as scripts see them ---------------------------------
 
 
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings", "PYTHONPATH": str(REPO)}
+def cli(*args: str, cwd: Path, path: str = str(REPO)) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings", "PYTHONPATH": path}
     return subprocess.run([sys.executable, str(REPO / "manage.py"), "plugin", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
 
@@ -171,3 +171,28 @@ def test_exit_codes_from_the_command_line(plugin_dir: Path) -> None:
     usage = cli("verify", cwd=plugin_dir)
     assert usage.returncode == 2 and "usage:" in usage.stderr
     assert cli("no-such-subcommand", cwd=plugin_dir).returncode == 2
+
+
+def test_a_site_without_the_author_extra_runs_every_subcommand_and_dev_says_what_to_install(
+        tmp_path: Path) -> None:
+    """A site installs the app without the ``author`` extra (watchfiles, websockets): ``manage.py
+    plugin`` must load and run there; only the dev loop's watching and log tail need them, and a
+    missing one is named with the line that installs it, not a traceback. The two packages are
+    shadowed here by modules that fail to import, as if they were not installed."""
+    blocked = tmp_path / "site-packages-without-author"
+    for package in ("watchfiles", "websockets"):
+        (blocked / package).mkdir(parents=True)
+        (blocked / package / "__init__.py").write_text("raise ImportError('not installed')\n")
+    path = f"{blocked}{os.pathsep}{REPO}"
+    assert cli("--help", cwd=tmp_path, path=path).returncode == 0
+    assert cli("keygen", "--name", "Site", "--out", "key.json", cwd=tmp_path, path=path).returncode == 0
+    assert cli("new", "--lang", "wat", "hello", cwd=tmp_path, path=path).returncode == 0
+    done = cli("dev", "hello", "--build-only", cwd=tmp_path, path=path)  # building needs neither
+    assert done.returncode == 0, done.stderr
+    needs = {("dev", "hello"): "watchfiles", ("dev", "hello", "--no-watch", "--logs"): "websockets"}
+    for args, package in needs.items():
+        done = cli(*args, cwd=tmp_path, path=path)
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.startswith("error: missing_package: plugin dev")
+        assert f"needs the Python package {package}" in done.stderr
+        assert "pip install 'gonext_plugins[author]'" in done.stderr and "Traceback" not in done.stderr

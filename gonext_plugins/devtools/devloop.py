@@ -27,6 +27,7 @@ from typing import Any, TextIO
 from gonext_plugins.devtools import builders, capcheck, capdiff, hookcheck, upload
 from gonext_plugins.devtools import lang as langs
 from gonext_plugins.devtools import watch as watching
+from gonext_plugins.devtools.extras import author_module
 from gonext_plugins.errors import BuildError, ManifestError, PluginError
 
 OK, FAILED = 0, 1
@@ -328,7 +329,7 @@ class LogTail(threading.Thread):
             asyncio.run(self._main())
 
     async def _main(self) -> None:
-        import websockets  # deferred: an optional dependency, needed only to tail logs
+        websockets: Any = author_module("websockets", "plugin dev --logs")  # an optional package
 
         headers = {"Authorization": f"Token {self.token}"} if self.token else None
         delay, said = 0.5, ""

@@ -16,8 +16,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, Any
 
-import watchfiles
+from gonext_plugins.devtools.extras import author_module
+
+if TYPE_CHECKING:
+    import watchfiles
 
 DEBOUNCE_S = 0.1  # an editor's burst is a few ms; every 100 ms here is 100 ms of every edit -> served
 # Directories that only ever hold output, dependencies or VCS data.
@@ -91,13 +95,14 @@ def watch(root: str | os.PathLike[str], *, delay: float = DEBOUNCE_S,
     checked even when nothing else happens. Ctrl-C raises KeyboardInterrupt as usual.
     """
 
+    files: Any = author_module("watchfiles", "plugin dev --watch")  # imported here: an optional package
     root_path = Path(root).resolve()
     debouncer = Debouncer(delay, root=root_path)
 
     def keep(change: watchfiles.Change, path: str) -> bool:
         return not is_ignored(path, root_path)
 
-    for changes in watchfiles.watch(root_path, watch_filter=keep, debounce=max(poll_ms * 4, 200),
+    for changes in files.watch(root_path, watch_filter=keep, debounce=max(poll_ms * 4, 200),
                                     step=poll_ms, rust_timeout=poll_ms, yield_on_timeout=True,
                                     stop_event=stop_event, force_polling=force_polling):
         debouncer.feed(path for _, path in changes)

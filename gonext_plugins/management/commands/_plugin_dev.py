@@ -15,6 +15,7 @@ from django.core.management.base import CommandError
 
 from gonext_plugins.devtools import builders, devloop, scaffold, upload
 from gonext_plugins.devtools import lang as langs
+from gonext_plugins.devtools.extras import MissingAuthorPackage, author_module
 
 DEV_SUBCOMMANDS: dict[str, str] = {
     "new": ("scaffold a plugin that builds and runs out of the box "
@@ -83,6 +84,13 @@ class DevCommands:
                    lang: str, logs: bool, optimize: str | None, color: bool | None, **_: Any) -> None:
         if not Path(project_dir).is_dir():
             raise CommandError(f"usage: {project_dir} is not a directory", returncode=2)
+        try:  # before the first build: a missing package is said at once, not after it
+            if watch and not build_only:
+                author_module("watchfiles", "plugin dev (watching; --no-watch builds and uploads once)")
+            if logs:
+                author_module("websockets", "plugin dev --logs")
+        except MissingAuthorPackage as exc:
+            raise CommandError(f"missing_package: {exc}", returncode=1) from None
         options = devloop.DevOptions(Path(project_dir), host=host, token=token or None, watch=watch,
                                      build_only=build_only, lang=lang, logs=logs, optimize=optimize,
                                      color=color)
