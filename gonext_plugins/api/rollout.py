@@ -19,7 +19,7 @@ from .serializers import BodySerializer
 
 
 class RolloutRequestSerializer(BodySerializer):
-    mode = serializers.ChoiceField(choices=RolloutMode.values, help_text="staff, or percent of visitors")
+    mode = serializers.ChoiceField(choices=RolloutMode.choices, help_text="staff, or percent of visitors")
     percent = serializers.IntegerField(required=False, min_value=1, max_value=99,
                                        help_text="percent mode: the share of visitors, 1-99")
     version = serializers.CharField(required=False, max_length=64,

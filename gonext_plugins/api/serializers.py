@@ -336,8 +336,12 @@ class UpgradeSerializer(BundleUploadSerializer):
         required=False, default=False,
         help_text="consent to a version signed by another publisher key than the running one "
                   "(409 `publisher_changed` without it)")
+    # Labelled, as the rollout endpoint's ``mode`` is with its own: drf-spectacular tells choice sets
+    # apart by value and label, and the same bare values under two field names made its system check
+    # (W001, "multiple names for the same choice set") warn on every site that installs the app.
     rollout = serializers.ChoiceField(
-        choices=["staff", "percent"], required=False,
+        choices=[("staff", "the new version for staff first"),
+                 ("percent", "the new version for a percentage of visitors first")], required=False,
         help_text="roll the new version out first to staff only or a percentage of visitors (the others "
                   "keep the running version; needs `activate_plugin`); default: everyone at once")
     rollout_percent = serializers.IntegerField(required=False, min_value=1, max_value=99,
