@@ -237,14 +237,14 @@ def check_task_backend(app_configs: Any = None, **kwargs: Any) -> Iterable[Check
         problems.append(Error(
             f"The default Tasks backend does not accept the 'plugin' queue (QUEUES = {sorted(queues)}).",
             hint="Add 'plugin' to TASKS['default']['QUEUES'], and run a worker for it: "
-            "manage.py db_worker --queue-name plugin.",
+            "manage.py plugin_worker (db_worker on the plugin queue that waits out a database restart).",
             id="gonext_plugins.E006",
         ))
     if not getattr(backend, "supports_defer", False):
         problems.append(Warning(
             f"The default Tasks backend ({type(backend).__name__}) cannot defer tasks: plugin jobs run "
             "their retries at once, without backoff.",
-            hint="Use django_tasks_db.DatabaseBackend (and run manage.py db_worker --queue-name plugin).",
+            hint="Use django_tasks_db.DatabaseBackend (and run manage.py plugin_worker).",
             id="gonext_plugins.W004",
         ))
     return problems

@@ -1,6 +1,6 @@
-"""ASGI entry point of the demo: the README's asgi.py, plus the static-files handler while DEBUG is
-on. Serve it with uvicorn (``make serve``), which streams bodies to the app so the request-body cap
-holds before anything is buffered (README "Serving").
+"""ASGI entry point of the demo: the README's asgi.py, plus the garbage collector paused while it
+starts (below). Serve it with uvicorn (``make serve``), which streams bodies to the app so the
+request-body cap holds before anything is buffered (README "Serving").
 
 The server imports this module before it accepts a connection, so everything a process does once
 happens here: ``django.setup()``, then ``with_plugins()``'s warm-up (``GONEXT_PLUGINS["WARM_UP"]``:

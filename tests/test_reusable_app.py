@@ -102,6 +102,8 @@ SITE_FILES = {
         ''',
 }
 SITE_SETTINGS = 'INSTALLED_APPS += ["greetings"]\n'
+# What the site had before the README's snippet: its own DRF API (the snippet must not add it again).
+SITE_SETTINGS_BEFORE = 'INSTALLED_APPS += ["rest_framework"]\n'
 SITE_URLS = '''
 from greetings.views import Missing, home
 
@@ -218,9 +220,9 @@ def site(venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Site:
     s = Site(root=root, venv=venv, env=env)
     snippets = readme_snippets(README.read_text(encoding="utf-8"))
     package = root / PROJECT
-    for name, extra in (("settings", SITE_SETTINGS), ("urls", SITE_URLS)):
+    for name, before, extra in (("settings", SITE_SETTINGS_BEFORE, SITE_SETTINGS), ("urls", "", SITE_URLS)):
         target = package / f"{name}.py"
-        target.write_text(target.read_text() + "\n" + snippets[name] + extra)
+        target.write_text(target.read_text() + "\n" + before + snippets[name] + extra)
     (package / "asgi.py").write_text(snippets["asgi"].replace("mysite", PROJECT))
     for rel, text in SITE_FILES.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -296,6 +298,15 @@ def test_the_page_shows_the_plugins_output(server: Site) -> None:
     page = requests.get(server.url + "/", timeout=30)
     assert page.status_code == 200, page.text[:2000]
     assert f'<p id="greeting">{GREETING}</p>' in page.text
+
+
+def test_the_static_files_the_apps_pages_need_are_served_under_debug(server: Site) -> None:
+    """startproject's DEBUG = True and the README's asgi.py: the admin's CSS, the log page's script
+    and the API docs' Swagger UI load (uvicorn serves no static files by itself)."""
+    for path in ("admin/css/base.css", "gonext_plugins/logs.js",
+                 "drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"):
+        answer = requests.get(f"{server.url}/static/{path}", timeout=30)
+        assert answer.status_code == 200, path
 
 
 def _api(server: Site, method: str, path: str, **kwargs: object) -> requests.Response:
