@@ -62,7 +62,9 @@ class LeaseState:
         self.dry = (0.0, 0.0)
         """The exhausted window's [start, end) in wall-clock seconds, one tuple so that a reader
         without the lock sees both bounds of one window: a line logged inside it is dropped
-        without the lock (``Sink.submit``); both bounds, so a clock set back drops nothing."""
+        without the lock (``Sink.submit``). Both bounds, so a clock set back before it drops
+        nothing; cleared when the lease moves to another window, so a clock set back *into* it
+        asks the shared counter again (whose count of it may have expired)."""
 
 
 class SharedLogBudget:
@@ -82,8 +84,8 @@ class SharedLogBudget:
         shared cache is unreachable and the caller must use its local bucket."""
         now = _wall()
         window = int(now // self.window_seconds)
-        if lease.window != window:
-            lease.window, lease.tokens, lease.exhausted = window, 0, False
+        if lease.window != window:  # a new window (or the clock set back): nothing of it is spent yet
+            lease.window, lease.tokens, lease.exhausted, lease.dry = window, 0, False, (0.0, 0.0)
         if lease.tokens > 0:
             lease.tokens -= 1
             return True

@@ -362,4 +362,9 @@ def test_with_a_shared_budget_a_spent_window_drops_without_the_lock(settings: An
     assert lock.taken > 0
     now[0] = 1_000_100.0  # the next window: a new lease
     assert submit("demo", 1, "next window", "guest") is True
+    assert bucket.lease.dry == (0.0, 0.0)  # the spent window is no longer this lease's
+    taken = lock.taken
+    now[0] = 1_000_050.0  # set back into the spent window: its counter may have expired, so the
+    submit("demo", 1, "back again", "guest")  # shared counter decides again, under the lock
+    assert lock.taken > taken
     logs.writer.queue.clear()

@@ -254,6 +254,25 @@ def test_a_result_answered_from_gets_a_second_chance_over_older_and_newer_ones()
     assert key[8] not in results and len(results) == 8 and results.size_bytes == 8 * entry
 
 
+def test_one_put_spares_a_bounded_number_of_read_entries() -> None:
+    """A crawl reads every remembered result; the next put must not sweep the whole store under the
+    lock: it spares at most SECOND_CHANCES_PER_PUT of them, then the oldest goes regardless."""
+    from gonext_plugins.runtime.results import SECOND_CHANCES_PER_PUT
+
+    entry = 100 + 50 + ENTRY_OVERHEAD
+    count = 8 * SECOND_CHANCES_PER_PUT
+    results = PureResults(max_bytes=entry * count)
+    key = [b"p%04d" % i + b"x" * 95 for i in range(count + 1)]
+    for k in key[:count]:
+        results.put(k, b"b" * 50, results.generation)
+    for k in key[:count]:
+        results.get(k)
+    results.put(key[count], b"b" * 50, results.generation)
+    spared = SECOND_CHANCES_PER_PUT
+    assert [k in results for k in key[:spared + 2]] == [True] * spared + [False, True]
+    assert len(results) == count and results.size_bytes == count * entry
+
+
 def test_an_entry_over_an_eighth_of_the_budget_is_not_kept() -> None:
     results = PureResults(max_bytes=8_000)
     results.put(b"p" * 1000, b"b" * 1000, results.generation)

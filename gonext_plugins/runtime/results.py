@@ -21,6 +21,12 @@ its result after it: an answer computed from the old settings never outlives the
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
+
+SECOND_CHANCES_PER_PUT = 32
+"""At most this many answered entries are moved to the back by one :meth:`PureResults.put` before
+the oldest goes regardless: a store whose every entry was just read (a crawl) costs one put a
+bounded sweep, not one over the whole store under the lock."""
 
 ENTRY_OVERHEAD = 280
 """Bytes counted per entry beyond its payload and body (dict slot, two bytes objects' headers, the
@@ -45,7 +51,10 @@ class PureResults:
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._entries: dict[bytes, _Entry] = {}
+        # Ordered for eviction; an OrderedDict moves an entry to the back in O(1) (a dict would
+        # leave a deleted slot at the front for every entry passed over, and each later look for
+        # the oldest would scan past them all).
+        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.generation = 0
@@ -70,15 +79,15 @@ class PureResults:
             if generation != self.generation or payload in self._entries:
                 return
             entries = self._entries
-            chances = len(entries)  # each entry passed over at most once a put: the loop ends
+            chances = min(len(entries), SECOND_CHANCES_PER_PUT)  # the loop ends
             while entries and self._bytes + size > self.max_bytes:
-                oldest = next(iter(entries))
-                entry = entries.pop(oldest)
+                oldest, entry = next(iter(entries.items()))
                 if entry.answered and chances:
                     chances -= 1
                     entry.answered = False
-                    entries[oldest] = entry  # to the back: answered from since it came in
+                    entries.move_to_end(oldest)  # to the back: answered from since it came in
                     continue
+                del entries[oldest]
                 old_body = entry.body
                 self._bytes -= len(oldest) + (len(old_body) if old_body is not None else 0) + ENTRY_OVERHEAD
             entries[payload] = _Entry(body)
@@ -88,7 +97,7 @@ class PureResults:
         """Drop every result and refuse those of calls already under way."""
         with self._lock:
             self.generation += 1
-            self._entries = {}
+            self._entries = OrderedDict()
             self._bytes = 0
 
     def __contains__(self, payload: bytes) -> bool:

@@ -62,6 +62,11 @@ _clock = time.perf_counter  # a call's latency clock (the ticker compares soft d
 
 DEFAULT_TICK_MS = 5
 IDLE_SCAN_SECONDS = 1.0
+SCAN_TICK_MS = 50
+"""The Python ticker's period when a native timer advances the epoch: it then only looks for calls
+past their soft timeout (250 ms by default; the warning comes at most this late) and idle instances.
+Why not the epoch's 5 ms: each wake takes the GIL from the thread running the site, 200 hand-offs a
+second for nothing."""
 
 def resolve_dispatcher(kind: str | type[Dispatcher]) -> type[Dispatcher]:
     """``"slow"``, ``"fast"`` (falls back to slow when ``dispatch_fast`` cannot load) or a class."""
@@ -169,7 +174,11 @@ class Runtime:
         adaptive = (gil_policy == "adaptive" and self._epoch_timer is not None
                     and getattr(self.dispatcher_class, "keeps_gil_when_short", False))
         self.gil_policy: GilPolicyName = "adaptive" if adaptive else "release"
-        self._ticker = _Ticker(self.engine if self._epoch_timer is None else None, epoch_tick_ms / 1000,
+        # Without a native timer this thread advances the epoch, at the epoch's pace; with one it
+        # only scans (SCAN_TICK_MS).
+        native = self._epoch_timer is not None
+        self._ticker = _Ticker(None if native else self.engine,
+                               (max(epoch_tick_ms, SCAN_TICK_MS) if native else epoch_tick_ms) / 1000,
                                self._inflight, self._plugins)
         self._ticker.start()
         # The timer ticks on its own engine handle, so no order against the engine's release is
