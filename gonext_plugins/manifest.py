@@ -306,8 +306,10 @@ def _items(data: Mapping[str, Any], key: str) -> list[tuple[int, Any]]:
     return list(enumerate(value)) if isinstance(value, list) else []
 
 
-def _semantic_problems(data: Mapping[str, Any], host_version: str | None) -> list[Problem]:
-    """Rules the schema cannot say. Defensive: ``data`` may also have failed the schema."""
+def _semantic_problems(data: Mapping[str, Any], host_version: str | None,
+                       invalid_settings: frozenset[str] = frozenset()) -> list[Problem]:
+    """Rules the schema cannot say. Defensive: ``data`` may also have failed the schema
+    (``invalid_settings``: the declared settings whose own declaration did)."""
     problems: list[Problem] = []
 
     seen_jobs: dict[str, int] = {}
@@ -353,7 +355,7 @@ def _semantic_problems(data: Mapping[str, Any], host_version: str | None) -> lis
                 problems.append((("http", "allowedHosts", index), "port must be between 1 and 65535"))
             problems.extend(_host_problems(index, name, allow_private=True))
 
-    problems.extend(_settings_problems(data.get("settings")))
+    problems.extend(_settings_problems(data.get("settings"), invalid_settings))
 
     requires = data.get("requires")
     host_range = requires.get("host") if isinstance(requires, dict) else None
@@ -460,10 +462,12 @@ _MISPLACED = {"string": ("minimum", "maximum"), "boolean": ("minimum", "maximum"
               "integer": _NOT_NUMERIC, "number": _NOT_NUMERIC}  # keywords that do not apply to a type
 
 
-def _settings_problems(section: Any) -> list[Problem]:
+def _settings_problems(section: Any, invalid: frozenset[str] = frozenset()) -> list[Problem]:
     """Rules for a declared ``settings`` section that the schema cannot say: bounds only on the
     types they apply to, enums and defaults of the setting's own type and within its bounds, and
-    ``required`` naming declared settings."""
+    ``required`` naming declared settings. A setting in ``invalid`` (its declaration failed the
+    schema, which says why) is not checked further: its enum and default would be validated against
+    a schema that is not one (an unknown type, an enum that is not a list)."""
     if not isinstance(section, dict) or not isinstance(section.get("properties"), dict):
         return []
     problems: list[Problem] = []
@@ -471,7 +475,9 @@ def _settings_problems(section: Any) -> list[Problem]:
     for name, spec in declared.items():
         kind = spec.get("type")
         where = ("settings", "properties", name)
-        misplaced = _MISPLACED.get(str(kind), ())
+        if name in invalid or not isinstance(kind, str) or kind not in _MISPLACED:
+            continue
+        misplaced = _MISPLACED[kind]
         wrong = [((*where, key), f"does not apply to a {kind} setting") for key in misplaced if key in spec]
         problems.extend(wrong)
         if wrong:
@@ -561,7 +567,9 @@ def problems(data: Any, *, check_host: bool = True, host_version: str | None = N
             found.extend(_describe(error))
     if isinstance(data, Mapping):
         version = (host_version or gonext_plugins.__version__) if check_host else None
-        found.extend(_semantic_problems(data, version))
+        invalid = frozenset(str(e.absolute_path[2]) for e in errors if len(e.absolute_path) > 2
+                            and list(e.absolute_path)[:2] == ["settings", "properties"])
+        found.extend(_semantic_problems(data, version, invalid))
     # Stored as jsonb and in text columns: a NUL or a lone surrogate anywhere (keys included) would
     # fail the install on PostgreSQL (or on every database), so it is a problem like any other.
     found.extend((path, "contains a NUL character or a lone surrogate, which cannot be stored; "

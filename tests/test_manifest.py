@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gonext_plugins import manifest
 from gonext_plugins.errors import ManifestError
@@ -225,3 +227,30 @@ def test_schema_is_valid_draft_2020_12() -> None:
 
     jsonschema.Draft202012Validator.check_schema(manifest.schema())
     assert manifest.schema()["additionalProperties"] is False
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10, 10) | st.floats(allow_nan=False) | st.text(max_size=4),
+    lambda children: (st.lists(children, max_size=3)
+                      | st.dictionaries(st.text(max_size=4), children, max_size=3)),
+    max_leaves=6)
+setting_keys = st.sampled_from(["type", "title", "description", "default", "enum", "minimum", "maximum",
+                                "minLength", "maxLength", "format", "pattern", "secret", "unknown"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(spec=st.dictionaries(setting_keys, json_values | st.sampled_from(["string", "integer", "text"]),
+                            max_size=6))
+def test_any_setting_declaration_gets_problems_never_an_exception(spec: dict[str, Any]) -> None:
+    """A declared setting is the author's JSON: an unknown type with a default, an enum that is not a
+    list, bounds of the wrong type... each is a listed problem (or none), never a traceback from the
+    validator (``plugin pack`` printed jsonschema's UnknownType)."""
+    found = manifest.problems(valid(settings={"type": "object", "properties": {"label": spec}}))
+    assert all(isinstance(path, str) and isinstance(message, str) for path, message in found)
+
+
+def test_an_unknown_setting_type_with_a_default_is_one_problem() -> None:
+    spec = {"type": "text", "default": 5}
+    found = manifest.problems(valid(settings={"type": "object", "properties": {"label": spec}}))
+    assert found == [("$.settings.properties.label.type", 'must be one of "string", "integer", "number", '
+                      '"boolean"')]
