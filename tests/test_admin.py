@@ -555,6 +555,27 @@ def test_revoke_grant_with_confirmation(installed: Plugin, manager: Client) -> N
     assert manager.get(url).status_code == 404
 
 
+def test_a_revoked_required_capability_is_granted_back_then_the_plugin_activates(
+        installed: Plugin, manager: Client) -> None:
+    """Revoking a required capability deactivates the plugin; the admin then offers "Grant…" on that
+    row (it offered nothing: only `manage.py plugin grant` could bring the plugin back)."""
+    manager.post(admin_url("plugin_revoke_grant", installed.pk, "hooks.subscribe"))
+    grant_url = admin_url("plugin_grant", installed.pk, "hooks.subscribe")
+    page = manager.get(admin_url("plugin_change", installed.pk)).content.decode()
+    assert grant_url in page
+    confirm = manager.get(grant_url).content.decode()
+    assert "can be activated again" in confirm and "granting does not activate it" in confirm
+    response = manager.post(grant_url, follow=True)
+    assert "Granted hooks.subscribe to" in response.content.decode()
+    assert CapabilityGrant.objects.filter(plugin=installed, capability="hooks.subscribe").exists()
+    manager.post(admin_url("plugin_activate", installed.pk))
+    installed.refresh_from_db()
+    assert installed.state == PluginState.ACTIVE
+    assert manager.get(admin_url("plugin_grant", installed.pk, "posts.write")).status_code == 404  # not asked
+    viewer = client_for(make_user("grant_viewer", ["view_plugin"]))
+    assert viewer.get(grant_url).status_code == 403
+
+
 @pytest.mark.django_db(transaction=True)
 def test_uninstall_says_what_will_be_deleted(installed: Plugin, manager: Client) -> None:
     url = admin_url("plugin_uninstall", installed.pk)

@@ -285,6 +285,8 @@ class PluginAdmin(CostAdminViews, HookCatalogueAdminViews, PluginAdminViews, Rol
             path("<int:object_id>/rollout/", wrap(self.rollout_view), name=name("rollout")),
             path("<int:object_id>/grants/<str:capability>/revoke/", wrap(self.revoke_grant_view),
                  name=name("revoke_grant")),
+            path("<int:object_id>/grants/<str:capability>/grant/", wrap(self.grant_view),
+                 name=name("grant")),
             path("<int:object_id>/uninstall/", wrap(self.uninstall_view), name=name("uninstall")),
             path("<int:object_id>/settings/", wrap(self.settings_view), name=name("settings")),
             path("<int:object_id>/preview/", wrap(self.preview_view), name=name("preview")),

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils.html import format_html
@@ -348,6 +348,44 @@ class PluginAdminViews(AdminViewsMixin):
         return self._render(request, "admin/gonext_plugins/plugin/settings.html",
                             f"Settings of {plugin.name}", plugin=plugin, original=plugin, form=form,
                             can_change=can_change)
+
+    def grant_view(self, request: HttpRequest, object_id: int, capability: str) -> HttpResponse:
+        """A confirmation that says what granting allows, then the grant: an optional capability
+        granted after the install, or a revoked one given back (without it a plugin whose required
+        capability was revoked could not be activated again from the admin)."""
+        self._require(policy.can_grant(request.user))
+        plugin = get_object_or_404(Plugin, pk=object_id)
+        if plugin.active_version is None:
+            raise Http404("the plugin has no version to grant capabilities to")
+        manifest = lifecycle.manifest_of(plugin.active_version)
+        if capability not in manifest.all_capabilities:
+            raise Http404(f"{plugin.name} {manifest.version} does not ask for {capability}")
+        if request.method == "POST":
+            try:
+                result = lifecycle.grant(plugin, [capability], request.user)
+            except PluginError as exc:
+                messages.error(request, exc.message)
+            else:
+                messages.success(request, f"Granted {capability} to {plugin.name}." if result.changed
+                                 else f"{plugin.name} already had {capability}.")
+            return HttpResponseRedirect(self._plugin_url(plugin))
+        [described] = capabilities.describe([capability])
+        required = capability in manifest.capabilities
+        consequences = [f"{plugin.name} may use it from now on, in every process: {described.description}"]
+        if capability == "http.fetch":
+            consequences.append("It may reach the hosts its manifest lists: "
+                                f"{', '.join(sorted(manifest.allowed_hosts)) or 'none'}.")
+        if required and plugin.state != PluginState.ACTIVE:
+            consequences.append(f"{manifest.version} requires it: with it, {plugin.name} can be activated "
+                                "again (granting does not activate it).")
+        return self._render(
+            request, "admin/gonext_plugins/confirm.html", f"Grant {capability} to {plugin.name}?",
+            plugin=plugin, original=plugin, heading=f"Grant “{capability}” to {plugin.name}?",
+            intro=format_html("{} — <em>{}</em> (risk: {})", described.name, described.description,
+                              described.risk),
+            consequences=consequences, button="Yes, grant it", danger=described.risk == "high",
+            cancel_url=self._plugin_url(plugin),
+        )
 
     def revoke_grant_view(self, request: HttpRequest, object_id: int, capability: str) -> HttpResponse:
         """A confirmation that says what revoking does, then the revoke."""
