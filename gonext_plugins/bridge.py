@@ -31,7 +31,7 @@ from prometheus_client import Counter
 
 from . import hooks, markup, rollout
 from .conf import settings
-from .errors import InvalidPayload, PluginClosed, PluginError
+from .errors import BadPluginMarkup, InvalidPayload, PluginClosed, PluginError
 from .loading import LoadedPlugin
 from .registry import registry
 
@@ -141,6 +141,8 @@ class PluginHookProxy:
             return  # unloaded while this run was under way; the new version takes the next call
         kind = getattr(exc, "status", None) or exc.code
         HOOK_FAULTS.labels(self.loaded.slug, self.hook, kind).inc()
+        if isinstance(exc, BadPluginMarkup):  # found here, after the call: the runtime did not see it
+            self.loaded.note_fault(kind, self.hook, exc)
         logger.warning("plugin %s failed on %s %r (%s), version %s: %s", self.loaded.slug, self.kind,
                        self.hook, kind, self.loaded.version, exc.message)
         if settings.RAISE_FAULTS:

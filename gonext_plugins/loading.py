@@ -188,22 +188,23 @@ class LoadedPlugin:
 
     def invoke(self, kind: str, name: str, *args: Any, **kwargs: Any) -> Any:
         """Run ``invoke_filter`` / ``invoke_action`` / ``invoke_job`` and record a fault (trap,
-        timeout, bad result) for quarantine before re-raising it. Guest ``error`` statuses and the
-        like are the plugin's answers, not faults."""
+        timeout, bad result, a declared hook the guest does not handle) for quarantine before
+        re-raising it. Guest ``error`` statuses and the like are the plugin's answers, not faults."""
         method = getattr(self.runtime_plugin, f"invoke_{kind}")
         try:
             result = method(name, *args, **kwargs)
             _check_structure(result, self.slug)
             return result
         except PluginTrap as exc:
-            self._fault("timeout" if exc.code == "timeout" else "trap", name, exc)
+            self.note_fault("timeout" if exc.code == "timeout" else "trap", name, exc)
             raise
         except HookError as exc:
-            if exc.status == "bad_result":
-                self._fault("bad_result", name, exc)
+            if exc.status in ("bad_result", "unknown_hook"):  # the manifest declared what it answers
+                self.note_fault(exc.status, name, exc)
             raise
 
-    def _fault(self, kind: str, hook: str, exc: PluginError) -> None:
+    def note_fault(self, kind: str, hook: str, exc: PluginError) -> None:
+        """Record a fault of this version (its log line, the faults list, quarantine); never raises."""
         try:
             record_fault(self.slug, kind, exc.message, version=self.version, hook=hook,
                          guest_message=getattr(exc, "guest_message", None) or "",

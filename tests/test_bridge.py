@@ -10,7 +10,7 @@ from django.apps import apps
 
 from gonext_plugins import bridge, hooks, lifecycle
 from gonext_plugins.errors import PluginTrap
-from gonext_plugins.models import PluginFault
+from gonext_plugins.models import Plugin, PluginFault, PluginState
 from gonext_plugins.registry import registry
 from project.blog.models import Post
 
@@ -238,6 +238,33 @@ def test_a_filter_that_leaves_safe_markup_alone_hands_it_back_as_it_was(make_bun
     assert hooks.apply_filters("nobody", trusted) is trusted
     changed = hooks.apply_filters("upper", mark_safe("<b>x</b><script>y()</script>"))
     assert isinstance(changed, SafeData) and changed == "<b>X</b>"
+
+
+def test_a_declared_hook_the_guest_does_not_handle_is_a_recorded_fault(make_bundle) -> None:  # type: ignore[no-untyped-def]
+    """The manifest says the plugin takes part in the hook and the guest answers "unknown hook": the
+    author's bug, so it is recorded like a bad result (its log line, the faults list) instead of
+    showing only in the server's log, where a plugin author watching `plugin dev` never saw it."""
+    hooks_ = [{"name": "unheard_of", "kind": "filter"}]
+    lifecycle.install(make_bundle(capabilities=CAPS, hooks=hooks_), CAPS, "tests", activate=True)
+    registry.sync(force=True)
+    assert hooks.apply_filters("unheard_of", "v") == "v"
+    assert list(PluginFault.objects.values_list("kind", "hook")) == [("unknown_hook", "unheard_of")]
+
+
+def test_faults_of_a_replaced_version_do_not_count_toward_quarantine(
+        active, make_bundle, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+    """Four faults of 1.0.0, then a fixed 2.0.0 faults once: 2.0.0 has one fault, not five (a dev
+    loop's next build was quarantined at its first fault by the faults of the builds before)."""
+    with django_capture_on_commit_callbacks(execute=True):
+        for _ in range(4):
+            hooks.apply_filters("panic", "v")
+        lifecycle.upgrade("demo", make_bundle(version="2.0.0", capabilities=CAPS, hooks=HOOKS), [], "tests")
+    registry.maybe_sync()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert hooks.apply_filters("panic", "v") == "v"
+    registry.maybe_sync()
+    assert Plugin.objects.get(slug="demo").state == PluginState.ACTIVE
+    assert registry.get("demo") is not None
 
 
 def test_a_stored_manifest_is_validated_once_per_process(active) -> None:  # type: ignore[no-untyped-def]

@@ -51,7 +51,8 @@ def record_fault(slug: str, kind: str, message: str, *, version: str = "", hook:
                                message=message[:4000], guest_message=(guest_message or "")[:4000],
                                report=report)
     since = timezone.now() - timedelta(seconds=settings.QUARANTINE_WINDOW)
-    count = PluginFault.objects.filter(plugin=plugin, created_at__gte=since).count()
+    # This version's faults only: a new version (a fixed dev build, an upgrade) starts with none.
+    count = PluginFault.objects.filter(plugin=plugin, version=version, created_at__gte=since).count()
     if count >= settings.QUARANTINE_FAULTS and plugin.state == PluginState.ACTIVE:
         reason = (f"{count} faults in the last {settings.QUARANTINE_WINDOW:g} s; last: {kind}: "
                   f"{message[:200]}")

@@ -20,6 +20,7 @@ from django.utils.safestring import SafeData, mark_safe
 
 from gonext_plugins import capabilities, hooks, lifecycle, markup
 from gonext_plugins.checks import CSP_MIDDLEWARE
+from gonext_plugins.models import PluginFault
 from gonext_plugins.registry import registry
 from project.blog.models import Post
 from tests.conftest import guest_wasm
@@ -137,6 +138,8 @@ def test_malformed_structured_output_is_a_fault_not_markup(make_bundle, caplog, 
     with caplog.at_level(logging.WARNING, logger="gonext_plugins.bridge"):
         assert hooks.do_action(hook) == []
     assert f"failed on action '{hook}' (bad_markup)" in caplog.text
+    # the plugin's fault, as its author sees faults (log, admin, API), not only the server's log line
+    assert list(PluginFault.objects.values_list("kind", "hook")) == [("bad_markup", hook)]
 
 
 @pytest.mark.parametrize("vector", [
