@@ -132,6 +132,9 @@ def compile_error(stderr: str, cmd: list[str]) -> BuildError:
     else:
         lines = stderr.splitlines()
         headline = lines[0] if lines else "zig cc failed"
+    if "symbol exported via --export not found: gn_" in stderr:  # the SDK's half is missing
+        headline += (" (the SDK's exports come from `#define GONEXT_IMPLEMENTATION` before "
+                     "`#include \"gonext.h\"` in exactly one .c file: sdk/c/README.md)")
     return BuildError(f"C build failed: {headline}\n{stderr}", stderr=stderr, command=cmd)
 
 

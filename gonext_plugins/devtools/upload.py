@@ -102,8 +102,9 @@ def _refusal(url: str, status: int, raw: bytes, content_type: str) -> UploadErro
         raw_problems = data.get("problems")
         problems = raw_problems if isinstance(raw_problems, list) else []
         lines = "".join(f"\n  {_problem(p)}" for p in problems)
-        return UploadError(f"{error}: {detail}{lines}", status=status, error=error, detail=detail,
-                           problems=problems, body=text)
+        # The code is the error's own (``describe_error`` prints it first): the message is the rest.
+        return UploadError(f"{detail}{_API_HINTS.get(error, '')}{lines}", status=status, error=error,
+                           detail=detail, problems=problems, body=text)
     hint = ""
     if status == 404:
         hint = " (no dev install endpoint: is the site in dev mode, and is --host right?)"
@@ -111,6 +112,17 @@ def _refusal(url: str, status: int, raw: bytes, content_type: str) -> UploadErro
         hint = " (pass --token with an API token that may install plugins)"
     return UploadError(f"HTTP {status} from {url}{hint}", status=status, error=f"http_{status}",
                        detail=text[:500], body=text)
+
+
+_API_HINTS = {
+    "not_authenticated": " (set GONEXT_TOKEN or pass --token: an API token of a user who may install, "
+                         "grant and activate plugins; `manage.py drf_create_token <user>` makes one)",
+    "authentication_failed": " (the token is not one of this site's: `manage.py drf_create_token <user>`)",
+    "permission_denied": " (the token's user needs install, grant and activate permissions, or to be a "
+                         "superuser)",
+    "unknown_capability": " (the capabilities the site knows: GET /api/capabilities/ on it)",
+}
+"""What to do about the refusals an author meets first, after the site's own sentence."""
 
 
 def _problem(problem: Any) -> str:

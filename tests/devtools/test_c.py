@@ -157,6 +157,17 @@ def test_a_compile_error_names_file_and_line(tmp_path: Path) -> None:
     assert "undefined_name" in info.value.message and info.value.command
 
 
+def test_a_project_without_the_sdks_implementation_is_told_the_define(tmp_path: Path) -> None:
+    """Without ``#define GONEXT_IMPLEMENTATION`` the linker only says an export is missing."""
+    scaffold.create(tmp_path / "nodefine", "c")
+    main = tmp_path / "nodefine" / "main.c"
+    main.write_text("\n".join(line for line in main.read_text().splitlines()
+                              if not line.startswith("#define GONEXT_IMPLEMENTATION")))
+    with pytest.raises(BuildError) as info:
+        builders.compile_project(tmp_path / "nodefine")
+    assert "#define GONEXT_IMPLEMENTATION" in info.value.message.splitlines()[0]
+
+
 def test_an_import_outside_the_abi_fails_the_build(tmp_path: Path) -> None:
     scaffold.create(tmp_path / "imports", "c")
     main = tmp_path / "imports" / "main.c"

@@ -83,8 +83,8 @@ def test_first_upload_refusal_exits_non_zero(wat_project: Path, recording_server
         call_command("plugin", "dev", str(wat_project), "--no-watch", "--host", recording_server.url,
                      stdout=out)
     assert info.value.returncode == 1
-    assert re.search(rf"{STAMP} upload\s+permission_denied: permission_denied: needs install permission",
-                     out.getvalue())
+    said = rf"{STAMP} upload\s+permission_denied: needs install permission \(the token's user needs"
+    assert re.search(said, out.getvalue())  # the code once, then what to do
 
 
 def test_first_manifest_error_lists_every_problem(wat_project: Path) -> None:

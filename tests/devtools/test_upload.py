@@ -70,6 +70,17 @@ def test_api_error_shape_becomes_a_typed_error(recording_server) -> None:  # typ
     assert exc.problems[0] == {"path": "$.slug", "message": "is required"}
     assert "$.slug: is required" in exc.message and "$.version: must be a semantic version" in exc.message
     assert exc.as_dict()["error"] == "bad_manifest"
+    assert "bad_manifest" not in exc.message  # the code is printed once, before the message
+
+
+def test_a_refusal_an_author_meets_first_says_what_to_do(recording_server) -> None:  # type: ignore[no-untyped-def]
+    recording_server.status = 401
+    recording_server.reply = {"error": "not_authenticated",
+                              "detail": "Authentication credentials were not provided.", "problems": []}
+    with pytest.raises(UploadError) as info:
+        upload.install(recording_server.url, MANIFEST, WASM)
+    assert info.value.code == "not_authenticated"
+    assert info.value.message.startswith("Authentication credentials were not provided. (set GONEXT_TOKEN")
 
 
 @pytest.mark.parametrize(("status", "hint"), [(404, "dev mode"), (403, "--token"), (500, "HTTP 500")])
