@@ -40,6 +40,6 @@ class Command(BaseCommand):
         for title, slug, body in POSTS:
             Post.objects.get_or_create(slug=slug, defaults={"title": title, "body": body})
         self.stdout.write(self.style.SUCCESS(
-            f"Demo admin: username {username!r}, password {password!r} → http://127.0.0.1:8000/admin/"
+            f"Demo admin: username {username!r}, password {password!r} (the admin is at /admin/)"
         ))
         self.stdout.write(f"Posts: {Post.objects.count()}")
