@@ -316,4 +316,7 @@ def test_admin_form_renders_refuses_at_the_field_saves_and_hides_the_secret(  # 
     with django_capture_on_commit_callbacks(execute=True):  # the secret left blank is kept
         client.post(url, {"wordsPerMinute": "", "enabled": "false"})
     assert Plugin.objects.get(slug="demo").settings == {"apiKey": SECRET, "enabled": False}
+    with django_capture_on_commit_callbacks(execute=True):  # only spaces is blank too: not a value
+        client.post(url, {"site": "   ", "apiKey": "  ", "enabled": "false"})
+    assert Plugin.objects.get(slug="demo").settings == {"apiKey": SECRET, "enabled": False}
     assert read({"key": "apiKey"}) == {"found": True, "value": SECRET}

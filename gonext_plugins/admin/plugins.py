@@ -332,7 +332,7 @@ class PluginAdminViews(AdminViewsMixin):
             changes: dict[str, Any] = {}
             for entry in described:
                 text = form.cleaned_data.get(entry["name"], "")
-                if text:
+                if text.strip():  # only spaces reads as blank too: the default (a secret: kept)
                     changes[entry["name"]] = lifecycle.settings.from_text(manifest, entry["name"], text)
                 elif entry["set"] and not entry["secret"]:
                     changes[entry["name"]] = None  # blank: back to the default
