@@ -193,6 +193,26 @@ def test_promote_runs_it_for_everyone_and_is_audited(publisher: Any, post: Post)
     assert AuditEvent.objects.get(action="rollout_change").details["after"] == ten
 
 
+def test_promote_clicked_twice_in_the_admin_says_it_is_done_once(publisher: Any) -> None:
+    """A double click (or a second tab) sends promote again after the first one ended the rollout:
+    the plugin runs for everyone, as asked, so that is what the page says, not an error beside the
+    success."""
+    from django.contrib.messages import get_messages
+
+    plugin = install(publisher)
+    lifecycle.rollout.start("marker", "tests", mode="staff")
+    client = Client()
+    client.force_login(User.objects.create_superuser("promoter", password="pw"))
+    url = f"/admin/gonext_plugins/plugin/{plugin.pk}/rollout/"
+    said = []
+    for _ in range(2):
+        response = client.post(url, {"action": "promote"})
+        said.append([(m.level_tag, m.message) for m in get_messages(response.wsgi_request)])
+    assert said == [[("success", "Marker now runs for everyone.")],
+                    [("info", "Marker already runs for everyone: nothing to promote.")]]
+    assert AuditEvent.objects.filter(action="rollout_promote").count() == 1
+
+
 def test_refusals_are_typed(publisher: Any) -> None:
     install(publisher)
     with pytest.raises(InvalidRollout) as bad:

@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404
 from .. import lifecycle, rollout
 from .. import permissions as policy
 from ..errors import InvalidRollout, PluginError
-from ..models import Plugin, PluginState
+from ..models import Plugin, PluginRollout, PluginState
 
 
 def rollout_context(plugin: Plugin, user: Any) -> dict[str, Any]:
@@ -50,6 +50,11 @@ class RolloutAdminViews:
         action = request.POST.get("action", "")
         try:
             if action == "promote":
+                in_rollout = PluginRollout.objects.filter(plugin=plugin).exists()
+                if plugin.state == PluginState.ACTIVE and not in_rollout:
+                    # Promoted already (a second click, another tab): the state asked for is there.
+                    messages.info(request, f"{plugin.name} already runs for everyone: nothing to promote.")
+                    return HttpResponseRedirect(self._plugin_url(plugin))
                 lifecycle.rollout.promote(plugin, request.user)
                 messages.success(request, f"{plugin.name} now runs for everyone.")
             elif action == "rollback":
