@@ -217,6 +217,20 @@ def test_release_build_is_smaller_and_still_answers(rust_builds: dict[str, Any])
 
 
 @needs_rustc
+def test_the_capability_lint_finds_what_a_rust_plugin_calls(rust_builds: dict[str, Any]) -> None:
+    """rustc stores literals back to back, so ``plugin dev``'s lint found none in a Rust module (an
+    author calling kv without asking for it was not warned). The example calls settings.get, kv.set
+    and kv.incr through the SDK."""
+    from gonext_plugins.devtools import capcheck
+
+    checked = rust_builds["example"][1]
+    functions = {"settings.get": "self", "kv.set": "kv", "kv.incr": "kv", "kv.get_many": "kv",
+                 "http.fetch": "http.fetch"}
+    used = capcheck.used_functions(checked.wasm, functions)
+    assert {"settings.get", "kv.set", "kv.incr"} <= set(used) and "http.fetch" not in used
+
+
+@needs_rustc
 def test_a_panic_and_a_trap_map_to_src_lib_rs_line(rust_builds: dict[str, Any]) -> None:
     wasm = rust_builds["probe"][1].wasm
     lines = rust_builds["probe_lines"]

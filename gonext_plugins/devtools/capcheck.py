@@ -6,8 +6,9 @@ at run time, so no tool can know for sure. But nearly every plugin writes the na
 (``gn.hostCall("kv.get", ...)``), and a literal ends up in a data segment. So: every host function
 the site offers (``GET {host}/api/capabilities/``: the built-in ones and the site's own, each with
 its capability) whose name appears in the module's data, as UTF-8 (Zig, Rust, C, WAT) or UTF-16
-(AssemblyScript), counts as used. A name built at run time is missed, and a name in an unrelated
-string is a false alarm; the warning says so. Denied calls still say the fix at run time
+(AssemblyScript), counts as used: as a whole word, or inside a run of merged literals in a module
+whose compiler stores them with no separator (Rust). A name built at run time is missed, and a
+name in an unrelated string is a false alarm; the warning says so. Denied calls still say the fix at run time
 (``loading.LoadedPlugin.denial_hint``).
 """
 
@@ -18,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gonext_plugins.capabilities import ALWAYS_GRANTED
-from gonext_plugins.diagnostics.wasmbin import wasm_data
+from gonext_plugins.diagnostics.wasmbin import custom_section, wasm_data
 from gonext_plugins.errors import UploadError
 
 from .hookcheck import fetch_json
@@ -55,10 +56,36 @@ def _mentions(data: bytes, name: str) -> bool:
     return any(re.search(pattern, data) for pattern in patterns)
 
 
+def merges_literals(wasm: bytes) -> bool:
+    """Whether the module comes from a compiler that stores string literals back to back with no
+    separator (Rust: ``&str`` carries its length), per its ``producers`` section. In such a module
+    ``settings.get`` sits in ``naninfsettings.getkey``: no whole word to find."""
+    try:
+        producers = custom_section(wasm, "producers")
+    except Exception:  # a module the lint cannot read is the build's problem, said elsewhere
+        return False
+    return producers is not None and b"\x04Rust" in producers
+
+
 def used_functions(wasm: bytes, functions: Iterable[str]) -> list[str]:
-    """The host functions among ``functions`` whose names the module's data segments hold."""
+    """The host functions among ``functions`` whose names the module's data segments hold: as
+    whole words, or, in a module that merges its literals (:func:`merges_literals`), any dotted name
+    anywhere, except inside a longer host function name (``kv.get`` in ``kv.get_many``)."""
     data = b"\x00".join(wasm_data(wasm))
-    return sorted(name for name in functions if _mentions(data, name))
+    if not merges_literals(wasm):
+        return sorted(name for name in functions if _mentions(data, name))
+    found: list[str] = []
+    masked = bytearray(data)
+    for name in sorted(functions, key=len, reverse=True):  # longer names first, then masked out
+        hit = False
+        for encoded in (name.encode(), name.encode("utf-16-le")):
+            spans = [m.span() for m in re.finditer(re.escape(encoded), masked)] if "." in name else []
+            for start, end in spans:
+                masked[start:end] = bytes(end - start)
+            hit = hit or bool(spans)
+        if hit or ("." not in name and _mentions(bytes(masked), name)):
+            found.append(name)
+    return sorted(found)
 
 
 def asked_for(manifest: Any) -> set[str]:

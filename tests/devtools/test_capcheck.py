@@ -14,7 +14,7 @@ from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 
 from gonext_plugins.devtools import capcheck
-from gonext_plugins.diagnostics.wasmbin import wasm_data
+from gonext_plugins.diagnostics.wasmbin import make_custom_section, wasm_data
 from gonext_plugins.errors import SourceMapError
 
 FUNCTIONS = {"kv.get": "kv", "kv.set": "kv", "http.fetch": "http.fetch", "settings.get": "self",
@@ -53,6 +53,19 @@ def test_names_in_data_are_found_as_whole_words() -> None:
     # AssemblyScript keeps its string literals in UTF-16
     utf16 = "".join(f"{c}\\00" for c in "kv.set")
     assert capcheck.used_functions(module(utf16), FUNCTIONS) == ["kv.set"]
+
+
+def test_a_rust_module_s_merged_literals_are_searched_inside_words() -> None:
+    """rustc stores string literals back to back (``naninfsettings.getkey``): in a module whose
+    producers section says Rust, a dotted name counts wherever it stands, except inside a longer
+    host function name; elsewhere the whole-word rule stands."""
+    merged = "naninfsettings.getkeykv.get_manyhttp.fetchx"
+    plain = module(merged)
+    rust = plain + make_custom_section("producers", b"\x01\x08language\x01\x04Rust\x00")
+    functions = {**FUNCTIONS, "kv.get_many": "kv"}
+    assert capcheck.used_functions(plain, functions) == []
+    assert capcheck.merges_literals(rust) and not capcheck.merges_literals(plain)
+    assert capcheck.used_functions(rust, functions) == ["http.fetch", "kv.get_many", "settings.get"]
 
 
 def test_each_capability_not_asked_for_is_one_warning_saying_the_manifest_change() -> None:
