@@ -468,9 +468,12 @@ class Plugin:
     def _decode(self, body: bytes) -> Any:
         try:
             return orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise HookError("the guest returned a body that is not JSON", status="bad_result",
-                            plugin=self.name) from None
+        except orjson.JSONDecodeError as exc:
+            # Where it broke, and the bytes around it (escaped, 60 at most): a wrong length or
+            # pointer handed to the host shows as cut or foreign bytes there.
+            near = body[max(0, exc.pos - 30):exc.pos + 30]
+            raise HookError(f"the guest returned a body that is not JSON ({exc.msg} at byte {exc.pos} of "
+                            f"{len(body)}, near {near!r})", status="bad_result", plugin=self.name) from None
 
     def _pure(self, kind: str, hook: str, payload: bytes) -> bytes | None:
         """A pure hook's body: the one remembered for this very payload, else the guest's, which is

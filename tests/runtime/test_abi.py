@@ -63,6 +63,15 @@ def test_every_status_maps_to_its_error(guest: Plugin, hook: str, status: str) -
     assert guest.invoke_filter("upper", "still works") == "STILL WORKS"
 
 
+def test_a_body_that_is_not_json_is_shown_where_it_breaks(guest: Plugin) -> None:
+    """The author's clue to a wrong length or pointer: the parser's reason, the byte, and the
+    bytes around it, escaped."""
+    with pytest.raises(HookError) as info:
+        guest.invoke_action("notjson")
+    assert info.value.message.startswith("the guest returned a body that is not JSON (")
+    assert "at byte 0 of " in info.value.message and "near b'not json'" in info.value.message
+
+
 def test_body_over_the_output_cap_is_bad_result(rt: Runtime) -> None:
     plugin = rt.load(wat("abi_guest"), name="capped", limits=Limits(max_output_bytes=8))
     with pytest.raises(HookError, match="over max_output_bytes=8") as info:
