@@ -602,6 +602,13 @@ def test_plugin_page_shows_faults_audit_and_stats(installed: Plugin, manager: Cl
     assert ">trap</span>" in listing and "no calls" in listing and "this server process" in listing
 
 
+def test_history_leads_to_the_plugins_audit_trail(installed: Plugin, manager: Client) -> None:
+    """Django's History page listed admin LogEntry rows, which no plugin change writes: it was empty."""
+    response = manager.get(admin_url("plugin_history", installed.pk))
+    assert response.status_code == 302
+    assert response["Location"] == admin_url("plugin_change", installed.pk) + "#gn-audit"
+
+
 def test_log_link_needs_view_plugin_logs(installed: Plugin) -> None:
     perms = ["view_plugin", "install_plugin"]
     page = client_for(make_user("nologs", perms)).get(admin_url("plugin_change", installed.pk))

@@ -209,6 +209,18 @@ def test_promote_clicked_twice_in_the_admin_says_it_is_done_once(publisher: Any)
     assert AuditEvent.objects.filter(action="rollout_promote").count() == 1
 
 
+def test_the_plugin_list_says_a_plugin_is_in_rollout(publisher: Any) -> None:
+    """"Active" alone read as live for everyone while half the visitors did not run it."""
+    install(publisher)
+    client = Client()
+    client.force_login(User.objects.create_superuser("lister", password="pw"))
+    listing = client.get("/admin/gonext_plugins/plugin/").content.decode()
+    assert "rollout:" not in listing
+    lifecycle.rollout.start("marker", "tests", mode="percent", percent=25)
+    listing = client.get("/admin/gonext_plugins/plugin/").content.decode()
+    assert "rollout: 25% of visitors" in listing
+
+
 def test_refusals_are_typed(publisher: Any) -> None:
     install(publisher)
     with pytest.raises(InvalidRollout) as bad:

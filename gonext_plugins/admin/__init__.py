@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.contrib import admin, messages
-from django.db.models import Count, OuterRef, QuerySet, Subquery
-from django.http import HttpRequest, HttpResponse
+from django.db.models import Count, F, OuterRef, QuerySet, Subquery
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
@@ -140,6 +140,13 @@ class PluginAdmin(CostAdminViews, HookCatalogueAdminViews, PluginAdminViews, Rol
                                        "homepage", "created_at", "updated_at"]})]
     readonly_fields = ["state_display"]
 
+    def history_view(self, request: HttpRequest, object_id: str,
+                     extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        """The plugin's audit trail on its page: Django's history lists admin LogEntry rows, which no
+        change to a plugin writes (they go through the lifecycle and its audit), so it was empty."""
+        self._require(policy.can_view_plugins(request.user))
+        return HttpResponseRedirect(self._url("change", object_id) + "#gn-audit")
+
     # queryset and columns
 
     def get_list_display(self, request: HttpRequest) -> list[Any]:
@@ -172,7 +179,9 @@ class PluginAdmin(CostAdminViews, HookCatalogueAdminViews, PluginAdminViews, Rol
                 .annotate(grant_count=Count("grants", distinct=True),
                           last_fault_kind=Subquery(last_fault.values("kind")[:1]),
                           last_fault_at=Subquery(last_fault.values("created_at")[:1]),
-                          last_fault_message=Subquery(last_fault.values("message")[:1])))
+                          last_fault_message=Subquery(last_fault.values("message")[:1]),
+                          rollout_mode=F("rollout__mode"), rollout_percent=F("rollout__percent"),
+                          rollout_from=F("rollout__previous_version__version")))
 
     @admin.display(description="Plugin · version", ordering="name")
     def name_column(self, obj: Plugin) -> str:
@@ -182,7 +191,16 @@ class PluginAdmin(CostAdminViews, HookCatalogueAdminViews, PluginAdminViews, Rol
 
     @admin.display(description="State", ordering="state")
     def state_column(self, obj: Plugin) -> str:
-        return state_badge(obj.state, obj.state_reason)
+        """The state, and a staged rollout under it: "Active" alone read as live for everyone."""
+        badge = state_badge(obj.state, obj.state_reason)
+        mode = getattr(obj, "rollout_mode", None)
+        if not mode:
+            return badge
+        cohort = "staff only" if mode == "staff" else f"{getattr(obj, 'rollout_percent', 0)}% of visitors"
+        upgrade = getattr(obj, "rollout_from", None)
+        others = f"; the others run {upgrade}" if upgrade else ""
+        return format_html('{}<br><span class="gn-badge gn-rollout">rollout: {}{}</span>', badge, cohort,
+                           others)
 
     @admin.display(description="Publisher")
     def publisher_column(self, obj: Plugin) -> str:
@@ -447,7 +465,12 @@ class AuditEventAdmin(ReadOnlyAdmin):
 class PluginJobRunAdmin(ReadOnlyAdmin):
     """Every plugin's jobs in one list (the plugin page shows its own recent ones)."""
 
-    list_display = ["enqueued_at", "plugin_slug", "job", "status", "attempts", "version", "duration_ms",
+    list_display = ["enqueued_at", "plugin_slug", "job", "status", "attempts", "version", "duration",
                     "error_code"]
     list_filter = ["status", "plugin_slug", "job"]
     search_fields = ["id", "plugin_slug", "job"]
+
+    @admin.display(description="duration", ordering="duration_ms")
+    def duration(self, obj: PluginJobRun) -> str:
+        """The last attempt's guest call, to the tenth of a millisecond (stored to the nanosecond)."""
+        return "" if obj.duration_ms is None else f"{obj.duration_ms:,.1f} ms"
