@@ -77,6 +77,7 @@ def test_live_log_page(site: tuple[Site, int], page: Any, artifacts_dir: Path) -
     page.select_option(".gn-log-level", "2")
     page.wait_for_function("() => document.querySelectorAll('.gn-log-line').length === 0")
     assert page.locator(".gn-log-empty").is_visible()
+    assert "No lines match the level or search chosen" in page.locator(".gn-log-empty").inner_text()
     page.select_option(".gn-log-level", "0")
     page.locator(".gn-log-msg", has_text="called the_content").wait_for(timeout=2_000)
 

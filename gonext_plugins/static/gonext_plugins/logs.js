@@ -154,7 +154,7 @@
       for (var i = 0; i < lines.length; i++) frag.appendChild(lineEl(lines[i]));
       list.appendChild(frag);
       while (list.childElementCount > MAX_LINES) list.removeChild(list.firstElementChild);
-      empty.hidden = list.childElementCount > 0;
+      showEmpty();
       if (autoscroll) {
         scrollToBottom();
       } else if (!replace) {
@@ -163,6 +163,15 @@
         jumpBtn.textContent = "↓ " + unseen + " new line" + (unseen === 1 ? "" : "s") + ": jump to the bottom";
       }
       updateCounts();
+    }
+
+    // With a level or a search chosen, "no lines" is about the filter, not the plugin.
+    var emptyText = empty.textContent;
+    function showEmpty() {
+      empty.hidden = list.childElementCount > 0;
+      empty.textContent = filters.min_level || filters.filter
+        ? "No lines match the level or search chosen (the server keeps the rest). Lines that match appear here as the plugin logs."
+        : emptyText;
     }
 
     function scrollToBottom() {
@@ -203,7 +212,7 @@
     clearBtn.addEventListener("click", function () {
       list.textContent = "";
       held = [];
-      empty.hidden = false;
+      showEmpty();
       updateCounts();
     });
 
