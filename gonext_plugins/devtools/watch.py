@@ -31,6 +31,7 @@ IGNORED_DIRS = frozenset({"build", "target", "node_modules", ".git", ".hg", ".sv
 # (.#x, #x#), JetBrains safe-write, Kate, LibreOffice locks, macOS and Windows metadata, temp files.
 IGNORED_FILES = ("*.swp", "*.swo", "*.swx", "*.swpx", "*~", ".#*", "#*#", "4913", "*.tmp", "*.temp",
                  ".DS_Store", "._*", "Thumbs.db", "desktop.ini", "*___jb_tmp___", "*___jb_old___",
+                 "sed??????",  # GNU sed -i's temporary copy
                  "*.kate-swp", ".~lock.*#", "*.orig", "*.rej", ".goutputstream-*", "*.crdownload")
 
 

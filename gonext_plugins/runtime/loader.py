@@ -205,8 +205,9 @@ def compile_in_child(wasm: bytes, name: str, key: bytes, path: Path, limits: Com
         raise CompileLimitExceeded(f"compiling the module took over {wall_seconds} s", plugin=name) from exc
     stderr = done.stderr.decode("utf-8", "replace").strip()
     status = done.returncode
-    logger.info("compiled %s in a child process: exit status %s in %.2f s", name, status,
-                time.monotonic() - started)
+    # Debug: a routine step of every install and first load (a failure is raised below, with why).
+    logger.debug("compiled %s in a child process: exit status %s in %.2f s", name, status,
+                 time.monotonic() - started)
     if status == 0:
         return
     if status == compiler.EXIT_COMPILE_ERROR:

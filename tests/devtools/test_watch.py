@@ -18,7 +18,7 @@ ROOT = "/proj"
     "/proj/node_modules/assemblyscript/x.js", "/proj/.git/index", "/proj/.git",
     "/proj/.main.zig.swp", "/proj/main.zig.swo", "/proj/main.zig~", "/proj/.#main.zig", "/proj/#main.zig#",
     "/proj/4913", "/proj/x.tmp", "/proj/.DS_Store", "/proj/sub/.DS_Store", "/proj/main.zig___jb_tmp___",
-    "/proj/.zig-cache/h", "/proj/zig-out/bin/x",
+    "/proj/.zig-cache/h", "/proj/zig-out/bin/x", "/proj/sed0mOw8o",
 ])
 def test_ignored(path: str) -> None:
     assert is_ignored(path, ROOT)
@@ -27,7 +27,7 @@ def test_ignored(path: str) -> None:
 @pytest.mark.parametrize("path", [
     "/proj/main.zig", "/proj/manifest.json", "/proj/src/lib.rs", "/proj/assembly/index.ts",
     "/proj/plugin.wat",
-    "/proj/builder.zig", "/proj/src/build_helpers.zig", "/proj/Cargo.toml",
+    "/proj/builder.zig", "/proj/src/build_helpers.zig", "/proj/Cargo.toml", "/proj/sed.c",
 ])
 def test_not_ignored(path: str) -> None:
     assert not is_ignored(path, ROOT)
