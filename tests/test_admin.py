@@ -238,6 +238,20 @@ def test_every_form_needs_csrf(installed: Plugin, users: dict[str, User]) -> Non
 # --- install: the happy path and nothing written before confirm ------------------------------------
 
 
+def test_the_dialog_points_out_a_limit_the_site_lowers(publisher: Any, manager: Client) -> None:
+    """Asking for more than the site's cap is allowed (the plugin gets the cap), but the admin sees
+    it: the plugin may run out of fuel or time where its author expected room."""
+    from gonext_plugins.registry import host_limits
+
+    cap = host_limits().fuel
+    assert cap is not None
+    raw = signed_bundle(publisher.private_key, limits={"fuel": cap * 4, "timeoutMs": 10})
+    dialog = manager.get(upload(manager, admin_url("plugin_install"), raw)["Location"]).content.decode()
+    lowered = re.findall(r'<tr class="gn-limit-lowered"><th scope="row">([^<]+)</th>', dialog)
+    assert lowered == ["Fuel per call"]  # 10 ms is within the cap: not lowered
+    assert "lowered to the site's cap" in dialog
+
+
 @pytest.mark.django_db(transaction=True)
 def test_install_and_activate_shows_everything_then_runs(publisher: Any, manager: Client) -> None:
     post = Post.objects.create(title="Hello", slug="hello", body="First post.")

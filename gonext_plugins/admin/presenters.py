@@ -87,14 +87,22 @@ def limit_rows(manifest: Manifest) -> list[dict[str, Any]]:
         return f"{value} pages ({value * 64 // 1024 if value >= 16 else value * 64} " \
                f"{'MiB' if value >= 16 else 'KiB'})" if value else ""
 
+    def lowered(wanted: int | None, got: int | None) -> bool:
+        """It asked for more than it gets: the plugin may fail (out of fuel, time or memory) where
+        its author expected room, which the admin should see before saying yes."""
+        return bool(wanted) and (got is not None and got < wanted)
+
     return [
         {"name": "Memory", "asked": pages(asked.memory_pages), "cap": pages(host.memory_pages),
-         "effective": pages(effective.memory_pages)},
+         "effective": pages(effective.memory_pages),
+         "lowered": lowered(asked.memory_pages, effective.memory_pages)},
         {"name": "Fuel per call", "asked": f"{asked.fuel:,}" if asked.fuel else "",
          "cap": f"{host.fuel:,}" if host.fuel else "unlimited",
-         "effective": f"{effective.fuel:,}" if effective.fuel else "unlimited"},
+         "effective": f"{effective.fuel:,}" if effective.fuel else "unlimited",
+         "lowered": lowered(asked.fuel, effective.fuel)},
         {"name": "Time per call", "asked": f"{asked.timeout_ms:,} ms" if asked.timeout_ms else "",
-         "cap": f"{host.hard_timeout_ms:,} ms", "effective": f"{effective.hard_timeout_ms:,} ms"},
+         "cap": f"{host.hard_timeout_ms:,} ms", "effective": f"{effective.hard_timeout_ms:,} ms",
+         "lowered": lowered(asked.timeout_ms, effective.hard_timeout_ms)},
     ]
 
 
