@@ -90,7 +90,7 @@ def limit_rows(manifest: Manifest) -> list[dict[str, Any]]:
     def lowered(wanted: int | None, got: int | None) -> bool:
         """It asked for more than it gets: the plugin may fail (out of fuel, time or memory) where
         its author expected room, which the admin should see before saying yes."""
-        return bool(wanted) and (got is not None and got < wanted)
+        return wanted is not None and got is not None and got < wanted
 
     return [
         {"name": "Memory", "asked": pages(asked.memory_pages), "cap": pages(host.memory_pages),
