@@ -360,6 +360,11 @@ def state(slug: str) -> dict[str, Any] | None:
         .filter(plugin__slug=slug).first()
     if rollout is None:
         return None
+    # What this process has counted goes in first: it flushes on its own every
+    # ROLLOUT_CHECK_INTERVAL, and only at the end of a request, so the page showing the figures
+    # read them up to that long (on a quiet site, until the next visit) behind its own counts.
+    recorder.flush()
+    stats.rollup.flush()
     previous = rollout.previous_version
     return {"mode": rollout.mode, "percent": rollout.percent, "version": rollout.version.version,
             "upgrade": previous is not None, "previous_version": previous.version if previous else None,

@@ -12,6 +12,7 @@ import pytest
 import wasmtime
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
+from django.db.models import Sum
 from django.test import Client
 from rest_framework.test import APIClient
 
@@ -207,6 +208,22 @@ def test_promote_clicked_twice_in_the_admin_says_it_is_done_once(publisher: Any)
     assert "Marker already runs for everyone: nothing to promote." in again
     assert "No rollout change" not in again and "now runs for everyone" not in again
     assert AuditEvent.objects.filter(action="rollout_promote").count() == 1
+
+
+def test_the_figures_shown_include_what_this_process_counted_so_far(publisher: Any, post: Post,
+                                                                    settings: Any) -> None:
+    """The page showing a rollout's figures is a request of a process that may hold the latest of
+    them: they go in before they are read, not at the process's next due flush (30 s by default,
+    and only at a request's end: an admin saw 1 and 0 after 80 requests)."""
+    settings.GONEXT_PLUGINS = {**settings.GONEXT_PLUGINS, "ROLLOUT_CHECK_INTERVAL": 3600}
+    install(publisher)
+    lifecycle.rollout.start("marker", "tests", mode="percent", percent=50)
+    rollout.recorder.flush()  # the interval starts now: nothing below is due
+    for n in range(12):
+        visitor(n).get(f"/posts/{post.slug}/")
+    assert RolloutBucket.objects.aggregate(n=Sum("with_requests"))["n"] in (0, None)  # not flushed yet
+    found = rollout.state("marker")["figures"]
+    assert found["with_requests"] + found["without_requests"] == 12
 
 
 def test_the_plugin_list_says_a_plugin_is_in_rollout(publisher: Any) -> None:
