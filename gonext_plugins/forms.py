@@ -76,7 +76,12 @@ class UninstallForm(forms.Form):
     )
 
 
-def settings_form(described: list[dict[str, Any]], data: Any = None) -> forms.Form:
+SETTINGS_SEEN_FIELD = "__settings_seen"
+"""A hidden field of the settings form: which saved settings it was opened on (see
+``PluginAdminViews.settings_view``); a name no manifest setting can take (they are identifiers)."""
+
+
+def settings_form(described: list[dict[str, Any]], data: Any = None, seen: str = "") -> forms.Form:
     """The plugin page's settings form, built from the schema (``lifecycle.settings.describe``).
 
     Every field is text the way the admin types it; ``lifecycle.settings`` reads it as the setting's
@@ -107,6 +112,8 @@ def settings_form(described: list[dict[str, Any]], data: Any = None) -> forms.Fo
                                        help_text=help_text)
         if not entry["secret"] and entry["set"]:
             initial[name] = _as_text(entry.get("value"))
+    fields[SETTINGS_SEEN_FIELD] = forms.CharField(required=False, widget=forms.HiddenInput)
+    initial[SETTINGS_SEEN_FIELD] = seen
     form_class = type("PluginSettingsForm", (forms.Form,), fields)
     form: forms.Form = form_class(data, initial=initial)
     return form

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -316,6 +317,17 @@ def test_admin_form_renders_refuses_at_the_field_saves_and_hides_the_secret(  # 
     with django_capture_on_commit_callbacks(execute=True):  # the secret left blank is kept
         client.post(url, {"wordsPerMinute": "", "enabled": "false"})
     assert Plugin.objects.get(slug="demo").settings == {"apiKey": SECRET, "enabled": False}
+    # A form opened before someone else saved (Back, another tab) puts nothing back over their change.
+    page = client.get(url).content.decode()
+    seen = re.search(r'name="__settings_seen" value="([0-9a-f]+)"', page).group(1)  # type: ignore[union-attr]
+    assert SECRET not in seen
+    with django_capture_on_commit_callbacks(execute=True):
+        lifecycle.settings.update("demo", {"wordsPerMinute": 300}, "another admin")
+    stale = client.post(url, {"wordsPerMinute": "", "enabled": "false", "__settings_seen": seen}, follow=True)
+    assert "changed after this form was opened" in stale.content.decode()
+    assert Plugin.objects.get(slug="demo").settings["wordsPerMinute"] == 300
+    with django_capture_on_commit_callbacks(execute=True):
+        lifecycle.settings.update("demo", {"wordsPerMinute": None}, "another admin")
     with django_capture_on_commit_callbacks(execute=True):  # only spaces is blank too: not a value
         client.post(url, {"site": "   ", "apiKey": "  ", "enabled": "false"})
     assert Plugin.objects.get(slug="demo").settings == {"apiKey": SECRET, "enabled": False}

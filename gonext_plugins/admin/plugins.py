@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
+from django.utils.crypto import salted_hmac
 from django.utils.html import format_html
 
 from .. import bundle as bundle_module
@@ -30,7 +32,14 @@ from ..errors import (
     PluginError,
     PublisherChanged,
 )
-from ..forms import ConfirmForm, PreviewForm, UninstallForm, UploadBundleForm, settings_form
+from ..forms import (
+    SETTINGS_SEEN_FIELD,
+    ConfirmForm,
+    PreviewForm,
+    UninstallForm,
+    UploadBundleForm,
+    settings_form,
+)
 from ..lifecycle import preflight
 from ..manifest import version_key
 from ..models import CapabilityGrant, Plugin, PluginKV, PluginState, PluginVersion
@@ -326,8 +335,15 @@ class PluginAdminViews(AdminViewsMixin):
         self._require(can_change if request.method == "POST" else policy.can_view_plugins(request.user))
         plugin = get_object_or_404(Plugin, pk=object_id)
         described = lifecycle.settings.describe(plugin)
-        form = settings_form(described, *posted(request))
+        seen = _settings_tag(plugin)
+        form = settings_form(described, request.POST if request.method == "POST" else None, seen=seen)
         if request.method == "POST" and form.is_valid() and plugin.active_version is not None:
+            if form.cleaned_data.get(SETTINGS_SEEN_FIELD) not in ("", seen):  # "": not from the form
+                # Saving would put back values this form showed but someone has changed since.
+                messages.error(request, "The settings were changed after this form was opened (by "
+                               "someone else, in another tab or through the API). Nothing was saved: "
+                               "the form shows the saved values now; make your change again.")
+                return HttpResponseRedirect(self._url("settings", plugin.pk))
             manifest = lifecycle.manifest_of(plugin.active_version)
             changes: dict[str, Any] = {}
             for entry in described:
@@ -467,3 +483,11 @@ class PluginAdminViews(AdminViewsMixin):
             footnote="The audit log of this plugin is kept.", form=form, button="Yes, uninstall it",
             danger=True, cancel_url=self._plugin_url(plugin),
         )
+
+
+def _settings_tag(plugin: Plugin) -> str:
+    """Which saved settings a form was opened on: a keyed hash (Django's ``salted_hmac``), so the
+    page tells nothing about a secret's value, and a form opened before a change is refused."""
+    saved = plugin.settings if isinstance(plugin.settings, dict) else {}
+    text = orjson.dumps(saved, option=orjson.OPT_SORT_KEYS)
+    return salted_hmac("gonext_plugins.settings_seen", text).hexdigest()[:32]
