@@ -159,7 +159,8 @@ class PluginSettings:
     SYNC_INTERVAL = Setting(
         1.0, float, (0.05, 3_600), doc="seconds between checks of the database generation for plugin changes")
     QUARANTINE_FAULTS = Setting(
-        5, int, (1, 10**6), doc="faults within QUARANTINE_WINDOW that quarantine a plugin")
+        5, int, (1, 10**6), doc="faults of the running version within QUARANTINE_WINDOW that quarantine a "
+                                "plugin (a new version, a fixed dev build included, starts with none)")
     QUARANTINE_WINDOW = Setting(60.0, float, (1, 86_400 * 7), doc="seconds over which faults are counted")
     RAISE_FAULTS = Setting(
         False, bool, doc="strict mode: a plugin fault raises instead of passing the value through")
