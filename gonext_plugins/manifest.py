@@ -473,10 +473,10 @@ def _settings_problems(section: Any, invalid: frozenset[str] = frozenset()) -> l
     problems: list[Problem] = []
     declared = {k: v for k, v in section["properties"].items() if isinstance(v, dict)}
     for name, spec in declared.items():
-        kind = spec.get("type")
-        where = ("settings", "properties", name)
-        if name in invalid or not isinstance(kind, str) or kind not in _MISPLACED:
+        if name in invalid:  # the schema requires a known type: every other spec has one
             continue
+        kind = str(spec["type"])
+        where = ("settings", "properties", name)
         misplaced = _MISPLACED[kind]
         wrong = [((*where, key), f"does not apply to a {kind} setting") for key in misplaced if key in spec]
         problems.extend(wrong)

@@ -77,13 +77,15 @@ def used_functions(wasm: bytes, functions: Iterable[str]) -> list[str]:
     found: list[str] = []
     masked = bytearray(data)
     for name in sorted(functions, key=len, reverse=True):  # longer names first, then masked out
-        hit = False
-        for encoded in (name.encode(), name.encode("utf-16-le")):
-            spans = [m.span() for m in re.finditer(re.escape(encoded), masked)] if "." in name else []
-            for start, end in spans:
-                masked[start:end] = bytes(end - start)
-            hit = hit or bool(spans)
-        if hit or ("." not in name and _mentions(bytes(masked), name)):
+        if "." not in name:  # an undotted name is too plain to find inside other text
+            if _mentions(bytes(masked), name):
+                found.append(name)
+            continue
+        spans = [m.span() for encoded in (name.encode(), name.encode("utf-16-le"))
+                 for m in re.finditer(re.escape(encoded), masked)]
+        for start, end in spans:
+            masked[start:end] = bytes(end - start)
+        if spans:
             found.append(name)
     return sorted(found)
 

@@ -104,8 +104,8 @@ def watch(root: str | os.PathLike[str], *, delay: float = DEBOUNCE_S,
         return not is_ignored(path, root_path)
 
     for changes in files.watch(root_path, watch_filter=keep, debounce=max(poll_ms * 4, 200),
-                                    step=poll_ms, rust_timeout=poll_ms, yield_on_timeout=True,
-                                    stop_event=stop_event, force_polling=force_polling):
+                               step=poll_ms, rust_timeout=poll_ms, yield_on_timeout=True,
+                               stop_event=stop_event, force_polling=force_polling):
         debouncer.feed(path for _, path in changes)
         batch = debouncer.pop()
         if batch:
